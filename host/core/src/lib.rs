@@ -1,0 +1,17 @@
+//! The pure model of bucketscan: verdicts, pipelines, configuration, grants
+//! and the object under scan.
+//!
+//! Nothing here knows about WebAssembly or AWS, so the rules that decide
+//! whether an object is clean can be read and tested on their own. The Wasm
+//! host (`bucketscan-engine`) and the agent wire real plugins and real
+//! storage into these types.
+
+pub mod config;
+pub mod grants;
+pub mod object;
+pub mod pipeline;
+pub mod report;
+pub mod storage;
+pub mod verdict;
+
+pub use verdict::{Decision, Finding, UnscannableReason, Verdict};

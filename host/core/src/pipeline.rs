@@ -1,0 +1,161 @@
+//! How a pipeline's stages combine into one verdict.
+//!
+//! Inspectors run in order. The first verdict other than `clean` ends
+//! inspection (later inspectors could not make the object clean again).
+//! An object is clean only when at least one inspector said so and none said
+//! anything worse: a pipeline where every inspector answered `continue` did
+//! not prove the object clean, so it is `unscannable (not-scanned)`.
+
+use crate::verdict::{Decision, UnscannableReason, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// The two kinds of stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageKind {
+    /// Looks at the object and may reach a verdict.
+    Inspector,
+    /// Acts on the final verdict.
+    Action,
+}
+
+/// Whether the pipeline should run its next inspector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Next,
+    Stop,
+}
+
+/// The verdict as it builds up over the inspectors of one pipeline run.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    reached: Option<Verdict>,
+}
+
+impl Inspection {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The verdict earlier inspectors reached, handed to the next one.
+    pub fn so_far(&self) -> Option<&Verdict> {
+        self.reached.as_ref()
+    }
+
+    /// Records one inspector's decision.
+    pub fn record(&mut self, decision: Decision) -> Flow {
+        match decision {
+            Decision::Continue => Flow::Next,
+            Decision::Verdict(Verdict::Clean) => {
+                self.reached = Some(Verdict::Clean);
+                Flow::Next
+            }
+            Decision::Verdict(verdict) => {
+                self.reached = Some(verdict);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// The final verdict.
+    pub fn finish(self) -> Verdict {
+        self.reached.unwrap_or_else(|| Verdict::Unscannable {
+            reason: UnscannableReason::NotScanned,
+            detail: "no inspector in the pipeline reached a verdict".into(),
+        })
+    }
+}
+
+/// Which verdicts an action stage runs on (`on = [...]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultName {
+    Clean,
+    Infected,
+    Blocked,
+    Unscannable,
+    Error,
+}
+
+impl ResultName {
+    pub fn of(verdict: &Verdict) -> Self {
+        match verdict {
+            Verdict::Clean => Self::Clean,
+            Verdict::Infected { .. } => Self::Infected,
+            Verdict::Blocked { .. } => Self::Blocked,
+            Verdict::Unscannable { .. } => Self::Unscannable,
+            Verdict::Error { .. } => Self::Error,
+        }
+    }
+}
+
+/// Whether an action configured with `on` runs for `verdict`; an empty `on`
+/// means every verdict.
+pub fn action_applies(on: &[ResultName], verdict: &Verdict) -> bool {
+    on.is_empty() || on.contains(&ResultName::of(verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Finding;
+
+    fn infected() -> Verdict {
+        Verdict::Infected {
+            findings: vec![Finding {
+                engine: "clamav".into(),
+                signature: "Eicar".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn all_continue_is_not_proven_clean() {
+        let mut inspection = Inspection::new();
+        assert_eq!(inspection.record(Decision::Continue), Flow::Next);
+        assert!(matches!(
+            inspection.finish(),
+            Verdict::Unscannable {
+                reason: UnscannableReason::NotScanned,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn clean_then_infected_is_infected() {
+        let mut inspection = Inspection::new();
+        assert_eq!(inspection.record(Decision::Verdict(Verdict::Clean)), Flow::Next);
+        assert_eq!(inspection.so_far(), Some(&Verdict::Clean));
+        assert_eq!(inspection.record(Decision::Verdict(infected())), Flow::Stop);
+        assert_eq!(inspection.finish(), infected());
+    }
+
+    #[test]
+    fn an_error_stops_inspection_and_is_never_clean() {
+        let mut inspection = Inspection::new();
+        inspection.record(Decision::Verdict(Verdict::Clean));
+        let flow = inspection.record(Decision::Verdict(Verdict::error("plugin trapped")));
+        assert_eq!(flow, Flow::Stop);
+        assert_eq!(inspection.finish().result_name(), "error");
+    }
+
+    #[test]
+    fn continue_after_clean_keeps_clean() {
+        let mut inspection = Inspection::new();
+        inspection.record(Decision::Verdict(Verdict::Clean));
+        inspection.record(Decision::Continue);
+        assert!(inspection.finish().is_clean());
+    }
+
+    #[test]
+    fn actions_filter_on_result_names() {
+        assert!(action_applies(&[], &Verdict::Clean));
+        assert!(action_applies(&[ResultName::Clean], &Verdict::Clean));
+        assert!(!action_applies(&[ResultName::Clean], &infected()));
+        assert!(action_applies(
+            &[ResultName::Infected, ResultName::Blocked],
+            &infected()
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! Verdicts: what a pipeline concludes about one object.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Something a scan engine found in an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The engine that reported it (`clamav`, `filetype-filter`, …).
+    pub engine: String,
+    /// Signature or rule name.
+    pub signature: String,
+}
+
+/// Why an object could not be scanned. None of these is clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnscannableReason {
+    Encrypted,
+    TooLarge,
+    LimitsExceeded,
+    StaleSignatures,
+    NotScanned,
+}
+
+impl UnscannableReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encrypted => "encrypted",
+            Self::TooLarge => "too-large",
+            Self::LimitsExceeded => "limits-exceeded",
+            Self::StaleSignatures => "stale-signatures",
+            Self::NotScanned => "not-scanned",
+        }
+    }
+}
+
+/// The answer of a pipeline (or one inspector) about one object.
+///
+/// Only [`Verdict::Clean`] lets an object through; everything else keeps it
+/// out of production.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    Clean,
+    Infected { findings: Vec<Finding> },
+    Blocked { reason: String },
+    Unscannable { reason: UnscannableReason, detail: String },
+    Error { message: String },
+}
+
+impl Verdict {
+    /// The documented result value written to tags and notifications:
+    /// `clean`, `infected`, `blocked`, `unscannable` or `error`.
+    pub fn result_name(&self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::Infected { .. } => "infected",
+            Self::Blocked { .. } => "blocked",
+            Self::Unscannable { .. } => "unscannable",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// Every result name, in the order the docs list them.
+    pub const RESULT_NAMES: [&'static str; 5] =
+        ["clean", "infected", "blocked", "unscannable", "error"];
+
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::Clean)
+    }
+
+    pub fn findings(&self) -> &[Finding] {
+        match self {
+            Self::Infected { findings } => findings,
+            _ => &[],
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Clean => f.write_str("clean"),
+            Self::Infected { findings } => {
+                f.write_str("infected (")?;
+                for (i, finding) in findings.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}: {}", finding.engine, finding.signature)?;
+                }
+                f.write_str(")")
+            }
+            Self::Blocked { reason } => write!(f, "blocked ({reason})"),
+            Self::Unscannable { reason, detail } => {
+                write!(f, "unscannable ({}: {detail})", reason.as_str())
+            }
+            Self::Error { message } => write!(f, "error ({message})"),
+        }
+    }
+}
+
+/// What one inspector answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No verdict from this stage.
+    Continue,
+    /// This stage reached a verdict.
+    Verdict(Verdict),
+}
