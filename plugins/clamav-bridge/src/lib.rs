@@ -1,0 +1,68 @@
+//! The ClamAV bridge: asks the host to stream the object to clamd and turns
+//! clamd's answer into a verdict.
+//!
+//! Policy (stage settings):
+//! - `max-size` (e.g. `100MB`): larger objects are `unscannable (too-large)`
+//!   without being sent to clamd.
+//! - `limits` = `unscannable` | `infected`: what `Heuristics.Limits.Exceeded.*`
+//!   alerts mean (default `unscannable`; never clean).
+//! - `encrypted` = `unscannable` | `infected` | `blocked`: what
+//!   `Heuristics.Encrypted.*` alerts mean (default `unscannable`).
+//! - `pua` = `infected` | `ignore`: whether `PUA.*` signatures count
+//!   (default `infected`).
+//! - `heuristics` = `infected` | `ignore`: whether other `Heuristics.*`
+//!   alerts count (default `infected`).
+//!
+//! clamd errors are never clean: a size-limit error is `unscannable
+//! (too-large)`, anything else (unreachable, timeout, protocol) is `error`.
+
+mod policy;
+
+use bucketscan_plugin_sdk::{
+    clamav, log, Decision, Inspector, Level, Object, PluginInfo, Settings, UnscannableReason, Verdict,
+};
+use policy::Policy;
+
+struct ClamavBridge;
+
+impl Inspector for ClamavBridge {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "clamav-bridge",
+            env!("CARGO_PKG_VERSION"),
+            "scans objects with clamd (INSTREAM) and maps results to verdicts",
+        )
+    }
+
+    fn inspect(object: &Object, settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
+        let policy = Policy::from_settings(settings)?;
+        let size = object.info().size;
+        if let Some(max) = policy.max_size {
+            if size > max {
+                return Ok(Decision::Verdict(Verdict::unscannable(
+                    UnscannableReason::TooLarge,
+                    format!("{size} bytes is over the clamav-bridge max-size of {max} bytes"),
+                )));
+            }
+        }
+        let verdict = match clamav::scan(object) {
+            Ok(report) => {
+                log(
+                    Level::Debug,
+                    "clamd scanned object",
+                    &[("engine", &report.engine_version), ("found", &report.found.join(","))],
+                );
+                policy.verdict(&report.found)
+            }
+            Err(err) => match err.kind {
+                clamav::ScanErrorKind::SizeLimit => {
+                    Verdict::unscannable(UnscannableReason::TooLarge, format!("clamd: {}", err.message))
+                }
+                kind => Verdict::Error(format!("clamd {kind:?}: {}", err.message).to_lowercase()),
+            },
+        };
+        Ok(Decision::Verdict(verdict))
+    }
+}
+
+bucketscan_plugin_sdk::export_inspector!(ClamavBridge);
