@@ -56,5 +56,8 @@ pub struct StageReport {
     pub actions: Vec<String>,
     /// Why the stage failed, naming the plugin and the cause.
     pub error: Option<String>,
+    /// clamd's VERSION answer (engine and signature DB version) when the
+    /// stage scanned with ClamAV.
+    pub engine_version: Option<String>,
     pub duration_ms: f64,
 }

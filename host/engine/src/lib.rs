@@ -1,1 +1,35 @@
-pub fn x(){}
+//! The bucketscan Wasm host: one wasmtime engine, plugins compiled once and
+//! cached by digest, a fresh sandboxed instance per object and stage, and the
+//! host capabilities the `bucketscan:plugin` contract imports.
+//!
+//! Layout:
+//! - [`host`]: the engine, its limits and the epoch ticker; loading plugins.
+//! - [`plugin`]: one loaded plugin: its contract version, kind, capabilities.
+//! - [`contract`]: which contract versions this host runs.
+//! - [`sandbox`]: per-stage store state, resource limits and failure causes.
+//! - [`capabilities`]: one module per imported interface.
+//! - [`clamd`]: the clamd client behind the `clamav` capability.
+//! - [`pipelines`]: a config's pipelines with their plugins loaded.
+//! - [`runner`]: runs a pipeline over one object and reports.
+//!
+//! Pipeline rules and verdicts live in `bucketscan-core`; generated bindings
+//! stay in `bindings` and `convert`.
+
+mod bindings;
+pub mod capabilities;
+pub mod clamd;
+pub mod contract;
+mod convert;
+pub mod host;
+pub mod pipelines;
+pub mod plugin;
+pub mod runner;
+pub mod sandbox;
+
+pub use capabilities::HostServices;
+pub use clamd::Clamd;
+pub use host::PluginHost;
+pub use pipelines::{LoadedPipelines, PipelineStage};
+pub use plugin::{Plugin, PluginError};
+pub use runner::run_pipeline;
+pub use sandbox::ScanObject;

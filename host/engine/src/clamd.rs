@@ -1,0 +1,204 @@
+//! The clamd client behind the `clamav` capability: INSTREAM scans through
+//! `clamav-client`, with the object streamed from memory or its spool file.
+
+use bucketscan_core::config::ClamavConfig;
+use bucketscan_core::object::ObjectBody;
+use clamav_client::tokio as clamav;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Why clamd did not produce a scan result. None of these is clean.
+#[derive(Debug, thiserror::Error)]
+pub enum ClamdError {
+    #[error("clamd at {0} is unreachable")]
+    Unreachable(String),
+    #[error("clamd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    SizeLimit(String),
+    #[error("clamd protocol error: {0}")]
+    Protocol(String),
+    #[error("reading the object: {0}")]
+    Read(String),
+}
+
+#[derive(Debug, Clone)]
+enum Address {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+/// How long a VERSION answer is reused; it changes only on a signature
+/// reload, and asking on every scan would cost a connection per object.
+const VERSION_TTL: Duration = Duration::from_secs(10);
+
+/// A clamd endpoint.
+#[derive(Debug)]
+pub struct Clamd {
+    address: Address,
+    timeout: Duration,
+    stream_max_bytes: u64,
+    version: Mutex<Option<(Instant, String)>>,
+}
+
+impl Clamd {
+    pub fn new(config: &ClamavConfig) -> Self {
+        let address = if config.address.starts_with('/') {
+            Address::Unix(PathBuf::from(&config.address))
+        } else {
+            Address::Tcp(config.address.clone())
+        };
+        Self {
+            address,
+            timeout: Duration::from_secs(config.timeout_secs),
+            stream_max_bytes: config.stream_max_bytes,
+            version: Mutex::new(None),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.address {
+            Address::Tcp(addr) => addr.clone(),
+            Address::Unix(path) => path.display().to_string(),
+        }
+    }
+
+    /// Scans the whole body. Returns the names clamd reported FOUND (empty
+    /// when clean).
+    pub async fn scan(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
+        let len = body.len().map_err(|err| ClamdError::Read(err.to_string()))?;
+        if len > self.stream_max_bytes {
+            return Err(ClamdError::SizeLimit(format!(
+                "object of {len} bytes is over clamd's StreamMaxLength of {} bytes",
+                self.stream_max_bytes
+            )));
+        }
+        let response = self
+            .with_timeout(async {
+                match (&self.address, body) {
+                    (Address::Tcp(addr), ObjectBody::Memory(bytes)) => {
+                        clamav::scan_buffer(bytes, clamav::Tcp { host_address: addr.as_str() }, None).await
+                    }
+                    (Address::Tcp(addr), ObjectBody::File(file)) => {
+                        clamav::scan_file(file.path(), clamav::Tcp { host_address: addr.as_str() }, None).await
+                    }
+                    (Address::Unix(path), ObjectBody::Memory(bytes)) => {
+                        clamav::scan_buffer(bytes, clamav::Socket { socket_path: path }, None).await
+                    }
+                    (Address::Unix(path), ObjectBody::File(file)) => {
+                        clamav::scan_file(file.path(), clamav::Socket { socket_path: path }, None).await
+                    }
+                }
+            })
+            .await?;
+        parse_scan_response(&response)
+    }
+
+    /// clamd's VERSION answer, e.g. `ClamAV 1.4.3/27000/…`.
+    pub async fn version(&self) -> Result<String, ClamdError> {
+        if let Some((at, version)) = self.version.lock().unwrap().as_ref() {
+            if at.elapsed() < VERSION_TTL {
+                return Ok(version.clone());
+            }
+        }
+        let response = self
+            .with_timeout(async {
+                match &self.address {
+                    Address::Tcp(addr) => clamav::get_version(clamav::Tcp { host_address: addr.as_str() }).await,
+                    Address::Unix(path) => clamav::get_version(clamav::Socket { socket_path: path }).await,
+                }
+            })
+            .await?;
+        let version = text(&response).trim().to_owned();
+        *self.version.lock().unwrap() = Some((Instant::now(), version.clone()));
+        Ok(version)
+    }
+
+    /// Forgets the cached VERSION answer (after a signature reload).
+    pub fn forget_version(&self) {
+        *self.version.lock().unwrap() = None;
+    }
+
+    /// PING → PONG.
+    pub async fn ping(&self) -> Result<(), ClamdError> {
+        let response = self
+            .with_timeout(async {
+                match &self.address {
+                    Address::Tcp(addr) => clamav::ping(clamav::Tcp { host_address: addr.as_str() }).await,
+                    Address::Unix(path) => clamav::ping(clamav::Socket { socket_path: path }).await,
+                }
+            })
+            .await?;
+        if response == clamav_client::PONG {
+            Ok(())
+        } else {
+            Err(ClamdError::Protocol(format!("PING answered `{}`", text(&response).trim())))
+        }
+    }
+
+    async fn with_timeout(&self, request: impl Future<Output = io::Result<Vec<u8>>>) -> Result<Vec<u8>, ClamdError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(ClamdError::Timeout(self.timeout)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(match err.kind() {
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound | io::ErrorKind::AddrNotAvailable => {
+                    ClamdError::Unreachable(self.describe())
+                }
+                _ => ClamdError::Protocol(format!("talking to clamd at {}: {err}", self.describe())),
+            }),
+        }
+    }
+}
+
+fn text(response: &[u8]) -> String {
+    String::from_utf8_lossy(response).trim_end_matches('\0').to_owned()
+}
+
+/// Parses an INSTREAM answer: `stream: OK`, `stream: NAME FOUND` (one line
+/// per match with AllMatchScanning), or `… ERROR`.
+fn parse_scan_response(response: &[u8]) -> Result<Vec<String>, ClamdError> {
+    let response = text(response);
+    let mut found = Vec::new();
+    let mut saw_ok = false;
+    for line in response.split(['\0', '\n']).map(str::trim).filter(|l| !l.is_empty()) {
+        let line = line.strip_prefix("stream:").map(str::trim).unwrap_or(line);
+        if line == "OK" {
+            saw_ok = true;
+        } else if let Some(name) = line.strip_suffix(" FOUND") {
+            found.push(name.trim().to_owned());
+        } else if line.contains("size limit exceeded") {
+            return Err(ClamdError::SizeLimit(format!("clamd: {line}")));
+        } else {
+            return Err(ClamdError::Protocol(format!("unexpected answer `{line}`")));
+        }
+    }
+    if found.is_empty() && !saw_ok {
+        return Err(ClamdError::Protocol(format!("empty or unexpected answer `{response}`")));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_clean_found_and_errors() {
+        assert!(parse_scan_response(b"stream: OK\0").unwrap().is_empty());
+        assert_eq!(
+            parse_scan_response(b"stream: Eicar-Test-Signature.UNOFFICIAL FOUND\0").unwrap(),
+            vec!["Eicar-Test-Signature.UNOFFICIAL"]
+        );
+        assert!(matches!(
+            parse_scan_response(b"INSTREAM size limit exceeded. ERROR\0"),
+            Err(ClamdError::SizeLimit(_))
+        ));
+        assert!(matches!(parse_scan_response(b""), Err(ClamdError::Protocol(_))));
+        assert!(matches!(
+            parse_scan_response(b"stream: Can't allocate memory ERROR\0"),
+            Err(ClamdError::Protocol(_))
+        ));
+    }
+}

@@ -1,0 +1,195 @@
+//! The engine: one wasmtime `Engine` for the process, its limits, the epoch
+//! ticker that enforces Wasm time limits, and the compiled-artifact cache.
+
+use crate::capabilities::{self, HostServices};
+use crate::sandbox::{ScanObject, StageFailure, StageState};
+use anyhow::Context as _;
+use bucketscan_core::config::HostLimits;
+use bucketscan_core::grants::Grants;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+/// How often the epoch advances; the Wasm time limit is checked this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The Wasm host: compile plugins, make sandboxes.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<StageState>,
+    limits: HostLimits,
+    cache_dir: Option<PathBuf>,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PluginHost {
+    /// Builds the engine for `limits`. Uses the pooling allocator when
+    /// enabled and the machine can reserve its address space, otherwise
+    /// on-demand allocation.
+    pub fn new(limits: &HostLimits) -> anyhow::Result<Self> {
+        let (engine, pooling) = match limits.pooling {
+            true => match Engine::new(&engine_config(limits, true)) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!("pooling allocator unavailable ({err:#}); using on-demand allocation");
+                    (Engine::new(&engine_config(limits, false))?, false)
+                }
+            },
+            false => (Engine::new(&engine_config(limits, false))?, false),
+        };
+        let mut linker = Linker::new(&engine);
+        capabilities::add_to_linker(&mut linker)
+            .map_err(|err| anyhow::anyhow!("linking host capabilities: {err:#}"))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("bucketscan-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        let cache_dir = limits.cache_dir.clone().or_else(default_cache_dir);
+        Ok(Self {
+            engine,
+            linker,
+            limits: limits.clone(),
+            cache_dir,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<StageState> {
+        &self.linker
+    }
+
+    pub fn limits(&self) -> &HostLimits {
+        &self.limits
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles a component, reusing a cached compilation of the same bytes
+    /// by the same engine configuration when there is one.
+    pub fn compile(&self, bytes: &[u8], digest: &str) -> anyhow::Result<(Component, CacheUse)> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok((Component::new(&self.engine, bytes)?, CacheUse::Disabled));
+        };
+        let compat = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut hasher = DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut hasher);
+            hasher.finish()
+        };
+        let path = dir.join(format!("{digest}-{compat:016x}.cwasm"));
+        if path.exists() {
+            // SAFETY: the file was written by `serialize` below for this
+            // exact engine configuration (the name carries its compatibility
+            // hash); wasmtime still checks the header.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok((component, CacheUse::Hit)),
+                Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Err(err) = write_cache(dir, &path, &component) {
+            tracing::warn!("cannot cache compiled plugin in {}: {err:#}", dir.display());
+        }
+        Ok((component, CacheUse::Miss))
+    }
+
+    /// A fresh store for one stage over one object, with limits, grants and
+    /// the Wasm time limit armed.
+    pub fn new_store(
+        &self,
+        services: Arc<HostServices>,
+        grants: Grants,
+        object: ScanObject,
+        stage_label: String,
+    ) -> Store<StageState> {
+        let state = StageState::new(&self.limits, services, grants, object, stage_label);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let limit = Duration::from_millis(self.limits.wasm_time_limit_ms);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            if state.wasm_time() > limit {
+                return Err(state.fail(StageFailure::WasmTime(limit)));
+            }
+            // Yield so a wall-clock timeout around the call can fire.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a compile came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    Hit,
+    Miss,
+    Disabled,
+}
+
+fn engine_config(limits: &HostLimits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let memory = (limits.memory_limit_mib * 1024 * 1024) as usize;
+        let per_component = limits.instance_limit;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memory_size(memory)
+            .max_core_instances_per_component(per_component)
+            .max_memories_per_component(per_component)
+            .max_tables_per_component(limits.table_limit)
+            .table_elements(limits.table_elements_limit as usize);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(base.join("bucketscan"))
+}
+
+fn write_cache(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! A config's pipelines with their plugins loaded: what the agent and
+//! `bucketscan plugin run --config` look objects up in.
+
+use crate::host::PluginHost;
+use crate::plugin::{Plugin, PluginError};
+use bucketscan_core::config::{Config, StageConfig};
+use bucketscan_core::grants::Grants;
+use bucketscan_core::pipeline::{ResultName, StageKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One stage, resolved: the loaded plugin and the stage's config.
+#[derive(Debug, Clone)]
+pub struct PipelineStage {
+    pub plugin: Arc<Plugin>,
+    pub settings: Vec<(String, String)>,
+    pub grants: Grants,
+    pub on: Vec<ResultName>,
+}
+
+/// Why a config's pipelines could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("{at}: {message}")]
+    Stage { at: String, message: String },
+}
+
+/// Every pipeline of a config, ready to run.
+#[derive(Debug)]
+pub struct LoadedPipelines {
+    pub config: Config,
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Keyed by bucket and prefix (`None`: the bucket's own stages).
+    pipelines: BTreeMap<(String, Option<String>), Arc<[PipelineStage]>>,
+}
+
+impl LoadedPipelines {
+    /// Loads every declared plugin once and resolves every pipeline.
+    pub async fn load(host: &PluginHost, config: Config) -> Result<Self, LoadError> {
+        let mut plugins = BTreeMap::new();
+        for (name, decl) in &config.plugins {
+            let path = config.plugin_path(decl);
+            let pin = decl.sha256.as_ref().map(|pin| pin.get_ref().as_str());
+            let plugin = Plugin::load(host, name, &path, pin).await?;
+            plugins.insert(name.clone(), Arc::new(plugin));
+        }
+        let mut pipelines = BTreeMap::new();
+        for (scope, stages) in config.pipelines() {
+            let mut resolved = Vec::with_capacity(stages.len());
+            let mut seen_action = false;
+            for (index, stage) in stages.iter().enumerate() {
+                let plugin = plugins[stage.plugin.get_ref()].clone();
+                let at = || {
+                    format!(
+                        "{}: {scope}, stage {} (`{}`)",
+                        config.locate(stage.plugin.span()),
+                        index + 1,
+                        stage.plugin.get_ref()
+                    )
+                };
+                match plugin.kind {
+                    StageKind::Inspector if seen_action => {
+                        return Err(LoadError::Stage {
+                            at: at(),
+                            message: "an inspector cannot follow an action stage; put inspectors first".into(),
+                        });
+                    }
+                    StageKind::Inspector if !stage.on.get_ref().is_empty() => {
+                        return Err(LoadError::Stage {
+                            at: at(),
+                            message: format!("`on` applies to action stages only, and `{}` is an inspector", plugin.label()),
+                        });
+                    }
+                    StageKind::Inspector => {}
+                    StageKind::Action => seen_action = true,
+                }
+                resolved.push(resolve(&plugin, stage));
+            }
+            pipelines.insert(
+                (scope.bucket.to_owned(), scope.prefix.map(str::to_owned)),
+                Arc::from(resolved),
+            );
+        }
+        Ok(Self { config, plugins, pipelines })
+    }
+
+    /// The pipeline for one object and a description of where it applies;
+    /// `None` when the bucket is not scanned.
+    pub fn pipeline_for(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        let (scope, _) = self.config.pipeline_for(bucket, key)?;
+        let pipeline = self
+            .pipelines
+            .get(&(scope.bucket.to_owned(), scope.prefix.map(str::to_owned)))?
+            .clone();
+        Some((scope.to_string(), pipeline))
+    }
+}
+
+fn resolve(plugin: &Arc<Plugin>, stage: &StageConfig) -> PipelineStage {
+    PipelineStage {
+        plugin: plugin.clone(),
+        settings: stage.settings(),
+        grants: stage.grants.get_ref().clone(),
+        on: stage.on.get_ref().clone(),
+    }
+}

@@ -1,0 +1,245 @@
+//! The per-stage sandbox: what one plugin instance's store holds, the limits
+//! it runs under, and how a failed stage explains itself.
+//!
+//! Each stage of each object gets a new store: nothing a plugin did for one
+//! object can leak into the next, and a plugin that broke its store (trap,
+//! timeout) takes nothing else down with it.
+
+use crate::capabilities::HostServices;
+use bucketscan_core::grants::{Grants, NotGranted};
+use bucketscan_core::object::{ObjectBody, ObjectInfo};
+use bucketscan_core::config::HostLimits;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The object under scan as the `object` resource: shared, read-only.
+#[derive(Debug, Clone)]
+pub struct ScanObject {
+    pub info: Arc<ObjectInfo>,
+    pub body: ObjectBody,
+}
+
+/// Why a stage failed. Shown after the plugin's name and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageFailure {
+    /// The stage ran longer than `stage-timeout-ms` in all.
+    Timeout(Duration),
+    /// The plugin's own code ran longer than `wasm-time-limit-ms`.
+    WasmTime(Duration),
+    /// The plugin tried to grow memory or tables past the limit.
+    Memory(String),
+    /// The plugin trapped (panic, unreachable, out-of-bounds access).
+    Trap(String),
+    /// The plugin called a capability its stage was not granted.
+    NotGranted(NotGranted),
+    /// The plugin returned something the contract does not allow.
+    Malformed(String),
+    /// The plugin returned an error of its own.
+    Plugin(String),
+    /// The plugin could not be instantiated.
+    Instantiate(String),
+}
+
+impl StageFailure {
+    /// A short cause name for reports and metrics.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) | Self::WasmTime(_) => "timeout",
+            Self::Memory(_) => "memory",
+            Self::Trap(_) => "trap",
+            Self::NotGranted(_) => "not-granted",
+            Self::Malformed(_) => "malformed-output",
+            Self::Plugin(_) => "plugin-error",
+            Self::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+impl fmt::Display for StageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(limit) => write!(f, "timeout: the stage took longer than {} ms", limit.as_millis()),
+            Self::WasmTime(limit) => {
+                write!(f, "timeout: the plugin's code ran longer than {} ms", limit.as_millis())
+            }
+            Self::Memory(detail) => write!(f, "memory limit exceeded: {detail}"),
+            Self::Trap(detail) => write!(f, "trap: {detail}"),
+            Self::NotGranted(err) => write!(f, "{err}"),
+            Self::Malformed(detail) => write!(f, "malformed output: {detail}"),
+            Self::Plugin(detail) => write!(f, "plugin error: {detail}"),
+            Self::Instantiate(detail) => write!(f, "instantiation failed: {detail}"),
+        }
+    }
+}
+
+/// Enforces memory, table and instance limits, and remembers a refused
+/// growth so a trap that follows it is reported as a memory failure.
+pub struct StageLimiter {
+    limits: StoreLimits,
+    memory_limit: usize,
+    pub refused: Option<String>,
+}
+
+impl StageLimiter {
+    pub fn new(limits: &HostLimits) -> Self {
+        let memory_limit = (limits.memory_limit_mib * 1024 * 1024) as usize;
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(limits.instance_limit as usize)
+                .memories(limits.instance_limit as usize)
+                .tables(limits.table_limit as usize)
+                .table_elements(limits.table_elements_limit as usize)
+                .build(),
+            memory_limit,
+            refused: None,
+        }
+    }
+}
+
+impl ResourceLimiter for StageLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.refused = Some(format!(
+                "asked to grow memory to {} MiB; the limit is {} MiB",
+                desired >> 20,
+                self.memory_limit >> 20
+            ));
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.table_growing(current, desired, maximum)?;
+        if !allowed {
+            self.refused = Some(format!("asked to grow a table to {desired} elements"));
+        }
+        Ok(allowed)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// Everything one stage's store holds.
+pub struct StageState {
+    wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: StageLimiter,
+    pub services: Arc<HostServices>,
+    pub grants: Grants,
+    pub object: ScanObject,
+    /// `plugin@version`, for log lines.
+    pub stage_label: String,
+    /// When the stage started, and how much of that time was spent waiting
+    /// on host calls (scans, storage, HTTP), which the Wasm time limit
+    /// does not count.
+    pub started: Instant,
+    pub host_time: Duration,
+    /// The first failure the host itself detected (limit, grant), which
+    /// explains a trap better than the trap does.
+    pub failure: Option<StageFailure>,
+    /// Storage actions performed, for the report.
+    pub actions: Vec<String>,
+    /// clamd's VERSION answer, when this stage scanned.
+    pub engine_version: Option<String>,
+}
+
+impl StageState {
+    pub fn new(
+        limits: &HostLimits,
+        services: Arc<HostServices>,
+        grants: Grants,
+        object: ScanObject,
+        stage_label: String,
+    ) -> Self {
+        Self {
+            wasi: sealed_wasi(),
+            table: ResourceTable::new(),
+            limiter: StageLimiter::new(limits),
+            services,
+            grants,
+            object,
+            stage_label,
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            failure: None,
+            actions: Vec::new(),
+            engine_version: None,
+        }
+    }
+
+    /// Records a failure unless an earlier one explains the stage already.
+    pub fn fail(&mut self, failure: StageFailure) -> wasmtime::Error {
+        let message = failure.to_string();
+        self.failure.get_or_insert(failure);
+        wasmtime::Error::msg(message)
+    }
+
+    /// Time the plugin's own code has run so far.
+    pub fn wasm_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_time)
+    }
+}
+
+/// A WASI context with nothing in it: no preopened directories, no
+/// environment, no arguments, no sockets, no name lookup, stdio going
+/// nowhere and clocks that stand still. Plugins still link against WASI
+/// (language runtimes import it) but can learn and reach nothing through it.
+fn sealed_wasi() -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    builder.build()
+}
+
+impl WasiView for StageState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock that always reads zero: the contract hands out no time.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
