@@ -58,7 +58,10 @@ impl Inspector for ClamavBridge {
                 clamav::ScanErrorKind::SizeLimit => {
                     Verdict::unscannable(UnscannableReason::TooLarge, format!("clamd: {}", err.message))
                 }
-                kind => Verdict::Error(format!("clamd {kind:?}: {}", err.message).to_lowercase()),
+                clamav::ScanErrorKind::Unreachable
+                | clamav::ScanErrorKind::Timeout
+                | clamav::ScanErrorKind::Protocol
+                | clamav::ScanErrorKind::Read => Verdict::Error(err.message),
             },
         };
         Ok(Decision::Verdict(verdict))

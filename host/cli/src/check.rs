@@ -1,0 +1,34 @@
+//! `bucketscan check --config FILE`: validate the config and load every
+//! plugin it names, so a broken config is caught before deployment.
+
+use bucketscan_core::config::Config;
+use bucketscan_engine::{Clamd, LoadedPipelines, PluginHost};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let host = PluginHost::new(&config.host)?;
+    let clamd = Clamd::new(&config.clamav);
+    let loaded = LoadedPipelines::load(&host, config).await?;
+    println!("{}: ok", path.display());
+    for (name, plugin) in &loaded.plugins {
+        let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();
+        println!(
+            "  plugin {name}: {} {}, contract {}, imports [{}]",
+            format!("{:?}", plugin.kind).to_lowercase(),
+            plugin.label(),
+            plugin.contract,
+            capabilities.join(", ")
+        );
+    }
+    for (scope, stages) in loaded.config.pipelines() {
+        let names: Vec<&str> = stages.iter().map(|s| s.plugin.get_ref().as_str()).collect();
+        println!("  pipeline {scope}: {}", names.join(" -> "));
+    }
+    // clamd being down is not a config error, but worth saying.
+    if let Err(err) = clamd.ping().await {
+        println!("  note: {err}; scans will report errors until it answers");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,72 @@
+//! The `bucketscan` command: wires the config, the Wasm host and the
+//! subcommands together. Logic lives in `bucketscan-core` and
+//! `bucketscan-engine`; this crate only parses arguments and prints.
+
+mod check;
+mod inspect;
+mod output;
+mod run_plugin;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "bucketscan", version, about = "Scan S3 objects through pipelines of sandboxed WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and load every plugin it names.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Work with one plugin component.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a plugin's name, version, contract version and the capabilities it imports.
+    Inspect {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = output::Format::Text)]
+        output: output::Format,
+    },
+    /// Run one plugin (or a bucket's whole pipeline) over a local file.
+    Run(run_plugin::RunArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BUCKETSCAN_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check { config } => check::run(&config).await,
+            Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
+            Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The clamav-bridge plugin against a real clamd.
+
+use bucketscan_core::{UnscannableReason, Verdict};
+use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::{clamd, free_port, samples};
+
+fn signature(verdict: &Verdict) -> String {
+    verdict.findings().iter().map(|f| f.signature.clone()).collect::<Vec<_>>().join(",")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eicar_generated_at_test_time_is_infected() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let report = host
+        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "eicar.com", samples::eicar(), None))
+        .await;
+    assert_eq!(report.result, "infected", "{report:#?}");
+    assert_eq!(signature(&report.verdict), "Eicar-Test-Signature.UNOFFICIAL");
+    assert_eq!(report.findings[0].engine, "clamav");
+    let engine = report.stages[0].engine_version.as_deref().unwrap();
+    assert!(engine.starts_with("ClamAV "), "{engine}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clamav_testfiles_sample_is_infected_also_inside_a_zip() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    for name in ["clam.exe", "clam.zip"] {
+        let bytes = std::fs::read(samples::clamav_testfile(name)).unwrap();
+        let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", name, bytes, None)).await;
+        assert_eq!(report.result, "infected", "{name}: {report:#?}");
+        assert_eq!(signature(&report.verdict), "Clamav.Test.File.UNOFFICIAL", "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_files_are_clean() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(std::iter::repeat_n(7u8, 4096));
+    for (key, bytes) in [("notes.txt", samples::clean_text()), ("pixel.png", png), ("empty", Vec::new())] {
+        let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", key, bytes, None)).await;
+        assert_eq!(report.verdict, Verdict::Clean, "{key}: {report:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clamd_unreachable_is_an_error_never_clean() {
+    let host = TestHost::new(test_limits(), &format!("127.0.0.1:{}", free_port()));
+    let bridge = host.plugin("clamav_bridge").await;
+    let report = host
+        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "notes.txt", samples::clean_text(), None))
+        .await;
+    match &report.verdict {
+        Verdict::Error { message } => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("expected error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_over_the_stream_limit_are_unscannable_not_clean() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let big = vec![b'a'; clamd::STREAM_MAX_BYTES as usize + 1];
+    let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", "big.txt", big, None)).await;
+    assert!(
+        matches!(report.verdict, Verdict::Unscannable { reason: UnscannableReason::TooLarge, .. }),
+        "{:?}",
+        report.verdict
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_size_policy_skips_the_scan_and_says_so() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let report = host
+        .run(
+            &[stage(&bridge, &[("max-size", "1KB")], clamav_grant())],
+            object("staging", "eicar-in-big.txt", [samples::eicar(), vec![b' '; 2048]].concat(), None),
+        )
+        .await;
+    match &report.verdict {
+        Verdict::Unscannable { reason: UnscannableReason::TooLarge, detail } => {
+            assert!(detail.contains("max-size of 1024 bytes"), "{detail}")
+        }
+        other => panic!("expected unscannable, got {other:?}"),
+    }
+    assert!(report.stages[0].engine_version.is_none(), "clamd must not have been asked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_archives_are_unscannable_by_default() {
+    // A zip whose only entry has the "encrypted" flag set: clamd raises
+    // Heuristics.Encrypted.Zip with AlertEncrypted.
+    let zip = encrypted_zip();
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", "secret.zip", zip.clone(), None)).await;
+    match &report.verdict {
+        Verdict::Unscannable { reason: UnscannableReason::Encrypted, detail } => {
+            assert!(detail.contains("Heuristics.Encrypted"), "{detail}")
+        }
+        other => panic!("expected unscannable (encrypted), got {other:?}"),
+    }
+    let report = host
+        .run(&[stage(&bridge, &[("encrypted", "blocked")], clamav_grant())], object("staging", "secret.zip", zip, None))
+        .await;
+    assert_eq!(report.result, "blocked", "{:?}", report.verdict);
+}
+
+/// A minimal zip with one "encrypted" stored entry (ZipCrypto flag set).
+fn encrypted_zip() -> Vec<u8> {
+    let name = b"secret.txt";
+    let data = [0x42u8; 24]; // 12-byte encryption header + 12 bytes
+    let crc: u32 = 0x1234_5678;
+    let mut zip = Vec::new();
+    let local = |zip: &mut Vec<u8>| {
+        zip.extend(b"PK\x03\x04");
+        zip.extend(20u16.to_le_bytes()); // version needed
+        zip.extend(1u16.to_le_bytes()); // flags: encrypted
+        zip.extend(0u16.to_le_bytes()); // stored
+        zip.extend([0, 0, 0, 0]); // time, date
+        zip.extend(crc.to_le_bytes());
+        zip.extend((data.len() as u32).to_le_bytes());
+        zip.extend((data.len() as u32).to_le_bytes());
+        zip.extend((name.len() as u16).to_le_bytes());
+        zip.extend(0u16.to_le_bytes());
+        zip.extend(name);
+    };
+    local(&mut zip);
+    zip.extend(data);
+    let central_start = zip.len();
+    zip.extend(b"PK\x01\x02");
+    zip.extend(20u16.to_le_bytes()); // made by
+    zip.extend(20u16.to_le_bytes()); // needed
+    zip.extend(1u16.to_le_bytes());
+    zip.extend(0u16.to_le_bytes());
+    zip.extend([0, 0, 0, 0]);
+    zip.extend(crc.to_le_bytes());
+    zip.extend((data.len() as u32).to_le_bytes());
+    zip.extend((data.len() as u32).to_le_bytes());
+    zip.extend((name.len() as u16).to_le_bytes());
+    zip.extend([0u8; 12]); // extra len, comment len, disk, int attr, ext attr
+    zip.extend(0u32.to_le_bytes()); // local header offset
+    zip.extend(name);
+    let central_len = zip.len() - central_start;
+    zip.extend(b"PK\x05\x06");
+    zip.extend([0u8; 4]);
+    zip.extend(1u16.to_le_bytes());
+    zip.extend(1u16.to_le_bytes());
+    zip.extend((central_len as u32).to_le_bytes());
+    zip.extend((central_start as u32).to_le_bytes());
+    zip.extend(0u16.to_le_bytes());
+    zip
+}

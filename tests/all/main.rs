@@ -1,0 +1,10 @@
+//! End-to-end tests through the real parts: the wasmtime host, the built
+//! plugin components, and a real clamd on loopback. One test binary, so
+//! the workspace links once and clamd starts once.
+
+mod clamav;
+mod cli;
+mod contract;
+mod filetype;
+mod pipeline;
+mod sandbox;

@@ -1,0 +1,121 @@
+//! Hostile plugins: each is stopped within its limit, reported with the
+//! plugin's name, version and the cause, and the host goes on scanning.
+
+use bucketscan_core::config::HostLimits;
+use bucketscan_core::grants::Grants;
+use bucketscan_core::Verdict;
+use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::samples;
+use std::time::{Duration, Instant};
+
+fn limits() -> HostLimits {
+    HostLimits {
+        memory_limit_mib: 64,
+        wasm_time_limit_ms: 500,
+        stage_timeout_ms: 3_000,
+        ..test_limits()
+    }
+}
+
+/// Runs the hostile plugin with `behaviour`, checks the verdict is an error
+/// naming the plugin and containing `expected`, then checks the same host
+/// still scans the next object correctly.
+async fn assert_stopped(behaviour: &str, extra: &[(&str, &str)], grants: Grants, expected: &str) -> Duration {
+    let host = TestHost::with_clamd(limits());
+    let hostile = host.plugin("test_plugin_hostile").await;
+    let bridge = host.plugin("clamav_bridge").await;
+    let mut settings = vec![("behaviour", behaviour)];
+    settings.extend_from_slice(extra);
+    let started = Instant::now();
+    let report = host
+        .run(
+            &[stage(&hostile, &settings, grants), stage(&bridge, &[], clamav_grant())],
+            object("staging", "victim.txt", samples::clean_text(), None),
+        )
+        .await;
+    let took = started.elapsed();
+    match &report.verdict {
+        Verdict::Error { message } => {
+            assert!(message.contains("plugin hostile@6.6.6 failed"), "{behaviour}: {message}");
+            assert!(message.contains(expected), "{behaviour}: expected `{expected}` in: {message}");
+        }
+        other => panic!("{behaviour}: expected an error verdict, got {other:?}"),
+    }
+    assert_eq!(report.stages[0].outcome, "failed");
+    assert_eq!(report.stages[1].outcome, "skipped", "a failed stage ends inspection");
+
+    // The next object on the same host is scanned normally.
+    let next = host
+        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "eicar.com", samples::eicar(), None))
+        .await;
+    assert_eq!(next.result, "infected", "{behaviour}: the host must go on");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_infinite_loop_is_stopped_by_the_wasm_time_limit() {
+    let took = assert_stopped("spin", &[], Grants::default(), "timeout: the plugin's code ran longer than 500 ms").await;
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_blocked_in_a_host_call_is_stopped_by_the_stage_timeout() {
+    assert_stopped("sleep", &[], Grants::default(), "timeout: the stage took longer than 3000 ms").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_hits_the_memory_limit() {
+    assert_stopped("hog", &[], Grants::default(), "memory limit exceeded: asked to grow memory to").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_is_reported_as_a_trap() {
+    assert_stopped("trap", &[], Grants::default(), "trap: wasm trap: wasm `unreachable` instruction executed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_and_malformed_outputs_are_refused() {
+    assert_stopped("oversized", &[], Grants::default(), "malformed output: blocked reason is 8388608 bytes").await;
+    assert_stopped("many-findings", &[], Grants::default(), "malformed output: 10000 findings").await;
+    assert_stopped("no-findings", &[], Grants::default(), "malformed output: an infected verdict must name").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_filesystem_is_not_there() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "secret").unwrap();
+    let path = secret.path().to_str().unwrap();
+    assert_stopped("read-file", &[("path", path)], Grants::default(), "read failed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_is_not_there() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    assert_stopped("connect", &[("addr", &addr)], Grants::default(), "connect failed").await;
+    assert!(listener.accept().is_err(), "nothing may have connected to {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environment_is_empty() {
+    // SAFETY: set before any plugin runs; tests only read it.
+    unsafe { std::env::set_var("BUCKETSCAN_TEST_SECRET", "hunter2") };
+    let host = TestHost::with_clamd(limits());
+    let hostile = host.plugin("test_plugin_hostile").await;
+    let report = host
+        .run(&[stage(&hostile, &[("behaviour", "env")], Grants::default())], object("b", "k", Vec::new(), None))
+        .await;
+    assert_eq!(report.verdict, Verdict::Clean, "{:?}", report.verdict);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capability_that_was_not_granted_fails_the_stage() {
+    assert_stopped(
+        "scan-without-grant",
+        &[],
+        Grants::default(),
+        "capability `clamav` not granted: the stage has no `clamav = true` grant",
+    )
+    .await;
+}

@@ -1,0 +1,17 @@
+//! A plugin that does nothing: the per-object overhead baseline in benches.
+
+use bucketscan_plugin_sdk::{Decision, Inspector, Object, PluginInfo, Settings, Verdict};
+
+struct Noop;
+
+impl Inspector for Noop {
+    fn info() -> PluginInfo {
+        PluginInfo::new("noop", "0.1.0", "answers continue without reading anything")
+    }
+
+    fn inspect(_object: &Object, _settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
+        Ok(Decision::Continue)
+    }
+}
+
+bucketscan_plugin_sdk::export_inspector!(Noop);

@@ -1,0 +1,37 @@
+//! A test action: tags the object with its verdict and copies it to the
+//! bucket in the `copy-to` setting, exercising the storage capability and
+//! its grants.
+
+use bucketscan_plugin_sdk::{storage, Action, Object, PluginInfo, Settings, Verdict};
+
+struct Tagger;
+
+fn result_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Clean => "clean",
+        Verdict::Infected(_) => "infected",
+        Verdict::Blocked(_) => "blocked",
+        Verdict::Unscannable(_) => "unscannable",
+        Verdict::Error(_) => "error",
+    }
+}
+
+impl Action for Tagger {
+    fn info() -> PluginInfo {
+        PluginInfo::new("tagger", "0.1.0", "tags the object with its verdict and optionally copies it")
+    }
+
+    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
+        let tags = vec![("scan-result".to_string(), result_name(verdict).to_string())];
+        storage::tag(&tags)?;
+        let mut done = vec![format!("tagged {}", result_name(verdict))];
+        if let Some(bucket) = settings.get("copy-to") {
+            let key = object.info().key;
+            storage::copy(bucket, &key, &[])?;
+            done.push(format!("copied to {bucket}"));
+        }
+        Ok(done)
+    }
+}
+
+bucketscan_plugin_sdk::export_action!(Tagger);

@@ -1,0 +1,154 @@
+//! A real clamd (Debian's clamav-daemon) on a free loopback port, with the
+//! project's test signature database in `tests/signatures/` (plus the system
+//! database when one is installed).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// clamd's StreamMaxLength in the test config: small, so the size-limit
+/// path is tested without huge files.
+pub const STREAM_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+pub struct ClamdServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Mutex<Child>,
+}
+
+impl ClamdServer {
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn database_dir(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+}
+
+impl Drop for ClamdServer {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The clamd shared by every test in this binary, started on first use.
+pub fn shared() -> &'static ClamdServer {
+    static SERVER: OnceLock<ClamdServer> = OnceLock::new();
+    SERVER.get_or_init(|| start().expect("starting clamd"))
+}
+
+fn clamd_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/clamd", "/usr/bin/clamd"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("clamd is not installed: apt-get install clamav-daemon (scripts/test does this)");
+}
+
+/// Starts clamd and waits until it answers PING.
+pub fn start() -> std::io::Result<ClamdServer> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db)?;
+    let signatures = crate::workspace().join("tests/signatures");
+    for entry in std::fs::read_dir(&signatures)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), db.join(entry.file_name()))?;
+    }
+    // Use the system database too when present (not on a fresh machine:
+    // freshclam needs the internet).
+    if let Ok(entries) = std::fs::read_dir("/var/lib/clamav") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if [".cvd", ".cld", ".cud"].iter().any(|ext| name.ends_with(ext)) {
+                std::fs::copy(entry.path(), db.join(&*name))?;
+            }
+        }
+    }
+    let port = crate::free_port();
+    let conf = dir.path().join("clamd.conf");
+    let mut text = format!(
+        "DatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nForeground yes\nLogFile {log}\n\
+         StreamMaxLength {max}\nMaxFileSize {max}\nMaxScanSize {max}\nAlertExceedsMax yes\nAlertEncrypted yes\n",
+        db = db.display(),
+        log = dir.path().join("clamd.log").display(),
+        max = STREAM_MAX_BYTES,
+    );
+    // As root clamd drops to the clamav user, which cannot read our temp
+    // dir; keep it running as us.
+    if unsafe { libc::geteuid() } == 0 {
+        text.push_str("User root\n");
+    }
+    std::fs::write(&conf, text)?;
+    let child = spawn_tied_to_process(Command::new(clamd_binary()).arg(format!("--config-file={}", conf.display())))?;
+    let server = ClamdServer {
+        port,
+        dir,
+        child: Mutex::new(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if ping(port) {
+            return Ok(server);
+        }
+        if let Ok(Some(status)) = server.child.lock().unwrap().try_wait() {
+            let log = std::fs::read_to_string(server.dir.path().join("clamd.log")).unwrap_or_default();
+            panic!("clamd exited with {status} before answering; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("clamd did not answer PING on port {port} within 90 s");
+}
+
+/// Spawns `command` so that it is killed when this process exits, even if
+/// the test harness never runs destructors for statics. The spawn happens
+/// on a thread that lives as long as the process, because the kernel's
+/// parent-death signal follows the spawning thread.
+fn spawn_tied_to_process(command: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+            // Keep this thread alive: its exit would kill the children.
+            loop {
+                std::thread::park();
+            }
+        });
+        Mutex::new(tx)
+    });
+    let mut owned = Command::new(command.get_program());
+    owned.args(command.get_args()).stdout(Stdio::null()).stderr(Stdio::null());
+    unsafe {
+        owned.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    sender.lock().unwrap().send((owned, reply_tx)).unwrap();
+    reply_rx.recv().unwrap()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"zPING\0").is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer.starts_with(b"PONG")
+}
