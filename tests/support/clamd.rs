@@ -52,8 +52,13 @@ fn clamd_binary() -> PathBuf {
     panic!("clamd is not installed: apt-get install clamav-daemon (scripts/test does this)");
 }
 
-/// Starts clamd and waits until it answers PING.
+/// Starts clamd with the test StreamMaxLength and waits until it answers PING.
 pub fn start() -> std::io::Result<ClamdServer> {
+    start_with_stream_max(STREAM_MAX_BYTES)
+}
+
+/// Starts clamd accepting streams up to `stream_max` bytes.
+pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("db");
     std::fs::create_dir_all(&db)?;
@@ -80,7 +85,7 @@ pub fn start() -> std::io::Result<ClamdServer> {
          StreamMaxLength {max}\nMaxFileSize {max}\nMaxScanSize {max}\nAlertExceedsMax yes\nAlertEncrypted yes\n",
         db = db.display(),
         log = dir.path().join("clamd.log").display(),
-        max = STREAM_MAX_BYTES,
+        max = stream_max,
     );
     // As root clamd drops to the clamav user, which cannot read our temp
     // dir; keep it running as us.

@@ -7,11 +7,13 @@
 //! storage into these types.
 
 pub mod config;
+pub mod events;
 pub mod grants;
 pub mod object;
 pub mod pipeline;
 pub mod report;
 pub mod storage;
+pub mod tags;
 pub mod verdict;
 
 pub use verdict::{Decision, Finding, UnscannableReason, Verdict};

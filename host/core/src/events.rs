@@ -1,0 +1,180 @@
+//! S3 event notifications as they arrive on an SQS queue: native S3 events,
+//! the same wrapped by SNS, and EventBridge "Object Created" events.
+//!
+//! Keys in native S3 events are URL-encoded (`+` is a space, `%2B` a plus);
+//! they are decoded here, once, so everything downstream sees the real key.
+
+use serde_json::Value;
+
+/// One object to scan, from one event record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    pub bucket: String,
+    /// The decoded key.
+    pub key: String,
+    /// The version the event is about; scanning must use exactly this one.
+    pub version_id: Option<String>,
+    /// The ETag the event reported, when it did.
+    pub etag: Option<String>,
+    pub size: Option<u64>,
+    /// E.g. `ObjectCreated:Put`.
+    pub event_name: String,
+}
+
+/// What a queue message turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Objects to scan (possibly none, when every record was of an event
+    /// type that needs no scan, such as `ObjectRemoved:*`).
+    Objects(Vec<ObjectEvent>),
+    /// `s3:TestEvent`, sent when a notification is configured: acknowledged
+    /// and ignored.
+    TestEvent,
+}
+
+/// A message that is not an S3 event bucketscan understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an S3 event: {0}")]
+pub struct NotAnEvent(pub String);
+
+/// Parses one SQS message body.
+pub fn parse_message(body: &str) -> Result<Message, NotAnEvent> {
+    let value: Value = serde_json::from_str(body).map_err(|err| NotAnEvent(format!("invalid JSON: {err}")))?;
+    parse_value(&value, 0)
+}
+
+fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Message::TestEvent);
+    }
+    // SNS envelope: the S3 event is a JSON string in `Message`.
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") && depth == 0 {
+        let inner = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| NotAnEvent("SNS notification without a Message".into()))?;
+        let inner: Value = serde_json::from_str(inner)
+            .map_err(|err| NotAnEvent(format!("SNS Message is not JSON: {err}")))?;
+        return parse_value(&inner, depth + 1);
+    }
+    if let Some(records) = value.get("Records").and_then(Value::as_array) {
+        let mut objects = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            if let Some(event) = parse_s3_record(record).map_err(|why| NotAnEvent(format!("record {index}: {why}")))? {
+                objects.push(event);
+            }
+        }
+        return Ok(Message::Objects(objects));
+    }
+    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return parse_eventbridge(value).map(|event| Message::Objects(event.into_iter().collect()));
+    }
+    Err(NotAnEvent("no Records, no EventBridge detail, not a test event".into()))
+}
+
+fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, String> {
+    let event_name = record.get("eventName").and_then(Value::as_str).ok_or("no eventName")?;
+    if !event_name.starts_with("ObjectCreated:") {
+        return Ok(None);
+    }
+    let s3 = record.get("s3").ok_or("no s3 section")?;
+    let bucket = s3.pointer("/bucket/name").and_then(Value::as_str).ok_or("no s3.bucket.name")?;
+    let object = s3.get("object").ok_or("no s3.object")?;
+    let raw_key = object.get("key").and_then(Value::as_str).ok_or("no s3.object.key")?;
+    Ok(Some(ObjectEvent {
+        bucket: bucket.to_owned(),
+        key: decode_key(raw_key).map_err(|err| format!("key `{raw_key}`: {err}"))?,
+        version_id: string(object, "versionId"),
+        etag: string(object, "eTag"),
+        size: object.get("size").and_then(Value::as_u64),
+        event_name: event_name.to_owned(),
+    }))
+}
+
+fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
+    let detail_type = value.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    if detail_type != "Object Created" {
+        return Ok(None);
+    }
+    let detail = value.get("detail").ok_or_else(|| NotAnEvent("EventBridge event without detail".into()))?;
+    let bucket = detail.pointer("/bucket/name").and_then(Value::as_str);
+    let object = detail.get("object");
+    let (Some(bucket), Some(object)) = (bucket, object) else {
+        return Err(NotAnEvent("EventBridge detail without bucket.name or object".into()));
+    };
+    // EventBridge keys are not URL-encoded.
+    let key = object
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| NotAnEvent("EventBridge detail without object.key".into()))?;
+    Ok(Some(ObjectEvent {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: string(object, "version-id"),
+        etag: string(object, "etag"),
+        size: object.get("size").and_then(Value::as_u64),
+        event_name: format!("ObjectCreated:{}", value.pointer("/detail/reason").and_then(Value::as_str).unwrap_or("EventBridge")),
+    }))
+}
+
+fn string(object: &Value, field: &str) -> Option<String> {
+    object.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// Decodes a key from an S3 event: `+` is a space, then percent-decoding.
+pub fn decode_key(raw: &str) -> Result<String, String> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|err| format!("not UTF-8 after decoding: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":"staging"},"object":{"key":"reports/Q3+r%C3%A9sum%C3%A9%2B1.pdf","size":68,"eTag":"44d88612fea8a8f36de82e1278abb02f","versionId":"v1"}}},
+        {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"staging"},"object":{"key":"gone"}}}]}"#;
+
+    #[test]
+    fn native_events_decode_keys_and_keep_the_version() {
+        let Message::Objects(objects) = parse_message(S3_EVENT).unwrap() else { panic!() };
+        assert_eq!(objects.len(), 1, "removals need no scan");
+        let event = &objects[0];
+        assert_eq!(event.bucket, "staging");
+        assert_eq!(event.key, "reports/Q3 résumé+1.pdf");
+        assert_eq!(event.version_id.as_deref(), Some("v1"));
+        assert_eq!(event.etag.as_deref(), Some("44d88612fea8a8f36de82e1278abb02f"));
+        assert_eq!(event.size, Some(68));
+    }
+
+    #[test]
+    fn sns_wrapped_events_are_unwrapped() {
+        let wrapped = serde_json::json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": S3_EVENT}).to_string();
+        let Message::Objects(objects) = parse_message(&wrapped).unwrap() else { panic!() };
+        assert_eq!(objects[0].key, "reports/Q3 résumé+1.pdf");
+    }
+
+    #[test]
+    fn eventbridge_events_are_understood() {
+        let body = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3",
+            "detail":{"bucket":{"name":"staging"},"object":{"key":"a b+c.txt","size":5,"etag":"e","version-id":"v9"},"reason":"PutObject"}}"#;
+        let Message::Objects(objects) = parse_message(body).unwrap() else { panic!() };
+        assert_eq!(objects[0].key, "a b+c.txt", "EventBridge keys are not encoded");
+        assert_eq!(objects[0].version_id.as_deref(), Some("v9"));
+        assert_eq!(objects[0].event_name, "ObjectCreated:PutObject");
+    }
+
+    #[test]
+    fn test_events_and_garbage() {
+        assert_eq!(
+            parse_message(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"staging"}"#).unwrap(),
+            Message::TestEvent
+        );
+        assert!(parse_message("hello").unwrap_err().0.contains("invalid JSON"));
+        assert!(parse_message(r#"{"foo":1}"#).is_err());
+        assert!(parse_message(r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#).unwrap_err().0.contains("record 0"));
+    }
+}
