@@ -2,6 +2,7 @@
 //! plugin components, and a real clamd on loopback. One test binary, so
 //! the workspace links once and clamd starts once.
 
+mod agent;
 mod clamav;
 mod cli;
 mod contract;

@@ -59,6 +59,11 @@ pub fn start() -> std::io::Result<ClamdServer> {
 
 /// Starts clamd accepting streams up to `stream_max` bytes.
 pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
+    start_on(crate::free_port(), stream_max)
+}
+
+/// Starts clamd on `port` (e.g. to bring back one that was down).
+pub fn start_on(port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("db");
     std::fs::create_dir_all(&db)?;
@@ -78,7 +83,6 @@ pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
             }
         }
     }
-    let port = crate::free_port();
     let conf = dir.path().join("clamd.conf");
     let mut text = format!(
         "DatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nForeground yes\nLogFile {log}\n\
@@ -93,7 +97,7 @@ pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
         text.push_str("User root\n");
     }
     std::fs::write(&conf, text)?;
-    let child = spawn_tied_to_process(Command::new(clamd_binary()).arg(format!("--config-file={}", conf.display())))?;
+    let child = spawn_quiet(clamd_binary(), vec![format!("--config-file={}", conf.display())])?;
     let server = ClamdServer {
         port,
         dir,
@@ -113,38 +117,46 @@ pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
     panic!("clamd did not answer PING on port {port} within 90 s");
 }
 
-/// Spawns `command` so that it is killed when this process exits, even if
-/// the test harness never runs destructors for statics. The spawn happens
-/// on a thread that lives as long as the process, because the kernel's
-/// parent-death signal follows the spawning thread.
-fn spawn_tied_to_process(command: &mut Command) -> std::io::Result<Child> {
+/// Spawns the command `build` makes so that it is killed when this process
+/// exits, even if the test harness never runs destructors for statics. The
+/// spawn happens on a thread that lives as long as the process, because the
+/// kernel's parent-death signal follows the spawning thread.
+pub fn spawn_tied(build: impl FnOnce() -> Command + Send + 'static) -> std::io::Result<Child> {
     use std::os::unix::process::CommandExt;
     use std::sync::mpsc;
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>> = OnceLock::new();
+    type Job = Box<dyn FnOnce() -> std::io::Result<Child> + Send>;
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Job, mpsc::Sender<std::io::Result<Child>>)>>> = OnceLock::new();
     let sender = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<std::io::Result<Child>>)>();
         std::thread::spawn(move || {
-            for (mut command, reply) in rx {
-                let _ = reply.send(command.spawn());
-            }
-            // Keep this thread alive: its exit would kill the children.
-            loop {
-                std::thread::park();
+            for (job, reply) in rx {
+                let _ = reply.send(job());
             }
         });
         Mutex::new(tx)
     });
-    let mut owned = Command::new(command.get_program());
-    owned.args(command.get_args()).stdout(Stdio::null()).stderr(Stdio::null());
-    unsafe {
-        owned.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-    sender.lock().unwrap().send((owned, reply_tx)).unwrap();
+    let job: Job = Box::new(move || {
+        let mut command = build();
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        command.spawn()
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    sender.lock().unwrap().send((job, reply_tx)).unwrap();
     reply_rx.recv().unwrap()
+}
+
+/// Spawns `program args` with its output discarded, tied to this process.
+pub fn spawn_quiet(program: std::path::PathBuf, args: Vec<String>) -> std::io::Result<Child> {
+    spawn_tied(move || {
+        let mut command = Command::new(program);
+        command.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        command
+    })
 }
 
 fn ping(port: u16) -> bool {

@@ -54,3 +54,5 @@ pub fn free_port() -> u16 {
 
 pub mod host;
 pub mod config;
+pub mod moto;
+pub mod agent;

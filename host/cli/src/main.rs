@@ -5,6 +5,7 @@
 mod check;
 mod inspect;
 mod output;
+mod run_agent;
 mod run_plugin;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,11 @@ struct Cli {
 enum Command {
     /// Validate a config file and load every plugin it names.
     Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the agent: consume S3 events from SQS and scan each object.
+    Run {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Check { config } => check::run(&config).await,
+            Command::Run { config } => run_agent::run(&config).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(args).await,
         }

@@ -21,6 +21,7 @@
 
 use crate::grants::Grants;
 use crate::pipeline::ResultName;
+use crate::tags::{self, TagKeys};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,6 +61,15 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginDecl>,
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketConfig>,
+    /// How `bucketscan run` consumes events.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// The keys of the result tags written on scanned objects.
+    #[serde(default)]
+    pub tags: TagKeys,
+    /// Where every result is published.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     /// The file this was read from; relative plugin paths resolve against
     /// its directory.
     #[serde(skip)]
@@ -169,6 +179,77 @@ mod defaults {
     pub fn stream_max_bytes() -> u64 {
         25 * 1024 * 1024
     }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn visibility_timeout_secs() -> u64 {
+        120
+    }
+    pub fn wait_time_secs() -> u64 {
+        20
+    }
+    pub fn retry_backoff_secs() -> u64 {
+        30
+    }
+    pub fn spool_threshold_bytes() -> u64 {
+        16 * 1024 * 1024
+    }
+}
+
+/// The agent: `[agent]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentConfig {
+    /// SQS queue URLs carrying S3 event notifications.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Objects scanned at once.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Visibility timeout set on received messages and extended while a
+    /// scan runs, in seconds.
+    #[serde(default = "defaults::visibility_timeout_secs")]
+    pub visibility_timeout_secs: u64,
+    /// SQS long-poll wait, in seconds (0-20).
+    #[serde(default = "defaults::wait_time_secs")]
+    pub wait_time_secs: u64,
+    /// A message that could not be handled comes back after this many
+    /// seconds times its receive count (at most 15 minutes).
+    #[serde(default = "defaults::retry_backoff_secs")]
+    pub retry_backoff_secs: u64,
+    /// Objects larger than this are spooled to a temp file, not memory.
+    #[serde(default = "defaults::spool_threshold_bytes")]
+    pub spool_threshold_bytes: u64,
+    /// Where spool files go (default: the system temp dir).
+    pub spool_dir: Option<PathBuf>,
+    /// Identifies this agent in notifications (default: host name and pid).
+    pub agent_id: Option<String>,
+    /// Force path-style S3 addressing (always on with AWS_ENDPOINT_URL).
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            queues: Vec::new(),
+            concurrency: defaults::concurrency(),
+            visibility_timeout_secs: defaults::visibility_timeout_secs(),
+            wait_time_secs: defaults::wait_time_secs(),
+            retry_backoff_secs: defaults::retry_backoff_secs(),
+            spool_threshold_bytes: defaults::spool_threshold_bytes(),
+            spool_dir: None,
+            agent_id: None,
+            path_style: false,
+        }
+    }
+}
+
+/// `[notifications]`: an SNS topic for every result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotificationsConfig {
+    pub topic_arn: Option<String>,
 }
 
 /// A plugin declaration: `[plugins.NAME]`.
@@ -302,6 +383,12 @@ impl Config {
             toml::from_str(text).map_err(|err| located(err.span(), err.message().to_owned()))?;
         config.source = path.to_owned();
 
+        for key in [&config.tags.result, &config.tags.date, &config.tags.engine, &config.tags.signature] {
+            tags::validate_key(key).map_err(|why| located(None, format!("[tags]: {why}")))?;
+        }
+        if config.agent.wait_time_secs > 20 {
+            return Err(located(None, "[agent] wait-time-secs: SQS allows at most 20".into()));
+        }
         for (name, decl) in &config.plugins {
             if let Some(sha) = &decl.sha256 {
                 let valid = sha.get_ref().len() == 64

@@ -68,6 +68,21 @@ impl Clamd {
     /// Scans the whole body. Returns the names clamd reported FOUND (empty
     /// when clean).
     pub async fn scan(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
+        self.scan_inner(body).await.map_err(|err| match err {
+            // clamd hangs up mid-stream when the object is over its own
+            // StreamMaxLength: say how to fix it.
+            ClamdError::Protocol(message) if message.contains("Broken pipe") || message.contains("reset by peer") => {
+                ClamdError::Protocol(format!(
+                    "{message}: clamd closed the connection mid-stream; if its StreamMaxLength is smaller than \
+                     [clamav] stream-max-bytes ({} bytes), make them equal",
+                    self.stream_max_bytes
+                ))
+            }
+            other => other,
+        })
+    }
+
+    async fn scan_inner(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
         let len = body.len().map_err(|err| ClamdError::Read(err.to_string()))?;
         if len > self.stream_max_bytes {
             return Err(ClamdError::SizeLimit(format!(

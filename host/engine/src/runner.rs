@@ -16,25 +16,51 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
-/// Runs `stages` over `object` and reports what happened.
+/// Runs `stages` over `object` and reports what happened: [`inspect`],
+/// then [`act`].
 pub async fn run_pipeline(
     host: &PluginHost,
     services: &Arc<HostServices>,
     stages: &[PipelineStage],
     object: ScanObject,
 ) -> ScanReport {
+    let inspected = inspect(host, services, stages, &object).await;
+    act(host, services, stages, &object, inspected).await
+}
+
+/// The outcome of a pipeline's inspectors, before its actions run.
+#[derive(Debug)]
+pub struct Inspected {
+    pub verdict: Verdict,
+    pub stages: Vec<StageReport>,
+    started: Instant,
+}
+
+impl Inspected {
+    /// The scan engine's version, from the first stage that scanned.
+    pub fn engine_version(&self) -> Option<String> {
+        self.stages.iter().find_map(|stage| stage.engine_version.clone())
+    }
+}
+
+/// Runs the inspectors of `stages` and folds their decisions into a verdict.
+pub async fn inspect(
+    host: &PluginHost,
+    services: &Arc<HostServices>,
+    stages: &[PipelineStage],
+    object: &ScanObject,
+) -> Inspected {
     let started = Instant::now();
     let mut reports = Vec::with_capacity(stages.len());
     let mut inspection = Inspection::new();
     let mut flow = Flow::Next;
-
     for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Inspector) {
         if flow == Flow::Stop {
             reports.push(skipped(stage, "skipped"));
             continue;
         }
         let so_far = inspection.so_far().map(convert::verdict_to_wit);
-        let (result, run) = run_stage(host, services, stage, &object, |pre, mut store, handle| async move {
+        let (result, run) = run_stage(host, services, stage, object, |pre, mut store, handle| async move {
             let pre = pre.inspector_pre().expect("inspector stage");
             let result = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -66,15 +92,33 @@ pub async fn run_pipeline(
         reports.push(report);
         flow = inspection.record(decision);
     }
-    let verdict = inspection.finish();
+    Inspected {
+        verdict: inspection.finish(),
+        stages: reports,
+        started,
+    }
+}
 
+/// Runs the actions of `stages` that apply to the inspected verdict.
+pub async fn act(
+    host: &PluginHost,
+    services: &Arc<HostServices>,
+    stages: &[PipelineStage],
+    object: &ScanObject,
+    inspected: Inspected,
+) -> ScanReport {
+    let Inspected {
+        verdict,
+        stages: mut reports,
+        started,
+    } = inspected;
     for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Action) {
         if !action_applies(&stage.on, &verdict) {
             reports.push(skipped(stage, "not applicable"));
             continue;
         }
         let wit_verdict = convert::verdict_to_wit(&verdict);
-        let (result, run) = run_stage(host, services, stage, &object, |pre, mut store, handle| async move {
+        let (result, run) = run_stage(host, services, stage, object, |pre, mut store, handle| async move {
             let pre = pre.action_pre().expect("action stage");
             let result = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -202,14 +246,9 @@ fn classify(err: wasmtime::Error, state: &mut StageState) -> StageFailure {
     }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => StageFailure::Trap(trap.to_string()),
-        None => {
-            let text = format!("{err:#}");
-            if text.contains("instance") && text.contains("limit") || text.contains("resource limit") {
-                StageFailure::Memory(text)
-            } else {
-                StageFailure::Trap(text)
-            }
-        }
+        // Not a trap: instantiation refused (e.g. an instance limit) or a
+        // host error; its own message says which.
+        None => StageFailure::Trap(format!("{err:#}")),
     }
 }
 

@@ -98,7 +98,7 @@ fn executable_format(head: &[u8]) -> Option<&'static str> {
         [0xcf, 0xfa, 0xed, 0xfe],
     ];
     if head.starts_with(b"MZ") {
-        Some("PE executable (MZ)")
+        Some("PE executable")
     } else if head.starts_with(b"\x7fELF") {
         Some("ELF executable")
     } else if MACH_O.iter().any(|magic| head.starts_with(magic)) {

@@ -50,11 +50,11 @@ impl Inspector for FiletypeFilter {
 
         let blocked = |reason: String| Ok(Decision::Verdict(Verdict::Blocked(reason)));
         if deny.contains(&detected.category) {
-            return blocked(format!("file type {} ({}) is denied", detected.category.as_str(), detected.name));
+            return blocked(format!("file type {} is denied: {}", detected.category.as_str(), detected.name));
         }
         if !allow.is_empty() && !allow.contains(&detected.category) {
             return blocked(format!(
-                "file type {} ({}) is not in the allowed types",
+                "file type {} is not in the allowed types: {}",
                 detected.category.as_str(),
                 detected.name
             ));
@@ -68,7 +68,7 @@ impl Inspector for FiletypeFilter {
                 if let Some(claimed) = claimed {
                     if !detect::consistent(claimed, detected.category) {
                         return blocked(format!(
-                            "{source} claims {} but the content is {} ({})",
+                            "{source} claims {} but the content is {}: {}",
                             claimed.as_str(),
                             detected.category.as_str(),
                             detected.name

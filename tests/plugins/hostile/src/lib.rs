@@ -32,8 +32,9 @@ impl Inspector for Hostile {
             }
             "trap" => panic!("deliberate panic"),
             "sleep" => {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-                clean
+                let ms = settings.u64("sleep-ms")?.unwrap_or(3_600_000);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(Decision::Continue)
             }
             "oversized" => Ok(Decision::Verdict(Verdict::Blocked("x".repeat(8 << 20)))),
             "many-findings" => Ok(Decision::Verdict(Verdict::Infected(

@@ -1,0 +1,149 @@
+//! The receive loop: long-polls the configured SQS queues, handles messages
+//! with bounded concurrency, keeps long scans' messages invisible, and
+//! deletes a message only after every object in it was fully handled.
+
+use crate::worker::{Handled, Worker};
+use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
+use bucketscan_core::events::{parse_message, Message};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+/// How the agent consumes its queues (`[agent]` in the config).
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub queue_urls: Vec<String>,
+    pub concurrency: usize,
+    pub visibility_timeout: Duration,
+    pub wait_time: Duration,
+    /// A failed message becomes visible again after this times its
+    /// receive count (capped at 15 minutes).
+    pub retry_backoff: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(900);
+
+/// Runs until `shutdown` turns true, then waits for messages in flight.
+pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let settings = Arc::new(settings);
+    tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
+    'receive: loop {
+        for queue in &settings.queue_urls {
+            if *shutdown.borrow() {
+                break 'receive;
+            }
+            // Wait for a free worker, then ask for no more messages than
+            // there are free workers, so none sit invisible waiting.
+            if permits.acquire().await.is_err() {
+                break 'receive;
+            }
+            let free = permits.available_permits().clamp(1, 10) as i32;
+            let received = tokio::select! {
+                received = sqs
+                    .receive_message()
+                    .queue_url(queue)
+                    .max_number_of_messages(free)
+                    .wait_time_seconds(settings.wait_time.as_secs() as i32)
+                    .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
+                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .send() => received,
+                _ = shutdown.changed() => break 'receive,
+            };
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(err) => {
+                    tracing::warn!(queue, "ReceiveMessage failed: {}; retrying", aws_sdk_sqs::error::DisplayErrorContext(&err));
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            for message in messages {
+                let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
+                let (worker, sqs, settings, queue) = (worker.clone(), sqs.clone(), settings.clone(), queue.clone());
+                tokio::spawn(async move {
+                    handle_message(&worker, &sqs, &settings, &queue, message).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    tracing::info!("agent stopping: waiting for messages in flight");
+    let _all = permits.acquire_many(settings.concurrency.max(1) as u32).await;
+    tracing::info!("agent stopped");
+}
+
+async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &LoopSettings, queue: &str, message: SqsMessage) {
+    let Some(receipt) = message.receipt_handle().map(str::to_owned) else { return };
+    let id = message.message_id().unwrap_or("?").to_owned();
+    let events = match parse_message(message.body().unwrap_or_default()) {
+        Ok(Message::TestEvent) => {
+            tracing::info!(message = %id, "s3:TestEvent acknowledged");
+            delete(sqs, queue, &receipt).await;
+            return;
+        }
+        Ok(Message::Objects(events)) => events,
+        Err(err) => {
+            // Left on the queue: after its redrive limit it lands in the
+            // DLQ, where a person can look at it. Nothing is lost.
+            tracing::error!(message = %id, queue, "{err}; left for the dead-letter queue");
+            return;
+        }
+    };
+
+    // Keep the message invisible while its objects are scanned.
+    let heartbeat = {
+        let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.clone());
+        let timeout = settings.visibility_timeout;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(timeout / 2).await;
+                let extended = sqs
+                    .change_message_visibility()
+                    .queue_url(&queue)
+                    .receipt_handle(&receipt)
+                    .visibility_timeout(timeout.as_secs() as i32)
+                    .send()
+                    .await;
+                if let Err(err) = extended {
+                    tracing::warn!("extending visibility: {}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+                }
+            }
+        })
+    };
+    let mut retry = Vec::new();
+    for event in &events {
+        match worker.handle(event).await {
+            Handled::Done(what) => tracing::debug!(message = %id, "{what}"),
+            Handled::Retry(why) => retry.push(why),
+        }
+    }
+    heartbeat.abort();
+
+    if retry.is_empty() {
+        delete(sqs, queue, &receipt).await;
+    } else {
+        let count: u32 = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
+        tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));
+        let _ = sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(&receipt)
+            .visibility_timeout(backoff.as_secs() as i32)
+            .send()
+            .await;
+    }
+}
+
+async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
+    if let Err(err) = sqs.delete_message().queue_url(queue).receipt_handle(receipt).send().await {
+        // The message will come back and be handled again; handling is
+        // idempotent (tags are merged, copies conditional).
+        tracing::warn!("DeleteMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+    }
+}

@@ -1,0 +1,18 @@
+//! The S3 agent: consumes S3 event notifications from SQS, fetches each
+//! object once (in memory, or spooled to a temp file when large), runs its
+//! bucket's pipeline, writes the result tags, runs the actions, publishes the
+//! result, and only then deletes the message.
+//!
+//! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
+//! - [`fetch`]: one object version, fetched once.
+//! - [`s3_storage`]: the `storage` capability on S3, conditional on the scanned ETag.
+//! - [`notify`]: results to SNS.
+//! - [`worker`]: one message, start to finish.
+//! - [`agent`]: the receive loop, concurrency and visibility.
+
+pub mod agent;
+pub mod aws;
+pub mod fetch;
+pub mod notify;
+pub mod s3_storage;
+pub mod worker;

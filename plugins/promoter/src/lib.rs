@@ -1,0 +1,66 @@
+//! The promoter: the two-bucket system. A clean object is copied from the
+//! staging bucket to the production bucket; nothing else ever is.
+//!
+//! Settings:
+//! - `bucket` (required): the production bucket (grant it with
+//!   `grants = { storage = ["production"] }`).
+//! - `strip-prefix` / `add-prefix`: map keys, e.g. `incoming/` → `public/`.
+//! - `delete-source` = `true`: move instead of copy (the host deletes the
+//!   staging version only after the copy is verified; grant the staging
+//!   bucket too).
+//!
+//! The host performs the copy on the exact version and ETag that was
+//! scanned, so a newer upload under the same key is never promoted.
+
+use bucketscan_plugin_sdk::{storage, Action, Object, PluginInfo, Settings, Verdict};
+
+struct Promoter;
+
+/// The production key for a staging key.
+pub fn map_key(key: &str, strip: Option<&str>, add: Option<&str>) -> String {
+    let rest = match strip {
+        Some(prefix) => key.strip_prefix(prefix).unwrap_or(key),
+        None => key,
+    };
+    format!("{}{rest}", add.unwrap_or(""))
+}
+
+impl Action for Promoter {
+    fn info() -> PluginInfo {
+        PluginInfo::new("promoter", env!("CARGO_PKG_VERSION"), "copies clean objects to the production bucket")
+    }
+
+    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
+        settings.reject_unknown(&["bucket", "strip-prefix", "add-prefix", "delete-source"])?;
+        let bucket = settings.get("bucket").ok_or("setting `bucket` (the production bucket) is required")?;
+        let delete_source = settings.bool_or("delete-source", false)?;
+        // Defence in depth: the pipeline should run this on `clean` only,
+        // but a misconfigured `on` must still never promote anything else.
+        if !matches!(verdict, Verdict::Clean) {
+            return Ok(vec!["not clean: nothing promoted".into()]);
+        }
+        let info = object.info();
+        let key = map_key(&info.key, settings.get("strip-prefix"), settings.get("add-prefix"));
+        if delete_source {
+            storage::move_(bucket, &key, &[])?;
+            Ok(vec![format!("promoted to s3://{bucket}/{key} and removed from staging")])
+        } else {
+            storage::copy(bucket, &key, &[])?;
+            Ok(vec![format!("promoted to s3://{bucket}/{key}")])
+        }
+    }
+}
+
+bucketscan_plugin_sdk::export_action!(Promoter);
+
+#[cfg(test)]
+mod tests {
+    use super::map_key;
+
+    #[test]
+    fn keys_map_by_prefix() {
+        assert_eq!(map_key("incoming/a.pdf", Some("incoming/"), Some("public/")), "public/a.pdf");
+        assert_eq!(map_key("other/a.pdf", Some("incoming/"), None), "other/a.pdf");
+        assert_eq!(map_key("a.pdf", None, None), "a.pdf");
+    }
+}

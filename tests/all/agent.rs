@@ -1,0 +1,184 @@
+//! The agent end to end: S3 events from moto's S3 through SQS, real clamd,
+//! real plugin components, results back on S3 and SNS.
+
+use bucketscan_tests::agent::{World, PRODUCTION, QUARANTINE, STAGING};
+use bucketscan_tests::{clamd, free_port, samples};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eicar_uploaded_to_staging_ends_in_quarantine_with_tags() {
+    let world = World::new().await;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    world.put("uploads/eicar.txt", samples::eicar(), Some("text/plain"), &[], &[("team", "finance")]).await;
+
+    let quarantined = "staging/uploads/eicar.txt";
+    world.wait_for(QUARANTINE, quarantined, WITHIN, &agent).await;
+    let tags = world.tags(QUARANTINE, quarantined).await;
+    let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(tag("bucketscan-result"), Some("infected"), "{tags:?}");
+    assert_eq!(tag("bucketscan-signature"), Some("Eicar-Test-Signature.UNOFFICIAL"));
+    assert_eq!(tag("team"), Some("finance"), "the object's own tags are kept");
+    assert!(tag("bucketscan-engine").unwrap().starts_with("ClamAV"));
+    assert_eq!(tag("bucketscan-quarantine"), Some("move"));
+    assert!(!world.exists(STAGING, "uploads/eicar.txt").await, "moved out of staging");
+    assert!(!world.exists(PRODUCTION, "uploads/eicar.txt").await, "never promoted");
+
+    let notifications = world.notifications().await;
+    let infected = notifications
+        .iter()
+        .find(|n| n["MessageAttributes"]["scan-result"]["Value"] == "infected")
+        .unwrap_or_else(|| panic!("no infected notification in {notifications:?}"));
+    assert_eq!(infected["MessageAttributes"]["bucket"]["Value"], STAGING);
+    let body: serde_json::Value = serde_json::from_str(infected["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(body["key"], "uploads/eicar.txt");
+    assert_eq!(body["findings"][0]["signature"], "Eicar-Test-Signature.UNOFFICIAL");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_file_ends_in_production_with_its_metadata_and_tags() {
+    let world = World::new().await;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    let key = "reports/Q3 résumé+final.txt";
+    world
+        .put(key, samples::clean_text(), Some("text/plain"), &[("owner", "alice")], &[("team", "finance")])
+        .await;
+    world.wait_for(PRODUCTION, key, WITHIN, &agent).await;
+
+    let head = world.aws.s3.head_object().bucket(PRODUCTION).key(key).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("text/plain"));
+    assert_eq!(head.metadata().unwrap().get("owner").map(String::as_str), Some("alice"));
+    assert_eq!(world.tag(PRODUCTION, key, "team").await.as_deref(), Some("finance"));
+    assert_eq!(world.tag(PRODUCTION, key, "bucketscan-result").await.as_deref(), Some("clean"));
+    assert_eq!(world.tag(STAGING, key, "bucketscan-result").await.as_deref(), Some("clean"));
+    assert!(!world.exists(QUARANTINE, &format!("staging/{key}")).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_keeps_its_tags_when_promoted() {
+    let world = World::new().await;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    let key = "big/multipart.txt";
+    // Two parts: 5 MiB (S3's minimum for all but the last) and a small tail.
+    let first = vec![b'a'; 5 << 20];
+    let tail = samples::clean_text();
+    let s3 = &world.aws.s3;
+    let upload = s3.create_multipart_upload().bucket(STAGING).key(key).tagging("team=finance").send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (number, part) in [(1, &first), (2, &tail)] {
+        let out = s3
+            .upload_part()
+            .bucket(STAGING)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(part.clone().into())
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(STAGING)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    world.wait_for(PRODUCTION, key, WITHIN, &agent).await;
+    assert_eq!(world.tag(PRODUCTION, key, "team").await.as_deref(), Some("finance"));
+    assert_eq!(world.tag(PRODUCTION, key, "bucketscan-result").await.as_deref(), Some("clean"));
+    let head = s3.head_object().bucket(PRODUCTION).key(key).send().await.unwrap();
+    assert_eq!(head.content_length(), Some((first.len() + tail.len()) as i64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disguised_executable_is_blocked_and_quarantined() {
+    let world = World::new().await;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    let exe = std::fs::read(samples::clamav_testfile("clam.exe")).unwrap();
+    world.put("invoice.pdf", exe, Some("application/pdf"), &[], &[]).await;
+    world.wait_for(QUARANTINE, "staging/invoice.pdf", WITHIN, &agent).await;
+    assert_eq!(world.tag(QUARANTINE, "staging/invoice.pdf", "bucketscan-result").await.as_deref(), Some("blocked"));
+    assert!(!world.exists(PRODUCTION, "invoice.pdf").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_messages_and_deleted_objects_do_not_stop_the_agent() {
+    let world = World::new().await;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    world.aws.sqs.send_message().queue_url(&world.queue_url).message_body("this is not JSON").send().await.unwrap();
+    let gone = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"never%20existed.txt","size":3}}}]}"#;
+    world.aws.sqs.send_message().queue_url(&world.queue_url).message_body(gone).send().await.unwrap();
+    world.put("after.txt", samples::clean_text(), None, &[], &[]).await;
+    world.wait_for(PRODUCTION, "after.txt", WITHIN, &agent).await;
+    let log = agent.log();
+    assert!(log.contains("not an S3 event: invalid JSON"), "{log}");
+    assert!(log.contains("s3://staging/never existed.txt no longer exists"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_clamd_down_nothing_is_promoted_or_acknowledged_until_it_returns() {
+    let world = World::new().await;
+    let port = free_port();
+    let agent = world.start_agent(&world.config(&format!("127.0.0.1:{port}"), ""));
+    world.put("waiting.txt", samples::clean_text(), None, &[], &[]).await;
+
+    // Give the agent time to try (and fail) several times.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!world.exists(PRODUCTION, "waiting.txt").await, "promoted without a scan");
+    assert!(world.exists(STAGING, "waiting.txt").await, "nothing deleted");
+    assert_eq!(world.tag(STAGING, "waiting.txt", "bucketscan-result").await.as_deref(), Some("error"));
+    assert!(world.queue_depth().await >= 1, "the event must still be on the queue");
+    assert!(agent.log().contains("unreachable"), "{}", agent.log());
+
+    let _clamd = clamd::start_on(port, clamd::STREAM_MAX_BYTES).unwrap();
+    world.wait_for(PRODUCTION, "waiting.txt", WITHIN, &agent).await;
+    assert_eq!(world.tag(PRODUCTION, "waiting.txt", "bucketscan-result").await.as_deref(), Some("clean"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_scan_loses_nothing() {
+    let world = World::new().await;
+    // A slow first stage keeps the object in flight long enough to kill
+    // the agent while it holds the message.
+    let slow = r#"
+[[buckets.staging.prefixes]]
+prefix = "slow/"
+[[buckets.staging.prefixes.stages]]
+plugin = "hostile"
+settings = { behaviour = "sleep", sleep-ms = "3000" }
+[[buckets.staging.prefixes.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.staging.prefixes.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = { bucket = "production" }
+grants = { storage = ["production"] }
+"#;
+    let config = world.config(&clamd::shared().address(), slow);
+    let mut first = world.start_agent(&config);
+    world.put("slow/report.txt", samples::clean_text(), None, &[], &[]).await;
+    let deadline = std::time::Instant::now() + WITHIN;
+    while !first.log().contains("slow/report.txt") || world.queue_depth().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the agent never picked the message up:\n{}", first.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill_hard();
+    assert!(!world.exists(PRODUCTION, "slow/report.txt").await);
+
+    let second = world.start_agent(&config);
+    world.wait_for(PRODUCTION, "slow/report.txt", WITHIN, &second).await;
+    // The message goes once the object is fully handled, just after the copy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while world.queue_depth().await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the message was never deleted:\n{}", second.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

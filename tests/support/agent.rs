@@ -1,0 +1,290 @@
+//! A whole deployment on loopback for agent tests: moto with staging,
+//! production and quarantine buckets, an event queue with a DLQ, a result
+//! topic with a subscriber queue, and the `bucketscan run` process.
+
+use crate::moto::{Clients, MotoServer};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, Tag, Tagging};
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct World {
+    pub moto: MotoServer,
+    pub aws: Clients,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub topic_arn: String,
+    pub results_url: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub const STAGING: &str = "staging";
+pub const PRODUCTION: &str = "production";
+pub const QUARANTINE: &str = "quarantine";
+
+impl World {
+    pub async fn new() -> Self {
+        let moto = MotoServer::start();
+        let aws = moto.clients().await;
+        for bucket in [STAGING, PRODUCTION, QUARANTINE] {
+            aws.s3.create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        let dlq_url = aws.sqs.create_queue().queue_name("scan-dlq").send().await.unwrap().queue_url.unwrap();
+        let dlq_arn = queue_arn(&aws, &dlq_url).await;
+        let queue_url = aws
+            .sqs
+            .create_queue()
+            .queue_name("scan-events")
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"20"}}"#),
+            )
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = queue_arn(&aws, &queue_url).await;
+        aws.s3
+            .put_bucket_notification_configuration()
+            .bucket(STAGING)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::from("s3:ObjectCreated:*"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let topic_arn = aws.sns.create_topic().name("scan-results").send().await.unwrap().topic_arn.unwrap();
+        let results_url = aws.sqs.create_queue().queue_name("scan-results-subscriber").send().await.unwrap().queue_url.unwrap();
+        let results_arn = queue_arn(&aws, &results_url).await;
+        aws.sns
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(results_arn)
+            .send()
+            .await
+            .unwrap();
+        Self {
+            moto,
+            aws,
+            queue_url,
+            dlq_url,
+            topic_arn,
+            results_url,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes an agent config: the staging pipeline (filetype-filter,
+    /// clamav-bridge, promoter on clean, quarantine on infected/blocked)
+    /// plus `extra` TOML.
+    pub fn config(&self, clamd_address: &str, extra: &str) -> PathBuf {
+        let body = format!(
+            r#"
+[agent]
+queues = ["{queue}"]
+concurrency = 2
+visibility-timeout-secs = 4
+wait-time-secs = 1
+retry-backoff-secs = 1
+spool-threshold-bytes = 65536
+
+[notifications]
+topic-arn = "{topic}"
+
+[plugins.promoter]
+path = "{promoter}"
+[plugins.quarantine]
+path = "{quarantine}"
+
+[buckets.{PRODUCTION}]
+[buckets.{QUARANTINE}]
+[buckets.{STAGING}]
+[[buckets.{STAGING}.stages]]
+plugin = "filetype-filter"
+settings = {{ deny = ["executable"], block-mismatch = true }}
+[[buckets.{STAGING}.stages]]
+plugin = "clamav-bridge"
+grants = {{ clamav = true }}
+[[buckets.{STAGING}.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = {{ bucket = "{PRODUCTION}" }}
+grants = {{ storage = ["{PRODUCTION}"] }}
+[[buckets.{STAGING}.stages]]
+plugin = "quarantine"
+on = ["infected", "blocked"]
+settings = {{ mode = "move", bucket = "{QUARANTINE}" }}
+grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
+{extra}
+"#,
+            queue = self.queue_url,
+            topic = self.topic_arn,
+            promoter = crate::component("promoter").display(),
+            quarantine = crate::component("quarantine").display(),
+        );
+        crate::config::write(self.dir.path(), clamd_address, &body)
+    }
+
+    pub fn start_agent(&self, config: &Path) -> AgentProcess {
+        let log = self.dir.path().join(format!("agent-{}.log", crate::free_port()));
+        let (bin, config, env, log_for_child) = (crate::bucketscan_bin(), config.to_owned(), self.moto.env(), log.clone());
+        let child = crate::clamd::spawn_tied(move || {
+            let mut command = Command::new(bin);
+            command
+                .args(["run", "--config", config.to_str().unwrap()])
+                .envs(env)
+                .env("BUCKETSCAN_LOG", "info,bucketscan_agent=debug")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log_for_child).unwrap());
+            command
+        })
+        .expect("starting bucketscan run");
+        AgentProcess { child, log }
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>, metadata: &[(&str, &str)], tags: &[(&str, &str)]) {
+        let mut request = self
+            .aws
+            .s3
+            .put_object()
+            .bucket(STAGING)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .set_content_type(content_type.map(str::to_owned));
+        for (k, v) in metadata {
+            request = request.metadata(*k, *v);
+        }
+        if !tags.is_empty() {
+            let encoded: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.tagging(encoded.join("&"));
+        }
+        request.send().await.unwrap();
+    }
+
+    pub async fn exists(&self, bucket: &str, key: &str) -> bool {
+        self.aws.s3.head_object().bucket(bucket).key(key).send().await.is_ok()
+    }
+
+    /// Waits until `bucket/key` exists.
+    pub async fn wait_for(&self, bucket: &str, key: &str, within: Duration, agent: &AgentProcess) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.exists(bucket, key).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("s3://{bucket}/{key} did not appear within {within:?}; agent log:\n{}", agent.log());
+    }
+
+    pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
+        let out = self.aws.s3.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
+        out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+    }
+
+    pub async fn tag(&self, bucket: &str, key: &str, name: &str) -> Option<String> {
+        self.tags(bucket, key).await.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Messages (visible or in flight) still on the event queue.
+    pub async fn queue_depth(&self) -> u64 {
+        let out = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |name: QueueAttributeName| attrs.get(&name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        get(QueueAttributeName::ApproximateNumberOfMessages) + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Result notifications the topic delivered so far, as (attributes, body).
+    pub async fn notifications(&self) -> Vec<serde_json::Value> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&self.results_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for message in messages {
+                all.push(serde_json::from_str(message.body().unwrap()).unwrap());
+            }
+        }
+    }
+
+    pub async fn set_tags(&self, key: &str, tags: &[(&str, &str)]) {
+        let tag_set: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap()).collect();
+        self.aws
+            .s3
+            .put_object_tagging()
+            .bucket(STAGING)
+            .key(key)
+            .tagging(Tagging::builder().set_tag_set(Some(tag_set)).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn queue_arn(aws: &Clients, url: &str) -> String {
+    let out = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    out.attributes.unwrap()[&QueueAttributeName::QueueArn].clone()
+}
+
+/// A running `bucketscan run`.
+pub struct AgentProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to finish or release anything.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
