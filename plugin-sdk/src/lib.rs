@@ -215,6 +215,9 @@ macro_rules! export_action {
 
             #[cfg(target_arch = "wasm32")]
             $crate::action_bindings::__export_action_world!(BucketscanActionExport with_types_in $crate::action_bindings);
+            #[cfg(not(target_arch = "wasm32"))]
+            #[used]
+            static BUCKETSCAN_KEEP: (fn() -> $crate::PluginInfo,) = (<BucketscanActionExport as $crate::action_bindings::exports::bucketscan::plugin::action::Guest>::describe,);
         };
     };
 }

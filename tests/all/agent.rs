@@ -182,3 +182,83 @@ grants = { storage = ["production"] }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs `bucketscan` with the local AWS server's environment.
+fn bucketscan_with_aws(world: &World, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bucketscan_tests::bucketscan_bin())
+        .args(args)
+        .envs(world.moto.env())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_scans_existing_objects_and_skips_them_the_second_time() {
+    let world = World::new().await;
+    // Objects that were there before any agent: put them in production,
+    // which has no notification, and sweep it with a scan-only pipeline.
+    let extra = "[[buckets.production.stages]]\nplugin = \"clamav-bridge\"\ngrants = { clamav = true }\n";
+    let config = world.config(&clamd::shared().address(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[buckets.production]\n", &format!("[buckets.production]\n{extra}"));
+    std::fs::write(&config, text).unwrap();
+    for (key, body) in [("old/a.txt", samples::clean_text()), ("old/b.txt", samples::eicar()), ("other/c.txt", samples::clean_text())] {
+        world.aws.s3.put_object().bucket(PRODUCTION).key(key).body(body.into()).send().await.unwrap();
+    }
+    let sweep = |extra_args: &[&str]| {
+        let mut args = vec!["scan", "--config", config.to_str().unwrap(), "s3://production/old/", "--output", "json"];
+        args.extend_from_slice(extra_args);
+        let out = bucketscan_with_aws(&world, &args);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        json
+    };
+    let first = sweep(&[]);
+    assert_eq!(first["summary"], serde_json::json!({"clean": 1, "infected": 1}), "{first:#}");
+    assert_eq!(first["objects"][1]["detail"], "Eicar-Test-Signature.UNOFFICIAL");
+    assert_eq!(world.tag(PRODUCTION, "old/a.txt", "bucketscan-result").await.as_deref(), Some("clean"));
+    assert!(world.tag(PRODUCTION, "other/c.txt", "bucketscan-result").await.is_none(), "outside the prefix");
+
+    let second = sweep(&[]);
+    assert_eq!(second["summary"], serde_json::json!({"skipped": 2}), "{second:#}");
+    let third = sweep(&["--rescan"]);
+    assert_eq!(third["summary"], serde_json::json!({"clean": 1, "infected": 1}), "{third:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protect_and_unprotect_touch_only_our_notification() {
+    let world = World::new().await;
+    // The production bucket already notifies someone else.
+    let other_topic = world.aws.sns.create_topic().name("someone-else").send().await.unwrap().topic_arn.unwrap();
+    world
+        .aws
+        .s3
+        .put_bucket_notification_configuration()
+        .bucket(PRODUCTION)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .topic_configurations(
+                    aws_sdk_s3::types::TopicConfiguration::builder()
+                        .id("theirs")
+                        .topic_arn(&other_topic)
+                        .events(aws_sdk_s3::types::Event::from("s3:ObjectRemoved:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = bucketscan_with_aws(&world, &["protect", "--bucket", PRODUCTION, "--queue", &world.queue_url, "--prefix", "in/"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = world.aws.s3.get_bucket_notification_configuration().bucket(PRODUCTION).send().await.unwrap();
+    assert_eq!(config.topic_configurations().len(), 1, "theirs is kept");
+    assert_eq!(config.queue_configurations().len(), 1);
+    assert_eq!(config.queue_configurations()[0].id(), Some("bucketscan"));
+
+    let out = bucketscan_with_aws(&world, &["unprotect", "--bucket", PRODUCTION]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = world.aws.s3.get_bucket_notification_configuration().bucket(PRODUCTION).send().await.unwrap();
+    assert!(config.queue_configurations().is_empty(), "ours is gone");
+    assert_eq!(config.topic_configurations()[0].id(), Some("theirs"), "theirs is untouched");
+}

@@ -114,7 +114,8 @@ async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &L
     let mut retry = Vec::new();
     for event in &events {
         match worker.handle(event).await {
-            Handled::Done(what) => tracing::debug!(message = %id, "{what}"),
+            Handled::Scanned(report) => tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result),
+            Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
             Handled::Retry(why) => retry.push(why),
         }
     }

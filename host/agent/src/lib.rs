@@ -7,12 +7,16 @@
 //! - [`fetch`]: one object version, fetched once.
 //! - [`s3_storage`]: the `storage` capability on S3, conditional on the scanned ETag.
 //! - [`notify`]: results to SNS.
-//! - [`worker`]: one message, start to finish.
+//! - [`worker`]: one object event, start to finish.
+//! - [`sweep`]: `bucketscan scan` over existing objects.
+//! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`agent`]: the receive loop, concurrency and visibility.
 
 pub mod agent;
 pub mod aws;
 pub mod fetch;
 pub mod notify;
+pub mod protect;
 pub mod s3_storage;
+pub mod sweep;
 pub mod worker;

@@ -1,22 +1,27 @@
 //! Handling one object event from start to finish: fetch once, inspect,
 //! write the result tags, run the actions, notify. The caller deletes the
-//! queue message only when every object in it came back [`Handled::Done`].
+//! queue message only when no object in it came back [`Handled::Retry`].
 
 use crate::aws::Clients;
 use crate::fetch::{self, FetchError, SpoolConfig};
 use crate::notify::Notifier;
-use crate::s3_storage::{put_tags, OwnWrites};
+use crate::s3_storage::{put_tags, OwnWrites, S3Storage};
+use bucketscan_core::config::Config;
+use bucketscan_engine::Clamd;
 use bucketscan_core::events::ObjectEvent;
+use bucketscan_core::report::ScanReport;
 use bucketscan_core::tags::{self, TagKeys};
 use bucketscan_core::Verdict;
 use bucketscan_engine::{runner, HostServices, LoadedPipelines, PluginHost};
 use std::sync::Arc;
 
 /// What became of one object event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Handled {
-    /// Fully handled (or nothing to do): the message may go.
-    Done(String),
+    /// Scanned and fully handled: tags written, actions done, notified.
+    Scanned(Box<ScanReport>),
+    /// Nothing to do (no pipeline, our own write, object gone or replaced).
+    Skipped(String),
     /// Not handled; leave the message for redelivery (and, after the
     /// queue's redrive limit, its DLQ).
     Retry(String),
@@ -35,22 +40,58 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Builds the worker a config describes: the Wasm host with every
+    /// pipeline loaded, clamd, S3 storage, and the SNS notifier.
+    pub async fn from_config(config: Config) -> anyhow::Result<Self> {
+        let host = PluginHost::new(&config.host)?;
+        let clients = Clients::from_env(config.agent.path_style).await;
+        let own_writes = Arc::new(OwnWrites::default());
+        let storage = Arc::new(S3Storage::new(clients.s3.clone(), own_writes.clone()));
+        let services = Arc::new(HostServices::new(Clamd::new(&config.clamav), storage));
+        let agent_id = config
+            .agent
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        let notifier = config
+            .notifications
+            .topic_arn
+            .clone()
+            .map(|arn| Notifier::new(clients.sns.clone(), arn, agent_id));
+        let spool = SpoolConfig {
+            threshold_bytes: config.agent.spool_threshold_bytes,
+            dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+        };
+        let tag_keys = config.tags.clone();
+        let pipelines = LoadedPipelines::load(&host, config).await?;
+        Ok(Self {
+            host,
+            pipelines,
+            services,
+            clients,
+            spool,
+            tag_keys,
+            notifier,
+            own_writes,
+        })
+    }
+
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
         let where_ = format!("s3://{}/{}", event.bucket, event.key);
         let Some((scope, stages)) = self.pipelines.pipeline_for(&event.bucket, &event.key) else {
             tracing::info!(bucket = %event.bucket, key = %event.key, "no pipeline for this object; ignored");
-            return Handled::Done(format!("{where_}: no pipeline"));
+            return Handled::Skipped(format!("{where_}: no pipeline"));
         };
         if self.own_writes.take(&event.bucket, &event.key) {
             tracing::debug!(bucket = %event.bucket, key = %event.key, "event of our own write; ignored");
-            return Handled::Done(format!("{where_}: own write"));
+            return Handled::Skipped(format!("{where_}: own write"));
         }
         tracing::info!(bucket = %event.bucket, key = %event.key, version = event.version_id.as_deref().unwrap_or(""), "scanning");
         let object = match fetch::fetch(&self.clients.s3, event, &self.spool).await {
             Ok(object) => object,
             Err(err @ (FetchError::Gone { .. } | FetchError::Changed { .. })) => {
                 tracing::warn!(bucket = %event.bucket, key = %event.key, "{err}; nothing to scan");
-                return Handled::Done(err.to_string());
+                return Handled::Skipped(err.to_string());
             }
             Err(err) => {
                 tracing::warn!(bucket = %event.bucket, key = %event.key, "{err}; will retry");
@@ -98,7 +139,7 @@ impl Worker {
                 return Handled::Retry(format!("{where_}: {err}"));
             }
         }
-        Handled::Done(format!("{where_}: {}", report.result))
+        Handled::Scanned(Box::new(report))
     }
 }
 
@@ -106,4 +147,10 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "bucketscan".into())
 }

@@ -5,8 +5,10 @@
 mod check;
 mod inspect;
 mod output;
+mod protect;
 mod run_agent;
 mod run_plugin;
+mod scan;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,6 +32,15 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Scan the objects already in a bucket (or under a prefix).
+    Scan(scan::ScanArgs),
+    /// Send a bucket's upload events to the agent's queue (other notifications are kept).
+    Protect(protect::ProtectArgs),
+    /// Remove the notification `protect` added, and nothing else.
+    Unprotect {
+        #[arg(long)]
+        bucket: String,
     },
     /// Work with one plugin component.
     #[command(subcommand)]
@@ -65,6 +76,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check { config } => check::run(&config).await,
             Command::Run { config } => run_agent::run(&config).await,
+            Command::Scan(args) => scan::run(args).await,
+            Command::Protect(args) => protect::protect(args).await,
+            Command::Unprotect { bucket } => protect::unprotect(bucket).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(args).await,
         }

@@ -1,0 +1,131 @@
+//! `bucketscan scan --config FILE s3://bucket[/prefix]`: sweep the objects
+//! already in a bucket through its pipeline.
+
+use crate::output::Format;
+use anyhow::{bail, Context as _};
+use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
+use bucketscan_agent::worker::Worker;
+use bucketscan_core::config::Config;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct ScanArgs {
+    #[arg(long, short)]
+    config: std::path::PathBuf,
+    /// What to sweep: s3://bucket or s3://bucket/prefix
+    target: String,
+    /// Scan objects again even when tagged from the current signature database.
+    #[arg(long)]
+    rescan: bool,
+    /// Objects scanned at once (default: [agent] concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+fn parse_target(target: &str) -> anyhow::Result<(String, Option<String>)> {
+    let Some(rest) = target.strip_prefix("s3://") else {
+        bail!("`{target}` is not an s3://bucket[/prefix] URL");
+    };
+    let (bucket, prefix) = match rest.split_once('/') {
+        Some((bucket, prefix)) if !prefix.is_empty() => (bucket, Some(prefix.to_owned())),
+        Some((bucket, _)) => (bucket, None),
+        None => (rest, None),
+    };
+    if bucket.is_empty() {
+        bail!("`{target}` names no bucket");
+    }
+    Ok((bucket.to_owned(), prefix))
+}
+
+pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let (bucket, prefix) = parse_target(&args.target)?;
+    let config = Config::load(&args.config)?;
+    if !config.buckets.contains_key(&bucket) {
+        bail!("{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages", args.config.display());
+    }
+    let options = SweepOptions {
+        bucket,
+        prefix,
+        rescan: args.rescan,
+        concurrency: args.concurrency.unwrap_or(config.agent.concurrency),
+    };
+    let worker = Arc::new(Worker::from_config(config).await.context("loading the config")?);
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let items = sweep::sweep(worker, &options, |item: &SweepItem| {
+        count += 1;
+        bytes += item.size;
+        let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-3) / 1e6;
+        if terminal {
+            eprint!("\r{count} objects, {:.1} MB, {rate:.1} MB/s  {:<40}", bytes as f64 / 1e6, truncate(&item.key, 40));
+            let _ = std::io::stderr().flush();
+        } else if args.output == Format::Text {
+            eprintln!("{count} {} {} ({} bytes)", item.outcome, item.key, item.size);
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    if terminal {
+        eprintln!();
+    }
+    let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
+    for item in &items {
+        *summary.entry(item.outcome.as_str()).or_default() += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    match args.output {
+        Format::Json => {
+            let value = serde_json::json!({
+                "bucket": options.bucket,
+                "prefix": options.prefix,
+                "objects": items,
+                "summary": summary,
+                "bytes": bytes,
+                "seconds": elapsed,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Format::Text => {
+            println!("{:<12} {:>8}", "outcome", "objects");
+            for (outcome, n) in &summary {
+                println!("{outcome:<12} {n:>8}");
+            }
+            println!(
+                "{count} objects, {:.1} MB in {elapsed:.1} s ({:.1} objects/s)",
+                bytes as f64 / 1e6,
+                count as f64 / elapsed.max(1e-3)
+            );
+        }
+    }
+    let failed = items.iter().any(|i| i.outcome == "failed");
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let tail: String = text.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(parse_target("s3://b").unwrap(), ("b".into(), None));
+        assert_eq!(parse_target("s3://b/").unwrap(), ("b".into(), None));
+        assert_eq!(parse_target("s3://b/p/q").unwrap(), ("b".into(), Some("p/q".into())));
+        assert!(parse_target("b/p").is_err());
+    }
+}
