@@ -262,3 +262,56 @@ async fn protect_and_unprotect_touch_only_our_notification() {
     assert!(config.queue_configurations().is_empty(), "ours is gone");
     assert_eq!(config.topic_configurations()[0].id(), Some("theirs"), "theirs is untouched");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_uploaded_to_s3_makes_a_clean_sample_detected_without_restarts() {
+    let world = World::new().await;
+    let clamd = clamd::start_on(free_port(), clamd::STREAM_MAX_BYTES).unwrap();
+    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
+    let extra = format!(
+        "[signatures]\ndatabase-dir = \"{}\"\nbucket = \"signatures\"\nprefix = \"clamav/\"\nsync-interval-secs = 1\n",
+        clamd.database_dir().display()
+    );
+    let agent = world.start_agent(&world.config(&clamd.address(), &extra));
+    let sample = b"a file that becomes malware once the new signature is out\n".to_vec();
+    world.put("before.txt", sample.clone(), None, &[], &[]).await;
+    world.wait_for(PRODUCTION, "before.txt", WITHIN, &agent).await;
+
+    let hdb = format!("{}:{}:Bucketscan.Test.Update\n", md5_hex(&sample), sample.len());
+    world.aws.s3.put_object().bucket("signatures").key("clamav/update.hdb").body(hdb.into_bytes().into()).send().await.unwrap();
+
+    // clamd reloads in the background: upload the same bytes again until a
+    // copy is caught.
+    let deadline = std::time::Instant::now() + WITHIN;
+    for attempt in 0.. {
+        assert!(std::time::Instant::now() < deadline, "never detected after the update:\n{}", agent.log());
+        let key = format!("after-{attempt}.txt");
+        world.put(&key, sample.clone(), None, &[], &[]).await;
+        let quarantined = format!("staging/{key}");
+        loop {
+            if world.exists(QUARANTINE, &quarantined).await {
+                let signature = world.tag(QUARANTINE, &quarantined, "bucketscan-signature").await;
+                assert_eq!(signature.as_deref(), Some("Bucketscan.Test.Update.UNOFFICIAL"));
+                assert!(agent.log().contains("signature files updated; reloading clamd"), "{}", agent.log());
+                return;
+            }
+            if world.exists(PRODUCTION, &key).await {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no outcome for {key}:\n{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    let mut child = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}

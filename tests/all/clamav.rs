@@ -156,3 +156,59 @@ fn encrypted_zip() -> Vec<u8> {
     zip.extend(0u16.to_le_bytes());
     zip
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_or_missing_signatures_make_objects_unscannable_never_clean() {
+    use bucketscan_core::config::ClamavConfig;
+    use bucketscan_core::storage::DryRunStorage;
+    use bucketscan_engine::clamd::Freshness;
+    use bucketscan_engine::{Clamd, HostServices};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    let db = tempfile::tempdir().unwrap();
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let services_for = |max_age: Duration| {
+        let clamd = Clamd::new(&ClamavConfig {
+            address: clamd::shared().address(),
+            ..ClamavConfig::default()
+        })
+        .with_freshness(Freshness {
+            database_dir: db.path().to_owned(),
+            max_age,
+        });
+        Arc::new(HostServices::new(clamd, Arc::new(DryRunStorage::default())))
+    };
+    let scan = |services: Arc<HostServices>| {
+        let (host, bridge) = (&host, bridge.clone());
+        async move {
+            bucketscan_engine::run_pipeline(
+                &host.host,
+                &services,
+                &[stage(&bridge, &[], clamav_grant())],
+                object("staging", "notes.txt", samples::clean_text(), None),
+            )
+            .await
+            .verdict
+        }
+    };
+    let day = Duration::from_secs(24 * 3600);
+    match scan(services_for(day)).await {
+        Verdict::Unscannable { reason: UnscannableReason::StaleSignatures, detail } => {
+            assert!(detail.contains("is empty"), "{detail}")
+        }
+        other => panic!("empty database: {other:?}"),
+    }
+    let file = db.path().join("old.hdb");
+    std::fs::write(&file, "44d88612fea8a8f36de82e1278abb02f:68:Eicar\n").unwrap();
+    let ten_days_ago = SystemTime::now() - 10 * day;
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(ten_days_ago).unwrap();
+    match scan(services_for(day)).await {
+        Verdict::Unscannable { reason: UnscannableReason::StaleSignatures, detail } => {
+            assert!(detail.contains("240 h ago; the limit is 24 h"), "{detail}")
+        }
+        other => panic!("old database: {other:?}"),
+    }
+    assert_eq!(scan(services_for(30 * day)).await, Verdict::Clean, "fresh enough: scanned");
+}

@@ -7,6 +7,7 @@
 //! - [`fetch`]: one object version, fetched once.
 //! - [`s3_storage`]: the `storage` capability on S3, conditional on the scanned ETag.
 //! - [`notify`]: results to SNS.
+//! - [`signatures`]: ClamAV databases synced from S3, then RELOAD.
 //! - [`worker`]: one object event, start to finish.
 //! - [`sweep`]: `bucketscan scan` over existing objects.
 //! - [`protect`]: the bucket notification to the agent's queue.
@@ -18,5 +19,6 @@ pub mod fetch;
 pub mod notify;
 pub mod protect;
 pub mod s3_storage;
+pub mod signatures;
 pub mod sweep;
 pub mod worker;

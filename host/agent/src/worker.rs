@@ -7,6 +7,7 @@ use crate::fetch::{self, FetchError, SpoolConfig};
 use crate::notify::Notifier;
 use crate::s3_storage::{put_tags, OwnWrites, S3Storage};
 use bucketscan_core::config::Config;
+use bucketscan_engine::clamd::Freshness;
 use bucketscan_engine::Clamd;
 use bucketscan_core::events::ObjectEvent;
 use bucketscan_core::report::ScanReport;
@@ -47,7 +48,14 @@ impl Worker {
         let clients = Clients::from_env(config.agent.path_style).await;
         let own_writes = Arc::new(OwnWrites::default());
         let storage = Arc::new(S3Storage::new(clients.s3.clone(), own_writes.clone()));
-        let services = Arc::new(HostServices::new(Clamd::new(&config.clamav), storage));
+        let mut clamd = Clamd::new(&config.clamav);
+        if let Some(signatures) = &config.signatures {
+            clamd = clamd.with_freshness(Freshness {
+                database_dir: signatures.database_dir.clone(),
+                max_age: std::time::Duration::from_secs(signatures.max_age_secs),
+            });
+        }
+        let services = Arc::new(HostServices::new(clamd, storage));
         let agent_id = config
             .agent
             .agent_id

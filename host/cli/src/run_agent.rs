@@ -22,8 +22,25 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         wait_time: Duration::from_secs(config.agent.wait_time_secs),
         retry_backoff: Duration::from_secs(config.agent.retry_backoff_secs),
     };
+    let signatures = config.signatures.clone();
     let worker = Arc::new(Worker::from_config(config).await?);
     let sqs = worker.clients.sqs.clone();
+    if let Some(signatures) = signatures.filter(|s| s.bucket.is_some()) {
+        // Sync before the first message, so a fresh task never scans with
+        // whatever database its image happened to carry.
+        match bucketscan_agent::signatures::sync_once(&worker.clients.s3, &signatures).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::info!(files = ?changed, "signatures synced at start");
+                if let Err(err) = worker.services.clamd.reload().await {
+                    tracing::warn!("clamd RELOAD failed: {err}");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!("signature sync failed at start: {err}"),
+        }
+        let (s3, worker) = (worker.clients.s3.clone(), worker.clone());
+        tokio::spawn(async move { bucketscan_agent::signatures::keep_synced(s3, signatures, &worker.services.clamd).await });
+    }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

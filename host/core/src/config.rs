@@ -70,6 +70,8 @@ pub struct Config {
     /// Where every result is published.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// Signature database updates from S3, and how old it may get.
+    pub signatures: Option<SignaturesConfig>,
     /// The file this was read from; relative plugin paths resolve against
     /// its directory.
     #[serde(skip)]
@@ -179,6 +181,12 @@ mod defaults {
     pub fn stream_max_bytes() -> u64 {
         25 * 1024 * 1024
     }
+    pub fn sync_interval_secs() -> u64 {
+        300
+    }
+    pub fn max_age_secs() -> u64 {
+        2 * 24 * 3600
+    }
     pub fn concurrency() -> usize {
         4
     }
@@ -243,6 +251,27 @@ impl Default for AgentConfig {
             path_style: false,
         }
     }
+}
+
+/// `[signatures]`: ClamAV databases synced from a private S3 bucket into
+/// clamd's database directory, and the freshness rule for scans.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SignaturesConfig {
+    /// clamd's `DatabaseDirectory` (shared with clamd).
+    pub database_dir: PathBuf,
+    /// The bucket holding the database files; without it nothing is synced
+    /// and only the freshness rule applies.
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    /// How often to look for new files, in seconds.
+    #[serde(default = "defaults::sync_interval_secs")]
+    pub sync_interval_secs: u64,
+    /// Scans are `unscannable (stale-signatures)` when the newest database
+    /// file is older than this, in seconds (default two days).
+    #[serde(default = "defaults::max_age_secs")]
+    pub max_age_secs: u64,
 }
 
 /// `[notifications]`: an SNS topic for every result.

@@ -22,6 +22,8 @@ pub enum ClamdError {
     Protocol(String),
     #[error("reading the object: {0}")]
     Read(String),
+    #[error("{0}")]
+    StaleSignatures(String),
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,54 @@ pub struct Clamd {
     timeout: Duration,
     stream_max_bytes: u64,
     version: Mutex<Option<(Instant, String)>>,
+    freshness: Option<Freshness>,
+}
+
+/// The rule that a scan needs a signature database that exists, is not
+/// empty, and was updated within `max_age`.
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    pub database_dir: PathBuf,
+    pub max_age: Duration,
+}
+
+/// Files clamd loads signatures from.
+pub const SIGNATURE_EXTENSIONS: &[&str] = &[
+    "cvd", "cld", "cud", "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "ndb", "ndu", "ldb", "ldu", "cdb", "idb", "fp", "sfp",
+    "ign", "ign2", "pdb", "gdb", "wdb", "cbc", "crb", "yar", "yara", "info", "cfg",
+];
+
+impl Freshness {
+    /// `Err` with a reason when the database is missing, empty or too old.
+    pub fn check(&self) -> Result<(), String> {
+        let dir = &self.database_dir;
+        let entries = std::fs::read_dir(dir).map_err(|err| format!("signature database {} is missing: {err}", dir.display()))?;
+        let mut newest: Option<std::time::SystemTime> = None;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_signature = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| SIGNATURE_EXTENSIONS.contains(&e) && e != "info" && e != "cfg");
+            let Ok(meta) = entry.metadata() else { continue };
+            if let (true, true, Ok(modified)) = (is_signature, meta.len() > 0, meta.modified()) {
+                newest = Some(newest.map_or(modified, |n| n.max(modified)));
+            }
+        }
+        let Some(newest) = newest else {
+            return Err(format!("signature database {} is empty", dir.display()));
+        };
+        let age = newest.elapsed().unwrap_or_default();
+        if age > self.max_age {
+            return Err(format!(
+                "signature database {} was last updated {} h ago; the limit is {} h",
+                dir.display(),
+                age.as_secs() / 3600,
+                self.max_age.as_secs() / 3600
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Clamd {
@@ -55,6 +105,31 @@ impl Clamd {
             timeout: Duration::from_secs(config.timeout_secs),
             stream_max_bytes: config.stream_max_bytes,
             version: Mutex::new(None),
+            freshness: None,
+        }
+    }
+
+    /// Refuses scans while the signature database is not fresh.
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = Some(freshness);
+        self
+    }
+
+    /// Asks clamd to reload its signature database (RELOAD → RELOADING).
+    pub async fn reload(&self) -> Result<(), ClamdError> {
+        let response = self
+            .with_timeout(async {
+                match &self.address {
+                    Address::Tcp(addr) => clamav::reload(clamav::Tcp { host_address: addr.as_str() }).await,
+                    Address::Unix(path) => clamav::reload(clamav::Socket { socket_path: path }).await,
+                }
+            })
+            .await?;
+        self.forget_version();
+        if response == clamav_client::RELOADING {
+            Ok(())
+        } else {
+            Err(ClamdError::Protocol(format!("RELOAD answered `{}`", text(&response).trim())))
         }
     }
 
@@ -83,6 +158,9 @@ impl Clamd {
     }
 
     async fn scan_inner(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
+        if let Some(freshness) = &self.freshness {
+            freshness.check().map_err(ClamdError::StaleSignatures)?;
+        }
         let len = body.len().map_err(|err| ClamdError::Read(err.to_string()))?;
         if len > self.stream_max_bytes {
             return Err(ClamdError::SizeLimit(format!(

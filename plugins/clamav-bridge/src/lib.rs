@@ -14,7 +14,8 @@
 //!   alerts count (default `infected`).
 //!
 //! clamd errors are never clean: a size-limit error is `unscannable
-//! (too-large)`, anything else (unreachable, timeout, protocol) is `error`.
+//! (too-large)`, stale signatures are `unscannable (stale-signatures)`,
+//! anything else (unreachable, timeout, protocol) is `error`.
 
 mod policy;
 
@@ -57,6 +58,9 @@ impl Inspector for ClamavBridge {
             Err(err) => match err.kind {
                 clamav::ScanErrorKind::SizeLimit => {
                     Verdict::unscannable(UnscannableReason::TooLarge, format!("clamd: {}", err.message))
+                }
+                clamav::ScanErrorKind::StaleSignatures => {
+                    Verdict::unscannable(UnscannableReason::StaleSignatures, err.message)
                 }
                 clamav::ScanErrorKind::Unreachable
                 | clamav::ScanErrorKind::Timeout

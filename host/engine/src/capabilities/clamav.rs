@@ -35,6 +35,7 @@ impl Host for StageState {
                     ClamdError::SizeLimit(_) => ScanErrorKind::SizeLimit,
                     ClamdError::Protocol(_) => ScanErrorKind::Protocol,
                     ClamdError::Read(_) => ScanErrorKind::Read,
+                    ClamdError::StaleSignatures(_) => ScanErrorKind::StaleSignatures,
                 },
                 message: err.to_string(),
             }),
