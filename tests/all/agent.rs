@@ -315,3 +315,38 @@ fn md5_hex(bytes: &[u8]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_in_a_linked_account_is_scanned_through_its_role() {
+    let world = World::new().await;
+    // The linked account (222222222222 in moto) owns the bucket; only the
+    // role's credentials see it in its bucket list.
+    let role = "arn:aws:iam::222222222222:role/bucketscan-scan";
+    let assumed = world
+        .aws
+        .sts_assume_role(role, "setup", "shared-secret")
+        .await;
+    let linked = world.moto.s3_with(&assumed).await;
+    linked.create_bucket().bucket("linked-uploads").send().await.unwrap();
+    linked.put_object().bucket("linked-uploads").key("eicar.txt").body(samples::eicar().into()).send().await.unwrap();
+
+    let extra = format!(
+        "[buckets.linked-uploads]\nrole-arn = \"{role}\"\nexternal-id = \"shared-secret\"\n\
+         [[buckets.linked-uploads.stages]]\nplugin = \"clamav-bridge\"\ngrants = {{ clamav = true }}\n"
+    );
+    let config = world.config(&clamd::shared().address(), &extra);
+    let out = bucketscan_with_aws(&world, &["scan", "--config", config.to_str().unwrap(), "s3://linked-uploads", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(json["summary"], serde_json::json!({"infected": 1}), "{json:#}");
+    let tags = linked.get_object_tagging().bucket("linked-uploads").key("eicar.txt").send().await.unwrap();
+    assert!(tags.tag_set().iter().any(|t| t.key() == "bucketscan-result" && t.value() == "infected"));
+
+    // The agent got its credentials from STS for exactly that role, with
+    // the external ID the trust policy asks for.
+    let roles = world.moto.state("sts")["AssumedRole"].as_array().cloned().unwrap_or_default();
+    assert!(
+        roles.iter().any(|r| r["role_arn"] == role && r["external_id"] == "shared-secret" && r["session_name"] == "bucketscan"),
+        "{roles:#?}"
+    );
+}

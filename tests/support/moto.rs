@@ -66,7 +66,31 @@ impl MotoServer {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
         }
+    }
+
+    /// An S3 client with other credentials (e.g. an assumed role's).
+    pub async fn s3_with(&self, credentials: &aws_sdk_s3::config::Credentials) -> aws_sdk_s3::Client {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
+    }
+
+    /// moto's recorded state of one service (`/moto-api/data.json`).
+    pub fn state(&self, service: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(stream, "GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+        let all: serde_json::Value = serde_json::from_str(body).unwrap();
+        all[service].clone()
     }
 }
 
@@ -74,4 +98,22 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Clients {
+    /// Temporary credentials for `role_arn` (moto maps them to the role's account).
+    pub async fn sts_assume_role(&self, role_arn: &str, session: &str, external_id: &str) -> aws_sdk_s3::config::Credentials {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .external_id(external_id)
+            .send()
+            .await
+            .unwrap();
+        let c = out.credentials.unwrap();
+        aws_sdk_s3::config::Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), None, "assumed")
+    }
 }

@@ -1,14 +1,29 @@
 //! AWS SDK clients, configured the standard way: region, credentials and
 //! `AWS_ENDPOINT_URL` from the environment or the default provider chain.
+//! Buckets with a `role-arn` get their own S3 client whose credentials come
+//! from STS AssumeRole; the SDK caches them and refreshes them before they
+//! expire.
 
 use aws_config::BehaviorVersion;
+use aws_config::SdkConfig;
+use bucketscan_core::config::Config;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The clients the agent uses.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    /// S3 with the agent's own credentials.
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    /// S3 clients for buckets reached through an assumed role.
+    per_bucket: Arc<HashMap<String, aws_sdk_s3::Client>>,
+}
+
+fn s3_client(shared: &SdkConfig, path_style: bool) -> aws_sdk_s3::config::Builder {
+    let path_style = path_style || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    aws_sdk_s3::config::Builder::from(shared).force_path_style(path_style)
 }
 
 impl Clients {
@@ -17,12 +32,41 @@ impl Clients {
     /// servers do not resolve bucket subdomains) or when asked for.
     pub async fn from_env(path_style: bool) -> Self {
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let path_style = path_style || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let s3_config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, path_style).build()),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
+            per_bucket: Arc::default(),
         }
+    }
+
+    /// Clients for a config: the agent's own, plus one per bucket that
+    /// names a role to assume.
+    pub async fn from_config(config: &Config) -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let mut per_bucket = HashMap::new();
+        for (bucket, bucket_config) in &config.buckets {
+            let Some(role_arn) = &bucket_config.role_arn else { continue };
+            let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+                .session_name("bucketscan")
+                .configure(&shared);
+            if let Some(external_id) = &bucket_config.external_id {
+                role = role.external_id(external_id);
+            }
+            let credentials = role.build().await;
+            let conf = s3_client(&shared, config.agent.path_style).credentials_provider(credentials).build();
+            per_bucket.insert(bucket.clone(), aws_sdk_s3::Client::from_conf(conf));
+        }
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, config.agent.path_style).build()),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            sns: aws_sdk_sns::Client::new(&shared),
+            per_bucket: Arc::new(per_bucket),
+        }
+    }
+
+    /// The S3 client to use for `bucket`.
+    pub fn s3_for(&self, bucket: &str) -> &aws_sdk_s3::Client {
+        self.per_bucket.get(bucket).unwrap_or(&self.s3)
     }
 }

@@ -3,6 +3,7 @@
 //! ETag (`x-amz-copy-source-if-match`), so a newer unscanned upload under the
 //! same key can never be promoted; deletes name the version (and the ETag).
 
+use crate::aws::Clients;
 use crate::fetch::bare_etag;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, Tag, Tagging, TaggingDirective};
 use bucketscan_core::object::ObjectInfo;
@@ -46,9 +47,11 @@ impl OwnWrites {
     }
 }
 
-/// S3 storage for the agent.
+/// S3 storage for the agent. Each request uses the client for the bucket it
+/// touches (an assumed role for cross-account buckets); a copy uses the
+/// destination's, which must be allowed to read the source.
 pub struct S3Storage {
-    s3: aws_sdk_s3::Client,
+    clients: Clients,
     /// Objects larger than this are copied part by part.
     pub multipart_threshold: u64,
     pub part_size: u64,
@@ -56,9 +59,9 @@ pub struct S3Storage {
 }
 
 impl S3Storage {
-    pub fn new(s3: aws_sdk_s3::Client, own_writes: std::sync::Arc<OwnWrites>) -> Self {
+    pub fn new(clients: Clients, own_writes: std::sync::Arc<OwnWrites>) -> Self {
         Self {
-            s3,
+            clients,
             multipart_threshold: MAX_SINGLE_COPY,
             part_size: 512 * 1024 * 1024,
             own_writes,
@@ -86,7 +89,8 @@ impl S3Storage {
 
     async fn current_tags(&self, object: &ObjectInfo) -> Result<Vec<(String, String)>, String> {
         let out = self
-            .s3
+            .clients
+            .s3_for(&object.bucket)
             .get_object_tagging()
             .bucket(&object.bucket)
             .key(&object.key)
@@ -105,7 +109,8 @@ impl S3Storage {
         if object.size > self.multipart_threshold {
             self.copy_multipart(object, bucket, key, &tagging).await?;
         } else {
-            self.s3
+            self.clients
+                .s3_for(bucket)
                 .copy_object()
                 .bucket(bucket)
                 .key(key)
@@ -123,8 +128,8 @@ impl S3Storage {
 
     async fn copy_multipart(&self, object: &ObjectInfo, bucket: &str, key: &str, tagging: &str) -> Result<(), String> {
         let metadata: HashMap<String, String> = object.metadata.iter().cloned().collect();
-        let upload = self
-            .s3
+        let s3 = self.clients.s3_for(bucket);
+        let upload = s3
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
@@ -141,8 +146,7 @@ impl S3Storage {
             let mut number = 1;
             while start < object.size {
                 let end = (start + self.part_size).min(object.size) - 1;
-                let out = self
-                    .s3
+                let out = s3
                     .upload_part_copy()
                     .bucket(bucket)
                     .key(key)
@@ -159,8 +163,7 @@ impl S3Storage {
                 start = end + 1;
                 number += 1;
             }
-            self.s3
-                .complete_multipart_upload()
+            s3.complete_multipart_upload()
                 .bucket(bucket)
                 .key(key)
                 .upload_id(&upload_id)
@@ -172,7 +175,7 @@ impl S3Storage {
         }
         .await;
         if result.is_err() {
-            let _ = self.s3.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+            let _ = s3.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
         }
         result
     }
@@ -181,7 +184,8 @@ impl S3Storage {
     /// scanned version.
     async fn verify_copy(&self, object: &ObjectInfo, bucket: &str, key: &str) -> Result<(), String> {
         let head = self
-            .s3
+            .clients
+            .s3_for(bucket)
             .head_object()
             .bucket(bucket)
             .key(key)
@@ -202,7 +206,8 @@ impl S3Storage {
     }
 
     async fn delete(&self, object: &ObjectInfo) -> Result<(), String> {
-        self.s3
+        self.clients
+            .s3_for(&object.bucket)
             .delete_object()
             .bucket(&object.bucket)
             .key(&object.key)
@@ -215,7 +220,7 @@ impl S3Storage {
 
     async fn tag(&self, object: &ObjectInfo, new: &[(String, String)]) -> Result<(), String> {
         let merged = self.tags_for_copy(object, new).await?;
-        put_tags(&self.s3, object, &merged).await
+        put_tags(self.clients.s3_for(&object.bucket), object, &merged).await
     }
 }
 

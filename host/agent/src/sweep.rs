@@ -36,7 +36,7 @@ pub async fn sweep(
     options: &SweepOptions,
     mut progress: impl FnMut(&SweepItem),
 ) -> Result<Vec<SweepItem>, String> {
-    let s3 = worker.clients.s3.clone();
+    let s3 = worker.clients.s3_for(&options.bucket).clone();
     // The signature database the results would come from now: objects
     // tagged from this one need no new scan.
     let current_engine = worker.services.clamd.version().await.ok().map(|v| tags::sanitize(&v));
@@ -116,7 +116,7 @@ async fn sweep_one(worker: &Worker, event: ObjectEvent, size: u64, rescan: bool,
 async fn scanned_with(worker: &Worker, event: &ObjectEvent) -> Result<Option<(String, String)>, String> {
     let out = worker
         .clients
-        .s3
+        .s3_for(&event.bucket)
         .get_object_tagging()
         .bucket(&event.bucket)
         .key(&event.key)

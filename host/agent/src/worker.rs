@@ -45,9 +45,9 @@ impl Worker {
     /// pipeline loaded, clamd, S3 storage, and the SNS notifier.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
         let host = PluginHost::new(&config.host)?;
-        let clients = Clients::from_env(config.agent.path_style).await;
+        let clients = Clients::from_config(&config).await;
         let own_writes = Arc::new(OwnWrites::default());
-        let storage = Arc::new(S3Storage::new(clients.s3.clone(), own_writes.clone()));
+        let storage = Arc::new(S3Storage::new(clients.clone(), own_writes.clone()));
         let mut clamd = Clamd::new(&config.clamav);
         if let Some(signatures) = &config.signatures {
             clamd = clamd.with_freshness(Freshness {
@@ -95,7 +95,7 @@ impl Worker {
             return Handled::Skipped(format!("{where_}: own write"));
         }
         tracing::info!(bucket = %event.bucket, key = %event.key, version = event.version_id.as_deref().unwrap_or(""), "scanning");
-        let object = match fetch::fetch(&self.clients.s3, event, &self.spool).await {
+        let object = match fetch::fetch(self.clients.s3_for(&event.bucket), event, &self.spool).await {
             Ok(object) => object,
             Err(err @ (FetchError::Gone { .. } | FetchError::Changed { .. })) => {
                 tracing::warn!(bucket = %event.bucket, key = %event.key, "{err}; nothing to scan");
@@ -118,7 +118,7 @@ impl Worker {
                 return Handled::Retry(format!("{where_}: {err}"));
             }
         };
-        if let Err(err) = put_tags(&self.clients.s3, &object.info, &merged).await {
+        if let Err(err) = put_tags(self.clients.s3_for(&event.bucket), &object.info, &merged).await {
             return Handled::Retry(format!("{where_}: writing result tags: {err}"));
         }
         if let Verdict::Error { message } = &verdict {

@@ -296,6 +296,11 @@ pub struct PluginDecl {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BucketConfig {
+    /// A role to assume for this bucket (cross-account scanning): the
+    /// central agent reads, tags and writes the bucket with its credentials.
+    pub role_arn: Option<String>,
+    /// The external ID the role's trust policy requires.
+    pub external_id: Option<String>,
     /// The pipeline for keys no `prefixes` entry matches.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
