@@ -57,8 +57,28 @@ async fn a_clean_file_ends_in_production_with_its_metadata_and_tags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_multipart_upload_keeps_its_tags_when_promoted() {
+    let etag = multipart_upload_is_promoted_with_its_tags("").await;
+    assert!(!etag.contains('-'), "below the threshold the copy is one CopyObject: {etag}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_above_the_threshold_use_upload_part_copy_and_keep_tags() {
+    // The same object, with the single-copy limit lowered from 5 GiB to
+    // 5 MiB so the UploadPartCopy path runs on a small object.
+    let etag =
+        multipart_upload_is_promoted_with_its_tags("multipart-copy-threshold-bytes = 5242880\nmultipart-copy-part-bytes = 5242880\n")
+            .await;
+    assert!(etag.ends_with("-2\""), "a two-part copy has a two-part ETag: {etag}");
+}
+
+/// Uploads a two-part object to staging, waits for its promotion, checks
+/// tags and size, and returns the production copy's ETag.
+async fn multipart_upload_is_promoted_with_its_tags(agent_settings: &str) -> String {
     let world = World::new().await;
-    let agent = world.start_agent(&world.config(&clamd::shared().address(), ""));
+    let config = world.config(&clamd::shared().address(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[agent]\n", &format!("[agent]\n{agent_settings}"));
+    std::fs::write(&config, text).unwrap();
+    let agent = world.start_agent(&config);
     let key = "big/multipart.txt";
     // Two parts: 5 MiB (S3's minimum for all but the last) and a small tail.
     let first = vec![b'a'; 5 << 20];
@@ -95,6 +115,7 @@ async fn a_multipart_upload_keeps_its_tags_when_promoted() {
     assert_eq!(world.tag(PRODUCTION, key, "bucketscan-result").await.as_deref(), Some("clean"));
     let head = s3.head_object().bucket(PRODUCTION).key(key).send().await.unwrap();
     assert_eq!(head.content_length(), Some((first.len() + tail.len()) as i64));
+    head.e_tag().unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -47,7 +47,10 @@ impl Worker {
         let host = PluginHost::new(&config.host)?;
         let clients = Clients::from_config(&config).await;
         let own_writes = Arc::new(OwnWrites::default());
-        let storage = Arc::new(S3Storage::new(clients.clone(), own_writes.clone()));
+        let mut storage = S3Storage::new(clients.clone(), own_writes.clone());
+        storage.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
+        storage.part_size = config.agent.multipart_copy_part_bytes;
+        let storage = Arc::new(storage);
         let mut clamd = Clamd::new(&config.clamav);
         if let Some(signatures) = &config.signatures {
             clamd = clamd.with_freshness(Freshness {

@@ -187,6 +187,12 @@ mod defaults {
     pub fn max_age_secs() -> u64 {
         2 * 24 * 3600
     }
+    pub fn multipart_copy_threshold_bytes() -> u64 {
+        5 * 1024 * 1024 * 1024
+    }
+    pub fn multipart_copy_part_bytes() -> u64 {
+        512 * 1024 * 1024
+    }
     pub fn concurrency() -> usize {
         4
     }
@@ -235,6 +241,13 @@ pub struct AgentConfig {
     /// Force path-style S3 addressing (always on with AWS_ENDPOINT_URL).
     #[serde(default)]
     pub path_style: bool,
+    /// Copies of objects larger than this use multipart UploadPartCopy
+    /// (S3's single CopyObject stops at 5 GiB, the default).
+    #[serde(default = "defaults::multipart_copy_threshold_bytes")]
+    pub multipart_copy_threshold_bytes: u64,
+    /// Part size of multipart copies (S3: 5 MiB to 5 GiB).
+    #[serde(default = "defaults::multipart_copy_part_bytes")]
+    pub multipart_copy_part_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -249,6 +262,8 @@ impl Default for AgentConfig {
             spool_dir: None,
             agent_id: None,
             path_style: false,
+            multipart_copy_threshold_bytes: defaults::multipart_copy_threshold_bytes(),
+            multipart_copy_part_bytes: defaults::multipart_copy_part_bytes(),
         }
     }
 }
@@ -419,6 +434,9 @@ impl Config {
 
         for key in [&config.tags.result, &config.tags.date, &config.tags.engine, &config.tags.signature] {
             tags::validate_key(key).map_err(|why| located(None, format!("[tags]: {why}")))?;
+        }
+        if !(5 << 20..=5 << 30).contains(&config.agent.multipart_copy_part_bytes) {
+            return Err(located(None, "[agent] multipart-copy-part-bytes: S3 parts are 5 MiB to 5 GiB".into()));
         }
         if config.agent.wait_time_secs > 20 {
             return Err(located(None, "[agent] wait-time-secs: SQS allows at most 20".into()));
