@@ -32,6 +32,19 @@ enum Address {
     Unix(PathBuf),
 }
 
+/// Runs a one-word clamd command over whichever transport is configured
+/// (clamav-client's transports are distinct types, so this is a macro).
+macro_rules! on_connection {
+    ($clamd:expr, $command:path) => {
+        async {
+            match &$clamd.address {
+                Address::Tcp(addr) => $command(clamav::Tcp { host_address: addr.as_str() }).await,
+                Address::Unix(path) => $command(clamav::Socket { socket_path: path }).await,
+            }
+        }
+    };
+}
+
 /// How long a VERSION answer is reused; it changes only on a signature
 /// reload, and asking on every scan would cost a connection per object.
 const VERSION_TTL: Duration = Duration::from_secs(10);
@@ -118,12 +131,7 @@ impl Clamd {
     /// Asks clamd to reload its signature database (RELOAD → RELOADING).
     pub async fn reload(&self) -> Result<(), ClamdError> {
         let response = self
-            .with_timeout(async {
-                match &self.address {
-                    Address::Tcp(addr) => clamav::reload(clamav::Tcp { host_address: addr.as_str() }).await,
-                    Address::Unix(path) => clamav::reload(clamav::Socket { socket_path: path }).await,
-                }
-            })
+            .with_timeout(on_connection!(self, clamav::reload))
             .await?;
         self.forget_version();
         if response == clamav_client::RELOADING {
@@ -197,12 +205,7 @@ impl Clamd {
             }
         }
         let response = self
-            .with_timeout(async {
-                match &self.address {
-                    Address::Tcp(addr) => clamav::get_version(clamav::Tcp { host_address: addr.as_str() }).await,
-                    Address::Unix(path) => clamav::get_version(clamav::Socket { socket_path: path }).await,
-                }
-            })
+            .with_timeout(on_connection!(self, clamav::get_version))
             .await?;
         let version = text(&response).trim().to_owned();
         *self.version.lock().unwrap() = Some((Instant::now(), version.clone()));
@@ -217,12 +220,7 @@ impl Clamd {
     /// PING → PONG.
     pub async fn ping(&self) -> Result<(), ClamdError> {
         let response = self
-            .with_timeout(async {
-                match &self.address {
-                    Address::Tcp(addr) => clamav::ping(clamav::Tcp { host_address: addr.as_str() }).await,
-                    Address::Unix(path) => clamav::ping(clamav::Socket { socket_path: path }).await,
-                }
-            })
+            .with_timeout(on_connection!(self, clamav::ping))
             .await?;
         if response == clamav_client::PONG {
             Ok(())
