@@ -1,0 +1,151 @@
+//! The agent end to end, side by side with clamd alone on the same files,
+//! and its peak memory while a multi-GB object goes through.
+//!
+//!   cargo build --release --workspace --exclude test-plugin-hostile \
+//!       --exclude test-plugin-noop --exclude test-plugin-tagger
+//!   cargo bench -p bucketscan-benches --bench agent
+//!
+//! Needs scripts/setup and scripts/build-plugins first. The big object's
+//! size is `BUCKETSCAN_BENCH_BIG_GIB` (default 5).
+
+use bucketscan_tests::agent::{World, PRODUCTION, STAGING};
+use bucketscan_tests::clamd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        throughput().await;
+        peak_rss().await;
+    });
+}
+
+fn text(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b'a' + (state % 26) as u8
+        })
+        .collect()
+}
+
+async fn throughput() {
+    let server = clamd::start_with_stream_max(128 << 20).unwrap();
+    println!("== end to end: agent (filetype-filter + clamav-bridge + promoter, concurrency 2) vs clamd alone (2 at a time)");
+    println!("{:>12}  {:>14}  {:>14}  {:>10}", "files", "clamd obj/s", "agent obj/s", "agent/clamd");
+    for (count, size) in [(40usize, 100 << 10), (20, 1 << 20), (6, 10 << 20)] {
+        let files: Vec<Arc<Vec<u8>>> = (0..count).map(|i| Arc::new(text(size, i as u64 + 1))).collect();
+
+        let address = server.address();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for chunk in files.chunks(count.div_ceil(2)) {
+            let (chunk, address) = (chunk.to_vec(), address.clone());
+            tasks.push(tokio::spawn(async move {
+                for file in chunk {
+                    let tcp = clamav_client::tokio::Tcp { host_address: address.as_str() };
+                    let answer = clamav_client::tokio::scan_buffer(&file, tcp, None).await.unwrap();
+                    assert!(clamav_client::clean(&answer).unwrap());
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let alone = started.elapsed();
+
+        // Upload first, then start the agent: the clock measures the agent
+        // draining the queue, not the uploads.
+        let world = World::new().await;
+        let config = world.config(&server.address(), "");
+        for (i, file) in files.iter().enumerate() {
+            world.put(&format!("bench/{i}.txt"), file.to_vec(), Some("text/plain"), &[], &[]).await;
+        }
+        let started = Instant::now();
+        let agent = world.start_agent(&config);
+        for i in 0..count {
+            world.wait_for(PRODUCTION, &format!("bench/{i}.txt"), Duration::from_secs(600), &agent).await;
+        }
+        let piped = started.elapsed();
+        let rate = |d: Duration| count as f64 / d.as_secs_f64();
+        let label = format!("{count} x {}KB", size >> 10);
+        println!(
+            "{label:>12}  {:>8.1} ({:>5.0} MB/s)  {:>6.1} ({:>5.0} MB/s)  {:>9.2}x",
+            rate(alone),
+            (count * size) as f64 / alone.as_secs_f64() / 1e6,
+            rate(piped),
+            (count * size) as f64 / piped.as_secs_f64() / 1e6,
+            alone.as_secs_f64() / piped.as_secs_f64()
+        );
+    }
+}
+
+async fn peak_rss() {
+    let gib: u64 = std::env::var("BUCKETSCAN_BENCH_BIG_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let world = World::new().await;
+    let server = clamd::start_with_stream_max(128 << 20).unwrap();
+    let config = world.config(&server.address(), "");
+    let key = "big/object.bin";
+    let s3 = &world.aws.s3;
+    let upload = s3.create_multipart_upload().bucket(STAGING).key(key).send().await.unwrap();
+    let id = upload.upload_id().unwrap();
+    let part = bytes_part(256 << 20);
+    let parts_count = (gib << 30) / part.len() as u64;
+    let mut parts = Vec::new();
+    for number in 1..=parts_count as i32 {
+        let out = s3
+            .upload_part()
+            .bucket(STAGING)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(part.clone().into())
+            .send()
+            .await
+            .unwrap();
+        parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket(STAGING)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let agent = world.start_agent(&config);
+    // Over clamd's stream limit: the object is fetched (spooled to disk),
+    // found too large to stream, and tagged unscannable.
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        if world.tag(STAGING, key, "bucketscan-result").await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no result:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let result = world.tag(STAGING, key, "bucketscan-result").await.unwrap();
+    println!("== peak memory of the agent while a {gib} GiB object goes through");
+    println!(
+        "   result {result} after {:.1} s; agent peak RSS {} MiB = {:.4} of the object's size",
+        started.elapsed().as_secs_f64(),
+        hwm_kib >> 10,
+        (hwm_kib << 10) as f64 / (gib << 30) as f64
+    );
+}
+
+fn bytes_part(size: usize) -> Vec<u8> {
+    text(size, 7)
+}
