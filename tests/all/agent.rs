@@ -371,3 +371,44 @@ async fn a_bucket_in_a_linked_account_is_scanned_through_its_role() {
         "{roles:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quarantine_can_tag_in_place_or_delete_and_promotion_can_move() {
+    for (mode, promote_move) in [("tag", true), ("delete", false)] {
+        let world = World::new().await;
+        let config = world.config(&clamd::shared().address(), "");
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("mode = \"move\", bucket = \"quarantine\"", &format!("mode = \"{mode}\""))
+            .replace(
+                "settings = { bucket = \"production\" }\ngrants = { storage = [\"production\"] }",
+                &format!(
+                    "settings = {{ bucket = \"production\", delete-source = {promote_move} }}\ngrants = {{ storage = [\"production\", \"staging\"] }}"
+                ),
+            );
+        std::fs::write(&config, text).unwrap();
+        let agent = world.start_agent(&config);
+        world.put("bad.txt", samples::eicar(), None, &[], &[]).await;
+        world.put("good.txt", samples::clean_text(), None, &[], &[]).await;
+        world.wait_for(PRODUCTION, "good.txt", WITHIN, &agent).await;
+        assert_eq!(world.exists(STAGING, "good.txt").await, !promote_move, "{mode}: delete-source={promote_move}");
+
+        let deadline = std::time::Instant::now() + WITHIN;
+        loop {
+            let done = match mode {
+                "tag" => world.exists(STAGING, "bad.txt").await && world.tag(STAGING, "bad.txt", "bucketscan-quarantine").await.as_deref() == Some("tag"),
+                _ => !world.exists(STAGING, "bad.txt").await,
+            };
+            if done {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{mode}: no quarantine:\n{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if mode == "tag" {
+            assert_eq!(world.tag(STAGING, "bad.txt", "bucketscan-result").await.as_deref(), Some("infected"));
+        }
+        assert!(!world.exists(QUARANTINE, "staging/bad.txt").await, "{mode}: nothing moved");
+        assert!(!world.exists(PRODUCTION, "bad.txt").await);
+    }
+}
