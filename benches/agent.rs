@@ -9,7 +9,7 @@
 //! size is `BUCKETSCAN_BENCH_BIG_GIB` (default 5).
 
 use bucketscan_tests::agent::{World, PRODUCTION, STAGING};
-use bucketscan_tests::clamd;
+use bucketscan_tests::{clamd, samples};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,12 @@ fn main() {
     });
 }
 
-fn text(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b'a' + (state % 26) as u8
-        })
-        .collect()
-}
-
 async fn throughput() {
     let server = clamd::start_with_stream_max(128 << 20).unwrap();
     println!("== end to end: agent (filetype-filter + clamav-bridge + promoter, concurrency 2) vs clamd alone (2 at a time)");
     println!("{:>12}  {:>14}  {:>14}  {:>10}", "files", "clamd obj/s", "agent obj/s", "agent/clamd");
     for (count, size) in [(40usize, 100 << 10), (20, 1 << 20), (6, 10 << 20)] {
-        let files: Vec<Arc<Vec<u8>>> = (0..count).map(|i| Arc::new(text(size, i as u64 + 1))).collect();
+        let files: Vec<Arc<Vec<u8>>> = (0..count).map(|i| Arc::new(samples::pseudo_random_text(size, i as u64 + 1))).collect();
 
         let address = server.address();
         let started = Instant::now();
@@ -90,33 +78,9 @@ async fn peak_rss() {
     let server = clamd::start_with_stream_max(128 << 20).unwrap();
     let config = world.config(&server.address(), "");
     let key = "big/object.bin";
-    let s3 = &world.aws.s3;
-    let upload = s3.create_multipart_upload().bucket(STAGING).key(key).send().await.unwrap();
-    let id = upload.upload_id().unwrap();
-    let part = bytes_part(256 << 20);
-    let parts_count = (gib << 30) / part.len() as u64;
-    let mut parts = Vec::new();
-    for number in 1..=parts_count as i32 {
-        let out = s3
-            .upload_part()
-            .bucket(STAGING)
-            .key(key)
-            .upload_id(id)
-            .part_number(number)
-            .body(part.clone().into())
-            .send()
-            .await
-            .unwrap();
-        parts.push(aws_sdk_s3::types::CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
-    }
-    s3.complete_multipart_upload()
-        .bucket(STAGING)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-        .send()
-        .await
-        .unwrap();
+    let part = samples::pseudo_random_text(256 << 20, 7);
+    let parts: Vec<&[u8]> = (0..(gib << 30) / part.len() as u64).map(|_| part.as_slice()).collect();
+    world.put_multipart(key, &parts, None).await;
     let started = Instant::now();
     let agent = world.start_agent(&config);
     // Over clamd's stream limit: the object is fetched (spooled to disk),
@@ -144,8 +108,4 @@ async fn peak_rss() {
         hwm_kib >> 10,
         (hwm_kib << 10) as f64 / (gib << 30) as f64
     );
-}
-
-fn bytes_part(size: usize) -> Vec<u8> {
-    text(size, 7)
 }

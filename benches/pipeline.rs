@@ -166,7 +166,7 @@ async fn clamd_throughput() {
     println!("{:>7}  {:>12}  {:>12}  {:>16}", "size", "clamd MB/s", "pipeline MB/s", "pipeline/clamd");
     for (label, size, iterations) in [("100KB", 100 * 1024, 100u32), ("1MB", 1 << 20, 30), ("50MB", 50 << 20, 3)] {
         let path = dir.path().join(label);
-        std::fs::write(&path, pseudo_random_text(size)).unwrap();
+        std::fs::write(&path, bucketscan_tests::samples::pseudo_random_text(size, 0x9e37_79b9_7f4a_7c15)).unwrap();
         let info = Arc::new(ObjectInfo {
             bucket: "bench".into(),
             key: format!("{label}.txt"),
@@ -200,17 +200,4 @@ async fn clamd_throughput() {
             alone.as_secs_f64() / piped.as_secs_f64()
         );
     }
-}
-
-/// Printable bytes that match no signature and no magic number.
-fn pseudo_random_text(size: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b'a' + (state % 26) as u8
-        })
-        .collect()
 }

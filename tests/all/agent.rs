@@ -83,37 +83,11 @@ async fn multipart_upload_is_promoted_with_its_tags(agent_settings: &str) -> Str
     // Two parts: 5 MiB (S3's minimum for all but the last) and a small tail.
     let first = vec![b'a'; 5 << 20];
     let tail = samples::clean_text();
-    let s3 = &world.aws.s3;
-    let upload = s3.create_multipart_upload().bucket(STAGING).key(key).tagging("team=finance").send().await.unwrap();
-    let id = upload.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (number, part) in [(1, &first), (2, &tail)] {
-        let out = s3
-            .upload_part()
-            .bucket(STAGING)
-            .key(key)
-            .upload_id(id)
-            .part_number(number)
-            .body(part.clone().into())
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            aws_sdk_s3::types::CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build(),
-        );
-    }
-    s3.complete_multipart_upload()
-        .bucket(STAGING)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-        .send()
-        .await
-        .unwrap();
+    world.put_multipart(key, &[&first, &tail], Some("team=finance")).await;
     world.wait_for(PRODUCTION, key, WITHIN, &agent).await;
     assert_eq!(world.tag(PRODUCTION, key, "team").await.as_deref(), Some("finance"));
     assert_eq!(world.tag(PRODUCTION, key, "bucketscan-result").await.as_deref(), Some("clean"));
-    let head = s3.head_object().bucket(PRODUCTION).key(key).send().await.unwrap();
+    let head = world.aws.s3.head_object().bucket(PRODUCTION).key(key).send().await.unwrap();
     assert_eq!(head.content_length(), Some((first.len() + tail.len()) as i64));
     head.e_tag().unwrap_or_default().to_owned()
 }

@@ -4,7 +4,9 @@
 
 use crate::moto::{Clients, MotoServer};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, Tag, Tagging};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Event, NotificationConfiguration, QueueConfiguration, Tag, Tagging,
+};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -171,6 +173,43 @@ grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
             request = request.tagging(encoded.join("&"));
         }
         request.send().await.unwrap();
+    }
+
+    /// Uploads `parts` to staging as one multipart upload.
+    pub async fn put_multipart(&self, key: &str, parts: &[&[u8]], tagging: Option<&str>) {
+        let s3 = &self.aws.s3;
+        let upload = s3
+            .create_multipart_upload()
+            .bucket(STAGING)
+            .key(key)
+            .set_tagging(tagging.map(str::to_owned))
+            .send()
+            .await
+            .unwrap();
+        let id = upload.upload_id().unwrap();
+        let mut completed = Vec::new();
+        for (index, part) in parts.iter().enumerate() {
+            let number = index as i32 + 1;
+            let out = s3
+                .upload_part()
+                .bucket(STAGING)
+                .key(key)
+                .upload_id(id)
+                .part_number(number)
+                .body(part.to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            completed.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
+        }
+        s3.complete_multipart_upload()
+            .bucket(STAGING)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await
+            .unwrap();
     }
 
     pub async fn exists(&self, bucket: &str, key: &str) -> bool {

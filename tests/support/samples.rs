@@ -34,3 +34,17 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 pub fn clean_text() -> Vec<u8> {
     b"Quarterly report\n\nNothing to see here but plain text.\n".repeat(20)
 }
+
+/// `size` lowercase letters from a seeded xorshift: matches no signature
+/// and no magic number, and differs per seed.
+pub fn pseudo_random_text(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b'a' + (state % 26) as u8
+        })
+        .collect()
+}
