@@ -80,18 +80,7 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolCo
     let version_id = head.version_id().map(str::to_owned).or(event.version_id.clone());
     let size = head.content_length().unwrap_or_default().max(0) as u64;
 
-    let tags = s3
-        .get_object_tagging()
-        .bucket(&bucket)
-        .key(&key)
-        .set_version_id(version_id.clone())
-        .send()
-        .await
-        .map_err(|err| transient(format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err))))?
-        .tag_set()
-        .iter()
-        .map(|tag| (tag.key().to_owned(), tag.value().to_owned()))
-        .collect();
+    let tags = object_tags(s3, &bucket, &key, version_id.as_deref()).await.map_err(transient)?;
 
     // Pin the exact version and bytes the head described.
     let mut object = s3
@@ -152,6 +141,24 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolCo
         }),
         body,
     })
+}
+
+/// The tags of one object version (the current version when `None`).
+pub async fn object_tags(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<Vec<(String, String)>, String> {
+    let out = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+    Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
 }
 
 fn raw_status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {

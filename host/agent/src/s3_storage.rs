@@ -83,22 +83,9 @@ impl S3Storage {
     /// The source's current tags (re-read: actions may have added some)
     /// merged with `extra`.
     async fn tags_for_copy(&self, object: &ObjectInfo, extra: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
-        let current = self.current_tags(object).await?;
+        let s3 = self.clients.s3_for(&object.bucket);
+        let current = crate::fetch::object_tags(s3, &object.bucket, &object.key, object.version_id.as_deref()).await?;
         tags::merge(&current, extra).map_err(|err| err.to_string())
-    }
-
-    async fn current_tags(&self, object: &ObjectInfo) -> Result<Vec<(String, String)>, String> {
-        let out = self
-            .clients
-            .s3_for(&object.bucket)
-            .get_object_tagging()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .set_version_id(object.version_id.clone())
-            .send()
-            .await
-            .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-        Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
     }
 
     async fn copy(&self, object: &ObjectInfo, bucket: &str, key: &str, extra: &[(String, String)]) -> Result<(), String> {

@@ -114,15 +114,8 @@ async fn sweep_one(worker: &Worker, event: ObjectEvent, size: u64, rescan: bool,
 
 /// The result and engine an object is tagged with, if any.
 async fn scanned_with(worker: &Worker, event: &ObjectEvent) -> Result<Option<(String, String)>, String> {
-    let out = worker
-        .clients
-        .s3_for(&event.bucket)
-        .get_object_tagging()
-        .bucket(&event.bucket)
-        .key(&event.key)
-        .send()
-        .await
-        .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-    let find = |key: &str| out.tag_set().iter().find(|t| t.key() == key).map(|t| t.value().to_owned());
+    let s3 = worker.clients.s3_for(&event.bucket);
+    let tags = crate::fetch::object_tags(s3, &event.bucket, &event.key, None).await?;
+    let find = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     Ok(find(&worker.tag_keys.result).zip(find(&worker.tag_keys.engine)))
 }
