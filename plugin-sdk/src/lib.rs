@@ -67,12 +67,13 @@ pub mod action_bindings {
         export_macro_name: "__export_action_world",
         default_bindings_module: "::bucketscan_plugin_sdk::action_bindings",
         with: {
-            "bucketscan:plugin/types@0.1.0": crate::bindings::bucketscan::plugin::types,
-            "bucketscan:plugin/object@0.1.0": crate::bindings::bucketscan::plugin::object,
-            "bucketscan:plugin/log@0.1.0": crate::bindings::bucketscan::plugin::log,
-            "bucketscan:plugin/clamav@0.1.0": crate::bindings::bucketscan::plugin::clamav,
-            "bucketscan:plugin/storage@0.1.0": crate::bindings::bucketscan::plugin::storage,
-            "bucketscan:plugin/http@0.1.0": crate::bindings::bucketscan::plugin::http,
+            "bucketscan:plugin/types@0.1.1": crate::bindings::bucketscan::plugin::types,
+            "bucketscan:plugin/object@0.1.1": crate::bindings::bucketscan::plugin::object,
+            "bucketscan:plugin/log@0.1.1": crate::bindings::bucketscan::plugin::log,
+            "bucketscan:plugin/clamav@0.1.1": crate::bindings::bucketscan::plugin::clamav,
+            "bucketscan:plugin/storage@0.1.1": crate::bindings::bucketscan::plugin::storage,
+            "bucketscan:plugin/http@0.1.1": crate::bindings::bucketscan::plugin::http,
+            "bucketscan:plugin/context@0.1.1": crate::bindings::bucketscan::plugin::context,
         },
     });
 }
@@ -92,9 +93,16 @@ pub mod storage {
     pub use crate::bindings::bucketscan::plugin::storage::{copy, delete, move_, tag};
 }
 
-/// Outbound HTTP POST (grant: `http = [hosts]`).
+/// Outbound HTTP POST (grant: `http = [hosts]`). `send` (contract 0.1.1)
+/// adds a timeout and retries; the host signs the body when the stage has
+/// a `signing-secret`.
 pub mod http {
-    pub use crate::bindings::bucketscan::plugin::http::{post, Response};
+    pub use crate::bindings::bucketscan::plugin::http::{post, send, Request, Response};
+}
+
+/// The scan around this stage (contract 0.1.1): agent id, earlier stages.
+pub mod context {
+    pub use crate::bindings::bucketscan::plugin::context::{agent_id, stage_timings, StageTiming};
 }
 
 /// Logs a message with key/value fields into the agent's log.

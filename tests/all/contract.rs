@@ -5,8 +5,11 @@ use bucketscan_core::grants::Capability;
 use bucketscan_core::pipeline::StageKind;
 use bucketscan_engine::host::CacheUse;
 use bucketscan_engine::{Plugin, PluginHost};
-use bucketscan_tests::host::test_limits;
-use bucketscan_tests::component;
+use bucketscan_core::grants::Grants;
+use bucketscan_core::Verdict;
+use bucketscan_engine::contract;
+use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::{component, samples};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_contract_and_capabilities_come_from_the_component() {
@@ -19,28 +22,46 @@ async fn kind_contract_and_capabilities_come_from_the_component() {
     for (name, kind, capabilities) in cases {
         let plugin = Plugin::load(&host, name, &component(name), None).await.unwrap();
         assert_eq!(plugin.kind, kind, "{name}");
-        assert_eq!(plugin.contract.to_string(), "0.1.0", "{name}");
+        assert_eq!(plugin.contract.to_string(), "0.1.1", "{name}");
         assert_eq!(plugin.capabilities, capabilities, "{name}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_against_an_earlier_compatible_contract_still_runs() {
+    // tests/plugins/legacy is built with plain wit-bindgen against the frozen
+    // tests/contracts/0.1.0; the host is 0.1.1. It runs in one pipeline
+    // with a 0.1.1 plugin that uses an addition (the webhook's `context`).
+    let host = TestHost::with_clamd(test_limits());
+    let legacy = host.plugin("test_plugin_legacy").await;
+    assert_eq!(legacy.contract.to_string(), "0.1.0");
+    assert_eq!(contract::HOST_VERSION, "0.1.1");
+    let bridge = host.plugin("clamav_bridge").await;
+    let stages = [stage(&legacy, &[], Grants::default()), stage(&bridge, &[], clamav_grant())];
+
+    let report = host.run(&stages, object("b", "old.bin", b"LEGACY-BLOCK and more".to_vec(), None)).await;
+    assert_eq!(report.verdict, Verdict::Blocked { reason: "legacy rule matched".into() });
+    let report = host.run(&stages, object("b", "eicar", samples::eicar(), None)).await;
+    assert!(matches!(report.verdict, Verdict::Infected { .. }), "{:?}", report.verdict);
+    assert_eq!(report.stages[0].outcome, "continue", "the legacy stage ran and read the object");
+    let report = host.run(&stages, object("b", "ok", b"fine".to_vec(), None)).await;
+    assert_eq!(report.verdict, Verdict::Clean);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_incompatible_contract_is_refused_with_the_supported_range() {
-    // A component claiming contract 0.2.0: the same plugin with its
-    // contract names rewritten (same length, so the binary stays valid).
-    let bytes = std::fs::read(component("filetype_filter")).unwrap();
-    let patched = replace_all(&bytes, b"bucketscan:plugin/", b"@0.1.0", b"@0.2.0");
-    assert_ne!(bytes, patched);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("future.wasm");
-    std::fs::write(&path, patched).unwrap();
+    // tests/plugins/future is built against tests/contracts/0.2.0, where
+    // `inspect` takes another parameter.
     let host = PluginHost::new(&test_limits()).unwrap();
-    let err = Plugin::load(&host, "future", &path, None).await.unwrap_err().to_string();
+    let err = Plugin::load(&host, "future", &component("test_plugin_future"), None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("built against contract bucketscan:plugin@0.2.0, but this host supports ^0.1"),
+        err.contains("built against contract bucketscan:plugin@0.2.0, but this host supports ^0.1 (contract bucketscan:plugin@0.1.1)"),
         "{err}"
     );
-    assert!(err.contains("plugin `future`"), "{err}");
+    assert!(err.contains("plugin `future`") && err.contains("test_plugin_future.wasm"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,21 +91,3 @@ async fn a_restart_reuses_the_compiled_artifact() {
     assert_eq!(plugin.identity.name, "filetype-filter");
 }
 
-/// Replaces `old` with `new` wherever it follows `prefix` within 32 bytes.
-fn replace_all(bytes: &[u8], prefix: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let mut i = 0;
-    while let Some(at) = find(&out[i..], prefix) {
-        let start = i + at + prefix.len();
-        let window = &out[start..(start + 32).min(out.len())];
-        if let Some(pos) = find(window, old) {
-            out[start + pos..start + pos + new.len()].copy_from_slice(new);
-        }
-        i = start;
-    }
-    out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}

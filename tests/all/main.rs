@@ -9,3 +9,4 @@ mod contract;
 mod filetype;
 mod pipeline;
 mod sandbox;
+mod webhook;

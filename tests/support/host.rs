@@ -59,6 +59,7 @@ pub fn stage(plugin: &Arc<Plugin>, settings: &[(&str, &str)], grants: Grants) ->
         settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         grants,
         on: Vec::new(),
+        signing_secret: None,
     }
 }
 

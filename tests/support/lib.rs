@@ -56,3 +56,4 @@ pub mod host;
 pub mod config;
 pub mod moto;
 pub mod agent;
+pub mod webhook;

@@ -58,12 +58,12 @@ impl Worker {
                 max_age: std::time::Duration::from_secs(signatures.max_age_secs),
             });
         }
-        let services = Arc::new(HostServices::new(clamd, storage));
         let agent_id = config
             .agent
             .agent_id
             .clone()
-            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+            .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
+        let services = Arc::new(HostServices::new(clamd, storage).with_agent_id(agent_id.clone()));
         let notifier = config
             .notifications
             .topic_arn
@@ -158,10 +158,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "bucketscan".into())
 }

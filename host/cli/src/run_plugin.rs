@@ -93,6 +93,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 settings: args.settings.clone(),
                 grants,
                 on: Vec::new(),
+                signing_secret: None,
             };
             (vec![stage], args.bucket.clone().unwrap_or_else(|| "local".into()))
         }

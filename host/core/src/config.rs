@@ -76,6 +76,10 @@ pub struct Config {
     /// its directory.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The text it was parsed from, so later errors (a plugin that fails to
+    /// load) point at the right line even if the file changed since.
+    #[serde(skip)]
+    pub text: std::sync::Arc<str>,
 }
 
 /// Sandbox limits for every plugin instance.
@@ -347,6 +351,46 @@ pub struct StageConfig {
     /// For actions: the verdicts the stage runs on (all when absent).
     #[serde(default = "unspanned")]
     pub on: Spanned<Vec<ResultName>>,
+    /// The key the host signs this stage's outbound HTTP requests with.
+    pub signing_secret: Option<Spanned<SecretSource>>,
+}
+
+/// Where a secret comes from: an environment variable of the agent or a
+/// file (e.g. a mounted secret). Never the config file itself, and never
+/// handed to a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret; the error names where it looked.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        let secret = match self {
+            Self::Env(name) => std::env::var(name)
+                .map_err(|_| format!("signing-secret: environment variable `{name}` is not set"))?
+                .into_bytes(),
+            Self::File(path) => std::fs::read(path)
+                .map_err(|err| format!("signing-secret: cannot read `{}`: {err}", path.display()))?,
+        };
+        // A trailing newline from `echo secret > file` is not part of it.
+        let trimmed = secret.trim_ascii_end();
+        if trimmed.len() < 16 {
+            return Err(format!("signing-secret from {self}: at least 16 bytes are needed"));
+        }
+        Ok(trimmed.to_vec())
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment variable `{name}`"),
+            Self::File(path) => write!(f, "file `{}`", path.display()),
+        }
+    }
 }
 
 impl StageConfig {
@@ -431,6 +475,7 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|err| located(err.span(), err.message().to_owned()))?;
         config.source = path.to_owned();
+        config.text = text.into();
 
         for key in [&config.tags.result, &config.tags.date, &config.tags.engine, &config.tags.signature] {
             tags::validate_key(key).map_err(|why| located(None, format!("[tags]: {why}")))?;
@@ -555,13 +600,8 @@ impl Config {
     /// `FILE:LINE` of a byte span, for errors found after parsing (e.g. when
     /// a plugin fails to load).
     pub fn locate(&self, span: Range<usize>) -> String {
-        match std::fs::read_to_string(&self.source) {
-            Ok(text) => {
-                let (line, _) = line_column(&text, span.start);
-                format!("{}:{line}", self.source.display())
-            }
-            Err(_) => self.source.display().to_string(),
-        }
+        let (line, _) = line_column(&self.text, span.start);
+        format!("{}:{line}", self.source.display())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Host bindings generated from `wit/` for contract 0.1.
+//! Host bindings generated from `wit/` for the contract in `wit/`.
 //!
 //! Both plugin worlds share their imports: the inspector world's bindings
 //! define every imported interface, and the action world reuses them. The
@@ -30,8 +30,9 @@ pub(crate) mod action {
             "bucketscan:plugin/clamav": crate::bindings::inspector::bucketscan::plugin::clamav,
             "bucketscan:plugin/storage": crate::bindings::inspector::bucketscan::plugin::storage,
             "bucketscan:plugin/http": crate::bindings::inspector::bucketscan::plugin::http,
+            "bucketscan:plugin/context": crate::bindings::inspector::bucketscan::plugin::context,
         },
     });
 }
 
-pub(crate) use inspector::bucketscan::plugin::{clamav, http, log, object, storage, types};
+pub(crate) use inspector::bucketscan::plugin::{clamav, context, http, log, object, storage, types};

@@ -10,7 +10,7 @@ use semver::{Version, VersionReq};
 pub const PACKAGE: &str = "bucketscan:plugin";
 
 /// The contract version this host was built from (`wit/plugin.wit`).
-pub const HOST_VERSION: &str = "0.1.0";
+pub const HOST_VERSION: &str = "0.1.1";
 
 /// Contract versions this host runs: every 0.1.x (before 1.0 a minor bump
 /// is breaking, so 0.1 is the compatible series).

@@ -2,10 +2,9 @@
 //! ticker that enforces Wasm time limits, and the compiled-artifact cache.
 
 use crate::capabilities::{self, HostServices};
-use crate::sandbox::{ScanObject, StageFailure, StageState};
+use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState};
 use anyhow::Context as _;
 use bucketscan_core::config::HostLimits;
-use bucketscan_core::grants::Grants;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +23,8 @@ pub struct PluginHost {
     cache_dir: Option<PathBuf>,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    /// Services for load checks (`describe`): no clamd, a dry-run storage.
+    load_services: Arc<HostServices>,
 }
 
 impl PluginHost {
@@ -66,7 +67,16 @@ impl PluginHost {
             cache_dir,
             pooling,
             ticker_stop,
+            load_services: Arc::new(HostServices::new(
+                crate::Clamd::new(&Default::default()),
+                Arc::new(bucketscan_core::storage::DryRunStorage::default()),
+            )),
         })
+    }
+
+    /// The services a plugin's load check runs with: nothing real.
+    pub fn load_services(&self) -> Arc<HostServices> {
+        self.load_services.clone()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -86,45 +96,21 @@ impl PluginHost {
         self.pooling
     }
 
-    /// Compiles a component, reusing a cached compilation of the same bytes
-    /// by the same engine configuration when there is one.
-    pub fn compile(&self, bytes: &[u8], digest: &str) -> anyhow::Result<(Component, CacheUse)> {
-        let Some(dir) = &self.cache_dir else {
-            return Ok((Component::new(&self.engine, bytes)?, CacheUse::Disabled));
-        };
-        let compat = {
-            use std::hash::{DefaultHasher, Hash, Hasher};
-            let mut hasher = DefaultHasher::new();
-            self.engine.precompile_compatibility_hash().hash(&mut hasher);
-            hasher.finish()
-        };
-        let path = dir.join(format!("{digest}-{compat:016x}.cwasm"));
-        if path.exists() {
-            // SAFETY: the file was written by `serialize` below for this
-            // exact engine configuration (the name carries its compatibility
-            // hash); wasmtime still checks the header.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok((component, CacheUse::Hit)),
-                Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err:#}", path.display()),
-            }
-        }
-        let component = Component::new(&self.engine, bytes)?;
-        if let Err(err) = write_cache(dir, &path, &component) {
-            tracing::warn!("cannot cache compiled plugin in {}: {err:#}", dir.display());
-        }
-        Ok((component, CacheUse::Miss))
+    /// Compiles a component on a blocking thread (compiling a large
+    /// component takes seconds and must not stall the async workers),
+    /// reusing a cached compilation of the same bytes by the same engine
+    /// configuration when there is one.
+    pub async fn compile(&self, bytes: Vec<u8>, digest: String) -> anyhow::Result<(Component, CacheUse)> {
+        let (engine, dir) = (self.engine.clone(), self.cache_dir.clone());
+        tokio::task::spawn_blocking(move || compile_cached(&engine, dir.as_deref(), &bytes, &digest))
+            .await
+            .context("compile task")?
     }
 
     /// A fresh store for one stage over one object, with limits, grants and
     /// the Wasm time limit armed.
-    pub fn new_store(
-        &self,
-        services: Arc<HostServices>,
-        grants: Grants,
-        object: ScanObject,
-        stage_label: String,
-    ) -> Store<StageState> {
-        let state = StageState::new(&self.limits, services, grants, object, stage_label);
+    pub fn new_store(&self, services: Arc<HostServices>, env: StageEnv, object: ScanObject) -> Store<StageState> {
+        let state = StageState::new(&self.limits, services, env, object);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let limit = Duration::from_millis(self.limits.wasm_time_limit_ms);
@@ -145,6 +131,33 @@ impl Drop for PluginHost {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+fn compile_cached(engine: &Engine, dir: Option<&Path>, bytes: &[u8], digest: &str) -> anyhow::Result<(Component, CacheUse)> {
+    let Some(dir) = dir else {
+        return Ok((Component::new(engine, bytes)?, CacheUse::Disabled));
+    };
+    let compat = {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish()
+    };
+    let path = dir.join(format!("{digest}-{compat:016x}.cwasm"));
+    if path.exists() {
+        // SAFETY: the file was written by `serialize` below for this exact
+        // engine configuration (the name carries its compatibility hash);
+        // wasmtime still checks the header.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => return Ok((component, CacheUse::Hit)),
+            Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err:#}", path.display()),
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    if let Err(err) = write_cache(dir, &path, &component) {
+        tracing::warn!("cannot cache compiled plugin in {}: {err:#}", dir.display());
+    }
+    Ok((component, CacheUse::Miss))
 }
 
 /// Whether a compile came from the cache.

@@ -3,7 +3,7 @@
 
 use crate::host::PluginHost;
 use crate::plugin::{Plugin, PluginError};
-use bucketscan_core::config::{Config, StageConfig};
+use bucketscan_core::config::Config;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::pipeline::{ResultName, StageKind};
 use std::collections::BTreeMap;
@@ -16,6 +16,8 @@ pub struct PipelineStage {
     pub settings: Vec<(String, String)>,
     pub grants: Grants,
     pub on: Vec<ResultName>,
+    /// Read from its source when the config was loaded.
+    pub signing_secret: Option<Arc<[u8]>>,
 }
 
 /// Why a config's pipelines could not be loaded.
@@ -76,7 +78,19 @@ impl LoadedPipelines {
                     StageKind::Inspector => {}
                     StageKind::Action => seen_action = true,
                 }
-                resolved.push(resolve(&plugin, stage));
+                let signing_secret = match &stage.signing_secret {
+                    Some(source) => Some(Arc::<[u8]>::from(source.get_ref().read().map_err(|message| {
+                        LoadError::Stage { at: at(), message }
+                    })?)),
+                    None => None,
+                };
+                resolved.push(PipelineStage {
+                    plugin: plugin.clone(),
+                    settings: stage.settings(),
+                    grants: stage.grants.get_ref().clone(),
+                    on: stage.on.get_ref().clone(),
+                    signing_secret,
+                });
             }
             pipelines.insert(
                 (scope.bucket.to_owned(), scope.prefix.map(str::to_owned)),
@@ -98,11 +112,3 @@ impl LoadedPipelines {
     }
 }
 
-fn resolve(plugin: &Arc<Plugin>, stage: &StageConfig) -> PipelineStage {
-    PipelineStage {
-        plugin: plugin.clone(),
-        settings: stage.settings(),
-        grants: stage.grants.get_ref().clone(),
-        on: stage.on.get_ref().clone(),
-    }
-}

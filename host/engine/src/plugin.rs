@@ -2,14 +2,12 @@
 //! checked against the contract, pre-instantiated and asked who it is.
 
 use crate::bindings::{action, inspector};
-use crate::capabilities::HostServices;
 use crate::contract::{self, ContractName};
 use crate::host::{CacheUse, PluginHost};
-use crate::sandbox::{ScanObject, StageState};
-use bucketscan_core::grants::{Capability, Grants};
+use crate::sandbox::{ScanObject, StageEnv, StageState};
+use bucketscan_core::grants::Capability;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::pipeline::StageKind;
-use bucketscan_core::storage::DryRunStorage;
 use semver::Version;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -120,7 +118,7 @@ impl Plugin {
             let detail = if bytes.starts_with(b"\0asm") { "a core module" } else { "no Wasm header" };
             return Err(PluginError::NotAComponent { name, path, detail: detail.into() });
         }
-        let (component, cache) = host.compile(&bytes, &sha256).map_err(|err| {
+        let (component, cache) = host.compile(bytes, sha256.clone()).await.map_err(|err| {
             let (name, path) = at();
             PluginError::NotAComponent { name, path, detail: format!("{err:#}") }
         })?;
@@ -208,15 +206,15 @@ impl Plugin {
     /// Instantiates the plugin once, with no grants, and asks who it is.
     /// This is the load check: a plugin that cannot even do this is refused.
     async fn describe(&self, host: &PluginHost) -> Result<PluginIdentity, String> {
-        let services = Arc::new(HostServices::new(
-            crate::Clamd::new(&Default::default()),
-            Arc::new(DryRunStorage::default()),
-        ));
         let object = ScanObject {
             info: Arc::new(ObjectInfo::default()),
             body: ObjectBody::from_bytes(Vec::new()),
         };
-        let mut store = host.new_store(services, Grants::default(), object, format!("{}@load", self.name));
+        let env = StageEnv {
+            label: format!("{}@load", self.name),
+            ..StageEnv::default()
+        };
+        let mut store = host.new_store(host.load_services(), env, object);
         let timeout = Duration::from_millis(host.limits().stage_timeout_ms);
         let call = async {
             let info = match &self.pre {

@@ -8,7 +8,7 @@ use crate::capabilities::HostServices;
 use crate::convert;
 use crate::host::PluginHost;
 use crate::pipelines::PipelineStage;
-use crate::sandbox::{ScanObject, StageFailure, StageState};
+use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use bucketscan_core::pipeline::{action_applies, Flow, Inspection, StageKind};
 use bucketscan_core::report::{ScanReport, StageReport};
 use bucketscan_core::{Decision, Verdict};
@@ -60,7 +60,7 @@ pub async fn inspect(
             continue;
         }
         let so_far = inspection.so_far().map(convert::verdict_to_wit);
-        let (result, run) = run_stage(host, services, stage, object, |pre, mut store, handle| async move {
+        let (result, run) = run_stage(host, services, stage, object, &reports, |pre, mut store, handle| async move {
             let pre = pre.inspector_pre().expect("inspector stage");
             let result = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -118,7 +118,7 @@ pub async fn act(
             continue;
         }
         let wit_verdict = convert::verdict_to_wit(&verdict);
-        let (result, run) = run_stage(host, services, stage, object, |pre, mut store, handle| async move {
+        let (result, run) = run_stage(host, services, stage, object, &reports, |pre, mut store, handle| async move {
             let pre = pre.action_pre().expect("action stage");
             let result = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -197,6 +197,7 @@ async fn run_stage<'a, R, F, Fut>(
     services: &Arc<HostServices>,
     stage: &'a PipelineStage,
     object: &ScanObject,
+    before: &[StageReport],
     call: F,
 ) -> (Result<R, StageFailure>, StageRun<'a>)
 where
@@ -204,7 +205,20 @@ where
     Fut: Future<Output = (Store<StageState>, wasmtime::Result<R>)>,
 {
     let started = Instant::now();
-    let mut store = host.new_store(services.clone(), stage.grants.clone(), object.clone(), stage.plugin.label());
+    let env = StageEnv {
+        label: stage.plugin.label(),
+        grants: stage.grants.clone(),
+        signing_secret: stage.signing_secret.clone(),
+        timings: before
+            .iter()
+            .map(|report| StageTiming {
+                plugin: report.plugin.clone(),
+                outcome: report.outcome.clone(),
+                duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
+            })
+            .collect(),
+    };
+    let mut store = host.new_store(services.clone(), env, object.clone());
     let handle = match store.data_mut().table.push(object.clone()) {
         Ok(handle) => handle,
         Err(err) => {

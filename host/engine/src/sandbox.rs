@@ -135,6 +135,27 @@ impl ResourceLimiter for StageLimiter {
     }
 }
 
+/// What one stage is given besides its object: its config and what the
+/// stages before it did.
+#[derive(Debug, Clone, Default)]
+pub struct StageEnv {
+    /// `plugin@version`, for log lines.
+    pub label: String,
+    pub grants: Grants,
+    /// The key the host signs this stage's HTTP requests with.
+    pub signing_secret: Option<Arc<[u8]>>,
+    /// Earlier stages of this object's pipeline (the `context` import).
+    pub timings: Vec<StageTiming>,
+}
+
+/// How one earlier stage went, as the `context` import reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageTiming {
+    pub plugin: String,
+    pub outcome: String,
+    pub duration: Duration,
+}
+
 /// Everything one stage's store holds.
 pub struct StageState {
     wasi: WasiCtx,
@@ -145,6 +166,8 @@ pub struct StageState {
     pub object: ScanObject,
     /// `plugin@version`, for log lines.
     pub stage_label: String,
+    pub signing_secret: Option<Arc<[u8]>>,
+    pub timings: Vec<StageTiming>,
     /// When the stage started, and how much of that time was spent waiting
     /// on host calls (scans, storage, HTTP), which the Wasm time limit
     /// does not count.
@@ -160,21 +183,17 @@ pub struct StageState {
 }
 
 impl StageState {
-    pub fn new(
-        limits: &HostLimits,
-        services: Arc<HostServices>,
-        grants: Grants,
-        object: ScanObject,
-        stage_label: String,
-    ) -> Self {
+    pub fn new(limits: &HostLimits, services: Arc<HostServices>, env: StageEnv, object: ScanObject) -> Self {
         Self {
             wasi: sealed_wasi(),
             table: ResourceTable::new(),
             limiter: StageLimiter::new(limits),
             services,
-            grants,
+            grants: env.grants,
             object,
-            stage_label,
+            stage_label: env.label,
+            signing_secret: env.signing_secret,
+            timings: env.timings,
             started: Instant::now(),
             host_time: Duration::ZERO,
             failure: None,

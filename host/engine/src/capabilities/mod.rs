@@ -6,6 +6,7 @@
 //! names); a granted call that fails returns an error the plugin can handle.
 
 mod clamav;
+mod context;
 mod http;
 mod log;
 mod object;
@@ -16,29 +17,41 @@ use crate::clamd::Clamd;
 use crate::sandbox::StageState;
 use bucketscan_core::storage::StorageBackend;
 use std::sync::Arc;
-use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
+
+pub use http::is_forbidden_address;
 
 /// The services behind the capabilities, shared by every stage.
 pub struct HostServices {
     pub clamd: Clamd,
     pub storage: Arc<dyn StorageBackend>,
+    /// Who is scanning, for the `context` import.
+    pub agent_id: String,
     http: reqwest::Client,
 }
 
-/// How long one outbound HTTP request may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl HostServices {
     pub fn new(clamd: Clamd, storage: Arc<dyn StorageBackend>) -> Self {
-        let http = reqwest::Client::builder()
-            // A redirect could lead past the allow-list; plugins see 3xx.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(HTTP_TIMEOUT)
-            .build()
-            .expect("HTTP client with static settings");
-        Self { clamd, storage, http }
+        Self {
+            clamd,
+            storage,
+            agent_id: default_agent_id(),
+            http: http::client(),
+        }
     }
+
+    pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = agent_id.into();
+        self
+    }
+}
+
+/// `HOSTNAME-PID`: unique per running agent, stable for its lifetime.
+pub fn default_agent_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "bucketscan".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Adds WASI 0.2 and every contract import to `linker`.
