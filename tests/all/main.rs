@@ -8,5 +8,6 @@ mod cli;
 mod contract;
 mod filetype;
 mod pipeline;
+mod reload;
 mod sandbox;
 mod webhook;

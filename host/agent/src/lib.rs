@@ -12,12 +12,14 @@
 //! - [`sweep`]: `bucketscan scan` over existing objects.
 //! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`agent`]: the receive loop, concurrency and visibility.
+//! - [`reload`]: config and plugin changes swapped in without dropping work.
 
 pub mod agent;
 pub mod aws;
 pub mod fetch;
 pub mod notify;
 pub mod protect;
+pub mod reload;
 pub mod s3_storage;
 pub mod signatures;
 pub mod sweep;

@@ -5,6 +5,7 @@
 use crate::aws::Clients;
 use crate::fetch::{self, FetchError, SpoolConfig};
 use crate::notify::Notifier;
+use crate::reload::LivePipelines;
 use crate::s3_storage::{put_tags, OwnWrites, S3Storage};
 use bucketscan_core::config::Config;
 use bucketscan_engine::clamd::Freshness;
@@ -31,7 +32,7 @@ pub enum Handled {
 /// Everything needed to handle objects; shared by all concurrent tasks.
 pub struct Worker {
     pub host: PluginHost,
-    pub pipelines: LoadedPipelines,
+    pub pipelines: LivePipelines,
     pub services: Arc<HostServices>,
     pub clients: Clients,
     pub spool: SpoolConfig,
@@ -74,7 +75,7 @@ impl Worker {
             dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
         };
         let tag_keys = config.tags.clone();
-        let pipelines = LoadedPipelines::load(&host, config).await?;
+        let pipelines = LivePipelines::new(LoadedPipelines::load(&host, config).await?);
         Ok(Self {
             host,
             pipelines,
@@ -89,7 +90,8 @@ impl Worker {
 
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
         let where_ = format!("s3://{}/{}", event.bucket, event.key);
-        let Some((scope, stages)) = self.pipelines.pipeline_for(&event.bucket, &event.key) else {
+        let pipelines = self.pipelines.snapshot();
+        let Some((scope, stages)) = pipelines.pipeline_for(&event.bucket, &event.key) else {
             tracing::info!(bucket = %event.bucket, key = %event.key, "no pipeline for this object; ignored");
             return Handled::Skipped(format!("{where_}: no pipeline"));
         };

@@ -42,6 +42,16 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { bucketscan_agent::signatures::keep_synced(s3, signatures, &worker.services.clamd).await });
     }
 
+    // Hot reload: file changes and SIGHUP.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let _ = reload_tx.try_send(());
+        }
+    });
+    bucketscan_agent::reload::spawn(worker.clone(), path.to_owned(), reload_rx)?;
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

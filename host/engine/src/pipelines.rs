@@ -41,12 +41,27 @@ pub struct LoadedPipelines {
 impl LoadedPipelines {
     /// Loads every declared plugin once and resolves every pipeline.
     pub async fn load(host: &PluginHost, config: Config) -> Result<Self, LoadError> {
+        Self::load_reusing(host, config, None).await
+    }
+
+    /// Like [`load`](Self::load), but a plugin whose file is byte for byte
+    /// the one `previous` loaded under the same name is reused rather than
+    /// loaded again (a reload that changed one plugin loads one plugin).
+    pub async fn load_reusing(host: &PluginHost, config: Config, previous: Option<&Self>) -> Result<Self, LoadError> {
         let mut plugins = BTreeMap::new();
         for (name, decl) in &config.plugins {
             let path = config.plugin_path(decl);
             let pin = decl.sha256.as_ref().map(|pin| pin.get_ref().as_str());
-            let plugin = Plugin::load(host, name, &path, pin).await?;
-            plugins.insert(name.clone(), Arc::new(plugin));
+            let unchanged = previous.and_then(|previous| previous.plugins.get(name)).filter(|old| {
+                old.path == path
+                    && pin.is_none_or(|pin| pin.eq_ignore_ascii_case(&old.sha256))
+                    && std::fs::read(&path).is_ok_and(|bytes| crate::plugin::sha256_hex(&bytes) == old.sha256)
+            });
+            let plugin = match unchanged {
+                Some(old) => old.clone(),
+                None => Arc::new(Plugin::load(host, name, &path, pin).await?),
+            };
+            plugins.insert(name.clone(), plugin);
         }
         let mut pipelines = BTreeMap::new();
         for (scope, stages) in config.pipelines() {

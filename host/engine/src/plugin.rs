@@ -101,7 +101,7 @@ impl Plugin {
             let (name, path) = at();
             PluginError::Read { name, path, source }
         })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         if let Some(expected) = pin {
             if !expected.eq_ignore_ascii_case(&sha256) {
                 let (name, path) = at();
@@ -265,6 +265,11 @@ impl Plugin {
 }
 
 /// A component's header: `\0asm`, then version 0x0d and layer 1.
+/// Hex sha256 of a component file: its identity for pins and caches.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 fn is_component_binary(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }

@@ -1,0 +1,205 @@
+//! Hot reload: the config file and every declared plugin file are watched
+//! (and SIGHUP asks for the same); a change is loaded and checked off the
+//! hot path — config validation, sha256 pins, contract version, each
+//! plugin's load check — and only then swapped in, atomically. Objects
+//! already in flight finish on the pipelines they started with (they hold
+//! their own `Arc`); a config or plugin that fails any check is refused
+//! with a log line naming why, and the running version keeps serving.
+//!
+//! What a reload changes: `[plugins]` and `[buckets]` (stages, prefixes,
+//! settings, grants, signing secrets). Everything else — `[agent]`,
+//! `[host]`, `[clamav]`, `[tags]`, `[notifications]`, `[signatures]` and
+//! a bucket's `role-arn`/`external-id` — is read at start; a reload that
+//! changes them says so and they take effect at the next restart.
+
+use crate::worker::Worker;
+use bucketscan_core::config::Config;
+use bucketscan_engine::LoadedPipelines;
+use notify_debouncer_full::notify::event::ModifyKind;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Changes within this window are taken as one (editors and `cp` write a
+/// file in several steps).
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The pipelines objects are scanned with now, swapped whole on reload.
+pub struct LivePipelines {
+    current: arc_swap::ArcSwap<LoadedPipelines>,
+    generation: AtomicU64,
+}
+
+impl LivePipelines {
+    pub fn new(pipelines: LoadedPipelines) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(pipelines),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The pipelines to scan one object with; it keeps them to the end
+    /// even if a reload happens meanwhile.
+    pub fn snapshot(&self) -> Arc<LoadedPipelines> {
+        self.current.load_full()
+    }
+
+    /// 1 at start, +1 per successful reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn swap(&self, pipelines: LoadedPipelines) -> u64 {
+        self.current.store(Arc::new(pipelines));
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// Why a reload was refused; the running version keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] bucketscan_core::config::ConfigError),
+    #[error("{0}")]
+    Load(#[from] bucketscan_engine::pipelines::LoadError),
+}
+
+/// Loads `path` again and swaps it in when every check passes. Returns the
+/// new generation.
+pub async fn reload(worker: &Worker, path: &Path) -> Result<u64, ReloadError> {
+    let started = Instant::now();
+    let config = Config::load(path)?;
+    let running = worker.pipelines.snapshot();
+    for section in restart_only_changes(&running.config, &config) {
+        tracing::warn!(config = %path.display(), "{section} changed; it takes effect at the next restart");
+    }
+    let loaded = LoadedPipelines::load_reusing(&worker.host, config, Some(&running)).await?;
+    let changed: Vec<String> = loaded
+        .plugins
+        .iter()
+        .filter(|(name, plugin)| running.plugins.get(*name).is_none_or(|old| old.sha256 != plugin.sha256))
+        .map(|(name, plugin)| format!("{name}@{} ({})", plugin.identity.version, &plugin.sha256[..12]))
+        .collect();
+    let generation = worker.pipelines.swap(loaded);
+    tracing::info!(
+        generation,
+        config = %path.display(),
+        plugins_changed = ?changed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "reloaded: new objects use the new pipelines; objects in flight finish on the old ones"
+    );
+    Ok(generation)
+}
+
+/// Sections that a reload does not apply.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut section = |name: &str, differs: bool| {
+        if differs {
+            changed.push(name.to_owned());
+        }
+    };
+    section("[host]", running.host != new.host);
+    section("[clamav]", running.clamav != new.clamav);
+    section("[agent]", running.agent != new.agent);
+    section("[tags]", running.tags != new.tags);
+    section("[notifications]", running.notifications != new.notifications);
+    section("[signatures]", running.signatures != new.signatures);
+    for (bucket, config) in &new.buckets {
+        let old = running.buckets.get(bucket);
+        let role = |c: &bucketscan_core::config::BucketConfig| (c.role_arn.clone(), c.external_id.clone());
+        let (old_role, new_role) = (old.map(role).unwrap_or_default(), role(config));
+        if old_role != new_role {
+            changed.push(format!("[buckets.{bucket}] role-arn/external-id"));
+        }
+    }
+    changed
+}
+
+/// Reloads on every change to the config file or a declared plugin file,
+/// and on every `trigger` (SIGHUP), until the process ends.
+pub fn spawn(worker: Arc<Worker>, config_path: PathBuf, mut trigger: mpsc::Receiver<()>) -> anyhow::Result<()> {
+    let config_path = std::path::absolute(&config_path)?;
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result: notify_debouncer_full::DebounceEventResult| {
+        match result {
+            Ok(events) => {
+                // Reads (including our own, when a reload hashes the files)
+                // and metadata changes are not changes.
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|event| match event.event.kind {
+                        EventKind::Create(_) | EventKind::Remove(_) => true,
+                        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+                        EventKind::Modify(_) => true,
+                        _ => false,
+                    })
+                    .flat_map(|event| event.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = changed_tx.send(paths);
+                }
+            }
+            Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
+        }
+    })?;
+
+    tokio::spawn(async move {
+        let mut watched_dirs = BTreeSet::new();
+        let mut watched_files = watched(&worker, &config_path);
+        loop {
+            // Directories, not files: an atomic replace (write to a temp
+            // name, rename over) gives the file a new inode.
+            let dirs: BTreeSet<PathBuf> = watched_files.iter().filter_map(|f| f.parent().map(Path::to_owned)).collect();
+            let new_dirs: Vec<&PathBuf> = dirs.difference(&watched_dirs).collect();
+            for dir in &new_dirs {
+                if let Err(err) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), "cannot watch for changes: {err}");
+                }
+            }
+            if !new_dirs.is_empty() {
+                tracing::info!(files = ?watched_files, "watching for changes (reload also on SIGHUP)");
+            }
+            watched_dirs = dirs;
+
+            let why = tokio::select! {
+                Some(paths) = changed_rx.recv() => {
+                    let hits: Vec<&PathBuf> = paths.iter().filter(|p| watched_files.contains(*p)).collect();
+                    if hits.is_empty() {
+                        continue;
+                    }
+                    let hits: BTreeSet<String> = hits.iter().map(|p| p.display().to_string()).collect();
+                    format!("changed: {}", hits.into_iter().collect::<Vec<_>>().join(", "))
+                }
+                Some(()) = trigger.recv() => "SIGHUP".to_owned(),
+                else => break,
+            };
+            tracing::info!("reloading ({why})");
+            if let Err(err) = reload(&worker, &config_path).await {
+                tracing::error!(
+                    generation = worker.pipelines.generation(),
+                    "reload refused, the running version keeps serving: {err}"
+                );
+            }
+            watched_files = watched(&worker, &config_path);
+        }
+    });
+    Ok(())
+}
+
+/// The config file and every plugin file of the running pipelines.
+fn watched(worker: &Worker, config_path: &Path) -> BTreeSet<PathBuf> {
+    let running = worker.pipelines.snapshot();
+    let mut files: BTreeSet<PathBuf> = running
+        .config
+        .plugins
+        .values()
+        .filter_map(|decl| std::path::absolute(running.config.plugin_path(decl)).ok())
+        .collect();
+    files.insert(config_path.to_owned());
+    files
+}
