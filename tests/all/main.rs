@@ -7,6 +7,7 @@ mod clamav;
 mod cli;
 mod contract;
 mod filetype;
+mod languages;
 mod pipeline;
 mod reload;
 mod sandbox;

@@ -8,6 +8,7 @@ mod output;
 mod protect;
 mod run_agent;
 mod run_plugin;
+mod scaffold;
 mod scan;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,8 @@ enum PluginCommand {
     },
     /// Run one plugin (or a bucket's whole pipeline) over a local file.
     Run(run_plugin::RunArgs),
+    /// Create a ready-to-build plugin (Rust, Python or JavaScript) with its test.
+    New(scaffold::NewArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(args).await,
+            Command::Plugin(PluginCommand::New(args)) => scaffold::run(args),
         }
     });
     match result {
