@@ -14,7 +14,7 @@
 
 use bucketscan_agent::reload::{self, DEBOUNCE};
 use bucketscan_agent::worker::Worker;
-use bucketscan_core::config::Config;
+use bucketscan_core::config::{Config, ConfigSource};
 use bucketscan_tests::component;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ async fn bench() {
     std::fs::write(&config_path, config_text("0")).unwrap();
     let worker = Arc::new(Worker::from_config(Config::load(&config_path).unwrap()).await.unwrap());
     let (_trigger, triggers) = tokio::sync::mpsc::channel(1);
-    reload::spawn(worker.clone(), config_path.clone(), triggers).unwrap();
+    reload::spawn(worker.clone(), ConfigSource::File(config_path.clone()), triggers).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // watcher up
 
     let mut config_times = Vec::new();

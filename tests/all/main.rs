@@ -6,6 +6,7 @@ mod agent;
 mod clamav;
 mod cli;
 mod contract;
+mod fargate;
 mod filetype;
 mod languages;
 mod pipeline;

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct World {
@@ -140,20 +140,31 @@ grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
     }
 
     pub fn start_agent(&self, config: &Path) -> AgentProcess {
-        let log = self.dir.path().join(format!("agent-{}.log", crate::free_port()));
-        let (bin, config, env, log_for_child) = (crate::bucketscan_bin(), config.to_owned(), self.moto.env(), log.clone());
+        let env = self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        self.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env)
+    }
+
+    /// `bucketscan ARGS` with exactly `env` (plus a debug log filter unless
+    /// `env` sets one); stderr and stdout go to files in the world's dir.
+    pub fn spawn_agent(&self, args: Vec<String>, env: Vec<(String, String)>) -> AgentProcess {
+        let id = crate::free_port();
+        let log = self.dir.path().join(format!("agent-{id}.log"));
+        let stdout = self.dir.path().join(format!("agent-{id}.out"));
+        let (bin, log_for_child, stdout_for_child) = (crate::bucketscan_bin(), log.clone(), stdout.clone());
         let child = crate::clamd::spawn_tied(move || {
             let mut command = Command::new(bin);
             command
-                .args(["run", "--config", config.to_str().unwrap()])
-                .envs(env)
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("BUCKETSCAN_LOG", "info,bucketscan_agent=debug")
-                .stdout(Stdio::null())
+                .envs(env)
+                .stdout(std::fs::File::create(stdout_for_child).unwrap())
                 .stderr(std::fs::File::create(log_for_child).unwrap());
             command
         })
-        .expect("starting bucketscan run");
-        AgentProcess { child, log }
+        .expect("starting bucketscan");
+        AgentProcess { child, log, stdout }
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>, metadata: &[(&str, &str)], tags: &[(&str, &str)]) {
@@ -308,11 +319,32 @@ async fn queue_arn(aws: &Clients, url: &str) -> String {
 pub struct AgentProcess {
     pub child: Child,
     pub log: PathBuf,
+    pub stdout: PathBuf,
 }
 
 impl AgentProcess {
+    /// What it wrote to stderr (the human-readable log).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What it wrote to stdout (JSON logs and EMF lines, when enabled).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// SIGTERM, as ECS sends it; the exit status and how long it took,
+    /// or `None` if it did not exit within `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGKILL: no chance to finish or release anything.

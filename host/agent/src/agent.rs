@@ -1,12 +1,19 @@
 //! The receive loop: long-polls the configured SQS queues, handles messages
 //! with bounded concurrency, keeps long scans' messages invisible, and
 //! deletes a message only after every object in it was fully handled.
+//!
+//! On shutdown (SIGTERM from ECS) it stops receiving at once, gives the
+//! objects in flight until `stop_timeout` to finish, and then hands the
+//! messages of those still running back to the queue (visibility 0) so
+//! another agent takes them right away instead of after the visibility
+//! timeout. Either way nothing is lost: a message is deleted only after
+//! its objects were fully handled.
 
 use crate::worker::{Handled, Worker};
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
 use bucketscan_core::events::{parse_message, Message};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Semaphore};
 
 /// How the agent consumes its queues (`[agent]` in the config).
@@ -19,13 +26,21 @@ pub struct LoopSettings {
     /// A failed message becomes visible again after this times its
     /// receive count (capped at 15 minutes).
     pub retry_backoff: Duration,
+    /// After a shutdown request, how long objects in flight may take before
+    /// their messages are released.
+    pub stop_timeout: Duration,
 }
+
+/// Messages being handled right now: id -> (queue, receipt handle).
+type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(900);
 
-/// Runs until `shutdown` turns true, then waits for messages in flight.
+/// Runs until `shutdown` turns true, then finishes or releases the
+/// messages in flight (see the module docs).
 pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let in_flight = InFlight::default();
     let settings = Arc::new(settings);
     tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
     'receive: loop {
@@ -35,8 +50,9 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
             }
             // Wait for a free worker, then ask for no more messages than
             // there are free workers, so none sit invisible waiting.
-            if permits.acquire().await.is_err() {
-                break 'receive;
+            tokio::select! {
+                acquired = permits.acquire() => if acquired.is_err() { break 'receive },
+                _ = shutdown.changed() => break 'receive,
             }
             let free = permits.available_permits().clamp(1, 10) as i32;
             let received = tokio::select! {
@@ -47,6 +63,7 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
                     .wait_time_seconds(settings.wait_time.as_secs() as i32)
                     .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
                     .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                     .send() => received,
                 _ = shutdown.changed() => break 'receive,
             };
@@ -61,21 +78,58 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
             for message in messages {
                 let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
                 let (worker, sqs, settings, queue) = (worker.clone(), sqs.clone(), settings.clone(), queue.clone());
+                let id = message.message_id().unwrap_or_default().to_owned();
+                if let Some(receipt) = message.receipt_handle() {
+                    in_flight.lock().unwrap().insert(id.clone(), (queue.clone(), receipt.to_owned()));
+                }
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
                     handle_message(&worker, &sqs, &settings, &queue, message).await;
+                    in_flight.lock().unwrap().remove(&id);
                     drop(permit);
                 });
             }
         }
     }
-    tracing::info!("agent stopping: waiting for messages in flight");
-    let _all = permits.acquire_many(settings.concurrency.max(1) as u32).await;
+    let running = in_flight.lock().unwrap().len();
+    tracing::info!(in_flight = running, stop_timeout_s = settings.stop_timeout.as_secs_f64(), "agent stopping: no new messages; finishing objects in flight");
+    let all = permits.acquire_many(settings.concurrency.max(1) as u32);
+    if tokio::time::timeout(settings.stop_timeout, all).await.is_err() {
+        release(&sqs, &in_flight).await;
+    }
     tracing::info!("agent stopped");
+}
+
+/// Makes the messages still in flight visible again at once, for another
+/// agent. Their objects' work so far is harmless to repeat (tags merge,
+/// copies are conditional on the scanned ETag).
+async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
+    let messages: Vec<(String, (String, String))> = in_flight.lock().unwrap().drain().collect();
+    for (id, (queue, receipt)) in &messages {
+        let released = sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        match released {
+            Ok(_) => tracing::warn!(message = %id, "stop timeout reached: message released for another agent"),
+            Err(err) => tracing::error!(
+                message = %id,
+                "stop timeout reached; releasing the message failed ({}); it returns after its visibility timeout",
+                aws_sdk_sqs::error::DisplayErrorContext(&err)
+            ),
+        }
+    }
 }
 
 async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &LoopSettings, queue: &str, message: SqsMessage) {
     let Some(receipt) = message.receipt_handle().map(str::to_owned) else { return };
     let id = message.message_id().unwrap_or("?").to_owned();
+    if let Some(lag) = queue_lag(&message) {
+        worker.metrics.record_queue_lag(lag);
+    }
     let events = match parse_message(message.body().unwrap_or_default()) {
         Ok(Message::TestEvent) => {
             tracing::info!(message = %id, "s3:TestEvent acknowledged");
@@ -147,4 +201,11 @@ async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
         // idempotent (tags are merged, copies conditional).
         tracing::warn!("DeleteMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&err));
     }
+}
+
+/// How long a message waited on the queue (SQS's SentTimestamp to now).
+fn queue_lag(message: &SqsMessage) -> Option<Duration> {
+    let sent_ms: u64 = message.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse().ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(now.saturating_sub(Duration::from_millis(sent_ms)))
 }

@@ -13,10 +13,14 @@
 //! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`agent`]: the receive loop, concurrency and visibility.
 //! - [`reload`]: config and plugin changes swapped in without dropping work.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` over HTTP.
+//! - [`metrics`]: per-object counters, as Prometheus text or CloudWatch EMF lines.
 
 pub mod agent;
 pub mod aws;
 pub mod fetch;
+pub mod health;
+pub mod metrics;
 pub mod notify;
 pub mod protect;
 pub mod reload;

@@ -13,7 +13,7 @@
 //! changes them says so and they take effect at the next restart.
 
 use crate::worker::Worker;
-use bucketscan_core::config::Config;
+use bucketscan_core::config::{Config, ConfigSource};
 use bucketscan_engine::LoadedPipelines;
 use notify_debouncer_full::notify::event::ModifyKind;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
@@ -68,14 +68,15 @@ pub enum ReloadError {
     Load(#[from] bucketscan_engine::pipelines::LoadError),
 }
 
-/// Loads `path` again and swaps it in when every check passes. Returns the
-/// new generation.
-pub async fn reload(worker: &Worker, path: &Path) -> Result<u64, ReloadError> {
+/// Loads the config again and swaps it in when every check passes. Returns
+/// the new generation.
+pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, ReloadError> {
     let started = Instant::now();
-    let config = Config::load(path)?;
+    let path = source;
+    let config = source.load()?;
     let running = worker.pipelines.snapshot();
     for section in restart_only_changes(&running.config, &config) {
-        tracing::warn!(config = %path.display(), "{section} changed; it takes effect at the next restart");
+        tracing::warn!(config = %path, "{section} changed; it takes effect at the next restart");
     }
     let loaded = LoadedPipelines::load_reusing(&worker.host, config, Some(&running)).await?;
     let changed: Vec<String> = loaded
@@ -87,7 +88,7 @@ pub async fn reload(worker: &Worker, path: &Path) -> Result<u64, ReloadError> {
     let generation = worker.pipelines.swap(loaded);
     tracing::info!(
         generation,
-        config = %path.display(),
+        config = %path,
         plugins_changed = ?changed,
         took_ms = started.elapsed().as_millis() as u64,
         "reloaded: new objects use the new pipelines; objects in flight finish on the old ones"
@@ -120,10 +121,11 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     changed
 }
 
-/// Reloads on every change to the config file or a declared plugin file,
-/// and on every `trigger` (SIGHUP), until the process ends.
-pub fn spawn(worker: Arc<Worker>, config_path: PathBuf, mut trigger: mpsc::Receiver<()>) -> anyhow::Result<()> {
-    let config_path = std::path::absolute(&config_path)?;
+/// Reloads on every change to the config file (when it is one) or a
+/// declared plugin file, and on every `trigger` (SIGHUP), until the process
+/// ends.
+pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Receiver<()>) -> anyhow::Result<()> {
+    let config_path = source.file().map(std::path::absolute).transpose()?;
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result: notify_debouncer_full::DebounceEventResult| {
         match result {
@@ -150,7 +152,7 @@ pub fn spawn(worker: Arc<Worker>, config_path: PathBuf, mut trigger: mpsc::Recei
 
     tokio::spawn(async move {
         let mut watched_dirs = BTreeSet::new();
-        let mut watched_files = watched(&worker, &config_path);
+        let mut watched_files = watched(&worker, config_path.as_deref());
         loop {
             // Directories, not files: an atomic replace (write to a temp
             // name, rename over) gives the file a new inode.
@@ -179,20 +181,20 @@ pub fn spawn(worker: Arc<Worker>, config_path: PathBuf, mut trigger: mpsc::Recei
                 else => break,
             };
             tracing::info!("reloading ({why})");
-            if let Err(err) = reload(&worker, &config_path).await {
+            if let Err(err) = reload(&worker, &source).await {
                 tracing::error!(
                     generation = worker.pipelines.generation(),
                     "reload refused, the running version keeps serving: {err}"
                 );
             }
-            watched_files = watched(&worker, &config_path);
+            watched_files = watched(&worker, config_path.as_deref());
         }
     });
     Ok(())
 }
 
 /// The config file and every plugin file of the running pipelines.
-fn watched(worker: &Worker, config_path: &Path) -> BTreeSet<PathBuf> {
+fn watched(worker: &Worker, config_path: Option<&Path>) -> BTreeSet<PathBuf> {
     let running = worker.pipelines.snapshot();
     let mut files: BTreeSet<PathBuf> = running
         .config
@@ -200,6 +202,6 @@ fn watched(worker: &Worker, config_path: &Path) -> BTreeSet<PathBuf> {
         .values()
         .filter_map(|decl| std::path::absolute(running.config.plugin_path(decl)).ok())
         .collect();
-    files.insert(config_path.to_owned());
+    files.extend(config_path.map(Path::to_owned));
     files
 }

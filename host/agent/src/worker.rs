@@ -4,6 +4,7 @@
 
 use crate::aws::Clients;
 use crate::fetch::{self, FetchError, SpoolConfig};
+use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::Notifier;
 use crate::reload::LivePipelines;
 use crate::s3_storage::{put_tags, OwnWrites, S3Storage};
@@ -39,6 +40,9 @@ pub struct Worker {
     pub tag_keys: TagKeys,
     pub notifier: Option<Notifier>,
     pub own_writes: Arc<OwnWrites>,
+    /// Counts every object handled (set by `bucketscan run`; the default
+    /// counts without exposing anything).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -85,6 +89,7 @@ impl Worker {
             tag_keys,
             notifier,
             own_writes,
+            metrics: Arc::new(Metrics::new(MetricsFormat::None)),
         })
     }
 
@@ -100,6 +105,7 @@ impl Worker {
             return Handled::Skipped(format!("{where_}: own write"));
         }
         tracing::info!(bucket = %event.bucket, key = %event.key, version = event.version_id.as_deref().unwrap_or(""), "scanning");
+        let started = std::time::Instant::now();
         let object = match fetch::fetch(self.clients.s3_for(&event.bucket), event, &self.spool).await {
             Ok(object) => object,
             Err(err @ (FetchError::Gone { .. } | FetchError::Changed { .. })) => {
@@ -127,12 +133,26 @@ impl Worker {
             return Handled::Retry(format!("{where_}: writing result tags: {err}"));
         }
         if let Verdict::Error { message } = &verdict {
+            self.metrics.record_object(&ObjectSample {
+                bucket: &event.bucket,
+                result: verdict.result_name(),
+                bytes: object.info.size,
+                duration: started.elapsed(),
+                stages: &inspected.stages,
+            });
             // Errors never settle an object: no actions, no acknowledgement.
             tracing::warn!(bucket = %event.bucket, key = %event.key, "scan error: {message}; will retry");
             return Handled::Retry(format!("{where_}: {message}"));
         }
 
         let report = runner::act(&self.host, &self.services, &stages, &object, inspected).await;
+        self.metrics.record_object(&ObjectSample {
+            bucket: &report.bucket,
+            result: report.result,
+            bytes: report.size,
+            duration: started.elapsed(),
+            stages: &report.stages,
+        });
         tracing::info!(
             bucket = %report.bucket,
             key = %report.key,

@@ -3,6 +3,7 @@
 //! `bucketscan-engine`; this crate only parses arguments and prints.
 
 mod check;
+mod health;
 mod inspect;
 mod output;
 mod protect;
@@ -12,6 +13,7 @@ mod scaffold;
 mod scan;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,10 +32,9 @@ enum Command {
         config: PathBuf,
     },
     /// Run the agent: consume S3 events from SQS and scan each object.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Run(run_agent::RunArgs),
+    /// Ask a running agent whether it is alive (or ready): the container health check.
+    Health(health::HealthArgs),
     /// Scan the objects already in a bucket (or under a prefix).
     Scan(scan::ScanArgs),
     /// Send a bucket's upload events to the agent's queue (other notifications are kept).
@@ -63,13 +64,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BUCKETSCAN_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,7 +73,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Check { config } => check::run(&config).await,
-            Command::Run { config } => run_agent::run(&config).await,
+            Command::Run(args) => run_agent::run(args).await,
+            Command::Health(args) => health::run(args),
             Command::Scan(args) => scan::run(args).await,
             Command::Protect(args) => protect::protect(args).await,
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
@@ -93,5 +89,29 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs: human-readable on stderr by default; with
+/// `BUCKETSCAN_LOG_FORMAT=json`, one JSON object per event on stdout (what
+/// CloudWatch Logs and other collectors parse), fields at the top level.
+/// `BUCKETSCAN_LOG` filters (default `warn`; `info` shows one line per
+/// object).
+fn init_logging() {
+    let filter = || EnvFilter::try_from_env("BUCKETSCAN_LOG").unwrap_or_else(|_| "warn".into());
+    if std::env::var("BUCKETSCAN_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter())
+            .with_writer(std::io::stdout)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }

@@ -1,19 +1,52 @@
-//! `bucketscan run --config FILE`: the long-running agent.
+//! `bucketscan run`: the long-running agent.
 
 use anyhow::{bail, Context as _};
 use bucketscan_agent::agent::{self, LoopSettings};
+use bucketscan_agent::metrics::{Metrics, MetricsFormat};
 use bucketscan_agent::worker::Worker;
-use bucketscan_core::config::Config;
-use std::path::Path;
+use bucketscan_core::config::ConfigSource;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The config file (watched: changes are hot-reloaded).
+    #[arg(long, short, required_unless_present = "config_env", conflicts_with = "config_env")]
+    config: Option<PathBuf>,
+    /// Read the whole config from this environment variable instead (on
+    /// ECS, filled from an SSM parameter or a secret).
+    #[arg(long, value_name = "VAR")]
+    config_env: Option<String>,
+    /// Serve /healthz, /readyz (and /metrics) on this address.
+    #[arg(long, env = "BUCKETSCAN_HEALTH_ADDR", value_name = "HOST:PORT")]
+    health_addr: Option<SocketAddr>,
+    /// How metrics are exposed: Prometheus on the health address, or
+    /// CloudWatch Embedded Metric Format lines on stdout.
+    #[arg(long, env = "BUCKETSCAN_METRICS", value_enum, default_value_t = MetricsFormat::None)]
+    metrics: MetricsFormat,
+    /// After SIGTERM, how long objects in flight may take before their
+    /// messages are released to other agents (keep it below ECS's
+    /// stopTimeout).
+    #[arg(long, env = "BUCKETSCAN_STOP_TIMEOUT_SECS", default_value_t = 25)]
+    stop_timeout_secs: u64,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let source = match (&args.config, &args.config_env) {
+        (Some(path), _) => ConfigSource::File(path.clone()),
+        (None, Some(var)) => ConfigSource::Env(var.clone()),
+        (None, None) => bail!("give --config FILE or --config-env VAR"),
+    };
+    let config = source.load()?;
     if config.agent.queues.is_empty() {
-        bail!("{}: [agent] queues is empty; name at least one SQS queue URL", path.display());
+        bail!("{source}: [agent] queues is empty; name at least one SQS queue URL");
+    }
+    if args.metrics == MetricsFormat::Prometheus && args.health_addr.is_none() {
+        bail!("--metrics prometheus is served on the health address; set --health-addr (BUCKETSCAN_HEALTH_ADDR)");
     }
     let settings = LoopSettings {
         queue_urls: config.agent.queues.clone(),
@@ -21,10 +54,17 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
         visibility_timeout: Duration::from_secs(config.agent.visibility_timeout_secs),
         wait_time: Duration::from_secs(config.agent.wait_time_secs),
         retry_backoff: Duration::from_secs(config.agent.retry_backoff_secs),
+        stop_timeout: Duration::from_secs(args.stop_timeout_secs),
     };
     let signatures = config.signatures.clone();
-    let worker = Arc::new(Worker::from_config(config).await?);
+    let mut worker = Worker::from_config(config).await?;
+    let metrics = Arc::new(Metrics::new(args.metrics));
+    worker.metrics = metrics.clone();
+    let worker = Arc::new(worker);
     let sqs = worker.clients.sqs.clone();
+    if let Some(addr) = args.health_addr {
+        bucketscan_agent::health::serve(addr, worker.clone(), metrics).await?;
+    }
     if let Some(signatures) = signatures.filter(|s| s.bucket.is_some()) {
         // Sync before the first message, so a fresh task never scans with
         // whatever database its image happened to carry.
@@ -50,7 +90,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             let _ = reload_tx.try_send(());
         }
     });
-    bucketscan_agent::reload::spawn(worker.clone(), path.to_owned(), reload_rx)?;
+    bucketscan_agent::reload::spawn(worker.clone(), source, reload_rx)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

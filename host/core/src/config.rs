@@ -449,6 +449,52 @@ impl fmt::Display for PipelineScope<'_> {
     }
 }
 
+/// Where the agent's config comes from: a file, or (in a container) an
+/// environment variable holding the whole TOML text, which ECS can fill
+/// from an SSM parameter or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            Self::File(path) => Config::load(path),
+            Self::Env(name) => {
+                // Errors read `$NAME:LINE:COL: …`; relative plugin paths
+                // resolve against the working directory.
+                let label = PathBuf::from(format!("${name}"));
+                let text = std::env::var(name).map_err(|_| ConfigError {
+                    file: label.clone(),
+                    line: 0,
+                    column: 0,
+                    message: "environment variable is not set (or not UTF-8)".into(),
+                })?;
+                Config::parse(&text, &label)
+            }
+        }
+    }
+
+    /// The file to watch for changes, if the config is a file.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::File(path) => Some(path),
+            Self::Env(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Env(name) => write!(f, "${name}"),
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

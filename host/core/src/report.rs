@@ -56,6 +56,11 @@ pub struct StageReport {
     pub actions: Vec<String>,
     /// Why the stage failed, naming the plugin and the cause.
     pub error: Option<String>,
+    /// The failure's short cause (`timeout`, `memory`, `trap`,
+    /// `not-granted`, `malformed-output`, `plugin-error`, `instantiate`),
+    /// for metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     /// clamd's VERSION answer (engine and signature DB version) when the
     /// stage scanned with ClamAV.
     pub engine_version: Option<String>,

@@ -218,6 +218,11 @@ impl Clamd {
     }
 
     /// PING → PONG.
+    /// The freshness rule scans are held to, when signatures are managed.
+    pub fn freshness(&self) -> Option<&Freshness> {
+        self.freshness.as_ref()
+    }
+
     pub async fn ping(&self) -> Result<(), ClamdError> {
         let response = self
             .with_timeout(on_connection!(self, clamav::ping))

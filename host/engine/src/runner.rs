@@ -86,7 +86,8 @@ pub async fn inspect(
             Err(failure) => {
                 let message = format!("plugin {} failed: {failure}", stage.plugin.label());
                 tracing::warn!(key = %object.info.key, cause = failure.cause(), "{message}");
-                (Decision::Verdict(Verdict::error(message.clone())), run.report("failed".into(), Some(message)))
+                let cause = failure.cause();
+                (Decision::Verdict(Verdict::error(message.clone())), run.report("failed".into(), Some((message, cause))))
             }
         };
         reports.push(report);
@@ -145,7 +146,7 @@ pub async fn act(
             Err(failure) => {
                 let message = format!("plugin {} failed: {failure}", stage.plugin.label());
                 tracing::warn!(key = %object.info.key, cause = failure.cause(), "{message}");
-                run.report("failed".into(), Some(message))
+                run.report("failed".into(), Some((message, failure.cause())))
             }
         };
         reports.push(report);
@@ -163,8 +164,10 @@ struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
-    fn report(&self, outcome: String, error: Option<String>) -> StageReport {
+    fn report(&self, outcome: String, failure: Option<(String, &'static str)>) -> StageReport {
+        let (error, cause) = failure.unzip();
         StageReport {
+            cause,
             plugin: self.stage.plugin.name.clone(),
             plugin_version: self.stage.plugin.identity.version.clone(),
             kind: self.stage.plugin.kind,
@@ -185,6 +188,7 @@ fn skipped(stage: &PipelineStage, outcome: &str) -> StageReport {
         outcome: outcome.into(),
         actions: Vec::new(),
         error: None,
+        cause: None,
         engine_version: None,
         duration_ms: 0.0,
     }

@@ -1,0 +1,85 @@
+//! The agent's HTTP endpoints, for the container health check and the load
+//! balancer-less world of Fargate:
+//!
+//! - `GET /healthz`: 200 while the process serves requests (liveness);
+//! - `GET /readyz`: 200 when the agent can scan — clamd answers PING, the
+//!   signature database is fresh (when `[signatures]` is set), and at least
+//!   one pipeline is loaded; 503 with the reasons otherwise;
+//! - `GET /metrics`: Prometheus text, when metrics are `prometheus`.
+
+use crate::metrics::{Metrics, MetricsFormat};
+use crate::worker::Worker;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Whether the agent can scan now, and if not, why.
+pub async fn readiness(worker: &Worker) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    if let Err(err) = worker.services.clamd.ping().await {
+        problems.push(format!("clamd: {err}"));
+    }
+    if let Some(freshness) = worker.services.clamd.freshness() {
+        if let Err(why) = freshness.check() {
+            problems.push(format!("signatures: {why}"));
+        }
+    }
+    if worker.pipelines.snapshot().config.pipelines().next().is_none() {
+        problems.push("no pipeline is configured".into());
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// Binds `addr` and serves until the process ends. Binding happens before
+/// this returns, so a bad address is a start-up error.
+pub async fn serve(addr: SocketAddr, worker: Arc<Worker>, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("health endpoint {addr}: {err}"))?;
+    tracing::info!(%addr, "serving /healthz, /readyz{}", if metrics.format() == MetricsFormat::Prometheus { ", /metrics" } else { "" });
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (worker, metrics) = (worker.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let (worker, metrics) = (worker.clone(), metrics.clone());
+                    async move { Ok::<_, std::convert::Infallible>(route(request, &worker, &metrics).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn route(request: Request<hyper::body::Incoming>, worker: &Worker, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match readiness(worker).await {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))),
+        },
+        "/metrics" if metrics.format() == MetricsFormat::Prometheus => {
+            let mut response = text(StatusCode::OK, metrics.render_prometheus());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n".into()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
