@@ -142,22 +142,7 @@ async fn an_agent_killed_mid_scan_loses_nothing() {
     let world = World::new().await;
     // A slow first stage keeps the object in flight long enough to kill
     // the agent while it holds the message.
-    let slow = r#"
-[[buckets.staging.prefixes]]
-prefix = "slow/"
-[[buckets.staging.prefixes.stages]]
-plugin = "hostile"
-settings = { behaviour = "sleep", sleep-ms = "3000" }
-[[buckets.staging.prefixes.stages]]
-plugin = "clamav-bridge"
-grants = { clamav = true }
-[[buckets.staging.prefixes.stages]]
-plugin = "promoter"
-on = ["clean"]
-settings = { bucket = "production" }
-grants = { storage = ["production"] }
-"#;
-    let config = world.config(&clamd::shared().address(), slow);
+    let config = world.slow_config(&clamd::shared().address());
     let mut first = world.start_agent(&config);
     world.put("slow/report.txt", samples::clean_text(), None, &[], &[]).await;
     let deadline = std::time::Instant::now() + WITHIN;

@@ -217,26 +217,6 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     assert!(events.iter().any(|e| e.get("QueueLag").is_some()), "queue lag is reported");
 }
 
-/// A config whose `slow/` prefix keeps each object in flight ~3 s.
-fn slow_config(world: &World) -> std::path::PathBuf {
-    let slow = r#"
-[[buckets.staging.prefixes]]
-prefix = "slow/"
-[[buckets.staging.prefixes.stages]]
-plugin = "hostile"
-settings = { behaviour = "sleep", sleep-ms = "3000" }
-[[buckets.staging.prefixes.stages]]
-plugin = "clamav-bridge"
-grants = { clamav = true }
-[[buckets.staging.prefixes.stages]]
-plugin = "promoter"
-on = ["clean"]
-settings = { bucket = "production" }
-grants = { storage = ["production"] }
-"#;
-    world.config(&clamd::shared().address(), slow)
-}
-
 fn run_with_stop_timeout(world: &World, config: &Path, stop_timeout_secs: u64) -> AgentProcess {
     let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     env.push(("BUCKETSCAN_STOP_TIMEOUT_SECS".into(), stop_timeout_secs.to_string()));
@@ -255,7 +235,7 @@ async fn wait_in_flight(world: &World, agent: &AgentProcess, key: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_objects_in_flight_within_the_stop_timeout() {
     let world = World::new().await;
-    let mut agent = run_with_stop_timeout(&world, &slow_config(&world), 30);
+    let mut agent = run_with_stop_timeout(&world, &world.slow_config(&clamd::shared().address()), 30);
     world.put("slow/finish.txt", samples::clean_text(), None, &[], &[]).await;
     wait_in_flight(&world, &agent, "slow/finish.txt").await;
 
@@ -269,7 +249,7 @@ async fn sigterm_finishes_objects_in_flight_within_the_stop_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_past_the_stop_timeout_releases_the_message_and_loses_nothing() {
     let world = World::new().await;
-    let config = slow_config(&world);
+    let config = world.slow_config(&clamd::shared().address());
     let mut agent = run_with_stop_timeout(&world, &config, 1);
     world.put("slow/release.txt", samples::clean_text(), None, &[], &[]).await;
     wait_in_flight(&world, &agent, "slow/release.txt").await;

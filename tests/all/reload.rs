@@ -10,61 +10,13 @@ use std::time::{Duration, Instant};
 
 const OBJECTS: usize = 30;
 
-/// A config whose `gate` plugin lives in the test's own directory, and
-/// whose filetype-filter denies `deny` (e.g. `"text"` blocks text files).
-fn config_text(world: &World, deny: &str) -> String {
-    format!(
-        r#"
-[agent]
-queues = ["{queue}"]
-concurrency = 2
-visibility-timeout-secs = 10
-wait-time-secs = 1
-retry-backoff-secs = 1
-
-[notifications]
-topic-arn = "{topic}"
-
-[plugins.gate]
-path = "plugins/gate.wasm"
-[plugins.promoter]
-path = "{promoter}"
-[plugins.quarantine]
-path = "{quarantine}"
-
-[buckets.{PRODUCTION}]
-[buckets.{QUARANTINE}]
-[buckets.{STAGING}]
-[[buckets.{STAGING}.stages]]
-plugin = "gate"
-[[buckets.{STAGING}.stages]]
-plugin = "filetype-filter"
-settings = {{ deny = [{deny}] }}
-[[buckets.{STAGING}.stages]]
-plugin = "clamav-bridge"
-grants = {{ clamav = true }}
-[[buckets.{STAGING}.stages]]
-plugin = "promoter"
-on = ["clean"]
-settings = {{ bucket = "{PRODUCTION}" }}
-grants = {{ storage = ["{PRODUCTION}"] }}
-[[buckets.{STAGING}.stages]]
-plugin = "quarantine"
-on = ["infected", "blocked"]
-settings = {{ mode = "move", bucket = "{QUARANTINE}" }}
-grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
-"#,
-        queue = world.queue_url,
-        topic = world.topic_arn,
-        promoter = component("promoter").display(),
-        quarantine = component("quarantine").display(),
-    )
-}
-
-/// Writes `text` as the config the way `bucketscan_tests::config` does
-/// (clamd address, cache dir, shared plugin declarations first).
-fn write_config(world: &World, text: &str) -> std::path::PathBuf {
-    bucketscan_tests::config::write(world.dir.path(), &clamd::shared().address(), text)
+/// The standard test config with a first `gate` stage whose plugin lives
+/// in the test's own directory, and a filetype-filter that denies `deny`
+/// (e.g. `"text"` blocks text files).
+fn write_config(world: &World, deny: &str) -> std::path::PathBuf {
+    let gate = format!("[[buckets.{STAGING}.stages]]\nplugin = \"gate\"");
+    let declare = "[plugins.gate]\npath = \"plugins/gate.wasm\"";
+    world.config_with(&clamd::shared().address(), &gate, &format!("deny = [{deny}]"), declare)
 }
 
 /// Replaces a file the way deploy tools do: a new file renamed over it.
@@ -96,7 +48,7 @@ async fn plugins_and_config_reload_while_objects_flow_without_losing_any() {
     let noop = std::fs::read(component("test_plugin_noop")).unwrap();
     let legacy = std::fs::read(component("test_plugin_legacy")).unwrap();
     std::fs::write(&gate, &noop).unwrap();
-    let config = write_config(&world, &config_text(&world, ""));
+    let config = write_config(&world, "");
     let agent = world.start_agent(&config);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !agent.log().contains("watching for changes") {
@@ -140,14 +92,14 @@ async fn plugins_and_config_reload_while_objects_flow_without_losing_any() {
         wait_for_reloads(&agent, done, refused).await;
 
         let deny = if round % 2 == 0 { r#""text""# } else { "" };
-        write_config(&world, &config_text(&world, deny));
+        write_config(&world, deny);
         done += 1;
         wait_for_reloads(&agent, done, refused).await;
 
         std::fs::write(&config, "[buckets.staging\nthis is not toml").unwrap();
         refused += 1;
         wait_for_reloads(&agent, done, refused).await;
-        write_config(&world, &config_text(&world, deny));
+        write_config(&world, deny);
         done += 1;
         wait_for_reloads(&agent, done, refused).await;
     }

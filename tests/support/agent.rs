@@ -92,6 +92,12 @@ impl World {
     /// clamav-bridge, promoter on clean, quarantine on infected/blocked)
     /// plus `extra` TOML.
     pub fn config(&self, clamd_address: &str, extra: &str) -> PathBuf {
+        self.config_with(clamd_address, "", r#"deny = ["executable"], block-mismatch = true"#, extra)
+    }
+
+    /// Like [`config`](Self::config), with `first_stages` (TOML stage
+    /// tables) before the filetype-filter and its settings given.
+    pub fn config_with(&self, clamd_address: &str, first_stages: &str, filetype_settings: &str, extra: &str) -> PathBuf {
         let body = format!(
             r#"
 [agent]
@@ -113,9 +119,10 @@ path = "{quarantine}"
 [buckets.{PRODUCTION}]
 [buckets.{QUARANTINE}]
 [buckets.{STAGING}]
+{first_stages}
 [[buckets.{STAGING}.stages]]
 plugin = "filetype-filter"
-settings = {{ deny = ["executable"], block-mismatch = true }}
+settings = {{ {filetype_settings} }}
 [[buckets.{STAGING}.stages]]
 plugin = "clamav-bridge"
 grants = {{ clamav = true }}
@@ -137,6 +144,27 @@ grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
             quarantine = crate::component("quarantine").display(),
         );
         crate::config::write(self.dir.path(), clamd_address, &body)
+    }
+
+    /// A config whose `slow/` prefix keeps each object in flight about 3 s
+    /// (a sleeping first stage), then scans and promotes it.
+    pub fn slow_config(&self, clamd_address: &str) -> PathBuf {
+        let slow = r#"
+[[buckets.staging.prefixes]]
+prefix = "slow/"
+[[buckets.staging.prefixes.stages]]
+plugin = "hostile"
+settings = { behaviour = "sleep", sleep-ms = "3000" }
+[[buckets.staging.prefixes.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.staging.prefixes.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = { bucket = "production" }
+grants = { storage = ["production"] }
+"#;
+        self.config(clamd_address, slow)
     }
 
     pub fn start_agent(&self, config: &Path) -> AgentProcess {
