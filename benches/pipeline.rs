@@ -16,6 +16,7 @@ use bucketscan_core::pipeline::{Flow, Inspection};
 use bucketscan_core::storage::DryRunStorage;
 use bucketscan_core::Decision;
 use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
+use bucketscan_tests::host::{clamav_grant, stage};
 use bucketscan_tests::{clamd, component};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -84,12 +85,7 @@ async fn noop_overhead() {
     println!("{:>3}  {:>12}  {:>12}  {:>10}", "N", "wasm/object", "native/object", "wasm/native");
     for n in [1usize, 4, 8] {
         let stages: Vec<PipelineStage> = (0..n)
-            .map(|_| PipelineStage {
-                plugin: noop.clone(),
-                settings: Vec::new(),
-                grants: Grants::default(),
-                on: Vec::new(),
-            })
+            .map(|_| stage(&noop, &[], Grants::default()))
             .collect();
         let wasm = per_call(200, 7, || {
             let object = object(&info, &body);
@@ -144,21 +140,8 @@ async fn clamd_throughput() {
     let filter = Arc::new(Plugin::load(&host, "filetype-filter", &component("filetype_filter"), None).await.unwrap());
     let bridge = Arc::new(Plugin::load(&host, "clamav-bridge", &component("clamav_bridge"), None).await.unwrap());
     let stages = vec![
-        PipelineStage {
-            plugin: filter,
-            settings: vec![("deny".into(), "executable".into())],
-            grants: Grants::default(),
-            on: Vec::new(),
-        },
-        PipelineStage {
-            plugin: bridge,
-            settings: Vec::new(),
-            grants: Grants {
-                clamav: true,
-                ..Grants::default()
-            },
-            on: Vec::new(),
-        },
+        stage(&filter, &[("deny", "executable")], Grants::default()),
+        stage(&bridge, &[], clamav_grant()),
     ];
     let dir = tempfile::tempdir().unwrap();
 

@@ -176,3 +176,24 @@ signing-secret = {{ file = "{secret}" }}
     assert_eq!(plugins, ["filetype-filter", "clamav-bridge", "promoter", "quarantine"]);
     assert!(bodies[1]["agent"].as_str().unwrap().contains('-'));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_name_is_resolved_and_checked_before_connecting() {
+    // `localhost` goes through the host's guarded resolver (literal IPs do
+    // not); it resolves to loopback, which is allowed, so the post arrives.
+    // A name resolving to a metadata address is refused there — covered by
+    // the resolver's unit tests, since no such name resolves here.
+    let receiver = Receiver::start(Behaviour::default());
+    let host = TestHost::with_clamd(test_limits());
+    let webhook = host.plugin("webhook").await;
+    let grants = Grants {
+        http: vec!["localhost".into()],
+        ..Grants::default()
+    };
+    let url = receiver.url("/named").replace("127.0.0.1", "localhost");
+    let stages = vec![stage(&webhook, &[("url", &url), ("required", "true")], grants)];
+    let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    assert!(report.actions_ok, "{:?}", report.stages);
+    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(receiver.requests()[0]["path"], "/named");
+}
