@@ -191,9 +191,10 @@ async fn a_host_name_is_resolved_and_checked_before_connecting() {
         ..Grants::default()
     };
     let url = receiver.url("/named").replace("127.0.0.1", "localhost");
-    let stages = vec![stage(&webhook, &[("url", &url), ("required", "true")], grants)];
-    let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    let mut hook = stage(&webhook, &[("url", &url), ("required", "true")], grants);
+    hook.signing_secret = Some(Arc::from(SECRET.as_bytes()));
+    let report = host.run(&[hook], object("staging", "ok.txt", b"hello".to_vec(), None)).await;
     assert!(report.actions_ok, "{:?}", report.stages);
-    assert_eq!(receiver.requests().len(), 1);
+    assert_eq!(receiver.signed_bodies().len(), 1);
     assert_eq!(receiver.requests()[0]["path"], "/named");
 }
