@@ -72,11 +72,10 @@ pub enum ReloadError {
 /// the new generation.
 pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, ReloadError> {
     let started = Instant::now();
-    let path = source;
     let config = source.load()?;
     let running = worker.pipelines.snapshot();
     for section in restart_only_changes(&running.config, &config) {
-        tracing::warn!(config = %path, "{section} changed; it takes effect at the next restart");
+        tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
     let loaded = LoadedPipelines::load_reusing(&worker.host, config, Some(&running)).await?;
     let changed: Vec<String> = loaded
@@ -88,7 +87,7 @@ pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, Reloa
     let generation = worker.pipelines.swap(loaded);
     tracing::info!(
         generation,
-        config = %path,
+        config = %source,
         plugins_changed = ?changed,
         took_ms = started.elapsed().as_millis() as u64,
         "reloaded: new objects use the new pipelines; objects in flight finish on the old ones"

@@ -782,4 +782,20 @@ grants = { clamav = true, storage = ["production"] }
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 7, "{err}");
     }
+
+    #[test]
+    fn config_from_an_environment_variable_names_the_variable_in_errors() {
+        let source = ConfigSource::Env("BUCKETSCAN_TEST_CONFIG_ENV".into());
+        // SAFETY: this variable is used by this test only.
+        unsafe { std::env::set_var("BUCKETSCAN_TEST_CONFIG_ENV", "[agent]\nconcurrency = \"two\"\n") };
+        let err = source.load().unwrap_err().to_string();
+        assert!(err.starts_with("$BUCKETSCAN_TEST_CONFIG_ENV:2:15:"), "{err}");
+        unsafe { std::env::set_var("BUCKETSCAN_TEST_CONFIG_ENV", GOOD) };
+        let config = source.load().unwrap();
+        assert_eq!(source.file(), None);
+        let decl = config.plugins.values().next().unwrap();
+        assert!(config.plugin_path(decl).is_relative(), "relative to the working directory");
+        unsafe { std::env::remove_var("BUCKETSCAN_TEST_CONFIG_ENV") };
+        assert!(source.load().unwrap_err().to_string().contains("environment variable is not set"));
+    }
 }
