@@ -163,10 +163,12 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     .collect();
     let config_value = &template["Resources"]["AgentConfig"]["Properties"]["Value"];
     let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
+    // The scratch volume first: the paths mapped after it may themselves
+    // live under /tmp.
     let config = resolve(config_value, &refs)
+        .replace("\"/tmp", &format!("\"{}", scratch.display()))
         .replace("/var/lib/bucketscan/signatures", &signatures.display().to_string())
         .replace("/opt/bucketscan/plugins", &plugin_dir)
-        .replace("\"/tmp", &format!("\"{}", scratch.display()))
         // The sidecar shares the task's loopback; here it has its own port.
         .replace("127.0.0.1:3310", &sidecar.address());
 

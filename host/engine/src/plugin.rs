@@ -19,11 +19,11 @@ use std::time::Duration;
 /// file.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("plugin `{name}` ({}): cannot read the component: {source}", path.display())]
+    #[error("plugin `{name}` ({}): cannot read the component: {error}", path.display())]
     Read {
         name: String,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("plugin `{name}` ({}): sha256 is {actual} but the config pins {expected}; refusing a file that changed", path.display())]
     PinMismatch {
@@ -97,9 +97,9 @@ impl Plugin {
     /// its sha256 differs from `pin`.
     pub async fn load(host: &PluginHost, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
         let at = || (name.to_owned(), path.to_owned());
-        let bytes = std::fs::read(path).map_err(|source| {
+        let bytes = std::fs::read(path).map_err(|error| {
             let (name, path) = at();
-            PluginError::Read { name, path, source }
+            PluginError::Read { name, path, error }
         })?;
         let sha256 = sha256_hex(&bytes);
         if let Some(expected) = pin {
