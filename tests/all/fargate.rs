@@ -303,3 +303,31 @@ async fn readiness_follows_clamd_and_metrics_count_objects() {
     let _back = clamd::start_on(port, clamd::STREAM_MAX_BYTES).unwrap();
     wait_until("ready again", &agent, || health(&addr, true).0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
+    let world = World::new().await;
+    let database = world.dir.path().join("empty-signatures");
+    std::fs::create_dir_all(&database).unwrap();
+    let extra = format!("[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\n", database.display());
+    let config = world.config(&clamd::shared().address(), &extra);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.push(("BUCKETSCAN_HEALTH_ADDR".into(), addr.clone()));
+    let agent = world.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env);
+
+    wait_until("health endpoint up", &agent, || health(&addr, false).0);
+    let (ready, body) = health(&addr, true);
+    assert!(!ready && body.contains("signatures:"), "{body}");
+
+    // A database file two hours old is still stale (max age one hour)...
+    let file = database.join("bucketscan-test.hdb");
+    std::fs::copy(workspace().join("tests/signatures/bucketscan-test.hdb"), &file).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(two_hours_ago).unwrap();
+    let (ready, body) = health(&addr, true);
+    assert!(!ready && body.contains("signatures:"), "{body}");
+    // ...and a fresh one makes the agent ready.
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    wait_until("ready with fresh signatures", &agent, || health(&addr, true).0);
+}
