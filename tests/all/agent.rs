@@ -350,6 +350,12 @@ async fn quarantine_can_tag_in_place_or_delete_and_promotion_can_move() {
         world.put("bad.txt", samples::eicar(), None, &[], &[]).await;
         world.put("good.txt", samples::clean_text(), None, &[], &[]).await;
         world.wait_for(PRODUCTION, "good.txt", WITHIN, &agent).await;
+        // The copy shows up in production a moment before delete-source
+        // removes the original: wait for the move to complete.
+        let deadline = std::time::Instant::now() + WITHIN;
+        while promote_move && world.exists(STAGING, "good.txt").await && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(world.exists(STAGING, "good.txt").await, !promote_move, "{mode}: delete-source={promote_move}");
 
         let deadline = std::time::Instant::now() + WITHIN;
