@@ -7,7 +7,7 @@
 //! follow clamd.
 
 use bucketscan_tests::agent::{AgentProcess, World, PRODUCTION, QUARANTINE, STAGING};
-use bucketscan_tests::{bucketscan_bin, clamd, component, free_port, samples, target_dir, workspace};
+use bucketscan_tests::{bucketscan_bin, clamd, component, free_port, samples, target_dir, wait_for_port, workspace};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -88,11 +88,7 @@ impl CredentialsEndpoint {
             command
         })
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "credentials endpoint did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(10), "the credentials endpoint");
         Self { url: format!("http://127.0.0.1:{port}/v2/credentials/task-1234"), token, log, _child: child }
     }
 
@@ -220,9 +216,7 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
 }
 
 fn run_with_stop_timeout(world: &World, config: &Path, stop_timeout_secs: u64) -> AgentProcess {
-    let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    env.push(("BUCKETSCAN_STOP_TIMEOUT_SECS".into(), stop_timeout_secs.to_string()));
-    world.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env)
+    world.start_agent_with_env(config, &[("BUCKETSCAN_STOP_TIMEOUT_SECS", &stop_timeout_secs.to_string())])
 }
 
 async fn wait_in_flight(world: &World, agent: &AgentProcess, key: &str) {
@@ -281,10 +275,7 @@ async fn readiness_follows_clamd_and_metrics_count_objects() {
     let config = world.config(&clamd_server.address(), "");
     let health_port = free_port();
     let addr = format!("127.0.0.1:{health_port}");
-    let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    env.push(("BUCKETSCAN_HEALTH_ADDR".into(), addr.clone()));
-    env.push(("BUCKETSCAN_METRICS".into(), "prometheus".into()));
-    let agent = world.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env);
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr), ("BUCKETSCAN_METRICS", "prometheus")]);
 
     wait_until("ready", &agent, || health(&addr, true).0);
     world.put("metrics/a.txt", samples::clean_text(), None, &[], &[]).await;
@@ -312,9 +303,7 @@ async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
     let extra = format!("[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\n", database.display());
     let config = world.config(&clamd::shared().address(), &extra);
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut env: Vec<(String, String)> = world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    env.push(("BUCKETSCAN_HEALTH_ADDR".into(), addr.clone()));
-    let agent = world.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env);
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
 
     wait_until("health endpoint up", &agent, || health(&addr, false).0);
     let (ready, body) = health(&addr, true);

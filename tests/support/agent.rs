@@ -168,7 +168,14 @@ grants = { storage = ["production"] }
     }
 
     pub fn start_agent(&self, config: &Path) -> AgentProcess {
-        let env = self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        self.start_agent_with_env(config, &[])
+    }
+
+    /// `bucketscan run --config CONFIG` against this world, with `extra`
+    /// environment variables (e.g. BUCKETSCAN_HEALTH_ADDR).
+    pub fn start_agent_with_env(&self, config: &Path, extra: &[(&str, &str)]) -> AgentProcess {
+        let mut env: Vec<(String, String)> = self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env)
     }
 

@@ -47,6 +47,16 @@ pub fn bucketscan_bin() -> PathBuf {
     path
 }
 
+/// Waits until something listens on loopback `port`; panics naming `what`
+/// after `within`.
+pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not listen on port {port} within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -5,7 +5,7 @@
 
 use aws_config::BehaviorVersion;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct MotoServer {
     pub port: u16,
@@ -29,14 +29,8 @@ impl MotoServer {
         let args = vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()];
         let child = crate::clamd::spawn_quiet(binary, args).expect("starting moto_server");
         let server = Self { port, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("moto_server did not listen on port {port} within 30 s");
+        crate::wait_for_port(port, Duration::from_secs(30), "moto_server");
+        server
     }
 
     pub fn endpoint(&self) -> String {

@@ -57,11 +57,7 @@ impl Receiver {
             command
         })
         .expect("python3 runs the webhook receiver");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "webhook receiver did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for_port(port, Duration::from_secs(10), "the webhook receiver");
         Self { port, log, _dir: dir, child }
     }
 

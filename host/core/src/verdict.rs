@@ -62,10 +62,6 @@ impl Verdict {
         }
     }
 
-    /// Every result name, in the order the docs list them.
-    pub const RESULT_NAMES: [&'static str; 5] =
-        ["clean", "infected", "blocked", "unscannable", "error"];
-
     pub fn is_clean(&self) -> bool {
         matches!(self, Self::Clean)
     }

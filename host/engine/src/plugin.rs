@@ -76,6 +76,9 @@ pub struct Plugin {
     pub capabilities: Vec<Capability>,
     /// Every import name, contract and WASI.
     pub imports: Vec<String>,
+    /// Imports `context` (0.1.1): the host then hands each stage the
+    /// timings of the stages before it; for others it skips that work.
+    pub uses_context: bool,
     pub identity: PluginIdentity,
     pub cache: CacheUse,
     pre: Pre,
@@ -160,6 +163,7 @@ impl Plugin {
         }
         let mut capabilities = Vec::new();
         let mut imports = Vec::new();
+        let mut uses_context = false;
         for (import, _) in ty.imports(engine) {
             imports.push(import.to_owned());
             if let Some(parsed) = contract::parse_name(import) {
@@ -168,6 +172,7 @@ impl Plugin {
                     return Err(unsupported(version));
                 }
                 capabilities.extend(contract::capability_of_import(&interface));
+                uses_context |= interface == "context";
             }
         }
 
@@ -188,6 +193,7 @@ impl Plugin {
             contract,
             capabilities,
             imports,
+            uses_context,
             identity: PluginIdentity {
                 name: name.to_owned(),
                 version: "?".into(),

@@ -213,14 +213,19 @@ where
         label: stage.plugin.label(),
         grants: stage.grants.clone(),
         signing_secret: stage.signing_secret.clone(),
-        timings: before
-            .iter()
-            .map(|report| StageTiming {
-                plugin: report.plugin.clone(),
-                outcome: report.outcome.clone(),
-                duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
-            })
-            .collect(),
+        // Per object and stage: only for plugins that can ask for it.
+        timings: if stage.plugin.uses_context {
+            before
+                .iter()
+                .map(|report| StageTiming {
+                    plugin: report.plugin.clone(),
+                    outcome: report.outcome.clone(),
+                    duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let mut store = host.new_store(services.clone(), env, object.clone());
     let handle = match store.data_mut().table.push(object.clone()) {
