@@ -8,13 +8,16 @@
 //! Needs scripts/setup and scripts/build-plugins first. The big object's
 //! size is `BUCKETSCAN_BENCH_BIG_GIB` (default 5).
 
-use bucketscan_tests::agent::{World, PRODUCTION, STAGING};
+use bucketscan_tests::agent::{PRODUCTION, STAGING, World};
 use bucketscan_tests::{clamd, samples};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         throughput().await;
         peak_rss().await;
@@ -23,10 +26,17 @@ fn main() {
 
 async fn throughput() {
     let server = clamd::start_with_stream_max(128 << 20).unwrap();
-    println!("== end to end: agent (filetype-filter + clamav-bridge + promoter, concurrency 2) vs clamd alone (2 at a time)");
-    println!("{:>12}  {:>14}  {:>14}  {:>10}", "files", "clamd obj/s", "agent obj/s", "agent/clamd");
+    println!(
+        "== end to end: agent (filetype-filter + clamav-bridge + promoter, concurrency 2) vs clamd alone (2 at a time)"
+    );
+    println!(
+        "{:>12}  {:>14}  {:>14}  {:>10}",
+        "files", "clamd obj/s", "agent obj/s", "agent/clamd"
+    );
     for (count, size) in [(40usize, 100 << 10), (20, 1 << 20), (6, 10 << 20)] {
-        let files: Vec<Arc<Vec<u8>>> = (0..count).map(|i| Arc::new(samples::pseudo_random_text(size, i as u64 + 1))).collect();
+        let files: Vec<Arc<Vec<u8>>> = (0..count)
+            .map(|i| Arc::new(samples::pseudo_random_text(size, i as u64 + 1)))
+            .collect();
 
         let address = server.address();
         let started = Instant::now();
@@ -35,7 +45,9 @@ async fn throughput() {
             let (chunk, address) = (chunk.to_vec(), address.clone());
             tasks.push(tokio::spawn(async move {
                 for file in chunk {
-                    let tcp = clamav_client::tokio::Tcp { host_address: address.as_str() };
+                    let tcp = clamav_client::tokio::Tcp {
+                        host_address: address.as_str(),
+                    };
                     let answer = clamav_client::tokio::scan_buffer(&file, tcp, None).await.unwrap();
                     assert!(clamav_client::clean(&answer).unwrap());
                 }
@@ -51,12 +63,16 @@ async fn throughput() {
         let world = World::new().await;
         let config = world.config(&server.address(), "");
         for (i, file) in files.iter().enumerate() {
-            world.put(&format!("bench/{i}.txt"), file.to_vec(), Some("text/plain"), &[], &[]).await;
+            world
+                .put(&format!("bench/{i}.txt"), file.to_vec(), Some("text/plain"), &[], &[])
+                .await;
         }
         let started = Instant::now();
         let agent = world.start_agent(&config);
         for i in 0..count {
-            world.wait_for(PRODUCTION, &format!("bench/{i}.txt"), Duration::from_secs(600), &agent).await;
+            world
+                .wait_for(PRODUCTION, &format!("bench/{i}.txt"), Duration::from_secs(600), &agent)
+                .await;
         }
         let piped = started.elapsed();
         let rate = |d: Duration| count as f64 / d.as_secs_f64();
@@ -73,7 +89,10 @@ async fn throughput() {
 }
 
 async fn peak_rss() {
-    let gib: u64 = std::env::var("BUCKETSCAN_BENCH_BIG_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let gib: u64 = std::env::var("BUCKETSCAN_BENCH_BIG_GIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let world = World::new().await;
     let server = clamd::start_with_stream_max(128 << 20).unwrap();
     let config = world.config(&server.address(), "");

@@ -9,12 +9,12 @@
 //! 3. Throughput of the filetype-filter + clamav-bridge pipeline against
 //!    clamd INSTREAM alone on the same files (100 KB, 1 MB, 50 MB).
 
+use bucketscan_core::Decision;
 use bucketscan_core::config::{ClamavConfig, HostLimits};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
 use bucketscan_core::pipeline::{Flow, Inspection};
 use bucketscan_core::storage::DryRunStorage;
-use bucketscan_core::Decision;
 use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
 use bucketscan_tests::host::{clamav_grant, stage};
 use bucketscan_tests::{clamd, component};
@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         noop_overhead().await;
         clamd_throughput().await;
@@ -72,7 +75,11 @@ async fn noop_overhead() {
         Clamd::new(&ClamavConfig::default()),
         Arc::new(DryRunStorage::default()),
     ));
-    let noop = Arc::new(Plugin::load(&host, "noop", &component("test_plugin_noop"), None).await.unwrap());
+    let noop = Arc::new(
+        Plugin::load(&host, "noop", &component("test_plugin_noop"), None)
+            .await
+            .unwrap(),
+    );
     let info = Arc::new(ObjectInfo {
         bucket: "bench".into(),
         key: "object".into(),
@@ -81,12 +88,16 @@ async fn noop_overhead() {
     });
     let body = ObjectBody::from_bytes(b"data".to_vec());
 
-    println!("== per-object overhead: N no-op stages, Wasm vs native (pooling allocator: {})", host.pooling());
-    println!("{:>3}  {:>12}  {:>12}  {:>10}", "N", "wasm/object", "native/object", "wasm/native");
+    println!(
+        "== per-object overhead: N no-op stages, Wasm vs native (pooling allocator: {})",
+        host.pooling()
+    );
+    println!(
+        "{:>3}  {:>12}  {:>12}  {:>10}",
+        "N", "wasm/object", "native/object", "wasm/native"
+    );
     for n in [1usize, 4, 8] {
-        let stages: Vec<PipelineStage> = (0..n)
-            .map(|_| stage(&noop, &[], Grants::default()))
-            .collect();
+        let stages: Vec<PipelineStage> = (0..n).map(|_| stage(&noop, &[], Grants::default())).collect();
         let wasm = per_call(200, 7, || {
             let object = object(&info, &body);
             let (host, services, stages) = (&host, &services, &stages);
@@ -117,7 +128,10 @@ async fn noop_overhead() {
             wasm.as_secs_f64() / native.as_secs_f64()
         );
         if n == 1 {
-            println!("     instantiate + call of one Wasm stage: {:.1} µs per object", wasm.as_secs_f64() * 1e6);
+            println!(
+                "     instantiate + call of one Wasm stage: {:.1} µs per object",
+                wasm.as_secs_f64() * 1e6
+            );
         }
     }
 }
@@ -136,9 +150,20 @@ async fn clamd_throughput() {
         stream_max_bytes: 128 * 1024 * 1024,
         ..ClamavConfig::default()
     };
-    let services = Arc::new(HostServices::new(Clamd::new(&clamav), Arc::new(DryRunStorage::default())));
-    let filter = Arc::new(Plugin::load(&host, "filetype-filter", &component("filetype_filter"), None).await.unwrap());
-    let bridge = Arc::new(Plugin::load(&host, "clamav-bridge", &component("clamav_bridge"), None).await.unwrap());
+    let services = Arc::new(HostServices::new(
+        Clamd::new(&clamav),
+        Arc::new(DryRunStorage::default()),
+    ));
+    let filter = Arc::new(
+        Plugin::load(&host, "filetype-filter", &component("filetype_filter"), None)
+            .await
+            .unwrap(),
+    );
+    let bridge = Arc::new(
+        Plugin::load(&host, "clamav-bridge", &component("clamav_bridge"), None)
+            .await
+            .unwrap(),
+    );
     let stages = vec![
         stage(&filter, &[("deny", "executable")], Grants::default()),
         stage(&bridge, &[], clamav_grant()),
@@ -146,10 +171,21 @@ async fn clamd_throughput() {
     let dir = tempfile::tempdir().unwrap();
 
     println!("== throughput: filetype-filter + clamav-bridge pipeline vs clamd INSTREAM alone (same files)");
-    println!("{:>7}  {:>12}  {:>12}  {:>16}", "size", "clamd MB/s", "pipeline MB/s", "pipeline/clamd");
-    for (label, size, iterations) in [("100KB", 100 * 1024, 100u32), ("1MB", 1 << 20, 30), ("50MB", 50 << 20, 3)] {
+    println!(
+        "{:>7}  {:>12}  {:>12}  {:>16}",
+        "size", "clamd MB/s", "pipeline MB/s", "pipeline/clamd"
+    );
+    for (label, size, iterations) in [
+        ("100KB", 100 * 1024, 100u32),
+        ("1MB", 1 << 20, 30),
+        ("50MB", 50 << 20, 3),
+    ] {
         let path = dir.path().join(label);
-        std::fs::write(&path, bucketscan_tests::samples::pseudo_random_text(size, 0x9e37_79b9_7f4a_7c15)).unwrap();
+        std::fs::write(
+            &path,
+            bucketscan_tests::samples::pseudo_random_text(size, 0x9e37_79b9_7f4a_7c15),
+        )
+        .unwrap();
         let info = Arc::new(ObjectInfo {
             bucket: "bench".into(),
             key: format!("{label}.txt"),
@@ -160,7 +196,9 @@ async fn clamd_throughput() {
         let alone = per_call(iterations, 3, || {
             let (path, address) = (&path, &address);
             async move {
-                let tcp = clamav_client::tokio::Tcp { host_address: address.as_str() };
+                let tcp = clamav_client::tokio::Tcp {
+                    host_address: address.as_str(),
+                };
                 let answer = clamav_client::tokio::scan_file(path, tcp, None).await.unwrap();
                 assert!(clamav_client::clean(&answer).unwrap(), "bench file must be clean");
             }

@@ -23,13 +23,20 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 15;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(bench());
 }
 
 async fn bench() {
     // The SDK reads these but makes no call while the agent only reloads.
-    for (name, value) in [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")] {
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ] {
         unsafe { std::env::set_var(name, value) };
     }
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +64,12 @@ async fn bench() {
     let mut cached_times = Vec::new();
     let mut fresh_times = Vec::new();
     for run in 0..RUNS {
-        config_times.push(time_until_live(&worker, || std::fs::write(&config_path, config_text(&run.to_string())).unwrap()).await);
+        config_times.push(
+            time_until_live(&worker, || {
+                std::fs::write(&config_path, config_text(&run.to_string())).unwrap()
+            })
+            .await,
+        );
         let bytes = if run % 2 == 0 { &legacy } else { &noop };
         cached_times.push(time_until_live(&worker, || replace(&gate, bytes)).await);
         let fresh = with_custom_section(&noop, run);
@@ -65,7 +77,11 @@ async fn bench() {
     }
     let floor = DEBOUNCE.as_secs_f64() * 1000.0;
     println!("hot reload: file write -> new version live (median of {RUNS}; debounce window {floor:.0} ms)");
-    for (case, times) in [("config rewritten", &mut config_times), ("plugin, compiled before", &mut cached_times), ("plugin, new bytes (compile)", &mut fresh_times)] {
+    for (case, times) in [
+        ("config rewritten", &mut config_times),
+        ("plugin, compiled before", &mut cached_times),
+        ("plugin, new bytes (compile)", &mut fresh_times),
+    ] {
         times.sort();
         let median = times[RUNS / 2].as_secs_f64() * 1000.0;
         println!(

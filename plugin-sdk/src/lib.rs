@@ -85,7 +85,7 @@ pub use bindings::bucketscan::plugin::types::{
 
 /// ClamAV through the host (grant: `clamav = true`).
 pub mod clamav {
-    pub use crate::bindings::bucketscan::plugin::clamav::{scan, ScanError, ScanErrorKind, ScanReport};
+    pub use crate::bindings::bucketscan::plugin::clamav::{ScanError, ScanErrorKind, ScanReport, scan};
 }
 
 /// Storage actions on the object under scan (grant: `storage = [buckets]`).
@@ -97,18 +97,17 @@ pub mod storage {
 /// adds a timeout and retries; the host signs the body when the stage has
 /// a `signing-secret`.
 pub mod http {
-    pub use crate::bindings::bucketscan::plugin::http::{post, send, Request, Response};
+    pub use crate::bindings::bucketscan::plugin::http::{Request, Response, post, send};
 }
 
 /// The scan around this stage (contract 0.1.1): agent id, earlier stages.
 pub mod context {
-    pub use crate::bindings::bucketscan::plugin::context::{agent_id, stage_timings, StageTiming};
+    pub use crate::bindings::bucketscan::plugin::context::{StageTiming, agent_id, stage_timings};
 }
 
 /// Logs a message with key/value fields into the agent's log.
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> =
-        fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     bindings::bucketscan::plugin::log::log(level, message, &fields);
 }
 

@@ -67,9 +67,11 @@ impl Settings {
     pub fn choice<'a>(&self, key: &str, choices: &[&'a str], default: &'a str) -> Result<&'a str, String> {
         match self.get(key) {
             None => Ok(default),
-            Some(value) => choices.iter().copied().find(|c| *c == value).ok_or_else(|| {
-                format!("setting `{key}`: `{value}` is not one of {}", choices.join(", "))
-            }),
+            Some(value) => choices
+                .iter()
+                .copied()
+                .find(|c| *c == value)
+                .ok_or_else(|| format!("setting `{key}`: `{value}` is not one of {}", choices.join(", "))),
         }
     }
 

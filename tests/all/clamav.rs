@@ -1,11 +1,16 @@
 //! The clamav-bridge plugin against a real clamd.
 
 use bucketscan_core::{UnscannableReason, Verdict};
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::{clamd, free_port, samples};
 
 fn signature(verdict: &Verdict) -> String {
-    verdict.findings().iter().map(|f| f.signature.clone()).collect::<Vec<_>>().join(",")
+    verdict
+        .findings()
+        .iter()
+        .map(|f| f.signature.clone())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -13,7 +18,10 @@ async fn eicar_generated_at_test_time_is_infected() {
     let host = TestHost::with_clamd(test_limits());
     let bridge = host.plugin("clamav_bridge").await;
     let report = host
-        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "eicar.com", samples::eicar(), None))
+        .run(
+            &[stage(&bridge, &[], clamav_grant())],
+            object("staging", "eicar.com", samples::eicar(), None),
+        )
         .await;
     assert_eq!(report.result, "infected", "{report:#?}");
     assert_eq!(signature(&report.verdict), "Eicar-Test-Signature.UNOFFICIAL");
@@ -28,7 +36,12 @@ async fn clamav_testfiles_sample_is_infected_also_inside_a_zip() {
     let bridge = host.plugin("clamav_bridge").await;
     for name in ["clam.exe", "clam.zip"] {
         let bytes = std::fs::read(samples::clamav_testfile(name)).unwrap();
-        let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", name, bytes, None)).await;
+        let report = host
+            .run(
+                &[stage(&bridge, &[], clamav_grant())],
+                object("staging", name, bytes, None),
+            )
+            .await;
         assert_eq!(report.result, "infected", "{name}: {report:#?}");
         assert_eq!(signature(&report.verdict), "Clamav.Test.File.UNOFFICIAL", "{name}");
     }
@@ -40,8 +53,17 @@ async fn clean_files_are_clean() {
     let bridge = host.plugin("clamav_bridge").await;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(std::iter::repeat_n(7u8, 4096));
-    for (key, bytes) in [("notes.txt", samples::clean_text()), ("pixel.png", png), ("empty", Vec::new())] {
-        let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", key, bytes, None)).await;
+    for (key, bytes) in [
+        ("notes.txt", samples::clean_text()),
+        ("pixel.png", png),
+        ("empty", Vec::new()),
+    ] {
+        let report = host
+            .run(
+                &[stage(&bridge, &[], clamav_grant())],
+                object("staging", key, bytes, None),
+            )
+            .await;
         assert_eq!(report.verdict, Verdict::Clean, "{key}: {report:#?}");
     }
 }
@@ -51,7 +73,10 @@ async fn clamd_unreachable_is_an_error_never_clean() {
     let host = TestHost::new(test_limits(), &format!("127.0.0.1:{}", free_port()));
     let bridge = host.plugin("clamav_bridge").await;
     let report = host
-        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "notes.txt", samples::clean_text(), None))
+        .run(
+            &[stage(&bridge, &[], clamav_grant())],
+            object("staging", "notes.txt", samples::clean_text(), None),
+        )
         .await;
     match &report.verdict {
         Verdict::Error { message } => assert!(message.contains("unreachable"), "{message}"),
@@ -64,9 +89,20 @@ async fn objects_over_the_stream_limit_are_unscannable_not_clean() {
     let host = TestHost::with_clamd(test_limits());
     let bridge = host.plugin("clamav_bridge").await;
     let big = vec![b'a'; clamd::STREAM_MAX_BYTES as usize + 1];
-    let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", "big.txt", big, None)).await;
+    let report = host
+        .run(
+            &[stage(&bridge, &[], clamav_grant())],
+            object("staging", "big.txt", big, None),
+        )
+        .await;
     assert!(
-        matches!(report.verdict, Verdict::Unscannable { reason: UnscannableReason::TooLarge, .. }),
+        matches!(
+            report.verdict,
+            Verdict::Unscannable {
+                reason: UnscannableReason::TooLarge,
+                ..
+            }
+        ),
         "{:?}",
         report.verdict
     );
@@ -79,16 +115,27 @@ async fn max_size_policy_skips_the_scan_and_says_so() {
     let report = host
         .run(
             &[stage(&bridge, &[("max-size", "1KB")], clamav_grant())],
-            object("staging", "eicar-in-big.txt", [samples::eicar(), vec![b' '; 2048]].concat(), None),
+            object(
+                "staging",
+                "eicar-in-big.txt",
+                [samples::eicar(), vec![b' '; 2048]].concat(),
+                None,
+            ),
         )
         .await;
     match &report.verdict {
-        Verdict::Unscannable { reason: UnscannableReason::TooLarge, detail } => {
+        Verdict::Unscannable {
+            reason: UnscannableReason::TooLarge,
+            detail,
+        } => {
             assert!(detail.contains("max-size of 1024 bytes"), "{detail}")
         }
         other => panic!("expected unscannable, got {other:?}"),
     }
-    assert!(report.stages[0].engine_version.is_none(), "clamd must not have been asked");
+    assert!(
+        report.stages[0].engine_version.is_none(),
+        "clamd must not have been asked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,15 +145,26 @@ async fn encrypted_archives_are_unscannable_by_default() {
     let zip = encrypted_zip();
     let host = TestHost::with_clamd(test_limits());
     let bridge = host.plugin("clamav_bridge").await;
-    let report = host.run(&[stage(&bridge, &[], clamav_grant())], object("staging", "secret.zip", zip.clone(), None)).await;
+    let report = host
+        .run(
+            &[stage(&bridge, &[], clamav_grant())],
+            object("staging", "secret.zip", zip.clone(), None),
+        )
+        .await;
     match &report.verdict {
-        Verdict::Unscannable { reason: UnscannableReason::Encrypted, detail } => {
+        Verdict::Unscannable {
+            reason: UnscannableReason::Encrypted,
+            detail,
+        } => {
             assert!(detail.contains("Heuristics.Encrypted"), "{detail}")
         }
         other => panic!("expected unscannable (encrypted), got {other:?}"),
     }
     let report = host
-        .run(&[stage(&bridge, &[("encrypted", "blocked")], clamav_grant())], object("staging", "secret.zip", zip, None))
+        .run(
+            &[stage(&bridge, &[("encrypted", "blocked")], clamav_grant())],
+            object("staging", "secret.zip", zip, None),
+        )
         .await;
     assert_eq!(report.result, "blocked", "{:?}", report.verdict);
 }
@@ -195,7 +253,10 @@ async fn stale_or_missing_signatures_make_objects_unscannable_never_clean() {
     };
     let day = Duration::from_secs(24 * 3600);
     match scan(services_for(day)).await {
-        Verdict::Unscannable { reason: UnscannableReason::StaleSignatures, detail } => {
+        Verdict::Unscannable {
+            reason: UnscannableReason::StaleSignatures,
+            detail,
+        } => {
             assert!(detail.contains("is empty"), "{detail}")
         }
         other => panic!("empty database: {other:?}"),
@@ -203,12 +264,24 @@ async fn stale_or_missing_signatures_make_objects_unscannable_never_clean() {
     let file = db.path().join("old.hdb");
     std::fs::write(&file, "44d88612fea8a8f36de82e1278abb02f:68:Eicar\n").unwrap();
     let ten_days_ago = SystemTime::now() - 10 * day;
-    std::fs::File::options().write(true).open(&file).unwrap().set_modified(ten_days_ago).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(ten_days_ago)
+        .unwrap();
     match scan(services_for(day)).await {
-        Verdict::Unscannable { reason: UnscannableReason::StaleSignatures, detail } => {
+        Verdict::Unscannable {
+            reason: UnscannableReason::StaleSignatures,
+            detail,
+        } => {
             assert!(detail.contains("240 h ago; the limit is 24 h"), "{detail}")
         }
         other => panic!("old database: {other:?}"),
     }
-    assert_eq!(scan(services_for(30 * day)).await, Verdict::Clean, "fresh enough: scanned");
+    assert_eq!(
+        scan(services_for(30 * day)).await,
+        Verdict::Clean,
+        "fresh enough: scanned"
+    );
 }

@@ -33,26 +33,45 @@ fn check_loads_every_plugin_and_lists_pipelines() {
     let out = bucketscan(&["check", "--config", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("plugin clamav-bridge: inspector clamav-bridge@0.1.0, contract 0.1.1, imports [clamav]"), "{text}");
-    assert!(text.contains("pipeline bucket `staging`: filetype-filter -> clamav-bridge"), "{text}");
+    assert!(
+        text.contains("plugin clamav-bridge: inspector clamav-bridge@0.1.0, contract 0.1.1, imports [clamav]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipeline bucket `staging`: filetype-filter -> clamav-bridge"),
+        "{text}"
+    );
 }
 
 #[test]
 fn check_names_file_line_and_field_of_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
-    let path = config::write(dir.path(), "127.0.0.1:1", &BUCKETS.replace("plugin = \"clamav-bridge\"", "plugin = \"clamav\""));
+    let path = config::write(
+        dir.path(),
+        "127.0.0.1:1",
+        &BUCKETS.replace("plugin = \"clamav-bridge\"", "plugin = \"clamav\""),
+    );
     let out = bucketscan(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let text = std::fs::read_to_string(&path).unwrap();
     let line = text.lines().position(|l| l == "plugin = \"clamav\"").unwrap() + 1;
     let err = stderr(&out);
     assert!(err.contains(&format!("{}:{line}:", path.display())), "{err}");
-    assert!(err.contains("stage 2 (`clamav`): plugin `clamav` is not declared under [plugins]"), "{err}");
+    assert!(
+        err.contains("stage 2 (`clamav`): plugin `clamav` is not declared under [plugins]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn inspect_shows_name_version_contract_and_capabilities() {
-    let out = bucketscan(&["plugin", "inspect", component("clamav_bridge").to_str().unwrap(), "--output", "json"]);
+    let out = bucketscan(&[
+        "plugin",
+        "inspect",
+        component("clamav_bridge").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["name"], "clamav-bridge");
@@ -67,10 +86,15 @@ fn plugin_run_reports_verdict_findings_and_timings_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let eicar = samples::write(dir.path(), "eicar.com", &samples::eicar());
     let out = bucketscan(&[
-        "plugin", "run", component("clamav_bridge").to_str().unwrap(),
-        "--file", eicar.to_str().unwrap(),
-        "--clamd", &clamd::shared().address(),
-        "--output", "json",
+        "plugin",
+        "run",
+        component("clamav_bridge").to_str().unwrap(),
+        "--file",
+        eicar.to_str().unwrap(),
+        "--clamd",
+        &clamd::shared().address(),
+        "--output",
+        "json",
     ]);
     assert_eq!(out.status.code(), Some(1), "infected exits 1: {}", stderr(&out));
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -87,18 +111,32 @@ fn plugin_run_takes_settings_and_runs_whole_pipelines() {
     let exe = std::fs::read(samples::clamav_testfile("clam.exe")).unwrap();
     let disguised = samples::write(dir.path(), "invoice.pdf", &exe);
     let out = bucketscan(&[
-        "plugin", "run", component("filetype_filter").to_str().unwrap(),
-        "--file", disguised.to_str().unwrap(),
-        "--set", "block-mismatch=true",
+        "plugin",
+        "run",
+        component("filetype_filter").to_str().unwrap(),
+        "--file",
+        disguised.to_str().unwrap(),
+        "--set",
+        "block-mismatch=true",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("blocked (extension claims pdf but the content is executable"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("blocked (extension claims pdf but the content is executable"),
+        "{}",
+        stdout(&out)
+    );
 
     let path = config::write(dir.path(), &clamd::shared().address(), BUCKETS);
     let clean = samples::write(dir.path(), "notes.txt", &samples::clean_text());
     let out = bucketscan(&[
-        "plugin", "run", "--config", path.to_str().unwrap(), "--bucket", "staging",
-        "--file", clean.to_str().unwrap(),
+        "plugin",
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--bucket",
+        "staging",
+        "--file",
+        clean.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);

@@ -1,14 +1,14 @@
 //! The contract version a component was built against is read from the
 //! component itself and checked against the host's supported range.
 
+use bucketscan_core::Verdict;
 use bucketscan_core::grants::Capability;
+use bucketscan_core::grants::Grants;
 use bucketscan_core::pipeline::StageKind;
+use bucketscan_engine::contract;
 use bucketscan_engine::host::CacheUse;
 use bucketscan_engine::{Plugin, PluginHost};
-use bucketscan_core::grants::Grants;
-use bucketscan_core::Verdict;
-use bucketscan_engine::contract;
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::{component, samples};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,13 +37,30 @@ async fn a_plugin_built_against_an_earlier_compatible_contract_still_runs() {
     assert_eq!(legacy.contract.to_string(), "0.1.0");
     assert_eq!(contract::HOST_VERSION, "0.1.1");
     let bridge = host.plugin("clamav_bridge").await;
-    let stages = [stage(&legacy, &[], Grants::default()), stage(&bridge, &[], clamav_grant())];
+    let stages = [
+        stage(&legacy, &[], Grants::default()),
+        stage(&bridge, &[], clamav_grant()),
+    ];
 
-    let report = host.run(&stages, object("b", "old.bin", b"LEGACY-BLOCK and more".to_vec(), None)).await;
-    assert_eq!(report.verdict, Verdict::Blocked { reason: "legacy rule matched".into() });
+    let report = host
+        .run(&stages, object("b", "old.bin", b"LEGACY-BLOCK and more".to_vec(), None))
+        .await;
+    assert_eq!(
+        report.verdict,
+        Verdict::Blocked {
+            reason: "legacy rule matched".into()
+        }
+    );
     let report = host.run(&stages, object("b", "eicar", samples::eicar(), None)).await;
-    assert!(matches!(report.verdict, Verdict::Infected { .. }), "{:?}", report.verdict);
-    assert_eq!(report.stages[0].outcome, "continue", "the legacy stage ran and read the object");
+    assert!(
+        matches!(report.verdict, Verdict::Infected { .. }),
+        "{:?}",
+        report.verdict
+    );
+    assert_eq!(
+        report.stages[0].outcome, "continue",
+        "the legacy stage ran and read the object"
+    );
     let report = host.run(&stages, object("b", "ok", b"fine".to_vec(), None)).await;
     assert_eq!(report.verdict, Verdict::Clean);
 }
@@ -61,7 +78,10 @@ async fn an_incompatible_contract_is_refused_with_the_supported_range() {
         err.contains("built against contract bucketscan:plugin@0.2.0, but this host supports ^0.1 (contract bucketscan:plugin@0.1.1)"),
         "{err}"
     );
-    assert!(err.contains("plugin `future`") && err.contains("test_plugin_future.wasm"), "{err}");
+    assert!(
+        err.contains("plugin `future`") && err.contains("test_plugin_future.wasm"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,12 +102,15 @@ async fn a_restart_reuses_the_compiled_artifact() {
         ..test_limits()
     };
     let first = PluginHost::new(&limits).unwrap();
-    let plugin = Plugin::load(&first, "f", &component("filetype_filter"), None).await.unwrap();
+    let plugin = Plugin::load(&first, "f", &component("filetype_filter"), None)
+        .await
+        .unwrap();
     assert_eq!(plugin.cache, CacheUse::Miss);
     drop(first);
     let second = PluginHost::new(&limits).unwrap();
-    let plugin = Plugin::load(&second, "f", &component("filetype_filter"), None).await.unwrap();
+    let plugin = Plugin::load(&second, "f", &component("filetype_filter"), None)
+        .await
+        .unwrap();
     assert_eq!(plugin.cache, CacheUse::Hit);
     assert_eq!(plugin.identity.name, "filetype-filter");
 }
-

@@ -6,7 +6,7 @@
 //! finishes or releases work and loses nothing; the health endpoints
 //! follow clamd.
 
-use bucketscan_tests::agent::{AgentProcess, World, PRODUCTION, QUARANTINE, STAGING};
+use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::{bucketscan_bin, clamd, component, free_port, samples, target_dir, wait_for_port, workspace};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -20,7 +20,10 @@ const WITHIN: Duration = Duration::from_secs(60);
 fn cloudformation_templates_pass_cfn_lint() {
     let lint = target_dir().join("tools/venv/bin/cfn-lint");
     for template in ["deploy/bucketscan.yaml", "deploy/cross-account-role.yaml"] {
-        let out = Command::new(&lint).arg(workspace().join(template)).output().expect("cfn-lint runs (scripts/setup)");
+        let out = Command::new(&lint)
+            .arg(workspace().join(template))
+            .output()
+            .expect("cfn-lint runs (scripts/setup)");
         assert!(
             out.status.success(),
             "{template}:\n{}{}",
@@ -49,7 +52,9 @@ fn resolve(value: &Value, refs: &BTreeMap<&str, String>) -> String {
         Value::Number(n) => n.to_string(),
         Value::Object(map) if map.contains_key("Ref") => {
             let name = map["Ref"].as_str().unwrap();
-            refs.get(name).unwrap_or_else(|| panic!("no value for Ref {name}")).clone()
+            refs.get(name)
+                .unwrap_or_else(|| panic!("no value for Ref {name}"))
+                .clone()
         }
         Value::Object(map) if map.contains_key("Fn::Sub") => {
             let mut text = map["Fn::Sub"].as_str().expect("one-argument Fn::Sub").to_owned();
@@ -77,7 +82,10 @@ impl CredentialsEndpoint {
         let token = "task-token-0123".to_owned();
         let log = dir.join("credentials.jsonl");
         let args = vec![
-            workspace().join("tests/support/container_credentials.py").display().to_string(),
+            workspace()
+                .join("tests/support/container_credentials.py")
+                .display()
+                .to_string(),
             port.to_string(),
             token.clone(),
             log.display().to_string(),
@@ -89,11 +97,20 @@ impl CredentialsEndpoint {
         })
         .unwrap();
         wait_for_port(port, Duration::from_secs(10), "the credentials endpoint");
-        Self { url: format!("http://127.0.0.1:{port}/v2/credentials/task-1234"), token, log, _child: child }
+        Self {
+            url: format!("http://127.0.0.1:{port}/v2/credentials/task-1234"),
+            token,
+            log,
+            _child: child,
+        }
     }
 
     fn authorized_requests(&self) -> usize {
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains("\"authorized\": true")).count()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"authorized\": true"))
+            .count()
     }
 }
 
@@ -110,7 +127,11 @@ fn health(addr: &str, ready: bool) -> (bool, String) {
 fn wait_until(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WITHIN;
     while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened; log:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; log:\n{}",
+            agent.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -137,7 +158,16 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     // into the shared volume, where the clamd "sidecar" reads it.
     world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
     let hdb = std::fs::read(workspace().join("tests/signatures/bucketscan-test.hdb")).unwrap();
-    world.aws.s3.put_object().bucket("signatures").key("clamav/bucketscan-test.hdb").body(hdb.clone().into()).send().await.unwrap();
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket("signatures")
+        .key("clamav/bucketscan-test.hdb")
+        .body(hdb.clone().into())
+        .send()
+        .await
+        .unwrap();
     std::fs::write(signatures.join("bucketscan-test.hdb"), &hdb).unwrap(); // clamd needs one to start
     let clamd_port = free_port();
     let sidecar = clamd::start_on(clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
@@ -174,7 +204,10 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         env.push((variable["Name"].as_str().unwrap().to_owned(), value));
     }
     for secret in agent_container["Secrets"].as_array().unwrap() {
-        assert_eq!(secret["ValueFrom"]["Ref"], "AgentConfig", "the config comes from the SSM parameter");
+        assert_eq!(
+            secret["ValueFrom"]["Ref"], "AgentConfig",
+            "the config comes from the SSM parameter"
+        );
         env.push((secret["Name"].as_str().unwrap().to_owned(), config.clone()));
     }
     // What Fargate adds: the container credentials endpoint, and nothing
@@ -183,17 +216,31 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), credentials.url.clone()));
     env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN".into(), credentials.token.clone()));
     env.push(("AWS_ENDPOINT_URL".into(), world.moto.endpoint()));
-    let command: Vec<String> = agent_container["Command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+    let command: Vec<String> = agent_container["Command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(command, ["run", "--config-env", "BUCKETSCAN_CONFIG"]);
     let mut agent = world.spawn_agent(command, env);
 
     let health_addr = format!("127.0.0.1:{health_port}");
     wait_until("readiness", &agent, || health(&health_addr, true).0);
-    world.put("task/eicar.txt", samples::eicar(), Some("text/plain"), &[], &[]).await;
-    world.put("task/notes.txt", samples::clean_text(), Some("text/plain"), &[], &[]).await;
-    world.wait_for(QUARANTINE, "staging/task/eicar.txt", WITHIN, &agent).await;
+    world
+        .put("task/eicar.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .put("task/notes.txt", samples::clean_text(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/task/eicar.txt", WITHIN, &agent)
+        .await;
     world.wait_for(PRODUCTION, "task/notes.txt", WITHIN, &agent).await;
-    assert!(credentials.authorized_requests() >= 1, "the SDK took its credentials from the container endpoint");
+    assert!(
+        credentials.authorized_requests() >= 1,
+        "the SDK took its credentials from the container endpoint"
+    );
     assert!(signatures.join("bucketscan-test.hdb").exists());
 
     // JSON logs on stdout: one event per object with bucket, key, verdict
@@ -204,19 +251,34 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let stdout = agent.stdout();
     let events: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let scanned: Vec<&Value> = events.iter().filter(|e| e["message"] == "scanned").collect();
-    let eicar = scanned.iter().find(|e| e["key"] == "task/eicar.txt").unwrap_or_else(|| panic!("{stdout}"));
+    let eicar = scanned
+        .iter()
+        .find(|e| e["key"] == "task/eicar.txt")
+        .unwrap_or_else(|| panic!("{stdout}"));
     assert_eq!(eicar["bucket"], STAGING);
     assert_eq!(eicar["verdict"], "infected");
     assert!(eicar["duration_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(eicar["level"], "INFO");
-    let emf: Vec<&Value> = events.iter().filter(|e| e.get("_aws").is_some() && e.get("Objects").is_some()).collect();
-    assert!(emf.iter().any(|e| e["Result"] == "infected" && e["Bucket"] == STAGING), "{stdout}");
+    let emf: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.get("_aws").is_some() && e.get("Objects").is_some())
+        .collect();
+    assert!(
+        emf.iter().any(|e| e["Result"] == "infected" && e["Bucket"] == STAGING),
+        "{stdout}"
+    );
     assert!(emf.iter().any(|e| e["Result"] == "clean"), "{stdout}");
-    assert!(events.iter().any(|e| e.get("QueueLag").is_some()), "queue lag is reported");
+    assert!(
+        events.iter().any(|e| e.get("QueueLag").is_some()),
+        "queue lag is reported"
+    );
 }
 
 fn run_with_stop_timeout(world: &World, config: &Path, stop_timeout_secs: u64) -> AgentProcess {
-    world.start_agent_with_env(config, &[("BUCKETSCAN_STOP_TIMEOUT_SECS", &stop_timeout_secs.to_string())])
+    world.start_agent_with_env(
+        config,
+        &[("BUCKETSCAN_STOP_TIMEOUT_SECS", &stop_timeout_secs.to_string())],
+    )
 }
 
 async fn wait_in_flight(world: &World, agent: &AgentProcess, key: &str) {
@@ -232,12 +294,18 @@ async fn wait_in_flight(world: &World, agent: &AgentProcess, key: &str) {
 async fn sigterm_finishes_objects_in_flight_within_the_stop_timeout() {
     let world = World::new().await;
     let mut agent = run_with_stop_timeout(&world, &world.slow_config(&clamd::shared().address()), 30);
-    world.put("slow/finish.txt", samples::clean_text(), None, &[], &[]).await;
+    world
+        .put("slow/finish.txt", samples::clean_text(), None, &[], &[])
+        .await;
     wait_in_flight(&world, &agent, "slow/finish.txt").await;
 
     let (status, _) = agent.terminate(Duration::from_secs(30)).expect("exits");
     assert!(status.success());
-    assert!(world.exists(PRODUCTION, "slow/finish.txt").await, "finished before exiting:\n{}", agent.log());
+    assert!(
+        world.exists(PRODUCTION, "slow/finish.txt").await,
+        "finished before exiting:\n{}",
+        agent.log()
+    );
     assert_eq!(world.queue_depth().await, 0, "and its message was deleted");
     assert!(!agent.log().contains("released"), "{}", agent.log());
 }
@@ -247,19 +315,30 @@ async fn sigterm_past_the_stop_timeout_releases_the_message_and_loses_nothing() 
     let world = World::new().await;
     let config = world.slow_config(&clamd::shared().address());
     let mut agent = run_with_stop_timeout(&world, &config, 1);
-    world.put("slow/release.txt", samples::clean_text(), None, &[], &[]).await;
+    world
+        .put("slow/release.txt", samples::clean_text(), None, &[], &[])
+        .await;
     wait_in_flight(&world, &agent, "slow/release.txt").await;
 
     let (status, took) = agent.terminate(Duration::from_secs(30)).expect("exits");
     assert!(status.success(), "{status:?}");
-    assert!(took < Duration::from_millis(2800), "gave up after its 1 s stop timeout, not after the 3 s scan: {took:?}");
-    assert!(agent.log().contains("message released for another agent"), "{}", agent.log());
+    assert!(
+        took < Duration::from_millis(2800),
+        "gave up after its 1 s stop timeout, not after the 3 s scan: {took:?}"
+    );
+    assert!(
+        agent.log().contains("message released for another agent"),
+        "{}",
+        agent.log()
+    );
     assert!(!world.exists(PRODUCTION, "slow/release.txt").await);
 
     // Released, not hidden for the visibility timeout: the next agent
     // takes it at once and finishes it.
     let next = world.start_agent(&config);
-    world.wait_for(PRODUCTION, "slow/release.txt", Duration::from_secs(30), &next).await;
+    world
+        .wait_for(PRODUCTION, "slow/release.txt", Duration::from_secs(30), &next)
+        .await;
     let deadline = Instant::now() + WITHIN;
     while world.queue_depth().await > 0 {
         assert!(Instant::now() < deadline, "message left on the queue:\n{}", next.log());
@@ -275,13 +354,24 @@ async fn readiness_follows_clamd_and_metrics_count_objects() {
     let config = world.config(&clamd_server.address(), "");
     let health_port = free_port();
     let addr = format!("127.0.0.1:{health_port}");
-    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr), ("BUCKETSCAN_METRICS", "prometheus")]);
+    let agent = world.start_agent_with_env(
+        &config,
+        &[("BUCKETSCAN_HEALTH_ADDR", &addr), ("BUCKETSCAN_METRICS", "prometheus")],
+    );
 
     wait_until("ready", &agent, || health(&addr, true).0);
     world.put("metrics/a.txt", samples::clean_text(), None, &[], &[]).await;
     world.wait_for(PRODUCTION, "metrics/a.txt", WITHIN, &agent).await;
-    let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"bucketscan_objects_total{bucket="staging",result="clean"} 1"#), "{metrics}");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"bucketscan_objects_total{bucket="staging",result="clean"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains("bucketscan_queue_lag_seconds_count"), "{metrics}");
 
     drop(clamd_server);
@@ -300,7 +390,10 @@ async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
     let world = World::new().await;
     let database = world.dir.path().join("empty-signatures");
     std::fs::create_dir_all(&database).unwrap();
-    let extra = format!("[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\n", database.display());
+    let extra = format!(
+        "[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\n",
+        database.display()
+    );
     let config = world.config(&clamd::shared().address(), &extra);
     let addr = format!("127.0.0.1:{}", free_port());
     let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
@@ -313,10 +406,20 @@ async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
     let file = database.join("bucketscan-test.hdb");
     std::fs::copy(workspace().join("tests/signatures/bucketscan-test.hdb"), &file).unwrap();
     let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    std::fs::File::options().write(true).open(&file).unwrap().set_modified(two_hours_ago).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
     let (ready, body) = health(&addr, true);
     assert!(!ready && body.contains("signatures:"), "{body}");
     // ...and a fresh one makes the agent ready.
-    std::fs::File::options().write(true).open(&file).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
     wait_until("ready with fresh signatures", &agent, || health(&addr, true).0);
 }

@@ -1,8 +1,8 @@
 //! The filetype-filter plugin: real type from magic bytes, not names.
 
-use bucketscan_core::grants::Grants;
 use bucketscan_core::Verdict;
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_core::grants::Grants;
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::samples;
 
 fn blocked_reason(verdict: &Verdict) -> &str {
@@ -24,14 +24,21 @@ async fn a_pdf_that_is_an_executable_is_blocked() {
         )
         .await;
     let reason = blocked_reason(&report.verdict);
-    assert!(reason.contains("extension claims pdf but the content is executable"), "{reason}");
+    assert!(
+        reason.contains("extension claims pdf but the content is executable"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lying_content_type_is_blocked_too() {
     let host = TestHost::with_clamd(test_limits());
     let filter = host.plugin("filetype_filter").await;
-    let elf = b"\x7fELF\x02\x01\x01\x00".iter().copied().chain(std::iter::repeat_n(0, 120)).collect();
+    let elf = b"\x7fELF\x02\x01\x01\x00"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, 120))
+        .collect();
     let report = host
         .run(
             &[stage(&filter, &[("block-mismatch", "true")], Grants::default())],
@@ -39,7 +46,10 @@ async fn a_lying_content_type_is_blocked_too() {
         )
         .await;
     let reason = blocked_reason(&report.verdict);
-    assert!(reason.contains("Content-Type claims image but the content is executable"), "{reason}");
+    assert!(
+        reason.contains("Content-Type claims image but the content is executable"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,11 +71,18 @@ async fn allowed_types_pass_on_to_the_scanner() {
     let filter = host.plugin("filetype_filter").await;
     let bridge = host.plugin("clamav_bridge").await;
     let pipeline = [
-        stage(&filter, &[("allow", "pdf,text"), ("block-mismatch", "true")], Grants::default()),
+        stage(
+            &filter,
+            &[("allow", "pdf,text"), ("block-mismatch", "true")],
+            Grants::default(),
+        ),
         stage(&bridge, &[], clamav_grant()),
     ];
     let report = host
-        .run(&pipeline, object("staging", "notes.txt", samples::clean_text(), Some("text/plain")))
+        .run(
+            &pipeline,
+            object("staging", "notes.txt", samples::clean_text(), Some("text/plain")),
+        )
         .await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert_eq!(report.stages[0].outcome, "continue");
@@ -90,7 +107,10 @@ async fn a_typo_in_settings_is_an_error_not_a_silent_pass() {
         .await;
     match &report.verdict {
         Verdict::Error { message } => {
-            assert!(message.contains("filetype-filter@0.1.0") && message.contains("unknown setting `dney`"), "{message}")
+            assert!(
+                message.contains("filetype-filter@0.1.0") && message.contains("unknown setting `dney`"),
+                "{message}"
+            )
         }
         other => panic!("expected error, got {other:?}"),
     }

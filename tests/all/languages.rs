@@ -4,17 +4,20 @@
 //! host over real objects next to the Rust plugins — and `bucketscan plugin
 //! new` scaffolds that build and pass their own tests.
 
-use bucketscan_core::grants::Grants;
 use bucketscan_core::Verdict;
-use bucketscan_tests::agent::{World, PRODUCTION, QUARANTINE};
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_core::grants::Grants;
+use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, World};
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::{bucketscan_bin, clamd, component, samples, target_dir, workspace};
 use std::process::Command;
 use std::time::Duration;
 
 fn findings(verdict: &Verdict) -> Vec<String> {
     match verdict {
-        Verdict::Infected { findings } => findings.iter().map(|f| format!("{}:{}", f.engine, f.signature)).collect(),
+        Verdict::Infected { findings } => findings
+            .iter()
+            .map(|f| format!("{}:{}", f.engine, f.signature))
+            .collect(),
         other => panic!("expected infected, got {other:?}"),
     }
 }
@@ -25,7 +28,10 @@ async fn python_byte_rules_find_patterns_across_read_boundaries() {
     let rules = host.plugin("byte_rules_py").await;
     let bridge = host.plugin("clamav_bridge").await;
     let settings = [("rule.macro", "text:AutoOpen"), ("rule.mz-stub", "hex:4d 5a 90 00")];
-    let stages = [stage(&rules, &settings, Grants::default()), stage(&bridge, &[], clamav_grant())];
+    let stages = [
+        stage(&rules, &settings, Grants::default()),
+        stage(&bridge, &[], clamav_grant()),
+    ];
 
     // A pattern split across the plugin's 1 MiB reads is still found.
     let mut straddling = samples::pseudo_random_text(2 << 20, 1);
@@ -33,11 +39,18 @@ async fn python_byte_rules_find_patterns_across_read_boundaries() {
     let report = host.run(&stages, object("b", "doc.bin", straddling, None)).await;
     assert_eq!(findings(&report.verdict), ["byte-rules:macro"]);
 
-    let report = host.run(&stages, object("b", "stub", b"xx\x4d\x5a\x90\x00yy AutoOpen".to_vec(), None)).await;
+    let report = host
+        .run(
+            &stages,
+            object("b", "stub", b"xx\x4d\x5a\x90\x00yy AutoOpen".to_vec(), None),
+        )
+        .await;
     assert_eq!(findings(&report.verdict), ["byte-rules:macro", "byte-rules:mz-stub"]);
 
     // No pattern: no objection, and ClamAV decides.
-    let report = host.run(&stages, object("b", "ok.txt", b"plain words".to_vec(), None)).await;
+    let report = host
+        .run(&stages, object("b", "ok.txt", b"plain words".to_vec(), None))
+        .await;
     assert_eq!(report.verdict, Verdict::Clean);
     assert_eq!(report.stages[0].outcome, "continue");
     let report = host.run(&stages, object("b", "eicar", samples::eicar(), None)).await;
@@ -45,13 +58,30 @@ async fn python_byte_rules_find_patterns_across_read_boundaries() {
 
     // Over its size limit: unscannable, never clean.
     let small = [("rule.macro", "text:AutoOpen"), ("max-scan-bytes", "1KB")];
-    let report = host.run(&[stage(&rules, &small, Grants::default())], object("b", "big", vec![b'a'; 4096], None)).await;
+    let report = host
+        .run(
+            &[stage(&rules, &small, Grants::default())],
+            object("b", "big", vec![b'a'; 4096], None),
+        )
+        .await;
     assert_eq!(report.verdict.result_name(), "unscannable", "{:?}", report.verdict);
 
     // A bad setting is an error that names it.
     let bad = [("rule.x", "base64:QUJD")];
-    let report = host.run(&[stage(&rules, &bad, Grants::default())], object("b", "x", b"ABC".to_vec(), None)).await;
-    assert!(report.verdict.to_string().contains("setting `rule.x`: expected `hex:...` or `text:...`"), "{}", report.verdict);
+    let report = host
+        .run(
+            &[stage(&rules, &bad, Grants::default())],
+            object("b", "x", b"ABC".to_vec(), None),
+        )
+        .await;
+    assert!(
+        report
+            .verdict
+            .to_string()
+            .contains("setting `rule.x`: expected `hex:...` or `text:...`"),
+        "{}",
+        report.verdict
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,10 +96,30 @@ async fn javascript_size_policy_blocks_by_size_type_and_extension() {
     ];
     let stages = [stage(&policy, &settings, Grants::default())];
     let cases: [(&str, Vec<u8>, Option<&str>, &str); 5] = [
-        ("big.txt", vec![b'a'; 2048], Some("text/plain"), "2048 bytes is over max-size 1KB"),
-        ("empty.txt", Vec::new(), Some("text/plain"), "0 bytes is under min-size 1"),
-        ("doc.pdf", b"%PDF".to_vec(), Some("application/pdf"), "content type `application/pdf` is not allowed"),
-        ("setup.EXE", b"MZ".to_vec(), Some("image/png"), "extension `.exe` is denied"),
+        (
+            "big.txt",
+            vec![b'a'; 2048],
+            Some("text/plain"),
+            "2048 bytes is over max-size 1KB",
+        ),
+        (
+            "empty.txt",
+            Vec::new(),
+            Some("text/plain"),
+            "0 bytes is under min-size 1",
+        ),
+        (
+            "doc.pdf",
+            b"%PDF".to_vec(),
+            Some("application/pdf"),
+            "content type `application/pdf` is not allowed",
+        ),
+        (
+            "setup.EXE",
+            b"MZ".to_vec(),
+            Some("image/png"),
+            "extension `.exe` is denied",
+        ),
         ("a/b/ok.txt", b"fine".to_vec(), Some("text/plain"), ""),
     ];
     for (key, bytes, content_type, reason) in cases {
@@ -87,7 +137,11 @@ async fn c_entropy_check_blocks_random_bytes_that_claim_to_be_text() {
     let host = TestHost::with_clamd(test_limits());
     let entropy = host.plugin("entropy_c").await;
     assert_eq!(entropy.contract.to_string(), "0.1.1");
-    let stages = [stage(&entropy, &[("max-entropy", "7.5"), ("text-types", "text/,application/json")], Grants::default())];
+    let stages = [stage(
+        &entropy,
+        &[("max-entropy", "7.5"), ("text-types", "text/,application/json")],
+        Grants::default(),
+    )];
     let mut state = 0x9e3779b97f4a7c15u64;
     let random: Vec<u8> = (0..65536)
         .map(|_| {
@@ -98,15 +152,35 @@ async fn c_entropy_check_blocks_random_bytes_that_claim_to_be_text() {
         })
         .collect();
 
-    let report = host.run(&stages, object("b", "notes.txt", random.clone(), Some("text/plain"))).await;
+    let report = host
+        .run(&stages, object("b", "notes.txt", random.clone(), Some("text/plain")))
+        .await;
     match &report.verdict {
-        Verdict::Blocked { reason } => assert!(reason.starts_with("entropy ") && reason.contains("bits/byte over 7.50, but it claims `text/plain`"), "{reason}"),
+        Verdict::Blocked { reason } => assert!(
+            reason.starts_with("entropy ") && reason.contains("bits/byte over 7.50, but it claims `text/plain`"),
+            "{reason}"
+        ),
         other => panic!("expected blocked, got {other:?}"),
     }
     // The same bytes as what they are, and real text as text: no objection.
-    let report = host.run(&stages, object("b", "blob.bin", random, Some("application/octet-stream"))).await;
+    let report = host
+        .run(
+            &stages,
+            object("b", "blob.bin", random, Some("application/octet-stream")),
+        )
+        .await;
     assert_eq!(report.stages[0].outcome, "continue", "{:?}", report.verdict);
-    let report = host.run(&stages, object("b", "notes.txt", samples::pseudo_random_text(65536, 2), Some("text/plain"))).await;
+    let report = host
+        .run(
+            &stages,
+            object(
+                "b",
+                "notes.txt",
+                samples::pseudo_random_text(65536, 2),
+                Some("text/plain"),
+            ),
+        )
+        .await;
     assert_eq!(report.stages[0].outcome, "continue", "{:?}", report.verdict);
 }
 
@@ -150,19 +224,51 @@ grants = {{ storage = ["quarantine", "staging"] }}
         c = component("entropy_c").display(),
     );
     let agent = world.start_agent(&world.config(&clamd::shared().address(), &extra));
-    world.put("polyglot/readme.txt", b"hello".to_vec(), Some("text/plain"), &[], &[]).await;
-    world.put("polyglot/payload.js", b"alert(1)".to_vec(), Some("text/javascript"), &[], &[]).await;
-    world.put("polyglot/macro.doc", b"..AutoOpen..".to_vec(), Some("application/msword"), &[], &[]).await;
+    world
+        .put("polyglot/readme.txt", b"hello".to_vec(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .put(
+            "polyglot/payload.js",
+            b"alert(1)".to_vec(),
+            Some("text/javascript"),
+            &[],
+            &[],
+        )
+        .await;
+    world
+        .put(
+            "polyglot/macro.doc",
+            b"..AutoOpen..".to_vec(),
+            Some("application/msword"),
+            &[],
+            &[],
+        )
+        .await;
 
     let within = Duration::from_secs(120); // first use compiles the Python and JS runtimes
     world.wait_for(PRODUCTION, "polyglot/readme.txt", within, &agent).await;
-    world.wait_for(QUARANTINE, "staging/polyglot/payload.js", within, &agent).await;
-    world.wait_for(QUARANTINE, "staging/polyglot/macro.doc", within, &agent).await;
-    let result = world.tag(QUARANTINE, "staging/polyglot/macro.doc", "bucketscan-result").await;
+    world
+        .wait_for(QUARANTINE, "staging/polyglot/payload.js", within, &agent)
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/polyglot/macro.doc", within, &agent)
+        .await;
+    let result = world
+        .tag(QUARANTINE, "staging/polyglot/macro.doc", "bucketscan-result")
+        .await;
     assert_eq!(result.as_deref(), Some("infected"));
-    let signature = world.tag(QUARANTINE, "staging/polyglot/macro.doc", "bucketscan-signature").await;
+    let signature = world
+        .tag(QUARANTINE, "staging/polyglot/macro.doc", "bucketscan-signature")
+        .await;
     assert_eq!(signature.as_deref(), Some("macro"));
-    assert_eq!(world.tag(QUARANTINE, "staging/polyglot/payload.js", "bucketscan-result").await.as_deref(), Some("blocked"));
+    assert_eq!(
+        world
+            .tag(QUARANTINE, "staging/polyglot/payload.js", "bucketscan-result")
+            .await
+            .as_deref(),
+        Some("blocked")
+    );
 }
 
 /// Where scripts/setup installed each toolchain, for the scaffolds' builds.
@@ -177,7 +283,10 @@ fn toolchain_env(command: &mut Command) -> &mut Command {
     command
         .env("PATH", path)
         .env("BUCKETSCAN", bucketscan_bin())
-        .env("COMPONENTIZE_JS", tools.join("node/node_modules/@bytecodealliance/componentize-js/src/componentize.js"))
+        .env(
+            "COMPONENTIZE_JS",
+            tools.join("node/node_modules/@bytecodealliance/componentize-js/src/componentize.js"),
+        )
         // Rust scaffolds share one target dir across runs (not the
         // workspace's: its lock is held by the outer cargo).
         .env("CARGO_TARGET_DIR", target_dir().join("tmp/scaffold-target"))
@@ -196,7 +305,10 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let root = dir.path().join(&name);
         let contract = std::fs::read_to_string(root.join("wit/plugin.wit")).unwrap();
-        assert_eq!(contract, std::fs::read_to_string(workspace().join("wit/plugin.wit")).unwrap());
+        assert_eq!(
+            contract,
+            std::fs::read_to_string(workspace().join("wit/plugin.wit")).unwrap()
+        );
 
         let out = toolchain_env(&mut Command::new(root.join("test.sh"))).output().unwrap();
         assert!(
@@ -217,6 +329,9 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
-    let out = Command::new(bucketscan_bin()).args(["plugin", "new", "--lang", "js", "Bad_Name"]).output().unwrap();
+    let out = Command::new(bucketscan_bin())
+        .args(["plugin", "new", "--lang", "js", "Bad_Name"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin name `Bad_Name`: use lowercase letters"));
 }

@@ -1,10 +1,10 @@
 //! Config-driven pipelines: inspectors, then actions with storage grants,
 //! with the real components and dry-run storage.
 
-use bucketscan_core::config::Config;
 use bucketscan_core::Verdict;
+use bucketscan_core::config::Config;
 use bucketscan_engine::{LoadedPipelines, PluginHost};
-use bucketscan_tests::host::{object, test_limits, TestHost};
+use bucketscan_tests::host::{TestHost, object, test_limits};
 use bucketscan_tests::{clamd, config, samples};
 
 const PIPELINE: &str = r#"
@@ -51,7 +51,12 @@ async fn a_clean_object_runs_the_clean_actions_with_their_grants() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (scope, stages) = loaded.pipeline_for("staging", "docs/notes.txt").unwrap();
     assert_eq!(scope, "bucket `staging`");
-    let report = host.run(&stages, object("staging", "docs/notes.txt", samples::clean_text(), None)).await;
+    let report = host
+        .run(
+            &stages,
+            object("staging", "docs/notes.txt", samples::clean_text(), None),
+        )
+        .await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert!(report.actions_ok);
     let tagger = &report.stages[2];
@@ -72,7 +77,9 @@ async fn a_clean_object_runs_the_clean_actions_with_their_grants() {
 async fn an_infected_object_never_reaches_a_clean_only_action() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (_, stages) = loaded.pipeline_for("staging", "download.txt").unwrap();
-    let report = host.run(&stages, object("staging", "download.txt", samples::eicar(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "download.txt", samples::eicar(), None))
+        .await;
     assert_eq!(report.result, "infected");
     assert_eq!(report.stages[2].outcome, "not applicable");
     assert!(host.storage.performed().is_empty(), "{:?}", host.storage.performed());
@@ -83,7 +90,12 @@ async fn a_write_to_a_bucket_outside_the_grant_fails_the_action() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (scope, stages) = loaded.pipeline_for("staging", "leaky/notes.txt").unwrap();
     assert_eq!(scope, "bucket `staging` prefix `leaky/`");
-    let report = host.run(&stages, object("staging", "leaky/notes.txt", samples::clean_text(), None)).await;
+    let report = host
+        .run(
+            &stages,
+            object("staging", "leaky/notes.txt", samples::clean_text(), None),
+        )
+        .await;
     assert_eq!(report.verdict, Verdict::Clean);
     assert!(!report.actions_ok);
     let error = report.stages[1].error.as_deref().unwrap();
@@ -92,7 +104,10 @@ async fn a_write_to_a_bucket_outside_the_grant_fails_the_action() {
         "{error}"
     );
     // The tag (granted) happened before the refused copy; nothing else.
-    assert_eq!(host.storage.performed(), vec!["would tag s3://staging/leaky/notes.txt scan-result=clean"]);
+    assert_eq!(
+        host.storage.performed(),
+        vec!["would tag s3://staging/leaky/notes.txt scan-result=clean"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -101,9 +116,15 @@ async fn on_is_refused_on_inspectors_with_the_config_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = config::write(dir.path(), &clamd::shared().address(), body);
     let host = PluginHost::new(&test_limits()).unwrap();
-    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap()).await.unwrap_err().to_string();
+    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("{}:", path.display())), "{err}");
-    assert!(err.contains("`on` applies to action stages only, and `clamav-bridge@0.1.0` is an inspector"), "{err}");
+    assert!(
+        err.contains("`on` applies to action stages only, and `clamav-bridge@0.1.0` is an inspector"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,11 +135,17 @@ async fn a_changed_plugin_file_is_refused_by_its_sha256_pin() {
     let component = bucketscan_tests::component("clamav_bridge");
     std::fs::write(
         &path,
-        format!("[plugins.clamav-bridge]\npath = \"{}\"\nsha256 = \"{pinned}\"\n", component.display()),
+        format!(
+            "[plugins.clamav-bridge]\npath = \"{}\"\nsha256 = \"{pinned}\"\n",
+            component.display()
+        ),
     )
     .unwrap();
     let host = PluginHost::new(&test_limits()).unwrap();
-    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap()).await.unwrap_err().to_string();
+    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("plugin `clamav-bridge`"), "{err}");
     assert!(err.contains(&format!("the config pins {pinned}")), "{err}");
 }

@@ -3,7 +3,7 @@
 //! the agent; every object is handled exactly as some live version said,
 //! nothing fails or is lost, and the last valid version is the one live.
 
-use bucketscan_tests::agent::{AgentProcess, World, PRODUCTION, QUARANTINE, STAGING};
+use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::{clamd, component};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,13 +28,20 @@ fn replace_atomically(path: &Path, bytes: &[u8]) {
 
 fn reloads(agent: &AgentProcess) -> (usize, usize) {
     let log = agent.log();
-    (log.matches("reloaded: new objects use").count(), log.matches("reload refused").count())
+    (
+        log.matches("reloaded: new objects use").count(),
+        log.matches("reload refused").count(),
+    )
 }
 
 async fn wait_for_reloads(agent: &AgentProcess, done: usize, refused: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while reloads(agent).0 < done || reloads(agent).1 < refused {
-        assert!(Instant::now() < deadline, "expected {done} reloads and {refused} refusals; log:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "expected {done} reloads and {refused} refusals; log:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -52,7 +59,11 @@ async fn plugins_and_config_reload_while_objects_flow_without_losing_any() {
     let agent = world.start_agent(&config);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !agent.log().contains("watching for changes") {
-        assert!(Instant::now() < deadline, "the agent never started watching; log:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "the agent never started watching; log:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -125,24 +136,39 @@ async fn plugins_and_config_reload_while_objects_flow_without_losing_any() {
                 } else {
                     world.tag(QUARANTINE, &quarantined, "bucketscan-result").await
                 };
-                assert_eq!(result.as_deref(), Some(if promoted { "clean" } else { "blocked" }), "{key}");
+                assert_eq!(
+                    result.as_deref(),
+                    Some(if promoted { "clean" } else { "blocked" }),
+                    "{key}"
+                );
                 outcomes.push(promoted);
                 break;
             }
-            assert!(Instant::now() < deadline, "{key} was never handled; log:\n{}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "{key} was never handled; log:\n{}",
+                agent.log()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while world.queue_depth().await > 0 {
-        assert!(Instant::now() < deadline, "messages left on the queue; log:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "messages left on the queue; log:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let log = agent.log();
     for line in log.lines().filter(|l| l.contains("reload")) {
         eprintln!("{line}");
     }
-    assert!(!log.contains("will retry") && !log.contains("not handled"), "no object failed:\n{log}");
+    assert!(
+        !log.contains("will retry") && !log.contains("not handled"),
+        "no object failed:\n{log}"
+    );
     let notifications = world.notifications().await;
     let results: Vec<&str> = notifications
         .iter()
@@ -150,11 +176,27 @@ async fn plugins_and_config_reload_while_objects_flow_without_losing_any() {
         .collect();
     assert!(results.len() >= OBJECTS, "{results:?}");
     assert!(results.iter().all(|r| *r == "clean" || *r == "blocked"), "{results:?}");
-    assert!(outcomes.contains(&true) && outcomes.contains(&false), "both versions served objects: {outcomes:?}");
+    assert!(
+        outcomes.contains(&true) && outcomes.contains(&false),
+        "both versions served objects: {outcomes:?}"
+    );
 
     // The last valid config (round 2: deny text) is the one live now.
-    world.put("after/last.txt", b"written after the last reload".to_vec(), Some("text/plain"), &[], &[]).await;
-    world.wait_for(QUARANTINE, "staging/after/last.txt", Duration::from_secs(60), &agent).await;
+    world
+        .put(
+            "after/last.txt",
+            b"written after the last reload".to_vec(),
+            Some("text/plain"),
+            &[],
+            &[],
+        )
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/after/last.txt", Duration::from_secs(60), &agent)
+        .await;
     assert!(log.contains("generation=") && log.contains("reload refused, the running version keeps serving"));
-    assert!(log.contains("not a WebAssembly component") || log.contains("plugin `gate`"), "{log}");
+    assert!(
+        log.contains("not a WebAssembly component") || log.contains("plugin `gate`"),
+        "{log}"
+    );
 }

@@ -1,10 +1,10 @@
 //! Hostile plugins: each is stopped within its limit, reported with the
 //! plugin's name, version and the cause, and the host goes on scanning.
 
+use bucketscan_core::Verdict;
 use bucketscan_core::config::HostLimits;
 use bucketscan_core::grants::Grants;
-use bucketscan_core::Verdict;
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::samples;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,14 @@ async fn assert_stopped(behaviour: &str, extra: &[(&str, &str)], grants: Grants,
     let took = started.elapsed();
     match &report.verdict {
         Verdict::Error { message } => {
-            assert!(message.contains("plugin hostile@6.6.6 failed"), "{behaviour}: {message}");
-            assert!(message.contains(expected), "{behaviour}: expected `{expected}` in: {message}");
+            assert!(
+                message.contains("plugin hostile@6.6.6 failed"),
+                "{behaviour}: {message}"
+            );
+            assert!(
+                message.contains(expected),
+                "{behaviour}: expected `{expected}` in: {message}"
+            );
         }
         other => panic!("{behaviour}: expected an error verdict, got {other:?}"),
     }
@@ -46,7 +52,10 @@ async fn assert_stopped(behaviour: &str, extra: &[(&str, &str)], grants: Grants,
 
     // The next object on the same host is scanned normally.
     let next = host
-        .run(&[stage(&bridge, &[], clamav_grant())], object("staging", "eicar.com", samples::eicar(), None))
+        .run(
+            &[stage(&bridge, &[], clamav_grant())],
+            object("staging", "eicar.com", samples::eicar(), None),
+        )
         .await;
     assert_eq!(next.result, "infected", "{behaviour}: the host must go on");
     took
@@ -54,30 +63,72 @@ async fn assert_stopped(behaviour: &str, extra: &[(&str, &str)], grants: Grants,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_infinite_loop_is_stopped_by_the_wasm_time_limit() {
-    let took = assert_stopped("spin", &[], Grants::default(), "timeout: the plugin's code ran longer than 500 ms").await;
+    let took = assert_stopped(
+        "spin",
+        &[],
+        Grants::default(),
+        "timeout: the plugin's code ran longer than 500 ms",
+    )
+    .await;
     assert!(took < Duration::from_secs(3), "stopped after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_blocked_in_a_host_call_is_stopped_by_the_stage_timeout() {
-    assert_stopped("sleep", &[], Grants::default(), "timeout: the stage took longer than 3000 ms").await;
+    assert_stopped(
+        "sleep",
+        &[],
+        Grants::default(),
+        "timeout: the stage took longer than 3000 ms",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_hog_hits_the_memory_limit() {
-    assert_stopped("hog", &[], Grants::default(), "memory limit exceeded: asked to grow memory to").await;
+    assert_stopped(
+        "hog",
+        &[],
+        Grants::default(),
+        "memory limit exceeded: asked to grow memory to",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_is_reported_as_a_trap() {
-    assert_stopped("trap", &[], Grants::default(), "trap: wasm trap: wasm `unreachable` instruction executed").await;
+    assert_stopped(
+        "trap",
+        &[],
+        Grants::default(),
+        "trap: wasm trap: wasm `unreachable` instruction executed",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_and_malformed_outputs_are_refused() {
-    assert_stopped("oversized", &[], Grants::default(), "malformed output: blocked reason is 8388608 bytes").await;
-    assert_stopped("many-findings", &[], Grants::default(), "malformed output: 10000 findings").await;
-    assert_stopped("no-findings", &[], Grants::default(), "malformed output: an infected verdict must name").await;
+    assert_stopped(
+        "oversized",
+        &[],
+        Grants::default(),
+        "malformed output: blocked reason is 8388608 bytes",
+    )
+    .await;
+    assert_stopped(
+        "many-findings",
+        &[],
+        Grants::default(),
+        "malformed output: 10000 findings",
+    )
+    .await;
+    assert_stopped(
+        "no-findings",
+        &[],
+        Grants::default(),
+        "malformed output: an infected verdict must name",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +155,10 @@ async fn the_environment_is_empty() {
     let host = TestHost::with_clamd(limits());
     let hostile = host.plugin("test_plugin_hostile").await;
     let report = host
-        .run(&[stage(&hostile, &[("behaviour", "env")], Grants::default())], object("b", "k", Vec::new(), None))
+        .run(
+            &[stage(&hostile, &[("behaviour", "env")], Grants::default())],
+            object("b", "k", Vec::new(), None),
+        )
         .await;
     assert_eq!(report.verdict, Verdict::Clean, "{:?}", report.verdict);
 }

@@ -1,11 +1,11 @@
 //! The webhook plugin through the host's `http` capability, against a real
 //! HTTP receiver on loopback that checks the HMAC signature itself.
 
-use bucketscan_core::grants::Grants;
 use bucketscan_core::Verdict;
+use bucketscan_core::grants::Grants;
 use bucketscan_engine::PipelineStage;
-use bucketscan_tests::agent::{World, QUARANTINE};
-use bucketscan_tests::host::{clamav_grant, object, stage, test_limits, TestHost};
+use bucketscan_tests::agent::{QUARANTINE, World};
+use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::webhook::{Behaviour, Receiver, SECRET};
 use bucketscan_tests::{clamd, free_port, samples};
 use std::sync::Arc;
@@ -28,7 +28,11 @@ async fn pipeline(host: &TestHost, settings: &[(&str, &str)]) -> Vec<PipelineSta
 }
 
 fn webhook_stage(report: &bucketscan_core::report::ScanReport) -> &bucketscan_core::report::StageReport {
-    report.stages.iter().find(|s| s.plugin == "webhook").expect("webhook stage ran")
+    report
+        .stages
+        .iter()
+        .find(|s| s.plugin == "webhook")
+        .expect("webhook stage ran")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,13 +40,22 @@ async fn posts_a_signed_result_with_findings_and_timings() {
     let receiver = Receiver::start(Behaviour::default());
     let host = TestHost::with_clamd(test_limits());
     let stages = pipeline(&host, &[("url", &receiver.url("/scan"))]).await;
-    let report = host.run(&stages, object("staging", "in/eicar.txt", samples::eicar(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "in/eicar.txt", samples::eicar(), None))
+        .await;
 
-    assert!(matches!(report.verdict, Verdict::Infected { .. }), "{:?}", report.verdict);
+    assert!(
+        matches!(report.verdict, Verdict::Infected { .. }),
+        "{:?}",
+        report.verdict
+    );
     assert!(report.actions_ok, "{:?}", report.stages);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(requests[0]["signature_valid"], true, "the receiver verified the HMAC itself");
+    assert_eq!(
+        requests[0]["signature_valid"], true,
+        "the receiver verified the HMAC itself"
+    );
     assert_eq!(requests[0]["headers"]["content-type"], "application/json");
     let body = &receiver.signed_bodies()[0];
     assert_eq!(body["bucket"], "staging");
@@ -53,20 +66,32 @@ async fn posts_a_signed_result_with_findings_and_timings() {
     assert_eq!(body["timings"][0]["outcome"], "infected");
     assert!(body["timings"][0]["duration_us"].as_u64().unwrap() > 0);
     assert!(!body["agent"].as_str().unwrap().is_empty());
-    assert_eq!(webhook_stage(&report).actions, vec![format!("webhook {}: 200", receiver.url("/scan"))]);
+    assert_eq!(
+        webhook_stage(&report).actions,
+        vec![format!("webhook {}: 200", receiver.url("/scan"))]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_receiver_is_retried_until_it_answers() {
-    let receiver = Receiver::start(Behaviour { fail_first: 2, ..Behaviour::default() });
+    let receiver = Receiver::start(Behaviour {
+        fail_first: 2,
+        ..Behaviour::default()
+    });
     let host = TestHost::with_clamd(test_limits());
     let stages = pipeline(&host, &[("url", &receiver.url("/")), ("attempts", "3")]).await;
-    let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+        .await;
 
     assert_eq!(report.verdict, Verdict::Clean);
     assert_eq!(receiver.requests().len(), 3, "two 503s, then 200");
     assert_eq!(receiver.signed_bodies().len(), 3, "every attempt signed");
-    assert!(webhook_stage(&report).actions[0].ends_with(": 200"), "{:?}", webhook_stage(&report));
+    assert!(
+        webhook_stage(&report).actions[0].ends_with(": 200"),
+        "{:?}",
+        webhook_stage(&report)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,14 +99,21 @@ async fn a_receiver_that_is_down_changes_nothing_unless_required() {
     let host = TestHost::with_clamd(test_limits());
     let dead = format!("http://127.0.0.1:{}/", free_port());
     let stages = pipeline(&host, &[("url", &dead), ("attempts", "2"), ("timeout-ms", "500")]).await;
-    let report = host.run(&stages, object("staging", "eicar", samples::eicar(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "eicar", samples::eicar(), None))
+        .await;
     assert!(matches!(report.verdict, Verdict::Infected { .. }), "the verdict stands");
     assert!(report.actions_ok, "not required: handling goes on");
     let line = &webhook_stage(&report).actions[0];
-    assert!(line.starts_with("webhook not delivered: POST") && line.contains("2 attempt(s)"), "{line}");
+    assert!(
+        line.starts_with("webhook not delivered: POST") && line.contains("2 attempt(s)"),
+        "{line}"
+    );
 
     let stages = pipeline(&host, &[("url", &dead), ("attempts", "1"), ("required", "true")]).await;
-    let report = host.run(&stages, object("staging", "eicar", samples::eicar(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "eicar", samples::eicar(), None))
+        .await;
     assert!(matches!(report.verdict, Verdict::Infected { .. }), "the verdict stands");
     assert!(!report.actions_ok, "required: the object is retried later");
     let error = webhook_stage(&report).error.as_deref().unwrap();
@@ -90,15 +122,29 @@ async fn a_receiver_that_is_down_changes_nothing_unless_required() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_receiver_costs_at_most_its_timeouts() {
-    let receiver = Receiver::start(Behaviour { delay_ms: 3000, ..Behaviour::default() });
+    let receiver = Receiver::start(Behaviour {
+        delay_ms: 3000,
+        ..Behaviour::default()
+    });
     let host = TestHost::with_clamd(test_limits());
-    let stages = pipeline(&host, &[("url", &receiver.url("/")), ("attempts", "2"), ("timeout-ms", "300")]).await;
+    let stages = pipeline(
+        &host,
+        &[("url", &receiver.url("/")), ("attempts", "2"), ("timeout-ms", "300")],
+    )
+    .await;
     let started = Instant::now();
-    let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+        .await;
     let took = started.elapsed();
     assert_eq!(report.verdict, Verdict::Clean);
     assert!(report.actions_ok);
-    assert!(webhook_stage(&report).actions[0].contains("timed out") || webhook_stage(&report).actions[0].contains("timeout"), "{:?}", webhook_stage(&report));
+    assert!(
+        webhook_stage(&report).actions[0].contains("timed out")
+            || webhook_stage(&report).actions[0].contains("timeout"),
+        "{:?}",
+        webhook_stage(&report)
+    );
     // 2 × 300 ms + one 200 ms backoff, far below the receiver's 3 s.
     assert!(took < Duration::from_millis(2500), "took {took:?}");
 }
@@ -106,19 +152,31 @@ async fn a_slow_receiver_costs_at_most_its_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_addresses_and_redirects_are_never_reached() {
     let target = Receiver::start(Behaviour::default());
-    let redirecting = Receiver::start(Behaviour { redirect_to: Some(target.url("/stolen")), ..Behaviour::default() });
+    let redirecting = Receiver::start(Behaviour {
+        redirect_to: Some(target.url("/stolen")),
+        ..Behaviour::default()
+    });
     let host = TestHost::with_clamd(test_limits());
     let webhook = host.plugin("webhook").await;
     let grants = Grants {
         http: vec!["127.0.0.1".into(), "169.254.169.254".into(), "169.254.170.2".into()],
         ..Grants::default()
     };
-    for url in ["http://169.254.169.254/latest/meta-data/", "http://169.254.170.2/v2/credentials", &redirecting.url("/")] {
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.170.2/v2/credentials",
+        &redirecting.url("/"),
+    ] {
         let stages = vec![stage(&webhook, &[("url", url), ("required", "true")], grants.clone())];
-        let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+        let report = host
+            .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+            .await;
         let error = webhook_stage(&report).error.clone().unwrap_or_default();
         if url.contains("169.254") {
-            assert!(error.contains("link-local or metadata address and is always refused"), "{url}: {error}");
+            assert!(
+                error.contains("link-local or metadata address and is always refused"),
+                "{url}: {error}"
+            );
         } else {
             assert!(error.contains("answered 302"), "{url}: {error}");
         }
@@ -134,7 +192,9 @@ async fn a_host_outside_the_grant_ends_the_stage() {
     let webhook = host.plugin("webhook").await;
     let url = receiver.url("/").replace("127.0.0.1", "localhost");
     let stages = vec![stage(&webhook, &[("url", &url)], http_grant())];
-    let report = host.run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    let report = host
+        .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+        .await;
     let error = webhook_stage(&report).error.clone().unwrap_or_default();
     assert!(error.contains("capability `http` not granted"), "{error}");
     assert!(receiver.requests().is_empty());
@@ -161,18 +221,35 @@ signing-secret = {{ file = "{secret}" }}
         secret = secret.display(),
     );
     let agent = world.start_agent(&world.config(&clamd::shared().address(), &extra));
-    world.put("a/eicar.txt", samples::eicar(), Some("text/plain"), &[], &[]).await;
-    world.put("a/clean.txt", b"just text".to_vec(), Some("text/plain"), &[], &[]).await;
-    world.wait_for(QUARANTINE, "staging/a/eicar.txt", Duration::from_secs(60), &agent).await;
+    world
+        .put("a/eicar.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .put("a/clean.txt", b"just text".to_vec(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/a/eicar.txt", Duration::from_secs(60), &agent)
+        .await;
 
     let requests = receiver.wait_for_requests(2, Duration::from_secs(60)).await;
     assert_eq!(requests.len(), 2, "{requests:?}\n{}", agent.log());
     let mut bodies = receiver.signed_bodies();
     assert_eq!(bodies.len(), 2, "both signed with the secret from the file");
     bodies.sort_by_key(|b| b["key"].as_str().unwrap().to_owned());
-    assert_eq!((bodies[0]["key"].as_str(), bodies[0]["verdict"].as_str()), (Some("a/clean.txt"), Some("clean")));
-    assert_eq!((bodies[1]["key"].as_str(), bodies[1]["verdict"].as_str()), (Some("a/eicar.txt"), Some("infected")));
-    let plugins: Vec<&str> = bodies[1]["timings"].as_array().unwrap().iter().map(|t| t["plugin"].as_str().unwrap()).collect();
+    assert_eq!(
+        (bodies[0]["key"].as_str(), bodies[0]["verdict"].as_str()),
+        (Some("a/clean.txt"), Some("clean"))
+    );
+    assert_eq!(
+        (bodies[1]["key"].as_str(), bodies[1]["verdict"].as_str()),
+        (Some("a/eicar.txt"), Some("infected"))
+    );
+    let plugins: Vec<&str> = bodies[1]["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["plugin"].as_str().unwrap())
+        .collect();
     assert_eq!(plugins, ["filetype-filter", "clamav-bridge", "promoter", "quarantine"]);
     assert!(bodies[1]["agent"].as_str().unwrap().contains('-'));
 }
@@ -193,7 +270,9 @@ async fn a_host_name_is_resolved_and_checked_before_connecting() {
     let url = receiver.url("/named").replace("127.0.0.1", "localhost");
     let mut hook = stage(&webhook, &[("url", &url), ("required", "true")], grants);
     hook.signing_secret = Some(Arc::from(SECRET.as_bytes()));
-    let report = host.run(&[hook], object("staging", "ok.txt", b"hello".to_vec(), None)).await;
+    let report = host
+        .run(&[hook], object("staging", "ok.txt", b"hello".to_vec(), None))
+        .await;
     assert!(report.actions_ok, "{:?}", report.stages);
     assert_eq!(receiver.signed_bodies().len(), 1);
     assert_eq!(receiver.requests()[0]["path"], "/named");

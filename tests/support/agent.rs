@@ -33,7 +33,15 @@ impl World {
         for bucket in [STAGING, PRODUCTION, QUARANTINE] {
             aws.s3.create_bucket().bucket(bucket).send().await.unwrap();
         }
-        let dlq_url = aws.sqs.create_queue().queue_name("scan-dlq").send().await.unwrap().queue_url.unwrap();
+        let dlq_url = aws
+            .sqs
+            .create_queue()
+            .queue_name("scan-dlq")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
         let dlq_arn = queue_arn(&aws, &dlq_url).await;
         let queue_url = aws
             .sqs
@@ -66,8 +74,24 @@ impl World {
             .send()
             .await
             .unwrap();
-        let topic_arn = aws.sns.create_topic().name("scan-results").send().await.unwrap().topic_arn.unwrap();
-        let results_url = aws.sqs.create_queue().queue_name("scan-results-subscriber").send().await.unwrap().queue_url.unwrap();
+        let topic_arn = aws
+            .sns
+            .create_topic()
+            .name("scan-results")
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap();
+        let results_url = aws
+            .sqs
+            .create_queue()
+            .queue_name("scan-results-subscriber")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
         let results_arn = queue_arn(&aws, &results_url).await;
         aws.sns
             .subscribe()
@@ -92,12 +116,23 @@ impl World {
     /// clamav-bridge, promoter on clean, quarantine on infected/blocked)
     /// plus `extra` TOML.
     pub fn config(&self, clamd_address: &str, extra: &str) -> PathBuf {
-        self.config_with(clamd_address, "", r#"deny = ["executable"], block-mismatch = true"#, extra)
+        self.config_with(
+            clamd_address,
+            "",
+            r#"deny = ["executable"], block-mismatch = true"#,
+            extra,
+        )
     }
 
     /// Like [`config`](Self::config), with `first_stages` (TOML stage
     /// tables) before the filetype-filter and its settings given.
-    pub fn config_with(&self, clamd_address: &str, first_stages: &str, filetype_settings: &str, extra: &str) -> PathBuf {
+    pub fn config_with(
+        &self,
+        clamd_address: &str,
+        first_stages: &str,
+        filetype_settings: &str,
+        extra: &str,
+    ) -> PathBuf {
         let body = format!(
             r#"
 [agent]
@@ -202,7 +237,14 @@ grants = { storage = ["production"] }
         AgentProcess { child, log, stdout }
     }
 
-    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>, metadata: &[(&str, &str)], tags: &[(&str, &str)]) {
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+        metadata: &[(&str, &str)],
+        tags: &[(&str, &str)],
+    ) {
         let mut request = self
             .aws
             .s3
@@ -246,7 +288,12 @@ grants = { storage = ["production"] }
                 .send()
                 .await
                 .unwrap();
-            completed.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap()).build());
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(out.e_tag().unwrap())
+                    .build(),
+            );
         }
         s3.complete_multipart_upload()
             .bucket(STAGING)
@@ -271,16 +318,34 @@ grants = { storage = ["production"] }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("s3://{bucket}/{key} did not appear within {within:?}; agent log:\n{}", agent.log());
+        panic!(
+            "s3://{bucket}/{key} did not appear within {within:?}; agent log:\n{}",
+            agent.log()
+        );
     }
 
     pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
-        let out = self.aws.s3.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
-        out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+        let out = self
+            .aws
+            .s3
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        out.tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()
     }
 
     pub async fn tag(&self, bucket: &str, key: &str, name: &str) -> Option<String> {
-        self.tags(bucket, key).await.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.tags(bucket, key)
+            .await
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// Messages (visible or in flight) still on the event queue.
@@ -297,7 +362,8 @@ grants = { storage = ["production"] }
             .unwrap();
         let attrs = out.attributes.unwrap_or_default();
         let get = |name: QueueAttributeName| attrs.get(&name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        get(QueueAttributeName::ApproximateNumberOfMessages) + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        get(QueueAttributeName::ApproximateNumberOfMessages)
+            + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
     /// Result notifications the topic delivered so far, as (attributes, body).
@@ -325,7 +391,10 @@ grants = { storage = ["production"] }
     }
 
     pub async fn set_tags(&self, key: &str, tags: &[(&str, &str)]) {
-        let tag_set: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap()).collect();
+        let tag_set: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+            .collect();
         self.aws
             .s3
             .put_object_tagging()

@@ -160,7 +160,9 @@ pub fn spawn_quiet(program: std::path::PathBuf, args: Vec<String>) -> std::io::R
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     if stream.write_all(b"zPING\0").is_err() {
         return false;

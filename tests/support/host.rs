@@ -34,7 +34,11 @@ impl TestHost {
             ..ClamavConfig::default()
         };
         let services = Arc::new(HostServices::new(Clamd::new(&clamav), storage.clone()));
-        Self { host, services, storage }
+        Self {
+            host,
+            services,
+            storage,
+        }
     }
 
     /// A host on the shared test clamd.
@@ -44,7 +48,11 @@ impl TestHost {
 
     pub async fn plugin(&self, component: &str) -> Arc<Plugin> {
         let path = crate::component(component);
-        Arc::new(Plugin::load(&self.host, component, &path, None).await.expect("plugin loads"))
+        Arc::new(
+            Plugin::load(&self.host, component, &path, None)
+                .await
+                .expect("plugin loads"),
+        )
     }
 
     pub async fn run(&self, stages: &[PipelineStage], object: ScanObject) -> ScanReport {

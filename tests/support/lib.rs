@@ -43,7 +43,11 @@ pub fn bucketscan_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/all-HASH -> target/debug/bucketscan
     let path = exe.parent().unwrap().parent().unwrap().join("bucketscan");
-    assert!(path.exists(), "{} is missing: build the workspace first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first",
+        path.display()
+    );
     path
 }
 
@@ -52,18 +56,25 @@ pub fn bucketscan_bin() -> PathBuf {
 pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {
     let deadline = std::time::Instant::now() + within;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "{what} did not listen on port {port} within {within:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on port {port} within {within:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-pub mod host;
-pub mod config;
-pub mod moto;
 pub mod agent;
+pub mod config;
+pub mod host;
+pub mod moto;
 pub mod webhook;

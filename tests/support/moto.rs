@@ -52,10 +52,14 @@ impl MotoServer {
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(self.endpoint())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
             .load()
             .await;
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build();
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .build();
         Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&shared),
@@ -72,7 +76,11 @@ impl MotoServer {
             .credentials_provider(credentials.clone())
             .load()
             .await;
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).build())
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(true)
+                .build(),
+        )
     }
 
     /// moto's recorded state of one service (`/moto-api/data.json`).
@@ -82,7 +90,10 @@ impl MotoServer {
         write!(stream, "GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
         let all: serde_json::Value = serde_json::from_str(body).unwrap();
         all[service].clone()
     }
@@ -97,7 +108,12 @@ pub struct Clients {
 
 impl Clients {
     /// Temporary credentials for `role_arn` (moto maps them to the role's account).
-    pub async fn sts_assume_role(&self, role_arn: &str, session: &str, external_id: &str) -> aws_sdk_s3::config::Credentials {
+    pub async fn sts_assume_role(
+        &self,
+        role_arn: &str,
+        session: &str,
+        external_id: &str,
+    ) -> aws_sdk_s3::config::Credentials {
         let out = self
             .sts
             .assume_role()
@@ -108,6 +124,12 @@ impl Clients {
             .await
             .unwrap();
         let c = out.credentials.unwrap();
-        aws_sdk_s3::config::Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), None, "assumed")
+        aws_sdk_s3::config::Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "assumed",
+        )
     }
 }

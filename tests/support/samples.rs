@@ -19,7 +19,11 @@ pub fn eicar() -> Vec<u8> {
 /// A file from Debian's clamav-testfiles (e.g. `clam.exe`, `clam.zip`).
 pub fn clamav_testfile(name: &str) -> PathBuf {
     let path = Path::new("/usr/share/clamav-testfiles").join(name);
-    assert!(path.exists(), "{} is missing: apt-get install clamav-testfiles (scripts/test does this)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: apt-get install clamav-testfiles (scripts/test does this)",
+        path.display()
+    );
     path
 }
 

@@ -58,7 +58,12 @@ impl Receiver {
         })
         .expect("python3 runs the webhook receiver");
         crate::wait_for_port(port, Duration::from_secs(10), "the webhook receiver");
-        Self { port, log, _dir: dir, child }
+        Self {
+            port,
+            log,
+            _dir: dir,
+            child,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -11,10 +11,10 @@
 
 use crate::worker::{Handled, Worker};
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
-use bucketscan_core::events::{parse_message, Message};
+use bucketscan_core::events::{Message, parse_message};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 
 /// How the agent consumes its queues (`[agent]` in the config).
 #[derive(Debug, Clone)]
@@ -38,7 +38,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(900);
 
 /// Runs until `shutdown` turns true, then finishes or releases the
 /// messages in flight (see the module docs).
-pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    worker: Arc<Worker>,
+    sqs: aws_sdk_sqs::Client,
+    settings: LoopSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let in_flight = InFlight::default();
     let settings = Arc::new(settings);
@@ -70,7 +75,11 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
             let messages = match received {
                 Ok(out) => out.messages.unwrap_or_default(),
                 Err(err) => {
-                    tracing::warn!(queue, "ReceiveMessage failed: {}; retrying", aws_sdk_sqs::error::DisplayErrorContext(&err));
+                    tracing::warn!(
+                        queue,
+                        "ReceiveMessage failed: {}; retrying",
+                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                    );
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
                 }
@@ -80,7 +89,10 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
                 let (worker, sqs, settings, queue) = (worker.clone(), sqs.clone(), settings.clone(), queue.clone());
                 let id = message.message_id().unwrap_or_default().to_owned();
                 if let Some(receipt) = message.receipt_handle() {
-                    in_flight.lock().unwrap().insert(id.clone(), (queue.clone(), receipt.to_owned()));
+                    in_flight
+                        .lock()
+                        .unwrap()
+                        .insert(id.clone(), (queue.clone(), receipt.to_owned()));
                 }
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
@@ -92,7 +104,11 @@ pub async fn run(worker: Arc<Worker>, sqs: aws_sdk_sqs::Client, settings: LoopSe
         }
     }
     let running = in_flight.lock().unwrap().len();
-    tracing::info!(in_flight = running, stop_timeout_s = settings.stop_timeout.as_secs_f64(), "agent stopping: no new messages; finishing objects in flight");
+    tracing::info!(
+        in_flight = running,
+        stop_timeout_s = settings.stop_timeout.as_secs_f64(),
+        "agent stopping: no new messages; finishing objects in flight"
+    );
     let all = permits.acquire_many(settings.concurrency.max(1) as u32);
     if tokio::time::timeout(settings.stop_timeout, all).await.is_err() {
         release(&sqs, &in_flight).await;
@@ -124,8 +140,16 @@ async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
     }
 }
 
-async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &LoopSettings, queue: &str, message: SqsMessage) {
-    let Some(receipt) = message.receipt_handle().map(str::to_owned) else { return };
+async fn handle_message(
+    worker: &Worker,
+    sqs: &aws_sdk_sqs::Client,
+    settings: &LoopSettings,
+    queue: &str,
+    message: SqsMessage,
+) {
+    let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
+        return;
+    };
     let id = message.message_id().unwrap_or("?").to_owned();
     if let Some(lag) = queue_lag(&message) {
         worker.metrics.record_queue_lag(lag);
@@ -160,7 +184,10 @@ async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &L
                     .send()
                     .await;
                 if let Err(err) = extended {
-                    tracing::warn!("extending visibility: {}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+                    tracing::warn!(
+                        "extending visibility: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                    );
                 }
             }
         })
@@ -168,7 +195,9 @@ async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &L
     let mut retry = Vec::new();
     for event in &events {
         match worker.handle(event).await {
-            Handled::Scanned(report) => tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result),
+            Handled::Scanned(report) => {
+                tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result)
+            }
             Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
             Handled::Retry(why) => retry.push(why),
         }
@@ -196,16 +225,29 @@ async fn handle_message(worker: &Worker, sqs: &aws_sdk_sqs::Client, settings: &L
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
-    if let Err(err) = sqs.delete_message().queue_url(queue).receipt_handle(receipt).send().await {
+    if let Err(err) = sqs
+        .delete_message()
+        .queue_url(queue)
+        .receipt_handle(receipt)
+        .send()
+        .await
+    {
         // The message will come back and be handled again; handling is
         // idempotent (tags are merged, copies conditional).
-        tracing::warn!("DeleteMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+        tracing::warn!(
+            "DeleteMessage failed: {}",
+            aws_sdk_sqs::error::DisplayErrorContext(&err)
+        );
     }
 }
 
 /// How long a message waited on the queue (SQS's SentTimestamp to now).
 fn queue_lag(message: &SqsMessage) -> Option<Duration> {
-    let sent_ms: u64 = message.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?.parse().ok()?;
+    let sent_ms: u64 = message
+        .attributes()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     Some(now.saturating_sub(Duration::from_millis(sent_ms)))
 }

@@ -46,7 +46,9 @@ impl Clients {
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let mut per_bucket = HashMap::new();
         for (bucket, bucket_config) in &config.buckets {
-            let Some(role_arn) = &bucket_config.role_arn else { continue };
+            let Some(role_arn) = &bucket_config.role_arn else {
+                continue;
+            };
             let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
                 .session_name("bucketscan")
                 .configure(&shared);
@@ -54,7 +56,9 @@ impl Clients {
                 role = role.external_id(external_id);
             }
             let credentials = role.build().await;
-            let conf = s3_client(&shared, config.agent.path_style).credentials_provider(credentials).build();
+            let conf = s3_client(&shared, config.agent.path_style)
+                .credentials_provider(credentials)
+                .build();
             per_bucket.insert(bucket.clone(), aws_sdk_s3::Client::from_conf(conf));
         }
         Self {

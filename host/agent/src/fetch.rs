@@ -26,10 +26,19 @@ pub enum FetchError {
     /// The key now holds a different object than the event reported; the
     /// newer upload has its own event.
     #[error("s3://{bucket}/{key} changed since the event (event ETag {event}, now {now})")]
-    Changed { bucket: String, key: String, event: String, now: String },
+    Changed {
+        bucket: String,
+        key: String,
+        event: String,
+        now: String,
+    },
     /// Worth retrying: S3 errors, throttling, a broken transfer.
     #[error("fetching s3://{bucket}/{key}: {message}")]
-    Transient { bucket: String, key: String, message: String },
+    Transient {
+        bucket: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// Removes the quotes S3 puts around ETags.
@@ -43,14 +52,21 @@ where
 {
     match err {
         SdkError::ServiceError(service) => {
-            matches!(service.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchVersion" | "404"))
+            matches!(
+                service.err().code(),
+                Some("NoSuchKey" | "NotFound" | "NoSuchVersion" | "404")
+            )
         }
         _ => false,
     }
 }
 
 /// Fetches the object version `event` names.
-pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolConfig) -> Result<ScanObject, FetchError> {
+pub async fn fetch(
+    s3: &aws_sdk_s3::Client,
+    event: &ObjectEvent,
+    spool: &SpoolConfig,
+) -> Result<ScanObject, FetchError> {
     let (bucket, key) = (event.bucket.clone(), event.key.clone());
     let transient = |message: String| FetchError::Transient {
         bucket: bucket.clone(),
@@ -69,18 +85,30 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolCo
         Err(err) if is_not_found(&err) || raw_status(&err) == Some(404) => {
             return Err(FetchError::Gone { bucket, key });
         }
-        Err(err) => return Err(transient(format!("HeadObject: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))),
+        Err(err) => {
+            return Err(transient(format!(
+                "HeadObject: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )));
+        }
     };
     let etag = head.e_tag().map(bare_etag);
     if let (Some(expected), Some(now), None) = (event.etag.as_deref(), etag.as_deref(), event.version_id.as_deref()) {
         if bare_etag(expected) != now {
-            return Err(FetchError::Changed { bucket, key, event: expected.to_owned(), now: now.to_owned() });
+            return Err(FetchError::Changed {
+                bucket,
+                key,
+                event: expected.to_owned(),
+                now: now.to_owned(),
+            });
         }
     }
     let version_id = head.version_id().map(str::to_owned).or(event.version_id.clone());
     let size = head.content_length().unwrap_or_default().max(0) as u64;
 
-    let tags = object_tags(s3, &bucket, &key, version_id.as_deref()).await.map_err(transient)?;
+    let tags = object_tags(s3, &bucket, &key, version_id.as_deref())
+        .await
+        .map_err(transient)?;
 
     // Pin the exact version and bytes the head described.
     let mut object = s3
@@ -102,7 +130,8 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolCo
             .into_bytes();
         ObjectBody::from_bytes(bytes.to_vec())
     } else {
-        std::fs::create_dir_all(&spool.dir).map_err(|err| transient(format!("spool dir {}: {err}", spool.dir.display())))?;
+        std::fs::create_dir_all(&spool.dir)
+            .map_err(|err| transient(format!("spool dir {}: {err}", spool.dir.display())))?;
         let file = tempfile::Builder::new()
             .prefix("bucketscan-")
             .tempfile_in(&spool.dir)
@@ -116,9 +145,11 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, event: &ObjectEvent, spool: &SpoolCo
             .await
             .map_err(|err| transient(format!("reading the body: {err}")))?
         {
-            file.write_all(&chunk).map_err(|err| transient(format!("writing the spool file: {err}")))?;
+            file.write_all(&chunk)
+                .map_err(|err| transient(format!("writing the spool file: {err}")))?;
         }
-        file.flush().map_err(|err| transient(format!("writing the spool file: {err}")))?;
+        file.flush()
+            .map_err(|err| transient(format!("writing the spool file: {err}")))?;
         ObjectBody::File(Arc::new(spooled))
     };
     let received = body.len().map_err(|err| transient(err.to_string()))?;
@@ -158,7 +189,11 @@ pub async fn object_tags(
         .send()
         .await
         .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-    Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
+    Ok(out
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect())
 }
 
 fn raw_status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {

@@ -41,7 +41,9 @@ pub async fn serve(addr: SocketAddr, worker: Arc<Worker>, metrics: Arc<Metrics>)
     tracing::info!(%addr, "serving /healthz, /readyz{}", if metrics.format() == MetricsFormat::Prometheus { ", /metrics" } else { "" });
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let (worker, metrics) = (worker.clone(), metrics.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
@@ -49,7 +51,9 @@ pub async fn serve(addr: SocketAddr, worker: Arc<Worker>, metrics: Arc<Metrics>)
                     async move { Ok::<_, std::convert::Infallible>(route(request, &worker, &metrics).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
             });
         }
     });
@@ -64,7 +68,10 @@ async fn route(request: Request<hyper::body::Incoming>, worker: &Worker, metrics
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness(worker).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))),
+            Err(problems) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", problems.join("; ")),
+            ),
         },
         "/metrics" if metrics.format() == MetricsFormat::Prometheus => {
             let mut response = text(StatusCode::OK, metrics.render_prometheus());

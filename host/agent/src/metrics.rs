@@ -12,7 +12,7 @@ use bucketscan_core::report::StageReport;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use std::io::Write;
@@ -68,10 +68,30 @@ impl Metrics {
         let queue_lag = Histogram::new(exponential_buckets(0.1, 2.0, 20));
         registry.register("objects", "Objects scanned, by bucket and result", objects.clone());
         registry.register("bytes", "Bytes scanned, by bucket and result", bytes.clone());
-        registry.register("scan_duration_seconds", "Time from fetch to the last action, per object", latency.clone());
-        registry.register("plugin_failures", "Stages that failed, by plugin and cause (timeout, trap, memory, ...)", plugin_failures.clone());
-        registry.register("queue_lag_seconds", "How long an event message waited on the queue before the agent took it", queue_lag.clone());
-        Self { format, registry, objects, bytes, latency, plugin_failures, queue_lag }
+        registry.register(
+            "scan_duration_seconds",
+            "Time from fetch to the last action, per object",
+            latency.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Stages that failed, by plugin and cause (timeout, trap, memory, ...)",
+            plugin_failures.clone(),
+        );
+        registry.register(
+            "queue_lag_seconds",
+            "How long an event message waited on the queue before the agent took it",
+            queue_lag.clone(),
+        );
+        Self {
+            format,
+            registry,
+            objects,
+            bytes,
+            latency,
+            plugin_failures,
+            queue_lag,
+        }
     }
 
     pub fn format(&self) -> MetricsFormat {
@@ -93,7 +113,10 @@ impl Metrics {
             .collect();
         for (plugin, cause) in &failures {
             self.plugin_failures
-                .get_or_create(&FailureLabels { plugin: (*plugin).to_owned(), cause: (*cause).to_owned() })
+                .get_or_create(&FailureLabels {
+                    plugin: (*plugin).to_owned(),
+                    cause: (*cause).to_owned(),
+                })
                 .inc();
         }
         if self.format == MetricsFormat::Emf {
@@ -104,7 +127,11 @@ impl Metrics {
     pub fn record_queue_lag(&self, lag: Duration) {
         self.queue_lag.observe(lag.as_secs_f64());
         if self.format == MetricsFormat::Emf {
-            emit(&emf(&[], &[("QueueLag", "Seconds", json!(lag.as_secs_f64()))], json!({})));
+            emit(&emf(
+                &[],
+                &[("QueueLag", "Seconds", json!(lag.as_secs_f64()))],
+                json!({}),
+            ));
         }
     }
 
@@ -118,11 +145,18 @@ impl Metrics {
 
 /// An EMF document: metric values as top-level fields, declared under
 /// `_aws` with their dimensions.
-fn emf(dimensions: &[&str], metrics: &[(&str, &str, serde_json::Value)], mut fields: serde_json::Value) -> serde_json::Value {
+fn emf(
+    dimensions: &[&str],
+    metrics: &[(&str, &str, serde_json::Value)],
+    mut fields: serde_json::Value,
+) -> serde_json::Value {
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
-    let declared: Vec<serde_json::Value> = metrics.iter().map(|(name, unit, _)| json!({ "Name": name, "Unit": unit })).collect();
+    let declared: Vec<serde_json::Value> = metrics
+        .iter()
+        .map(|(name, unit, _)| json!({ "Name": name, "Unit": unit }))
+        .collect();
     let object = fields.as_object_mut().expect("fields are an object");
     for (name, _, value) in metrics {
         object.insert((*name).to_owned(), value.clone());
@@ -143,7 +177,11 @@ fn emf_object(sample: &ObjectSample<'_>, failures: &[(&str, &str)]) -> serde_jso
         &[
             ("Objects", "Count", json!(1)),
             ("Bytes", "Bytes", json!(sample.bytes)),
-            ("ScanDuration", "Milliseconds", json!(sample.duration.as_secs_f64() * 1000.0)),
+            (
+                "ScanDuration",
+                "Milliseconds",
+                json!(sample.duration.as_secs_f64() * 1000.0),
+            ),
             ("PluginFailures", "Count", json!(failures.len())),
         ],
         json!({
@@ -179,23 +217,59 @@ mod tests {
             engine_version: None,
             duration_ms: 5.0,
         };
-        metrics.record_object(&ObjectSample { bucket: "b", result: "error", bytes: 10, duration: Duration::from_millis(5), stages: &[failed] });
-        metrics.record_object(&ObjectSample { bucket: "b", result: "clean", bytes: 32, duration: Duration::from_millis(7), stages: &[] });
+        metrics.record_object(&ObjectSample {
+            bucket: "b",
+            result: "error",
+            bytes: 10,
+            duration: Duration::from_millis(5),
+            stages: &[failed],
+        });
+        metrics.record_object(&ObjectSample {
+            bucket: "b",
+            result: "clean",
+            bytes: 32,
+            duration: Duration::from_millis(7),
+            stages: &[],
+        });
         metrics.record_queue_lag(Duration::from_secs(2));
         let text = metrics.render_prometheus();
-        assert!(text.contains(r#"bucketscan_objects_total{bucket="b",result="clean"} 1"#), "{text}");
-        assert!(text.contains(r#"bucketscan_bytes_total{bucket="b",result="clean"} 32"#), "{text}");
-        assert!(text.contains(r#"bucketscan_plugin_failures_total{plugin="hostile",cause="timeout"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"bucketscan_objects_total{bucket="b",result="clean"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bucketscan_bytes_total{bucket="b",result="clean"} 32"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bucketscan_plugin_failures_total{plugin="hostile",cause="timeout"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("bucketscan_scan_duration_seconds_count 2"), "{text}");
         assert!(text.contains("bucketscan_queue_lag_seconds_count 1"), "{text}");
     }
 
     #[test]
     fn emf_declares_what_it_carries() {
-        let doc = emf_object(&ObjectSample { bucket: "b", result: "infected", bytes: 68, duration: Duration::from_millis(3), stages: &[] }, &[]);
+        let doc = emf_object(
+            &ObjectSample {
+                bucket: "b",
+                result: "infected",
+                bytes: 68,
+                duration: Duration::from_millis(3),
+                stages: &[],
+            },
+            &[],
+        );
         assert_eq!(doc["Bucket"], "b");
         assert_eq!(doc["Objects"], 1);
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], json!(["Bucket", "Result"]));
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][2]["Name"], "ScanDuration");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["Bucket", "Result"])
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][2]["Name"],
+            "ScanDuration"
+        );
     }
 }

@@ -16,7 +16,11 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(sns: aws_sdk_sns::Client, topic_arn: String, agent_id: String) -> Self {
-        Self { sns, topic_arn, agent_id }
+        Self {
+            sns,
+            topic_arn,
+            agent_id,
+        }
     }
 
     /// The message body subscribers receive.
@@ -52,7 +56,13 @@ impl Notifier {
             .message_attributes("scan-result", attribute(report.result)?)
             .send()
             .await
-            .map_err(|err| format!("SNS Publish to {}: {}", self.topic_arn, aws_sdk_sns::error::DisplayErrorContext(&err)))?;
+            .map_err(|err| {
+                format!(
+                    "SNS Publish to {}: {}",
+                    self.topic_arn,
+                    aws_sdk_sns::error::DisplayErrorContext(&err)
+                )
+            })?;
         Ok(())
     }
 }

@@ -16,7 +16,12 @@ async fn current(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationCo
         .bucket(bucket)
         .send()
         .await
-        .map_err(|err| format!("reading s3://{bucket} notifications: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+        .map_err(|err| {
+            format!(
+                "reading s3://{bucket} notifications: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )
+        })?;
     Ok(NotificationConfiguration::builder()
         .set_queue_configurations(out.queue_configurations)
         .set_topic_configurations(out.topic_configurations)
@@ -31,7 +36,12 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, config: NotificationConfigur
         .notification_configuration(config)
         .send()
         .await
-        .map_err(|err| format!("writing s3://{bucket} notifications: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+        .map_err(|err| {
+            format!(
+                "writing s3://{bucket} notifications: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )
+        })?;
     Ok(())
 }
 
@@ -43,7 +53,12 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Str
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|err| format!("looking up {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(&err)))?;
+        .map_err(|err| {
+            format!(
+                "looking up {queue_url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&err)
+            )
+        })?;
     out.attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
@@ -52,7 +67,12 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Str
 
 /// Sends the bucket's `s3:ObjectCreated:*` events (under `prefix`) to the
 /// queue. Idempotent: an earlier bucketscan notification is replaced.
-pub async fn protect(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str, prefix: Option<&str>) -> Result<(), String> {
+pub async fn protect(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    queue_arn: &str,
+    prefix: Option<&str>,
+) -> Result<(), String> {
     let config = current(s3, bucket).await?;
     let mut queues: Vec<QueueConfiguration> = config
         .queue_configurations()
@@ -67,7 +87,11 @@ pub async fn protect(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str, pre
     if let Some(prefix) = prefix {
         ours = ours.filter(
             NotificationConfigurationFilter::builder()
-                .key(S3KeyFilter::builder().filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build()).build())
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build())
+                        .build(),
+                )
                 .build(),
         );
     }

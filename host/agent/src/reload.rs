@@ -19,8 +19,8 @@ use notify_debouncer_full::notify::event::ModifyKind;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -126,28 +126,32 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
 pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Receiver<()>) -> anyhow::Result<()> {
     let config_path = source.file().map(std::path::absolute).transpose()?;
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result: notify_debouncer_full::DebounceEventResult| {
-        match result {
-            Ok(events) => {
-                // Reads (including our own, when a reload hashes the files)
-                // and metadata changes are not changes.
-                let paths: Vec<PathBuf> = events
-                    .into_iter()
-                    .filter(|event| match event.event.kind {
-                        EventKind::Create(_) | EventKind::Remove(_) => true,
-                        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-                        EventKind::Modify(_) => true,
-                        _ => false,
-                    })
-                    .flat_map(|event| event.event.paths)
-                    .collect();
-                if !paths.is_empty() {
-                    let _ = changed_tx.send(paths);
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            match result {
+                Ok(events) => {
+                    // Reads (including our own, when a reload hashes the files)
+                    // and metadata changes are not changes.
+                    let paths: Vec<PathBuf> = events
+                        .into_iter()
+                        .filter(|event| match event.event.kind {
+                            EventKind::Create(_) | EventKind::Remove(_) => true,
+                            EventKind::Modify(ModifyKind::Metadata(_)) => false,
+                            EventKind::Modify(_) => true,
+                            _ => false,
+                        })
+                        .flat_map(|event| event.event.paths)
+                        .collect();
+                    if !paths.is_empty() {
+                        let _ = changed_tx.send(paths);
+                    }
                 }
+                Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
             }
-            Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
-        }
-    })?;
+        },
+    )?;
 
     tokio::spawn(async move {
         let mut watched_dirs = BTreeSet::new();
@@ -155,7 +159,10 @@ pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Recei
         loop {
             // Directories, not files: an atomic replace (write to a temp
             // name, rename over) gives the file a new inode.
-            let dirs: BTreeSet<PathBuf> = watched_files.iter().filter_map(|f| f.parent().map(Path::to_owned)).collect();
+            let dirs: BTreeSet<PathBuf> = watched_files
+                .iter()
+                .filter_map(|f| f.parent().map(Path::to_owned))
+                .collect();
             let new_dirs: Vec<&PathBuf> = dirs.difference(&watched_dirs).collect();
             for dir in &new_dirs {
                 if let Err(err) = debouncer.watch(dir, RecursiveMode::NonRecursive) {

@@ -9,13 +9,18 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 use bucketscan_core::object::ObjectInfo;
 use bucketscan_core::storage::{BoxFuture, StorageAction, StorageBackend};
 use bucketscan_core::tags;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Characters kept as they are in a copy source: `/` separates the path.
-const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// S3's single-request copy limit; larger objects use UploadPartCopy.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
@@ -82,13 +87,23 @@ impl S3Storage {
 
     /// The source's current tags (re-read: actions may have added some)
     /// merged with `extra`.
-    async fn tags_for_copy(&self, object: &ObjectInfo, extra: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    async fn tags_for_copy(
+        &self,
+        object: &ObjectInfo,
+        extra: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, String> {
         let s3 = self.clients.s3_for(&object.bucket);
         let current = crate::fetch::object_tags(s3, &object.bucket, &object.key, object.version_id.as_deref()).await?;
         tags::merge(&current, extra).map_err(|err| err.to_string())
     }
 
-    async fn copy(&self, object: &ObjectInfo, bucket: &str, key: &str, extra: &[(String, String)]) -> Result<(), String> {
+    async fn copy(
+        &self,
+        object: &ObjectInfo,
+        bucket: &str,
+        key: &str,
+        extra: &[(String, String)],
+    ) -> Result<(), String> {
         let tag_set = self.tags_for_copy(object, extra).await?;
         let tagging = encode_tagging(&tag_set);
         // Record before the write lands: its event may arrive first.
@@ -125,8 +140,16 @@ impl S3Storage {
             .tagging(tagging)
             .send()
             .await
-            .map_err(|err| format!("CreateMultipartUpload: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-        let upload_id = upload.upload_id().ok_or("CreateMultipartUpload returned no upload id")?.to_owned();
+            .map_err(|err| {
+                format!(
+                    "CreateMultipartUpload: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                )
+            })?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or("CreateMultipartUpload returned no upload id")?
+            .to_owned();
         let result = async {
             let mut parts = Vec::new();
             let mut start = 0u64;
@@ -144,8 +167,17 @@ impl S3Storage {
                     .set_copy_source_if_match(Self::if_match(object))
                     .send()
                     .await
-                    .map_err(|err| format!("UploadPartCopy part {number}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-                let etag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default().to_owned();
+                    .map_err(|err| {
+                        format!(
+                            "UploadPartCopy part {number}: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(&err)
+                        )
+                    })?;
+                let etag = out
+                    .copy_part_result()
+                    .and_then(|r| r.e_tag())
+                    .unwrap_or_default()
+                    .to_owned();
                 parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
                 start = end + 1;
                 number += 1;
@@ -157,12 +189,23 @@ impl S3Storage {
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                 .send()
                 .await
-                .map_err(|err| format!("CompleteMultipartUpload: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+                .map_err(|err| {
+                    format!(
+                        "CompleteMultipartUpload: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&err)
+                    )
+                })?;
             Ok::<_, String>(())
         }
         .await;
         if result.is_err() {
-            let _ = s3.abort_multipart_upload().bucket(bucket).key(key).upload_id(&upload_id).send().await;
+            let _ = s3
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
         }
         result
     }
@@ -178,15 +221,30 @@ impl S3Storage {
             .key(key)
             .send()
             .await
-            .map_err(|err| format!("verifying s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+            .map_err(|err| {
+                format!(
+                    "verifying s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                )
+            })?;
         let size = head.content_length().unwrap_or(-1);
         if size != object.size as i64 {
-            return Err(format!("copy to s3://{bucket}/{key} has {size} bytes, the scanned object {}", object.size));
+            return Err(format!(
+                "copy to s3://{bucket}/{key} has {size} bytes, the scanned object {}",
+                object.size
+            ));
         }
         if object.size <= self.multipart_threshold {
             let etag = head.e_tag().map(bare_etag);
-            if etag.is_some() && object.etag.is_some() && etag != object.etag && !object.etag.as_deref().unwrap_or("").contains('-') {
-                return Err(format!("copy to s3://{bucket}/{key} has ETag {etag:?}, the scanned object {:?}", object.etag));
+            if etag.is_some()
+                && object.etag.is_some()
+                && etag != object.etag
+                && !object.etag.as_deref().unwrap_or("").contains('-')
+            {
+                return Err(format!(
+                    "copy to s3://{bucket}/{key} has ETag {etag:?}, the scanned object {:?}",
+                    object.etag
+                ));
             }
         }
         Ok(())
@@ -212,12 +270,19 @@ impl S3Storage {
 }
 
 /// Replaces the object version's tags with `tag_set`.
-pub async fn put_tags(s3: &aws_sdk_s3::Client, object: &ObjectInfo, tag_set: &[(String, String)]) -> Result<(), String> {
+pub async fn put_tags(
+    s3: &aws_sdk_s3::Client,
+    object: &ObjectInfo,
+    tag_set: &[(String, String)],
+) -> Result<(), String> {
     let tag_set = tag_set
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|err| err.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(|err| err.to_string())?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tag_set))
+        .build()
+        .map_err(|err| err.to_string())?;
     s3.put_object_tagging()
         .bucket(&object.bucket)
         .key(&object.key)
@@ -233,7 +298,13 @@ pub async fn put_tags(s3: &aws_sdk_s3::Client, object: &ObjectInfo, tag_set: &[(
 fn encode_tagging(tag_set: &[(String, String)]) -> String {
     tag_set
         .iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, NON_ALPHANUMERIC), utf8_percent_encode(v, NON_ALPHANUMERIC)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -242,8 +313,16 @@ impl StorageBackend for S3Storage {
     fn perform<'a>(&'a self, object: &'a ObjectInfo, action: StorageAction) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             match action {
-                StorageAction::Copy { bucket, key, extra_tags } => self.copy(object, &bucket, &key, &extra_tags).await,
-                StorageAction::Move { bucket, key, extra_tags } => {
+                StorageAction::Copy {
+                    bucket,
+                    key,
+                    extra_tags,
+                } => self.copy(object, &bucket, &key, &extra_tags).await,
+                StorageAction::Move {
+                    bucket,
+                    key,
+                    extra_tags,
+                } => {
                     self.copy(object, &bucket, &key, &extra_tags).await?;
                     self.delete(object).await
                 }
@@ -266,7 +345,10 @@ mod tests {
             version_id: Some("v1".into()),
             ..ObjectInfo::default()
         };
-        assert_eq!(S3Storage::copy_source(&object), "staging/a%20dir/r%C3%A9sum%C3%A9%2B1.pdf?versionId=v1");
+        assert_eq!(
+            S3Storage::copy_source(&object),
+            "staging/a%20dir/r%C3%A9sum%C3%A9%2B1.pdf?versionId=v1"
+        );
     }
 
     #[test]

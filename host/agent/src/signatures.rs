@@ -5,8 +5,8 @@
 //! age of the signatures, not of the download.
 
 use bucketscan_core::config::SignaturesConfig;
-use bucketscan_engine::clamd::SIGNATURE_EXTENSIONS;
 use bucketscan_engine::Clamd;
+use bucketscan_engine::clamd::SIGNATURE_EXTENSIONS;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -16,7 +16,9 @@ const MANIFEST: &str = ".bucketscan-signatures.json";
 
 /// Syncs once; returns the names of the files that changed.
 pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Result<Vec<String>, String> {
-    let Some(bucket) = &config.bucket else { return Ok(Vec::new()) };
+    let Some(bucket) = &config.bucket else {
+        return Ok(Vec::new());
+    };
     let dir = &config.database_dir;
     std::fs::create_dir_all(dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
     let manifest_path = dir.join(MANIFEST);
@@ -25,13 +27,27 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let mut changed = Vec::new();
-    let mut pages = s3.list_objects_v2().bucket(bucket).prefix(&config.prefix).into_paginator().send();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&config.prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| format!("listing s3://{bucket}/{}: {}", config.prefix, aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+        let page = page.map_err(|err| {
+            format!(
+                "listing s3://{bucket}/{}: {}",
+                config.prefix,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )
+        })?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
             let name = key.rsplit('/').next().unwrap_or(key);
-            let wanted = Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| SIGNATURE_EXTENSIONS.contains(&e));
+            let wanted = Path::new(name)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| SIGNATURE_EXTENSIONS.contains(&e));
             if !wanted || name.starts_with('.') {
                 continue;
             }
@@ -45,7 +61,12 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
                 .key(key)
                 .send()
                 .await
-                .map_err(|err| format!("downloading s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?
+                .map_err(|err| {
+                    format!(
+                        "downloading s3://{bucket}/{key}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&err)
+                    )
+                })?
                 .body
                 .collect()
                 .await
@@ -55,7 +76,10 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             let partial = dir.join(format!(".{name}.partial"));
             std::fs::write(&partial, &body).map_err(|err| format!("writing {}: {err}", partial.display()))?;
             if let Some(modified) = object.last_modified().and_then(|t| SystemTime::try_from(*t).ok()) {
-                let file = std::fs::File::options().write(true).open(&partial).map_err(|err| err.to_string())?;
+                let file = std::fs::File::options()
+                    .write(true)
+                    .open(&partial)
+                    .map_err(|err| err.to_string())?;
                 file.set_modified(modified).map_err(|err| err.to_string())?;
             }
             std::fs::rename(&partial, dir.join(name)).map_err(|err| format!("installing {name}: {err}"))?;

@@ -51,10 +51,16 @@ pub async fn sweep(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| {
-            format!("listing s3://{}: {}", options.bucket, aws_sdk_s3::error::DisplayErrorContext(&err))
+            format!(
+                "listing s3://{}: {}",
+                options.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )
         })?;
         for object in page.contents() {
-            let Some(key) = object.key().map(str::to_owned) else { continue };
+            let Some(key) = object.key().map(str::to_owned) else {
+                continue;
+            };
             let size = object.size().unwrap_or_default().max(0) as u64;
             let event = ObjectEvent {
                 bucket: options.bucket.clone(),
@@ -87,7 +93,13 @@ pub async fn sweep(
     Ok(items)
 }
 
-async fn sweep_one(worker: &Worker, event: ObjectEvent, size: u64, rescan: bool, current_engine: Option<&str>) -> SweepItem {
+async fn sweep_one(
+    worker: &Worker,
+    event: ObjectEvent,
+    size: u64,
+    rescan: bool,
+    current_engine: Option<&str>,
+) -> SweepItem {
     let item = |outcome: &str, detail: Option<String>| SweepItem {
         key: event.key.clone(),
         size,

@@ -7,15 +7,15 @@ use crate::fetch::{self, FetchError, SpoolConfig};
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::Notifier;
 use crate::reload::LivePipelines;
-use crate::s3_storage::{put_tags, OwnWrites, S3Storage};
+use crate::s3_storage::{OwnWrites, S3Storage, put_tags};
+use bucketscan_core::Verdict;
 use bucketscan_core::config::Config;
-use bucketscan_engine::clamd::Freshness;
-use bucketscan_engine::Clamd;
 use bucketscan_core::events::ObjectEvent;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::tags::{self, TagKeys};
-use bucketscan_core::Verdict;
-use bucketscan_engine::{runner, HostServices, LoadedPipelines, PluginHost};
+use bucketscan_engine::Clamd;
+use bucketscan_engine::clamd::Freshness;
+use bucketscan_engine::{HostServices, LoadedPipelines, PluginHost, runner};
 use std::sync::Arc;
 
 /// What became of one object event.

@@ -22,11 +22,19 @@ pub fn run(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let mut stream = TcpStream::connect_timeout(&args.addr, Duration::from_secs(3))
         .with_context(|| format!("connecting to {}", args.addr))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", args.addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        args.addr
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status_line = response.lines().next().unwrap_or_default();
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
     println!("{path}: {body}");
-    Ok(if status_line.split_whitespace().nth(1) == Some("200") { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if status_line.split_whitespace().nth(1) == Some("200") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

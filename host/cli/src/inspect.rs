@@ -31,10 +31,18 @@ pub async fn run(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
             println!("version:      {}", plugin.identity.version);
             println!("description:  {}", plugin.identity.description);
             println!("kind:         {}", format!("{:?}", plugin.kind).to_lowercase());
-            println!("contract:     {}@{}", bucketscan_engine::contract::PACKAGE, plugin.contract);
+            println!(
+                "contract:     {}@{}",
+                bucketscan_engine::contract::PACKAGE,
+                plugin.contract
+            );
             println!(
                 "capabilities: {}",
-                if capabilities.is_empty() { "none".to_owned() } else { capabilities.join(", ") }
+                if capabilities.is_empty() {
+                    "none".to_owned()
+                } else {
+                    capabilities.join(", ")
+                }
             );
             println!("sha256:       {}", plugin.sha256);
             println!("imports:");

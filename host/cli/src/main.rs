@@ -13,12 +13,16 @@ mod scaffold;
 mod scan;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "bucketscan", version, about = "Scan S3 objects through pipelines of sandboxed WebAssembly plugins")]
+#[command(
+    name = "bucketscan",
+    version,
+    about = "Scan S3 objects through pipelines of sandboxed WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -10,7 +10,11 @@ pub enum Format {
 
 /// Prints a scan report as a readable summary.
 pub fn print_report(report: &ScanReport) {
-    let version = report.version_id.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default();
+    let version = report
+        .version_id
+        .as_deref()
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default();
     println!("s3://{}/{}{version}: {}", report.bucket, report.key, report.verdict);
     for stage in &report.stages {
         println!(
@@ -19,7 +23,11 @@ pub fn print_report(report: &ScanReport) {
             format!("{:?}", stage.kind).to_lowercase(),
             stage.outcome,
             stage.duration_ms,
-            stage.engine_version.as_deref().map(|v| format!("  [{v}]")).unwrap_or_default()
+            stage
+                .engine_version
+                .as_deref()
+                .map(|v| format!("  [{v}]"))
+                .unwrap_or_default()
         );
         for action in &stage.actions {
             println!("      {action}");

@@ -19,7 +19,9 @@ pub struct ProtectArgs {
 
 pub async fn protect(args: ProtectArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::from_env(false).await;
-    let arn = protect::queue_arn(&clients.sqs, &args.queue).await.map_err(anyhow::Error::msg)?;
+    let arn = protect::queue_arn(&clients.sqs, &args.queue)
+        .await
+        .map_err(anyhow::Error::msg)?;
     protect::protect(&clients.s3, &args.bucket, &arn, args.prefix.as_deref())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -29,7 +31,9 @@ pub async fn protect(args: ProtectArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn unprotect(bucket: String) -> anyhow::Result<ExitCode> {
     let clients = Clients::from_env(false).await;
-    let removed = protect::unprotect(&clients.s3, &bucket).await.map_err(anyhow::Error::msg)?;
+    let removed = protect::unprotect(&clients.s3, &bucket)
+        .await
+        .map_err(anyhow::Error::msg)?;
     if removed {
         println!("s3://{bucket}: bucketscan's notification removed; other notifications untouched");
     } else {

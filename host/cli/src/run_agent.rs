@@ -1,6 +1,6 @@
 //! `bucketscan run`: the long-running agent.
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use bucketscan_agent::agent::{self, LoopSettings};
 use bucketscan_agent::metrics::{Metrics, MetricsFormat};
 use bucketscan_agent::worker::Worker;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -79,7 +79,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(err) => tracing::error!("signature sync failed at start: {err}"),
         }
         let (s3, worker) = (worker.clients.s3.clone(), worker.clone());
-        tokio::spawn(async move { bucketscan_agent::signatures::keep_synced(s3, signatures, &worker.services.clamd).await });
+        tokio::spawn(
+            async move { bucketscan_agent::signatures::keep_synced(s3, signatures, &worker.services.clamd).await },
+        );
     }
 
     // Hot reload: file changes and SIGHUP.

@@ -6,7 +6,7 @@
 //! the command itself failed.
 
 use crate::output::{self, Format};
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use bucketscan_core::config::{ClamavConfig, Config, HostLimits};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
@@ -122,7 +122,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => output::print_report(&report),
     }
-    Ok(if report.verdict.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.verdict.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn object_key(args: &RunArgs) -> String {

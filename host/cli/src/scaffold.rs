@@ -2,7 +2,7 @@
 //! inspector plugin with the host's own copy of the contract, a build
 //! script and a test that runs it through `bucketscan plugin run`.
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,7 +57,10 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     validate_name(&args.name)?;
     let root = args.dir.join(&args.name);
     if root.exists() && root.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not empty; choose another name or --dir", root.display());
+        bail!(
+            "{} already exists and is not empty; choose another name or --dir",
+            root.display()
+        );
     }
     let vars = [
         ("{{name}}", args.name.clone()),
@@ -74,18 +77,27 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         }
         write(&root.join(path), &text)?;
     }
-    println!("created {} ({:?} inspector plugin, contract {})", root.display(), args.lang, vars[2].1);
+    println!(
+        "created {} ({:?} inspector plugin, contract {})",
+        root.display(),
+        args.lang,
+        vars[2].1
+    );
     println!("next: cd {} && ./test.sh", root.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn validate_name(name: &str) -> anyhow::Result<()> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-')
         && name.len() <= 64;
     if !valid {
-        bail!("plugin name `{name}`: use lowercase letters, digits and dashes, starting with a letter (e.g. `deny-macros`)");
+        bail!(
+            "plugin name `{name}`: use lowercase letters, digits and dashes, starting with a letter (e.g. `deny-macros`)"
+        );
     }
     Ok(())
 }

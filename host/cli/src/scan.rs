@@ -2,7 +2,7 @@
 //! already in a bucket through its pipeline.
 
 use crate::output::Format;
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
 use bucketscan_agent::worker::Worker;
 use bucketscan_core::config::Config;
@@ -47,7 +47,10 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let (bucket, prefix) = parse_target(&args.target)?;
     let config = Config::load(&args.config)?;
     if !config.buckets.contains_key(&bucket) {
-        bail!("{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages", args.config.display());
+        bail!(
+            "{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages",
+            args.config.display()
+        );
     }
     let options = SweepOptions {
         bucket,
@@ -64,7 +67,11 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         bytes += item.size;
         let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-3) / 1e6;
         if terminal {
-            eprint!("\r{count} objects, {:.1} MB, {rate:.1} MB/s  {:<40}", bytes as f64 / 1e6, truncate(&item.key, 40));
+            eprint!(
+                "\r{count} objects, {:.1} MB, {rate:.1} MB/s  {:<40}",
+                bytes as f64 / 1e6,
+                truncate(&item.key, 40)
+            );
             let _ = std::io::stderr().flush();
         } else if args.output == Format::Text {
             eprintln!("{count} {} {} ({} bytes)", item.outcome, item.key, item.size);
@@ -112,7 +119,14 @@ fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {
-        let tail: String = text.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = text
+            .chars()
+            .rev()
+            .take(max - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 }

@@ -44,7 +44,14 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
         }
     }
 }
@@ -372,8 +379,9 @@ impl SecretSource {
             Self::Env(name) => std::env::var(name)
                 .map_err(|_| format!("signing-secret: environment variable `{name}` is not set"))?
                 .into_bytes(),
-            Self::File(path) => std::fs::read(path)
-                .map_err(|err| format!("signing-secret: cannot read `{}`: {err}", path.display()))?,
+            Self::File(path) => {
+                std::fs::read(path).map_err(|err| format!("signing-secret: cannot read `{}`: {err}", path.display()))?
+            }
         };
         // A trailing newline from `echo secret > file` is not part of it.
         let trimmed = secret.trim_ascii_end();
@@ -518,24 +526,30 @@ impl Config {
                 message,
             }
         };
-        let mut config: Config =
-            toml::from_str(text).map_err(|err| located(err.span(), err.message().to_owned()))?;
+        let mut config: Config = toml::from_str(text).map_err(|err| located(err.span(), err.message().to_owned()))?;
         config.source = path.to_owned();
         config.text = text.into();
 
-        for key in [&config.tags.result, &config.tags.date, &config.tags.engine, &config.tags.signature] {
+        for key in [
+            &config.tags.result,
+            &config.tags.date,
+            &config.tags.engine,
+            &config.tags.signature,
+        ] {
             tags::validate_key(key).map_err(|why| located(None, format!("[tags]: {why}")))?;
         }
         if !(5 << 20..=5 << 30).contains(&config.agent.multipart_copy_part_bytes) {
-            return Err(located(None, "[agent] multipart-copy-part-bytes: S3 parts are 5 MiB to 5 GiB".into()));
+            return Err(located(
+                None,
+                "[agent] multipart-copy-part-bytes: S3 parts are 5 MiB to 5 GiB".into(),
+            ));
         }
         if config.agent.wait_time_secs > 20 {
             return Err(located(None, "[agent] wait-time-secs: SQS allows at most 20".into()));
         }
         for (name, decl) in &config.plugins {
             if let Some(sha) = &decl.sha256 {
-                let valid = sha.get_ref().len() == 64
-                    && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+                let valid = sha.get_ref().len() == 64 && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
                 if !valid {
                     return Err(located(
                         Some(sha.span()),
@@ -550,7 +564,10 @@ impl Config {
                 if earlier.iter().any(|p| p.prefix.get_ref() == prefix.prefix.get_ref()) {
                     return Err(located(
                         Some(prefix.prefix.span()),
-                        format!("bucket `{bucket}`: prefix `{}` is declared twice", prefix.prefix.get_ref()),
+                        format!(
+                            "bucket `{bucket}`: prefix `{}` is declared twice",
+                            prefix.prefix.get_ref()
+                        ),
                     ));
                 }
             }
@@ -565,7 +582,11 @@ impl Config {
                         format!(
                             "{at}: plugin `{}` is not declared under [plugins] (declared: {})",
                             stage.plugin.get_ref(),
-                            if declared.is_empty() { "none".into() } else { declared.join(", ") }
+                            if declared.is_empty() {
+                                "none".into()
+                            } else {
+                                declared.join(", ")
+                            }
                         ),
                     ));
                 }
@@ -580,9 +601,8 @@ impl Config {
                     }
                 }
                 for (key, value) in stage.settings.get_ref() {
-                    setting_string(value).map_err(|why| {
-                        located(Some(stage.settings.span()), format!("{at}: settings.{key}: {why}"))
-                    })?;
+                    setting_string(value)
+                        .map_err(|why| located(Some(stage.settings.span()), format!("{at}: settings.{key}: {why}")))?;
                 }
             }
         }
@@ -592,9 +612,8 @@ impl Config {
     /// Every pipeline in the file with where it applies.
     pub fn pipelines(&self) -> impl Iterator<Item = (PipelineScope<'_>, &[StageConfig])> {
         self.buckets.iter().flat_map(|(bucket, config)| {
-            let whole = (!config.stages.is_empty()).then(|| {
-                (PipelineScope { bucket, prefix: None }, config.stages.as_slice())
-            });
+            let whole =
+                (!config.stages.is_empty()).then(|| (PipelineScope { bucket, prefix: None }, config.stages.as_slice()));
             whole.into_iter().chain(config.prefixes.iter().map(move |prefix| {
                 (
                     PipelineScope {
@@ -625,9 +644,13 @@ impl Config {
                 },
                 &p.stages,
             )),
-            None if !config.stages.is_empty() => {
-                Some((PipelineScope { bucket: name, prefix: None }, &config.stages))
-            }
+            None if !config.stages.is_empty() => Some((
+                PipelineScope {
+                    bucket: name,
+                    prefix: None,
+                },
+                &config.stages,
+            )),
             None => None,
         }
     }
@@ -709,7 +732,10 @@ grants = { clamav = true, storage = ["production"] }
             ]
         );
         let decl = &config.plugins["clamav-bridge"];
-        assert_eq!(config.plugin_path(decl), Path::new("/etc/bucketscan/clamav_bridge.wasm"));
+        assert_eq!(
+            config.plugin_path(decl),
+            Path::new("/etc/bucketscan/clamav_bridge.wasm")
+        );
     }
 
     #[test]
@@ -727,7 +753,10 @@ grants = { clamav = true, storage = ["production"] }
 
     #[test]
     fn unknown_fields_name_file_line_and_field() {
-        let text = GOOD.replace("grants = { clamav = true }\n\n[[buckets.staging.prefixes]]", "grants = { clamav = true }\nretries = 3\n\n[[buckets.staging.prefixes]]");
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[buckets.staging.prefixes]]",
+            "grants = { clamav = true }\nretries = 3\n\n[[buckets.staging.prefixes]]",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 21, "{err}");
         let shown = err.to_string();
@@ -755,7 +784,10 @@ grants = { clamav = true, storage = ["production"] }
 
     #[test]
     fn type_errors_name_the_line() {
-        let text = GOOD.replace("grants = { clamav = true }\n\n[[", "grants = { clamav = \"yes\" }\n\n[[");
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[",
+            "grants = { clamav = \"yes\" }\n\n[[",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 20, "{err}");
         assert!(err.message.contains("bool"), "{err}");
@@ -763,7 +795,10 @@ grants = { clamav = true, storage = ["production"] }
 
     #[test]
     fn bad_result_names_in_on_are_refused() {
-        let text = GOOD.replace("grants = { clamav = true }\n\n[[", "on = [\"dirty\"]\ngrants = { clamav = true }\n\n[[");
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[",
+            "on = [\"dirty\"]\ngrants = { clamav = true }\n\n[[",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 20, "{err}");
         assert!(err.message.contains("dirty"), "{err}");
@@ -778,7 +813,10 @@ grants = { clamav = true, storage = ["production"] }
 
     #[test]
     fn a_bad_sha256_pin_is_refused() {
-        let text = GOOD.replace("path = \"clamav_bridge.wasm\"", "path = \"clamav_bridge.wasm\"\nsha256 = \"abc\"");
+        let text = GOOD.replace(
+            "path = \"clamav_bridge.wasm\"",
+            "path = \"clamav_bridge.wasm\"\nsha256 = \"abc\"",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 7, "{err}");
     }
@@ -794,8 +832,17 @@ grants = { clamav = true, storage = ["production"] }
         let config = source.load().unwrap();
         assert_eq!(source.file(), None);
         let decl = config.plugins.values().next().unwrap();
-        assert!(config.plugin_path(decl).is_relative(), "relative to the working directory");
+        assert!(
+            config.plugin_path(decl).is_relative(),
+            "relative to the working directory"
+        );
         unsafe { std::env::remove_var("BUCKETSCAN_TEST_CONFIG_ENV") };
-        assert!(source.load().unwrap_err().to_string().contains("environment variable is not set"));
+        assert!(
+            source
+                .load()
+                .unwrap_err()
+                .to_string()
+                .contains("environment variable is not set")
+        );
     }
 }

@@ -53,8 +53,8 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             .get("Message")
             .and_then(Value::as_str)
             .ok_or_else(|| NotAnEvent("SNS notification without a Message".into()))?;
-        let inner: Value = serde_json::from_str(inner)
-            .map_err(|err| NotAnEvent(format!("SNS Message is not JSON: {err}")))?;
+        let inner: Value =
+            serde_json::from_str(inner).map_err(|err| NotAnEvent(format!("SNS Message is not JSON: {err}")))?;
         return parse_value(&inner, depth + 1);
     }
     if let Some(records) = value.get("Records").and_then(Value::as_array) {
@@ -78,7 +78,10 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, String> {
         return Ok(None);
     }
     let s3 = record.get("s3").ok_or("no s3 section")?;
-    let bucket = s3.pointer("/bucket/name").and_then(Value::as_str).ok_or("no s3.bucket.name")?;
+    let bucket = s3
+        .pointer("/bucket/name")
+        .and_then(Value::as_str)
+        .ok_or("no s3.bucket.name")?;
     let object = s3.get("object").ok_or("no s3.object")?;
     let raw_key = object.get("key").and_then(Value::as_str).ok_or("no s3.object.key")?;
     Ok(Some(ObjectEvent {
@@ -96,7 +99,9 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
     if detail_type != "Object Created" {
         return Ok(None);
     }
-    let detail = value.get("detail").ok_or_else(|| NotAnEvent("EventBridge event without detail".into()))?;
+    let detail = value
+        .get("detail")
+        .ok_or_else(|| NotAnEvent("EventBridge event without detail".into()))?;
     let bucket = detail.pointer("/bucket/name").and_then(Value::as_str);
     let object = detail.get("object");
     let (Some(bucket), Some(object)) = (bucket, object) else {
@@ -113,12 +118,22 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         version_id: string(object, "version-id"),
         etag: string(object, "etag"),
         size: object.get("size").and_then(Value::as_u64),
-        event_name: format!("ObjectCreated:{}", value.pointer("/detail/reason").and_then(Value::as_str).unwrap_or("EventBridge")),
+        event_name: format!(
+            "ObjectCreated:{}",
+            value
+                .pointer("/detail/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("EventBridge")
+        ),
     }))
 }
 
 fn string(object: &Value, field: &str) -> Option<String> {
-    object.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Decodes a key from an S3 event: `+` is a space, then percent-decoding.
@@ -140,7 +155,9 @@ mod tests {
 
     #[test]
     fn native_events_decode_keys_and_keep_the_version() {
-        let Message::Objects(objects) = parse_message(S3_EVENT).unwrap() else { panic!() };
+        let Message::Objects(objects) = parse_message(S3_EVENT).unwrap() else {
+            panic!()
+        };
         assert_eq!(objects.len(), 1, "removals need no scan");
         let event = &objects[0];
         assert_eq!(event.bucket, "staging");
@@ -152,8 +169,12 @@ mod tests {
 
     #[test]
     fn sns_wrapped_events_are_unwrapped() {
-        let wrapped = serde_json::json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": S3_EVENT}).to_string();
-        let Message::Objects(objects) = parse_message(&wrapped).unwrap() else { panic!() };
+        let wrapped =
+            serde_json::json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": S3_EVENT})
+                .to_string();
+        let Message::Objects(objects) = parse_message(&wrapped).unwrap() else {
+            panic!()
+        };
         assert_eq!(objects[0].key, "reports/Q3 résumé+1.pdf");
     }
 
@@ -161,7 +182,9 @@ mod tests {
     fn eventbridge_events_are_understood() {
         let body = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3",
             "detail":{"bucket":{"name":"staging"},"object":{"key":"a b+c.txt","size":5,"etag":"e","version-id":"v9"},"reason":"PutObject"}}"#;
-        let Message::Objects(objects) = parse_message(body).unwrap() else { panic!() };
+        let Message::Objects(objects) = parse_message(body).unwrap() else {
+            panic!()
+        };
         assert_eq!(objects[0].key, "a b+c.txt", "EventBridge keys are not encoded");
         assert_eq!(objects[0].version_id.as_deref(), Some("v9"));
         assert_eq!(objects[0].event_name, "ObjectCreated:PutObject");
@@ -175,6 +198,11 @@ mod tests {
         );
         assert!(parse_message("hello").unwrap_err().0.contains("invalid JSON"));
         assert!(parse_message(r#"{"foo":1}"#).is_err());
-        assert!(parse_message(r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#).unwrap_err().0.contains("record 0"));
+        assert!(
+            parse_message(r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#)
+                .unwrap_err()
+                .0
+                .contains("record 0")
+        );
     }
 }

@@ -66,11 +66,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait StorageBackend: Send + Sync {
     /// Performs `action` on the exact version of `object` that was scanned.
     /// The error is a message for the plugin and the report.
-    fn perform<'a>(
-        &'a self,
-        object: &'a ObjectInfo,
-        action: StorageAction,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    fn perform<'a>(&'a self, object: &'a ObjectInfo, action: StorageAction) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Records what would be done instead of doing it: `bucketscan plugin run`
@@ -88,11 +84,7 @@ impl DryRunStorage {
 }
 
 impl StorageBackend for DryRunStorage {
-    fn perform<'a>(
-        &'a self,
-        object: &'a ObjectInfo,
-        action: StorageAction,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    fn perform<'a>(&'a self, object: &'a ObjectInfo, action: StorageAction) -> BoxFuture<'a, Result<(), String>> {
         let line = format!("would {}", action.describe(object));
         Box::pin(async move {
             self.performed.lock().unwrap().push(line);

@@ -104,7 +104,13 @@ pub fn merge(existing: &[(String, String)], ours: &[(String, String)]) -> Result
 pub fn sanitize(value: &str) -> String {
     let cleaned: String = value
         .chars()
-        .map(|c| if c.is_alphanumeric() || " +-=._:/@".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || " +-=._:/@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     cleaned.chars().take(MAX_VALUE).collect()
 }
@@ -112,7 +118,9 @@ pub fn sanitize(value: &str) -> String {
 /// Checks a tag key set from the config.
 pub fn validate_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.chars().count() > MAX_KEY || sanitize(key) != key {
-        Err(format!("`{key}` is not a valid S3 tag key (1-{MAX_KEY} letters, digits, spaces, + - = . _ : / @)"))
+        Err(format!(
+            "`{key}` is not a valid S3 tag key (1-{MAX_KEY} letters, digits, spaces, + - = . _ : / @)"
+        ))
     } else {
         Ok(())
     }
@@ -131,7 +139,10 @@ mod tests {
     fn merging_keeps_other_tags_and_replaces_ours() {
         let existing = pairs(&[("team", "finance"), ("bucketscan-result", "error")]);
         let ours = pairs(&[("bucketscan-result", "clean")]);
-        assert_eq!(merge(&existing, &ours).unwrap(), pairs(&[("team", "finance"), ("bucketscan-result", "clean")]));
+        assert_eq!(
+            merge(&existing, &ours).unwrap(),
+            pairs(&[("team", "finance"), ("bucketscan-result", "clean")])
+        );
     }
 
     #[test]
@@ -151,7 +162,12 @@ mod tests {
                 signature: "Eicar-Test-Signature.UNOFFICIAL".into(),
             }],
         };
-        let tags = result_tags(&TagKeys::default(), &verdict, "2026-11-25T10:00:00Z", Some("ClamAV 1.4.6/27000"));
+        let tags = result_tags(
+            &TagKeys::default(),
+            &verdict,
+            "2026-11-25T10:00:00Z",
+            Some("ClamAV 1.4.6/27000"),
+        );
         assert_eq!(
             tags,
             pairs(&[

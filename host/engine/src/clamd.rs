@@ -38,7 +38,12 @@ macro_rules! on_connection {
     ($clamd:expr, $command:path) => {
         async {
             match &$clamd.address {
-                Address::Tcp(addr) => $command(clamav::Tcp { host_address: addr.as_str() }).await,
+                Address::Tcp(addr) => {
+                    $command(clamav::Tcp {
+                        host_address: addr.as_str(),
+                    })
+                    .await
+                }
                 Address::Unix(path) => $command(clamav::Socket { socket_path: path }).await,
             }
         }
@@ -69,15 +74,16 @@ pub struct Freshness {
 
 /// Files clamd loads signatures from.
 pub const SIGNATURE_EXTENSIONS: &[&str] = &[
-    "cvd", "cld", "cud", "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "ndb", "ndu", "ldb", "ldu", "cdb", "idb", "fp", "sfp",
-    "ign", "ign2", "pdb", "gdb", "wdb", "cbc", "crb", "yar", "yara", "info", "cfg",
+    "cvd", "cld", "cud", "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "ndb", "ndu", "ldb", "ldu", "cdb", "idb", "fp",
+    "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "cbc", "crb", "yar", "yara", "info", "cfg",
 ];
 
 impl Freshness {
     /// `Err` with a reason when the database is missing, empty or too old.
     pub fn check(&self) -> Result<(), String> {
         let dir = &self.database_dir;
-        let entries = std::fs::read_dir(dir).map_err(|err| format!("signature database {} is missing: {err}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|err| format!("signature database {} is missing: {err}", dir.display()))?;
         let mut newest: Option<std::time::SystemTime> = None;
         for entry in entries.flatten() {
             let path = entry.path();
@@ -130,14 +136,15 @@ impl Clamd {
 
     /// Asks clamd to reload its signature database (RELOAD → RELOADING).
     pub async fn reload(&self) -> Result<(), ClamdError> {
-        let response = self
-            .with_timeout(on_connection!(self, clamav::reload))
-            .await?;
+        let response = self.with_timeout(on_connection!(self, clamav::reload)).await?;
         self.forget_version();
         if response == clamav_client::RELOADING {
             Ok(())
         } else {
-            Err(ClamdError::Protocol(format!("RELOAD answered `{}`", text(&response).trim())))
+            Err(ClamdError::Protocol(format!(
+                "RELOAD answered `{}`",
+                text(&response).trim()
+            )))
         }
     }
 
@@ -180,10 +187,24 @@ impl Clamd {
             .with_timeout(async {
                 match (&self.address, body) {
                     (Address::Tcp(addr), ObjectBody::Memory(bytes)) => {
-                        clamav::scan_buffer(bytes, clamav::Tcp { host_address: addr.as_str() }, None).await
+                        clamav::scan_buffer(
+                            bytes,
+                            clamav::Tcp {
+                                host_address: addr.as_str(),
+                            },
+                            None,
+                        )
+                        .await
                     }
                     (Address::Tcp(addr), ObjectBody::File(file)) => {
-                        clamav::scan_file(file.path(), clamav::Tcp { host_address: addr.as_str() }, None).await
+                        clamav::scan_file(
+                            file.path(),
+                            clamav::Tcp {
+                                host_address: addr.as_str(),
+                            },
+                            None,
+                        )
+                        .await
                     }
                     (Address::Unix(path), ObjectBody::Memory(bytes)) => {
                         clamav::scan_buffer(bytes, clamav::Socket { socket_path: path }, None).await
@@ -204,9 +225,7 @@ impl Clamd {
                 return Ok(version.clone());
             }
         }
-        let response = self
-            .with_timeout(on_connection!(self, clamav::get_version))
-            .await?;
+        let response = self.with_timeout(on_connection!(self, clamav::get_version)).await?;
         let version = text(&response).trim().to_owned();
         *self.version.lock().unwrap() = Some((Instant::now(), version.clone()));
         Ok(version)
@@ -224,13 +243,14 @@ impl Clamd {
     }
 
     pub async fn ping(&self) -> Result<(), ClamdError> {
-        let response = self
-            .with_timeout(on_connection!(self, clamav::ping))
-            .await?;
+        let response = self.with_timeout(on_connection!(self, clamav::ping)).await?;
         if response == clamav_client::PONG {
             Ok(())
         } else {
-            Err(ClamdError::Protocol(format!("PING answered `{}`", text(&response).trim())))
+            Err(ClamdError::Protocol(format!(
+                "PING answered `{}`",
+                text(&response).trim()
+            )))
         }
     }
 

@@ -16,7 +16,10 @@ pub const MAX_ACTION_LINES: usize = 64;
 
 fn text(field: &str, value: String) -> Result<String, String> {
     if value.len() > MAX_TEXT {
-        Err(format!("{field} is {} bytes; at most {MAX_TEXT} are allowed", value.len()))
+        Err(format!(
+            "{field} is {} bytes; at most {MAX_TEXT} are allowed",
+            value.len()
+        ))
     } else {
         Ok(value)
     }
@@ -30,7 +33,10 @@ pub fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, String> {
                 return Err("an infected verdict must name at least one finding".into());
             }
             if findings.len() > MAX_FINDINGS {
-                return Err(format!("{} findings; at most {MAX_FINDINGS} are allowed", findings.len()));
+                return Err(format!(
+                    "{} findings; at most {MAX_FINDINGS} are allowed",
+                    findings.len()
+                ));
             }
             let findings = findings
                 .into_iter()
@@ -98,7 +104,10 @@ pub fn verdict_to_wit(verdict: &Verdict) -> wit::Verdict {
 
 pub fn action_lines_from_wit(lines: Vec<String>) -> Result<Vec<String>, String> {
     if lines.len() > MAX_ACTION_LINES {
-        return Err(format!("{} report lines; at most {MAX_ACTION_LINES} are allowed", lines.len()));
+        return Err(format!(
+            "{} report lines; at most {MAX_ACTION_LINES} are allowed",
+            lines.len()
+        ));
     }
     lines.into_iter().map(|line| text("report line", line)).collect()
 }

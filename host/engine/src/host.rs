@@ -6,8 +6,8 @@ use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState};
 use anyhow::Context as _;
 use bucketscan_core::config::HostLimits;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
@@ -133,7 +133,12 @@ impl Drop for PluginHost {
     }
 }
 
-fn compile_cached(engine: &Engine, dir: Option<&Path>, bytes: &[u8], digest: &str) -> anyhow::Result<(Component, CacheUse)> {
+fn compile_cached(
+    engine: &Engine,
+    dir: Option<&Path>,
+    bytes: &[u8],
+    digest: &str,
+) -> anyhow::Result<(Component, CacheUse)> {
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, CacheUse::Disabled));
     };

@@ -87,16 +87,22 @@ impl LoadedPipelines {
                     StageKind::Inspector if !stage.on.get_ref().is_empty() => {
                         return Err(LoadError::Stage {
                             at: at(),
-                            message: format!("`on` applies to action stages only, and `{}` is an inspector", plugin.label()),
+                            message: format!(
+                                "`on` applies to action stages only, and `{}` is an inspector",
+                                plugin.label()
+                            ),
                         });
                     }
                     StageKind::Inspector => {}
                     StageKind::Action => seen_action = true,
                 }
                 let signing_secret = match &stage.signing_secret {
-                    Some(source) => Some(Arc::<[u8]>::from(source.get_ref().read().map_err(|message| {
-                        LoadError::Stage { at: at(), message }
-                    })?)),
+                    Some(source) => Some(Arc::<[u8]>::from(
+                        source
+                            .get_ref()
+                            .read()
+                            .map_err(|message| LoadError::Stage { at: at(), message })?,
+                    )),
                     None => None,
                 };
                 resolved.push(PipelineStage {
@@ -112,7 +118,11 @@ impl LoadedPipelines {
                 Arc::from(resolved),
             );
         }
-        Ok(Self { config, plugins, pipelines })
+        Ok(Self {
+            config,
+            plugins,
+            pipelines,
+        })
     }
 
     /// The pipeline for one object and a description of where it applies;
@@ -126,4 +136,3 @@ impl LoadedPipelines {
         Some((scope.to_string(), pipeline))
     }
 }
-

@@ -33,9 +33,17 @@ pub enum PluginError {
         actual: String,
     },
     #[error("plugin `{name}` ({}): not a WebAssembly component ({detail}); build it for wasm32-wasip2 or wrap a core module with `wasm-tools component new`", path.display())]
-    NotAComponent { name: String, path: PathBuf, detail: String },
+    NotAComponent {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("plugin `{name}` ({}): {detail}", path.display())]
-    Contract { name: String, path: PathBuf, detail: String },
+    Contract {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("plugin `{name}` ({}): built against contract {PACKAGE}@{found}, but this host supports {supported} (contract {PACKAGE}@{host}); rebuild the plugin against a supported version", path.display(), PACKAGE = contract::PACKAGE, host = contract::HOST_VERSION)]
     UnsupportedContract {
         name: String,
@@ -44,9 +52,17 @@ pub enum PluginError {
         supported: String,
     },
     #[error("plugin `{name}` ({}): cannot link: {detail}", path.display())]
-    Link { name: String, path: PathBuf, detail: String },
+    Link {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("plugin `{name}` ({}): load check failed: {detail}", path.display())]
-    Describe { name: String, path: PathBuf, detail: String },
+    Describe {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 /// Who a plugin says it is (its `describe` export).
@@ -118,12 +134,24 @@ impl Plugin {
         }
         if !is_component_binary(&bytes) {
             let (name, path) = at();
-            let detail = if bytes.starts_with(b"\0asm") { "a core module" } else { "no Wasm header" };
-            return Err(PluginError::NotAComponent { name, path, detail: detail.into() });
+            let detail = if bytes.starts_with(b"\0asm") {
+                "a core module"
+            } else {
+                "no Wasm header"
+            };
+            return Err(PluginError::NotAComponent {
+                name,
+                path,
+                detail: detail.into(),
+            });
         }
         let (component, cache) = host.compile(bytes, sha256.clone()).await.map_err(|err| {
             let (name, path) = at();
-            PluginError::NotAComponent { name, path, detail: format!("{err:#}") }
+            PluginError::NotAComponent {
+                name,
+                path,
+                detail: format!("{err:#}"),
+            }
         })?;
 
         let engine = host.engine();
@@ -140,7 +168,9 @@ impl Plugin {
                 let ContractName { interface, version } = parsed.map_err(contract_error)?;
                 if let Some(found) = contract::kind_of_export(&interface) {
                     if kind.is_some() {
-                        return Err(contract_error("exports both an inspector and an action; a plugin is one or the other".into()));
+                        return Err(contract_error(
+                            "exports both an inspector and an action; a plugin is one or the other".into(),
+                        ));
                     }
                     kind = Some((found, version));
                 }
@@ -149,14 +179,23 @@ impl Plugin {
         let Some((kind, contract)) = kind else {
             return Err(contract_error(format!(
                 "exports neither {p}/inspector nor {p}/action (its exports: {})",
-                if exports.is_empty() { "none".into() } else { exports.join(", ") },
+                if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                },
                 p = contract::PACKAGE
             )));
         };
         let supported = contract::supported();
         let unsupported = |found: Version| {
             let (name, path) = at();
-            PluginError::UnsupportedContract { name, path, found, supported: supported.to_string() }
+            PluginError::UnsupportedContract {
+                name,
+                path,
+                found,
+                supported: supported.to_string(),
+            }
         };
         if !supported.matches(&contract) {
             return Err(unsupported(contract));
@@ -178,11 +217,17 @@ impl Plugin {
 
         let link_error = |err: wasmtime::Error| {
             let (name, path) = at();
-            PluginError::Link { name, path, detail: format!("{err:#}") }
+            PluginError::Link {
+                name,
+                path,
+                detail: format!("{err:#}"),
+            }
         };
         let instance_pre = host.linker().instantiate_pre(&component).map_err(link_error)?;
         let pre = match kind {
-            StageKind::Inspector => Pre::Inspector(inspector::InspectorPluginPre::new(instance_pre).map_err(link_error)?),
+            StageKind::Inspector => {
+                Pre::Inspector(inspector::InspectorPluginPre::new(instance_pre).map_err(link_error)?)
+            }
             StageKind::Action => Pre::Action(action::ActionPluginPre::new(instance_pre).map_err(link_error)?),
         };
         let mut plugin = Plugin {

@@ -9,7 +9,7 @@ use crate::convert;
 use crate::host::PluginHost;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
-use bucketscan_core::pipeline::{action_applies, Flow, Inspection, StageKind};
+use bucketscan_core::pipeline::{Flow, Inspection, StageKind, action_applies};
 use bucketscan_core::report::{ScanReport, StageReport};
 use bucketscan_core::{Decision, Verdict};
 use std::sync::Arc;
@@ -60,22 +60,30 @@ pub async fn inspect(
             continue;
         }
         let so_far = inspection.so_far().map(convert::verdict_to_wit);
-        let (result, run) = run_stage(host, services, stage, object, &reports, |pre, mut store, handle| async move {
-            let pre = pre.inspector_pre().expect("inspector stage");
-            let result = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .bucketscan_plugin_inspector()
-                    .call_inspect(&mut store, handle, &stage.settings, so_far.as_ref())
-                    .await
-            }
-            .await;
-            (store, result)
-        })
+        let (result, run) = run_stage(
+            host,
+            services,
+            stage,
+            object,
+            &reports,
+            |pre, mut store, handle| async move {
+                let pre = pre.inspector_pre().expect("inspector stage");
+                let result = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .bucketscan_plugin_inspector()
+                        .call_inspect(&mut store, handle, &stage.settings, so_far.as_ref())
+                        .await
+                }
+                .await;
+                (store, result)
+            },
+        )
         .await;
-        let (decision, report) = match result.and_then(|r| r.map_err(StageFailure::Plugin)).and_then(|d| {
-            convert::decision_from_wit(d).map_err(StageFailure::Malformed)
-        }) {
+        let (decision, report) = match result
+            .and_then(|r| r.map_err(StageFailure::Plugin))
+            .and_then(|d| convert::decision_from_wit(d).map_err(StageFailure::Malformed))
+        {
             Ok(decision) => {
                 let outcome = match &decision {
                     Decision::Continue => "continue".to_owned(),
@@ -87,7 +95,10 @@ pub async fn inspect(
                 let message = format!("plugin {} failed: {failure}", stage.plugin.label());
                 tracing::warn!(key = %object.info.key, cause = failure.cause(), "{message}");
                 let cause = failure.cause();
-                (Decision::Verdict(Verdict::error(message.clone())), run.report("failed".into(), Some((message, cause))))
+                (
+                    Decision::Verdict(Verdict::error(message.clone())),
+                    run.report("failed".into(), Some((message, cause))),
+                )
             }
         };
         reports.push(report);
@@ -119,18 +130,25 @@ pub async fn act(
             continue;
         }
         let wit_verdict = convert::verdict_to_wit(&verdict);
-        let (result, run) = run_stage(host, services, stage, object, &reports, |pre, mut store, handle| async move {
-            let pre = pre.action_pre().expect("action stage");
-            let result = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .bucketscan_plugin_action()
-                    .call_act(&mut store, handle, &stage.settings, &wit_verdict)
-                    .await
-            }
-            .await;
-            (store, result)
-        })
+        let (result, run) = run_stage(
+            host,
+            services,
+            stage,
+            object,
+            &reports,
+            |pre, mut store, handle| async move {
+                let pre = pre.action_pre().expect("action stage");
+                let result = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance
+                        .bucketscan_plugin_action()
+                        .call_act(&mut store, handle, &stage.settings, &wit_verdict)
+                        .await
+                }
+                .await;
+                (store, result)
+            },
+        )
         .await;
         let report = match result
             .and_then(|r| r.map_err(StageFailure::Plugin))
@@ -231,7 +249,12 @@ where
     let handle = match store.data_mut().table.push(object.clone()) {
         Ok(handle) => handle,
         Err(err) => {
-            let run = StageRun { stage, actions: Vec::new(), engine_version: None, duration: started.elapsed() };
+            let run = StageRun {
+                stage,
+                actions: Vec::new(),
+                engine_version: None,
+                duration: started.elapsed(),
+            };
             return (Err(StageFailure::Instantiate(err.to_string())), run);
         }
     };
@@ -241,7 +264,12 @@ where
     // On timeout the call is dropped mid-flight and its store with it.
     match tokio::time::timeout(timeout, call(&stage.plugin, store, handle)).await {
         Err(_) => {
-            let run = StageRun { stage, actions: Vec::new(), engine_version: None, duration: started.elapsed() };
+            let run = StageRun {
+                stage,
+                actions: Vec::new(),
+                engine_version: None,
+                duration: started.elapsed(),
+            };
             (Err(StageFailure::Timeout(timeout)), run)
         }
         Ok((mut store, result)) => {

@@ -6,9 +6,9 @@
 //! timeout) takes nothing else down with it.
 
 use crate::capabilities::HostServices;
+use bucketscan_core::config::HostLimits;
 use bucketscan_core::grants::{Grants, NotGranted};
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
-use bucketscan_core::config::HostLimits;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

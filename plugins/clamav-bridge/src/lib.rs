@@ -20,7 +20,7 @@
 mod policy;
 
 use bucketscan_plugin_sdk::{
-    clamav, log, Decision, Inspector, Level, Object, PluginInfo, Settings, UnscannableReason, Verdict,
+    Decision, Inspector, Level, Object, PluginInfo, Settings, UnscannableReason, Verdict, clamav, log,
 };
 use policy::Policy;
 

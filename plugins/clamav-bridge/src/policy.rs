@@ -62,7 +62,12 @@ impl Policy {
         Ok(Self {
             max_size: settings.u64("max-size")?,
             limits: Treat::parse(settings, "limits", &["unscannable", "infected"], "unscannable")?,
-            encrypted: Treat::parse(settings, "encrypted", &["unscannable", "infected", "blocked"], "unscannable")?,
+            encrypted: Treat::parse(
+                settings,
+                "encrypted",
+                &["unscannable", "infected", "blocked"],
+                "unscannable",
+            )?,
             pua: Treat::parse(settings, "pua", &["infected", "ignore"], "infected")?,
             heuristics: Treat::parse(settings, "heuristics", &["infected", "ignore"], "infected")?,
         })
@@ -124,7 +129,10 @@ mod tests {
     #[test]
     fn limit_alerts_are_unscannable_by_default_never_clean() {
         let verdict = policy(&[]).verdict(&names(&["Heuristics.Limits.Exceeded.MaxFileSize"]));
-        assert!(matches!(verdict, Verdict::Unscannable(ref u) if u.reason == UnscannableReason::LimitsExceeded), "{verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Unscannable(ref u) if u.reason == UnscannableReason::LimitsExceeded),
+            "{verdict:?}"
+        );
         let verdict = policy(&[("limits", "infected")]).verdict(&names(&["Heuristics.Limits.Exceeded.MaxFileSize"]));
         assert!(matches!(verdict, Verdict::Infected(_)));
     }
@@ -132,8 +140,13 @@ mod tests {
     #[test]
     fn encrypted_archives_follow_policy() {
         let found = names(&["Heuristics.Encrypted.Zip"]);
-        assert!(matches!(policy(&[]).verdict(&found), Verdict::Unscannable(ref u) if u.reason == UnscannableReason::Encrypted));
-        assert!(matches!(policy(&[("encrypted", "blocked")]).verdict(&found), Verdict::Blocked(_)));
+        assert!(
+            matches!(policy(&[]).verdict(&found), Verdict::Unscannable(ref u) if u.reason == UnscannableReason::Encrypted)
+        );
+        assert!(matches!(
+            policy(&[("encrypted", "blocked")]).verdict(&found),
+            Verdict::Blocked(_)
+        ));
     }
 
     #[test]

@@ -15,8 +15,17 @@ pub enum Category {
 }
 
 impl Category {
-    pub const NAMES: [&'static str; 9] =
-        ["executable", "script", "archive", "office", "pdf", "image", "media", "text", "unknown"];
+    pub const NAMES: [&'static str; 9] = [
+        "executable",
+        "script",
+        "archive",
+        "office",
+        "pdf",
+        "image",
+        "media",
+        "text",
+        "unknown",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,7 +67,10 @@ pub struct Detected {
 
 /// Detects the category of `head`, the first bytes of an object.
 pub fn detect(head: &[u8]) -> Detected {
-    let detected = |category, name: &str| Detected { category, name: name.to_owned() };
+    let detected = |category, name: &str| Detected {
+        category,
+        name: name.to_owned(),
+    };
     if head.starts_with(b"#!") {
         return detected(Category::Script, "script with #! interpreter line");
     }
@@ -133,15 +145,11 @@ pub fn claimed_by_key(key: &str) -> Option<Category> {
         "exe" | "dll" | "scr" | "com" | "msi" | "sys" | "elf" | "so" | "dylib" | "wasm" => Category::Executable,
         "sh" | "bash" | "ps1" | "bat" | "cmd" | "vbs" | "py" | "pl" | "rb" => Category::Script,
         "zip" | "rar" | "7z" | "gz" | "tgz" | "tar" | "bz2" | "xz" | "jar" | "cab" => Category::Archive,
-        "doc" | "docx" | "xls" | "xlsx" | "ppt" | "pptx" | "odt" | "ods" | "odp" | "rtf" | "epub" => {
-            Category::Office
-        }
+        "doc" | "docx" | "xls" | "xlsx" | "ppt" | "pptx" | "odt" | "ods" | "odp" | "rtf" | "epub" => Category::Office,
         "pdf" => Category::Pdf,
         "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp" | "tif" | "tiff" | "ico" | "heic" => Category::Image,
         "mp3" | "mp4" | "wav" | "ogg" | "flac" | "mov" | "avi" | "mkv" | "webm" => Category::Media,
-        "txt" | "csv" | "json" | "xml" | "md" | "html" | "htm" | "log" | "yaml" | "yml" | "toml" => {
-            Category::Text
-        }
+        "txt" | "csv" | "json" | "xml" | "md" | "html" | "htm" | "log" | "yaml" | "yml" | "toml" => Category::Text,
         _ => return None,
     })
 }
@@ -154,10 +162,16 @@ pub fn claimed_by_content_type(content_type: &str) -> Option<Category> {
         ("image", _) => Category::Image,
         ("audio" | "video", _) => Category::Media,
         ("application", "pdf") => Category::Pdf,
-        ("application", "zip" | "gzip" | "x-gzip" | "x-tar" | "x-7z-compressed" | "x-rar-compressed" | "x-bzip2" | "x-xz") => {
-            Category::Archive
-        }
-        ("application", s) if s == "msword" || s.starts_with("vnd.openxmlformats") || s.starts_with("vnd.ms-") || s.starts_with("vnd.oasis") => {
+        (
+            "application",
+            "zip" | "gzip" | "x-gzip" | "x-tar" | "x-7z-compressed" | "x-rar-compressed" | "x-bzip2" | "x-xz",
+        ) => Category::Archive,
+        ("application", s)
+            if s == "msword"
+                || s.starts_with("vnd.openxmlformats")
+                || s.starts_with("vnd.ms-")
+                || s.starts_with("vnd.oasis") =>
+        {
             Category::Office
         }
         ("application", "x-msdownload" | "x-executable" | "x-dosexec" | "vnd.microsoft.portable-executable") => {
@@ -190,10 +204,19 @@ mod tests {
 
     #[test]
     fn magic_bytes_decide_not_names() {
-        assert_eq!(detect(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff").category, Category::Executable);
-        assert_eq!(detect(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00").category, Category::Executable);
+        assert_eq!(
+            detect(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff").category,
+            Category::Executable
+        );
+        assert_eq!(
+            detect(b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00").category,
+            Category::Executable
+        );
         assert_eq!(detect(b"%PDF-1.7\n").category, Category::Pdf);
-        assert_eq!(detect(b"PK\x03\x04\x14\x00\x00\x00\x08\x00").category, Category::Archive);
+        assert_eq!(
+            detect(b"PK\x03\x04\x14\x00\x00\x00\x08\x00").category,
+            Category::Archive
+        );
         assert_eq!(detect(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").category, Category::Image);
         assert_eq!(detect(b"#!/bin/sh\necho hi\n").category, Category::Script);
         assert_eq!(detect(b"hello, world\n").category, Category::Text);
@@ -204,7 +227,10 @@ mod tests {
     fn names_and_content_types_claim_categories() {
         assert_eq!(claimed_by_key("a/b/report.PDF"), Some(Category::Pdf));
         assert_eq!(claimed_by_key("noext"), None);
-        assert_eq!(claimed_by_content_type("application/pdf; charset=binary"), Some(Category::Pdf));
+        assert_eq!(
+            claimed_by_content_type("application/pdf; charset=binary"),
+            Some(Category::Pdf)
+        );
         assert_eq!(claimed_by_content_type("application/octet-stream"), None);
     }
 

@@ -16,7 +16,7 @@
 
 mod detect;
 
-use bucketscan_plugin_sdk::{log, Decision, Inspector, Level, Object, PluginInfo, Settings, Verdict};
+use bucketscan_plugin_sdk::{Decision, Inspector, Level, Object, PluginInfo, Settings, Verdict, log};
 use detect::Category;
 
 struct FiletypeFilter;
@@ -50,7 +50,11 @@ impl Inspector for FiletypeFilter {
 
         let blocked = |reason: String| Ok(Decision::Verdict(Verdict::Blocked(reason)));
         if deny.contains(&detected.category) {
-            return blocked(format!("file type {} is denied: {}", detected.category.as_str(), detected.name));
+            return blocked(format!(
+                "file type {} is denied: {}",
+                detected.category.as_str(),
+                detected.name
+            ));
         }
         if !allow.is_empty() && !allow.contains(&detected.category) {
             return blocked(format!(
@@ -62,7 +66,10 @@ impl Inspector for FiletypeFilter {
         if block_mismatch {
             let claims = [
                 ("extension", detect::claimed_by_key(&info.key)),
-                ("Content-Type", info.content_type.as_deref().and_then(detect::claimed_by_content_type)),
+                (
+                    "Content-Type",
+                    info.content_type.as_deref().and_then(detect::claimed_by_content_type),
+                ),
             ];
             for (source, claimed) in claims {
                 if let Some(claimed) = claimed {
@@ -87,7 +94,10 @@ fn categories(settings: &Settings, key: &str) -> Result<Vec<Category>, String> {
         .iter()
         .map(|name| {
             Category::parse(name).ok_or_else(|| {
-                format!("setting `{key}`: unknown file category `{name}` (known: {})", Category::NAMES.join(", "))
+                format!(
+                    "setting `{key}`: unknown file category `{name}` (known: {})",
+                    Category::NAMES.join(", ")
+                )
             })
         })
         .collect()

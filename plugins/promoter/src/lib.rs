@@ -12,7 +12,7 @@
 //! The host performs the copy on the exact version and ETag that was
 //! scanned, so a newer upload under the same key is never promoted.
 
-use bucketscan_plugin_sdk::{storage, Action, Object, PluginInfo, Settings, Verdict};
+use bucketscan_plugin_sdk::{Action, Object, PluginInfo, Settings, Verdict, storage};
 
 struct Promoter;
 
@@ -27,12 +27,18 @@ pub fn map_key(key: &str, strip: Option<&str>, add: Option<&str>) -> String {
 
 impl Action for Promoter {
     fn info() -> PluginInfo {
-        PluginInfo::new("promoter", env!("CARGO_PKG_VERSION"), "copies clean objects to the production bucket")
+        PluginInfo::new(
+            "promoter",
+            env!("CARGO_PKG_VERSION"),
+            "copies clean objects to the production bucket",
+        )
     }
 
     fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
         settings.reject_unknown(&["bucket", "strip-prefix", "add-prefix", "delete-source"])?;
-        let bucket = settings.get("bucket").ok_or("setting `bucket` (the production bucket) is required")?;
+        let bucket = settings
+            .get("bucket")
+            .ok_or("setting `bucket` (the production bucket) is required")?;
         let delete_source = settings.bool_or("delete-source", false)?;
         // Defence in depth: the pipeline should run this on `clean` only,
         // but a misconfigured `on` must still never promote anything else.
@@ -43,7 +49,9 @@ impl Action for Promoter {
         let key = map_key(&info.key, settings.get("strip-prefix"), settings.get("add-prefix"));
         if delete_source {
             storage::move_(bucket, &key, &[])?;
-            Ok(vec![format!("promoted to s3://{bucket}/{key} and removed from staging")])
+            Ok(vec![format!(
+                "promoted to s3://{bucket}/{key} and removed from staging"
+            )])
         } else {
             storage::copy(bucket, &key, &[])?;
             Ok(vec![format!("promoted to s3://{bucket}/{key}")])
@@ -59,7 +67,10 @@ mod tests {
 
     #[test]
     fn keys_map_by_prefix() {
-        assert_eq!(map_key("incoming/a.pdf", Some("incoming/"), Some("public/")), "public/a.pdf");
+        assert_eq!(
+            map_key("incoming/a.pdf", Some("incoming/"), Some("public/")),
+            "public/a.pdf"
+        );
         assert_eq!(map_key("other/a.pdf", Some("incoming/"), None), "other/a.pdf");
         assert_eq!(map_key("a.pdf", None, None), "a.pdf");
     }

@@ -8,13 +8,17 @@
 //! Run it with `on = ["infected", "blocked"]`; on a clean verdict it does
 //! nothing whatever its configuration.
 
-use bucketscan_plugin_sdk::{storage, Action, Object, PluginInfo, Settings, Verdict};
+use bucketscan_plugin_sdk::{Action, Object, PluginInfo, Settings, Verdict, storage};
 
 struct Quarantine;
 
 impl Action for Quarantine {
     fn info() -> PluginInfo {
-        PluginInfo::new("quarantine", env!("CARGO_PKG_VERSION"), "moves, tags or deletes infected and blocked objects")
+        PluginInfo::new(
+            "quarantine",
+            env!("CARGO_PKG_VERSION"),
+            "moves, tags or deletes infected and blocked objects",
+        )
     }
 
     fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {

@@ -17,14 +17,18 @@
 //! (`sha256=` HMAC-SHA256 of `TIMESTAMP.BODY`). The secret never reaches
 //! this plugin.
 
-use bucketscan_plugin_sdk::{context, http, log, Action, Level, Object, PluginInfo, Settings, Verdict};
-use serde_json::{json, Value};
+use bucketscan_plugin_sdk::{Action, Level, Object, PluginInfo, Settings, Verdict, context, http, log};
+use serde_json::{Value, json};
 
 struct Webhook;
 
 impl Action for Webhook {
     fn info() -> PluginInfo {
-        PluginInfo::new("webhook", env!("CARGO_PKG_VERSION"), "posts each scan result as signed JSON to configured URLs")
+        PluginInfo::new(
+            "webhook",
+            env!("CARGO_PKG_VERSION"),
+            "posts each scan result as signed JSON to configured URLs",
+        )
     }
 
     fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {

@@ -74,7 +74,10 @@ pub fn check_resolved(host: &str, addrs: &[SocketAddr]) -> Result<(), std::io::E
     match addrs.iter().find(|addr| is_forbidden_address(addr.ip())) {
         Some(bad) => Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            format!("`{host}` resolves to {}, a link-local or metadata address; refused", bad.ip()),
+            format!(
+                "`{host}` resolves to {}, a link-local or metadata address; refused",
+                bad.ip()
+            ),
         )),
         None => Ok(()),
     }
@@ -90,7 +93,12 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 }
 
 impl Host for StageState {
-    async fn post(&mut self, url: String, headers: Vec<(String, String)>, body: Vec<u8>) -> wasmtime::Result<Result<Response, String>> {
+    async fn post(
+        &mut self,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> wasmtime::Result<Result<Response, String>> {
         let request = Request {
             url,
             headers,
@@ -102,22 +110,36 @@ impl Host for StageState {
     }
 
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
-        let Request { url, headers, body, timeout_ms, attempts } = request;
+        let Request {
+            url,
+            headers,
+            body,
+            timeout_ms,
+            attempts,
+        } = request;
         let parsed = match url::Url::parse(&url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
             Ok(_) => return Ok(Err(format!("`{url}`: only http and https URLs are allowed"))),
             Err(err) => return Ok(Err(format!("`{url}`: {err}"))),
         };
-        let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
         if let Err(err) = self.grants.check_http(&host) {
             return Err(self.fail(StageFailure::NotGranted(err)));
         }
         if host.parse::<IpAddr>().is_ok_and(is_forbidden_address) {
-            return Ok(Err(format!("`{host}` is a link-local or metadata address and is always refused")));
+            return Ok(Err(format!(
+                "`{host}` is a link-local or metadata address and is always refused"
+            )));
         }
-        if let Some(name) = headers.iter().map(|(name, _)| name).find(|name| {
-            name.eq_ignore_ascii_case(SIGNATURE_HEADER) || name.eq_ignore_ascii_case(TIMESTAMP_HEADER)
-        }) {
+        if let Some(name) = headers
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| name.eq_ignore_ascii_case(SIGNATURE_HEADER) || name.eq_ignore_ascii_case(TIMESTAMP_HEADER))
+        {
             return Ok(Err(format!("header `{name}` is set by the host only")));
         }
         let mut headers = headers;
@@ -190,7 +212,13 @@ mod tests {
 
     #[test]
     fn metadata_endpoints_are_forbidden() {
-        for addr in ["169.254.169.254", "169.254.170.2", "fd00:ec2::254", "fe80::1", "::ffff:169.254.169.254"] {
+        for addr in [
+            "169.254.169.254",
+            "169.254.170.2",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(is_forbidden_address(addr.parse().unwrap()), "{addr}");
         }
         assert!(!is_forbidden_address("127.0.0.1".parse().unwrap()));

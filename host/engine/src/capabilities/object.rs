@@ -26,13 +26,20 @@ impl HostObject for StageState {
         })
     }
 
-    async fn read(&mut self, object: Resource<ScanObject>, offset: u64, len: u32) -> wasmtime::Result<Result<Vec<u8>, String>> {
+    async fn read(
+        &mut self,
+        object: Resource<ScanObject>,
+        offset: u64,
+        len: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         let object = self.table.get(&object)?;
         let len = len.min(MAX_READ) as usize;
-        Ok(object
-            .body
-            .read_at(offset, len)
-            .map_err(|err| format!("reading s3://{}/{} at {offset}: {err}", object.info.bucket, object.info.key)))
+        Ok(object.body.read_at(offset, len).map_err(|err| {
+            format!(
+                "reading s3://{}/{} at {offset}: {err}",
+                object.info.bucket, object.info.key
+            )
+        }))
     }
 
     async fn drop(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<()> {

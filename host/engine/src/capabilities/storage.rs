@@ -26,12 +26,32 @@ impl StageState {
 }
 
 impl Host for StageState {
-    async fn copy(&mut self, bucket: String, key: String, extra_tags: Vec<(String, String)>) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Copy { bucket, key, extra_tags }).await
+    async fn copy(
+        &mut self,
+        bucket: String,
+        key: String,
+        extra_tags: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.perform(StorageAction::Copy {
+            bucket,
+            key,
+            extra_tags,
+        })
+        .await
     }
 
-    async fn move_(&mut self, bucket: String, key: String, extra_tags: Vec<(String, String)>) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Move { bucket, key, extra_tags }).await
+    async fn move_(
+        &mut self,
+        bucket: String,
+        key: String,
+        extra_tags: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.perform(StorageAction::Move {
+            bucket,
+            key,
+            extra_tags,
+        })
+        .await
     }
 
     async fn delete(&mut self) -> wasmtime::Result<Result<(), String>> {

@@ -22,7 +22,12 @@ impl Guest for Future {
         }
     }
 
-    fn inspect(_object: &Object, _settings: Vec<(String, String)>, _so_far: Option<Verdict>, _attempt: u32) -> Result<Decision, String> {
+    fn inspect(
+        _object: &Object,
+        _settings: Vec<(String, String)>,
+        _so_far: Option<Verdict>,
+        _attempt: u32,
+    ) -> Result<Decision, String> {
         Ok(Decision::Continue)
     }
 }

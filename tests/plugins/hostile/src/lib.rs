@@ -2,9 +2,7 @@
 //! what it does wrong; each must be stopped by the host and reported as this
 //! plugin's failure, never as a clean verdict.
 
-use bucketscan_plugin_sdk::{
-    clamav, Decision, Finding, Inspector, Object, PluginInfo, Settings, Verdict,
-};
+use bucketscan_plugin_sdk::{Decision, Finding, Inspector, Object, PluginInfo, Settings, Verdict, clamav};
 
 struct Hostile;
 
@@ -38,7 +36,9 @@ impl Inspector for Hostile {
             }
             "oversized" => Ok(Decision::Verdict(Verdict::Blocked("x".repeat(8 << 20)))),
             "many-findings" => Ok(Decision::Verdict(Verdict::Infected(
-                (0..10_000).map(|i| Finding::new("hostile", &format!("sig-{i}"))).collect(),
+                (0..10_000)
+                    .map(|i| Finding::new("hostile", &format!("sig-{i}")))
+                    .collect(),
             ))),
             "no-findings" => Ok(Decision::Verdict(Verdict::Infected(Vec::new()))),
             "read-file" => match std::fs::read(settings.get("path").unwrap_or("/etc/passwd")) {
@@ -54,7 +54,11 @@ impl Inspector for Hostile {
             }
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-                if vars.is_empty() { clean } else { Err(format!("SANDBOX ESCAPE: saw env {vars:?}")) }
+                if vars.is_empty() {
+                    clean
+                } else {
+                    Err(format!("SANDBOX ESCAPE: saw env {vars:?}"))
+                }
             }
             "scan-without-grant" => match clamav::scan(object) {
                 Ok(_) => clean,

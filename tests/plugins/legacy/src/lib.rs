@@ -24,9 +24,17 @@ impl Guest for Legacy {
         }
     }
 
-    fn inspect(object: &Object, _settings: Vec<(String, String)>, _so_far: Option<Verdict>) -> Result<Decision, String> {
+    fn inspect(
+        object: &Object,
+        _settings: Vec<(String, String)>,
+        _so_far: Option<Verdict>,
+    ) -> Result<Decision, String> {
         let head = object.read(0, 12)?;
-        log(Level::Info, "legacy plugin inspected", &[("bytes".into(), head.len().to_string())]);
+        log(
+            Level::Info,
+            "legacy plugin inspected",
+            &[("bytes".into(), head.len().to_string())],
+        );
         if head.starts_with(b"LEGACY-BLOCK") {
             return Ok(Decision::Verdict(Verdict::Blocked("legacy rule matched".into())));
         }

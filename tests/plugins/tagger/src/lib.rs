@@ -2,7 +2,7 @@
 //! bucket in the `copy-to` setting, exercising the storage capability and
 //! its grants.
 
-use bucketscan_plugin_sdk::{storage, Action, Object, PluginInfo, Settings, Verdict};
+use bucketscan_plugin_sdk::{Action, Object, PluginInfo, Settings, Verdict, storage};
 
 struct Tagger;
 
@@ -18,7 +18,11 @@ fn result_name(verdict: &Verdict) -> &'static str {
 
 impl Action for Tagger {
     fn info() -> PluginInfo {
-        PluginInfo::new("tagger", "0.1.0", "tags the object with its verdict and optionally copies it")
+        PluginInfo::new(
+            "tagger",
+            "0.1.0",
+            "tags the object with its verdict and optionally copies it",
+        )
     }
 
     fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
