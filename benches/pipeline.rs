@@ -14,7 +14,6 @@ use bucketscan_core::config::{ClamavConfig, HostLimits};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
 use bucketscan_core::pipeline::{Flow, Inspection};
-use bucketscan_core::storage::DryRunStorage;
 use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
 use bucketscan_tests::host::{clamav_grant, stage};
 use bucketscan_tests::{clamd, component};
@@ -71,10 +70,7 @@ async fn noop_overhead() {
         ..HostLimits::default()
     };
     let host = PluginHost::new(&limits).unwrap();
-    let services = Arc::new(HostServices::new(
-        Clamd::new(&ClamavConfig::default()),
-        Arc::new(DryRunStorage::default()),
-    ));
+    let services = Arc::new(HostServices::new(Clamd::new(&ClamavConfig::default())));
     let noop = Arc::new(
         Plugin::load(&host, "noop", &component("test_plugin_noop"), None)
             .await
@@ -102,7 +98,7 @@ async fn noop_overhead() {
             let object = object(&info, &body);
             let (host, services, stages) = (&host, &services, &stages);
             async move {
-                black_box(bucketscan_engine::run_pipeline(host, services, stages, object).await);
+                black_box(bucketscan_engine::runner::inspect(host, services, stages, &object).await);
             }
         })
         .await;
@@ -150,10 +146,7 @@ async fn clamd_throughput() {
         stream_max_bytes: 128 * 1024 * 1024,
         ..ClamavConfig::default()
     };
-    let services = Arc::new(HostServices::new(
-        Clamd::new(&clamav),
-        Arc::new(DryRunStorage::default()),
-    ));
+    let services = Arc::new(HostServices::new(Clamd::new(&clamav)));
     let filter = Arc::new(
         Plugin::load(&host, "filetype-filter", &component("filetype_filter"), None)
             .await
@@ -208,7 +201,7 @@ async fn clamd_throughput() {
             let object = object(&info, &body);
             let (host, services, stages) = (&host, &services, &stages);
             async move {
-                let report = bucketscan_engine::run_pipeline(host, services, stages, object).await;
+                let report = bucketscan_engine::runner::inspect(host, services, stages, &object).await;
                 assert!(report.verdict.is_clean(), "{:?}", report.verdict);
             }
         })

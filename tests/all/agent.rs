@@ -1,9 +1,11 @@
 //! The agent end to end: S3 events from moto's S3 through SQS, real clamd,
 //! real plugin components, results back on S3 and SNS.
 
-use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World, wait_until};
+use bucketscan_tests::signatures::{self, test_database};
 use bucketscan_tests::{clamd, free_port, samples};
 use std::time::Duration;
+use std::time::SystemTime;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -194,19 +196,25 @@ async fn with_clamd_down_nothing_is_promoted_or_acknowledged_until_it_returns() 
     let agent = world.start_agent(&world.config(&format!("127.0.0.1:{port}"), ""));
     world.put("waiting.txt", samples::clean_text(), None, &[], &[]).await;
 
-    // Give the agent time to try (and fail) several times.
+    // Not ready: the agent does not even receive the event, so it does
+    // not burn its receive count on the way to the DLQ.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
         !world.exists(PRODUCTION, "waiting.txt").await,
         "promoted without a scan"
     );
     assert!(world.exists(STAGING, "waiting.txt").await, "nothing deleted");
-    assert_eq!(
-        world.tag(STAGING, "waiting.txt", "bucketscan-result").await.as_deref(),
-        Some("error")
+    assert_eq!(world.tag(STAGING, "waiting.txt", "bucketscan-result").await, None);
+    let (visible, in_flight) = world.queue_counts().await;
+    assert!(
+        visible >= 1 && in_flight == 0,
+        "the event waits on the queue, unreceived: {visible} {in_flight}"
     );
-    assert!(world.queue_depth().await >= 1, "the event must still be on the queue");
-    assert!(agent.log().contains("unreachable"), "{}", agent.log());
+    let log = agent.log();
+    assert!(
+        log.contains("not ready, not receiving: clamd") && log.contains("unreachable"),
+        "{log}"
+    );
 
     let _clamd = clamd::start_on(port, clamd::STREAM_MAX_BYTES).unwrap();
     world.wait_for(PRODUCTION, "waiting.txt", WITHIN, &agent).await;
@@ -259,7 +267,7 @@ async fn an_agent_killed_mid_scan_loses_nothing() {
 fn bucketscan_with_aws(world: &World, args: &[&str]) -> std::process::Output {
     std::process::Command::new(bucketscan_tests::bucketscan_bin())
         .args(args)
-        .envs(world.moto.env())
+        .envs(world.env())
         .output()
         .unwrap()
 }
@@ -420,31 +428,20 @@ async fn protect_and_unprotect_touch_only_our_notification() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signature_uploaded_to_s3_makes_a_clean_sample_detected_without_restarts() {
     let world = World::new().await;
-    let clamd = clamd::start_on(free_port(), clamd::STREAM_MAX_BYTES).unwrap();
-    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
-    let extra = format!(
-        "[signatures]\ndatabase-dir = \"{}\"\nbucket = \"signatures\"\nprefix = \"clamav/\"\nsync-interval-secs = 1\n",
-        clamd.database_dir().display()
-    );
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let extra = signatures::synced_config(&clamd, 1, 60);
     let agent = world.start_agent(&world.config(&clamd.address(), &extra));
     let sample = b"a file that becomes malware once the new signature is out\n".to_vec();
     world.put("before.txt", sample.clone(), None, &[], &[]).await;
     world.wait_for(PRODUCTION, "before.txt", WITHIN, &agent).await;
 
-    let hdb = format!("{}:{}:Bucketscan.Test.Update\n", md5_hex(&sample), sample.len());
-    world
-        .aws
-        .s3
-        .put_object()
-        .bucket("signatures")
-        .key("clamav/update.hdb")
-        .body(hdb.into_bytes().into())
-        .send()
-        .await
-        .unwrap();
+    // A new build of the database with one more signature.
+    let line = format!("{}:{}:Bucketscan.Test.Update\n", md5_hex(&sample), sample.len());
+    signatures::upload(&world, "clamav/daily.cud", test_database(2, SystemTime::now(), &line)).await;
 
-    // clamd reloads in the background: upload the same bytes again until a
-    // copy is caught.
+    // clamd reloads in the background and the agent stops receiving until
+    // it proved the new build is loaded: every copy uploaded after the
+    // update is caught.
     let deadline = std::time::Instant::now() + WITHIN;
     for attempt in 0.. {
         assert!(
@@ -459,11 +456,11 @@ async fn a_signature_uploaded_to_s3_makes_a_clean_sample_detected_without_restar
             if world.exists(QUARANTINE, &quarantined).await {
                 let signature = world.tag(QUARANTINE, &quarantined, "bucketscan-signature").await;
                 assert_eq!(signature.as_deref(), Some("Bucketscan.Test.Update.UNOFFICIAL"));
-                assert!(
-                    agent.log().contains("signature files updated; reloading clamd"),
-                    "{}",
-                    agent.log()
-                );
+                wait_until("the new build proven", &agent, || {
+                    agent
+                        .log()
+                        .contains("clamd runs the synced signatures database=daily.cud version=2")
+                });
                 return;
             }
             if world.exists(PRODUCTION, &key).await {

@@ -23,9 +23,9 @@ async fn eicar_generated_at_test_time_is_infected() {
             object("staging", "eicar.com", samples::eicar(), None),
         )
         .await;
-    assert_eq!(report.result, "infected", "{report:#?}");
+    assert_eq!(report.result(), "infected", "{report:#?}");
     assert_eq!(signature(&report.verdict), "Eicar-Test-Signature.UNOFFICIAL");
-    assert_eq!(report.findings[0].engine, "clamav");
+    assert_eq!(report.findings()[0].engine, "clamav");
     let engine = report.stages[0].engine_version.as_deref().unwrap();
     assert!(engine.starts_with("ClamAV "), "{engine}");
 }
@@ -42,7 +42,7 @@ async fn clamav_testfiles_sample_is_infected_also_inside_a_zip() {
                 object("staging", name, bytes, None),
             )
             .await;
-        assert_eq!(report.result, "infected", "{name}: {report:#?}");
+        assert_eq!(report.result(), "infected", "{name}: {report:#?}");
         assert_eq!(signature(&report.verdict), "Clamav.Test.File.UNOFFICIAL", "{name}");
     }
 }
@@ -166,7 +166,7 @@ async fn encrypted_archives_are_unscannable_by_default() {
             object("staging", "secret.zip", zip, None),
         )
         .await;
-    assert_eq!(report.result, "blocked", "{:?}", report.verdict);
+    assert_eq!(report.result(), "blocked", "{:?}", report.verdict);
 }
 
 /// A minimal zip with one "encrypted" stored entry (ZipCrypto flag set).
@@ -216,72 +216,43 @@ fn encrypted_zip() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stale_or_missing_signatures_make_objects_unscannable_never_clean() {
+async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {
     use bucketscan_core::config::ClamavConfig;
-    use bucketscan_core::storage::DryRunStorage;
-    use bucketscan_engine::clamd::Freshness;
+    use bucketscan_engine::clamd::SignatureGate;
     use bucketscan_engine::{Clamd, HostServices};
-    use std::sync::Arc;
-    use std::time::{Duration, SystemTime};
+    use std::sync::{Arc, Mutex};
 
-    let db = tempfile::tempdir().unwrap();
-    let host = TestHost::with_clamd(test_limits());
+    /// A gate a test opens and closes.
+    struct Gate(Mutex<Result<(), String>>);
+    impl SignatureGate for Gate {
+        fn check(&self) -> Result<(), String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    let gate = Arc::new(Gate(Mutex::new(Err("the newest database was built 240 h ago".into()))));
+    let mut host = TestHost::with_clamd(test_limits());
+    let clamd = Clamd::new(&ClamavConfig {
+        address: clamd::shared().address(),
+        ..ClamavConfig::default()
+    })
+    .with_gate(gate.clone());
+    host.services = Arc::new(HostServices::new(clamd));
     let bridge = host.plugin("clamav_bridge").await;
-    let services_for = |max_age: Duration| {
-        let clamd = Clamd::new(&ClamavConfig {
-            address: clamd::shared().address(),
-            ..ClamavConfig::default()
-        })
-        .with_freshness(Freshness {
-            database_dir: db.path().to_owned(),
-            max_age,
-        });
-        Arc::new(HostServices::new(clamd, Arc::new(DryRunStorage::default())))
-    };
-    let scan = |services: Arc<HostServices>| {
-        let (host, bridge) = (&host, bridge.clone());
-        async move {
-            bucketscan_engine::run_pipeline(
-                &host.host,
-                &services,
-                &[stage(&bridge, &[], clamav_grant())],
-                object("staging", "notes.txt", samples::clean_text(), None),
-            )
-            .await
-            .verdict
-        }
-    };
-    let day = Duration::from_secs(24 * 3600);
-    match scan(services_for(day)).await {
+    let stages = [stage(&bridge, &[], clamav_grant())];
+    let report = host
+        .run(&stages, object("staging", "eicar.txt", samples::eicar(), None))
+        .await;
+    match &report.verdict {
         Verdict::Unscannable {
             reason: UnscannableReason::StaleSignatures,
             detail,
-        } => {
-            assert!(detail.contains("is empty"), "{detail}")
-        }
-        other => panic!("empty database: {other:?}"),
+        } => assert!(detail.contains("240 h ago"), "{detail}"),
+        other => panic!("closed gate: {other:?}"),
     }
-    let file = db.path().join("old.hdb");
-    std::fs::write(&file, "44d88612fea8a8f36de82e1278abb02f:68:Eicar\n").unwrap();
-    let ten_days_ago = SystemTime::now() - 10 * day;
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(ten_days_ago)
-        .unwrap();
-    match scan(services_for(day)).await {
-        Verdict::Unscannable {
-            reason: UnscannableReason::StaleSignatures,
-            detail,
-        } => {
-            assert!(detail.contains("240 h ago; the limit is 24 h"), "{detail}")
-        }
-        other => panic!("old database: {other:?}"),
-    }
-    assert_eq!(
-        scan(services_for(30 * day)).await,
-        Verdict::Clean,
-        "fresh enough: scanned"
-    );
+    *gate.0.lock().unwrap() = Ok(());
+    let report = host
+        .run(&stages, object("staging", "eicar.txt", samples::eicar(), None))
+        .await;
+    assert_eq!(report.result(), "infected", "open gate: scanned");
 }

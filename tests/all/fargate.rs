@@ -6,13 +6,16 @@
 //! finishes or releases work and loses nothing; the health endpoints
 //! follow clamd.
 
-use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
-use bucketscan_tests::{bucketscan_bin, clamd, component, free_port, samples, target_dir, wait_for_port, workspace};
+use bucketscan_tests::agent::{
+    AgentProcess, PRODUCTION, QUARANTINE, STAGING, World, assert_no_message_received, health, wait_until,
+};
+use bucketscan_tests::signatures::test_database;
+use bucketscan_tests::{clamd, component, free_port, samples, target_dir, wait_for_port, workspace};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -114,28 +117,6 @@ impl CredentialsEndpoint {
     }
 }
 
-fn health(addr: &str, ready: bool) -> (bool, String) {
-    let mut command = Command::new(bucketscan_bin());
-    command.args(["health", "--addr", addr]);
-    if ready {
-        command.arg("--ready");
-    }
-    let out = command.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_until(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WITHIN;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened; log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let world = World::new().await;
@@ -157,20 +138,20 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     // The signature bucket, as a mirror would fill it; the agent syncs it
     // into the shared volume, where the clamd "sidecar" reads it.
     world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
-    let hdb = std::fs::read(workspace().join("tests/signatures/bucketscan-test.hdb")).unwrap();
+    let database = test_database(1, SystemTime::now(), "");
     world
         .aws
         .s3
         .put_object()
         .bucket("signatures")
-        .key("clamav/bucketscan-test.hdb")
-        .body(hdb.clone().into())
+        .key("clamav/daily.cud")
+        .body(database.clone().into())
         .send()
         .await
         .unwrap();
-    std::fs::write(signatures.join("bucketscan-test.hdb"), &hdb).unwrap(); // clamd needs one to start
+    std::fs::write(signatures.join("daily.cud"), &database).unwrap(); // clamd needs one to start
     let clamd_port = free_port();
-    let sidecar = clamd::start_on(clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
+    let sidecar = clamd::start_with_database(&signatures, clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
 
     let health_port = free_port();
     let refs: BTreeMap<&str, String> = [
@@ -241,7 +222,11 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         credentials.authorized_requests() >= 1,
         "the SDK took its credentials from the container endpoint"
     );
-    assert!(signatures.join("bucketscan-test.hdb").exists());
+    assert!(signatures.join("daily.cud").exists());
+    assert!(
+        signatures.join("bucketscan-canary.hsb").exists(),
+        "the agent proved clamd loaded the volume"
+    );
 
     // JSON logs on stdout: one event per object with bucket, key, verdict
     // and duration; EMF lines beside them.
@@ -388,38 +373,44 @@ async fn readiness_follows_clamd_and_metrics_count_objects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
     let world = World::new().await;
-    let database = world.dir.path().join("empty-signatures");
+    // clamd runs on a directory with plain signatures only: they carry no
+    // build time, so nothing proves they are recent.
+    let database = world.dir.path().join("signatures");
     std::fs::create_dir_all(&database).unwrap();
+    std::fs::copy(
+        workspace().join("tests/signatures/bucketscan-test.hdb"),
+        database.join("bucketscan-test.hdb"),
+    )
+    .unwrap();
+    let clamd = clamd::start_with_database(&database, free_port(), clamd::STREAM_MAX_BYTES).unwrap();
     let extra = format!(
-        "[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\n",
+        "[signatures]\ndatabase-dir = \"{}\"\nmax-age-secs = 3600\nsync-interval-secs = 1\nreload-timeout-secs = 30\n",
         database.display()
     );
-    let config = world.config(&clamd::shared().address(), &extra);
+    let config = world.config(&clamd.address(), &extra);
     let addr = format!("127.0.0.1:{}", free_port());
     let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
+    world.put("waits.txt", samples::clean_text(), None, &[], &[]).await;
 
     wait_until("health endpoint up", &agent, || health(&addr, false).0);
-    let (ready, body) = health(&addr, true);
-    assert!(!ready && body.contains("signatures:"), "{body}");
+    wait_until("no build time", &agent, || {
+        let (ready, body) = health(&addr, true);
+        !ready && body.contains("no database with a build time")
+    });
 
-    // A database file two hours old is still stale (max age one hour)...
-    let file = database.join("bucketscan-test.hdb");
-    std::fs::copy(workspace().join("tests/signatures/bucketscan-test.hdb"), &file).unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(two_hours_ago)
-        .unwrap();
-    let (ready, body) = health(&addr, true);
-    assert!(!ready && body.contains("signatures:"), "{body}");
-    // ...and a fresh one makes the agent ready.
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now())
-        .unwrap();
+    // A database built two hours ago, written just now: its file is new,
+    // its signatures are not (max age one hour).
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    std::fs::write(database.join("daily.cud"), test_database(1, two_hours_ago, "")).unwrap();
+    wait_until("stale by its build time", &agent, || {
+        let (ready, body) = health(&addr, true);
+        !ready && body.contains("was built 2 h ago; the limit is 1 h")
+    });
+    assert_no_message_received(&world, &agent, "nothing received while not ready").await;
+    assert!(!world.exists(PRODUCTION, "waits.txt").await);
+
+    // A fresh build makes the agent ready, and the waiting event is scanned.
+    std::fs::write(database.join("daily.cud"), test_database(2, SystemTime::now(), "")).unwrap();
     wait_until("ready with fresh signatures", &agent, || health(&addr, true).0);
+    world.wait_for(PRODUCTION, "waits.txt", WITHIN, &agent).await;
 }

@@ -12,4 +12,5 @@ mod languages;
 mod pipeline;
 mod reload;
 mod sandbox;
+mod signatures;
 mod webhook;

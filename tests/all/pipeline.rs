@@ -51,38 +51,43 @@ async fn a_clean_object_runs_the_clean_actions_with_their_grants() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (scope, stages) = loaded.pipeline_for("staging", "docs/notes.txt").unwrap();
     assert_eq!(scope, "bucket `staging`");
-    let report = host
-        .run(
+    let (report, writes) = host
+        .run_recorded(
             &stages,
             object("staging", "docs/notes.txt", samples::clean_text(), None),
         )
         .await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
-    assert!(report.actions_ok);
+    assert!(report.actions_ok());
     let tagger = &report.stages[2];
     assert_eq!(tagger.outcome, "done");
     assert_eq!(
         tagger.actions,
         vec![
-            "tag s3://staging/docs/notes.txt scan-result=clean",
-            "copy s3://staging/docs/notes.txt -> s3://production/docs/notes.txt",
+            "would tag s3://staging/docs/notes.txt scan-result=clean",
+            "would copy s3://staging/docs/notes.txt -> s3://production/docs/notes.txt",
             "tagged clean",
             "copied to production",
         ]
     );
-    assert_eq!(host.storage.performed().len(), 2);
+    // The result tags, the plugin's tag, the copy.
+    assert_eq!(writes.len(), 3, "{writes:#?}");
+    assert!(writes[0].contains("\"bucketscan-result\", \"clean\""), "{writes:#?}");
+    // The copy carries the verdict's tags, whatever the plugin asked.
+    assert!(writes[2].contains("\"bucketscan-result\", \"clean\""), "{writes:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_infected_object_never_reaches_a_clean_only_action() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (_, stages) = loaded.pipeline_for("staging", "download.txt").unwrap();
-    let report = host
-        .run(&stages, object("staging", "download.txt", samples::eicar(), None))
+    let (report, writes) = host
+        .run_recorded(&stages, object("staging", "download.txt", samples::eicar(), None))
         .await;
-    assert_eq!(report.result, "infected");
+    assert_eq!(report.result(), "infected");
     assert_eq!(report.stages[2].outcome, "not applicable");
-    assert!(host.storage.performed().is_empty(), "{:?}", host.storage.performed());
+    assert_eq!(writes.len(), 1, "only the result tags: {writes:?}");
+    assert!(writes[0].contains("\"bucketscan-result\", \"infected\""), "{writes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,24 +95,27 @@ async fn a_write_to_a_bucket_outside_the_grant_fails_the_action() {
     let (host, loaded, _dir) = load(PIPELINE).await;
     let (scope, stages) = loaded.pipeline_for("staging", "leaky/notes.txt").unwrap();
     assert_eq!(scope, "bucket `staging` prefix `leaky/`");
-    let report = host
-        .run(
+    let (report, writes) = host
+        .run_recorded(
             &stages,
             object("staging", "leaky/notes.txt", samples::clean_text(), None),
         )
         .await;
     assert_eq!(report.verdict, Verdict::Clean);
-    assert!(!report.actions_ok);
+    assert!(!report.actions_ok());
+    assert!(
+        !report.outcome.settles(),
+        "a failed action leaves the event for a retry"
+    );
     let error = report.stages[1].error.as_deref().unwrap();
     assert!(
         error.contains("capability `storage` not granted: bucket `elsewhere` is not in the stage's storage grant"),
         "{error}"
     );
-    // The tag (granted) happened before the refused copy; nothing else.
-    assert_eq!(
-        host.storage.performed(),
-        vec!["would tag s3://staging/leaky/notes.txt scan-result=clean"]
-    );
+    // The result tags and the plugin's tag (granted) happened before the
+    // refused copy; nothing else.
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    assert!(writes[1].contains("\"scan-result\", \"clean\""), "{writes:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

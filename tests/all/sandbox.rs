@@ -57,7 +57,7 @@ async fn assert_stopped(behaviour: &str, extra: &[(&str, &str)], grants: Grants,
             object("staging", "eicar.com", samples::eicar(), None),
         )
         .await;
-    assert_eq!(next.result, "infected", "{behaviour}: the host must go on");
+    assert_eq!(next.result(), "infected", "{behaviour}: the host must go on");
     took
 }
 

@@ -11,9 +11,12 @@ use bucketscan_tests::{clamd, free_port, samples};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The receivers listen on loopback: a private address, reachable only
+/// with an explicit `http-private` grant.
 fn http_grant() -> Grants {
     Grants {
         http: vec!["127.0.0.1".into()],
+        http_private: vec!["127.0.0.0/8".parse().unwrap()],
         ..Grants::default()
     }
 }
@@ -49,7 +52,7 @@ async fn posts_a_signed_result_with_findings_and_timings() {
         "{:?}",
         report.verdict
     );
-    assert!(report.actions_ok, "{:?}", report.stages);
+    assert!(report.actions_ok(), "{:?}", report.stages);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
     assert_eq!(
@@ -103,7 +106,7 @@ async fn a_receiver_that_is_down_changes_nothing_unless_required() {
         .run(&stages, object("staging", "eicar", samples::eicar(), None))
         .await;
     assert!(matches!(report.verdict, Verdict::Infected { .. }), "the verdict stands");
-    assert!(report.actions_ok, "not required: handling goes on");
+    assert!(report.actions_ok(), "not required: handling goes on");
     let line = &webhook_stage(&report).actions[0];
     assert!(
         line.starts_with("webhook not delivered: POST") && line.contains("2 attempt(s)"),
@@ -115,7 +118,7 @@ async fn a_receiver_that_is_down_changes_nothing_unless_required() {
         .run(&stages, object("staging", "eicar", samples::eicar(), None))
         .await;
     assert!(matches!(report.verdict, Verdict::Infected { .. }), "the verdict stands");
-    assert!(!report.actions_ok, "required: the object is retried later");
+    assert!(!report.actions_ok(), "required: the object is retried later");
     let error = webhook_stage(&report).error.as_deref().unwrap();
     assert!(error.contains("required webhook not delivered"), "{error}");
 }
@@ -138,7 +141,7 @@ async fn a_slow_receiver_costs_at_most_its_timeouts() {
         .await;
     let took = started.elapsed();
     assert_eq!(report.verdict, Verdict::Clean);
-    assert!(report.actions_ok);
+    assert!(report.actions_ok());
     assert!(
         webhook_stage(&report).actions[0].contains("timed out")
             || webhook_stage(&report).actions[0].contains("timeout"),
@@ -160,6 +163,8 @@ async fn metadata_addresses_and_redirects_are_never_reached() {
     let webhook = host.plugin("webhook").await;
     let grants = Grants {
         http: vec!["127.0.0.1".into(), "169.254.169.254".into(), "169.254.170.2".into()],
+        // Even a grant of every network never reaches metadata addresses.
+        http_private: vec!["0.0.0.0/0".parse().unwrap()],
         ..Grants::default()
     };
     for url in [
@@ -174,7 +179,7 @@ async fn metadata_addresses_and_redirects_are_never_reached() {
         let error = webhook_stage(&report).error.clone().unwrap_or_default();
         if url.contains("169.254") {
             assert!(
-                error.contains("link-local or metadata address and is always refused"),
+                error.contains("cloud metadata address; always refused"),
                 "{url}: {error}"
             );
         } else {
@@ -213,7 +218,7 @@ path = "{webhook}"
 [[buckets.staging.stages]]
 plugin = "webhook"
 settings = {{ url = "{url}" }}
-grants = {{ http = ["127.0.0.1"] }}
+grants = {{ http = ["127.0.0.1"], http-private = ["127.0.0.0/8"] }}
 signing-secret = {{ file = "{secret}" }}
 "#,
         webhook = bucketscan_tests::component("webhook").display(),
@@ -257,14 +262,16 @@ signing-secret = {{ file = "{secret}" }}
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_name_is_resolved_and_checked_before_connecting() {
     // `localhost` goes through the host's guarded resolver (literal IPs do
-    // not); it resolves to loopback, which is allowed, so the post arrives.
-    // A name resolving to a metadata address is refused there — covered by
-    // the resolver's unit tests, since no such name resolves here.
+    // not); it resolves to loopback, which this stage opted into, so the
+    // post arrives. A name resolving to a metadata address is refused
+    // there — covered by the resolver's unit tests, since no such name
+    // resolves here.
     let receiver = Receiver::start(Behaviour::default());
     let host = TestHost::with_clamd(test_limits());
     let webhook = host.plugin("webhook").await;
     let grants = Grants {
         http: vec!["localhost".into()],
+        http_private: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         ..Grants::default()
     };
     let url = receiver.url("/named").replace("127.0.0.1", "localhost");
@@ -273,7 +280,72 @@ async fn a_host_name_is_resolved_and_checked_before_connecting() {
     let report = host
         .run(&[hook], object("staging", "ok.txt", b"hello".to_vec(), None))
         .await;
-    assert!(report.actions_ok, "{:?}", report.stages);
+    assert!(report.actions_ok(), "{:?}", report.stages);
     assert_eq!(receiver.signed_bodies().len(), 1);
     assert_eq!(receiver.requests()[0]["path"], "/named");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_granted_name_that_resolves_to_a_private_address_is_refused_without_an_opt_in() {
+    // The grant names the host, but not its network: a name whose DNS
+    // answer turns out to be loopback (as a hijacked record would) and a
+    // literal private address are both refused before any connection.
+    let receiver = Receiver::start(Behaviour::default());
+    let host = TestHost::with_clamd(test_limits());
+    let webhook = host.plugin("webhook").await;
+    let grants = Grants {
+        http: vec!["localhost".into(), "127.0.0.1".into()],
+        ..Grants::default()
+    };
+    for url in [
+        receiver.url("/named").replace("127.0.0.1", "localhost"),
+        receiver.url("/literal"),
+    ] {
+        let stages = vec![stage(&webhook, &[("url", &url), ("required", "true")], grants.clone())];
+        let report = host
+            .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+            .await;
+        let error = webhook_stage(&report).error.clone().unwrap_or_default();
+        assert!(error.contains("is a private address"), "{url}: {error}");
+        assert!(
+            !report.outcome.settles(),
+            "a required webhook that could not post is retried"
+        );
+    }
+    assert!(receiver.requests().is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_streaming_an_endless_body_costs_the_agent_a_capped_read() {
+    // The answer never ends; the host reads at most 64 KiB of it and hangs
+    // up. Were the body read whole, the 20 s timeout would fail the stage.
+    let receiver = Receiver::start(Behaviour {
+        endless: true,
+        ..Behaviour::default()
+    });
+    let host = TestHost::with_clamd(test_limits());
+    let webhook = host.plugin("webhook").await;
+    let settings = [
+        ("url", receiver.url("/endless")),
+        ("required", "true".into()),
+        ("timeout-ms", "20000".into()),
+        ("attempts", "1".into()),
+    ];
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stages = vec![stage(&webhook, &settings, http_grant())];
+    let report = host
+        .run(&stages, object("staging", "ok.txt", b"hello".to_vec(), None))
+        .await;
+    let stage = webhook_stage(&report);
+    assert_eq!(stage.error, None, "{stage:?}");
+    assert!(report.actions_ok(), "{:?}", report.stages);
+    let sent = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let sent = sent
+        .iter()
+        .find_map(|r| r["endless_sent"].as_u64())
+        .expect("the receiver logs when it is cut off");
+    assert!(
+        sent < 1 << 30,
+        "the receiver was cut off after {sent} bytes, long before its 8 GiB"
+    );
 }

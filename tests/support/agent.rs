@@ -23,6 +23,9 @@ pub struct World {
 }
 
 pub const STAGING: &str = "staging";
+/// The key agents of one deployment share to seal their results.
+pub const SEAL_KEY: &str = "test-seal-key-0123456789abcdef";
+pub const SEAL_KEY_ENV: &str = "BUCKETSCAN_TEST_SEAL_KEY";
 pub const PRODUCTION: &str = "production";
 pub const QUARANTINE: &str = "quarantine";
 
@@ -137,6 +140,7 @@ impl World {
             r#"
 [agent]
 queues = ["{queue}"]
+seal-key = {{ env = "{SEAL_KEY_ENV}" }}
 concurrency = 2
 visibility-timeout-secs = 4
 wait-time-secs = 1
@@ -202,6 +206,14 @@ grants = { storage = ["production"] }
         self.config(clamd_address, slow)
     }
 
+    /// The environment of an agent in this world: the local AWS server
+    /// and the fleet's seal key.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        env.push((SEAL_KEY_ENV.into(), SEAL_KEY.into()));
+        env
+    }
+
     pub fn start_agent(&self, config: &Path) -> AgentProcess {
         self.start_agent_with_env(config, &[])
     }
@@ -209,7 +221,7 @@ grants = { storage = ["production"] }
     /// `bucketscan run --config CONFIG` against this world, with `extra`
     /// environment variables (e.g. BUCKETSCAN_HEALTH_ADDR).
     pub fn start_agent_with_env(&self, config: &Path, extra: &[(&str, &str)]) -> AgentProcess {
-        let mut env: Vec<(String, String)> = self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut env = self.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env)
     }
@@ -350,6 +362,12 @@ grants = { storage = ["production"] }
 
     /// Messages (visible or in flight) still on the event queue.
     pub async fn queue_depth(&self) -> u64 {
+        let (visible, in_flight) = self.queue_counts().await;
+        visible + in_flight
+    }
+
+    /// Messages on the event queue: (visible, in flight).
+    pub async fn queue_counts(&self) -> (u64, u64) {
         let out = self
             .aws
             .sqs
@@ -362,8 +380,10 @@ grants = { storage = ["production"] }
             .unwrap();
         let attrs = out.attributes.unwrap_or_default();
         let get = |name: QueueAttributeName| attrs.get(&name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        get(QueueAttributeName::ApproximateNumberOfMessages)
-            + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     /// Result notifications the topic delivered so far, as (attributes, body).
@@ -462,4 +482,39 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill_hard();
     }
+}
+
+/// `bucketscan health [--ready]` against `addr`: (success, output).
+pub fn health(addr: &str, ready: bool) -> (bool, String) {
+    let mut command = Command::new(crate::bucketscan_bin());
+    command.args(["health", "--addr", addr]);
+    if ready {
+        command.arg("--ready");
+    }
+    let out = command.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits up to a minute for `done`, showing the agent's log if it never is.
+pub fn wait_until(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that events wait on the queue and none is in flight: the agent
+/// received nothing.
+pub async fn assert_no_message_received(world: &World, agent: &AgentProcess, why: &str) {
+    let (visible, in_flight) = world.queue_counts().await;
+    assert!(
+        visible >= 1 && in_flight == 0,
+        "{why}: {visible} visible, {in_flight} in flight; log:\n{}",
+        agent.log()
+    );
 }

@@ -16,6 +16,7 @@ pub const STREAM_MAX_BYTES: u64 = 8 * 1024 * 1024;
 pub struct ClamdServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    db: PathBuf,
     child: Mutex<Child>,
 }
 
@@ -25,7 +26,7 @@ impl ClamdServer {
     }
 
     pub fn database_dir(&self) -> PathBuf {
-        self.dir.path().join("db")
+        self.db.clone()
     }
 }
 
@@ -83,6 +84,16 @@ pub fn start_on(port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
             }
         }
     }
+    start_in(dir, &db, port, stream_max)
+}
+
+/// Starts clamd on `port` with the database directory `db`, as a test
+/// filled it (the way a sidecar shares the agent's signatures volume).
+pub fn start_with_database(db: &Path, port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
+    start_in(tempfile::tempdir()?, db, port, stream_max)
+}
+
+fn start_in(dir: tempfile::TempDir, db: &Path, port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
     let conf = dir.path().join("clamd.conf");
     let mut text = format!(
         "DatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nForeground yes\nLogFile {log}\n\
@@ -101,6 +112,7 @@ pub fn start_on(port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
     let server = ClamdServer {
         port,
         dir,
+        db: db.to_owned(),
         child: Mutex::new(child),
     };
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -125,9 +137,10 @@ pub fn spawn_tied(build: impl FnOnce() -> Command + Send + 'static) -> std::io::
     use std::os::unix::process::CommandExt;
     use std::sync::mpsc;
     type Job = Box<dyn FnOnce() -> std::io::Result<Child> + Send>;
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Job, mpsc::Sender<std::io::Result<Child>>)>>> = OnceLock::new();
+    type Request = (Job, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
     let sender = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<std::io::Result<Child>>)>();
+        let (tx, rx) = mpsc::channel::<Request>();
         std::thread::spawn(move || {
             for (job, reply) in rx {
                 let _ = reply.send(job());

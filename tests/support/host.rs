@@ -1,18 +1,23 @@
 //! An in-process host for tests: the real engine, real components, real
-//! clamd, and dry-run storage that records what stages asked for.
+//! clamd, and the real scan path over an object held in memory, with a
+//! store that records what the path would write.
 
+use async_trait::async_trait;
 use bucketscan_core::config::{ClamavConfig, HostLimits};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::ScanReport;
-use bucketscan_core::storage::DryRunStorage;
+use bucketscan_core::seal::Sealer;
+use bucketscan_core::storage::StorageError;
+use bucketscan_core::tags::TagKeys;
 use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
-use std::sync::Arc;
+use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use bucketscan_scan::{OnePipeline, Scanner};
+use std::sync::{Arc, Mutex};
 
 pub struct TestHost {
-    pub host: PluginHost,
+    pub host: Arc<PluginHost>,
     pub services: Arc<HostServices>,
-    pub storage: Arc<DryRunStorage>,
 }
 
 /// Limits for tests: the defaults, with a compile cache under target/.
@@ -26,19 +31,14 @@ pub fn test_limits() -> HostLimits {
 impl TestHost {
     /// A host whose `clamav` capability talks to `clamd_address`.
     pub fn new(limits: HostLimits, clamd_address: &str) -> Self {
-        let host = PluginHost::new(&limits).expect("engine");
-        let storage = Arc::new(DryRunStorage::default());
+        let host = Arc::new(PluginHost::new(&limits).expect("engine"));
         let clamav = ClamavConfig {
             address: clamd_address.to_owned(),
             stream_max_bytes: crate::clamd::STREAM_MAX_BYTES,
             ..ClamavConfig::default()
         };
-        let services = Arc::new(HostServices::new(Clamd::new(&clamav), storage.clone()));
-        Self {
-            host,
-            services,
-            storage,
-        }
+        let services = Arc::new(HostServices::new(Clamd::new(&clamav)));
+        Self { host, services }
     }
 
     /// A host on the shared test clamd.
@@ -55,8 +55,103 @@ impl TestHost {
         )
     }
 
+    /// Takes `object` through the scan path with `stages`.
     pub async fn run(&self, stages: &[PipelineStage], object: ScanObject) -> ScanReport {
-        bucketscan_engine::run_pipeline(&self.host, &self.services, stages, object).await
+        self.run_recorded(stages, object).await.0
+    }
+
+    /// Like [`run`](Self::run), with what the path wrote (dry).
+    pub async fn run_recorded(&self, stages: &[PipelineStage], object: ScanObject) -> (ScanReport, Vec<String>) {
+        let store = Arc::new(MemoryStore {
+            object: object.clone(),
+            writes: Mutex::default(),
+        });
+        let scanner = Scanner {
+            host: self.host.clone(),
+            services: self.services.clone(),
+            store: store.clone(),
+            publisher: None,
+            tag_keys: TagKeys::default(),
+            sealer: Sealer::ephemeral(),
+        };
+        let routing = OnePipeline {
+            stages: Arc::from(stages.to_vec()),
+            max_object_bytes: u64::MAX,
+        };
+        let target = Target {
+            bucket: object.info.bucket.clone(),
+            key: object.info.key.clone(),
+            version_id: object.info.version_id.clone(),
+            etag: object.info.etag.clone(),
+            size: Some(object.info.size),
+        };
+        let report = scanner.scan(&routing, &target).await;
+        let writes = store.writes.lock().unwrap().clone();
+        (report, writes)
+    }
+}
+
+/// One object in memory; writes are recorded, not done.
+struct MemoryStore {
+    object: ScanObject,
+    writes: Mutex<Vec<String>>,
+}
+
+struct Ready(ObjectBody);
+
+#[async_trait]
+impl PendingBody for Ready {
+    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError> {
+        Ok(self.0)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn open(&self, _target: &Target, limit: u64) -> Result<Opened, FetchError> {
+        let info = (*self.object.info).clone();
+        if info.size > limit {
+            return Ok(Opened::TooLarge(info));
+        }
+        Ok(Opened::Ready {
+            info,
+            body: Box::new(Ready(self.object.body.clone())),
+        })
+    }
+
+    async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push(format!("tag {} {tags:?}", object.url()));
+        Ok(None)
+    }
+
+    async fn current(&self, _bucket: &str, _key: &str) -> Result<Option<Current>, StorageError> {
+        Ok(None)
+    }
+
+    async fn copy(&self, object: &ObjectInfo, dest: &CopyDest) -> Result<Copied, StorageError> {
+        self.writes.lock().unwrap().push(format!(
+            "copy {} -> s3://{}/{} {:?}",
+            object.url(),
+            dest.bucket,
+            dest.key,
+            dest.tags
+        ));
+        Ok(Copied {
+            etag: object.etag.clone(),
+            version_id: None,
+        })
+    }
+
+    async fn delete(&self, object: &ObjectInfo) -> Result<(), StorageError> {
+        self.writes.lock().unwrap().push(format!("delete {}", object.url()));
+        Ok(())
+    }
+
+    fn dry_run(&self) -> bool {
+        true
     }
 }
 

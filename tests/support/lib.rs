@@ -8,6 +8,7 @@
 
 pub mod clamd;
 pub mod samples;
+pub mod signatures;
 
 use std::path::{Path, PathBuf};
 
@@ -77,4 +78,5 @@ pub mod agent;
 pub mod config;
 pub mod host;
 pub mod moto;
+pub mod recorder;
 pub mod webhook;

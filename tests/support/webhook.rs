@@ -23,6 +23,8 @@ pub struct Behaviour {
     pub fail_first: u32,
     pub delay_ms: u64,
     pub redirect_to: Option<String>,
+    /// Answer 200 with a body that never ends.
+    pub endless: bool,
 }
 
 impl Receiver {
@@ -46,6 +48,9 @@ impl Receiver {
         ];
         if let Some(to) = &behaviour.redirect_to {
             args.extend(["--redirect-to".into(), to.clone()]);
+        }
+        if behaviour.endless {
+            args.push("--endless".into());
         }
         let child = crate::clamd::spawn_tied(move || {
             let mut command = Command::new("python3");

@@ -6,7 +6,9 @@ Each POST is appended to LOG as one JSON line: path, headers, body, and
 whether the signature was valid (HMAC-SHA256 of "TIMESTAMP.BODY" under the
 secret in the environment variable SECRET_ENV). It answers 401 to a bad
 signature, 503 to the first --fail-first requests, sleeps --delay-ms before
-answering, and answers --redirect-to with a 302.
+answering, answers --redirect-to with a 302, and with --endless answers 200
+with a body that never ends (logging how much it sent when the client hung
+up).
 """
 import argparse, hashlib, hmac, http.server, json, os, sys, time
 
@@ -17,6 +19,7 @@ parser.add_argument("--secret-env")
 parser.add_argument("--fail-first", type=int, default=0)
 parser.add_argument("--delay-ms", type=int, default=0)
 parser.add_argument("--redirect-to")
+parser.add_argument("--endless", action="store_true")
 args = parser.parse_args()
 secret = os.environ[args.secret_env].encode() if args.secret_env else None
 seen = 0
@@ -54,12 +57,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = 503
         else:
             status = 200
+        if args.endless:
+            self.stream_forever()
+            return
         self.send_response(status)
         if args.redirect_to:
             self.send_header("location", args.redirect_to)
         self.send_header("content-length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
+
+    def stream_forever(self):
+        self.send_response(200)
+        self.end_headers()
+        chunk = b"x" * (1 << 20)
+        sent = 0
+        try:
+            while sent < (8 << 30):
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with open(args.log, "a") as log:
+            log.write(json.dumps({"endless_sent": sent}) + "\n")
 
     def log_message(self, *_):
         pass

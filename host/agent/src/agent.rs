@@ -2,6 +2,11 @@
 //! with bounded concurrency, keeps long scans' messages invisible, and
 //! deletes a message only after every object in it was fully handled.
 //!
+//! It receives only while the agent is ready (clamd answers, the signature
+//! database is loaded and fresh): a message received while it is not would
+//! only fail and count toward the DLQ. While not ready it stops receiving
+//! and says why, once per change.
+//!
 //! On shutdown (SIGTERM from ECS) it stops receiving at once, gives the
 //! objects in flight until `stop_timeout` to finish, and then hands the
 //! messages of those still running back to the queue (visibility 0) so
@@ -35,6 +40,8 @@ pub struct LoopSettings {
 type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(900);
+/// While not ready, how long to wait before asking again.
+const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown` turns true, then finishes or releases the
 /// messages in flight (see the module docs).
@@ -48,10 +55,30 @@ pub async fn run(
     let in_flight = InFlight::default();
     let settings = Arc::new(settings);
     tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
+    let mut not_ready: Option<String> = None;
     'receive: loop {
         for queue in &settings.queue_urls {
             if *shutdown.borrow() {
                 break 'receive;
+            }
+            // Readiness gates consumption.
+            match crate::health::readiness(&worker).await {
+                Ok(()) => {
+                    if not_ready.take().is_some() {
+                        tracing::info!("ready again: receiving");
+                    }
+                }
+                Err(problems) => {
+                    let why = problems.join("; ");
+                    if not_ready.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("not ready, not receiving: {why}");
+                        not_ready = Some(why);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(NOT_READY_PAUSE) => continue,
+                        _ = shutdown.changed() => break 'receive,
+                    }
+                }
             }
             // Wait for a free worker, then ask for no more messages than
             // there are free workers, so none sit invisible waiting.
@@ -196,7 +223,7 @@ async fn handle_message(
     for event in &events {
         match worker.handle(event).await {
             Handled::Scanned(report) => {
-                tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result)
+                tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
             }
             Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
             Handled::Retry(why) => retry.push(why),

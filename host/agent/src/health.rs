@@ -3,8 +3,9 @@
 //!
 //! - `GET /healthz`: 200 while the process serves requests (liveness);
 //! - `GET /readyz`: 200 when the agent can scan — clamd answers PING, the
-//!   signature database is fresh (when `[signatures]` is set), and at least
-//!   one pipeline is loaded; 503 with the reasons otherwise;
+//!   signature database is loaded and fresh (when `[signatures]` is set),
+//!   and at least one pipeline is loaded; 503 with the reasons otherwise.
+//!   The receive loop asks the same question before every receive;
 //! - `GET /metrics`: Prometheus text, when metrics are `prometheus`.
 
 use crate::metrics::{Metrics, MetricsFormat};
@@ -18,13 +19,13 @@ use std::sync::Arc;
 /// Whether the agent can scan now, and if not, why.
 pub async fn readiness(worker: &Worker) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    if let Err(err) = worker.services.clamd.ping().await {
+    if let Err(err) = worker.clamd().ping().await {
         problems.push(format!("clamd: {err}"));
     }
-    if let Some(freshness) = worker.services.clamd.freshness() {
-        if let Err(why) = freshness.check() {
-            problems.push(format!("signatures: {why}"));
-        }
+    if let Some(gate) = worker.clamd().gate()
+        && let Err(why) = gate.check()
+    {
+        problems.push(format!("signatures: {why}"));
     }
     if worker.pipelines.snapshot().config.pipelines().next().is_none() {
         problems.push("no pipeline is configured".into());

@@ -109,7 +109,7 @@ impl Metrics {
         let failures: Vec<(&str, &str)> = sample
             .stages
             .iter()
-            .filter_map(|stage| stage.cause.map(|cause| (stage.plugin.as_str(), cause)))
+            .filter_map(|stage| stage.cause.map(|cause| (stage.plugin.as_str(), cause.as_str())))
             .collect();
         for (plugin, cause) in &failures {
             self.plugin_failures
@@ -210,10 +210,10 @@ mod tests {
             plugin: "hostile".into(),
             plugin_version: "0.1.0".into(),
             kind: bucketscan_core::pipeline::StageKind::Inspector,
-            outcome: "failed".into(),
+            outcome: bucketscan_core::report::StageOutcome::Failed,
             actions: Vec::new(),
             error: Some("timeout".into()),
-            cause: Some("timeout"),
+            cause: Some(bucketscan_core::report::FailureCause::Timeout),
             engine_version: None,
             duration_ms: 5.0,
         };

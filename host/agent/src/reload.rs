@@ -77,7 +77,7 @@ pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, Reloa
     for section in restart_only_changes(&running.config, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
-    let loaded = LoadedPipelines::load_reusing(&worker.host, config, Some(&running)).await?;
+    let loaded = LoadedPipelines::load_reusing(worker.host(), config, Some(&running)).await?;
     let changed: Vec<String> = loaded
         .plugins
         .iter()

@@ -1,11 +1,14 @@
 //! `bucketscan scan`: a sweep over the objects already in a bucket (or under
-//! a prefix), through the same worker as events, with bounded concurrency.
-//! Objects already tagged with a result from the current signature database
-//! are skipped unless a rescan is asked for.
+//! a prefix), through the same scan path as events, with bounded
+//! concurrency. An object whose result tags are *sealed* by an agent for
+//! exactly its bytes, from the current signature database, is skipped
+//! unless a rescan is asked for; result tags anyone else could have
+//! written (an uploader can set any tag) never make a sweep skip.
 
 use crate::worker::{Handled, Worker};
-use bucketscan_core::events::ObjectEvent;
+use bucketscan_core::seal::{SealOrigin, SealSubject};
 use bucketscan_core::tags;
+use bucketscan_scan::Target;
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -25,7 +28,7 @@ pub struct SweepOptions {
 pub struct SweepItem {
     pub key: String,
     pub size: u64,
-    /// A result name, `skipped` or `failed`.
+    /// A result name, `held`, `skipped` or `failed`.
     pub outcome: String,
     pub detail: Option<String>,
 }
@@ -38,8 +41,8 @@ pub async fn sweep(
 ) -> Result<Vec<SweepItem>, String> {
     let s3 = worker.clients.s3_for(&options.bucket).clone();
     // The signature database the results would come from now: objects
-    // tagged from this one need no new scan.
-    let current_engine = worker.services.clamd.version().await.ok().map(|v| tags::sanitize(&v));
+    // sealed from this one need no new scan.
+    let current_engine = worker.clamd().version().await.ok().map(|v| tags::sanitize(&v));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut items = Vec::new();
@@ -61,19 +64,17 @@ pub async fn sweep(
             let Some(key) = object.key().map(str::to_owned) else {
                 continue;
             };
-            let size = object.size().unwrap_or_default().max(0) as u64;
-            let event = ObjectEvent {
+            let target = Target {
                 bucket: options.bucket.clone(),
-                key: key.clone(),
+                key,
                 version_id: None,
-                etag: object.e_tag().map(crate::fetch::bare_etag),
-                size: Some(size),
-                event_name: "Sweep".into(),
+                etag: object.e_tag().map(crate::s3_store::bare_etag),
+                size: Some(object.size().unwrap_or_default().max(0) as u64),
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
             let (worker, rescan, current_engine) = (worker.clone(), options.rescan, current_engine.clone());
             tasks.spawn(async move {
-                let item = sweep_one(&worker, event, size, rescan, current_engine.as_deref()).await;
+                let item = sweep_one(&worker, target, rescan, current_engine.as_deref()).await;
                 drop(permit);
                 item
             });
@@ -93,41 +94,59 @@ pub async fn sweep(
     Ok(items)
 }
 
-async fn sweep_one(
-    worker: &Worker,
-    event: ObjectEvent,
-    size: u64,
-    rescan: bool,
-    current_engine: Option<&str>,
-) -> SweepItem {
+async fn sweep_one(worker: &Worker, target: Target, rescan: bool, current_engine: Option<&str>) -> SweepItem {
     let item = |outcome: &str, detail: Option<String>| SweepItem {
-        key: event.key.clone(),
-        size,
+        key: target.key.clone(),
+        size: target.size.unwrap_or(0),
         outcome: outcome.to_owned(),
         detail,
     };
-    if !rescan {
-        if let Some(engine) = current_engine {
-            match scanned_with(worker, &event).await {
-                Ok(Some((result, tagged_engine))) if tagged_engine == engine && result != "error" => {
-                    return item("skipped", Some(format!("already {result} with {engine}")));
-                }
-                Ok(_) => {}
-                Err(err) => return item("failed", Some(err)),
-            }
+    if !rescan && let Some(engine) = current_engine {
+        match sealed_result(worker, &target, engine).await {
+            Ok(Some(result)) => return item("skipped", Some(format!("already {result} with {engine}"))),
+            Ok(None) => {}
+            Err(err) => return item("failed", Some(err)),
         }
     }
-    match worker.handle(&event).await {
-        Handled::Scanned(report) => item(report.result, report.findings.first().map(|f| f.signature.clone())),
+    match worker.handle_target(&target).await {
+        Handled::Scanned(report) => {
+            let outcome = match report.outcome {
+                bucketscan_core::report::Outcome::Held(_) => "held",
+                _ => report.result().as_str(),
+            };
+            item(outcome, report.findings().first().map(|f| f.signature.clone()))
+        }
         Handled::Skipped(why) => item("skipped", Some(why)),
         Handled::Retry(why) => item("failed", Some(why)),
     }
 }
 
-/// The result and engine an object is tagged with, if any.
-async fn scanned_with(worker: &Worker, event: &ObjectEvent) -> Result<Option<(String, String)>, String> {
-    let s3 = worker.clients.s3_for(&event.bucket);
-    let tags = crate::fetch::object_tags(s3, &event.bucket, &event.key, None).await?;
-    let find = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    Ok(find(&worker.tag_keys.result).zip(find(&worker.tag_keys.engine)))
+/// The result an object carries, when an agent sealed it for exactly these
+/// bytes from `engine` (and it is not an error).
+async fn sealed_result(worker: &Worker, target: &Target, engine: &str) -> Result<Option<String>, String> {
+    let s3 = worker.clients.s3_for(&target.bucket);
+    let out = s3
+        .get_object_tagging()
+        .bucket(&target.bucket)
+        .key(&target.key)
+        .send()
+        .await
+        .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
+    let tags: Vec<(String, String)> = out
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    let keys = &worker.scanner.tag_keys;
+    let subject = SealSubject {
+        bucket: &target.bucket,
+        key: &target.key,
+        etag: target.etag.as_deref().unwrap_or_default(),
+    };
+    if keys.verify(&worker.scanner.sealer, subject, &tags) != Some(SealOrigin::Scanned) {
+        return Ok(None);
+    }
+    let tagged_engine = tags.iter().find(|(k, _)| *k == keys.engine).map(|(_, v)| v.as_str());
+    let result = keys.result_of(&tags).unwrap_or_default();
+    Ok((tagged_engine == Some(engine) && result != "error").then(|| result.to_owned()))
 }

@@ -1,29 +1,31 @@
-//! Handling one object event from start to finish: fetch once, inspect,
-//! write the result tags, run the actions, notify. The caller deletes the
-//! queue message only when no object in it came back [`Handled::Retry`].
+//! One object event, start to finish: the scan path (`bucketscan-scan`) on
+//! S3, then the log line and metrics. The caller deletes the queue message
+//! only when no object in it came back [`Handled::Retry`].
 
 use crate::aws::Clients;
-use crate::fetch::{self, FetchError, SpoolConfig};
+use crate::budget::SpoolBudget;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
-use crate::notify::Notifier;
+use crate::notify::SnsPublisher;
 use crate::reload::LivePipelines;
-use crate::s3_storage::{OwnWrites, S3Storage, put_tags};
-use bucketscan_core::Verdict;
+use crate::s3_store::{S3Store, SpoolConfig};
+use crate::signatures::SignatureState;
+use anyhow::Context as _;
 use bucketscan_core::config::Config;
 use bucketscan_core::events::ObjectEvent;
-use bucketscan_core::report::ScanReport;
-use bucketscan_core::tags::{self, TagKeys};
-use bucketscan_engine::Clamd;
-use bucketscan_engine::clamd::Freshness;
-use bucketscan_engine::{HostServices, LoadedPipelines, PluginHost, runner};
+use bucketscan_core::report::{Outcome, ScanReport};
+use bucketscan_core::seal::Sealer;
+use bucketscan_engine::{Clamd, HostServices, LoadedPipelines, PluginHost};
+use bucketscan_scan::{Publisher, Scanner, Target};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What became of one object event.
 #[derive(Debug, Clone)]
 pub enum Handled {
     /// Scanned and fully handled: tags written, actions done, notified.
     Scanned(Box<ScanReport>),
-    /// Nothing to do (no pipeline, our own write, object gone or replaced).
+    /// Nothing to do (no pipeline, an agent's own write, replaced, gone).
     Skipped(String),
     /// Not handled; leave the message for redelivery (and, after the
     /// queue's redrive limit, its DLQ).
@@ -32,14 +34,11 @@ pub enum Handled {
 
 /// Everything needed to handle objects; shared by all concurrent tasks.
 pub struct Worker {
-    pub host: PluginHost,
+    pub scanner: Scanner,
     pub pipelines: LivePipelines,
-    pub services: Arc<HostServices>,
     pub clients: Clients,
-    pub spool: SpoolConfig,
-    pub tag_keys: TagKeys,
-    pub notifier: Option<Notifier>,
-    pub own_writes: Arc<OwnWrites>,
+    /// Set when `[signatures]` manages the databases.
+    pub signatures: Option<Arc<SignatureState>>,
     /// Counts every object handled (set by `bucketscan run`; the default
     /// counts without exposing anything).
     pub metrics: Arc<Metrics>,
@@ -47,137 +46,141 @@ pub struct Worker {
 
 impl Worker {
     /// Builds the worker a config describes: the Wasm host with every
-    /// pipeline loaded, clamd, S3 storage, and the SNS notifier.
+    /// pipeline loaded, clamd, the S3 store, and the SNS publisher.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        let host = PluginHost::new(&config.host)?;
+        let host = Arc::new(PluginHost::new(&config.host)?);
         let clients = Clients::from_config(&config).await;
-        let own_writes = Arc::new(OwnWrites::default());
-        let mut storage = S3Storage::new(clients.clone(), own_writes.clone());
-        storage.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
-        storage.part_size = config.agent.multipart_copy_part_bytes;
-        let storage = Arc::new(storage);
+        let spool = SpoolConfig {
+            threshold_bytes: config.agent.spool_threshold_bytes,
+            dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            budget: Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes)),
+        };
+        let owners: HashMap<String, String> = config
+            .buckets
+            .keys()
+            .filter_map(|bucket| Some((bucket.clone(), config.expected_owner(bucket)?.to_owned())))
+            .collect();
+        let mut store = S3Store::new(clients.clone(), spool, owners);
+        store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
+        store.part_size = config.agent.multipart_copy_part_bytes;
+
         let mut clamd = Clamd::new(&config.clamav);
-        if let Some(signatures) = &config.signatures {
-            clamd = clamd.with_freshness(Freshness {
-                database_dir: signatures.database_dir.clone(),
-                max_age: std::time::Duration::from_secs(signatures.max_age_secs),
-            });
+        let signatures = config
+            .signatures
+            .as_ref()
+            .map(|signatures| Arc::new(SignatureState::new(Duration::from_secs(signatures.max_age_secs))));
+        if let Some(state) = &signatures {
+            clamd = clamd.with_gate(state.clone());
         }
         let agent_id = config
             .agent
             .agent_id
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
-        let services = Arc::new(HostServices::new(clamd, storage).with_agent_id(agent_id.clone()));
-        let notifier = config
+        let services = Arc::new(HostServices::new(clamd).with_agent_id(agent_id.clone()));
+        let publisher = config
             .notifications
             .topic_arn
             .clone()
-            .map(|arn| Notifier::new(clients.sns.clone(), arn, agent_id));
-        let spool = SpoolConfig {
-            threshold_bytes: config.agent.spool_threshold_bytes,
-            dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            .map(|arn| Arc::new(SnsPublisher::new(clients.sns.clone(), arn, agent_id)) as Arc<dyn Publisher>);
+        let sealer = match &config.agent.seal_key {
+            Some(source) => Sealer::new(source.read().map_err(anyhow::Error::msg).context("[agent] seal-key")?),
+            None => {
+                warn_without_seal_key(&config);
+                Sealer::ephemeral()
+            }
         };
         let tag_keys = config.tags.clone();
         let pipelines = LivePipelines::new(LoadedPipelines::load(&host, config).await?);
         Ok(Self {
-            host,
+            scanner: Scanner {
+                host,
+                services,
+                store: Arc::new(store),
+                publisher,
+                tag_keys,
+                sealer,
+            },
             pipelines,
-            services,
             clients,
-            spool,
-            tag_keys,
-            notifier,
-            own_writes,
+            signatures,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
         })
     }
 
+    pub fn host(&self) -> &PluginHost {
+        &self.scanner.host
+    }
+
+    pub fn clamd(&self) -> &Arc<Clamd> {
+        &self.scanner.services.clamd
+    }
+
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
-        let where_ = format!("s3://{}/{}", event.bucket, event.key);
+        let target = Target {
+            bucket: event.bucket.clone(),
+            key: event.key.clone(),
+            version_id: event.version_id.clone(),
+            etag: event.etag.clone(),
+            size: event.size,
+        };
+        self.handle_target(&target).await
+    }
+
+    pub async fn handle_target(&self, target: &Target) -> Handled {
+        tracing::info!(bucket = %target.bucket, key = %target.key, version = target.version_id.as_deref().unwrap_or(""), "scanning");
         let pipelines = self.pipelines.snapshot();
-        let Some((scope, stages)) = pipelines.pipeline_for(&event.bucket, &event.key) else {
-            tracing::info!(bucket = %event.bucket, key = %event.key, "no pipeline for this object; ignored");
-            return Handled::Skipped(format!("{where_}: no pipeline"));
-        };
-        if self.own_writes.take(&event.bucket, &event.key) {
-            tracing::debug!(bucket = %event.bucket, key = %event.key, "event of our own write; ignored");
-            return Handled::Skipped(format!("{where_}: own write"));
+        let report = self.scanner.scan(pipelines.as_ref(), target).await;
+        if let Outcome::Skipped(why) = &report.outcome {
+            tracing::info!(bucket = %target.bucket, key = %target.key, "{why}; nothing to do");
+            return Handled::Skipped(why.clone());
         }
-        tracing::info!(bucket = %event.bucket, key = %event.key, version = event.version_id.as_deref().unwrap_or(""), "scanning");
-        let started = std::time::Instant::now();
-        let object = match fetch::fetch(self.clients.s3_for(&event.bucket), event, &self.spool).await {
-            Ok(object) => object,
-            Err(err @ (FetchError::Gone { .. } | FetchError::Changed { .. })) => {
-                tracing::warn!(bucket = %event.bucket, key = %event.key, "{err}; nothing to scan");
-                return Handled::Skipped(err.to_string());
-            }
-            Err(err) => {
-                tracing::warn!(bucket = %event.bucket, key = %event.key, "{err}; will retry");
-                return Handled::Retry(err.to_string());
-            }
-        };
-
-        let inspected = runner::inspect(&self.host, &self.services, &stages, &object).await;
-        let verdict = inspected.verdict.clone();
-        let engine = inspected.engine_version();
-        let result_tags = tags::result_tags(&self.tag_keys, &verdict, &now_rfc3339(), engine.as_deref());
-        let merged = match tags::merge(&object.info.tags, &result_tags) {
-            Ok(merged) => merged,
-            Err(err) => {
-                tracing::error!(bucket = %event.bucket, key = %event.key, "cannot tag the result: {err}");
-                return Handled::Retry(format!("{where_}: {err}"));
-            }
-        };
-        if let Err(err) = put_tags(self.clients.s3_for(&event.bucket), &object.info, &merged).await {
-            return Handled::Retry(format!("{where_}: writing result tags: {err}"));
-        }
-        if let Verdict::Error { message } = &verdict {
-            self.metrics.record_object(&ObjectSample {
-                bucket: &event.bucket,
-                result: verdict.result_name(),
-                bytes: object.info.size,
-                duration: started.elapsed(),
-                stages: &inspected.stages,
-            });
-            // Errors never settle an object: no actions, no acknowledgement.
-            tracing::warn!(bucket = %event.bucket, key = %event.key, "scan error: {message}; will retry");
-            return Handled::Retry(format!("{where_}: {message}"));
-        }
-
-        let report = runner::act(&self.host, &self.services, &stages, &object, inspected).await;
         self.metrics.record_object(&ObjectSample {
             bucket: &report.bucket,
-            result: report.result,
+            result: report.result().as_str(),
             bytes: report.size,
-            duration: started.elapsed(),
+            duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
             stages: &report.stages,
         });
         tracing::info!(
             bucket = %report.bucket,
             key = %report.key,
             version = report.version_id.as_deref().unwrap_or(""),
-            verdict = report.result,
-            findings = ?report.findings.iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
+            verdict = report.result().as_str(),
+            findings = ?report.findings().iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
             duration_ms = report.duration_ms,
-            pipeline = %scope,
+            outcome = ?report.outcome,
             "scanned"
         );
-        if !report.actions_ok {
-            let errors: Vec<&str> = report.stages.iter().filter_map(|s| s.error.as_deref()).collect();
-            return Handled::Retry(format!("{where_}: actions failed: {}", errors.join("; ")));
-        }
-        if let Some(notifier) = &self.notifier {
-            if let Err(err) = notifier.publish(&report).await {
-                return Handled::Retry(format!("{where_}: {err}"));
+        match &report.outcome {
+            Outcome::Retry(why) => Handled::Retry(why.clone()),
+            Outcome::Held(why) => {
+                tracing::warn!(bucket = %report.bucket, key = %report.key, "held: {why}");
+                Handled::Scanned(Box::new(report))
             }
+            _ => Handled::Scanned(Box::new(report)),
         }
-        Handled::Scanned(Box::new(report))
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// Without a shared seal key, agents cannot recognise each other's writes:
+/// say so when a pipeline writes into a bucket that has a pipeline too.
+fn warn_without_seal_key(config: &Config) {
+    for (scope, stages) in config.pipelines() {
+        for stage in stages {
+            for bucket in &stage.grants.get_ref().storage {
+                let watched = config
+                    .buckets
+                    .get(bucket)
+                    .is_some_and(|b| !b.stages.is_empty() || !b.prefixes.is_empty());
+                if watched && bucket != scope.bucket {
+                    tracing::warn!(
+                        "{scope} writes into bucket `{bucket}`, which has a pipeline of its own, and [agent] seal-key is \
+                         not set: other agents will scan this agent's writes again. Give every agent the same seal-key"
+                    );
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -62,7 +62,7 @@ enum PluginCommand {
         output: output::Format,
     },
     /// Run one plugin (or a bucket's whole pipeline) over a local file.
-    Run(run_plugin::RunArgs),
+    Run(Box<run_plugin::RunArgs>),
     /// Create a ready-to-build plugin (Rust, Python or JavaScript) with its test.
     New(scaffold::NewArgs),
 }
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             Command::Protect(args) => protect::protect(args).await,
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
-            Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(args).await,
+            Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(*args).await,
             Command::Plugin(PluginCommand::New(args)) => scaffold::run(args),
         }
     });

@@ -1,6 +1,6 @@
 //! Output formats shared by the subcommands.
 
-use bucketscan_core::report::ScanReport;
+use bucketscan_core::report::{Outcome, ScanReport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -21,7 +21,7 @@ pub fn print_report(report: &ScanReport) {
             "  {:<18} {:<9} {:<15} {:>9.2} ms{}",
             stage.plugin,
             format!("{:?}", stage.kind).to_lowercase(),
-            stage.outcome,
+            stage.outcome.as_str(),
             stage.duration_ms,
             stage
                 .engine_version
@@ -35,6 +35,24 @@ pub fn print_report(report: &ScanReport) {
         if let Some(error) = &stage.error {
             println!("      {error}");
         }
+    }
+    if let Some(tags) = &report.tags {
+        if !tags.dropped.is_empty() {
+            let dropped: Vec<String> = tags.dropped.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  own tags dropped by S3's limit: {}", dropped.join(", "));
+        }
+        if !tags.omitted.is_empty() {
+            println!("  result tags left out by S3's limit: {}", tags.omitted.join(", "));
+        }
+    }
+    for action in &report.host_actions {
+        println!("  {action}");
+    }
+    match &report.outcome {
+        Outcome::Done => {}
+        Outcome::Held(why) => println!("  held: {why}"),
+        Outcome::Skipped(why) => println!("  skipped: {why}"),
+        Outcome::Retry(why) => println!("  not settled (an agent would retry): {why}"),
     }
     println!("  total {:.2} ms", report.duration_ms);
 }

@@ -65,23 +65,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.health_addr {
         bucketscan_agent::health::serve(addr, worker.clone(), metrics).await?;
     }
-    if let Some(signatures) = signatures.filter(|s| s.bucket.is_some()) {
-        // Sync before the first message, so a fresh task never scans with
-        // whatever database its image happened to carry.
-        match bucketscan_agent::signatures::sync_once(&worker.clients.s3, &signatures).await {
-            Ok(changed) if !changed.is_empty() => {
-                tracing::info!(files = ?changed, "signatures synced at start");
-                if let Err(err) = worker.services.clamd.reload().await {
-                    tracing::warn!("clamd RELOAD failed: {err}");
-                }
-            }
-            Ok(_) => {}
-            Err(err) => tracing::error!("signature sync failed at start: {err}"),
-        }
-        let (s3, worker) = (worker.clients.s3.clone(), worker.clone());
-        tokio::spawn(
-            async move { bucketscan_agent::signatures::keep_synced(s3, signatures, &worker.services.clamd).await },
-        );
+    if let (Some(config), Some(state)) = (signatures, worker.signatures.clone()) {
+        // Synced, loaded and proven before the first message: the receive
+        // loop waits for readiness, which waits for this.
+        let keeper = bucketscan_agent::signatures::Keeper {
+            s3: worker.clients.s3.clone(),
+            config,
+            clamd: worker.clamd().clone(),
+            state,
+        };
+        tokio::spawn(keeper.run());
     }
 
     // Hot reload: file changes and SIGHUP.

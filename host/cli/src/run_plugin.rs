@@ -1,6 +1,8 @@
 //! `bucketscan plugin run`: one plugin, or a bucket's whole pipeline, over a
-//! local file, with the real host capabilities. Storage actions are a dry
-//! run: they are reported, nothing is written.
+//! local file, through the same scan path as the agent (result tags, the
+//! rule that an error runs no actions, deferred deletes, the notification)
+//! with the real host capabilities. Writes are a dry run: reported as what
+//! the agent would do, nothing is written.
 //!
 //! Exit status: 0 when the file is clean, 1 for any other verdict, 2 when
 //! the command itself failed.
@@ -9,9 +11,12 @@ use crate::output::{self, Format};
 use anyhow::{Context as _, bail};
 use bucketscan_core::config::{ClamavConfig, Config, HostLimits};
 use bucketscan_core::grants::Grants;
-use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
-use bucketscan_core::storage::DryRunStorage;
-use bucketscan_engine::{Clamd, HostServices, LoadedPipelines, PipelineStage, Plugin, PluginHost, ScanObject};
+use bucketscan_core::report::ScanReport;
+use bucketscan_core::seal::Sealer;
+use bucketscan_core::tags::TagKeys;
+use bucketscan_engine::{Clamd, HostServices, LoadedPipelines, PipelineStage, Plugin, PluginHost};
+use bucketscan_scan::local::{LocalFile, LocalStore};
+use bucketscan_scan::{OnePipeline, Publisher, Routing, Scanner, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +49,14 @@ pub struct RunArgs {
     /// Hosts a single plugin may POST to.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<String>,
+    /// Private networks (CIDR) a single plugin's HTTP requests may reach,
+    /// e.g. 127.0.0.0/8 for a receiver on this machine.
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    allow_private: Vec<ipnet::IpNet>,
+    /// A tag the file pretends to have; repeatable (to see what S3's tag
+    /// limit would do).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    tags: Vec<(String, String)>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     output: Format,
 }
@@ -56,77 +69,102 @@ fn parse_setting(raw: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (limits, mut clamav, config) = match &args.config {
-        Some(path) => {
-            let config = Config::load(path)?;
-            (config.host.clone(), config.clamav.clone(), Some(config))
-        }
-        None => (HostLimits::default(), ClamavConfig::default(), None),
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let (limits, mut clamav) = match &config {
+        Some(config) => (config.host.clone(), config.clamav.clone()),
+        None => (HostLimits::default(), ClamavConfig::default()),
     };
     if let Some(address) = &args.clamd {
         clamav.address = address.clone();
     }
-    let host = PluginHost::new(&limits)?;
+    let host = Arc::new(PluginHost::new(&limits)?);
+    let bucket = args.bucket.clone().unwrap_or_else(|| "local".into());
+    let key = object_key(&args);
 
-    let (stages, bucket) = match (config, &args.plugin) {
-        (Some(config), _) => {
-            let bucket = args.bucket.clone().expect("clap requires --bucket with --config");
-            let key = object_key(&args);
-            let loaded = LoadedPipelines::load(&host, config).await?;
-            let Some((_, stages)) = loaded.pipeline_for(&bucket, &key) else {
-                bail!("the config has no pipeline for s3://{bucket}/{key}");
-            };
-            (stages.to_vec(), bucket)
-        }
-        (None, Some(path)) => {
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-            let mut plugin = Plugin::load(&host, name, path, None).await?;
-            plugin.name = plugin.identity.name.clone();
-            let grants = Grants {
-                clamav: true,
-                http: args.allow_http.clone(),
-                any_bucket: true,
-                ..Grants::default()
-            };
-            let stage = PipelineStage {
-                plugin: Arc::new(plugin),
-                settings: args.settings.clone(),
-                grants,
-                on: Vec::new(),
-                signing_secret: None,
-            };
-            (vec![stage], args.bucket.clone().unwrap_or_else(|| "local".into()))
-        }
-        (None, None) => bail!("name a plugin component, or --config with --bucket"),
+    // The same scan path as the agent's, on a store that writes nothing.
+    let (routing, tag_keys, publisher): (Box<dyn Routing>, TagKeys, Option<Arc<dyn Publisher>>) =
+        match (config, &args.plugin) {
+            (Some(config), _) => {
+                let tag_keys = config.tags.clone();
+                let publisher = config
+                    .notifications
+                    .topic_arn
+                    .clone()
+                    .map(|arn| Arc::new(DryRunPublisher(arn)) as Arc<dyn Publisher>);
+                let loaded = LoadedPipelines::load(&host, config).await?;
+                if loaded.pipeline_for(&bucket, &key).is_none() {
+                    bail!("the config has no pipeline for s3://{bucket}/{key}");
+                }
+                (Box::new(loaded), tag_keys, publisher)
+            }
+            (None, Some(path)) => {
+                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+                let mut plugin = Plugin::load(&host, name, path, None).await?;
+                plugin.name = plugin.identity.name.clone();
+                let grants = Grants {
+                    clamav: true,
+                    http: args.allow_http.clone(),
+                    http_private: args.allow_private.clone(),
+                    any_bucket: true,
+                    ..Grants::default()
+                };
+                let stage = PipelineStage {
+                    plugin: Arc::new(plugin),
+                    settings: args.settings.clone(),
+                    grants,
+                    on: Vec::new(),
+                    signing_secret: None,
+                };
+                let routing = OnePipeline {
+                    stages: Arc::from(vec![stage]),
+                    max_object_bytes: clamav.stream_max_bytes,
+                };
+                (Box::new(routing), TagKeys::default(), None)
+            }
+            (None, None) => bail!("name a plugin component, or --config with --bucket"),
+        };
+    std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let store = LocalStore::new(LocalFile {
+        path: args.file.clone(),
+        content_type: args.content_type.clone(),
+        metadata: Vec::new(),
+        tags: args.tags.clone(),
+    });
+    let scanner = Scanner {
+        host,
+        services: Arc::new(HostServices::new(Clamd::new(&clamav))),
+        store: Arc::new(store),
+        publisher,
+        tag_keys,
+        sealer: Sealer::ephemeral(),
     };
-
-    let size = std::fs::metadata(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?
-        .len();
-    let object = ScanObject {
-        info: Arc::new(ObjectInfo {
-            bucket,
-            key: object_key(&args),
-            size,
-            content_type: args.content_type.clone(),
-            ..ObjectInfo::default()
-        }),
-        body: ObjectBody::File(Arc::new(
-            SpooledFile::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?,
-        )),
+    let target = Target {
+        bucket,
+        key,
+        version_id: None,
+        etag: None,
+        size: None,
     };
-    let storage = Arc::new(DryRunStorage::default());
-    let services = Arc::new(HostServices::new(Clamd::new(&clamav), storage));
-    let report = bucketscan_engine::run_pipeline(&host, &services, &stages, object).await;
+    let report = scanner.scan(routing.as_ref(), &target).await;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => output::print_report(&report),
     }
-    Ok(if report.verdict.is_clean() {
+    Ok(if report.verdict.is_clean() && report.outcome.settles() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Says where the agent would publish, instead of publishing.
+struct DryRunPublisher(String);
+
+#[async_trait::async_trait]
+impl Publisher for DryRunPublisher {
+    async fn publish(&self, report: &ScanReport) -> Result<String, String> {
+        Ok(format!("would publish `{}` to {}", report.result(), self.0))
+    }
 }
 
 fn object_key(args: &RunArgs) -> String {

@@ -189,8 +189,15 @@ mod defaults {
     pub fn clamd_timeout_secs() -> u64 {
         300
     }
+    /// 2000 MiB: what `deploy/clamd.conf` sets as clamd's StreamMaxLength.
     pub fn stream_max_bytes() -> u64 {
-        25 * 1024 * 1024
+        2000 * 1024 * 1024
+    }
+    pub fn spool_budget_bytes() -> u64 {
+        8 * 1024 * 1024 * 1024
+    }
+    pub fn reload_timeout_secs() -> u64 {
+        120
     }
     pub fn sync_interval_secs() -> u64 {
         300
@@ -247,6 +254,18 @@ pub struct AgentConfig {
     pub spool_threshold_bytes: u64,
     /// Where spool files go (default: the system temp dir).
     pub spool_dir: Option<PathBuf>,
+    /// Bytes all objects spooled at once may take on disk. An object that
+    /// does not fit now waits for a retry; nothing else is affected.
+    #[serde(default = "defaults::spool_budget_bytes")]
+    pub spool_budget_bytes: u64,
+    /// The largest object any pipeline scans (a bucket may set its own):
+    /// larger ones are `unscannable (too-large)` without being downloaded.
+    /// Default: `[clamav] stream-max-bytes`.
+    pub max_object_bytes: Option<u64>,
+    /// The key that seals result tags, so agents trust only their own
+    /// (and each other's, when they share it). Without it each process
+    /// uses a random key: its seals mean nothing to other agents.
+    pub seal_key: Option<SecretSource>,
     /// Identifies this agent in notifications (default: host name and pid).
     pub agent_id: Option<String>,
     /// Force path-style S3 addressing (always on with AWS_ENDPOINT_URL).
@@ -271,6 +290,9 @@ impl Default for AgentConfig {
             retry_backoff_secs: defaults::retry_backoff_secs(),
             spool_threshold_bytes: defaults::spool_threshold_bytes(),
             spool_dir: None,
+            spool_budget_bytes: defaults::spool_budget_bytes(),
+            max_object_bytes: None,
+            seal_key: None,
             agent_id: None,
             path_style: false,
             multipart_copy_threshold_bytes: defaults::multipart_copy_threshold_bytes(),
@@ -295,9 +317,16 @@ pub struct SignaturesConfig {
     #[serde(default = "defaults::sync_interval_secs")]
     pub sync_interval_secs: u64,
     /// Scans are `unscannable (stale-signatures)` when the newest database
-    /// file is older than this, in seconds (default two days).
+    /// clamd has loaded was built longer ago than this, in seconds
+    /// (default two days). The build time comes from the databases
+    /// themselves (the header of `.cvd`, `.cld` and `.cud` files), never
+    /// from file times.
     #[serde(default = "defaults::max_age_secs")]
     pub max_age_secs: u64,
+    /// How long clamd may take to load a synced database before the agent
+    /// counts the reload as failed, in seconds.
+    #[serde(default = "defaults::reload_timeout_secs")]
+    pub reload_timeout_secs: u64,
 }
 
 /// `[notifications]`: an SNS topic for every result.
@@ -327,6 +356,13 @@ pub struct BucketConfig {
     pub role_arn: Option<String>,
     /// The external ID the role's trust policy requires.
     pub external_id: Option<String>,
+    /// The account that must own the bucket (12 digits): every request to
+    /// it carries `ExpectedBucketOwner`, so a bucket re-created under
+    /// another account is never read from or written to.
+    pub expected_owner: Option<Spanned<String>>,
+    /// The largest object this bucket's pipelines scan (default: `[agent]
+    /// max-object-bytes`).
+    pub max_object_bytes: Option<u64>,
     /// The pipeline for keys no `prefixes` entry matches.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -377,16 +413,16 @@ impl SecretSource {
     pub fn read(&self) -> Result<Vec<u8>, String> {
         let secret = match self {
             Self::Env(name) => std::env::var(name)
-                .map_err(|_| format!("signing-secret: environment variable `{name}` is not set"))?
+                .map_err(|_| format!("environment variable `{name}` is not set"))?
                 .into_bytes(),
             Self::File(path) => {
-                std::fs::read(path).map_err(|err| format!("signing-secret: cannot read `{}`: {err}", path.display()))?
+                std::fs::read(path).map_err(|err| format!("cannot read `{}`: {err}", path.display()))?
             }
         };
         // A trailing newline from `echo secret > file` is not part of it.
         let trimmed = secret.trim_ascii_end();
         if trimmed.len() < 16 {
-            return Err(format!("signing-secret from {self}: at least 16 bytes are needed"));
+            return Err(format!("the secret from {self} is shorter than 16 bytes"));
         }
         Ok(trimmed.to_vec())
     }
@@ -530,13 +566,12 @@ impl Config {
         config.source = path.to_owned();
         config.text = text.into();
 
-        for key in [
-            &config.tags.result,
-            &config.tags.date,
-            &config.tags.engine,
-            &config.tags.signature,
-        ] {
+        let tag_keys = config.tags.all();
+        for (index, key) in tag_keys.iter().enumerate() {
             tags::validate_key(key).map_err(|why| located(None, format!("[tags]: {why}")))?;
+            if tag_keys[..index].contains(key) {
+                return Err(located(None, format!("[tags]: `{key}` is used for two result tags")));
+            }
         }
         if !(5 << 20..=5 << 30).contains(&config.agent.multipart_copy_part_bytes) {
             return Err(located(
@@ -559,6 +594,26 @@ impl Config {
             }
         }
         for (bucket, bucket_config) in &config.buckets {
+            if let Some(owner) = &bucket_config.expected_owner {
+                let valid = owner.get_ref().len() == 12 && owner.get_ref().chars().all(|c| c.is_ascii_digit());
+                if !valid {
+                    return Err(located(
+                        Some(owner.span()),
+                        format!("bucket `{bucket}`: expected-owner must be a 12-digit AWS account ID"),
+                    ));
+                }
+            }
+            let limit = config.max_object_bytes(bucket);
+            if limit > config.agent.spool_threshold_bytes && limit > config.agent.spool_budget_bytes {
+                return Err(located(
+                    None,
+                    format!(
+                        "bucket `{bucket}`: objects up to {limit} bytes may be scanned but [agent] spool-budget-bytes is \
+                         {}; an object that size could never be fetched. Raise the budget or lower max-object-bytes",
+                        config.agent.spool_budget_bytes
+                    ),
+                ));
+            }
             for (index, prefix) in bucket_config.prefixes.iter().enumerate() {
                 let earlier = &bucket_config.prefixes[..index];
                 if earlier.iter().any(|p| p.prefix.get_ref() == prefix.prefix.get_ref()) {
@@ -653,6 +708,25 @@ impl Config {
             )),
             None => None,
         }
+    }
+
+    /// The largest object `bucket`'s pipelines scan: the bucket's own
+    /// limit, else `[agent] max-object-bytes`, else clamd's stream limit.
+    pub fn max_object_bytes(&self, bucket: &str) -> u64 {
+        self.buckets
+            .get(bucket)
+            .and_then(|b| b.max_object_bytes)
+            .or(self.agent.max_object_bytes)
+            .unwrap_or(self.clamav.stream_max_bytes)
+    }
+
+    /// The account `bucket` must belong to, when the config says.
+    pub fn expected_owner(&self, bucket: &str) -> Option<&str> {
+        self.buckets
+            .get(bucket)?
+            .expected_owner
+            .as_ref()
+            .map(|owner| owner.get_ref().as_str())
     }
 
     /// A declared plugin's component path, resolved against the config

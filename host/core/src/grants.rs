@@ -4,6 +4,7 @@
 //! which ones work for each stage. The host checks every call against these
 //! grants and ends the stage when a call was not granted.
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,6 +21,12 @@ pub struct Grants {
     /// Hosts this stage may POST to.
     #[serde(default)]
     pub http: Vec<String>,
+    /// Private networks (loopback, RFC 1918, CGNAT, ULA, …) this stage's
+    /// HTTP requests may reach, as CIDRs, e.g. `["10.20.0.0/16"]`. Without
+    /// it every such address is refused, whatever name led to it. Cloud
+    /// metadata and credential addresses stay refused regardless.
+    #[serde(default)]
+    pub http_private: Vec<IpNet>,
     /// Any bucket may be written to. Never set from a config file: only
     /// `bucketscan plugin run`, whose storage is a dry run, uses it.
     #[serde(skip)]

@@ -10,10 +10,12 @@ pub mod config;
 pub mod events;
 pub mod grants;
 pub mod object;
+pub mod phases;
 pub mod pipeline;
 pub mod report;
+pub mod seal;
 pub mod storage;
 pub mod tags;
 pub mod verdict;
 
-pub use verdict::{Decision, Finding, UnscannableReason, Verdict};
+pub use verdict::{Decision, Finding, ResultName, UnscannableReason, Verdict};

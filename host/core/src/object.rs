@@ -12,12 +12,53 @@ use std::sync::Arc;
 pub struct ObjectInfo {
     pub bucket: String,
     pub key: String,
+    /// The version scanned; `None` on an unversioned bucket (S3's `null`
+    /// version counts as none: it can be overwritten in place).
     pub version_id: Option<String>,
     pub size: u64,
+    /// Without quotes.
     pub etag: Option<String>,
     pub content_type: Option<String>,
     pub metadata: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// Headers a copy must carry over when it replaces the metadata.
+    #[serde(skip)]
+    pub headers: ObjectHeaders,
+}
+
+/// HTTP headers of an object that S3 stores with it, besides its type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectHeaders {
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+}
+
+impl ObjectInfo {
+    /// `s3://bucket/key` with `?versionId=` when versioned.
+    pub fn url(&self) -> String {
+        match &self.version_id {
+            Some(version) => format!("s3://{}/{}?versionId={version}", self.bucket, self.key),
+            None => format!("s3://{}/{}", self.bucket, self.key),
+        }
+    }
+
+    /// Whether the scanned bytes are pinned by a version ID: requests then
+    /// name that version and cannot touch a newer upload. Without one
+    /// (unversioned or suspended buckets) the ETag is all that tells the
+    /// scanned bytes from a later overwrite.
+    pub fn is_versioned(&self) -> bool {
+        self.version_id.is_some()
+    }
+}
+
+/// The object under scan: metadata and bytes, shared read-only by every
+/// stage (the `object` resource of the contract).
+#[derive(Debug, Clone)]
+pub struct ScanObject {
+    pub info: Arc<ObjectInfo>,
+    pub body: ObjectBody,
 }
 
 /// The bytes of the object: held in memory when small, spooled to a local
@@ -26,15 +67,26 @@ pub struct ObjectInfo {
 pub enum ObjectBody {
     Memory(Arc<[u8]>),
     File(Arc<SpooledFile>),
+    /// Not downloaded (over the pipeline's size limit): reads fail.
+    NotFetched,
 }
 
 /// A local file holding an object's bytes. Removed on drop when it was a
 /// temporary spool file.
-#[derive(Debug)]
 pub struct SpooledFile {
     path: PathBuf,
     file: std::fs::File,
     remove_on_drop: bool,
+    /// Held as long as the file exists (e.g. its share of a spool budget).
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SpooledFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpooledFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpooledFile {
@@ -44,6 +96,7 @@ impl SpooledFile {
             file: std::fs::File::open(path)?,
             path: path.to_owned(),
             remove_on_drop: false,
+            _guard: None,
         })
     }
 
@@ -53,7 +106,14 @@ impl SpooledFile {
             file: std::fs::File::open(&path)?,
             path,
             remove_on_drop: true,
+            _guard: None,
         })
+    }
+
+    /// Keeps `guard` alive as long as the file (released after removal).
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self._guard = Some(Box::new(guard));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -78,6 +138,7 @@ impl ObjectBody {
         match self {
             Self::Memory(bytes) => Ok(bytes.len() as u64),
             Self::File(file) => Ok(file.file.metadata()?.len()),
+            Self::NotFetched => Err(not_fetched()),
         }
     }
 
@@ -106,8 +167,13 @@ impl ObjectBody {
                 buf.truncate(filled);
                 Ok(buf)
             }
+            Self::NotFetched => Err(not_fetched()),
         }
     }
+}
+
+fn not_fetched() -> io::Error {
+    io::Error::other("the object was not downloaded (it is over the pipeline's size limit)")
 }
 
 #[cfg(test)]

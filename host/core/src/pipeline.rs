@@ -6,6 +6,7 @@
 //! anything worse: a pipeline where every inspector answered `continue` did
 //! not prove the object clean, so it is `unscannable (not-scanned)`.
 
+pub use crate::verdict::ResultName;
 use crate::verdict::{Decision, UnscannableReason, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -66,33 +67,10 @@ impl Inspection {
     }
 }
 
-/// Which verdicts an action stage runs on (`on = [...]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ResultName {
-    Clean,
-    Infected,
-    Blocked,
-    Unscannable,
-    Error,
-}
-
-impl ResultName {
-    pub fn of(verdict: &Verdict) -> Self {
-        match verdict {
-            Verdict::Clean => Self::Clean,
-            Verdict::Infected { .. } => Self::Infected,
-            Verdict::Blocked { .. } => Self::Blocked,
-            Verdict::Unscannable { .. } => Self::Unscannable,
-            Verdict::Error { .. } => Self::Error,
-        }
-    }
-}
-
 /// Whether an action configured with `on` runs for `verdict`; an empty `on`
 /// means every verdict.
 pub fn action_applies(on: &[ResultName], verdict: &Verdict) -> bool {
-    on.is_empty() || on.contains(&ResultName::of(verdict))
+    on.is_empty() || on.contains(&verdict.result_name())
 }
 
 #[cfg(test)]
@@ -137,7 +115,7 @@ mod tests {
         inspection.record(Decision::Verdict(Verdict::Clean));
         let flow = inspection.record(Decision::Verdict(Verdict::error("plugin trapped")));
         assert_eq!(flow, Flow::Stop);
-        assert_eq!(inspection.finish().result_name(), "error");
+        assert_eq!(inspection.finish().result_name(), ResultName::Error);
     }
 
     #[test]

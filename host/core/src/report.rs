@@ -1,45 +1,206 @@
-//! What a pipeline run reports about one object: the JSON of
-//! `bucketscan plugin run --output json` and, later, the agent's log events.
+//! What the scan path reports about one object: the JSON of `bucketscan
+//! plugin run --output json` and `scan --output json`, the body of result
+//! notifications, and the agent's per-object log event.
 
 use crate::object::ObjectInfo;
 use crate::pipeline::StageKind;
-use crate::verdict::{Finding, Verdict};
-use serde::Serialize;
+use crate::tags::TagPlan;
+use crate::verdict::{Finding, ResultName, Verdict};
+use serde::{Serialize, Serializer};
 
-/// The report of one pipeline run over one object.
-#[derive(Debug, Clone, Serialize)]
+/// The report of one object's pass through the scan path.
+#[derive(Debug, Clone)]
 pub struct ScanReport {
     pub bucket: String,
     pub key: String,
     pub version_id: Option<String>,
+    pub etag: Option<String>,
     pub size: u64,
-    /// `clean`, `infected`, `blocked`, `unscannable` or `error`.
-    pub result: &'static str,
     pub verdict: Verdict,
-    pub findings: Vec<Finding>,
     pub stages: Vec<StageReport>,
-    /// True when every action that ran succeeded.
-    pub actions_ok: bool,
+    /// The result tags recorded (or, in a dry run, that would be), with
+    /// what the tag limit cost; `None` when the path stopped before.
+    pub tags: Option<TagPlan>,
+    /// What the host did around the stages: recording the result,
+    /// deferred deletes, the notification.
+    pub host_actions: Vec<String>,
+    pub outcome: Outcome,
     pub duration_ms: f64,
 }
 
+/// How one object's pass ended, for the event that brought it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every phase done: the event may be acknowledged.
+    Done,
+    /// Clean, but its own tags leave no slot for the result: not tagged,
+    /// not promoted, published; the event is acknowledged.
+    Held(String),
+    /// Nothing to do: no pipeline, an agent's own write, a newer upload,
+    /// gone.
+    Skipped(String),
+    /// Not done: leave the event for redelivery.
+    Retry(String),
+}
+
+impl Outcome {
+    /// Whether the event that brought the object may be deleted.
+    pub fn settles(&self) -> bool {
+        !matches!(self, Self::Retry(_))
+    }
+}
+
 impl ScanReport {
-    pub fn new(object: &ObjectInfo, verdict: Verdict, stages: Vec<StageReport>, duration_ms: f64) -> Self {
-        let actions_ok = stages
-            .iter()
-            .filter(|stage| stage.kind == StageKind::Action)
-            .all(|stage| stage.error.is_none());
+    /// A report with no stages run yet.
+    pub fn new(object: &ObjectInfo, verdict: Verdict) -> Self {
         Self {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
             version_id: object.version_id.clone(),
+            etag: object.etag.clone(),
             size: object.size,
-            result: verdict.result_name(),
-            findings: verdict.findings().to_vec(),
             verdict,
-            stages,
-            actions_ok,
-            duration_ms,
+            stages: Vec::new(),
+            tags: None,
+            host_actions: Vec::new(),
+            outcome: Outcome::Done,
+            duration_ms: 0.0,
+        }
+    }
+
+    pub fn result(&self) -> ResultName {
+        self.verdict.result_name()
+    }
+
+    pub fn findings(&self) -> &[Finding] {
+        self.verdict.findings()
+    }
+
+    /// True when every action stage that ran succeeded.
+    pub fn actions_ok(&self) -> bool {
+        self.stages
+            .iter()
+            .filter(|stage| stage.kind == StageKind::Action)
+            .all(|stage| stage.error.is_none())
+    }
+
+    /// The scan engine's version, from the first stage that scanned.
+    pub fn engine_version(&self) -> Option<&str> {
+        self.stages.iter().find_map(|stage| stage.engine_version.as_deref())
+    }
+}
+
+impl Serialize for ScanReport {
+    /// Field names are stable (they are what JSON and SNS consumers read);
+    /// `result` and `findings` are views of `verdict`, written out for
+    /// consumers that filter on them.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            bucket: &'a str,
+            key: &'a str,
+            version_id: &'a Option<String>,
+            etag: &'a Option<String>,
+            size: u64,
+            result: ResultName,
+            verdict: &'a Verdict,
+            findings: &'a [Finding],
+            stages: &'a [StageReport],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tags: &'a Option<TagPlan>,
+            host_actions: &'a [String],
+            actions_ok: bool,
+            outcome: &'a Outcome,
+            duration_ms: f64,
+        }
+        Json {
+            bucket: &self.bucket,
+            key: &self.key,
+            version_id: &self.version_id,
+            etag: &self.etag,
+            size: self.size,
+            result: self.result(),
+            verdict: &self.verdict,
+            findings: self.findings(),
+            stages: &self.stages,
+            tags: &self.tags,
+            host_actions: &self.host_actions,
+            actions_ok: self.actions_ok(),
+            outcome: &self.outcome,
+            duration_ms: self.duration_ms,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// How one stage went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOutcome {
+    /// An inspector with no verdict.
+    Continue,
+    /// An inspector's verdict.
+    Verdict(ResultName),
+    /// An action that ran.
+    Done,
+    /// The stage failed (see its error and cause).
+    Failed,
+    /// An inspector after inspection ended.
+    Skipped,
+    /// An action whose `on` does not include the verdict, or that cannot
+    /// run for it (error, held).
+    NotApplicable,
+}
+
+impl StageOutcome {
+    /// The stable name in JSON, SNS and the `context` import.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Continue => "continue",
+            Self::Verdict(result) => result.as_str(),
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::NotApplicable => "not applicable",
+        }
+    }
+}
+
+impl PartialEq<&str> for StageOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for StageOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Why a stage failed, in short, for reports and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureCause {
+    Timeout,
+    Memory,
+    Trap,
+    NotGranted,
+    MalformedOutput,
+    PluginError,
+    Instantiate,
+}
+
+impl FailureCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::Trap => "trap",
+            Self::NotGranted => "not-granted",
+            Self::MalformedOutput => "malformed-output",
+            Self::PluginError => "plugin-error",
+            Self::Instantiate => "instantiate",
         }
     }
 }
@@ -50,19 +211,15 @@ pub struct StageReport {
     pub plugin: String,
     pub plugin_version: String,
     pub kind: StageKind,
-    /// `continue`, a result name, `skipped` (action not applicable) or `failed`.
-    pub outcome: String,
-    /// Lines an action reported as done, and storage actions the host performed.
+    pub outcome: StageOutcome,
+    /// Lines an action reported as done, and storage actions the host
+    /// performed for it.
     pub actions: Vec<String>,
     /// Why the stage failed, naming the plugin and the cause.
     pub error: Option<String>,
-    /// The failure's short cause (`timeout`, `memory`, `trap`,
-    /// `not-granted`, `malformed-output`, `plugin-error`, `instantiate`),
-    /// for metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<&'static str>,
-    /// clamd's VERSION answer (engine and signature DB version) when the
-    /// stage scanned with ClamAV.
+    pub cause: Option<FailureCause>,
+    /// clamd's VERSION answer when the stage scanned with ClamAV.
     pub engine_version: Option<String>,
     pub duration_ms: f64,
 }

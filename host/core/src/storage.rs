@@ -1,13 +1,14 @@
-//! Storage actions a stage may ask for, and the backend that performs them.
+//! Storage actions a stage may ask for, and how they can fail.
 //!
-//! The Wasm host turns `storage` imports into [`StorageAction`]s, checks them
-//! against the stage's grants and hands them to a [`StorageBackend`]: S3 in
-//! the agent, [`DryRunStorage`] in `bucketscan plugin run`.
+//! The Wasm host turns `storage` imports into [`StorageAction`]s, checks
+//! them against the stage's grants, and hands them to the object's
+//! [`StorageBackend`] (the scan path's, which performs them on S3 or, in a
+//! dry run, only reports them).
 
 use crate::object::ObjectInfo;
+use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 
 /// One storage action on the object under scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,17 +30,28 @@ pub enum StorageAction {
 }
 
 impl StorageAction {
-    /// The bucket the action writes to.
-    pub fn target_bucket<'a>(&'a self, object: &'a ObjectInfo) -> &'a str {
+    /// Every bucket the action touches: a move deletes from the object's
+    /// own bucket as well as writing to its destination.
+    pub fn buckets<'a>(&'a self, object: &'a ObjectInfo) -> Vec<&'a str> {
         match self {
-            Self::Copy { bucket, .. } | Self::Move { bucket, .. } => bucket,
-            Self::Delete | Self::Tag { .. } => &object.bucket,
+            Self::Copy { bucket, .. } => vec![bucket],
+            Self::Move { bucket, .. } => vec![bucket, &object.bucket],
+            Self::Delete | Self::Tag { .. } => vec![&object.bucket],
+        }
+    }
+
+    /// Tags the plugin asked to write (its own, never the agent's result tags).
+    pub fn plugin_tags(&self) -> &[(String, String)] {
+        match self {
+            Self::Copy { extra_tags, .. } | Self::Move { extra_tags, .. } => extra_tags,
+            Self::Tag { tags } => tags,
+            Self::Delete => &[],
         }
     }
 
     /// A one-line description, e.g. `copy s3://a/k -> s3://b/k`.
     pub fn describe(&self, object: &ObjectInfo) -> String {
-        let source = source_url(object);
+        let source = object.url();
         match self {
             Self::Copy { bucket, key, .. } => format!("copy {source} -> s3://{bucket}/{key}"),
             Self::Move { bucket, key, .. } => format!("move {source} -> s3://{bucket}/{key}"),
@@ -52,43 +64,62 @@ impl StorageAction {
     }
 }
 
-fn source_url(object: &ObjectInfo) -> String {
-    match &object.version_id {
-        Some(version) => format!("s3://{}/{}?versionId={version}", object.bucket, object.key),
-        None => format!("s3://{}/{}", object.bucket, object.key),
+/// Why a storage action failed. The variants are the ones a caller acts on
+/// differently: stop (replaced, gone, refused) or try again later
+/// (unavailable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum StorageError {
+    /// The key now holds other bytes than the ones scanned; nothing was
+    /// done to them (the newer upload is scanned through its own event).
+    #[error("{0}")]
+    Replaced(String),
+    /// The object (or the scanned version) no longer exists.
+    #[error("{0}")]
+    Gone(String),
+    /// Not allowed: a grant, the agent's own tag keys, an S3 limit.
+    #[error("{0}")]
+    Refused(String),
+    /// Throttling, a server error or the network: worth retrying later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StorageError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Failed(_))
     }
 }
 
 /// A boxed future, so backends can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Performs storage actions for the host.
+/// Performs the storage actions of one object's stages.
 pub trait StorageBackend: Send + Sync {
-    /// Performs `action` on the exact version of `object` that was scanned.
-    /// The error is a message for the plugin and the report.
-    fn perform<'a>(&'a self, object: &'a ObjectInfo, action: StorageAction) -> BoxFuture<'a, Result<(), String>>;
+    /// Performs `action` on the exact version of `object` that was scanned;
+    /// returns a line saying what was done, for the report.
+    fn perform<'a>(
+        &'a self,
+        object: &'a ObjectInfo,
+        action: StorageAction,
+    ) -> BoxFuture<'a, Result<String, StorageError>>;
 }
 
-/// Records what would be done instead of doing it: `bucketscan plugin run`
-/// reports the actions a pipeline asked for without touching any bucket.
+/// Refuses every action: the backend of load checks (`describe`), where no
+/// stage may touch storage.
 #[derive(Debug, Default)]
-pub struct DryRunStorage {
-    performed: Mutex<Vec<String>>,
-}
+pub struct NoStorage;
 
-impl DryRunStorage {
-    /// Descriptions of every action asked for so far.
-    pub fn performed(&self) -> Vec<String> {
-        self.performed.lock().unwrap().clone()
-    }
-}
-
-impl StorageBackend for DryRunStorage {
-    fn perform<'a>(&'a self, object: &'a ObjectInfo, action: StorageAction) -> BoxFuture<'a, Result<(), String>> {
-        let line = format!("would {}", action.describe(object));
-        Box::pin(async move {
-            self.performed.lock().unwrap().push(line);
-            Ok(())
-        })
+impl StorageBackend for NoStorage {
+    fn perform<'a>(
+        &'a self,
+        _object: &'a ObjectInfo,
+        _action: StorageAction,
+    ) -> BoxFuture<'a, Result<String, StorageError>> {
+        Box::pin(async { Err(StorageError::Refused("no storage is available here".into())) })
     }
 }

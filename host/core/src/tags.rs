@@ -1,8 +1,27 @@
-//! Result tags written onto scanned objects, merged with the tags the
-//! object already has: other tags are never dropped, and S3's limits
-//! (10 tags, 128-character keys, 256-character values, a restricted
-//! character set) are handled with a clear error instead of a silent loss.
+//! Result tags: what the agent writes onto scanned objects, and how they
+//! share S3's ten tag slots with the object's own tags.
+//!
+//! The rules, in order of importance:
+//! 1. **Our keys are ours.** Whatever an object carries under the agent's
+//!    result keys when it arrives (an uploader can set any tag) is never
+//!    trusted and never kept: it is replaced by the real result.
+//! 2. **Containment beats the tag limit.** For a verdict that keeps the
+//!    object out (infected, blocked, unscannable, error) every result tag is
+//!    written; the object's own tags fill the slots that remain, in their
+//!    original order, and the ones that do not fit are *dropped* and
+//!    reported (notification, report, and the metadata of a quarantine
+//!    copy).
+//! 3. **A clean object keeps all its own tags.** Our tags take the slots
+//!    that remain, most important first (result, seal, date, engine,
+//!    signature); the ones that do not fit are *omitted* and reported. When
+//!    not even the result tag fits, the object is *held*: not tagged, not
+//!    promoted, reported as clean-but-held so a person can remove tags and
+//!    rescan it.
+//!
+//! S3's other limits (128-character keys, 256-character values, a
+//! restricted character set) are met by [`sanitize`].
 
+use crate::seal::{SealOrigin, SealSubject, Sealer};
 use crate::verdict::Verdict;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +36,8 @@ const MAX_VALUE: usize = 256;
 pub struct TagKeys {
     /// `clean`, `infected`, `blocked`, `unscannable` or `error`.
     pub result: String,
+    /// The seal that proves the other result tags are the agent's own.
+    pub seal: String,
     /// When the scan finished, RFC 3339 UTC.
     pub date: String,
     /// The engine and signature database version (clamd's VERSION).
@@ -29,6 +50,7 @@ impl Default for TagKeys {
     fn default() -> Self {
         Self {
             result: "bucketscan-result".into(),
+            seal: "bucketscan-seal".into(),
             date: "bucketscan-date".into(),
             engine: "bucketscan-engine".into(),
             signature: "bucketscan-signature".into(),
@@ -37,66 +59,176 @@ impl Default for TagKeys {
 }
 
 impl TagKeys {
-    fn all(&self) -> [&str; 4] {
-        [&self.result, &self.date, &self.engine, &self.signature]
+    /// Every key, most important first.
+    pub fn all(&self) -> [&str; 5] {
+        [&self.result, &self.seal, &self.date, &self.engine, &self.signature]
     }
 
-    /// Whether `key` is one of ours (so it may be replaced by a new scan).
+    /// Whether `key` is one of ours: only the agent writes it.
     pub fn owns(&self, key: &str) -> bool {
         self.all().contains(&key)
     }
+
+    /// The object's own tags: everything not under our keys.
+    pub fn foreign(&self, tags: &[(String, String)]) -> Vec<(String, String)> {
+        tags.iter().filter(|(k, _)| !self.owns(k)).cloned().collect()
+    }
+
+    /// Our tags on an object, seal excluded, in the order written.
+    pub fn ours_without_seal(&self, tags: &[(String, String)]) -> Vec<(String, String)> {
+        tags.iter()
+            .filter(|(k, _)| self.owns(k) && *k != self.seal)
+            .cloned()
+            .collect()
+    }
+
+    /// The value of our result tag on an object, if it carries one.
+    pub fn result_of<'a>(&self, tags: &'a [(String, String)]) -> Option<&'a str> {
+        find(tags, &self.result)
+    }
+
+    /// Whether `tags` hold result tags sealed by `sealer` for `subject`, and
+    /// the origin the seal states.
+    pub fn verify(&self, sealer: &Sealer, subject: SealSubject<'_>, tags: &[(String, String)]) -> Option<SealOrigin> {
+        let seal = find(tags, &self.seal)?;
+        self.result_of(tags)?;
+        sealer.verify(seal, subject, &self.ours_without_seal(tags))
+    }
 }
 
-/// The result tags for one scan.
-pub fn result_tags(keys: &TagKeys, verdict: &Verdict, date: &str, engine: Option<&str>) -> Vec<(String, String)> {
-    let mut tags = vec![
-        (keys.result.clone(), verdict.result_name().to_owned()),
-        (keys.date.clone(), date.to_owned()),
-    ];
-    if let Some(engine) = engine {
-        tags.push((keys.engine.clone(), sanitize(engine)));
+fn find<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The values of one scan's result tags, before the seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultValues {
+    pub result: String,
+    pub date: String,
+    pub engine: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl ResultValues {
+    /// The values for `verdict`, scanned at `date` with `engine`.
+    pub fn new(verdict: &Verdict, date: &str, engine: Option<&str>) -> Self {
+        let signature = match verdict {
+            Verdict::Clean => None,
+            Verdict::Infected { findings } => findings.first().map(|f| f.signature.clone()),
+            Verdict::Blocked { reason } => Some(reason.clone()),
+            Verdict::Unscannable { reason, .. } => Some(reason.as_str().to_owned()),
+            Verdict::Error { message } => Some(message.clone()),
+        };
+        Self {
+            result: verdict.result_name().as_str().to_owned(),
+            date: sanitize(date),
+            engine: engine.map(sanitize).filter(|e| !e.is_empty()),
+            signature: signature.map(|s| sanitize(&s)).filter(|s| !s.is_empty()),
+        }
     }
-    let detail = match verdict {
-        Verdict::Clean => None,
-        Verdict::Infected { findings } => findings.first().map(|f| f.signature.clone()),
-        Verdict::Blocked { reason } => Some(reason.clone()),
-        Verdict::Unscannable { reason, .. } => Some(reason.as_str().to_owned()),
-        Verdict::Error { message } => Some(message.clone()),
+
+    /// The tags, most important first, without the seal.
+    fn pairs(&self, keys: &TagKeys) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            (keys.result.clone(), self.result.clone()),
+            (keys.date.clone(), self.date.clone()),
+        ];
+        if let Some(engine) = &self.engine {
+            pairs.push((keys.engine.clone(), engine.clone()));
+        }
+        if let Some(signature) = &self.signature {
+            pairs.push((keys.signature.clone(), signature.clone()));
+        }
+        pairs
+    }
+}
+
+/// What to write on one object: its own tags that stay, our tags, and what
+/// the ten-tag limit cost (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TagPlan {
+    /// The complete tag set to write.
+    pub tags: Vec<(String, String)>,
+    /// The object's own tags that did not fit (containment verdicts only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<(String, String)>,
+    /// Our tag keys left out so a clean object keeps all its own tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<String>,
+    /// Why the object is held instead of tagged (clean, no slot left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// Where the tags go and how they are sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct TagTarget<'a> {
+    pub subject: SealSubject<'a>,
+    pub origin: SealOrigin,
+    /// True for verdicts that keep the object out (everything but clean):
+    /// our tags then win over the object's own.
+    pub contain: bool,
+}
+
+/// Plans the tags for one object: `existing` are its tags now (ours among
+/// them are discarded), `values` the result to record.
+pub fn plan(
+    keys: &TagKeys,
+    sealer: &Sealer,
+    existing: &[(String, String)],
+    values: &ResultValues,
+    target: TagTarget<'_>,
+) -> TagPlan {
+    let foreign = keys.foreign(existing);
+    let ours = values.pairs(keys);
+    // Slots for ours, most important first: result, seal, then the rest.
+    let wanted = ours.len() + 1;
+    let room = if target.contain {
+        wanted
+    } else {
+        MAX_TAGS.saturating_sub(foreign.len()).min(wanted)
     };
-    if let Some(detail) = detail {
-        tags.push((keys.signature.clone(), sanitize(&detail)));
+    if room == 0 {
+        return TagPlan {
+            tags: existing.to_vec(),
+            held: Some(format!(
+                "the object has {} tags of its own and S3 allows {MAX_TAGS}: no slot is left for `{}`; \
+                 remove a tag and scan it again",
+                foreign.len(),
+                keys.result
+            )),
+            ..TagPlan::default()
+        };
     }
-    tags
-}
-
-/// Too many tags after merging.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the object has {existing} tags of its own and bucketscan needs {needed} more; S3 allows {MAX_TAGS}. \
-     Remove some tags or set fewer result tag keys"
-)]
-pub struct TooManyTags {
-    pub existing: usize,
-    pub needed: usize,
-}
-
-/// Merges `ours` into `existing`: our keys replace earlier values of the
-/// same keys (including stale results of our own), every other tag stays.
-pub fn merge(existing: &[(String, String)], ours: &[(String, String)]) -> Result<Vec<(String, String)>, TooManyTags> {
-    let mut merged: Vec<(String, String)> = existing
-        .iter()
-        .filter(|(key, _)| !ours.iter().any(|(k, _)| k == key))
-        .cloned()
-        .collect();
-    let kept = merged.len();
-    merged.extend(ours.iter().cloned());
-    if merged.len() > MAX_TAGS {
-        return Err(TooManyTags {
-            existing: kept,
-            needed: ours.len(),
-        });
+    // `room` counts the seal as the second slot.
+    let mut kept_ours = vec![ours[0].clone()];
+    kept_ours.extend(ours.iter().skip(1).take(room.saturating_sub(2)).cloned());
+    let omitted: Vec<String> = ours.iter().skip(kept_ours.len()).map(|(k, _)| k.clone()).collect();
+    let mut omitted = omitted;
+    let mut ours_written = kept_ours.clone();
+    if room >= 2 {
+        let seal = sealer.seal(target.origin, target.subject, &kept_ours);
+        ours_written.insert(1, (keys.seal.clone(), seal));
+    } else {
+        omitted.insert(0, keys.seal.clone());
     }
-    Ok(merged)
+    let slots_for_foreign = MAX_TAGS - ours_written.len();
+    let (kept_foreign, dropped) = if foreign.len() > slots_for_foreign {
+        (
+            foreign[..slots_for_foreign].to_vec(),
+            foreign[slots_for_foreign..].to_vec(),
+        )
+    } else {
+        (foreign, Vec::new())
+    };
+    let mut tags = kept_foreign;
+    tags.extend(ours_written);
+    TagPlan {
+        tags,
+        dropped,
+        omitted,
+        held: None,
+    }
 }
 
 /// Keeps a value within S3's tag character set and length: letters, digits,
@@ -126,6 +258,22 @@ pub fn validate_key(key: &str) -> Result<(), String> {
     }
 }
 
+/// `k1=v1&k2=v2`, percent-encoded: how dropped tags are kept in metadata.
+pub fn encode_pairs(pairs: &[(String, String)]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,48 +283,130 @@ mod tests {
         list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    #[test]
-    fn merging_keeps_other_tags_and_replaces_ours() {
-        let existing = pairs(&[("team", "finance"), ("bucketscan-result", "error")]);
-        let ours = pairs(&[("bucketscan-result", "clean")]);
-        assert_eq!(
-            merge(&existing, &ours).unwrap(),
-            pairs(&[("team", "finance"), ("bucketscan-result", "clean")])
-        );
+    fn own(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect()
     }
 
-    #[test]
-    fn the_ten_tag_limit_is_a_clear_error() {
-        let existing: Vec<_> = (0..8).map(|i| (format!("k{i}"), "v".to_string())).collect();
-        let ours = pairs(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        let err = merge(&existing, &ours).unwrap_err();
-        assert_eq!(err, TooManyTags { existing: 8, needed: 3 });
-        assert!(err.to_string().contains("S3 allows 10"));
+    const SUBJECT: SealSubject<'static> = SealSubject {
+        bucket: "staging",
+        key: "a.txt",
+        etag: "e1",
+    };
+
+    fn target(contain: bool) -> TagTarget<'static> {
+        TagTarget {
+            subject: SUBJECT,
+            origin: SealOrigin::Scanned,
+            contain,
+        }
     }
 
-    #[test]
-    fn result_tags_name_the_signature() {
-        let verdict = Verdict::Infected {
+    fn infected() -> Verdict {
+        Verdict::Infected {
             findings: vec![Finding {
                 engine: "clamav".into(),
                 signature: "Eicar-Test-Signature.UNOFFICIAL".into(),
             }],
-        };
-        let tags = result_tags(
-            &TagKeys::default(),
-            &verdict,
-            "2026-11-25T10:00:00Z",
-            Some("ClamAV 1.4.6/27000"),
-        );
+        }
+    }
+
+    fn values(verdict: &Verdict) -> ResultValues {
+        ResultValues::new(verdict, "2026-11-25T10:00:00Z", Some("ClamAV 1.4.6/27000"))
+    }
+
+    fn sealer() -> Sealer {
+        Sealer::new(b"0123456789abcdef".to_vec())
+    }
+
+    #[test]
+    fn forged_result_tags_are_replaced_and_other_tags_kept() {
+        let keys = TagKeys::default();
+        let existing = pairs(&[
+            ("team", "finance"),
+            ("bucketscan-result", "clean"),
+            ("bucketscan-seal", "s1-00"),
+        ]);
+        let plan = plan(&keys, &sealer(), &existing, &values(&infected()), target(true));
+        assert_eq!(keys.result_of(&plan.tags), Some("infected"));
+        assert_eq!(plan.tags.iter().filter(|(k, _)| k == "bucketscan-result").count(), 1);
+        assert!(plan.tags.contains(&("team".into(), "finance".into())));
+        assert!(plan.dropped.is_empty() && plan.omitted.is_empty() && plan.held.is_none());
+        assert_eq!(keys.verify(&sealer(), SUBJECT, &plan.tags), Some(SealOrigin::Scanned));
+    }
+
+    #[test]
+    fn containment_writes_every_result_tag_and_drops_the_last_own_tags() {
+        let keys = TagKeys::default();
+        let plan = plan(&keys, &sealer(), &own(9), &values(&infected()), target(true));
+        assert_eq!(plan.tags.len(), MAX_TAGS);
+        assert_eq!(keys.result_of(&plan.tags), Some("infected"));
+        for key in keys.all() {
+            assert!(
+                plan.tags.iter().any(|(k, _)| k == key),
+                "{key} missing: {:?}",
+                plan.tags
+            );
+        }
         assert_eq!(
-            tags,
-            pairs(&[
-                ("bucketscan-result", "infected"),
-                ("bucketscan-date", "2026-11-25T10:00:00Z"),
-                ("bucketscan-engine", "ClamAV 1.4.6/27000"),
-                ("bucketscan-signature", "Eicar-Test-Signature.UNOFFICIAL"),
-            ])
+            plan.dropped,
+            own(9)[5..].to_vec(),
+            "the first five own tags stay, in order"
         );
+        assert!(plan.tags.starts_with(&own(5)));
+    }
+
+    #[test]
+    fn a_clean_object_keeps_all_its_tags_and_omits_ours_from_the_least_important() {
+        let keys = TagKeys::default();
+        let plan = plan(&keys, &sealer(), &own(7), &values(&Verdict::Clean), target(false));
+        assert!(plan.dropped.is_empty());
+        assert!(plan.tags.starts_with(&own(7)));
+        // Clean has no signature tag: result, seal, date fit; engine does not.
+        assert_eq!(plan.omitted, vec!["bucketscan-engine".to_string()]);
+        assert_eq!(keys.verify(&sealer(), SUBJECT, &plan.tags), Some(SealOrigin::Scanned));
+    }
+
+    #[test]
+    fn a_clean_object_with_one_free_slot_gets_only_the_result() {
+        let keys = TagKeys::default();
+        let plan = plan(&keys, &sealer(), &own(9), &values(&Verdict::Clean), target(false));
+        assert_eq!(keys.result_of(&plan.tags), Some("clean"));
+        assert_eq!(plan.tags.len(), 10);
+        assert_eq!(plan.omitted[0], "bucketscan-seal");
+        assert_eq!(
+            keys.verify(&sealer(), SUBJECT, &plan.tags),
+            None,
+            "unsealed: never trusted by a sweep"
+        );
+    }
+
+    #[test]
+    fn a_clean_object_with_ten_own_tags_is_held_untouched() {
+        let keys = TagKeys::default();
+        let existing = own(10);
+        let plan = plan(&keys, &sealer(), &existing, &values(&Verdict::Clean), target(false));
+        assert_eq!(plan.tags, existing);
+        assert!(plan.held.as_deref().unwrap().contains("10 tags of its own"));
+    }
+
+    #[test]
+    fn forged_result_tags_free_their_slots_for_the_real_result() {
+        let keys = TagKeys::default();
+        let mut existing = own(8);
+        existing.push(("bucketscan-result".into(), "clean".into()));
+        existing.push(("bucketscan-engine".into(), "forged".into()));
+        let plan = plan(&keys, &sealer(), &existing, &values(&Verdict::Clean), target(false));
+        assert!(plan.held.is_none());
+        assert_eq!(keys.result_of(&plan.tags), Some("clean"));
+        assert!(!plan.tags.iter().any(|(_, v)| v == "forged"));
+    }
+
+    #[test]
+    fn result_values_name_the_signature() {
+        let v = values(&infected());
+        assert_eq!(v.result, "infected");
+        assert_eq!(v.signature.as_deref(), Some("Eicar-Test-Signature.UNOFFICIAL"));
+        assert_eq!(values(&Verdict::Clean).signature, None);
     }
 
     #[test]

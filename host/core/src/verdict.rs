@@ -49,17 +49,58 @@ pub enum Verdict {
     Error { message: String },
 }
 
+/// The name of a verdict's kind: the value of the result tag, the
+/// `scan-result` notification attribute, and what `on = [...]` filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultName {
+    Clean,
+    Infected,
+    Blocked,
+    Unscannable,
+    Error,
+}
+
+impl ResultName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::Infected => "infected",
+            Self::Blocked => "blocked",
+            Self::Unscannable => "unscannable",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for ResultName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ResultName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl Verdict {
     /// The documented result value written to tags and notifications:
     /// `clean`, `infected`, `blocked`, `unscannable` or `error`.
-    pub fn result_name(&self) -> &'static str {
+    pub fn result_name(&self) -> ResultName {
         match self {
-            Self::Clean => "clean",
-            Self::Infected { .. } => "infected",
-            Self::Blocked { .. } => "blocked",
-            Self::Unscannable { .. } => "unscannable",
-            Self::Error { .. } => "error",
+            Self::Clean => ResultName::Clean,
+            Self::Infected { .. } => ResultName::Infected,
+            Self::Blocked { .. } => ResultName::Blocked,
+            Self::Unscannable { .. } => ResultName::Unscannable,
+            Self::Error { .. } => ResultName::Error,
         }
+    }
+
+    /// Whether the verdict keeps the object out: everything but clean.
+    pub fn contains(&self) -> bool {
+        !self.is_clean()
     }
 
     pub fn is_clean(&self) -> bool {

@@ -6,7 +6,7 @@ use bucketscan_core::object::ObjectBody;
 use clamav_client::tokio as clamav;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why clamd did not produce a scan result. None of these is clean.
@@ -55,61 +55,29 @@ macro_rules! on_connection {
 const VERSION_TTL: Duration = Duration::from_secs(10);
 
 /// A clamd endpoint.
-#[derive(Debug)]
 pub struct Clamd {
     address: Address,
     timeout: Duration,
     stream_max_bytes: u64,
     version: Mutex<Option<(Instant, String)>>,
-    freshness: Option<Freshness>,
+    gate: Option<Arc<dyn SignatureGate>>,
 }
 
-/// The rule that a scan needs a signature database that exists, is not
-/// empty, and was updated within `max_age`.
-#[derive(Debug, Clone)]
-pub struct Freshness {
-    pub database_dir: PathBuf,
-    pub max_age: Duration,
-}
-
-/// Files clamd loads signatures from.
-pub const SIGNATURE_EXTENSIONS: &[&str] = &[
-    "cvd", "cld", "cud", "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "ndb", "ndu", "ldb", "ldu", "cdb", "idb", "fp",
-    "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "cbc", "crb", "yar", "yara", "info", "cfg",
-];
-
-impl Freshness {
-    /// `Err` with a reason when the database is missing, empty or too old.
-    pub fn check(&self) -> Result<(), String> {
-        let dir = &self.database_dir;
-        let entries =
-            std::fs::read_dir(dir).map_err(|err| format!("signature database {} is missing: {err}", dir.display()))?;
-        let mut newest: Option<std::time::SystemTime> = None;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_signature = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| SIGNATURE_EXTENSIONS.contains(&e) && e != "info" && e != "cfg");
-            let Ok(meta) = entry.metadata() else { continue };
-            if let (true, true, Ok(modified)) = (is_signature, meta.len() > 0, meta.modified()) {
-                newest = Some(newest.map_or(modified, |n| n.max(modified)));
-            }
-        }
-        let Some(newest) = newest else {
-            return Err(format!("signature database {} is empty", dir.display()));
-        };
-        let age = newest.elapsed().unwrap_or_default();
-        if age > self.max_age {
-            return Err(format!(
-                "signature database {} was last updated {} h ago; the limit is {} h",
-                dir.display(),
-                age.as_secs() / 3600,
-                self.max_age.as_secs() / 3600
-            ));
-        }
-        Ok(())
+impl std::fmt::Debug for Clamd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clamd")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
+}
+
+/// Whether the signatures clamd runs with can prove anything now. Whoever
+/// manages them (the agent's signature sync) answers; every scan asks
+/// first, and a scan it refuses is `unscannable (stale-signatures)`, never
+/// clean.
+pub trait SignatureGate: Send + Sync {
+    /// `Err` with the reason when scans must not be trusted.
+    fn check(&self) -> Result<(), String>;
 }
 
 impl Clamd {
@@ -124,13 +92,13 @@ impl Clamd {
             timeout: Duration::from_secs(config.timeout_secs),
             stream_max_bytes: config.stream_max_bytes,
             version: Mutex::new(None),
-            freshness: None,
+            gate: None,
         }
     }
 
-    /// Refuses scans while the signature database is not fresh.
-    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
-        self.freshness = Some(freshness);
+    /// Refuses scans while `gate` says the signatures cannot be trusted.
+    pub fn with_gate(mut self, gate: Arc<dyn SignatureGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -173,8 +141,8 @@ impl Clamd {
     }
 
     async fn scan_inner(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
-        if let Some(freshness) = &self.freshness {
-            freshness.check().map_err(ClamdError::StaleSignatures)?;
+        if let Some(gate) = &self.gate {
+            gate.check().map_err(ClamdError::StaleSignatures)?;
         }
         let len = body.len().map_err(|err| ClamdError::Read(err.to_string()))?;
         if len > self.stream_max_bytes {
@@ -212,6 +180,7 @@ impl Clamd {
                     (Address::Unix(path), ObjectBody::File(file)) => {
                         clamav::scan_file(file.path(), clamav::Socket { socket_path: path }, None).await
                     }
+                    (_, ObjectBody::NotFetched) => Err(io::Error::other("the object was not downloaded")),
                 }
             })
             .await?;
@@ -220,10 +189,10 @@ impl Clamd {
 
     /// clamd's VERSION answer, e.g. `ClamAV 1.4.3/27000/…`.
     pub async fn version(&self) -> Result<String, ClamdError> {
-        if let Some((at, version)) = self.version.lock().unwrap().as_ref() {
-            if at.elapsed() < VERSION_TTL {
-                return Ok(version.clone());
-            }
+        if let Some((at, version)) = self.version.lock().unwrap().as_ref()
+            && at.elapsed() < VERSION_TTL
+        {
+            return Ok(version.clone());
         }
         let response = self.with_timeout(on_connection!(self, clamav::get_version)).await?;
         let version = text(&response).trim().to_owned();
@@ -236,12 +205,35 @@ impl Clamd {
         *self.version.lock().unwrap() = None;
     }
 
-    /// PING → PONG.
-    /// The freshness rule scans are held to, when signatures are managed.
-    pub fn freshness(&self) -> Option<&Freshness> {
-        self.freshness.as_ref()
+    /// The gate scans pass, when signatures are managed.
+    pub fn gate(&self) -> Option<&Arc<dyn SignatureGate>> {
+        self.gate.as_ref()
     }
 
+    /// Scans `bytes` with no gate: the agent's own checks of what clamd
+    /// loaded (its canary) must run while the gate is closed.
+    pub async fn scan_bytes_ungated(&self, bytes: &[u8]) -> Result<Vec<String>, ClamdError> {
+        let response = self
+            .with_timeout(async {
+                match &self.address {
+                    Address::Tcp(addr) => {
+                        clamav::scan_buffer(
+                            bytes,
+                            clamav::Tcp {
+                                host_address: addr.as_str(),
+                            },
+                            None,
+                        )
+                        .await
+                    }
+                    Address::Unix(path) => clamav::scan_buffer(bytes, clamav::Socket { socket_path: path }, None).await,
+                }
+            })
+            .await?;
+        parse_scan_response(&response)
+    }
+
+    /// PING → PONG.
     pub async fn ping(&self) -> Result<(), ClamdError> {
         let response = self.with_timeout(on_connection!(self, clamav::ping)).await?;
         if response == clamav_client::PONG {

@@ -23,7 +23,7 @@ pub struct PluginHost {
     cache_dir: Option<PathBuf>,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
-    /// Services for load checks (`describe`): no clamd, a dry-run storage.
+    /// Services for load checks (`describe`): nothing real behind them.
     load_services: Arc<HostServices>,
 }
 
@@ -67,10 +67,7 @@ impl PluginHost {
             cache_dir,
             pooling,
             ticker_stop,
-            load_services: Arc::new(HostServices::new(
-                crate::Clamd::new(&Default::default()),
-                Arc::new(bucketscan_core::storage::DryRunStorage::default()),
-            )),
+            load_services: Arc::new(HostServices::new(crate::Clamd::new(&Default::default()))),
         })
     }
 
@@ -142,6 +139,12 @@ fn compile_cached(
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, CacheUse::Disabled));
     };
+    // A cache entry is native code the host runs: it is used only from a
+    // directory nobody else can have written to.
+    if let Err(why) = prepare_private_dir(dir) {
+        tracing::warn!("not using the plugin cache {}: {why}; compiling instead", dir.display());
+        return Ok((Component::new(engine, bytes)?, CacheUse::Untrusted));
+    }
     let compat = {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut hasher = DefaultHasher::new();
@@ -149,20 +152,39 @@ fn compile_cached(
         hasher.finish()
     };
     let path = dir.join(format!("{digest}-{compat:016x}.cwasm"));
-    if path.exists() {
-        // SAFETY: the file was written by `serialize` below for this exact
-        // engine configuration (the name carries its compatibility hash);
-        // wasmtime still checks the header.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok((component, CacheUse::Hit)),
-            Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err:#}", path.display()),
+    match trusted::check_file(&path) {
+        Ok(true) => {
+            // SAFETY: the file sits in a directory only this user can write,
+            // is owned by this user and writable by nobody else, and was
+            // written by `serialize` below for this exact engine
+            // configuration (the name carries its compatibility hash);
+            // wasmtime checks the header too.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, CacheUse::Hit)),
+                Err(err) => tracing::warn!("ignoring unusable cache entry {}: {err:#}", path.display()),
+            }
         }
+        Ok(false) => {}
+        Err(why) => tracing::warn!("ignoring cache entry {}: {why}", path.display()),
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(err) = write_cache(dir, &path, &component) {
+    if let Err(err) = write_cache(&path, &component) {
         tracing::warn!("cannot cache compiled plugin in {}: {err:#}", dir.display());
     }
     Ok((component, CacheUse::Miss))
+}
+
+/// Creates `dir` (mode 0700) if missing and checks that it is private.
+fn prepare_private_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|err| format!("cannot create it: {err}"))?;
+    }
+    trusted::check_dir(dir)
 }
 
 /// Whether a compile came from the cache.
@@ -171,6 +193,8 @@ pub enum CacheUse {
     Hit,
     Miss,
     Disabled,
+    /// The cache directory could be written by someone else: not used.
+    Untrusted,
 }
 
 fn engine_config(limits: &HostLimits, pooling: bool) -> Config {
@@ -202,12 +226,90 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("bucketscan"))
 }
 
-fn write_cache(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
+fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let bytes = component.serialize()?;
-    // Write then rename, so a concurrent reader never sees half a file.
+    // Write then rename, so a concurrent reader never sees half a file;
+    // owner-only permissions from the start.
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(&bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Ownership and permission checks for the compiled-plugin cache: the
+/// rules a private directory follows (as ssh applies to `~/.ssh`).
+mod trusted {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// `dir` is private: a real directory owned by this user, writable by
+    /// nobody else; and no ancestor lets anyone else replace it (each is
+    /// owned by this user or root, and sticky where others may write).
+    pub fn check_dir(dir: &Path) -> Result<(), String> {
+        let me = euid();
+        let meta = std::fs::symlink_metadata(dir).map_err(|err| err.to_string())?;
+        if !meta.is_dir() {
+            return Err("it is not a directory (a symlink is not accepted)".into());
+        }
+        if meta.uid() != me {
+            return Err(format!(
+                "it is owned by uid {}, not this process's uid {me}",
+                meta.uid()
+            ));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(format!(
+                "it is writable by group or others (mode {:o}); `chmod 700` it",
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        let canonical = dir.canonicalize().map_err(|err| err.to_string())?;
+        for ancestor in canonical.ancestors().skip(1) {
+            let meta = std::fs::metadata(ancestor).map_err(|err| err.to_string())?;
+            let mode = meta.permissions().mode();
+            let shared = mode & 0o022 != 0 && mode & 0o1000 == 0;
+            if (meta.uid() != me && meta.uid() != 0) || shared {
+                return Err(format!(
+                    "its parent {} could let another user replace it (owner uid {}, mode {:o})",
+                    ancestor.display(),
+                    meta.uid(),
+                    mode & 0o7777
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `Ok(true)` for a regular file owned by this user and writable by
+    /// nobody else, `Ok(false)` when missing, `Err` otherwise.
+    pub fn check_file(path: &Path) -> Result<bool, String> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(err.to_string()),
+        };
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        if meta.uid() != euid() {
+            return Err(format!("owned by uid {}, not this process's", meta.uid()));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err("writable by group or others".into());
+        }
+        Ok(true)
+    }
 }

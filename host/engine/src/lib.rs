@@ -25,11 +25,11 @@ pub mod pipelines;
 pub mod plugin;
 pub mod runner;
 pub mod sandbox;
+pub mod text;
 
 pub use capabilities::HostServices;
 pub use clamd::Clamd;
 pub use host::PluginHost;
 pub use pipelines::{LoadedPipelines, PipelineStage};
 pub use plugin::{Plugin, PluginError};
-pub use runner::run_pipeline;
 pub use sandbox::ScanObject;

@@ -121,16 +121,16 @@ impl Plugin {
             PluginError::Read { name, path, error }
         })?;
         let sha256 = sha256_hex(&bytes);
-        if let Some(expected) = pin {
-            if !expected.eq_ignore_ascii_case(&sha256) {
-                let (name, path) = at();
-                return Err(PluginError::PinMismatch {
-                    name,
-                    path,
-                    expected: expected.to_owned(),
-                    actual: sha256,
-                });
-            }
+        if let Some(expected) = pin
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            let (name, path) = at();
+            return Err(PluginError::PinMismatch {
+                name,
+                path,
+                expected: expected.to_owned(),
+                actual: sha256,
+            });
         }
         if !is_component_binary(&bytes) {
             let (name, path) = at();
@@ -288,10 +288,11 @@ impl Plugin {
         if info.name.is_empty() || info.name.len() > 128 || info.version.len() > 64 || info.description.len() > 1024 {
             return Err("describe() returned an empty or oversized name, version or description".into());
         }
+        // Shown in every log line and error of the plugin's stages.
         Ok(PluginIdentity {
-            name: info.name,
-            version: info.version,
-            description: info.description,
+            name: crate::text::cap(&info.name, 128),
+            version: crate::text::cap(&info.version, 64),
+            description: crate::text::cap(&info.description, 1024),
         })
     }
 

@@ -1,46 +1,35 @@
-//! Runs a pipeline over one object: each stage in a fresh sandbox, inspectors
-//! folded into a verdict by `bucketscan_core::pipeline`, then the actions
-//! that apply to that verdict. A failing stage never stops the host: it
-//! becomes an `error` verdict (for an inspector) or a failed action, named
-//! with the plugin, its version and the cause.
+//! Runs a pipeline's stages over one object: each stage in a fresh
+//! sandbox, inspectors folded into a verdict by `bucketscan_core::pipeline`,
+//! then the actions that apply to that verdict. A failing stage never stops
+//! the host: it becomes an `error` verdict (for an inspector) or a failed
+//! action, named with the plugin, its version and the cause.
+//!
+//! When actions may run at all, and what happens around them (result tags,
+//! notification, deferred deletes), is the scan path's (`bucketscan-scan`).
 
 use crate::capabilities::HostServices;
 use crate::convert;
 use crate::host::PluginHost;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
+use crate::text::cap;
 use bucketscan_core::pipeline::{Flow, Inspection, StageKind, action_applies};
-use bucketscan_core::report::{ScanReport, StageReport};
+use bucketscan_core::report::{StageOutcome, StageReport};
+use bucketscan_core::storage::StorageBackend;
 use bucketscan_core::{Decision, Verdict};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
-/// Runs `stages` over `object` and reports what happened: [`inspect`],
-/// then [`act`].
-pub async fn run_pipeline(
-    host: &PluginHost,
-    services: &Arc<HostServices>,
-    stages: &[PipelineStage],
-    object: ScanObject,
-) -> ScanReport {
-    let inspected = inspect(host, services, stages, &object).await;
-    act(host, services, stages, &object, inspected).await
-}
+/// Longest failure message kept from a stage (plugin errors and traps are
+/// the plugin's text).
+const MAX_FAILURE: usize = 2048;
 
-/// The outcome of a pipeline's inspectors, before its actions run.
+/// The outcome of a pipeline's inspectors.
 #[derive(Debug)]
 pub struct Inspected {
     pub verdict: Verdict,
     pub stages: Vec<StageReport>,
-    started: Instant,
-}
-
-impl Inspected {
-    /// The scan engine's version, from the first stage that scanned.
-    pub fn engine_version(&self) -> Option<String> {
-        self.stages.iter().find_map(|stage| stage.engine_version.clone())
-    }
 }
 
 /// Runs the inspectors of `stages` and folds their decisions into a verdict.
@@ -50,24 +39,26 @@ pub async fn inspect(
     stages: &[PipelineStage],
     object: &ScanObject,
 ) -> Inspected {
-    let started = Instant::now();
     let mut reports = Vec::with_capacity(stages.len());
     let mut inspection = Inspection::new();
     let mut flow = Flow::Next;
+    // Inspectors never touch storage: their backend refuses everything.
+    let storage: Arc<dyn StorageBackend> = Arc::new(bucketscan_core::storage::NoStorage);
     for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Inspector) {
         if flow == Flow::Stop {
-            reports.push(skipped(stage, "skipped"));
+            reports.push(skipped(stage, StageOutcome::Skipped));
             continue;
         }
         let so_far = inspection.so_far().map(convert::verdict_to_wit);
+        let env = stage_env(stage, &storage, &reports);
         let (result, run) = run_stage(
             host,
             services,
             stage,
             object,
-            &reports,
-            |pre, mut store, handle| async move {
-                let pre = pre.inspector_pre().expect("inspector stage");
+            env,
+            |plugin, mut store, handle| async move {
+                let pre = plugin.inspector_pre().expect("the filter above keeps inspectors only");
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
@@ -80,25 +71,22 @@ pub async fn inspect(
             },
         )
         .await;
-        let (decision, report) = match result
-            .and_then(|r| r.map_err(StageFailure::Plugin))
-            .and_then(|d| convert::decision_from_wit(d).map_err(StageFailure::Malformed))
-        {
+        let decision = result
+            .and_then(|r| r.map_err(|message| StageFailure::Plugin(cap(&message, MAX_FAILURE))))
+            .and_then(|d| convert::decision_from_wit(d).map_err(StageFailure::Malformed));
+        let (decision, report) = match decision {
             Ok(decision) => {
                 let outcome = match &decision {
-                    Decision::Continue => "continue".to_owned(),
-                    Decision::Verdict(v) => v.result_name().to_owned(),
+                    Decision::Continue => StageOutcome::Continue,
+                    Decision::Verdict(v) => StageOutcome::Verdict(v.result_name()),
                 };
                 (decision, run.report(outcome, None))
             }
             Err(failure) => {
-                let message = format!("plugin {} failed: {failure}", stage.plugin.label());
-                tracing::warn!(key = %object.info.key, cause = failure.cause(), "{message}");
-                let cause = failure.cause();
-                (
-                    Decision::Verdict(Verdict::error(message.clone())),
-                    run.report("failed".into(), Some((message, cause))),
-                )
+                let message = failure_message(stage, &failure);
+                tracing::warn!(key = %object.info.key, cause = failure.cause().as_str(), "{message}");
+                let report = run.report(StageOutcome::Failed, Some((message.clone(), failure)));
+                (Decision::Verdict(Verdict::error(message)), report)
             }
         };
         reports.push(report);
@@ -107,37 +95,37 @@ pub async fn inspect(
     Inspected {
         verdict: inspection.finish(),
         stages: reports,
-        started,
     }
 }
 
-/// Runs the actions of `stages` that apply to the inspected verdict.
+/// Runs the actions of `stages` whose `on` matches `verdict`, each with
+/// `storage` performing its storage actions. `before` are the reports of
+/// the stages that ran already (for the `context` import).
 pub async fn act(
     host: &PluginHost,
     services: &Arc<HostServices>,
     stages: &[PipelineStage],
     object: &ScanObject,
-    inspected: Inspected,
-) -> ScanReport {
-    let Inspected {
-        verdict,
-        stages: mut reports,
-        started,
-    } = inspected;
-    for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Action) {
-        if !action_applies(&stage.on, &verdict) {
-            reports.push(skipped(stage, "not applicable"));
+    verdict: &Verdict,
+    storage: &Arc<dyn StorageBackend>,
+    before: &[StageReport],
+) -> Vec<StageReport> {
+    let mut reports = before.to_vec();
+    for stage in actions(stages) {
+        if !action_applies(&stage.on, verdict) {
+            reports.push(skipped(stage, StageOutcome::NotApplicable));
             continue;
         }
-        let wit_verdict = convert::verdict_to_wit(&verdict);
+        let wit_verdict = convert::verdict_to_wit(verdict);
+        let env = stage_env(stage, storage, &reports);
         let (result, run) = run_stage(
             host,
             services,
             stage,
             object,
-            &reports,
-            |pre, mut store, handle| async move {
-                let pre = pre.action_pre().expect("action stage");
+            env,
+            |plugin, mut store, handle| async move {
+                let pre = plugin.action_pre().expect("the filter above keeps actions only");
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
@@ -150,27 +138,65 @@ pub async fn act(
             },
         )
         .await;
-        let report = match result
-            .and_then(|r| r.map_err(StageFailure::Plugin))
-            .and_then(|lines| convert::action_lines_from_wit(lines).map_err(StageFailure::Malformed))
-        {
+        let lines = result
+            .and_then(|r| r.map_err(|message| StageFailure::Plugin(cap(&message, MAX_FAILURE))))
+            .and_then(|lines| convert::action_lines_from_wit(lines).map_err(StageFailure::Malformed));
+        let report = match lines {
             Ok(mut lines) => {
-                let mut all = run.actions.clone();
-                all.append(&mut lines);
-                let mut report = run.report("done".into(), None);
-                report.actions = all;
+                let mut report = run.report(StageOutcome::Done, None);
+                report.actions.append(&mut lines);
                 report
             }
             Err(failure) => {
-                let message = format!("plugin {} failed: {failure}", stage.plugin.label());
-                tracing::warn!(key = %object.info.key, cause = failure.cause(), "{message}");
-                run.report("failed".into(), Some((message, failure.cause())))
+                let message = failure_message(stage, &failure);
+                tracing::warn!(key = %object.info.key, cause = failure.cause().as_str(), "{message}");
+                run.report(StageOutcome::Failed, Some((message, failure)))
             }
         };
         reports.push(report);
     }
+    reports.split_off(before.len())
+}
 
-    ScanReport::new(&object.info, verdict, reports, millis(started.elapsed()))
+/// Reports for the actions of `stages` that cannot run (an `error`
+/// verdict, a held object): each `not applicable`.
+pub fn actions_not_run(stages: &[PipelineStage]) -> Vec<StageReport> {
+    actions(stages)
+        .map(|stage| skipped(stage, StageOutcome::NotApplicable))
+        .collect()
+}
+
+fn actions(stages: &[PipelineStage]) -> impl Iterator<Item = &PipelineStage> {
+    stages.iter().filter(|s| s.plugin.kind == StageKind::Action)
+}
+
+fn failure_message(stage: &PipelineStage, failure: &StageFailure) -> String {
+    cap(
+        &format!("plugin {} failed: {failure}", stage.plugin.label()),
+        MAX_FAILURE,
+    )
+}
+
+fn stage_env(stage: &PipelineStage, storage: &Arc<dyn StorageBackend>, before: &[StageReport]) -> StageEnv {
+    StageEnv {
+        label: stage.plugin.label(),
+        grants: stage.grants.clone(),
+        signing_secret: stage.signing_secret.clone(),
+        storage: storage.clone(),
+        // Per object and stage: only for plugins that can ask for it.
+        timings: if stage.plugin.uses_context {
+            before
+                .iter()
+                .map(|report| StageTiming {
+                    plugin: report.plugin.clone(),
+                    outcome: report.outcome,
+                    duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// What one stage run left behind besides its result.
@@ -182,8 +208,11 @@ struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
-    fn report(&self, outcome: String, failure: Option<(String, &'static str)>) -> StageReport {
-        let (error, cause) = failure.unzip();
+    fn report(&self, outcome: StageOutcome, failure: Option<(String, StageFailure)>) -> StageReport {
+        let (error, cause) = match failure {
+            Some((message, failure)) => (Some(message), Some(failure.cause())),
+            None => (None, None),
+        };
         StageReport {
             cause,
             plugin: self.stage.plugin.name.clone(),
@@ -198,12 +227,12 @@ impl StageRun<'_> {
     }
 }
 
-fn skipped(stage: &PipelineStage, outcome: &str) -> StageReport {
+fn skipped(stage: &PipelineStage, outcome: StageOutcome) -> StageReport {
     StageReport {
         plugin: stage.plugin.name.clone(),
         plugin_version: stage.plugin.identity.version.clone(),
         kind: stage.plugin.kind,
-        outcome: outcome.into(),
+        outcome,
         actions: Vec::new(),
         error: None,
         cause: None,
@@ -219,7 +248,7 @@ async fn run_stage<'a, R, F, Fut>(
     services: &Arc<HostServices>,
     stage: &'a PipelineStage,
     object: &ScanObject,
-    before: &[StageReport],
+    env: StageEnv,
     call: F,
 ) -> (Result<R, StageFailure>, StageRun<'a>)
 where
@@ -227,24 +256,6 @@ where
     Fut: Future<Output = (Store<StageState>, wasmtime::Result<R>)>,
 {
     let started = Instant::now();
-    let env = StageEnv {
-        label: stage.plugin.label(),
-        grants: stage.grants.clone(),
-        signing_secret: stage.signing_secret.clone(),
-        // Per object and stage: only for plugins that can ask for it.
-        timings: if stage.plugin.uses_context {
-            before
-                .iter()
-                .map(|report| StageTiming {
-                    plugin: report.plugin.clone(),
-                    outcome: report.outcome.clone(),
-                    duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
-    };
     let mut store = host.new_store(services.clone(), env, object.clone());
     let handle = match store.data_mut().table.push(object.clone()) {
         Ok(handle) => handle,
@@ -295,11 +306,13 @@ fn classify(err: wasmtime::Error, state: &mut StageState) -> StageFailure {
     if let Some(refused) = state.limiter.refused.take() {
         return StageFailure::Memory(refused);
     }
+    // Trap texts carry the plugin's own symbol names: capped like any
+    // other text from it.
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => StageFailure::Trap(trap.to_string()),
+        Some(trap) => StageFailure::Trap(cap(&trap.to_string(), MAX_FAILURE)),
         // Not a trap: instantiation refused (e.g. an instance limit) or a
         // host error; its own message says which.
-        None => StageFailure::Trap(format!("{err:#}")),
+        None => StageFailure::Trap(cap(&format!("{err:#}"), MAX_FAILURE)),
     }
 }
 

@@ -6,9 +6,11 @@
 //! timeout) takes nothing else down with it.
 
 use crate::capabilities::HostServices;
+use crate::capabilities::log::LogBudget;
 use bucketscan_core::config::HostLimits;
 use bucketscan_core::grants::{Grants, NotGranted};
-use bucketscan_core::object::{ObjectBody, ObjectInfo};
+use bucketscan_core::report::FailureCause;
+use bucketscan_core::storage::{NoStorage, StorageBackend};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +18,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// The object under scan as the `object` resource: shared, read-only.
-#[derive(Debug, Clone)]
-pub struct ScanObject {
-    pub info: Arc<ObjectInfo>,
-    pub body: ObjectBody,
-}
+pub use bucketscan_core::object::ScanObject;
 
 /// Why a stage failed. Shown after the plugin's name and version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,16 +42,16 @@ pub enum StageFailure {
 }
 
 impl StageFailure {
-    /// A short cause name for reports and metrics.
-    pub fn cause(&self) -> &'static str {
+    /// A short cause for reports and metrics.
+    pub fn cause(&self) -> FailureCause {
         match self {
-            Self::Timeout(_) | Self::WasmTime(_) => "timeout",
-            Self::Memory(_) => "memory",
-            Self::Trap(_) => "trap",
-            Self::NotGranted(_) => "not-granted",
-            Self::Malformed(_) => "malformed-output",
-            Self::Plugin(_) => "plugin-error",
-            Self::Instantiate(_) => "instantiate",
+            Self::Timeout(_) | Self::WasmTime(_) => FailureCause::Timeout,
+            Self::Memory(_) => FailureCause::Memory,
+            Self::Trap(_) => FailureCause::Trap,
+            Self::NotGranted(_) => FailureCause::NotGranted,
+            Self::Malformed(_) => FailureCause::MalformedOutput,
+            Self::Plugin(_) => FailureCause::PluginError,
+            Self::Instantiate(_) => FailureCause::Instantiate,
         }
     }
 }
@@ -135,24 +132,38 @@ impl ResourceLimiter for StageLimiter {
     }
 }
 
-/// What one stage is given besides its object: its config and what the
-/// stages before it did.
-#[derive(Debug, Clone, Default)]
+/// What one stage is given besides its object: its config, where its
+/// storage actions go, and what the stages before it did.
+#[derive(Clone)]
 pub struct StageEnv {
     /// `plugin@version`, for log lines.
     pub label: String,
     pub grants: Grants,
     /// The key the host signs this stage's HTTP requests with.
     pub signing_secret: Option<Arc<[u8]>>,
+    /// Performs this object's storage actions (the scan path's, per object).
+    pub storage: Arc<dyn StorageBackend>,
     /// Earlier stages of this object's pipeline (the `context` import).
     pub timings: Vec<StageTiming>,
+}
+
+impl Default for StageEnv {
+    fn default() -> Self {
+        Self {
+            label: String::new(),
+            grants: Grants::default(),
+            signing_secret: None,
+            storage: Arc::new(NoStorage),
+            timings: Vec::new(),
+        }
+    }
 }
 
 /// How one earlier stage went, as the `context` import reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageTiming {
     pub plugin: String,
-    pub outcome: String,
+    pub outcome: bucketscan_core::report::StageOutcome,
     pub duration: Duration,
 }
 
@@ -167,7 +178,9 @@ pub struct StageState {
     /// `plugin@version`, for log lines.
     pub stage_label: String,
     pub signing_secret: Option<Arc<[u8]>>,
+    pub storage: Arc<dyn StorageBackend>,
     pub timings: Vec<StageTiming>,
+    pub log_budget: LogBudget,
     /// When the stage started, and how much of that time was spent waiting
     /// on host calls (scans, storage, HTTP), which the Wasm time limit
     /// does not count.
@@ -193,7 +206,9 @@ impl StageState {
             object,
             stage_label: env.label,
             signing_secret: env.signing_secret,
+            storage: env.storage,
             timings: env.timings,
+            log_budget: LogBudget::default(),
             started: Instant::now(),
             host_time: Duration::ZERO,
             failure: None,

@@ -38,13 +38,13 @@ impl Inspector for ClamavBridge {
     fn inspect(object: &Object, settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
         let policy = Policy::from_settings(settings)?;
         let size = object.info().size;
-        if let Some(max) = policy.max_size {
-            if size > max {
-                return Ok(Decision::Verdict(Verdict::unscannable(
-                    UnscannableReason::TooLarge,
-                    format!("{size} bytes is over the clamav-bridge max-size of {max} bytes"),
-                )));
-            }
+        if let Some(max) = policy.max_size
+            && size > max
+        {
+            return Ok(Decision::Verdict(Verdict::unscannable(
+                UnscannableReason::TooLarge,
+                format!("{size} bytes is over the clamav-bridge max-size of {max} bytes"),
+            )));
         }
         let verdict = match clamav::scan(object) {
             Ok(report) => {

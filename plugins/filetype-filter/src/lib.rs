@@ -72,15 +72,15 @@ impl Inspector for FiletypeFilter {
                 ),
             ];
             for (source, claimed) in claims {
-                if let Some(claimed) = claimed {
-                    if !detect::consistent(claimed, detected.category) {
-                        return blocked(format!(
-                            "{source} claims {} but the content is {}: {}",
-                            claimed.as_str(),
-                            detected.category.as_str(),
-                            detected.name
-                        ));
-                    }
+                if let Some(claimed) = claimed
+                    && !detect::consistent(claimed, detected.category)
+                {
+                    return blocked(format!(
+                        "{source} claims {} but the content is {}: {}",
+                        claimed.as_str(),
+                        detected.category.as_str(),
+                        detected.name
+                    ));
                 }
             }
         }

@@ -15,7 +15,7 @@ impl Host for StageState {
             .iter()
             .map(|timing| StageTiming {
                 plugin: timing.plugin.clone(),
-                outcome: timing.outcome.clone(),
+                outcome: timing.outcome.as_str().to_owned(),
                 duration_us: timing.duration.as_micros().min(u64::MAX as u128) as u64,
             })
             .collect())

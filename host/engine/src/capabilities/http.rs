@@ -12,12 +12,15 @@
 use crate::bindings::http::{Host, Request, Response};
 use crate::sandbox::{StageFailure, StageState};
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use sha2::Sha256;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Responses larger than this are cut; a webhook answer needs little.
-const MAX_RESPONSE: usize = 64 * 1024;
+/// Response bodies are read in chunks and cut at this size: a webhook
+/// answer needs little, and a receiver must not be able to stream
+/// gigabytes into the agent.
+pub const MAX_RESPONSE: usize = 64 * 1024;
 /// `post`: one attempt with this timeout.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// `send`: caps on what a plugin may ask for.
@@ -28,59 +31,170 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub const SIGNATURE_HEADER: &str = "x-bucketscan-signature";
 pub const TIMESTAMP_HEADER: &str = "x-bucketscan-timestamp";
 
-/// Addresses that hand out cloud credentials or are link-local.
-pub fn is_forbidden_address(ip: IpAddr) -> bool {
+/// Addresses no grant makes reachable: cloud metadata and credential
+/// endpoints, link-local, multicast, broadcast and unspecified addresses.
+pub fn is_always_forbidden(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            v4.is_link_local() // 169.254/16: EC2 IMDS, ECS credentials, time, DNS
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0 // "this network"
+                || [a, b, c, d] == [168, 63, 129, 16] // Azure wire server
+                || [a, b, c, d] == [100, 100, 100, 200] // Alibaba Cloud metadata
+                || [a, b, c, d] == [192, 0, 0, 192] // Oracle Cloud metadata
+        }
         IpAddr::V6(v6) => {
-            let segments = v6.segments();
-            (segments[0] & 0xffc0) == 0xfe80 // link-local
-                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+            let s = v6.segments();
+            (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0xfd00 && s[1] == 0x0ec2) // AWS fd00:ec2::/32: IMDS ::254, DNS ::253, NTP ::123, ::23
+                || (s[0] == 0xfd20 && s[1] == 0x00ce) // GCP metadata fd20:ce::254
                 || v6.is_unspecified()
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden_address(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || embedded_v4(v6).is_some_and(|v4| is_always_forbidden(IpAddr::V4(v4)))
         }
     }
 }
 
-/// The HTTP client behind the capability: no redirects, no proxies, and
-/// every name resolved through [`GuardedResolver`].
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(std::sync::Arc::new(GuardedResolver))
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .expect("HTTP client with static settings")
+/// Addresses that are not on the public internet: loopback, RFC 1918,
+/// CGNAT, benchmarking, reserved, unique-local, and IPv6 forms that carry
+/// an IPv4 address (NAT64, 6to4, Teredo, mapped). Refused unless the
+/// stage's `http-private` grant names their network.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF 192.0.0/24
+                || a >= 240 // reserved
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_loopback()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32
+                || embedded_v4(v6).is_some()
+        }
+    }
+}
+
+/// The IPv4 address inside an IPv6 one that routes to it: v4-mapped,
+/// v4-compatible, NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let low = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+        return Some(low()); // v4-compatible ::a.b.c.d
+    }
+    if (s[0] == 0x64 && s[1] == 0xff9b) && (s[2..6] == [0; 4] || s[2] == 1) {
+        return Some(low());
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    None
+}
+
+/// Which addresses one stage's requests may reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AddressPolicy {
+    /// Private networks the stage opted into (`grants.http-private`).
+    pub private_allowed: Vec<IpNet>,
+}
+
+impl AddressPolicy {
+    pub fn new(mut private_allowed: Vec<IpNet>) -> Self {
+        private_allowed.sort();
+        private_allowed.dedup();
+        Self { private_allowed }
+    }
+
+    /// `Err` naming why `ip` may not be reached.
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        if is_always_forbidden(ip) {
+            return Err(format!(
+                "{ip} is a link-local, multicast or cloud metadata address; always refused"
+            ));
+        }
+        if is_private(ip) && !self.private_allowed.iter().any(|net| net.contains(&ip)) {
+            return Err(format!(
+                "{ip} is a private address (loopback, RFC 1918, CGNAT, ULA, NAT64, …); refused unless the stage's \
+                 `http-private` grant names its network"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One HTTP client per address policy: no redirects, no proxies, and every
+/// name resolved through a [`GuardedResolver`] for that policy.
+#[derive(Default)]
+pub struct HttpClients {
+    clients: std::sync::Mutex<std::collections::HashMap<AddressPolicy, reqwest::Client>>,
+}
+
+impl HttpClients {
+    pub fn for_policy(&self, policy: &AddressPolicy) -> reqwest::Client {
+        let mut clients = self.clients.lock().unwrap();
+        clients
+            .entry(policy.clone())
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .dns_resolver(std::sync::Arc::new(GuardedResolver { policy: policy.clone() }))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("HTTP client with static settings")
+            })
+            .clone()
+    }
 }
 
 /// Resolves names with the system resolver and refuses a name if any of
-/// its addresses is forbidden (one bad answer is enough to distrust it).
-struct GuardedResolver;
+/// its addresses is refused by the policy (one bad answer is enough to
+/// distrust it: DNS is the attacker's to answer).
+struct GuardedResolver {
+    policy: AddressPolicy,
+}
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let policy = self.policy.clone();
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            check_resolved(&host, &addrs)?;
+            check_resolved(&policy, &host, &addrs)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
 
-/// Refuses `host` when any address it resolved to is forbidden.
-pub fn check_resolved(host: &str, addrs: &[SocketAddr]) -> Result<(), std::io::Error> {
-    match addrs.iter().find(|addr| is_forbidden_address(addr.ip())) {
-        Some(bad) => Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "`{host}` resolves to {}, a link-local or metadata address; refused",
-                bad.ip()
-            ),
-        )),
-        None => Ok(()),
+/// Refuses `host` when any address it resolved to is refused by `policy`.
+pub fn check_resolved(policy: &AddressPolicy, host: &str, addrs: &[SocketAddr]) -> Result<(), std::io::Error> {
+    for addr in addrs {
+        if let Err(why) = policy.check(addr.ip()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("`{host}` resolves to {why}"),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `sha256=HEX` of HMAC-SHA256(secret, "TIMESTAMP.BODY").
@@ -130,10 +244,11 @@ impl Host for StageState {
         if let Err(err) = self.grants.check_http(&host) {
             return Err(self.fail(StageFailure::NotGranted(err)));
         }
-        if host.parse::<IpAddr>().is_ok_and(is_forbidden_address) {
-            return Ok(Err(format!(
-                "`{host}` is a link-local or metadata address and is always refused"
-            )));
+        let policy = AddressPolicy::new(self.grants.http_private.clone());
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && let Err(why) = policy.check(ip)
+        {
+            return Ok(Err(format!("`{url}`: {why}")));
         }
         if let Some(name) = headers
             .iter()
@@ -154,10 +269,11 @@ impl Host for StageState {
         let timeout = Duration::from_millis(timeout_ms.into()).clamp(Duration::from_millis(1), MAX_TIMEOUT);
         let attempts = attempts.clamp(1, MAX_ATTEMPTS);
         let started = Instant::now();
+        let client = self.services.http.for_policy(&policy);
         let mut backoff = FIRST_BACKOFF;
         let mut outcome = Err(String::new());
         for attempt in 1..=attempts {
-            outcome = post_once(&self.services.http, &parsed, &headers, &body, timeout).await;
+            outcome = post_once(&client, &parsed, &headers, &body, timeout).await;
             let retryable = match &outcome {
                 Ok(response) => response.status >= 500 || response.status == 429,
                 Err(_) => true,
@@ -185,13 +301,27 @@ async fn post_once(
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let response = request.send().await.map_err(describe)?;
+    let mut response = request.send().await.map_err(describe)?;
     let status = response.status().as_u16();
-    let bytes = response.bytes().await.map_err(describe)?;
     Ok(Response {
         status,
-        body: bytes[..bytes.len().min(MAX_RESPONSE)].to_vec(),
+        body: read_capped(&mut response, MAX_RESPONSE).await.map_err(describe)?,
     })
+}
+
+/// Reads at most `cap` bytes of a response body, chunk by chunk, and
+/// stops there: the rest is never read (dropping the response closes the
+/// connection), so an endless body costs `cap` bytes of memory.
+async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == cap {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// reqwest's error with its causes, so a refused resolution says why.
@@ -210,27 +340,78 @@ fn describe(err: reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn metadata_endpoints_are_forbidden() {
+    fn metadata_and_link_local_addresses_are_always_refused() {
+        let open = AddressPolicy::new(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
         for addr in [
             "169.254.169.254",
             "169.254.170.2",
             "fd00:ec2::254",
+            "fd00:ec2::23",
+            "fd20:ce::254",
             "fe80::1",
             "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "168.63.129.16",
+            "100.100.100.200",
+            "0.0.0.0",
+            "224.0.0.1",
         ] {
-            assert!(is_forbidden_address(addr.parse().unwrap()), "{addr}");
+            assert!(is_always_forbidden(ip(addr)), "{addr}");
+            assert!(
+                open.check(ip(addr)).is_err(),
+                "{addr} refused even when every network is granted"
+            );
         }
-        assert!(!is_forbidden_address("127.0.0.1".parse().unwrap()));
     }
 
     #[test]
-    fn a_name_with_one_forbidden_address_is_refused() {
+    fn private_addresses_need_an_explicit_grant() {
+        let none = AddressPolicy::default();
+        for addr in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "198.18.0.1",
+            "::1",
+            "fd12:3456::1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let err = none.check(ip(addr)).unwrap_err();
+            assert!(err.contains("private address"), "{addr}: {err}");
+        }
+        assert!(none.check(ip("93.184.216.34")).is_ok());
+        assert!(none.check(ip("2606:2800:220:1::1")).is_ok());
+        let loopback = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(loopback.check(ip("127.0.0.1")).is_ok());
+        assert!(loopback.check(ip("10.0.0.1")).is_err(), "only the granted network");
+    }
+
+    #[test]
+    fn a_name_with_one_refused_address_is_refused() {
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
         let good: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let bad: SocketAddr = "169.254.170.2:0".parse().unwrap();
-        assert!(check_resolved("hooks.example", &[good]).is_ok());
-        let err = check_resolved("hooks.example", &[good, bad]).unwrap_err().to_string();
+        let metadata: SocketAddr = "169.254.170.2:0".parse().unwrap();
+        let private: SocketAddr = "10.0.0.7:0".parse().unwrap();
+        assert!(check_resolved(&policy, "hooks.example", &[good]).is_ok());
+        let err = check_resolved(&policy, "hooks.example", &[good, metadata])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`hooks.example` resolves to 169.254.170.2"), "{err}");
+        let err = check_resolved(&policy, "hooks.example", &[private, good])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.7 is a private address"), "{err}");
     }
 
     #[test]

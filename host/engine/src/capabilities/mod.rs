@@ -8,35 +8,32 @@
 mod clamav;
 mod context;
 mod http;
-mod log;
+pub(crate) mod log;
 mod object;
 mod storage;
 
 use crate::bindings;
 use crate::clamd::Clamd;
 use crate::sandbox::StageState;
-use bucketscan_core::storage::StorageBackend;
-use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use http::is_forbidden_address;
+pub use http::{AddressPolicy, HttpClients, check_resolved, is_always_forbidden, signature};
 
-/// The services behind the capabilities, shared by every stage.
+/// The services behind the capabilities, shared by every stage. What is
+/// per object (its storage backend) travels in the stage's environment.
 pub struct HostServices {
-    pub clamd: Clamd,
-    pub storage: Arc<dyn StorageBackend>,
+    pub clamd: std::sync::Arc<Clamd>,
     /// Who is scanning, for the `context` import.
     pub agent_id: String,
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl HostServices {
-    pub fn new(clamd: Clamd, storage: Arc<dyn StorageBackend>) -> Self {
+    pub fn new(clamd: Clamd) -> Self {
         Self {
-            clamd,
-            storage,
+            clamd: std::sync::Arc::new(clamd),
             agent_id: default_agent_id(),
-            http: http::client(),
+            http: HttpClients::default(),
         }
     }
 

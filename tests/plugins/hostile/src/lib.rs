@@ -2,7 +2,7 @@
 //! what it does wrong; each must be stopped by the host and reported as this
 //! plugin's failure, never as a clean verdict.
 
-use bucketscan_plugin_sdk::{Decision, Finding, Inspector, Object, PluginInfo, Settings, Verdict, clamav};
+use bucketscan_plugin_sdk::{Decision, Finding, Inspector, Level, Object, PluginInfo, Settings, Verdict, clamav, log};
 
 struct Hostile;
 
@@ -60,6 +60,17 @@ impl Inspector for Hostile {
                     Err(format!("SANDBOX ESCAPE: saw env {vars:?}"))
                 }
             }
+            "log-flood" => {
+                for i in 0..10_000 {
+                    log(
+                        Level::Error,
+                        &format!("line {i}\nlevel=ERROR forged\x1b[31m{}", "x".repeat(8 << 10)),
+                        &[],
+                    );
+                }
+                Ok(Decision::Continue)
+            }
+            "error-flood" => Err(format!("{}\nlevel=ERROR forged", "e".repeat(4 << 20))),
             "scan-without-grant" => match clamav::scan(object) {
                 Ok(_) => clean,
                 Err(err) => Err(format!("scan failed: {}", err.message)),

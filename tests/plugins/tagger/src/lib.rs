@@ -26,9 +26,12 @@ impl Action for Tagger {
     }
 
     fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
-        let tags = vec![("scan-result".to_string(), result_name(verdict).to_string())];
-        storage::tag(&tags)?;
-        let mut done = vec![format!("tagged {}", result_name(verdict))];
+        // `tag-key`/`tag-value` let a test try any tag (the agent's own
+        // result tags among them, which the host must refuse).
+        let key = settings.get("tag-key").unwrap_or("scan-result");
+        let value = settings.get("tag-value").unwrap_or(result_name(verdict));
+        storage::tag(&[(key.to_string(), value.to_string())])?;
+        let mut done = vec![format!("tagged {value}")];
         if let Some(bucket) = settings.get("copy-to") {
             let key = object.info().key;
             storage::copy(bucket, &key, &[])?;

@@ -1,0 +1,72 @@
+//! The spool budget: how many bytes of objects may sit in spool files at
+//! once. An object reserves its whole size before its first byte is
+//! written and gives it back when its file is removed, so a flood of large
+//! uploads waits its turn (a retry, later) instead of filling the disk
+//! that every other scan needs.
+
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Reservations are counted in units of this many bytes (a semaphore
+/// counts at most `u32::MAX` permits per request).
+const UNIT: u64 = 64 * 1024;
+
+#[derive(Debug)]
+pub struct SpoolBudget {
+    total: u64,
+    units: Arc<Semaphore>,
+}
+
+/// Bytes reserved for one spool file; released on drop.
+#[derive(Debug)]
+pub struct Reservation {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SpoolBudget {
+    pub fn new(total_bytes: u64) -> Self {
+        let units = (total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
+        Self {
+            total: total_bytes,
+            units: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Reserves room for `bytes`, now or not at all.
+    pub fn try_reserve(&self, bytes: u64) -> Result<Reservation, String> {
+        let needed = bytes.div_ceil(UNIT);
+        let Ok(needed32) = u32::try_from(needed) else {
+            return Err(format!("{bytes} bytes is more than the spool budget could ever hold"));
+        };
+        match self.units.clone().try_acquire_many_owned(needed32) {
+            Ok(permit) => Ok(Reservation { _permit: permit }),
+            Err(_) => Err(format!(
+                "the spool budget ({} bytes) has {} bytes free and this object needs {bytes}; it is retried later",
+                self.total,
+                self.free_bytes()
+            )),
+        }
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        self.units.available_permits() as u64 * UNIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_come_back_when_dropped() {
+        let budget = SpoolBudget::new(10 * UNIT);
+        let first = budget.try_reserve(6 * UNIT).unwrap();
+        let err = budget.try_reserve(5 * UNIT).unwrap_err();
+        assert!(err.contains("needs"), "{err}");
+        let second = budget.try_reserve(4 * UNIT).unwrap();
+        drop(first);
+        assert_eq!(budget.free_bytes(), 6 * UNIT);
+        drop(second);
+        assert!(budget.try_reserve(10 * UNIT).is_ok());
+    }
+}

@@ -1,0 +1,113 @@
+//! What a ClamAV database directory holds, read from the databases
+//! themselves: the build time in the 512-byte header of every container
+//! (`.cvd`, `.cld`, `.cud`: `ClamAV-VDB:time:version:sigs:level:md5:dsig:builder:stime`).
+//! File times say when a file was copied, not how old its signatures are
+//! (a re-upload of an old database would look fresh), so they are never
+//! used. Plain signature files (`.hdb`, `.ndb`, …) carry no build time:
+//! they add signatures but cannot make a database fresh.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Files clamd loads signatures from.
+pub const SIGNATURE_EXTENSIONS: &[&str] = &[
+    "cvd", "cld", "cud", "hdb", "hsb", "hdu", "hsu", "mdb", "msb", "ndb", "ndu", "ldb", "ldu", "cdb", "idb", "fp",
+    "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "cbc", "crb", "yar", "yara", "info", "cfg",
+];
+
+/// Containers with a header that states when they were built.
+const CONTAINERS: &[&str] = &["cvd", "cld", "cud"];
+
+/// The header of one container database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub file: String,
+    pub version: u64,
+    pub built: SystemTime,
+}
+
+/// Parses a container header (the first 512 bytes).
+pub fn parse_header(file: &str, header: &[u8]) -> Result<Build, String> {
+    let text = String::from_utf8_lossy(&header[..header.len().min(512)]);
+    let text = text.trim_end_matches(['\0', ' ', '\n']);
+    let fields: Vec<&str> = text.split(':').collect();
+    if fields.first() != Some(&"ClamAV-VDB") || fields.len() < 9 {
+        return Err(format!("{file}: not a ClamAV database header"));
+    }
+    let version = fields[2]
+        .trim()
+        .parse()
+        .map_err(|_| format!("{file}: header has no version number"))?;
+    let stime: u64 = fields[8]
+        .trim()
+        .parse()
+        .map_err(|_| format!("{file}: header has no build time"))?;
+    Ok(Build {
+        file: file.to_owned(),
+        version,
+        built: UNIX_EPOCH + Duration::from_secs(stime),
+    })
+}
+
+/// The newest container in `dir` by build time; `Err` when the directory
+/// is missing or a container is unreadable, `Ok(None)` when there is none.
+pub fn newest_build(dir: &Path) -> Result<Option<Build>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|err| format!("signature database {}: {err}", dir.display()))?;
+    let mut newest: Option<Build> = None;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let container = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| CONTAINERS.contains(&e));
+        if !container || name.starts_with('.') {
+            continue;
+        }
+        let mut header = [0u8; 512];
+        let read = std::fs::File::open(&path).and_then(|mut file| {
+            use std::io::Read;
+            file.read_exact(&mut header)
+        });
+        read.map_err(|err| format!("{}: {err}", path.display()))?;
+        let build = parse_header(&name, &header)?;
+        if newest.as_ref().is_none_or(|n| build.built > n.built) {
+            newest = Some(build);
+        }
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(stime: u64) -> Vec<u8> {
+        let mut h = format!("ClamAV-VDB:25 Nov 2026 10-00 +0000:27001:12:90:0123:X:bucketscan:{stime}").into_bytes();
+        h.resize(512, b' ');
+        h
+    }
+
+    #[test]
+    fn the_build_time_comes_from_the_header() {
+        let build = parse_header("daily.cld", &header(1_700_000_000)).unwrap();
+        assert_eq!(build.version, 27001);
+        assert_eq!(build.built, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert!(parse_header("x.cvd", b"garbage").is_err());
+        assert!(parse_header("x.cvd", b"ClamAV-VDB:a:b").is_err());
+    }
+
+    #[test]
+    fn the_newest_container_wins_and_file_times_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.cvd"), header(1_600_000_000)).unwrap();
+        std::fs::write(dir.path().join("daily.cld"), header(1_700_000_000)).unwrap();
+        // A plain file, just written: fresh by mtime, but no build time.
+        std::fs::write(dir.path().join("local.hdb"), b"00:1:x\n").unwrap();
+        let newest = newest_build(dir.path()).unwrap().unwrap();
+        assert_eq!(newest.file, "daily.cld");
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::write(empty.path().join("local.hdb"), b"00:1:x\n").unwrap();
+        assert_eq!(newest_build(empty.path()).unwrap(), None);
+    }
+}

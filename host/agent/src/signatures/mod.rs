@@ -1,0 +1,259 @@
+//! Signature databases, in one place: synced from a private S3 bucket
+//! ([`sync`]), judged by the build time they carry ([`database`]), loaded
+//! into clamd with RELOAD and *proven* loaded with a canary, and held to
+//! the freshness rule before every scan ([`SignatureState`], the engine's
+//! `SignatureGate`).
+//!
+//! Why a canary: clamd answers RELOAD with `RELOADING` and loads in the
+//! background; when a database is broken it logs the failure and keeps the
+//! old one, which no command reveals. So with every change the agent also
+//! installs a one-line database of its own, `bucketscan-canary.hsb`,
+//! matching a random sample only it knows; when clamd reports that sample
+//! as found, the reload it belongs to has happened. Until then — a failed
+//! reload, a database that does not load, clamd down — the agent is not
+//! ready, and scans are `unscannable (stale-signatures)`, never clean.
+
+pub mod database;
+pub mod sync;
+
+use bucketscan_core::config::SignaturesConfig;
+use bucketscan_engine::Clamd;
+use bucketscan_engine::clamd::SignatureGate;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// The canary database the agent writes next to the synced ones.
+pub const CANARY_FILE: &str = "bucketscan-canary.hsb";
+/// While the signatures are not proven, how often to try again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Whether scans can be trusted, as the last check found.
+#[derive(Debug, Clone)]
+enum Status {
+    /// Not checked yet, or the check failed: why.
+    Unproven(String),
+    /// clamd runs the databases of this build.
+    Loaded { built: SystemTime, from: String },
+}
+
+/// The signatures' state: read before every scan, updated by the keeper.
+#[derive(Debug)]
+pub struct SignatureState {
+    max_age: Duration,
+    status: RwLock<Status>,
+}
+
+impl SignatureState {
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            status: RwLock::new(Status::Unproven(
+                "the signature database has not been checked yet".into(),
+            )),
+        }
+    }
+
+    fn set(&self, status: Status) {
+        *self.status.write().unwrap() = status;
+    }
+}
+
+impl SignatureGate for SignatureState {
+    fn check(&self) -> Result<(), String> {
+        match &*self.status.read().unwrap() {
+            Status::Unproven(why) => Err(why.clone()),
+            Status::Loaded { built, from } => {
+                let age = built.elapsed().unwrap_or_default();
+                if age > self.max_age {
+                    Err(format!(
+                        "the newest signature database clamd runs ({from}) was built {} h ago; the limit is {} h",
+                        age.as_secs() / 3600,
+                        self.max_age.as_secs() / 3600
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// A canary: random bytes, and the one-line database that names them.
+struct Canary {
+    sample: Vec<u8>,
+    name: String,
+}
+
+impl Canary {
+    fn new() -> Self {
+        let mut sample = vec![0u8; 64];
+        getrandom::fill(&mut sample).expect("the OS random number generator");
+        let name = format!("Bucketscan.Canary.{}", hex::encode(&sample[..6]));
+        Self { sample, name }
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), String> {
+        let line = format!(
+            "{}:{}:{}\n",
+            hex::encode(Sha256::digest(&self.sample)),
+            self.sample.len(),
+            self.name
+        );
+        let partial = dir.join(format!(".{CANARY_FILE}.partial"));
+        std::fs::write(&partial, line).map_err(|err| format!("writing {}: {err}", partial.display()))?;
+        std::fs::rename(&partial, dir.join(CANARY_FILE)).map_err(|err| format!("installing the canary: {err}"))
+    }
+
+    /// Whether clamd's loaded databases include this canary.
+    async fn is_loaded(&self, clamd: &Clamd) -> Result<bool, String> {
+        let found = clamd
+            .scan_bytes_ungated(&self.sample)
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(found.iter().any(|name| name.starts_with(&self.name)))
+    }
+}
+
+/// What the database directory holds (names, sizes, times), to notice
+/// changes; the canary and the sync's own files are not part of it.
+fn fingerprint(dir: &Path) -> Vec<String> {
+    let mut entries: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == CANARY_FILE {
+                return None;
+            }
+            let meta = entry.metadata().ok()?;
+            Some(format!("{name}:{}:{:?}", meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Keeps the signatures synced, loaded and proven, until the task ends.
+pub struct Keeper {
+    pub s3: aws_sdk_s3::Client,
+    pub config: SignaturesConfig,
+    pub clamd: Arc<Clamd>,
+    pub state: Arc<SignatureState>,
+}
+
+impl Keeper {
+    /// One round: sync, and when anything changed or the last check did
+    /// not prove the databases, a new canary, RELOAD, and the proof.
+    /// Returns whether the databases are proven now.
+    async fn round(&self, canary: &mut Option<Canary>, seen: &mut Option<Vec<String>>) -> bool {
+        let dir = &self.config.database_dir;
+        let synced = match sync::sync_once(&self.s3, &self.config).await {
+            Ok(synced) => synced,
+            Err(err) => {
+                // What is on disk may still be good: the freshness rule
+                // decides, the sync is tried again next round.
+                tracing::error!("signature sync failed: {err}");
+                sync::Synced::default()
+            }
+        };
+        if synced.changed() {
+            tracing::info!(installed = ?synced.installed, removed = ?synced.removed, "signature files updated");
+        }
+        // Files can also change without a sync (another process manages
+        // the directory): any change counts.
+        let now = fingerprint(dir);
+        let changed = synced.changed() || seen.as_ref() != Some(&now);
+        *seen = Some(now);
+        let proven = matches!(*self.state.status.read().unwrap(), Status::Loaded { .. });
+        if !changed && proven {
+            return true;
+        }
+        let build = match database::newest_build(dir) {
+            Ok(Some(build)) => build,
+            Ok(None) => {
+                self.state.set(Status::Unproven(format!(
+                    "{} holds no database with a build time (a .cvd, .cld or .cud); plain signature files \
+                     cannot show how old they are",
+                    dir.display()
+                )));
+                return false;
+            }
+            Err(err) => {
+                self.state.set(Status::Unproven(err));
+                return false;
+            }
+        };
+        if changed || canary.is_none() {
+            let fresh = Canary::new();
+            if let Err(err) = fresh.write(dir) {
+                self.state.set(Status::Unproven(err));
+                return false;
+            }
+            *canary = Some(fresh);
+        }
+        let canary = canary.as_ref().expect("set above");
+        match self.load(canary).await {
+            Ok(()) => {
+                tracing::info!(database = %build.file, version = build.version, "clamd runs the synced signatures");
+                self.state.set(Status::Loaded {
+                    built: build.built,
+                    from: format!("{} version {}", build.file, build.version),
+                });
+                true
+            }
+            Err(why) => {
+                tracing::error!("signatures not loaded: {why}");
+                self.state.set(Status::Unproven(why));
+                false
+            }
+        }
+    }
+
+    /// Makes clamd load the directory (unless it already has this canary)
+    /// and waits until it reports the canary.
+    async fn load(&self, canary: &Canary) -> Result<(), String> {
+        if canary.is_loaded(&self.clamd).await.unwrap_or(false) {
+            return Ok(());
+        }
+        self.clamd
+            .reload()
+            .await
+            .map_err(|err| format!("clamd RELOAD: {err}"))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.reload_timeout_secs);
+        let mut last = String::from("no answer yet");
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match canary.is_loaded(&self.clamd).await {
+                Ok(true) => {
+                    self.clamd.forget_version();
+                    return Ok(());
+                }
+                Ok(false) => last = "clamd still runs the previous databases".into(),
+                Err(err) => last = err,
+            }
+        }
+        Err(format!(
+            "clamd did not load the databases in {} within {} s ({last}); a database may be broken — clamd keeps \
+             the previous ones and logs why",
+            self.config.database_dir.display(),
+            self.config.reload_timeout_secs
+        ))
+    }
+
+    /// Rounds forever: every `sync-interval-secs`, sooner while unproven.
+    pub async fn run(self) {
+        let (mut canary, mut seen) = (None, None);
+        loop {
+            let proven = self.round(&mut canary, &mut seen).await;
+            let wait = if proven {
+                Duration::from_secs(self.config.sync_interval_secs.max(1))
+            } else {
+                RETRY
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}

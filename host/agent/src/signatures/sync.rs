@@ -1,0 +1,157 @@
+//! Database files synced from a private S3 bucket into clamd's database
+//! directory: only what changed is downloaded (by ETag), each file written
+//! beside its final name and renamed into place (clamd never loads half a
+//! file), files whose key disappeared are removed, and the record of what
+//! came from where is kept beside them, keyed by the full S3 key.
+//!
+//! Two keys that would land on the same file name (`a/daily.cvd` and
+//! `b/daily.cvd`) are refused, both named: one would silently replace the
+//! other.
+
+use super::database::SIGNATURE_EXTENSIONS;
+use bucketscan_core::config::SignaturesConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The record of synced files, beside them.
+const MANIFEST: &str = ".bucketscan-signatures.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    /// S3 key -> what was installed from it.
+    files: BTreeMap<String, Installed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Installed {
+    file: String,
+    etag: String,
+}
+
+/// What one sync changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub installed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Synced {
+    pub fn changed(&self) -> bool {
+        !self.installed.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// Syncs once. Without a bucket in the config nothing is synced.
+pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Result<Synced, String> {
+    let Some(bucket) = &config.bucket else {
+        return Ok(Synced::default());
+    };
+    let dir = &config.database_dir;
+    std::fs::create_dir_all(dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+    let manifest_path = dir.join(MANIFEST);
+    let mut manifest: Manifest = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+
+    // Everything wanted under the prefix: key -> (file name, ETag).
+    let mut listed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&config.prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| {
+            format!(
+                "listing s3://{bucket}/{}: {}",
+                config.prefix,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            )
+        })?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let wanted = Path::new(name)
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| SIGNATURE_EXTENSIONS.contains(&e));
+            if !wanted || name.starts_with('.') {
+                continue;
+            }
+            listed.insert(
+                key.to_owned(),
+                (name.to_owned(), object.e_tag().unwrap_or_default().to_owned()),
+            );
+        }
+    }
+    let mut by_file: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, (file, _)) in &listed {
+        if let Some(other) = by_file.insert(file, key) {
+            return Err(format!(
+                "s3://{bucket}/{other} and s3://{bucket}/{key} would both be installed as `{file}`; \
+                 keep one database file per name under the prefix"
+            ));
+        }
+    }
+
+    let mut synced = Synced::default();
+    for (key, (file, etag)) in &listed {
+        let current = Installed {
+            file: file.clone(),
+            etag: etag.clone(),
+        };
+        if manifest.files.get(key) == Some(&current) && dir.join(file).exists() {
+            continue;
+        }
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| {
+                format!(
+                    "downloading s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                )
+            })?
+            .body
+            .collect()
+            .await
+            .map_err(|err| format!("downloading s3://{bucket}/{key}: {err}"))?
+            .into_bytes();
+        // Write beside, then rename: clamd never loads half a file.
+        let partial = dir.join(format!(".{file}.partial"));
+        std::fs::write(&partial, &body).map_err(|err| format!("writing {}: {err}", partial.display()))?;
+        std::fs::rename(&partial, dir.join(file)).map_err(|err| format!("installing {file}: {err}"))?;
+        manifest.files.insert(key.clone(), current);
+        synced.installed.push(key.clone());
+    }
+    // Keys that are gone take their files with them.
+    let gone: Vec<String> = manifest
+        .files
+        .keys()
+        .filter(|k| !listed.contains_key(*k))
+        .cloned()
+        .collect();
+    for key in gone {
+        let installed = manifest.files.remove(&key).expect("listed above");
+        let still_used = manifest.files.values().any(|i| i.file == installed.file);
+        if !still_used {
+            match std::fs::remove_file(dir.join(&installed.file)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(format!("removing {}: {err}", installed.file)),
+            }
+        }
+        synced.removed.push(key);
+    }
+    if synced.changed() {
+        let json = serde_json::to_vec_pretty(&manifest).expect("a map of strings");
+        std::fs::write(&manifest_path, json).map_err(|err| format!("writing {}: {err}", manifest_path.display()))?;
+    }
+    Ok(synced)
+}

@@ -1,0 +1,313 @@
+//! One object's storage actions, as its action stages ask for them.
+//!
+//! What the host adds to every action, whatever the plugin asked:
+//! - plugin tags may not use the agent's result keys (a plugin cannot tag
+//!   an object clean);
+//! - every copy carries the object's *verdict* tags, sealed as written by
+//!   an agent for the copy's own bucket, key and bytes: a copy of infected
+//!   bytes can never look clean, and its event is recognised as the
+//!   agent's own write (no rescan, no loop);
+//! - deletes, and the delete half of a move, are deferred until the result
+//!   was published ([`ObjectActions::release`]).
+
+use crate::store::{CopyDest, Store};
+use bucketscan_core::object::ObjectInfo;
+use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
+use bucketscan_core::storage::{BoxFuture, StorageAction, StorageBackend, StorageError};
+use bucketscan_core::tags::{self, MAX_TAGS, ResultValues, TagKeys, TagTarget};
+use std::sync::{Arc, Mutex};
+
+/// User metadata on a copy that lists the object's own tags the tag limit
+/// left off it (percent-encoded `k=v&k=v`).
+pub const DROPPED_TAGS_METADATA: &str = "bucketscan-dropped-tags";
+/// S3's limit on user metadata, keys and values together.
+const MAX_METADATA: usize = 2048;
+
+/// The result this object's actions carry onto copies.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub values: ResultValues,
+    /// The verdict keeps the object out (see `tags::TagTarget::contain`).
+    pub contain: bool,
+    /// The source's tags as recorded (updated by `tag` actions).
+    pub tags: Vec<(String, String)>,
+    /// The object's own tags as it arrived, before the tag limit trimmed
+    /// them on the source: a copy gets back what fits of these.
+    pub arrived: Vec<(String, String)>,
+}
+
+/// Performs one object's storage actions through a [`Store`].
+pub struct ObjectActions {
+    store: Arc<dyn Store>,
+    keys: TagKeys,
+    sealer: Sealer,
+    state: Mutex<State>,
+}
+
+struct State {
+    recorded: Recorded,
+    deferred: Vec<ObjectInfo>,
+    /// Tags the limit cost on copies, for the report.
+    dropped: Vec<(String, String)>,
+}
+
+impl ObjectActions {
+    pub fn new(store: Arc<dyn Store>, keys: TagKeys, sealer: Sealer, recorded: Recorded) -> Self {
+        Self {
+            store,
+            keys,
+            sealer,
+            state: Mutex::new(State {
+                recorded,
+                deferred: Vec::new(),
+                dropped: Vec::new(),
+            }),
+        }
+    }
+
+    /// The deletes the actions asked for, not yet done.
+    pub fn deferred(&self) -> Vec<ObjectInfo> {
+        self.state.lock().unwrap().deferred.clone()
+    }
+
+    /// Own tags left off copies by the tag limit.
+    pub fn dropped(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().dropped.clone()
+    }
+
+    /// Runs the deferred deletes, after the result was published. A source
+    /// that is gone or was replaced needs no delete (the scanned bytes are
+    /// no longer there); anything else fails the object for a retry.
+    pub async fn release(&self) -> Result<Vec<String>, StorageError> {
+        let deferred = std::mem::take(&mut self.state.lock().unwrap().deferred);
+        let mut lines = Vec::new();
+        for object in deferred {
+            let verb = self.verb("deleted", "would delete");
+            match self.store.delete(&object).await {
+                Ok(()) => lines.push(format!("{verb} {} (after the result was published)", object.url())),
+                Err(StorageError::Gone(why) | StorageError::Replaced(why)) => {
+                    lines.push(format!("not deleted {}: {why}", object.url()))
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(lines)
+    }
+
+    fn verb(&self, done: &'static str, dry: &'static str) -> &'static str {
+        if self.store.dry_run() { dry } else { done }
+    }
+
+    fn check_plugin_tags(&self, action: &StorageAction) -> Result<(), StorageError> {
+        for (key, value) in action.plugin_tags() {
+            if self.keys.owns(key) {
+                return Err(StorageError::Refused(format!(
+                    "tag `{key}` is one of the agent's result tags; plugins may not set it"
+                )));
+            }
+            tags::validate_key(key).map_err(StorageError::Refused)?;
+            if tags::sanitize(value) != *value {
+                return Err(StorageError::Refused(format!(
+                    "tag value `{value}` is not allowed by S3 (at most 256 letters, digits, spaces, + - = . _ : / @)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        object: &ObjectInfo,
+        bucket: &str,
+        key: &str,
+        extra: &[(String, String)],
+    ) -> Result<String, StorageError> {
+        let (values, contain, own) = {
+            let state = self.state.lock().unwrap();
+            let recorded = &state.recorded;
+            // The plugin's tags first: when the limit bites, the object's
+            // own tags give way before what the plugin asked for. Then the
+            // object's own as it arrived, then any a `tag` action added.
+            let mut own: Vec<(String, String)> = extra.to_vec();
+            for (k, v) in self
+                .keys
+                .foreign(&recorded.arrived)
+                .into_iter()
+                .chain(self.keys.foreign(&recorded.tags))
+            {
+                if !own.iter().any(|(existing, _)| *existing == k) {
+                    own.push((k, v));
+                }
+            }
+            (recorded.values.clone(), recorded.contain, own)
+        };
+        let etag = object.etag.clone().unwrap_or_default();
+        let target = TagTarget {
+            subject: SealSubject {
+                bucket,
+                key,
+                etag: &etag,
+            },
+            origin: SealOrigin::Written,
+            contain,
+        };
+        let plan = tags::plan(&self.keys, &self.sealer, &own, &values, target);
+        if plan.held.is_some() {
+            return Err(StorageError::Refused(format!(
+                "copy to s3://{bucket}/{key}: {} own tags and the result tags do not fit in S3's {MAX_TAGS}",
+                own.len()
+            )));
+        }
+        let extra_metadata = dropped_metadata(object, &plan.dropped);
+        let dest = CopyDest {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            tags: plan.tags.clone(),
+            extra_metadata,
+        };
+        let copied = self.store.copy(object, &dest).await?;
+        // The seal names the ETag the copy was expected to get (the
+        // source's); when S3 gave it another (encrypted with KMS, copied
+        // in parts), seal it again for the bytes it really has.
+        if let Some(actual) = copied
+            .etag
+            .as_deref()
+            .filter(|actual| Some(*actual) != object.etag.as_deref())
+        {
+            let target = TagTarget {
+                subject: SealSubject {
+                    bucket,
+                    key,
+                    etag: actual,
+                },
+                ..target
+            };
+            let resealed = tags::plan(&self.keys, &self.sealer, &own, &values, target);
+            let copy = ObjectInfo {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: copied.version_id.clone(),
+                etag: Some(actual.to_owned()),
+                ..ObjectInfo::default()
+            };
+            self.store.put_tags(&copy, &resealed.tags).await?;
+        }
+        self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
+        Ok(format!(
+            "{} {} -> s3://{bucket}/{key}",
+            self.verb("copied", "would copy"),
+            object.url()
+        ))
+    }
+
+    async fn tag(&self, object: &ObjectInfo, new: &[(String, String)]) -> Result<String, StorageError> {
+        let merged = {
+            let state = self.state.lock().unwrap();
+            let mut merged = state.recorded.tags.clone();
+            for (k, v) in new {
+                merged.retain(|(existing, _)| existing != k);
+                merged.push((k.clone(), v.clone()));
+            }
+            if merged.len() > MAX_TAGS {
+                if !state.recorded.contain {
+                    return Err(StorageError::Refused(format!(
+                        "the object would have {} tags; S3 allows {MAX_TAGS}",
+                        merged.len()
+                    )));
+                }
+                // Containment: the plugin's tags and ours stay; the
+                // object's own tags make room, last first.
+                while merged.len() > MAX_TAGS {
+                    let Some(index) = merged
+                        .iter()
+                        .rposition(|(k, _)| !self.keys.owns(k) && !new.iter().any(|(n, _)| n == k))
+                    else {
+                        break;
+                    };
+                    merged.remove(index);
+                }
+            }
+            merged
+        };
+        if let Some(now) = self.store.put_tags(object, &merged).await? {
+            return Err(StorageError::Replaced(format!(
+                "{} was replaced (now ETag {now}) while it was tagged",
+                object.url()
+            )));
+        }
+        let line = new
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.state.lock().unwrap().recorded.tags = merged;
+        Ok(format!("{} {} {line}", self.verb("tagged", "would tag"), object.url()))
+    }
+
+    fn defer_delete(&self, object: &ObjectInfo) {
+        let mut state = self.state.lock().unwrap();
+        if !state.deferred.iter().any(|o| o.url() == object.url()) {
+            state.deferred.push(object.clone());
+        }
+    }
+}
+
+/// User metadata naming the tags a copy could not keep, when it fits.
+fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(String, String)> {
+    if dropped.is_empty() {
+        return Vec::new();
+    }
+    let used: usize = object.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let room = MAX_METADATA.saturating_sub(used + DROPPED_TAGS_METADATA.len());
+    let mut value = tags::encode_pairs(dropped);
+    if value.len() > room {
+        // Whole pairs only; the notification always has the full list.
+        let mut kept = dropped.to_vec();
+        while !kept.is_empty() && tags::encode_pairs(&kept).len() > room {
+            kept.pop();
+        }
+        value = tags::encode_pairs(&kept);
+    }
+    if value.is_empty() {
+        Vec::new()
+    } else {
+        vec![(DROPPED_TAGS_METADATA.to_owned(), value)]
+    }
+}
+
+impl StorageBackend for ObjectActions {
+    fn perform<'a>(
+        &'a self,
+        object: &'a ObjectInfo,
+        action: StorageAction,
+    ) -> BoxFuture<'a, Result<String, StorageError>> {
+        Box::pin(async move {
+            self.check_plugin_tags(&action)?;
+            match action {
+                StorageAction::Copy {
+                    bucket,
+                    key,
+                    extra_tags,
+                } => self.copy(object, &bucket, &key, &extra_tags).await,
+                StorageAction::Move {
+                    bucket,
+                    key,
+                    extra_tags,
+                } => {
+                    let copied = self.copy(object, &bucket, &key, &extra_tags).await?;
+                    self.defer_delete(object);
+                    Ok(format!("{copied}; the source is deleted once the result is published"))
+                }
+                StorageAction::Delete => {
+                    self.defer_delete(object);
+                    Ok(format!(
+                        "{} {} once the result is published",
+                        self.verb("deleting", "would delete"),
+                        object.url()
+                    ))
+                }
+                StorageAction::Tag { tags } => self.tag(object, &tags).await,
+            }
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! The one scan path: every object — from an agent's event, a `bucketscan
+//! scan` sweep or a `bucketscan plugin run --config` dry run — goes through
+//! [`Scanner::scan`], whose phases and rules are `bucketscan_core::phases`.
+//! What differs between those callers is only the [`Store`] (S3, or a local
+//! file that writes nothing) and the [`Publisher`] (SNS, or a line in the
+//! dry run's report): a dry run shows exactly what the agent would do.
+//!
+//! - [`store`]: the port to where objects live.
+//! - [`actions`]: one object's storage actions (result tags on copies,
+//!   deferred deletes, the agent's keys kept from plugins).
+//! - [`path`]: the phases, in order.
+//! - [`local`]: a local file as a dry-run store.
+
+pub mod actions;
+pub mod local;
+mod path;
+pub mod store;
+
+use async_trait::async_trait;
+use bucketscan_core::report::ScanReport;
+use bucketscan_core::seal::Sealer;
+use bucketscan_core::tags::TagKeys;
+use bucketscan_engine::{HostServices, LoadedPipelines, PipelineStage, PluginHost};
+use std::sync::Arc;
+
+pub use store::{FetchError, Opened, PendingBody, Store, Target};
+
+/// Which pipeline scans an object, and how large it may be: a config's
+/// loaded pipelines, or the one stage of `bucketscan plugin run PLUGIN`.
+pub trait Routing: Send + Sync {
+    /// The pipeline for `bucket`/`key` and where it applies (for logs).
+    fn route(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)>;
+    /// The largest object `bucket`'s pipelines scan.
+    fn max_object_bytes(&self, bucket: &str) -> u64;
+}
+
+impl Routing for LoadedPipelines {
+    fn route(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        self.pipeline_for(bucket, key)
+    }
+
+    fn max_object_bytes(&self, bucket: &str) -> u64 {
+        self.config.max_object_bytes(bucket)
+    }
+}
+
+/// One pipeline for every object, up to a size.
+pub struct OnePipeline {
+    pub stages: Arc<[PipelineStage]>,
+    pub max_object_bytes: u64,
+}
+
+impl Routing for OnePipeline {
+    fn route(&self, _bucket: &str, _key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        Some(("the given plugin".into(), self.stages.clone()))
+    }
+
+    fn max_object_bytes(&self, _bucket: &str) -> u64 {
+        self.max_object_bytes
+    }
+}
+
+/// Where results are published (SNS for the agent).
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// Publishes `report`; returns a line saying where, for the report.
+    async fn publish(&self, report: &ScanReport) -> Result<String, String>;
+}
+
+/// Everything the scan path needs; shared by all objects in flight.
+pub struct Scanner {
+    pub host: Arc<PluginHost>,
+    pub services: Arc<HostServices>,
+    pub store: Arc<dyn Store>,
+    pub publisher: Option<Arc<dyn Publisher>>,
+    pub tag_keys: TagKeys,
+    pub sealer: Sealer,
+}
+
+/// Today in RFC 3339 UTC, for the date tag.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

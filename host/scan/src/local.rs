@@ -1,0 +1,93 @@
+//! A local file posing as an S3 object, for dry runs (`bucketscan plugin
+//! run`): the scan path reads it like any object, and every write the
+//! path would make is reported instead of done.
+
+use crate::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use async_trait::async_trait;
+use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
+use bucketscan_core::storage::StorageError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One local file, and what it pretends to be.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    pub content_type: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    /// The tags it pretends to have (to see what the tag limit would do).
+    pub tags: Vec<(String, String)>,
+}
+
+/// A dry-run store over one local file.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    file: LocalFile,
+}
+
+impl LocalStore {
+    pub fn new(file: LocalFile) -> Self {
+        Self { file }
+    }
+}
+
+struct LocalBody(PathBuf);
+
+#[async_trait]
+impl PendingBody for LocalBody {
+    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError> {
+        let file =
+            SpooledFile::open(&self.0).map_err(|err| FetchError::Gone(format!("{}: {err}", self.0.display())))?;
+        Ok(ObjectBody::File(Arc::new(file)))
+    }
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    async fn open(&self, target: &Target, limit: u64) -> Result<Opened, FetchError> {
+        let size = std::fs::metadata(&self.file.path)
+            .map_err(|err| FetchError::Gone(format!("{}: {err}", self.file.path.display())))?
+            .len();
+        let info = ObjectInfo {
+            bucket: target.bucket.clone(),
+            key: target.key.clone(),
+            version_id: target.version_id.clone(),
+            size,
+            etag: target.etag.clone(),
+            content_type: self.file.content_type.clone(),
+            metadata: self.file.metadata.clone(),
+            tags: self.file.tags.clone(),
+            ..ObjectInfo::default()
+        };
+        if size > limit {
+            return Ok(Opened::TooLarge(info));
+        }
+        Ok(Opened::Ready {
+            info,
+            body: Box::new(LocalBody(self.file.path.clone())),
+        })
+    }
+
+    async fn put_tags(&self, _object: &ObjectInfo, _tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    async fn current(&self, _bucket: &str, _key: &str) -> Result<Option<Current>, StorageError> {
+        Ok(None)
+    }
+
+    async fn copy(&self, object: &ObjectInfo, _dest: &CopyDest) -> Result<Copied, StorageError> {
+        Ok(Copied {
+            etag: object.etag.clone(),
+            version_id: None,
+        })
+    }
+
+    async fn delete(&self, _object: &ObjectInfo) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn dry_run(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,131 @@
+//! The port to where objects live. The agent and sweeps implement it on S3
+//! (`bucketscan-agent`); dry runs on a local file ([`crate::local`]). The
+//! scan path decides *what* to do; a store only knows *how*, and keeps
+//! every request pinned to the scanned bytes.
+
+use async_trait::async_trait;
+use bucketscan_core::object::{ObjectBody, ObjectInfo};
+use bucketscan_core::storage::StorageError;
+
+/// The object an event (or a listing, or a request) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub bucket: String,
+    pub key: String,
+    /// Scan exactly this version (versioned buckets).
+    pub version_id: Option<String>,
+    /// The ETag the event reported: on an unversioned bucket, a key now
+    /// holding other bytes is a newer upload with an event of its own.
+    pub etag: Option<String>,
+    /// The size the event or listing reported: checked before any request.
+    pub size: Option<u64>,
+}
+
+impl Target {
+    pub fn url(&self) -> String {
+        match &self.version_id {
+            Some(version) => format!("s3://{}/{}?versionId={version}", self.bucket, self.key),
+            None => format!("s3://{}/{}", self.bucket, self.key),
+        }
+    }
+}
+
+/// An object opened for scanning: its metadata and tags are known, its
+/// bytes not yet read.
+pub enum Opened {
+    Ready {
+        info: ObjectInfo,
+        body: Box<dyn PendingBody>,
+    },
+    /// Over the pipeline's size limit: decided without reading the bytes.
+    TooLarge(ObjectInfo),
+}
+
+/// The bytes of an opened object, read when the scan path decides to.
+#[async_trait]
+pub trait PendingBody: Send {
+    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError>;
+}
+
+/// Why an object could not be opened or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The object (or the version) no longer exists.
+    #[error("{0}")]
+    Gone(String),
+    /// The key holds other bytes than the event named: a newer upload.
+    #[error("{0}")]
+    Replaced(String),
+    /// Not now: the spool budget is used up by other objects.
+    #[error("{0}")]
+    OverBudget(String),
+    /// S3 or the network failed; worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl FetchError {
+    /// The fetch error a failed storage request amounts to.
+    pub fn from_storage(err: StorageError) -> Self {
+        match err {
+            StorageError::Gone(why) => Self::Gone(why),
+            StorageError::Replaced(why) => Self::Replaced(why),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Where a copy goes and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyDest {
+    pub bucket: String,
+    pub key: String,
+    /// The copy's complete tag set (it replaces the source's).
+    pub tags: Vec<(String, String)>,
+    /// User metadata added to the source's (the source's is kept).
+    pub extra_metadata: Vec<(String, String)>,
+}
+
+/// What a copy produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+/// The tags of a key's current object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub etag: String,
+    pub version_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Opens `target`: metadata and tags, and the bytes unless the object
+    /// is over `limit` bytes (then nothing of it is downloaded).
+    async fn open(&self, target: &Target, limit: u64) -> Result<Opened, FetchError>;
+
+    /// Replaces the tags of exactly `object`. On an unversioned object the
+    /// request cannot be pinned, so the store looks again afterwards and
+    /// returns `Some(etag)` when the key then held other bytes: the tags
+    /// may have landed on them.
+    async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError>;
+
+    /// The current object under a key, with its tags; `None` when absent.
+    async fn current(&self, bucket: &str, key: &str) -> Result<Option<Current>, StorageError>;
+
+    /// Copies exactly `object` (conditional on its version or ETag).
+    async fn copy(&self, object: &ObjectInfo, dest: &CopyDest) -> Result<Copied, StorageError>;
+
+    /// Deletes exactly `object`: its version, or the key only while it
+    /// still holds the scanned ETag.
+    async fn delete(&self, object: &ObjectInfo) -> Result<(), StorageError>;
+
+    /// True when nothing is really written (a dry run): report lines then
+    /// say "would".
+    fn dry_run(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,102 @@
+//! Signature databases under attack and failure: a database is judged by
+//! the build time it carries, not by when it arrived; one clamd could not
+//! load makes the agent not ready (and stop receiving) until fixed; two
+//! keys that would overwrite each other are refused by name.
+
+use bucketscan_tests::agent::{PRODUCTION, STAGING, World, assert_no_message_received, health, wait_until};
+use bucketscan_tests::signatures::{self, test_database};
+use bucketscan_tests::{free_port, samples};
+use std::time::{Duration, SystemTime};
+
+const WITHIN: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_database_uploaded_again_is_stale_however_recent_the_upload() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    // Replace the mirror's database with a build from three days ago: the
+    // upload (and the file the agent writes) is brand new.
+    signatures::upload(
+        &world,
+        "clamav/daily.cud",
+        test_database(3, SystemTime::now() - 3 * DAY, ""),
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
+    world.put("waits.txt", samples::clean_text(), None, &[], &[]).await;
+    wait_until("stale by its build time", &agent, || {
+        let (ready, body) = health(&addr, true);
+        !ready && body.contains("daily.cud version 3) was built 72 h ago; the limit is 24 h")
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_no_message_received(&world, &agent, "not received while stale").await;
+    assert!(!world.exists(PRODUCTION, "waits.txt").await);
+
+    signatures::upload(&world, "clamav/daily.cud", test_database(4, SystemTime::now(), "")).await;
+    world.wait_for(PRODUCTION, "waits.txt", WITHIN, &agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_clamd_cannot_load_keeps_the_agent_not_ready_until_it_is_fixed() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 5));
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
+    wait_until("ready", &agent, || health(&addr, true).0);
+
+    // A broken file: clamd's RELOAD fails and it keeps the old databases,
+    // saying so only in its own log. The canary tells the agent.
+    signatures::upload(&world, "clamav/broken.hdb", b"this is not a signature\n".to_vec()).await;
+    wait_until("not ready after a failed reload", &agent, || {
+        let (ready, body) = health(&addr, true);
+        !ready && body.contains("clamd did not load the databases")
+    });
+    // An object that arrives now is not scanned with databases clamd may
+    // not run: it waits (unreceived, or retried if it was in flight).
+    world.put("waits.txt", samples::clean_text(), None, &[], &[]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!world.exists(PRODUCTION, "waits.txt").await);
+    assert_ne!(
+        world.tag(STAGING, "waits.txt", "bucketscan-result").await.as_deref(),
+        Some("clean")
+    );
+
+    // Removing it from the mirror removes it locally; the next reload works.
+    world
+        .aws
+        .s3
+        .delete_object()
+        .bucket("signatures")
+        .key("clamav/broken.hdb")
+        .send()
+        .await
+        .unwrap();
+    world.wait_for(PRODUCTION, "waits.txt", WITHIN, &agent).await;
+    assert!(!clamd.database_dir().join("broken.hdb").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_keys_with_one_file_name_are_refused_by_name() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
+    let agent = world.start_agent(&config);
+    signatures::upload(
+        &world,
+        "clamav/mirror-b/daily.cud",
+        test_database(9, SystemTime::now(), ""),
+    )
+    .await;
+    wait_until("the collision is named", &agent, || {
+        agent
+            .log()
+            .contains("s3://signatures/clamav/daily.cud and s3://signatures/clamav/mirror-b/daily.cud would both be installed as `daily.cud`")
+    });
+    // Nothing was replaced: the agent still scans with the database it had.
+    world.put("still.txt", samples::clean_text(), None, &[], &[]).await;
+    world.wait_for(PRODUCTION, "still.txt", WITHIN, &agent).await;
+}

@@ -1,0 +1,68 @@
+//! A recording proxy in front of the local AWS server: the agent under
+//! test talks to it as its `AWS_ENDPOINT_URL`, and the test reads back
+//! every request it made (see `recording_proxy.py`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Recorder {
+    pub port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _child: Child,
+}
+
+impl Recorder {
+    /// Starts a proxy forwarding to `upstream` (`http://127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        std::fs::write(&log, "").unwrap();
+        let port = crate::free_port();
+        let script = crate::workspace().join("tests/support/recording_proxy.py");
+        let args = vec![
+            script.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--upstream".into(),
+            upstream.trim_start_matches("http://").to_owned(),
+            "--log".into(),
+            log.display().to_string(),
+        ];
+        let child = crate::clamd::spawn_tied(move || {
+            let mut command = Command::new("python3");
+            command.args(args).stdout(Stdio::null()).stderr(Stdio::inherit());
+            command
+        })
+        .expect("python3 runs the recording proxy");
+        crate::wait_for_port(port, Duration::from_secs(10), "the recording proxy");
+        Self {
+            port,
+            log,
+            _dir: dir,
+            _child: child,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request so far: method, path (decoded), query, x-amz headers.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Requests whose path is exactly `/bucket/key`.
+    pub fn to_object(&self, bucket: &str, key: &str) -> Vec<serde_json::Value> {
+        let path = format!("/{bucket}/{key}");
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"] == path.as_str())
+            .collect()
+    }
+}

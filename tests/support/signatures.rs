@@ -1,0 +1,88 @@
+//! ClamAV databases built at test time, with the build time a test needs.
+//!
+//! A `.cud` is a CVD container clamd loads without a digital signature:
+//! the 512-byte header (`ClamAV-VDB:time:version:sigs:level:md5:dsig:builder:stime`)
+//! and a tar of the database files plus a `.info` index whose first line
+//! repeats the header. Its header carries the build time the agent judges
+//! freshness by — the same field a signed `.cvd`/`.cld` from ClamAV has.
+
+use sha2::{Digest, Sha256};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A container named `name` (e.g. `daily`) holding `hdb` (lines of
+/// `md5:size:Name`), built at `built`, as version `version`.
+pub fn cud(name: &str, version: u64, built: SystemTime, hdb: &str) -> Vec<u8> {
+    let stime = built.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let sigs = hdb.lines().filter(|l| !l.trim().is_empty()).count();
+    let header_fields =
+        |md5: &str| format!("ClamAV-VDB:25 Nov 2026 00-00 +0000:{version}:{sigs}:90:{md5}:X:bucketscan-tests:{stime}");
+    let info = format!(
+        "{}\n{name}.hdb:{}:{}\n",
+        header_fields("X"),
+        hdb.len(),
+        hex::encode(Sha256::digest(hdb.as_bytes()))
+    );
+    let mut archive = tar::Builder::new(Vec::new());
+    for (file, data) in [
+        (format!("{name}.info"), info.as_bytes()),
+        (format!("{name}.hdb"), hdb.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(stime);
+        header.set_cksum();
+        archive.append_data(&mut header, file, data).unwrap();
+    }
+    let body = archive.into_inner().unwrap();
+    let md5 = format!("{:x}", md5::compute(&body));
+    let mut out = header_fields(&md5).into_bytes();
+    out.resize(512, b' ');
+    out.extend(body);
+    out
+}
+
+/// The project's test signatures (`tests/signatures/bucketscan-test.hdb`)
+/// plus `extra` lines, as `daily.cud` built at `built`.
+pub fn test_database(version: u64, built: SystemTime, extra: &str) -> Vec<u8> {
+    let hdb = std::fs::read_to_string(crate::workspace().join("tests/signatures/bucketscan-test.hdb")).unwrap();
+    cud("daily", version, built, &format!("{hdb}{extra}"))
+}
+
+/// A clamd whose database directory holds a fresh `daily.cud`, with the
+/// same database in the world's `signatures` bucket under `clamav/` (as a
+/// private mirror would hold it). Returns the clamd and its directory.
+pub async fn clamd_with_fresh_database(world: &crate::agent::World) -> (crate::clamd::ClamdServer, tempfile::TempDir) {
+    let db = tempfile::tempdir().unwrap();
+    let database = test_database(1, SystemTime::now(), "");
+    std::fs::write(db.path().join("daily.cud"), &database).unwrap();
+    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
+    upload(world, "clamav/daily.cud", database).await;
+    let clamd =
+        crate::clamd::start_with_database(db.path(), crate::free_port(), crate::clamd::STREAM_MAX_BYTES).unwrap();
+    (clamd, db)
+}
+
+/// `[signatures]` syncing `s3://signatures/clamav/` into `clamd`'s
+/// directory every `interval` seconds, with a day's freshness.
+pub fn synced_config(clamd: &crate::clamd::ClamdServer, interval: u64, reload_timeout: u64) -> String {
+    format!(
+        "[signatures]\ndatabase-dir = \"{}\"\nbucket = \"signatures\"\nprefix = \"clamav/\"\n\
+         sync-interval-secs = {interval}\nreload-timeout-secs = {reload_timeout}\nmax-age-secs = 86400\n",
+        clamd.database_dir().display()
+    )
+}
+
+/// Puts `bytes` at `key` in the world's `signatures` bucket.
+pub async fn upload(world: &crate::agent::World, key: &str, bytes: Vec<u8>) {
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket("signatures")
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+}
