@@ -151,3 +151,122 @@ fn the_example_config_checks() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("pipeline bucket `staging` prefix `reports/`: clamav-bridge"));
 }
+
+/// The agent's staging pipeline with a topic, for dry runs.
+fn agent_pipeline(clamd_address: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let body = format!(
+        r#"
+[notifications]
+topic-arn = "arn:aws:sns:us-east-1:123456789012:results"
+[plugins.promoter]
+path = "{promoter}"
+[plugins.quarantine]
+path = "{quarantine}"
+[buckets.production]
+[buckets.quarantine]
+[buckets.staging]
+[[buckets.staging.stages]]
+plugin = "clamav-bridge"
+grants = {{ clamav = true }}
+[[buckets.staging.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = {{ bucket = "production" }}
+grants = {{ storage = ["production"] }}
+[[buckets.staging.stages]]
+plugin = "quarantine"
+on = ["infected", "blocked"]
+settings = {{ mode = "move", bucket = "quarantine" }}
+grants = {{ storage = ["quarantine", "staging"] }}
+"#,
+        promoter = component("promoter").display(),
+        quarantine = component("quarantine").display(),
+    );
+    config::write(dir, clamd_address, &body)
+}
+
+#[test]
+fn a_dry_run_shows_exactly_what_the_agent_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = agent_pipeline(&clamd::shared().address(), dir.path());
+    let eicar = samples::write(dir.path(), "eicar.txt", &samples::eicar());
+    let run = |file: &std::path::Path, tags: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--bucket",
+            "staging",
+            "--output",
+            "json",
+            "--file",
+            file.to_str().unwrap(),
+        ];
+        for tag in tags {
+            args.extend(["--tag", tag]);
+        }
+        let out = bucketscan(&args);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|err| panic!("{err}: {}{}", stdout(&out), stderr(&out)))
+    };
+    // Infected, with a forged clean result among its tags: the dry run
+    // records the real result, quarantines, publishes, then deletes — in
+    // the agent's order.
+    let report = run(&eicar, &["bucketscan-result=clean", "team=finance"]);
+    assert_eq!(report["result"], "infected");
+    let host: Vec<&str> = report["host_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        host,
+        [
+            "would remove result tags on s3://staging/eicar.txt that no agent wrote",
+            "would tag s3://staging/eicar.txt bucketscan-result=infected",
+            "would publish `infected` to arn:aws:sns:us-east-1:123456789012:results",
+            "would delete s3://staging/eicar.txt (after the result was published)",
+        ],
+        "{report:#}"
+    );
+    let tags = report["tags"]["tags"].as_array().unwrap();
+    assert!(tags.contains(&serde_json::json!(["team", "finance"])), "{tags:?}");
+    assert!(
+        !tags.contains(&serde_json::json!(["bucketscan-result", "clean"])),
+        "{tags:?}"
+    );
+    let quarantine = &report["stages"][2]["actions"][0];
+    assert_eq!(
+        quarantine,
+        "would copy s3://staging/eicar.txt -> s3://quarantine/staging/eicar.txt; the source is deleted once the result is published"
+    );
+    assert_eq!(report["outcome"]["status"], "done");
+
+    // clamd down: an error, which the agent would record and retry, with no
+    // action run — the dry run says the same.
+    let down = agent_pipeline(&format!("127.0.0.1:{}", bucketscan_tests::free_port()), dir.path());
+    let out = bucketscan(&[
+        "plugin",
+        "run",
+        "--config",
+        down.to_str().unwrap(),
+        "--bucket",
+        "staging",
+        "--file",
+        eicar.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("would tag s3://staging/eicar.txt bucketscan-result=error"),
+        "{text}"
+    );
+    assert!(text.contains("not settled (an agent would retry)"), "{text}");
+    assert!(text.contains("not applicable"), "{text}");
+    assert!(
+        !text.contains("would copy") && !text.contains("would publish"),
+        "{text}"
+    );
+}

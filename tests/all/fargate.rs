@@ -157,6 +157,7 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let refs: BTreeMap<&str, String> = [
         ("AWS::StackName", "bucketscan-test".to_owned()),
         ("AWS::Region", "us-east-1".to_owned()),
+        ("AWS::AccountId", "123456789012".to_owned()),
         ("EventQueue", world.queue_url.clone()),
         ("ResultTopic", world.topic_arn.clone()),
         ("SignatureBucket", "signatures".to_owned()),
@@ -185,11 +186,14 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         env.push((variable["Name"].as_str().unwrap().to_owned(), value));
     }
     for secret in agent_container["Secrets"].as_array().unwrap() {
-        assert_eq!(
-            secret["ValueFrom"]["Ref"], "AgentConfig",
-            "the config comes from the SSM parameter"
-        );
-        env.push((secret["Name"].as_str().unwrap().to_owned(), config.clone()));
+        // The config comes from the SSM parameter, the seal key from the
+        // generated secret (here: a value of the test's).
+        let value = match secret["ValueFrom"]["Ref"].as_str() {
+            Some("AgentConfig") => config.clone(),
+            Some("SealKey") => "a-generated-seal-key-for-this-test-0123456789".into(),
+            other => panic!("unexpected secret source {other:?}"),
+        };
+        env.push((secret["Name"].as_str().unwrap().to_owned(), value));
     }
     // What Fargate adds: the container credentials endpoint, and nothing
     // else — no access keys in the environment.

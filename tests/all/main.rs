@@ -8,6 +8,7 @@ mod cli;
 mod contract;
 mod fargate;
 mod filetype;
+mod hostile_uploads;
 mod languages;
 mod pipeline;
 mod reload;

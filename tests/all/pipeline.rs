@@ -157,3 +157,68 @@ async fn a_changed_plugin_file_is_refused_by_its_sha256_pin() {
     assert!(err.contains("plugin `clamav-bridge`"), "{err}");
     assert!(err.contains(&format!("the config pins {pinned}")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_needs_a_grant_on_the_bucket_it_deletes_from() {
+    let body = r#"
+[plugins.quarantine]
+path = "QUARANTINE"
+[buckets.quarantine]
+[buckets.staging]
+[[buckets.staging.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.staging.stages]]
+plugin = "quarantine"
+on = ["infected"]
+settings = { mode = "move", bucket = "quarantine" }
+grants = { storage = ["quarantine"] }
+"#
+    .replace(
+        "QUARANTINE",
+        &bucketscan_tests::component("quarantine").display().to_string(),
+    );
+    let (host, loaded, _dir) = load(&body).await;
+    let (_, stages) = loaded.pipeline_for("staging", "eicar.txt").unwrap();
+    let (report, writes) = host
+        .run_recorded(&stages, object("staging", "eicar.txt", samples::eicar(), None))
+        .await;
+    assert_eq!(report.result(), "infected");
+    let error = report.stages[1].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("capability `storage` not granted: bucket `staging` is not in the stage's storage grant"),
+        "{error}"
+    );
+    assert!(!report.outcome.settles(), "the object stays for a retry");
+    assert!(
+        !writes.iter().any(|w| w.starts_with("copy") || w.starts_with("delete")),
+        "{writes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_cannot_write_the_agents_result_tags() {
+    // An action tries to mark an infected object clean.
+    let body = r#"
+[buckets.staging]
+[[buckets.staging.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.staging.stages]]
+plugin = "tagger"
+settings = { tag-key = "bucketscan-result", tag-value = "clean" }
+grants = { storage = ["staging"] }
+"#;
+    let (host, loaded, _dir) = load(body).await;
+    let (_, stages) = loaded.pipeline_for("staging", "eicar.txt").unwrap();
+    let (report, writes) = host
+        .run_recorded(&stages, object("staging", "eicar.txt", samples::eicar(), None))
+        .await;
+    let error = report.stages[1].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("refused: tag `bucketscan-result` is one of the agent's result tags"),
+        "{error}"
+    );
+    assert_eq!(writes.len(), 1, "only the host's own result tags: {writes:?}");
+    assert!(writes[0].contains("\"bucketscan-result\", \"infected\""), "{writes:?}");
+}

@@ -173,3 +173,80 @@ async fn a_capability_that_was_not_granted_fails_the_stage() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_error_is_capped_and_cannot_forge_log_lines() {
+    // A 4 MiB error message with a newline and a forged log line in it.
+    let host = TestHost::with_clamd(limits());
+    let hostile = host.plugin("test_plugin_hostile").await;
+    let report = host
+        .run(
+            &[stage(&hostile, &[("behaviour", "error-flood")], Grants::default())],
+            object("staging", "victim.txt", samples::clean_text(), None),
+        )
+        .await;
+    let Verdict::Error { message } = &report.verdict else {
+        panic!("{:?}", report.verdict)
+    };
+    assert!(message.len() <= 2048, "{} bytes", message.len());
+    assert!(
+        message.contains("plugin hostile@6.6.6 failed: plugin error: eeee"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "no line breaks from the plugin reach the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_flooding_the_log_is_cut_off_at_its_budget() {
+    // 10 000 lines of 8 KiB with line breaks and colour codes: the stage
+    // still ends normally (its decision counts), the log gets the budget.
+    let dir = tempfile::tempdir().unwrap();
+    let file = samples::write(dir.path(), "victim.txt", &samples::clean_text());
+    let out = std::process::Command::new(bucketscan_tests::bucketscan_bin())
+        .args(["plugin", "run"])
+        .arg(bucketscan_tests::component("test_plugin_hostile"))
+        .args(["--set", "behaviour=log-flood", "--file"])
+        .arg(&file)
+        .env("BUCKETSCAN_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines = log.lines().filter(|l| l.contains("stage=")).count();
+    assert!(lines <= 101, "{lines} log lines from one stage");
+    assert!(log.contains("log budget of this stage"), "{log}");
+    assert!(!log.contains("\x1b[31m"), "colour codes are cleaned");
+    assert!(log.len() < 200 * 1024, "{} bytes of log", log.len());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("unscannable"), "continue from the only stage: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_cache_others_could_write_is_not_trusted() {
+    use bucketscan_engine::host::CacheUse;
+    use bucketscan_engine::{Plugin, PluginHost};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let limits = HostLimits {
+        cache_dir: Some(cache.clone()),
+        ..HostLimits::default()
+    };
+    let component = bucketscan_tests::component("test_plugin_noop");
+    let load = || async {
+        let host = PluginHost::new(&limits).unwrap();
+        Plugin::load(&host, "noop", &component, None).await.unwrap().cache
+    };
+    // A private directory: written once, then used.
+    assert_eq!(load().await, CacheUse::Miss);
+    assert_eq!(load().await, CacheUse::Hit);
+    // Writable by others: anyone could have replaced the native code.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(load().await, CacheUse::Untrusted);
+    // Private again, but an entry writable by others is ignored.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    assert_eq!(load().await, CacheUse::Miss, "the tampered entry was compiled anew");
+}

@@ -59,24 +59,17 @@ impl World {
             .unwrap()
             .queue_url
             .unwrap();
-        let arn = queue_arn(&aws, &queue_url).await;
-        aws.s3
-            .put_bucket_notification_configuration()
-            .bucket(STAGING)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(
-                        QueueConfiguration::builder()
-                            .queue_arn(arn)
-                            .events(Event::from("s3:ObjectCreated:*"))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let world = Self {
+            moto,
+            aws,
+            queue_url,
+            dlq_url,
+            topic_arn: String::new(),
+            results_url: String::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        world.watch(STAGING).await;
+        let aws = &world.aws;
         let topic_arn = aws
             .sns
             .create_topic()
@@ -95,7 +88,7 @@ impl World {
             .unwrap()
             .queue_url
             .unwrap();
-        let results_arn = queue_arn(&aws, &results_url).await;
+        let results_arn = queue_arn(aws, &results_url).await;
         aws.sns
             .subscribe()
             .topic_arn(&topic_arn)
@@ -105,14 +98,33 @@ impl World {
             .await
             .unwrap();
         Self {
-            moto,
-            aws,
-            queue_url,
-            dlq_url,
             topic_arn,
             results_url,
-            dir: tempfile::tempdir().unwrap(),
+            ..world
         }
+    }
+
+    /// Sends `bucket`'s object-created events to the event queue.
+    pub async fn watch(&self, bucket: &str) {
+        let arn = queue_arn(&self.aws, &self.queue_url).await;
+        self.aws
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::from("s3:ObjectCreated:*"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Writes an agent config: the staging pipeline (filetype-filter,

@@ -111,7 +111,12 @@ impl Scanner {
         if foreign.len() != info.tags.len() && trusted.is_none() {
             match self.store.put_tags(&info, &foreign).await {
                 Ok(None) => {
-                    host_actions.push(format!("removed result tags {} did not get from an agent", info.url()));
+                    let verb = if self.store.dry_run() {
+                        "would remove"
+                    } else {
+                        "removed"
+                    };
+                    host_actions.push(format!("{verb} result tags on {} that no agent wrote", info.url()));
                     info.tags = foreign;
                 }
                 Ok(Some(now)) => return Pass::Superseded(replaced(&info, &now)),
