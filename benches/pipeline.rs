@@ -10,11 +10,11 @@
 //!    clamd INSTREAM alone on the same files (100 KB, 1 MB, 50 MB).
 
 use bucketscan_core::Decision;
-use bucketscan_core::config::{ClamavConfig, HostLimits};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
 use bucketscan_core::pipeline::{Flow, Inspection};
-use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
+use bucketscan_engine::config::{ClamavConfig, EngineConfig};
+use bucketscan_engine::{Clamd, Engine, PipelineStage, Plugin, ScanObject, Services};
 use bucketscan_tests::host::{clamav_grant, stage};
 use bucketscan_tests::{clamd, component};
 use std::hint::black_box;
@@ -65,12 +65,12 @@ fn native_noop(info: &ObjectInfo) -> Decision {
 }
 
 async fn noop_overhead() {
-    let limits = HostLimits {
+    let limits = EngineConfig {
         cache_dir: None,
-        ..HostLimits::default()
+        ..EngineConfig::default()
     };
-    let host = PluginHost::new(&limits).unwrap();
-    let services = Arc::new(HostServices::new(Clamd::new(&ClamavConfig::default())));
+    let host = Engine::new(&limits).unwrap();
+    let services = Arc::new(Services::new(Clamd::new(&ClamavConfig::default())));
     let noop = Arc::new(
         Plugin::load(&host, "noop", &component("test_plugin_noop"), None)
             .await
@@ -136,17 +136,17 @@ async fn clamd_throughput() {
     // A clamd that accepts 50 MB streams.
     let server = clamd::start_with_stream_max(128 * 1024 * 1024).unwrap();
     let address = server.address();
-    let limits = HostLimits {
+    let limits = EngineConfig {
         cache_dir: None,
-        ..HostLimits::default()
+        ..EngineConfig::default()
     };
-    let host = PluginHost::new(&limits).unwrap();
+    let host = Engine::new(&limits).unwrap();
     let clamav = ClamavConfig {
         address: address.clone(),
         stream_max_bytes: 128 * 1024 * 1024,
         ..ClamavConfig::default()
     };
-    let services = Arc::new(HostServices::new(Clamd::new(&clamav)));
+    let services = Arc::new(Services::new(Clamd::new(&clamav)));
     let filter = Arc::new(
         Plugin::load(&host, "filetype-filter", &component("filetype_filter"), None)
             .await

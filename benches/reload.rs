@@ -12,9 +12,10 @@
 //!
 //!   scripts/build-plugins && cargo bench -p bucketscan-benches --bench reload
 
+use bucketscan_agent::config::Config;
 use bucketscan_agent::reload::{self, DEBOUNCE};
 use bucketscan_agent::worker::Worker;
-use bucketscan_core::config::{Config, ConfigSource};
+use bucketscan_core::config::ConfigSource;
 use bucketscan_tests::component;
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +56,11 @@ async fn bench() {
         )
     };
     std::fs::write(&config_path, config_text("0")).unwrap();
-    let worker = Arc::new(Worker::from_config(Config::load(&config_path).unwrap()).await.unwrap());
+    let worker = Arc::new(
+        Worker::from_config(Config::load_file(&config_path).unwrap())
+            .await
+            .unwrap(),
+    );
     let (_trigger, triggers) = tokio::sync::mpsc::channel(1);
     reload::spawn(worker.clone(), ConfigSource::File(config_path.clone()), triggers).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // watcher up

@@ -217,9 +217,9 @@ fn encrypted_zip() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {
-    use bucketscan_core::config::ClamavConfig;
     use bucketscan_engine::clamd::SignatureGate;
-    use bucketscan_engine::{Clamd, HostServices};
+    use bucketscan_engine::config::ClamavConfig;
+    use bucketscan_engine::{Clamd, Services};
     use std::sync::{Arc, Mutex};
 
     /// A gate a test opens and closes.
@@ -237,7 +237,7 @@ async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {
         ..ClamavConfig::default()
     })
     .with_gate(gate.clone());
-    host.services = Arc::new(HostServices::new(clamd));
+    host.services = Arc::new(Services::new(clamd));
     let bridge = host.plugin("clamav_bridge").await;
     let stages = [stage(&bridge, &[], clamav_grant())];
     let report = host

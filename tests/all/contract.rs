@@ -6,14 +6,14 @@ use bucketscan_core::grants::Capability;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::pipeline::StageKind;
 use bucketscan_engine::contract;
-use bucketscan_engine::host::CacheUse;
-use bucketscan_engine::{Plugin, PluginHost};
+use bucketscan_engine::engine::CacheUse;
+use bucketscan_engine::{Engine, Plugin};
 use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::{component, samples};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_contract_and_capabilities_come_from_the_component() {
-    let host = PluginHost::new(&test_limits()).unwrap();
+    let host = Engine::new(&test_limits()).unwrap();
     let cases = [
         ("clamav_bridge", StageKind::Inspector, vec![Capability::Clamav]),
         ("filetype_filter", StageKind::Inspector, vec![]),
@@ -69,7 +69,7 @@ async fn a_plugin_built_against_an_earlier_compatible_contract_still_runs() {
 async fn an_incompatible_contract_is_refused_with_the_supported_range() {
     // tests/plugins/future is built against tests/contracts/0.2.0, where
     // `inspect` takes another parameter.
-    let host = PluginHost::new(&test_limits()).unwrap();
+    let host = Engine::new(&test_limits()).unwrap();
     let err = Plugin::load(&host, "future", &component("test_plugin_future"), None)
         .await
         .unwrap_err()
@@ -89,7 +89,7 @@ async fn a_core_module_is_refused_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("core.wasm");
     std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
-    let host = PluginHost::new(&test_limits()).unwrap();
+    let host = Engine::new(&test_limits()).unwrap();
     let err = Plugin::load(&host, "core", &path, None).await.unwrap_err().to_string();
     assert!(err.contains("not a WebAssembly component (a core module)"), "{err}");
 }
@@ -97,17 +97,17 @@ async fn a_core_module_is_refused_with_a_hint() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_reuses_the_compiled_artifact() {
     let cache = tempfile::tempdir().unwrap();
-    let limits = bucketscan_core::config::HostLimits {
+    let limits = bucketscan_engine::config::EngineConfig {
         cache_dir: Some(cache.path().to_owned()),
         ..test_limits()
     };
-    let first = PluginHost::new(&limits).unwrap();
+    let first = Engine::new(&limits).unwrap();
     let plugin = Plugin::load(&first, "f", &component("filetype_filter"), None)
         .await
         .unwrap();
     assert_eq!(plugin.cache, CacheUse::Miss);
     drop(first);
-    let second = PluginHost::new(&limits).unwrap();
+    let second = Engine::new(&limits).unwrap();
     let plugin = Plugin::load(&second, "f", &component("filetype_filter"), None)
         .await
         .unwrap();

@@ -1,9 +1,9 @@
 //! Config-driven pipelines: inspectors, then actions with storage grants,
 //! with the real components and dry-run storage.
 
+use bucketscan_agent::config::Config;
 use bucketscan_core::Verdict;
-use bucketscan_core::config::Config;
-use bucketscan_engine::{LoadedPipelines, PluginHost};
+use bucketscan_engine::{Engine, LoadedPipelines};
 use bucketscan_tests::host::{TestHost, object, test_limits};
 use bucketscan_tests::{clamd, config, samples};
 
@@ -40,7 +40,7 @@ grants = { storage = ["staging"] }
 async fn load(body: &str) -> (TestHost, LoadedPipelines, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = config::write(dir.path(), &clamd::shared().address(), body);
-    let config = Config::load(&path).unwrap();
+    let config = Config::load_file(&path).unwrap().pipelines();
     let host = TestHost::with_clamd(test_limits());
     let loaded = LoadedPipelines::load(&host.host, config).await.unwrap();
     (host, loaded, dir)
@@ -123,8 +123,8 @@ async fn on_is_refused_on_inspectors_with_the_config_line() {
     let body = "[buckets.staging]\n[[buckets.staging.stages]]\nplugin = \"clamav-bridge\"\non = [\"clean\"]\n";
     let dir = tempfile::tempdir().unwrap();
     let path = config::write(dir.path(), &clamd::shared().address(), body);
-    let host = PluginHost::new(&test_limits()).unwrap();
-    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap())
+    let host = Engine::new(&test_limits()).unwrap();
+    let err = LoadedPipelines::load(&host, Config::load_file(&path).unwrap().pipelines())
         .await
         .unwrap_err()
         .to_string();
@@ -149,8 +149,8 @@ async fn a_changed_plugin_file_is_refused_by_its_sha256_pin() {
         ),
     )
     .unwrap();
-    let host = PluginHost::new(&test_limits()).unwrap();
-    let err = LoadedPipelines::load(&host, Config::load(&path).unwrap())
+    let host = Engine::new(&test_limits()).unwrap();
+    let err = LoadedPipelines::load(&host, Config::load_file(&path).unwrap().pipelines())
         .await
         .unwrap_err()
         .to_string();

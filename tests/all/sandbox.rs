@@ -2,14 +2,14 @@
 //! plugin's name, version and the cause, and the host goes on scanning.
 
 use bucketscan_core::Verdict;
-use bucketscan_core::config::HostLimits;
 use bucketscan_core::grants::Grants;
+use bucketscan_engine::config::EngineConfig;
 use bucketscan_tests::host::{TestHost, clamav_grant, object, stage, test_limits};
 use bucketscan_tests::samples;
 use std::time::{Duration, Instant};
 
-fn limits() -> HostLimits {
-    HostLimits {
+fn limits() -> EngineConfig {
+    EngineConfig {
         memory_limit_mib: 64,
         wasm_time_limit_ms: 500,
         stage_timeout_ms: 3_000,
@@ -222,19 +222,19 @@ async fn a_plugin_flooding_the_log_is_cut_off_at_its_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compile_cache_others_could_write_is_not_trusted() {
-    use bucketscan_engine::host::CacheUse;
-    use bucketscan_engine::{Plugin, PluginHost};
+    use bucketscan_engine::engine::CacheUse;
+    use bucketscan_engine::{Engine, Plugin};
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
-    let limits = HostLimits {
+    let limits = EngineConfig {
         cache_dir: Some(cache.clone()),
-        ..HostLimits::default()
+        ..EngineConfig::default()
     };
     let component = bucketscan_tests::component("test_plugin_noop");
     let load = || async {
-        let host = PluginHost::new(&limits).unwrap();
+        let host = Engine::new(&limits).unwrap();
         Plugin::load(&host, "noop", &component, None).await.unwrap().cache
     };
     // A private directory: written once, then used.

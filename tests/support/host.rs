@@ -3,46 +3,47 @@
 //! store that records what the path would write.
 
 use async_trait::async_trait;
-use bucketscan_core::config::{ClamavConfig, HostLimits};
+use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
 use bucketscan_core::storage::StorageError;
 use bucketscan_core::tags::TagKeys;
-use bucketscan_engine::{Clamd, HostServices, PipelineStage, Plugin, PluginHost, ScanObject};
+use bucketscan_engine::config::{ClamavConfig, EngineConfig};
+use bucketscan_engine::{Clamd, Engine, PipelineStage, Plugin, ScanObject, Services};
 use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
 use bucketscan_scan::{OnePipeline, Scanner};
 use std::sync::{Arc, Mutex};
 
 pub struct TestHost {
-    pub host: Arc<PluginHost>,
-    pub services: Arc<HostServices>,
+    pub host: Arc<Engine>,
+    pub services: Arc<Services>,
 }
 
 /// Limits for tests: the defaults, with a compile cache under target/.
-pub fn test_limits() -> HostLimits {
-    HostLimits {
+pub fn test_limits() -> EngineConfig {
+    EngineConfig {
         cache_dir: Some(crate::target_dir().join("tmp/component-cache")),
-        ..HostLimits::default()
+        ..EngineConfig::default()
     }
 }
 
 impl TestHost {
     /// A host whose `clamav` capability talks to `clamd_address`.
-    pub fn new(limits: HostLimits, clamd_address: &str) -> Self {
-        let host = Arc::new(PluginHost::new(&limits).expect("engine"));
+    pub fn new(limits: EngineConfig, clamd_address: &str) -> Self {
+        let host = Arc::new(Engine::new(&limits).expect("engine"));
         let clamav = ClamavConfig {
             address: clamd_address.to_owned(),
             stream_max_bytes: crate::clamd::STREAM_MAX_BYTES,
             ..ClamavConfig::default()
         };
-        let services = Arc::new(HostServices::new(Clamd::new(&clamav)));
+        let services = Arc::new(Services::new(Clamd::new(&clamav)));
         Self { host, services }
     }
 
     /// A host on the shared test clamd.
-    pub fn with_clamd(limits: HostLimits) -> Self {
+    pub fn with_clamd(limits: EngineConfig) -> Self {
         Self::new(limits, &crate::clamd::shared().address())
     }
 
@@ -159,7 +160,10 @@ impl Store for MemoryStore {
 pub fn stage(plugin: &Arc<Plugin>, settings: &[(&str, &str)], grants: Grants) -> PipelineStage {
     PipelineStage {
         plugin: plugin.clone(),
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), SettingValue::from_command_line(v)))
+            .collect(),
         grants,
         on: Vec::new(),
         signing_secret: None,

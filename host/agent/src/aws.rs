@@ -4,9 +4,9 @@
 //! from STS AssumeRole; the SDK caches them and refreshes them before they
 //! expire.
 
+use crate::config::Config;
 use aws_config::BehaviorVersion;
 use aws_config::SdkConfig;
-use bucketscan_core::config::Config;
 use std::collections::HashMap;
 use std::sync::Arc;
 

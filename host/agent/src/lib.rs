@@ -2,6 +2,7 @@
 //! object through the scan path (`bucketscan-scan`) on S3; only when the
 //! path settles the object is its message deleted.
 //!
+//! - [`config`]: the config file, composed from every crate's sections.
 //! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
 //! - [`s3_store`]: the scan path's store on S3, pinned to the scanned bytes.
 //! - [`budget`]: the spool budget for large objects in flight.
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod aws;
 pub mod budget;
+pub mod config;
 pub mod health;
 pub mod metrics;
 pub mod notify;

@@ -12,8 +12,9 @@
 //! a bucket's `role-arn`/`external-id` — is read at start; a reload that
 //! changes them says so and they take effect at the next restart.
 
+use crate::config::Config;
 use crate::worker::Worker;
-use bucketscan_core::config::{Config, ConfigSource};
+use bucketscan_core::config::ConfigSource;
 use bucketscan_engine::LoadedPipelines;
 use notify_debouncer_full::notify::event::ModifyKind;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
@@ -72,12 +73,12 @@ pub enum ReloadError {
 /// the new generation.
 pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, ReloadError> {
     let started = Instant::now();
-    let config = source.load()?;
+    let config = Config::load(source)?;
     let running = worker.pipelines.snapshot();
-    for section in restart_only_changes(&running.config, &config) {
+    for section in restart_only_changes(&worker.started_with, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
-    let loaded = LoadedPipelines::load_reusing(worker.host(), config, Some(&running)).await?;
+    let loaded = LoadedPipelines::load_reusing(worker.host(), config.pipelines(), Some(&running)).await?;
     let changed: Vec<String> = loaded
         .plugins
         .iter()

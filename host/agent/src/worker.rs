@@ -4,17 +4,17 @@
 
 use crate::aws::Clients;
 use crate::budget::SpoolBudget;
+use crate::config::Config;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::SnsPublisher;
 use crate::reload::LivePipelines;
 use crate::s3_store::{S3Store, SpoolConfig};
 use crate::signatures::SignatureState;
 use anyhow::Context as _;
-use bucketscan_core::config::Config;
 use bucketscan_core::events::ObjectEvent;
 use bucketscan_core::report::{Outcome, ScanReport};
 use bucketscan_core::seal::Sealer;
-use bucketscan_engine::{Clamd, HostServices, LoadedPipelines, PluginHost};
+use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
 use bucketscan_scan::{Publisher, Scanner, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,23 +42,27 @@ pub struct Worker {
     /// Counts every object handled (set by `bucketscan run`; the default
     /// counts without exposing anything).
     pub metrics: Arc<Metrics>,
+    /// The config the agent started with: the sections a reload cannot
+    /// change are compared against it.
+    pub started_with: Config,
 }
 
 impl Worker {
     /// Builds the worker a config describes: the Wasm host with every
     /// pipeline loaded, clamd, the S3 store, and the SNS publisher.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        let host = Arc::new(PluginHost::new(&config.host)?);
+        let host = Arc::new(Engine::new(&config.host)?);
         let clients = Clients::from_config(&config).await;
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,
             dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             budget: Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes)),
         };
+        let pipelines_config = config.pipelines();
         let owners: HashMap<String, String> = config
             .buckets
             .keys()
-            .filter_map(|bucket| Some((bucket.clone(), config.expected_owner(bucket)?.to_owned())))
+            .filter_map(|bucket| Some((bucket.clone(), pipelines_config.expected_owner(bucket)?.to_owned())))
             .collect();
         let mut store = S3Store::new(clients.clone(), spool, owners);
         store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
@@ -77,21 +81,21 @@ impl Worker {
             .agent_id
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
-        let services = Arc::new(HostServices::new(clamd).with_agent_id(agent_id.clone()));
+        let services = Arc::new(Services::new(clamd).with_agent_id(agent_id.clone()));
         let publisher = config
             .notifications
             .topic_arn
             .clone()
             .map(|arn| Arc::new(SnsPublisher::new(clients.sns.clone(), arn, agent_id)) as Arc<dyn Publisher>);
         let sealer = match &config.agent.seal_key {
-            Some(source) => Sealer::new(source.read().map_err(anyhow::Error::msg).context("[agent] seal-key")?),
+            Some(source) => Sealer::new(source.read().context("[agent] seal-key")?),
             None => {
                 warn_without_seal_key(&config);
                 Sealer::ephemeral()
             }
         };
         let tag_keys = config.tags.clone();
-        let pipelines = LivePipelines::new(LoadedPipelines::load(&host, config).await?);
+        let pipelines = LivePipelines::new(LoadedPipelines::load(&host, pipelines_config).await?);
         Ok(Self {
             scanner: Scanner {
                 host,
@@ -105,10 +109,11 @@ impl Worker {
             clients,
             signatures,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
+            started_with: config,
         })
     }
 
-    pub fn host(&self) -> &PluginHost {
+    pub fn host(&self) -> &Engine {
         &self.scanner.host
     }
 
@@ -166,7 +171,7 @@ impl Worker {
 /// Without a shared seal key, agents cannot recognise each other's writes:
 /// say so when a pipeline writes into a bucket that has a pipeline too.
 fn warn_without_seal_key(config: &Config) {
-    for (scope, stages) in config.pipelines() {
+    for (scope, stages) in config.pipelines().pipelines() {
         for stage in stages {
             for bucket in &stage.grants.get_ref().storage {
                 let watched = config

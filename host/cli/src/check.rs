@@ -1,16 +1,16 @@
 //! `bucketscan check --config FILE`: validate the config and load every
 //! plugin it names, so a broken config is caught before deployment.
 
-use bucketscan_core::config::Config;
-use bucketscan_engine::{Clamd, LoadedPipelines, PluginHost};
+use bucketscan_agent::config::Config;
+use bucketscan_engine::{Clamd, Engine, LoadedPipelines};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
-    let host = PluginHost::new(&config.host)?;
+    let config = Config::load_file(path)?;
+    let host = Engine::new(&config.host)?;
     let clamd = Clamd::new(&config.clamav);
-    let loaded = LoadedPipelines::load(&host, config).await?;
+    let loaded = LoadedPipelines::load(&host, config.pipelines()).await?;
     println!("{}: ok", path.display());
     for (name, plugin) in &loaded.plugins {
         let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();

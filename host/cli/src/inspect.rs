@@ -1,14 +1,14 @@
 //! `bucketscan plugin inspect FILE.wasm`.
 
 use crate::output::Format;
-use bucketscan_core::config::HostLimits;
-use bucketscan_engine::{Plugin, PluginHost};
+use bucketscan_engine::config::EngineConfig;
+use bucketscan_engine::{Engine, Plugin};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
-    let host = PluginHost::new(&HostLimits::default())?;
+    let host = Engine::new(&EngineConfig::default())?;
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
     let plugin = Plugin::load(&host, name, file, None).await?;
     let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();

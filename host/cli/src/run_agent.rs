@@ -41,7 +41,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, Some(var)) => ConfigSource::Env(var.clone()),
         (None, None) => bail!("give --config FILE or --config-env VAR"),
     };
-    let config = source.load()?;
+    let config = bucketscan_agent::config::Config::load(&source)?;
     if config.agent.queues.is_empty() {
         bail!("{source}: [agent] queues is empty; name at least one SQS queue URL");
     }

@@ -9,12 +9,14 @@
 
 use crate::output::{self, Format};
 use anyhow::{Context as _, bail};
-use bucketscan_core::config::{ClamavConfig, Config, HostLimits};
+use bucketscan_agent::config::Config;
+use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
 use bucketscan_core::tags::TagKeys;
-use bucketscan_engine::{Clamd, HostServices, LoadedPipelines, PipelineStage, Plugin, PluginHost};
+use bucketscan_engine::config::{ClamavConfig, EngineConfig};
+use bucketscan_engine::{Clamd, Engine, LoadedPipelines, PipelineStage, Plugin, Services};
 use bucketscan_scan::local::{LocalFile, LocalStore};
 use bucketscan_scan::{OnePipeline, Publisher, Routing, Scanner, Target};
 use std::path::PathBuf;
@@ -28,7 +30,8 @@ pub struct RunArgs {
     /// The local file to scan.
     #[arg(long)]
     file: PathBuf,
-    /// A plugin setting; repeatable.
+    /// A plugin setting; repeatable. The value is read as TOML when it can
+    /// be (`true`, `42`, `["a", "b"]`), as text otherwise.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
     /// clamd address (HOST:PORT or socket path); overrides the config's.
@@ -69,15 +72,15 @@ fn parse_setting(raw: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let config = args.config.as_deref().map(Config::load_file).transpose()?;
     let (limits, mut clamav) = match &config {
         Some(config) => (config.host.clone(), config.clamav.clone()),
-        None => (HostLimits::default(), ClamavConfig::default()),
+        None => (EngineConfig::default(), ClamavConfig::default()),
     };
     if let Some(address) = &args.clamd {
         clamav.address = address.clone();
     }
-    let host = Arc::new(PluginHost::new(&limits)?);
+    let host = Arc::new(Engine::new(&limits)?);
     let bucket = args.bucket.clone().unwrap_or_else(|| "local".into());
     let key = object_key(&args);
 
@@ -91,7 +94,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     .topic_arn
                     .clone()
                     .map(|arn| Arc::new(DryRunPublisher(arn)) as Arc<dyn Publisher>);
-                let loaded = LoadedPipelines::load(&host, config).await?;
+                let loaded = LoadedPipelines::load(&host, config.pipelines()).await?;
                 if loaded.pipeline_for(&bucket, &key).is_none() {
                     bail!("the config has no pipeline for s3://{bucket}/{key}");
                 }
@@ -110,7 +113,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 };
                 let stage = PipelineStage {
                     plugin: Arc::new(plugin),
-                    settings: args.settings.clone(),
+                    settings: args
+                        .settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), SettingValue::from_command_line(v)))
+                        .collect(),
                     grants,
                     on: Vec::new(),
                     signing_secret: None,
@@ -132,7 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let scanner = Scanner {
         host,
-        services: Arc::new(HostServices::new(Clamd::new(&clamav))),
+        services: Arc::new(Services::new(Clamd::new(&clamav))),
         store: Arc::new(store),
         publisher,
         tag_keys,

@@ -3,9 +3,9 @@
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
+use bucketscan_agent::config::Config;
 use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
 use bucketscan_agent::worker::Worker;
-use bucketscan_core::config::Config;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -45,7 +45,7 @@ fn parse_target(target: &str) -> anyhow::Result<(String, Option<String>)> {
 
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let (bucket, prefix) = parse_target(&args.target)?;
-    let config = Config::load(&args.config)?;
+    let config = Config::load_file(&args.config)?;
     if !config.buckets.contains_key(&bucket) {
         bail!(
             "{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages",

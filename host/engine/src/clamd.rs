@@ -1,7 +1,7 @@
 //! The clamd client behind the `clamav` capability: INSTREAM scans through
 //! `clamav-client`, with the object streamed from memory or its spool file.
 
-use bucketscan_core::config::ClamavConfig;
+use crate::config::ClamavConfig;
 use bucketscan_core::object::ObjectBody;
 use clamav_client::tokio as clamav;
 use std::io;

@@ -3,7 +3,9 @@
 //! host capabilities the `bucketscan:plugin` contract imports.
 //!
 //! Layout:
-//! - [`host`]: the engine, its limits and the epoch ticker; loading plugins.
+//! - [`engine`]: the wasmtime engine, its limits, the epoch ticker and the
+//!   compile cache.
+//! - [`config`]: the config sections the engine owns (`[host]`, `[clamav]`).
 //! - [`plugin`]: one loaded plugin: its contract version, kind, capabilities.
 //! - [`contract`]: which contract versions this host runs.
 //! - [`sandbox`]: per-stage store state, resource limits and failure causes.
@@ -18,18 +20,19 @@
 mod bindings;
 pub mod capabilities;
 pub mod clamd;
+pub mod config;
 pub mod contract;
 mod convert;
-pub mod host;
+pub mod engine;
 pub mod pipelines;
 pub mod plugin;
 pub mod runner;
 pub mod sandbox;
 pub mod text;
 
-pub use capabilities::HostServices;
+pub use capabilities::Services;
 pub use clamd::Clamd;
-pub use host::PluginHost;
+pub use engine::Engine;
 pub use pipelines::{LoadedPipelines, PipelineStage};
 pub use plugin::{Plugin, PluginError};
 pub use sandbox::ScanObject;

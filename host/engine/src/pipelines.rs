@@ -1,9 +1,9 @@
 //! A config's pipelines with their plugins loaded: what the agent and
 //! `bucketscan plugin run --config` look objects up in.
 
-use crate::host::PluginHost;
+use crate::engine::Engine;
 use crate::plugin::{Plugin, PluginError};
-use bucketscan_core::config::Config;
+use bucketscan_core::config::{PipelinesConfig, SettingValue};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::pipeline::{ResultName, StageKind};
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct PipelineStage {
     pub plugin: Arc<Plugin>,
-    pub settings: Vec<(String, String)>,
+    pub settings: Vec<(String, SettingValue)>,
     pub grants: Grants,
     pub on: Vec<ResultName>,
     /// Read from its source when the config was loaded.
@@ -32,7 +32,7 @@ pub enum LoadError {
 /// Every pipeline of a config, ready to run.
 #[derive(Debug)]
 pub struct LoadedPipelines {
-    pub config: Config,
+    pub config: PipelinesConfig,
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     /// Keyed by bucket and prefix (`None`: the bucket's own stages).
     pipelines: BTreeMap<(String, Option<String>), Arc<[PipelineStage]>>,
@@ -40,14 +40,18 @@ pub struct LoadedPipelines {
 
 impl LoadedPipelines {
     /// Loads every declared plugin once and resolves every pipeline.
-    pub async fn load(host: &PluginHost, config: Config) -> Result<Self, LoadError> {
+    pub async fn load(host: &Engine, config: PipelinesConfig) -> Result<Self, LoadError> {
         Self::load_reusing(host, config, None).await
     }
 
     /// Like [`load`](Self::load), but a plugin whose file is byte for byte
     /// the one `previous` loaded under the same name is reused rather than
     /// loaded again (a reload that changed one plugin loads one plugin).
-    pub async fn load_reusing(host: &PluginHost, config: Config, previous: Option<&Self>) -> Result<Self, LoadError> {
+    pub async fn load_reusing(
+        host: &Engine,
+        config: PipelinesConfig,
+        previous: Option<&Self>,
+    ) -> Result<Self, LoadError> {
         let mut plugins = BTreeMap::new();
         for (name, decl) in &config.plugins {
             let path = config.plugin_path(decl);
@@ -97,12 +101,12 @@ impl LoadedPipelines {
                     StageKind::Action => seen_action = true,
                 }
                 let signing_secret = match &stage.signing_secret {
-                    Some(source) => Some(Arc::<[u8]>::from(
-                        source
-                            .get_ref()
-                            .read()
-                            .map_err(|message| LoadError::Stage { at: at(), message })?,
-                    )),
+                    Some(source) => Some(Arc::<[u8]>::from(source.get_ref().read().map_err(|err| {
+                        LoadError::Stage {
+                            at: at(),
+                            message: format!("signing-secret: {err}"),
+                        }
+                    })?)),
                     None => None,
                 };
                 resolved.push(PipelineStage {

@@ -3,7 +3,7 @@
 
 use crate::bindings::{action, inspector};
 use crate::contract::{self, ContractName};
-use crate::host::{CacheUse, PluginHost};
+use crate::engine::{CacheUse, Engine};
 use crate::sandbox::{ScanObject, StageEnv, StageState};
 use bucketscan_core::grants::Capability;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
@@ -114,7 +114,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Loads the component at `path`, declared as `name`, refusing it when
     /// its sha256 differs from `pin`.
-    pub async fn load(host: &PluginHost, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
+    pub async fn load(host: &Engine, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
         let at = || (name.to_owned(), path.to_owned());
         let bytes = std::fs::read(path).map_err(|error| {
             let (name, path) = at();
@@ -154,7 +154,7 @@ impl Plugin {
             }
         })?;
 
-        let engine = host.engine();
+        let engine = host.wasmtime();
         let ty = component.component_type();
         let contract_error = |detail: String| {
             let (name, path) = at();
@@ -256,7 +256,7 @@ impl Plugin {
 
     /// Instantiates the plugin once, with no grants, and asks who it is.
     /// This is the load check: a plugin that cannot even do this is refused.
-    async fn describe(&self, host: &PluginHost) -> Result<PluginIdentity, String> {
+    async fn describe(&self, host: &Engine) -> Result<PluginIdentity, String> {
         let object = ScanObject {
             info: Arc::new(ObjectInfo::default()),
             body: ObjectBody::from_bytes(Vec::new()),

@@ -7,9 +7,9 @@
 //! When actions may run at all, and what happens around them (result tags,
 //! notification, deferred deletes), is the scan path's (`bucketscan-scan`).
 
-use crate::capabilities::HostServices;
+use crate::capabilities::Services;
 use crate::convert;
-use crate::host::PluginHost;
+use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use crate::text::cap;
@@ -34,8 +34,8 @@ pub struct Inspected {
 
 /// Runs the inspectors of `stages` and folds their decisions into a verdict.
 pub async fn inspect(
-    host: &PluginHost,
-    services: &Arc<HostServices>,
+    host: &Engine,
+    services: &Arc<Services>,
     stages: &[PipelineStage],
     object: &ScanObject,
 ) -> Inspected {
@@ -63,7 +63,7 @@ pub async fn inspect(
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
                         .bucketscan_plugin_inspector()
-                        .call_inspect(&mut store, handle, &stage.settings, so_far.as_ref())
+                        .call_inspect(&mut store, handle, &legacy_settings(stage), so_far.as_ref())
                         .await
                 }
                 .await;
@@ -102,8 +102,8 @@ pub async fn inspect(
 /// `storage` performing its storage actions. `before` are the reports of
 /// the stages that ran already (for the `context` import).
 pub async fn act(
-    host: &PluginHost,
-    services: &Arc<HostServices>,
+    host: &Engine,
+    services: &Arc<Services>,
     stages: &[PipelineStage],
     object: &ScanObject,
     verdict: &Verdict,
@@ -130,7 +130,7 @@ pub async fn act(
                     let instance = pre.instantiate_async(&mut store).await?;
                     instance
                         .bucketscan_plugin_action()
-                        .call_act(&mut store, handle, &stage.settings, &wit_verdict)
+                        .call_act(&mut store, handle, &legacy_settings(stage), &wit_verdict)
                         .await
                 }
                 .await;
@@ -168,6 +168,15 @@ pub fn actions_not_run(stages: &[PipelineStage]) -> Vec<StageReport> {
 
 fn actions(stages: &[PipelineStage]) -> impl Iterator<Item = &PipelineStage> {
     stages.iter().filter(|s| s.plugin.kind == StageKind::Action)
+}
+
+/// Settings as contract 0.1 hands them over: strings.
+fn legacy_settings(stage: &PipelineStage) -> Vec<(String, String)> {
+    stage
+        .settings
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_legacy_string()))
+        .collect()
 }
 
 fn failure_message(stage: &PipelineStage, failure: &StageFailure) -> String {
@@ -244,8 +253,8 @@ fn skipped(stage: &PipelineStage, outcome: StageOutcome) -> StageReport {
 /// Runs one stage in a fresh store under the wall-clock timeout, and turns
 /// whatever went wrong into a [`StageFailure`].
 async fn run_stage<'a, R, F, Fut>(
-    host: &PluginHost,
-    services: &Arc<HostServices>,
+    host: &Engine,
+    services: &Arc<Services>,
     stage: &'a PipelineStage,
     object: &ScanObject,
     env: StageEnv,

@@ -5,9 +5,9 @@
 //! object can leak into the next, and a plugin that broke its store (trap,
 //! timeout) takes nothing else down with it.
 
-use crate::capabilities::HostServices;
+use crate::capabilities::Services;
 use crate::capabilities::log::LogBudget;
-use bucketscan_core::config::HostLimits;
+use crate::config::EngineConfig;
 use bucketscan_core::grants::{Grants, NotGranted};
 use bucketscan_core::report::FailureCause;
 use bucketscan_core::storage::{NoStorage, StorageBackend};
@@ -82,7 +82,7 @@ pub struct StageLimiter {
 }
 
 impl StageLimiter {
-    pub fn new(limits: &HostLimits) -> Self {
+    pub fn new(limits: &EngineConfig) -> Self {
         let memory_limit = (limits.memory_limit_mib * 1024 * 1024) as usize;
         Self {
             limits: StoreLimitsBuilder::new()
@@ -172,7 +172,7 @@ pub struct StageState {
     wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: StageLimiter,
-    pub services: Arc<HostServices>,
+    pub services: Arc<Services>,
     pub grants: Grants,
     pub object: ScanObject,
     /// `plugin@version`, for log lines.
@@ -196,7 +196,7 @@ pub struct StageState {
 }
 
 impl StageState {
-    pub fn new(limits: &HostLimits, services: Arc<HostServices>, env: StageEnv, object: ScanObject) -> Self {
+    pub fn new(limits: &EngineConfig, services: Arc<Services>, env: StageEnv, object: ScanObject) -> Self {
         Self {
             wasi: sealed_wasi(),
             table: ResourceTable::new(),

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
 use bucketscan_core::tags::TagKeys;
-use bucketscan_engine::{HostServices, LoadedPipelines, PipelineStage, PluginHost};
+use bucketscan_engine::{Engine, LoadedPipelines, PipelineStage, Services};
 use std::sync::Arc;
 
 pub use store::{FetchError, Opened, PendingBody, Store, Target};
@@ -69,8 +69,8 @@ pub trait Publisher: Send + Sync {
 
 /// Everything the scan path needs; shared by all objects in flight.
 pub struct Scanner {
-    pub host: Arc<PluginHost>,
-    pub services: Arc<HostServices>,
+    pub host: Arc<Engine>,
+    pub services: Arc<Services>,
     pub store: Arc<dyn Store>,
     pub publisher: Option<Arc<dyn Publisher>>,
     pub tag_keys: TagKeys,

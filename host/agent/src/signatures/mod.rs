@@ -16,13 +16,53 @@
 pub mod database;
 pub mod sync;
 
-use bucketscan_core::config::SignaturesConfig;
 use bucketscan_engine::Clamd;
 use bucketscan_engine::clamd::SignatureGate;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
+
+/// `[signatures]`: ClamAV databases synced from a private S3 bucket into
+/// clamd's database directory, and the freshness rule for scans.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SignaturesConfig {
+    /// clamd's `DatabaseDirectory` (shared with clamd; the agent writes its
+    /// canary there).
+    pub database_dir: PathBuf,
+    /// The bucket holding the database files; without it nothing is synced,
+    /// and what another process puts in the directory is checked.
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    /// How often to look for new files, in seconds.
+    #[serde(default = "SignaturesConfig::default_sync_interval_secs")]
+    pub sync_interval_secs: u64,
+    /// Scans are `unscannable (stale-signatures)` when the newest database
+    /// clamd has loaded was built longer ago than this, in seconds. The
+    /// build time comes from the databases themselves (the header of
+    /// `.cvd`, `.cld` and `.cud` files), never from file times.
+    #[serde(default = "SignaturesConfig::default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// How long clamd may take to load a synced database before the agent
+    /// counts the reload as failed, in seconds.
+    #[serde(default = "SignaturesConfig::default_reload_timeout_secs")]
+    pub reload_timeout_secs: u64,
+}
+
+impl SignaturesConfig {
+    fn default_sync_interval_secs() -> u64 {
+        300
+    }
+    fn default_max_age_secs() -> u64 {
+        2 * 24 * 3600
+    }
+    fn default_reload_timeout_secs() -> u64 {
+        120
+    }
+}
 
 /// The canary database the agent writes next to the synced ones.
 pub const CANARY_FILE: &str = "bucketscan-canary.hsb";

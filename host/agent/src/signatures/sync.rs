@@ -8,8 +8,8 @@
 //! `b/daily.cvd`) are refused, both named: one would silently replace the
 //! other.
 
+use super::SignaturesConfig;
 use super::database::SIGNATURE_EXTENSIONS;
-use bucketscan_core::config::SignaturesConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -21,14 +21,14 @@ pub use http::{AddressPolicy, HttpClients, check_resolved, is_always_forbidden, 
 
 /// The services behind the capabilities, shared by every stage. What is
 /// per object (its storage backend) travels in the stage's environment.
-pub struct HostServices {
+pub struct Services {
     pub clamd: std::sync::Arc<Clamd>,
     /// Who is scanning, for the `context` import.
     pub agent_id: String,
     http: HttpClients,
 }
 
-impl HostServices {
+impl Services {
     pub fn new(clamd: Clamd) -> Self {
         Self {
             clamd: std::sync::Arc::new(clamd),

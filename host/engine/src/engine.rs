@@ -1,46 +1,46 @@
 //! The engine: one wasmtime `Engine` for the process, its limits, the epoch
 //! ticker that enforces Wasm time limits, and the compiled-artifact cache.
 
-use crate::capabilities::{self, HostServices};
+use crate::capabilities::{self, Services};
+use crate::config::EngineConfig;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState};
 use anyhow::Context as _;
-use bucketscan_core::config::HostLimits;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 /// How often the epoch advances; the Wasm time limit is checked this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The Wasm host: compile plugins, make sandboxes.
-pub struct PluginHost {
-    engine: Engine,
+pub struct Engine {
+    engine: wasmtime::Engine,
     linker: Linker<StageState>,
-    limits: HostLimits,
+    limits: EngineConfig,
     cache_dir: Option<PathBuf>,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
     /// Services for load checks (`describe`): nothing real behind them.
-    load_services: Arc<HostServices>,
+    load_services: Arc<Services>,
 }
 
-impl PluginHost {
+impl Engine {
     /// Builds the engine for `limits`. Uses the pooling allocator when
     /// enabled and the machine can reserve its address space, otherwise
     /// on-demand allocation.
-    pub fn new(limits: &HostLimits) -> anyhow::Result<Self> {
+    pub fn new(limits: &EngineConfig) -> anyhow::Result<Self> {
         let (engine, pooling) = match limits.pooling {
-            true => match Engine::new(&engine_config(limits, true)) {
+            true => match wasmtime::Engine::new(&wasmtime_config(limits, true)) {
                 Ok(engine) => (engine, true),
                 Err(err) => {
                     tracing::warn!("pooling allocator unavailable ({err:#}); using on-demand allocation");
-                    (Engine::new(&engine_config(limits, false))?, false)
+                    (wasmtime::Engine::new(&wasmtime_config(limits, false))?, false)
                 }
             },
-            false => (Engine::new(&engine_config(limits, false))?, false),
+            false => (wasmtime::Engine::new(&wasmtime_config(limits, false))?, false),
         };
         let mut linker = Linker::new(&engine);
         capabilities::add_to_linker(&mut linker)
@@ -67,16 +67,16 @@ impl PluginHost {
             cache_dir,
             pooling,
             ticker_stop,
-            load_services: Arc::new(HostServices::new(crate::Clamd::new(&Default::default()))),
+            load_services: Arc::new(Services::new(crate::Clamd::new(&Default::default()))),
         })
     }
 
     /// The services a plugin's load check runs with: nothing real.
-    pub fn load_services(&self) -> Arc<HostServices> {
+    pub fn load_services(&self) -> Arc<Services> {
         self.load_services.clone()
     }
 
-    pub fn engine(&self) -> &Engine {
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
     }
 
@@ -84,7 +84,7 @@ impl PluginHost {
         &self.linker
     }
 
-    pub fn limits(&self) -> &HostLimits {
+    pub fn limits(&self) -> &EngineConfig {
         &self.limits
     }
 
@@ -106,7 +106,7 @@ impl PluginHost {
 
     /// A fresh store for one stage over one object, with limits, grants and
     /// the Wasm time limit armed.
-    pub fn new_store(&self, services: Arc<HostServices>, env: StageEnv, object: ScanObject) -> Store<StageState> {
+    pub fn new_store(&self, services: Arc<Services>, env: StageEnv, object: ScanObject) -> Store<StageState> {
         let state = StageState::new(&self.limits, services, env, object);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -124,14 +124,14 @@ impl PluginHost {
     }
 }
 
-impl Drop for PluginHost {
+impl Drop for Engine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
 fn compile_cached(
-    engine: &Engine,
+    engine: &wasmtime::Engine,
     dir: Option<&Path>,
     bytes: &[u8],
     digest: &str,
@@ -197,8 +197,8 @@ pub enum CacheUse {
     Untrusted,
 }
 
-fn engine_config(limits: &HostLimits, pooling: bool) -> Config {
-    let mut config = Config::new();
+fn wasmtime_config(limits: &EngineConfig, pooling: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if pooling {

@@ -1,0 +1,355 @@
+//! The config file as the agent reads it: the sections of every crate,
+//! composed. Each section's type lives with the crate that uses it —
+//! `[host]` and `[clamav]` in the engine, `[plugins]`/`[buckets]` and
+//! `[tags]` in the core, `[agent]` and `[notifications]` here,
+//! `[signatures]` in `signatures` — and each default is written once, in
+//! its type's `Default`. Every error names `FILE:LINE:COLUMN`.
+
+use crate::signatures::SignaturesConfig;
+use bucketscan_core::config::{
+    BucketConfig, ConfigError, ConfigSource, ConfigText, PipelinesConfig, PluginDecl, SecretSource,
+};
+use bucketscan_core::tags::{self, TagKeys};
+use bucketscan_engine::config::{ClamavConfig, EngineConfig};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub host: EngineConfig,
+    #[serde(default)]
+    pub clamav: ClamavConfig,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginDecl>,
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketConfig>,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub tags: TagKeys,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    pub signatures: Option<SignaturesConfig>,
+    /// The text this was parsed from.
+    #[serde(skip)]
+    pub text: ConfigText,
+}
+
+/// `[agent]`: how `bucketscan run` consumes events and handles objects.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AgentConfig {
+    /// SQS queue URLs carrying S3 event notifications.
+    pub queues: Vec<String>,
+    /// Objects scanned at once.
+    pub concurrency: usize,
+    /// Visibility timeout set on received messages and extended while a
+    /// scan runs, in seconds.
+    pub visibility_timeout_secs: u64,
+    /// SQS long-poll wait, in seconds (0-20).
+    pub wait_time_secs: u64,
+    /// A message that could not be handled comes back after this many
+    /// seconds times its receive count (at most 15 minutes).
+    pub retry_backoff_secs: u64,
+    /// Objects larger than this are spooled to a temp file, not memory.
+    pub spool_threshold_bytes: u64,
+    /// Where spool files go (default: the system temp dir).
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes all objects spooled at once may take on disk. An object that
+    /// does not fit now waits for a retry; nothing else is affected.
+    pub spool_budget_bytes: u64,
+    /// The largest object any pipeline scans (a bucket may set its own):
+    /// larger ones are `unscannable (too-large)` without being downloaded.
+    /// Default: `[clamav] stream-max-bytes`.
+    pub max_object_bytes: Option<u64>,
+    /// The key that seals result tags, so agents trust only their own (and
+    /// each other's, when they share it). Without it each process uses a
+    /// random key: its seals mean nothing to other agents.
+    pub seal_key: Option<SecretSource>,
+    /// Identifies this agent in notifications (default: host name and pid).
+    pub agent_id: Option<String>,
+    /// Force path-style S3 addressing (always on with AWS_ENDPOINT_URL).
+    pub path_style: bool,
+    /// Copies of objects larger than this use multipart UploadPartCopy
+    /// (S3's single CopyObject stops at 5 GiB, the default).
+    pub multipart_copy_threshold_bytes: u64,
+    /// Part size of multipart copies (S3: 5 MiB to 5 GiB).
+    pub multipart_copy_part_bytes: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            queues: Vec::new(),
+            concurrency: 4,
+            visibility_timeout_secs: 120,
+            wait_time_secs: 20,
+            retry_backoff_secs: 30,
+            spool_threshold_bytes: 16 * 1024 * 1024,
+            spool_dir: None,
+            spool_budget_bytes: 8 * 1024 * 1024 * 1024,
+            max_object_bytes: None,
+            seal_key: None,
+            agent_id: None,
+            path_style: false,
+            multipart_copy_threshold_bytes: 5 * 1024 * 1024 * 1024,
+            multipart_copy_part_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[notifications]`: an SNS topic for every result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotificationsConfig {
+    pub topic_arn: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates the config from `source`.
+    pub fn load(source: &ConfigSource) -> Result<Self, ConfigError> {
+        Self::parse(source.read()?)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        Self::load(&ConfigSource::File(path.to_owned()))
+    }
+
+    /// Parses and validates `text`.
+    pub fn parse(text: ConfigText) -> Result<Self, ConfigError> {
+        let mut config: Config = text.deserialize()?;
+        config.text = text;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let error = |message: String| self.text.error(None, message);
+        let tag_keys = self.tags.all();
+        for (index, key) in tag_keys.iter().enumerate() {
+            tags::validate_key(key).map_err(|why| error(format!("[tags]: {why}")))?;
+            if tag_keys[..index].contains(key) {
+                return Err(error(format!("[tags]: `{key}` is used for two result tags")));
+            }
+        }
+        if !(5 << 20..=5 << 30).contains(&self.agent.multipart_copy_part_bytes) {
+            return Err(error(
+                "[agent] multipart-copy-part-bytes: S3 parts are 5 MiB to 5 GiB".into(),
+            ));
+        }
+        if self.agent.wait_time_secs > 20 {
+            return Err(error("[agent] wait-time-secs: SQS allows at most 20".into()));
+        }
+        let pipelines = self.pipelines();
+        pipelines.validate()?;
+        for bucket in self.buckets.keys() {
+            let limit = pipelines.max_object_bytes(bucket);
+            if limit > self.agent.spool_threshold_bytes && limit > self.agent.spool_budget_bytes {
+                return Err(error(format!(
+                    "bucket `{bucket}`: objects up to {limit} bytes may be scanned but [agent] spool-budget-bytes is {}; \
+                     an object that size could never be fetched. Raise the budget or lower max-object-bytes",
+                    self.agent.spool_budget_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[plugins]` and `[buckets]`, for the engine to load.
+    pub fn pipelines(&self) -> PipelinesConfig {
+        PipelinesConfig {
+            plugins: self.plugins.clone(),
+            buckets: self.buckets.clone(),
+            text: self.text.clone(),
+            default_max_object_bytes: self.agent.max_object_bytes.unwrap_or(self.clamav.stream_max_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketscan_core::config::SettingValue;
+    use std::path::Path;
+
+    const GOOD: &str = r#"
+[clamav]
+address = "127.0.0.1:3310"
+
+[plugins.clamav-bridge]
+path = "clamav_bridge.wasm"
+
+[plugins.filetype-filter]
+path = "/abs/filetype_filter.wasm"
+
+[buckets.production]
+
+[buckets.staging]
+[[buckets.staging.stages]]
+plugin = "filetype-filter"
+settings = { deny = ["executable", "script"], block-mismatch = true }
+
+[[buckets.staging.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+
+[[buckets.staging.prefixes]]
+prefix = "reports/"
+[[buckets.staging.prefixes.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true, storage = ["production"] }
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(ConfigText::new("/etc/bucketscan/config.toml", text))
+    }
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.host, EngineConfig::default());
+        assert_eq!(config.agent, AgentConfig::default());
+        let pipelines = config.pipelines();
+        assert_eq!(pipelines.pipelines().count(), 2);
+        let stage = &config.buckets["staging"].stages[0];
+        assert_eq!(
+            stage.settings(),
+            vec![
+                ("block-mismatch".to_string(), SettingValue::Boolean(true)),
+                (
+                    "deny".to_string(),
+                    SettingValue::List(vec!["executable".into(), "script".into()])
+                )
+            ]
+        );
+        let decl = &config.plugins["clamav-bridge"];
+        assert_eq!(
+            pipelines.plugin_path(decl),
+            Path::new("/etc/bucketscan/clamav_bridge.wasm")
+        );
+        assert_eq!(
+            pipelines.max_object_bytes("staging"),
+            ClamavConfig::default().stream_max_bytes
+        );
+    }
+
+    #[test]
+    fn the_longest_prefix_selects_the_pipeline() {
+        let pipelines = parse(GOOD).unwrap().pipelines();
+        let (scope, stages) = pipelines.pipeline_for("staging", "reports/q3.pdf").unwrap();
+        assert_eq!(scope.prefix, Some("reports/"));
+        assert_eq!(stages.len(), 1);
+        let (scope, stages) = pipelines.pipeline_for("staging", "other/x").unwrap();
+        assert_eq!(scope.prefix, None);
+        assert_eq!(stages.len(), 2);
+        assert!(pipelines.pipeline_for("production", "x").is_none());
+        assert!(pipelines.pipeline_for("unknown", "x").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_name_file_line_and_field() {
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[buckets.staging.prefixes]]",
+            "grants = { clamav = true }\nretries = 3\n\n[[buckets.staging.prefixes]]",
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 21, "{err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("/etc/bucketscan/config.toml:21:"), "{shown}");
+        assert!(shown.contains("unknown field `retries`"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_plugin_is_named_with_its_line() {
+        let text = GOOD.replace("plugin = \"filetype-filter\"", "plugin = \"file-type\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 15, "{err}");
+        assert!(err.message.contains("plugin `file-type` is not declared"), "{err}");
+        assert!(err.message.contains("bucket `staging`, stage 1"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_to_an_undeclared_bucket_is_refused() {
+        let text = GOOD.replace("storage = [\"production\"]", "storage = [\"prod\"]");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 26, "{err}");
+        assert!(err.message.contains("bucket `prod`, which is not declared"), "{err}");
+        assert!(err.message.contains("prefix `reports/`"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_line() {
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[",
+            "grants = { clamav = \"yes\" }\n\n[[",
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 20, "{err}");
+        assert!(err.message.contains("bool"), "{err}");
+    }
+
+    #[test]
+    fn bad_result_names_in_on_are_refused() {
+        let text = GOOD.replace(
+            "grants = { clamav = true }\n\n[[",
+            "on = [\"dirty\"]\ngrants = { clamav = true }\n\n[[",
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 20, "{err}");
+        assert!(err.message.contains("dirty"), "{err}");
+    }
+
+    #[test]
+    fn nested_tables_in_settings_are_refused() {
+        let text = GOOD.replace("block-mismatch = true }", "block-mismatch = { a = 1 } }");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("settings.block-mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_sha256_pin_or_owner_is_refused() {
+        let text = GOOD.replace(
+            "path = \"clamav_bridge.wasm\"",
+            "path = \"clamav_bridge.wasm\"\nsha256 = \"abc\"",
+        );
+        assert_eq!(parse(&text).unwrap_err().line, 7);
+        let text = GOOD.replace(
+            "[buckets.production]\n",
+            "[buckets.production]\nexpected-owner = \"12\"\n",
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("12-digit"), "{err}");
+    }
+
+    #[test]
+    fn an_object_limit_the_spool_budget_cannot_hold_is_refused() {
+        let text = format!(
+            "[agent]\nspool-threshold-bytes = 65536\nspool-budget-bytes = 1048576\nmax-object-bytes = 2097152\n{GOOD}"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("could never be fetched"), "{err}");
+    }
+
+    #[test]
+    fn a_config_from_an_environment_variable_names_it_in_errors() {
+        let source = ConfigSource::Env("BUCKETSCAN_TEST_CONFIG_ENV".into());
+        // SAFETY: this variable is used by this test only.
+        unsafe { std::env::set_var("BUCKETSCAN_TEST_CONFIG_ENV", "[agent]\nconcurrency = \"two\"\n") };
+        let err = Config::load(&source).unwrap_err().to_string();
+        assert!(err.starts_with("$BUCKETSCAN_TEST_CONFIG_ENV:2:15:"), "{err}");
+        unsafe { std::env::set_var("BUCKETSCAN_TEST_CONFIG_ENV", GOOD) };
+        let config = Config::load(&source).unwrap();
+        let pipelines = config.pipelines();
+        let decl = pipelines.plugins.values().next().unwrap();
+        assert!(
+            pipelines.plugin_path(decl).is_relative(),
+            "relative to the working directory"
+        );
+        unsafe { std::env::remove_var("BUCKETSCAN_TEST_CONFIG_ENV") };
+    }
+}

@@ -1,0 +1,286 @@
+//! `[plugins]` and `[buckets]`: which plugins exist, and which pipeline of
+//! them scans each bucket (and key prefix).
+//!
+//! ```toml
+//! [plugins.clamav-bridge]
+//! path = "plugins/clamav_bridge.wasm"
+//! sha256 = "…"                      # optional pin
+//!
+//! [buckets.production]              # written to, never scanned
+//!
+//! [buckets.staging]
+//! [[buckets.staging.stages]]
+//! plugin = "clamav-bridge"
+//! grants = { clamav = true }
+//! ```
+
+use super::{ConfigError, ConfigText, SecretSource, SettingValue};
+use crate::grants::Grants;
+use crate::verdict::ResultName;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// A plugin declaration: `[plugins.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginDecl {
+    /// The component file, relative to the config file's directory.
+    pub path: Spanned<PathBuf>,
+    /// Optional sha256 of the file (hex); a different file is refused.
+    pub sha256: Option<Spanned<String>>,
+}
+
+/// A bucket: `[buckets.NAME]`. A bucket without stages is only a target
+/// that stages may be granted to write to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BucketConfig {
+    /// A role to assume for this bucket (cross-account scanning): the
+    /// central agent reads, tags and writes the bucket with its credentials.
+    pub role_arn: Option<String>,
+    /// The external ID the role's trust policy requires.
+    pub external_id: Option<String>,
+    /// The account that must own the bucket (12 digits): every request to
+    /// it carries `ExpectedBucketOwner`, so a bucket re-created under
+    /// another account is never read from or written to.
+    pub expected_owner: Option<Spanned<String>>,
+    /// The largest object this bucket's pipelines scan (default: `[agent]
+    /// max-object-bytes`).
+    pub max_object_bytes: Option<u64>,
+    /// The pipeline for keys no `prefixes` entry matches.
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+    /// Pipelines for key prefixes; the longest matching prefix wins.
+    #[serde(default)]
+    pub prefixes: Vec<PrefixConfig>,
+}
+
+impl BucketConfig {
+    /// Whether any pipeline scans this bucket's objects.
+    pub fn is_scanned(&self) -> bool {
+        !self.stages.is_empty() || !self.prefixes.is_empty()
+    }
+}
+
+/// `[[buckets.NAME.prefixes]]`: a pipeline for keys under one prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PrefixConfig {
+    pub prefix: Spanned<String>,
+    pub stages: Vec<StageConfig>,
+}
+
+/// One stage of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StageConfig {
+    /// A name declared under `[plugins]`.
+    pub plugin: Spanned<String>,
+    /// The plugin's own settings.
+    #[serde(default = "unspanned")]
+    pub settings: Spanned<BTreeMap<String, toml::Value>>,
+    /// Capabilities this stage may use.
+    #[serde(default = "unspanned")]
+    pub grants: Spanned<Grants>,
+    /// For actions: the verdicts the stage runs on (all when absent).
+    #[serde(default = "unspanned")]
+    pub on: Spanned<Vec<ResultName>>,
+    /// The key the host signs this stage's outbound HTTP requests with.
+    pub signing_secret: Option<Spanned<SecretSource>>,
+}
+
+impl StageConfig {
+    /// The plugin's settings, typed. Validated by
+    /// [`PipelinesConfig::validate`].
+    pub fn settings(&self) -> Vec<(String, SettingValue)> {
+        self.settings
+            .get_ref()
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), SettingValue::from_toml(value).ok()?)))
+            .collect()
+    }
+}
+
+/// The default of an optional spanned field: no position in the file.
+fn unspanned<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+/// Where a pipeline applies: a bucket and, optionally, a key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineScope<'a> {
+    pub bucket: &'a str,
+    pub prefix: Option<&'a str>,
+}
+
+impl fmt::Display for PipelineScope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.prefix {
+            Some(prefix) => write!(f, "bucket `{}` prefix `{prefix}`", self.bucket),
+            None => write!(f, "bucket `{}`", self.bucket),
+        }
+    }
+}
+
+/// `[plugins]` and `[buckets]`, with the text they came from and the size
+/// limit a bucket has when it sets none.
+#[derive(Debug, Clone, Default)]
+pub struct PipelinesConfig {
+    pub plugins: BTreeMap<String, PluginDecl>,
+    pub buckets: BTreeMap<String, BucketConfig>,
+    pub text: ConfigText,
+    pub default_max_object_bytes: u64,
+}
+
+impl PipelinesConfig {
+    /// Checks what serde cannot: pins, declared plugins and buckets,
+    /// settings, prefixes, owners. Every error names where it is.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at = |span: std::ops::Range<usize>, message: String| self.text.error(Some(span), message);
+        for (name, decl) in &self.plugins {
+            if let Some(sha) = &decl.sha256 {
+                let valid = sha.get_ref().len() == 64 && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+                if !valid {
+                    return Err(at(sha.span(), format!("plugins.{name}.sha256: expected 64 hex digits")));
+                }
+            }
+        }
+        for (bucket, config) in &self.buckets {
+            if let Some(owner) = &config.expected_owner {
+                let valid = owner.get_ref().len() == 12 && owner.get_ref().chars().all(|c| c.is_ascii_digit());
+                if !valid {
+                    return Err(at(
+                        owner.span(),
+                        format!("bucket `{bucket}`: expected-owner must be a 12-digit AWS account ID"),
+                    ));
+                }
+            }
+            for (index, prefix) in config.prefixes.iter().enumerate() {
+                if config.prefixes[..index]
+                    .iter()
+                    .any(|p| p.prefix.get_ref() == prefix.prefix.get_ref())
+                {
+                    return Err(at(
+                        prefix.prefix.span(),
+                        format!(
+                            "bucket `{bucket}`: prefix `{}` is declared twice",
+                            prefix.prefix.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (scope, stages) in self.pipelines() {
+            for (index, stage) in stages.iter().enumerate() {
+                let here = format!("{scope}, stage {} (`{}`)", index + 1, stage.plugin.get_ref());
+                if !self.plugins.contains_key(stage.plugin.get_ref()) {
+                    let declared: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+                    return Err(at(
+                        stage.plugin.span(),
+                        format!(
+                            "{here}: plugin `{}` is not declared under [plugins] (declared: {})",
+                            stage.plugin.get_ref(),
+                            if declared.is_empty() {
+                                "none".into()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                for bucket in &stage.grants.get_ref().storage {
+                    if !self.buckets.contains_key(bucket) {
+                        return Err(at(
+                            stage.grants.span(),
+                            format!(
+                                "{here}: grants.storage names bucket `{bucket}`, which is not declared; add [buckets.{bucket}]"
+                            ),
+                        ));
+                    }
+                }
+                for (key, value) in stage.settings.get_ref() {
+                    SettingValue::from_toml(value)
+                        .map_err(|why| at(stage.settings.span(), format!("{here}: settings.{key}: {why}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pipeline with where it applies.
+    pub fn pipelines(&self) -> impl Iterator<Item = (PipelineScope<'_>, &[StageConfig])> {
+        self.buckets.iter().flat_map(|(bucket, config)| {
+            let whole =
+                (!config.stages.is_empty()).then(|| (PipelineScope { bucket, prefix: None }, config.stages.as_slice()));
+            whole.into_iter().chain(config.prefixes.iter().map(move |prefix| {
+                (
+                    PipelineScope {
+                        bucket,
+                        prefix: Some(prefix.prefix.get_ref().as_str()),
+                    },
+                    prefix.stages.as_slice(),
+                )
+            }))
+        })
+    }
+
+    /// The pipeline for one object: the longest matching prefix of its
+    /// bucket, else the bucket's own stages. `None` when the bucket is not
+    /// scanned.
+    pub fn pipeline_for(&self, bucket: &str, key: &str) -> Option<(PipelineScope<'_>, &[StageConfig])> {
+        let (name, config) = self.buckets.get_key_value(bucket)?;
+        let by_prefix = config
+            .prefixes
+            .iter()
+            .filter(|p| key.starts_with(p.prefix.get_ref().as_str()))
+            .max_by_key(|p| p.prefix.get_ref().len());
+        match by_prefix {
+            Some(p) => Some((
+                PipelineScope {
+                    bucket: name,
+                    prefix: Some(p.prefix.get_ref()),
+                },
+                &p.stages,
+            )),
+            None if !config.stages.is_empty() => Some((
+                PipelineScope {
+                    bucket: name,
+                    prefix: None,
+                },
+                &config.stages,
+            )),
+            None => None,
+        }
+    }
+
+    /// The largest object `bucket`'s pipelines scan.
+    pub fn max_object_bytes(&self, bucket: &str) -> u64 {
+        self.buckets
+            .get(bucket)
+            .and_then(|b| b.max_object_bytes)
+            .unwrap_or(self.default_max_object_bytes)
+    }
+
+    /// The account `bucket` must belong to, when the config says.
+    pub fn expected_owner(&self, bucket: &str) -> Option<&str> {
+        self.buckets
+            .get(bucket)?
+            .expected_owner
+            .as_ref()
+            .map(|owner| owner.get_ref().as_str())
+    }
+
+    /// A declared plugin's component path, resolved against the config
+    /// file's directory.
+    pub fn plugin_path(&self, decl: &PluginDecl) -> PathBuf {
+        self.text.resolve(decl.path.get_ref())
+    }
+
+    /// `FILE:LINE` of a span in the text.
+    pub fn locate(&self, span: std::ops::Range<usize>) -> String {
+        self.text.locate(span)
+    }
+}

@@ -1,0 +1,70 @@
+//! The engine's sections of the config file: `[host]` (the sandbox every
+//! plugin instance runs in) and `[clamav]` (how to reach clamd). Each
+//! default is written once, in the `Default` impl.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// `[host]`: limits of every plugin instance, and how the engine is built.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EngineConfig {
+    /// Linear memory one plugin instance may grow to, in MiB.
+    pub memory_limit_mib: u64,
+    /// Core and component instances one plugin may create.
+    pub instance_limit: u32,
+    /// Tables one plugin may create, and elements per table.
+    pub table_limit: u32,
+    pub table_elements_limit: u32,
+    /// Time one stage may spend running its own Wasm code (host calls such
+    /// as a ClamAV scan do not count), in milliseconds.
+    pub wasm_time_limit_ms: u64,
+    /// Wall-clock time one stage may take in all, host calls included.
+    pub stage_timeout_ms: u64,
+    /// Use wasmtime's pooling allocator (falls back to on-demand allocation
+    /// when the machine cannot reserve the address space).
+    pub pooling: bool,
+    /// Where compiled plugins are cached, keyed by content digest; used only
+    /// when nobody else can write it. Default: `$XDG_CACHE_HOME/bucketscan`
+    /// or `~/.cache/bucketscan`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit_mib: 128,
+            instance_limit: 64,
+            table_limit: 32,
+            table_elements_limit: 200_000,
+            wasm_time_limit_ms: 5_000,
+            stage_timeout_ms: 600_000,
+            pooling: true,
+            cache_dir: None,
+        }
+    }
+}
+
+/// `[clamav]`: how to reach clamd.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ClamavConfig {
+    /// `HOST:PORT` for TCP, or a path to clamd's local socket.
+    pub address: String,
+    /// Seconds to wait for one scan.
+    pub timeout_secs: u64,
+    /// clamd's `StreamMaxLength`: larger objects are a size-limit error
+    /// without streaming them. The default, 2000 MiB, is what
+    /// `deploy/clamd.conf` sets.
+    pub stream_max_bytes: u64,
+}
+
+impl Default for ClamavConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:3310".into(),
+            timeout_secs: 300,
+            stream_max_bytes: 2000 * 1024 * 1024,
+        }
+    }
+}
