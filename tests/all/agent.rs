@@ -100,7 +100,10 @@ async fn a_multipart_upload_keeps_its_tags_when_promoted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn copies_above_the_threshold_use_upload_part_copy_and_keep_tags() {
     // The same object, with the single-copy limit lowered from 5 GiB to
-    // 5 MiB so the UploadPartCopy path runs on a small object.
+    // 5 MiB so the UploadPartCopy path runs on a small object. (Staging is
+    // versioned here: a copy in parts has no SHA-256 of the whole object to
+    // check, so its source must be pinned by a version — see
+    // `an_unversioned_object_copied_in_parts_is_not_promoted_unchecked`.)
     let etag = multipart_upload_is_promoted_with_its_tags(
         "multipart-copy-threshold-bytes = 5242880\nmultipart-copy-part-bytes = 5242880\n",
     )
@@ -112,6 +115,7 @@ async fn copies_above_the_threshold_use_upload_part_copy_and_keep_tags() {
 /// tags and size, and returns the production copy's ETag.
 async fn multipart_upload_is_promoted_with_its_tags(agent_settings: &str) -> String {
     let world = World::new().await;
+    world.version(STAGING).await;
     let config = world.config(&clamd::shared().address(), "");
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -140,6 +144,31 @@ async fn multipart_upload_is_promoted_with_its_tags(agent_settings: &str) -> Str
         .unwrap();
     assert_eq!(head.content_length(), Some((first.len() + tail.len()) as i64));
     head.e_tag().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unversioned_object_copied_in_parts_is_not_promoted_unchecked() {
+    let world = World::new().await;
+    let config = world.config(&clamd::shared().address(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[agent]\n",
+        "[agent]\nmultipart-copy-threshold-bytes = 5242880\nmultipart-copy-part-bytes = 5242880\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let agent = world.start_agent(&config);
+    let first = vec![b'a'; 5 << 20];
+    world
+        .put_multipart("big/unchecked.txt", &[&first, &samples::clean_text()], None)
+        .await;
+    let deadline = std::time::Instant::now() + WITHIN;
+    while !agent.log().contains("turn on versioning for this bucket") {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !world.exists(PRODUCTION, "big/unchecked.txt").await,
+        "the unchecked copy was removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

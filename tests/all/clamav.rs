@@ -256,3 +256,18 @@ async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {
         .await;
     assert_eq!(report.result(), "infected", "open gate: scanned");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn md5_twins_are_told_apart_by_their_sha256() {
+    let host = TestHost::with_clamd(test_limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let stages = [stage(&bridge, &[], clamav_grant())];
+    let (clean, infected) = samples::md5_collision();
+    let report = host.run(&stages, object("b", "twin-a", clean, None)).await;
+    assert_eq!(report.result(), "clean", "{:?}", report.verdict);
+    // clamd would answer the twin from its clean cache (keyed by MD5) if
+    // the cache were on: the test clamd runs with `DisableCache yes`, as
+    // deploy/clamd.conf does.
+    let report = host.run(&stages, object("b", "twin-b", infected, None)).await;
+    assert_eq!(report.result(), "infected", "{:?}", report.verdict);
+}

@@ -248,6 +248,103 @@ async fn an_overwrite_during_the_scan_is_never_tagged_promoted_or_deleted_as_the
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_md5_twin_swapped_in_during_the_scan_is_never_promoted() {
+    // Two files with one MD5 — one S3 ETag — on an unversioned bucket: the
+    // clean one is scanned, its infected twin replaces it before the
+    // promotion. The ETag conditions cannot tell them apart; the SHA-256
+    // of the copy can.
+    let world = World::new().await;
+    let agent = world.start_agent(&slow_and_contained(&world));
+    let (clean, infected) = samples::md5_collision();
+    world.put("slow/twin", clean, None, &[], &[]).await;
+    wait_for_log(&agent, "key=slow/twin").await;
+    world.put("slow/twin", infected.clone(), None, &[], &[]).await;
+
+    world.wait_for(QUARANTINE, "staging/slow/twin", WITHIN, &agent).await;
+    let deadline = Instant::now() + WITHIN;
+    while world.queue_depth().await > 0 {
+        assert!(Instant::now() < deadline, "events left:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !world.exists(PRODUCTION, "slow/twin").await,
+        "the twin was promoted:\n{}",
+        agent.log()
+    );
+    let quarantined = world
+        .aws
+        .s3
+        .get_object()
+        .bucket(QUARANTINE)
+        .key("staging/slow/twin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        quarantined.body.collect().await.unwrap().into_bytes().as_ref(),
+        infected.as_slice()
+    );
+    assert_eq!(
+        world
+            .tag(QUARANTINE, "staging/slow/twin", "bucketscan-signature")
+            .await
+            .as_deref(),
+        Some("Bucketscan.Test.Md5Collision.UNOFFICIAL")
+    );
+    assert!(agent.log().contains("are not the bytes scanned"), "{}", agent.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_event_still_gets_what_the_key_holds_now_checked() {
+    // A bucket without notifications, so only the test's events arrive:
+    // EICAR sits there with a forged clean result, and the only event names
+    // bytes the key no longer holds. The agent scans what is there.
+    let world = World::new().await;
+    world.aws.s3.create_bucket().bucket("quiet").send().await.unwrap();
+    let extra = r#"
+[buckets.quiet]
+[[buckets.quiet.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.quiet.stages]]
+plugin = "quarantine"
+on = ["infected"]
+settings = { mode = "move", bucket = "quarantine" }
+grants = { storage = ["quarantine", "quiet"] }
+"#;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), extra));
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket("quiet")
+        .key("doc.txt")
+        .body(samples::eicar().into())
+        .tagging("bucketscan-result=clean")
+        .send()
+        .await
+        .unwrap();
+    let stale = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"quiet"},"object":{"key":"doc.txt","eTag":"00000000000000000000000000000000"}}}]}"#;
+    world
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body(stale)
+        .send()
+        .await
+        .unwrap();
+    world.wait_for(QUARANTINE, "quiet/doc.txt", WITHIN, &agent).await;
+    assert_eq!(
+        world
+            .tag(QUARANTINE, "quiet/doc.txt", "bucketscan-result")
+            .await
+            .as_deref(),
+        Some("infected")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn on_a_versioned_bucket_each_event_acts_on_its_own_version() {
     let world = World::new().await;
     let s3 = &world.aws.s3;

@@ -70,11 +70,19 @@ async fn a_clean_object_runs_the_clean_actions_with_their_grants() {
             "copied to production",
         ]
     );
-    // The result tags, the plugin's tag, the copy.
-    assert_eq!(writes.len(), 3, "{writes:#?}");
+    // The result tags, the plugin's tag, the copy, then the copy's result.
+    assert_eq!(writes.len(), 4, "{writes:#?}");
     assert!(writes[0].contains("\"bucketscan-result\", \"clean\""), "{writes:#?}");
-    // The copy carries the verdict's tags, whatever the plugin asked.
-    assert!(writes[2].contains("\"bucketscan-result\", \"clean\""), "{writes:#?}");
+    // An unversioned source is pinned by its ETag only: the copy is tagged
+    // clean once its bytes were checked, never before.
+    assert!(
+        writes[2].starts_with("copy") && !writes[2].contains("bucketscan-result"),
+        "{writes:#?}"
+    );
+    // The copy carries the verdict's tags, whatever the plugin asked,
+    // sealed as written by an agent.
+    assert!(writes[3].contains("\"bucketscan-result\", \"clean\""), "{writes:#?}");
+    assert!(writes[3].contains("\"bucketscan-seal\", \"w1-"), "{writes:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -104,6 +104,23 @@ impl World {
         }
     }
 
+    /// Turns versioning on for `bucket`.
+    pub async fn version(&self, bucket: &str) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.aws
+            .s3
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Sends `bucket`'s object-created events to the event queue.
     pub async fn watch(&self, bucket: &str) {
         let arn = queue_arn(&self.aws, &self.queue_url).await;

@@ -97,7 +97,8 @@ fn start_in(dir: tempfile::TempDir, db: &Path, port: u16, stream_max: u64) -> st
     let conf = dir.path().join("clamd.conf");
     let mut text = format!(
         "DatabaseDirectory {db}\nTCPSocket {port}\nTCPAddr 127.0.0.1\nForeground yes\nLogFile {log}\n\
-         StreamMaxLength {max}\nMaxFileSize {max}\nMaxScanSize {max}\nAlertExceedsMax yes\nAlertEncrypted yes\n",
+         StreamMaxLength {max}\nMaxFileSize {max}\nMaxScanSize {max}\nAlertExceedsMax yes\nAlertEncrypted yes\n\
+         DisableCache yes\n",
         db = db.display(),
         log = dir.path().join("clamd.log").display(),
         max = stream_max,

@@ -12,7 +12,7 @@ use bucketscan_core::storage::StorageError;
 use bucketscan_core::tags::TagKeys;
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
 use bucketscan_engine::{Clamd, Engine, PipelineStage, Plugin, ScanObject, Services};
-use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use bucketscan_scan::store::{Body, Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
 use bucketscan_scan::{OnePipeline, Scanner};
 use std::sync::{Arc, Mutex};
 
@@ -80,11 +80,10 @@ impl TestHost {
             max_object_bytes: u64::MAX,
         };
         let target = Target {
-            bucket: object.info.bucket.clone(),
-            key: object.info.key.clone(),
             version_id: object.info.version_id.clone(),
             etag: object.info.etag.clone(),
             size: Some(object.info.size),
+            ..Target::new(&object.info.bucket, &object.info.key)
         };
         let report = scanner.scan(&routing, &target).await;
         let writes = store.writes.lock().unwrap().clone();
@@ -102,8 +101,12 @@ struct Ready(ObjectBody);
 
 #[async_trait]
 impl PendingBody for Ready {
-    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError> {
-        Ok(self.0)
+    async fn read(self: Box<Self>) -> Result<Body, FetchError> {
+        let sha256 = match &self.0 {
+            ObjectBody::Memory(bytes) => bucketscan_core::object::sha256_hex(bytes),
+            _ => String::new(),
+        };
+        Ok(Body { bytes: self.0, sha256 })
     }
 }
 
@@ -143,6 +146,7 @@ impl Store for MemoryStore {
         Ok(Copied {
             etag: object.etag.clone(),
             version_id: None,
+            sha256: object.sha256.clone(),
         })
     }
 

@@ -7,8 +7,44 @@
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use bucketscan_core::report::ScanReport;
+use bucketscan_core::{Finding, Verdict};
 use bucketscan_scan::Publisher;
 use serde_json::json;
+
+/// The longest message body published (SNS allows 256 KiB with the
+/// attributes).
+pub const MAX_BODY: usize = 200 * 1024;
+
+fn trim(text: &str, max: usize) -> String {
+    bucketscan_engine::text::cap(text, max)
+}
+
+/// The verdict with at most `findings` findings and its texts trimmed.
+fn bounded_verdict(verdict: &Verdict, findings: usize) -> Verdict {
+    match verdict {
+        Verdict::Infected { findings: all } => Verdict::Infected {
+            findings: all
+                .iter()
+                .take(findings)
+                .map(|f| Finding {
+                    engine: trim(&f.engine, 256),
+                    signature: trim(&f.signature, 256),
+                })
+                .collect(),
+        },
+        Verdict::Blocked { reason } => Verdict::Blocked {
+            reason: trim(reason, 1024),
+        },
+        Verdict::Unscannable { reason, detail } => Verdict::Unscannable {
+            reason: *reason,
+            detail: trim(detail, 1024),
+        },
+        Verdict::Error { message } => Verdict::Error {
+            message: trim(message, 1024),
+        },
+        Verdict::Clean => Verdict::Clean,
+    }
+}
 
 /// The SNS topic results go to.
 #[derive(Debug, Clone)]
@@ -27,9 +63,47 @@ impl SnsPublisher {
         }
     }
 
-    /// The message body subscribers receive.
-    pub fn body(report: &ScanReport, agent_id: &str) -> serde_json::Value {
+    /// The message body subscribers receive, within SNS's 256 KiB: a
+    /// hostile plugin's long findings or report lines must not make a
+    /// result impossible to publish, so they are trimmed, and past
+    /// [`MAX_BODY`] the stages' details give way to the summary.
+    pub fn body(report: &ScanReport, agent_id: &str) -> String {
+        let full = Self::body_value(report, agent_id, false).to_string();
+        if full.len() <= MAX_BODY {
+            return full;
+        }
+        Self::body_value(report, agent_id, true).to_string()
+    }
+
+    fn body_value(report: &ScanReport, agent_id: &str, summary_only: bool) -> serde_json::Value {
         let tags = report.tags.as_ref();
+        let findings: Vec<serde_json::Value> = report
+            .findings()
+            .iter()
+            .take(if summary_only { 8 } else { 64 })
+            .map(|f| json!({"engine": trim(&f.engine, 256), "signature": trim(&f.signature, 256)}))
+            .collect();
+        let stages: Vec<serde_json::Value> = if summary_only {
+            Vec::new()
+        } else {
+            report
+                .stages
+                .iter()
+                .map(|stage| {
+                    json!({
+                        "plugin": stage.plugin,
+                        "plugin_version": stage.plugin_version,
+                        "kind": stage.kind,
+                        "outcome": stage.outcome,
+                        "actions": stage.actions.iter().take(16).map(|a| trim(a, 512)).collect::<Vec<_>>(),
+                        "error": stage.error.as_deref().map(|e| trim(e, 1024)),
+                        "cause": stage.cause,
+                        "engine_version": stage.engine_version,
+                        "duration_ms": stage.duration_ms,
+                    })
+                })
+                .collect()
+        };
         json!({
             "bucket": report.bucket,
             "key": report.key,
@@ -37,9 +111,10 @@ impl SnsPublisher {
             "etag": report.etag,
             "size": report.size,
             "result": report.result(),
-            "verdict": report.verdict,
-            "findings": report.findings(),
-            "stages": report.stages,
+            "verdict": bounded_verdict(&report.verdict, if summary_only { 8 } else { 64 }),
+            "findings": findings,
+            "stages": stages,
+            "sha256": report.sha256,
             "held": tags.and_then(|t| t.held.as_ref()),
             "dropped_tags": tags.map(|t| &t.dropped),
             "omitted_tags": tags.map(|t| &t.omitted),
@@ -65,7 +140,7 @@ impl Publisher for SnsPublisher {
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(format!("bucketscan: {result}"))
-            .message(Self::body(report, &self.agent_id).to_string())
+            .message(Self::body(report, &self.agent_id))
             .message_attributes("bucket", attribute(&report.bucket)?)
             .message_attributes("scan-result", attribute(result.as_str())?)
             .send()
@@ -78,5 +153,44 @@ impl Publisher for SnsPublisher {
                 )
             })?;
         Ok(format!("published to {}", self.topic_arn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketscan_core::object::ObjectInfo;
+    use bucketscan_core::pipeline::StageKind;
+    use bucketscan_core::report::{StageOutcome, StageReport};
+
+    #[test]
+    fn a_hostile_report_still_fits_in_one_notification() {
+        // 64 findings of 1 KiB each and 64 report lines of 1 KiB per
+        // stage: more than SNS takes, unless bounded.
+        let findings = (0..64)
+            .map(|i| Finding {
+                engine: "e".repeat(1024),
+                signature: format!("{i}{}", "s".repeat(1023)),
+            })
+            .collect();
+        let mut report = ScanReport::new(&ObjectInfo::default(), Verdict::Infected { findings });
+        report.stages = (0..4)
+            .map(|_| StageReport {
+                plugin: "hostile".into(),
+                plugin_version: "6.6.6".into(),
+                kind: StageKind::Action,
+                outcome: StageOutcome::Done,
+                actions: vec!["a".repeat(1024); 64],
+                error: None,
+                cause: None,
+                engine_version: None,
+                duration_ms: 1.0,
+            })
+            .collect();
+        let body = SnsPublisher::body(&report, "agent");
+        assert!(body.len() <= MAX_BODY, "{} bytes", body.len());
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["result"], "infected");
+        assert!(!parsed["findings"].as_array().unwrap().is_empty());
     }
 }

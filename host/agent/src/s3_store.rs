@@ -14,11 +14,15 @@ use crate::budget::SpoolBudget;
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, Tag, Tagging, TaggingDirective};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective, Tag, Tagging, TaggingDirective,
+};
+use base64::Engine as _;
 use bucketscan_core::object::{ObjectBody, ObjectHeaders, ObjectInfo, SpooledFile};
 use bucketscan_core::storage::StorageError;
-use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use bucketscan_scan::store::{Body, Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -110,6 +114,7 @@ impl S3Store {
             content_type: head.content_type().map(str::to_owned),
             metadata: pairs(head.metadata()),
             tags: Vec::new(),
+            sha256: None,
             headers: ObjectHeaders {
                 content_encoding: head.content_encoding().map(str::to_owned),
                 content_disposition: head.content_disposition().map(str::to_owned),
@@ -269,30 +274,44 @@ impl Store for S3Store {
     }
 
     async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
-        let tag_set = tags
-            .iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|err| StorageError::Refused(err.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let tagging = Tagging::builder()
-            .set_tag_set(Some(tag_set))
-            .build()
-            .map_err(|err| StorageError::Refused(err.to_string()))?;
-        self.s3(&object.bucket)
-            .put_object_tagging()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .set_version_id(object.version_id.clone())
-            .tagging(tagging)
-            .set_expected_bucket_owner(self.owner(&object.bucket))
-            .send()
-            .await
-            .map_err(|err| storage_error(&object.url(), "PutObjectTagging", err))?;
+        if tags.is_empty() {
+            // No tags left: delete them (an empty PutObjectTagging is not
+            // understood everywhere).
+            self.s3(&object.bucket)
+                .delete_object_tagging()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .set_version_id(object.version_id.clone())
+                .set_expected_bucket_owner(self.owner(&object.bucket))
+                .send()
+                .await
+                .map_err(|err| storage_error(&object.url(), "DeleteObjectTagging", err))?;
+        } else {
+            let tag_set = tags
+                .iter()
+                .map(|(k, v)| {
+                    Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .map_err(|err| StorageError::Refused(err.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let tagging = Tagging::builder()
+                .set_tag_set(Some(tag_set))
+                .build()
+                .map_err(|err| StorageError::Refused(err.to_string()))?;
+            self.s3(&object.bucket)
+                .put_object_tagging()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .set_version_id(object.version_id.clone())
+                .tagging(tagging)
+                .set_expected_bucket_owner(self.owner(&object.bucket))
+                .send()
+                .await
+                .map_err(|err| storage_error(&object.url(), "PutObjectTagging", err))?;
+        }
         if object.is_versioned() {
             return Ok(None);
         }
@@ -353,6 +372,8 @@ impl Store for S3Store {
             return Ok(Copied {
                 etag: head.e_tag().map(bare_etag),
                 version_id: real_version(head.version_id()),
+                // A copy in parts has no SHA-256 of the whole object.
+                sha256: None,
             });
         }
         let mut request = self
@@ -364,6 +385,9 @@ impl Store for S3Store {
             .set_copy_source_if_match(Self::pin_etag(object))
             .tagging_directive(TaggingDirective::Replace)
             .tagging(tagging)
+            // S3 computes the copy's SHA-256: the scan path checks it is
+            // the scanned bytes' (an ETag alone can be collided).
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .set_expected_bucket_owner(self.owner(&dest.bucket))
             .set_expected_source_bucket_owner(self.owner(&object.bucket));
         request = if dest.extra_metadata.is_empty() {
@@ -385,10 +409,14 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|err| storage_error(&object.url(), "CopyObject", err))?;
-        let etag = out.copy_object_result().and_then(|r| r.e_tag()).map(bare_etag);
+        let result = out.copy_object_result();
         Ok(Copied {
-            etag,
+            etag: result.and_then(|r| r.e_tag()).map(bare_etag),
             version_id: real_version(out.version_id()),
+            sha256: result
+                .and_then(|r| r.checksum_sha256())
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+                .map(hex::encode),
         })
     }
 
@@ -420,7 +448,7 @@ struct S3Body {
 
 #[async_trait]
 impl PendingBody for S3Body {
-    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError> {
+    async fn read(self: Box<Self>) -> Result<Body, FetchError> {
         let S3Body {
             mut object,
             size,
@@ -428,6 +456,7 @@ impl PendingBody for S3Body {
             spool,
         } = *self;
         let unavailable = |what: String| FetchError::Unavailable(format!("{url}: {what}"));
+        let mut hasher = sha2::Sha256::new();
         if size <= spool.threshold_bytes {
             let mut bytes = Vec::with_capacity(size as usize);
             while let Some(chunk) = object
@@ -441,12 +470,16 @@ impl PendingBody for S3Body {
                         "the body is longer than the {size} bytes announced"
                     )));
                 }
+                hasher.update(&chunk);
                 bytes.extend_from_slice(&chunk);
             }
             if bytes.len() as u64 != size {
                 return Err(unavailable(format!("received {} bytes of {size}", bytes.len())));
             }
-            return Ok(ObjectBody::from_bytes(bytes));
+            return Ok(Body {
+                bytes: ObjectBody::from_bytes(bytes),
+                sha256: hex::encode(hasher.finalize()),
+            });
         }
         // Reserve the bytes before writing any of them.
         let reservation = spool
@@ -478,6 +511,7 @@ impl PendingBody for S3Body {
                     "the body is longer than the {size} bytes announced"
                 )));
             }
+            hasher.update(&chunk);
             file.write_all(&chunk)
                 .map_err(|err| unavailable(format!("writing the spool file: {err}")))?;
         }
@@ -486,7 +520,10 @@ impl PendingBody for S3Body {
         if written != size {
             return Err(unavailable(format!("received {written} bytes of {size}")));
         }
-        Ok(ObjectBody::File(Arc::new(spooled)))
+        Ok(Body {
+            bytes: ObjectBody::File(Arc::new(spooled)),
+            sha256: hex::encode(hasher.finalize()),
+        })
     }
 }
 
@@ -500,6 +537,7 @@ fn info_of(target: &Target, object: &GetObjectOutput) -> ObjectInfo {
         content_type: object.content_type().map(str::to_owned),
         metadata: pairs(object.metadata()),
         tags: Vec::new(),
+        sha256: None,
         headers: ObjectHeaders {
             content_encoding: object.content_encoding().map(str::to_owned),
             content_disposition: object.content_disposition().map(str::to_owned),

@@ -1,12 +1,13 @@
 //! `bucketscan scan`: a sweep over the objects already in a bucket (or under
 //! a prefix), through the same scan path as events, with bounded
 //! concurrency. An object whose result tags are *sealed* by an agent for
-//! exactly its bytes, from the current signature database, is skipped
-//! unless a rescan is asked for; result tags anyone else could have
-//! written (an uploader can set any tag) never make a sweep skip.
+//! exactly its bytes (checked by their SHA-256, so they are read), from the
+//! current signature database, is not scanned again unless a rescan is
+//! asked for; result tags anyone else could have written (an uploader can
+//! set any tag) never make a sweep skip. `--rescan` also scans the agents'
+//! own copies.
 
 use crate::worker::{Handled, Worker};
-use bucketscan_core::seal::{SealOrigin, SealSubject};
 use bucketscan_core::tags;
 use bucketscan_scan::Target;
 use serde::Serialize;
@@ -65,16 +66,16 @@ pub async fn sweep(
                 continue;
             };
             let target = Target {
-                bucket: options.bucket.clone(),
-                key,
-                version_id: None,
                 etag: object.e_tag().map(crate::s3_store::bare_etag),
                 size: Some(object.size().unwrap_or_default().max(0) as u64),
+                rescan: options.rescan,
+                skip_if_scanned_with: current_engine.clone().filter(|_| !options.rescan),
+                ..Target::new(&options.bucket, &key)
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
-            let (worker, rescan, current_engine) = (worker.clone(), options.rescan, current_engine.clone());
+            let worker = worker.clone();
             tasks.spawn(async move {
-                let item = sweep_one(&worker, target, rescan, current_engine.as_deref()).await;
+                let item = sweep_one(&worker, target).await;
                 drop(permit);
                 item
             });
@@ -94,20 +95,13 @@ pub async fn sweep(
     Ok(items)
 }
 
-async fn sweep_one(worker: &Worker, target: Target, rescan: bool, current_engine: Option<&str>) -> SweepItem {
+async fn sweep_one(worker: &Worker, target: Target) -> SweepItem {
     let item = |outcome: &str, detail: Option<String>| SweepItem {
         key: target.key.clone(),
         size: target.size.unwrap_or(0),
         outcome: outcome.to_owned(),
         detail,
     };
-    if !rescan && let Some(engine) = current_engine {
-        match sealed_result(worker, &target, engine).await {
-            Ok(Some(result)) => return item("skipped", Some(format!("already {result} with {engine}"))),
-            Ok(None) => {}
-            Err(err) => return item("failed", Some(err)),
-        }
-    }
     match worker.handle_target(&target).await {
         Handled::Scanned(report) => {
             let outcome = match report.outcome {
@@ -119,34 +113,4 @@ async fn sweep_one(worker: &Worker, target: Target, rescan: bool, current_engine
         Handled::Skipped(why) => item("skipped", Some(why)),
         Handled::Retry(why) => item("failed", Some(why)),
     }
-}
-
-/// The result an object carries, when an agent sealed it for exactly these
-/// bytes from `engine` (and it is not an error).
-async fn sealed_result(worker: &Worker, target: &Target, engine: &str) -> Result<Option<String>, String> {
-    let s3 = worker.clients.s3_for(&target.bucket);
-    let out = s3
-        .get_object_tagging()
-        .bucket(&target.bucket)
-        .key(&target.key)
-        .send()
-        .await
-        .map_err(|err| format!("GetObjectTagging: {}", aws_sdk_s3::error::DisplayErrorContext(&err)))?;
-    let tags: Vec<(String, String)> = out
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
-    let keys = &worker.scanner.tag_keys;
-    let subject = SealSubject {
-        bucket: &target.bucket,
-        key: &target.key,
-        etag: target.etag.as_deref().unwrap_or_default(),
-    };
-    if keys.verify(&worker.scanner.sealer, subject, &tags) != Some(SealOrigin::Scanned) {
-        return Ok(None);
-    }
-    let tagged_engine = tags.iter().find(|(k, _)| *k == keys.engine).map(|(_, v)| v.as_str());
-    let result = keys.result_of(&tags).unwrap_or_default();
-    Ok((tagged_engine == Some(engine) && result != "error").then(|| result.to_owned()))
 }

@@ -12,6 +12,7 @@ use crate::s3_store::{S3Store, SpoolConfig};
 use crate::signatures::SignatureState;
 use anyhow::Context as _;
 use bucketscan_core::events::ObjectEvent;
+use bucketscan_core::object::printable;
 use bucketscan_core::report::{Outcome, ScanReport};
 use bucketscan_core::seal::Sealer;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
@@ -123,21 +124,20 @@ impl Worker {
 
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
         let target = Target {
-            bucket: event.bucket.clone(),
-            key: event.key.clone(),
             version_id: event.version_id.clone(),
             etag: event.etag.clone(),
             size: event.size,
+            ..Target::new(&event.bucket, &event.key)
         };
         self.handle_target(&target).await
     }
 
     pub async fn handle_target(&self, target: &Target) -> Handled {
-        tracing::info!(bucket = %target.bucket, key = %target.key, version = target.version_id.as_deref().unwrap_or(""), "scanning");
+        tracing::info!(bucket = %target.bucket, key = %printable(&target.key), version = target.version_id.as_deref().unwrap_or(""), "scanning");
         let pipelines = self.pipelines.snapshot();
         let report = self.scanner.scan(pipelines.as_ref(), target).await;
         if let Outcome::Skipped(why) = &report.outcome {
-            tracing::info!(bucket = %target.bucket, key = %target.key, "{why}; nothing to do");
+            tracing::info!(bucket = %target.bucket, key = %printable(&target.key), "{why}; nothing to do");
             return Handled::Skipped(why.clone());
         }
         self.metrics.record_object(&ObjectSample {
@@ -149,7 +149,7 @@ impl Worker {
         });
         tracing::info!(
             bucket = %report.bucket,
-            key = %report.key,
+            key = %printable(&report.key),
             version = report.version_id.as_deref().unwrap_or(""),
             verdict = report.result().as_str(),
             findings = ?report.findings().iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
@@ -160,7 +160,7 @@ impl Worker {
         match &report.outcome {
             Outcome::Retry(why) => Handled::Retry(why.clone()),
             Outcome::Held(why) => {
-                tracing::warn!(bucket = %report.bucket, key = %report.key, "held: {why}");
+                tracing::warn!(bucket = %report.bucket, key = %printable(&report.key), "held: {why}");
                 Handled::Scanned(Box::new(report))
             }
             _ => Handled::Scanned(Box::new(report)),

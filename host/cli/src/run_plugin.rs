@@ -145,13 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tag_keys,
         sealer: Sealer::ephemeral(),
     };
-    let target = Target {
-        bucket,
-        key,
-        version_id: None,
-        etag: None,
-        size: None,
-    };
+    let target = Target::new(&bucket, &key);
     let report = scanner.scan(routing.as_ref(), &target).await;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -21,6 +21,9 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
     pub metadata: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// SHA-256 (hex) of the bytes the agent read; `None` before they are
+    /// read, and for objects never downloaded (over the size limit).
+    pub sha256: Option<String>,
     /// Headers a copy must carry over when it replaces the metadata.
     #[serde(skip)]
     pub headers: ObjectHeaders,
@@ -36,11 +39,25 @@ pub struct ObjectHeaders {
 }
 
 impl ObjectInfo {
-    /// `s3://bucket/key` with `?versionId=` when versioned.
+    /// What a seal on this object is bound to.
+    pub fn seal_subject(&self) -> crate::seal::SealSubject<'_> {
+        crate::seal::SealSubject {
+            bucket: &self.bucket,
+            key: &self.key,
+            etag: self.etag.as_deref().unwrap_or_default(),
+            version_id: self.version_id.as_deref(),
+            sha256: self.sha256.as_deref(),
+        }
+    }
+
+    /// `s3://bucket/key` with `?versionId=` when versioned, for messages
+    /// (control characters in the key are escaped: keys are the
+    /// uploader's).
     pub fn url(&self) -> String {
+        let key = printable(&self.key);
         match &self.version_id {
-            Some(version) => format!("s3://{}/{}?versionId={version}", self.bucket, self.key),
-            None => format!("s3://{}/{}", self.bucket, self.key),
+            Some(version) => format!("s3://{}/{key}?versionId={version}", self.bucket),
+            None => format!("s3://{}/{key}", self.bucket),
         }
     }
 
@@ -129,6 +146,31 @@ impl Drop for SpooledFile {
     }
 }
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`), for logs and
+/// messages: keys and plugin text come from outside, and must not forge
+/// log lines or drive a terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// SHA-256 of `bytes`, as hex: the identity of scanned bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 impl ObjectBody {
     pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Self {
         Self::Memory(bytes.into())
@@ -179,6 +221,17 @@ fn not_fetched() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_with_control_characters_are_escaped_in_messages() {
+        let info = ObjectInfo {
+            bucket: "b".into(),
+            key: "a\nlevel=ERROR\u{1b}[31m".into(),
+            ..ObjectInfo::default()
+        };
+        assert_eq!(info.url(), "s3://b/a\\nlevel=ERROR\\u{1b}[31m");
+        assert_eq!(printable("plain key.txt"), "plain key.txt");
+    }
 
     #[test]
     fn ranged_reads_stop_at_the_end() {

@@ -16,6 +16,8 @@ pub struct ScanReport {
     pub version_id: Option<String>,
     pub etag: Option<String>,
     pub size: u64,
+    /// SHA-256 (hex) of the bytes scanned; `None` when they were not read.
+    pub sha256: Option<String>,
     pub verdict: Verdict,
     pub stages: Vec<StageReport>,
     /// The result tags recorded (or, in a dry run, that would be), with
@@ -60,6 +62,7 @@ impl ScanReport {
             version_id: object.version_id.clone(),
             etag: object.etag.clone(),
             size: object.size,
+            sha256: object.sha256.clone(),
             verdict,
             stages: Vec::new(),
             tags: None,
@@ -103,6 +106,8 @@ impl Serialize for ScanReport {
             version_id: &'a Option<String>,
             etag: &'a Option<String>,
             size: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sha256: &'a Option<String>,
             result: ResultName,
             verdict: &'a Verdict,
             findings: &'a [Finding],
@@ -120,6 +125,7 @@ impl Serialize for ScanReport {
             version_id: &self.version_id,
             etag: &self.etag,
             size: self.size,
+            sha256: &self.sha256,
             result: self.result(),
             verdict: &self.verdict,
             findings: self.findings(),

@@ -4,9 +4,10 @@
 //! Anyone who can upload can also set tags, including ours. A result tag is
 //! therefore never trusted because it is there; it is trusted only when the
 //! seal tag beside it verifies: an HMAC-SHA256, under a key only the agents
-//! hold, over the object's identity (bucket, key, ETag, version) and every
-//! result tag written with it. A seal copied onto other bytes, another key
-//! or altered tags does not verify.
+//! hold, over the object's identity — bucket, key, ETag, version ID and the
+//! SHA-256 of the bytes the agent read — and every result tag written with
+//! it. A seal copied onto other bytes (even bytes with the same ETag: MD5
+//! collisions can be made), another key or altered tags does not verify.
 //!
 //! Seals tell the agents two things:
 //! - **scanned**: an object's result tags are the agent's own, for these
@@ -47,6 +48,11 @@ pub struct SealSubject<'a> {
     pub key: &'a str,
     /// The ETag of the bytes (without quotes).
     pub etag: &'a str,
+    /// The version scanned, when the bucket is versioned (scanned seals;
+    /// a copy's version is not known when it is sealed).
+    pub version_id: Option<&'a str>,
+    /// SHA-256 (hex) of the bytes, when the agent read them.
+    pub sha256: Option<&'a str>,
 }
 
 /// The key that makes and checks seals.
@@ -118,6 +124,8 @@ impl Sealer {
         field(subject.bucket.as_bytes());
         field(subject.key.as_bytes());
         field(subject.etag.trim_matches('"').as_bytes());
+        field(subject.version_id.unwrap_or_default().as_bytes());
+        field(subject.sha256.unwrap_or_default().as_bytes());
         let mut sorted: Vec<&(String, String)> = tags.iter().collect();
         sorted.sort();
         for (key, value) in sorted {
@@ -141,6 +149,8 @@ mod tests {
         bucket: "staging",
         key: "a.txt",
         etag: "44d88612fea8a8f36de82e1278abb02f",
+        version_id: None,
+        sha256: Some("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"),
     };
 
     #[test]

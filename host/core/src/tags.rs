@@ -12,11 +12,13 @@
 //!    reported (notification, report, and the metadata of a quarantine
 //!    copy).
 //! 3. **A clean object keeps all its own tags.** Our tags take the slots
-//!    that remain, most important first (result, seal, date, engine,
-//!    signature); the ones that do not fit are *omitted* and reported. When
-//!    not even the result tag fits, the object is *held*: not tagged, not
-//!    promoted, reported as clean-but-held so a person can remove tags and
-//!    rescan it.
+//!    that remain, most important first (result and seal, then date,
+//!    engine, signature); the ones that do not fit are *omitted* and
+//!    reported. A result is never written without its seal (the agent could
+//!    not tell it from a forgery, nor take it back if it landed on newer
+//!    bytes): when result and seal do not both fit, the object is *held* —
+//!    not tagged, not promoted, reported as clean-but-held so a person can
+//!    remove tags and rescan it.
 //!
 //! S3's other limits (128-character keys, 256-character values, a
 //! restricted character set) are met by [`sanitize`].
@@ -188,30 +190,25 @@ pub fn plan(
     } else {
         MAX_TAGS.saturating_sub(foreign.len()).min(wanted)
     };
-    if room == 0 {
+    if room < 2 {
         return TagPlan {
             tags: existing.to_vec(),
             held: Some(format!(
-                "the object has {} tags of its own and S3 allows {MAX_TAGS}: no slot is left for `{}`; \
-                 remove a tag and scan it again",
+                "the object has {} tags of its own and S3 allows {MAX_TAGS}: no two slots are left for `{}` and \
+                 its seal; remove a tag and scan it again",
                 foreign.len(),
                 keys.result
             )),
             ..TagPlan::default()
         };
     }
-    // `room` counts the seal as the second slot.
+    // The result, then (after the seal) as many of the others as fit.
     let mut kept_ours = vec![ours[0].clone()];
-    kept_ours.extend(ours.iter().skip(1).take(room.saturating_sub(2)).cloned());
+    kept_ours.extend(ours.iter().skip(1).take(room - 2).cloned());
     let omitted: Vec<String> = ours.iter().skip(kept_ours.len()).map(|(k, _)| k.clone()).collect();
-    let mut omitted = omitted;
     let mut ours_written = kept_ours.clone();
-    if room >= 2 {
-        let seal = sealer.seal(target.origin, target.subject, &kept_ours);
-        ours_written.insert(1, (keys.seal.clone(), seal));
-    } else {
-        omitted.insert(0, keys.seal.clone());
-    }
+    let seal = sealer.seal(target.origin, target.subject, &kept_ours);
+    ours_written.insert(1, (keys.seal.clone(), seal));
     let slots_for_foreign = MAX_TAGS - ours_written.len();
     let (kept_foreign, dropped) = if foreign.len() > slots_for_foreign {
         (
@@ -291,6 +288,8 @@ mod tests {
         bucket: "staging",
         key: "a.txt",
         etag: "e1",
+        version_id: None,
+        sha256: Some("ab"),
     };
 
     fn target(contain: bool) -> TagTarget<'static> {
@@ -367,26 +366,25 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_object_with_one_free_slot_gets_only_the_result() {
+    fn a_clean_object_with_two_free_slots_gets_the_sealed_result_only() {
         let keys = TagKeys::default();
-        let plan = plan(&keys, &sealer(), &own(9), &values(&Verdict::Clean), target(false));
+        let plan = plan(&keys, &sealer(), &own(8), &values(&Verdict::Clean), target(false));
         assert_eq!(keys.result_of(&plan.tags), Some("clean"));
         assert_eq!(plan.tags.len(), 10);
-        assert_eq!(plan.omitted[0], "bucketscan-seal");
-        assert_eq!(
-            keys.verify(&sealer(), SUBJECT, &plan.tags),
-            None,
-            "unsealed: never trusted by a sweep"
-        );
+        assert_eq!(plan.omitted, ["bucketscan-date", "bucketscan-engine"]);
+        assert_eq!(keys.verify(&sealer(), SUBJECT, &plan.tags), Some(SealOrigin::Scanned));
     }
 
     #[test]
-    fn a_clean_object_with_ten_own_tags_is_held_untouched() {
+    fn a_result_is_never_written_without_its_seal() {
+        // Nine or ten own tags: no room for result and seal together.
         let keys = TagKeys::default();
-        let existing = own(10);
-        let plan = plan(&keys, &sealer(), &existing, &values(&Verdict::Clean), target(false));
-        assert_eq!(plan.tags, existing);
-        assert!(plan.held.as_deref().unwrap().contains("10 tags of its own"));
+        for n in [9, 10] {
+            let existing = own(n);
+            let plan = plan(&keys, &sealer(), &existing, &values(&Verdict::Clean), target(false));
+            assert_eq!(plan.tags, existing, "untouched");
+            assert!(plan.held.as_deref().unwrap().contains(&format!("{n} tags of its own")));
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub const MAX_TEXT: usize = 1024;
 /// Most lines one action may report.
 pub const MAX_ACTION_LINES: usize = 64;
 
+/// A string from a plugin: refused when oversized, cleaned of control
+/// characters (it ends up in logs, tags, notifications and terminals).
 fn text(field: &str, value: String) -> Result<String, String> {
     if value.len() > MAX_TEXT {
         Err(format!(
@@ -21,7 +23,7 @@ fn text(field: &str, value: String) -> Result<String, String> {
             value.len()
         ))
     } else {
-        Ok(value)
+        Ok(crate::text::cap(&value, MAX_TEXT))
     }
 }
 

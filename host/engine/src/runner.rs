@@ -84,7 +84,7 @@ pub async fn inspect(
             }
             Err(failure) => {
                 let message = failure_message(stage, &failure);
-                tracing::warn!(key = %object.info.key, cause = failure.cause().as_str(), "{message}");
+                tracing::warn!(key = %bucketscan_core::object::printable(&object.info.key), cause = failure.cause().as_str(), "{message}");
                 let report = run.report(StageOutcome::Failed, Some((message.clone(), failure)));
                 (Decision::Verdict(Verdict::error(message)), report)
             }
@@ -149,7 +149,7 @@ pub async fn act(
             }
             Err(failure) => {
                 let message = failure_message(stage, &failure);
-                tracing::warn!(key = %object.info.key, cause = failure.cause().as_str(), "{message}");
+                tracing::warn!(key = %bucketscan_core::object::printable(&object.info.key), cause = failure.cause().as_str(), "{message}");
                 run.report(StageOutcome::Failed, Some((message, failure)))
             }
         };

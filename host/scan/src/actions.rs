@@ -2,15 +2,21 @@
 //!
 //! What the host adds to every action, whatever the plugin asked:
 //! - plugin tags may not use the agent's result keys (a plugin cannot tag
-//!   an object clean);
+//!   an object clean), and must leave room for the result tags;
 //! - every copy carries the object's *verdict* tags, sealed as written by
 //!   an agent for the copy's own bucket, key and bytes: a copy of infected
 //!   bytes can never look clean, and its event is recognised as the
 //!   agent's own write (no rescan, no loop);
+//! - a copy must hold the bytes that were scanned: the store reports the
+//!   copy's SHA-256 and a mismatch removes the copy. A clean copy from an
+//!   unversioned source (pinned by ETag only, which an MD5 collision can
+//!   fool) is tagged clean only after that check;
 //! - deletes, and the delete half of a move, are deferred until the result
-//!   was published ([`ObjectActions::release`]).
+//!   was published ([`ObjectActions::release`]);
+//! - result tags that landed on newer bytes are taken back
+//!   ([`take_back`]).
 
-use crate::store::{CopyDest, Store};
+use crate::store::{Copied, CopyDest, Store};
 use bucketscan_core::object::ObjectInfo;
 use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
 use bucketscan_core::storage::{BoxFuture, StorageAction, StorageBackend, StorageError};
@@ -99,7 +105,18 @@ impl ObjectActions {
     }
 
     fn check_plugin_tags(&self, action: &StorageAction) -> Result<(), StorageError> {
-        for (key, value) in action.plugin_tags() {
+        let tags = action.plugin_tags();
+        // The result tags need five slots; a plugin asking for more than
+        // the rest could never be satisfied.
+        let room = MAX_TAGS - self.keys.all().len();
+        if tags.len() > room {
+            return Err(StorageError::Refused(format!(
+                "{} tags asked for; with the agent's {} result tags at most {room} fit",
+                tags.len(),
+                self.keys.all().len()
+            )));
+        }
+        for (key, value) in tags {
             if self.keys.owns(key) {
                 return Err(StorageError::Refused(format!(
                     "tag `{key}` is one of the agent's result tags; plugins may not set it"
@@ -141,56 +158,82 @@ impl ObjectActions {
             }
             (recorded.values.clone(), recorded.contain, own)
         };
-        let etag = object.etag.clone().unwrap_or_default();
-        let target = TagTarget {
-            subject: SealSubject {
-                bucket,
-                key,
-                etag: &etag,
-            },
-            origin: SealOrigin::Written,
-            contain,
-        };
-        let plan = tags::plan(&self.keys, &self.sealer, &own, &values, target);
+        fn written<'a>(
+            bucket: &'a str,
+            key: &'a str,
+            etag: &'a str,
+            sha256: Option<&'a str>,
+            contain: bool,
+        ) -> TagTarget<'a> {
+            TagTarget {
+                subject: SealSubject {
+                    bucket,
+                    key,
+                    etag,
+                    version_id: None,
+                    sha256,
+                },
+                origin: SealOrigin::Written,
+                contain,
+            }
+        }
+        let sha256 = object.sha256.as_deref();
+        let expected_etag = object.etag.clone().unwrap_or_default();
+        let plan = tags::plan(
+            &self.keys,
+            &self.sealer,
+            &own,
+            &values,
+            written(bucket, key, &expected_etag, sha256, contain),
+        );
         if plan.held.is_some() {
             return Err(StorageError::Refused(format!(
                 "copy to s3://{bucket}/{key}: {} own tags and the result tags do not fit in S3's {MAX_TAGS}",
                 own.len()
             )));
         }
-        let extra_metadata = dropped_metadata(object, &plan.dropped);
+        // A clean copy of bytes pinned only by their ETag is tagged clean
+        // once its bytes are checked; anything else carries its tags from
+        // the start (a copy never exists without a result on it).
+        let verify_first = !contain && !object.is_versioned();
+        let first_tags = if verify_first {
+            self.keys.foreign(&plan.tags)
+        } else {
+            plan.tags.clone()
+        };
         let dest = CopyDest {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            tags: plan.tags.clone(),
-            extra_metadata,
+            tags: first_tags,
+            extra_metadata: dropped_metadata(object, &plan.dropped),
         };
         let copied = self.store.copy(object, &dest).await?;
-        // The seal names the ETag the copy was expected to get (the
-        // source's); when S3 gave it another (encrypted with KMS, copied
-        // in parts), seal it again for the bytes it really has.
-        if let Some(actual) = copied
-            .etag
-            .as_deref()
-            .filter(|actual| Some(*actual) != object.etag.as_deref())
-        {
-            let target = TagTarget {
-                subject: SealSubject {
-                    bucket,
-                    key,
-                    etag: actual,
-                },
-                ..target
-            };
-            let resealed = tags::plan(&self.keys, &self.sealer, &own, &values, target);
-            let copy = ObjectInfo {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                version_id: copied.version_id.clone(),
-                etag: Some(actual.to_owned()),
-                ..ObjectInfo::default()
-            };
-            self.store.put_tags(&copy, &resealed.tags).await?;
+        let copy = ObjectInfo {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: copied.version_id.clone(),
+            etag: copied.etag.clone(),
+            sha256: object.sha256.clone(),
+            ..ObjectInfo::default()
+        };
+        self.check_copied_bytes(object, &copy, &copied, verify_first).await?;
+        let actual_etag = copied.etag.clone().unwrap_or(expected_etag.clone());
+        if verify_first || actual_etag != expected_etag {
+            // Sealed for the bytes the copy really has (its ETag differs
+            // when S3 encrypts with KMS or copies in parts).
+            let sealed = tags::plan(
+                &self.keys,
+                &self.sealer,
+                &own,
+                &values,
+                written(bucket, key, &actual_etag, sha256, contain),
+            );
+            if let Some(now) = self.store.put_tags(&copy, &sealed.tags).await? {
+                take_back(&*self.store, &self.keys, &self.sealer, &copy, &values).await?;
+                return Err(StorageError::Replaced(format!(
+                    "s3://{bucket}/{key} was overwritten (now ETag {now}) while its tags were written"
+                )));
+            }
         }
         self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
         Ok(format!(
@@ -200,8 +243,39 @@ impl ObjectActions {
         ))
     }
 
+    /// The copy must hold the scanned bytes: compared by SHA-256 when the
+    /// store could tell, required when the copy is to be tagged clean on
+    /// the strength of an ETag alone. A copy that fails is removed.
+    async fn check_copied_bytes(
+        &self,
+        object: &ObjectInfo,
+        copy: &ObjectInfo,
+        copied: &Copied,
+        required: bool,
+    ) -> Result<(), StorageError> {
+        let problem = match (&object.sha256, &copied.sha256) {
+            (Some(scanned), Some(got)) if scanned != got => Some(format!(
+                "the copy's bytes (SHA-256 {got}) are not the bytes scanned (SHA-256 {scanned}); the source \
+                 changed between the scan and the copy"
+            )),
+            (_, None) | (None, _) if required => Some(
+                "the copy's bytes could not be checked against the bytes scanned (no SHA-256), and the source is \
+                 pinned by its ETag only; turn on versioning for this bucket"
+                    .into(),
+            ),
+            _ => None,
+        };
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        if let Err(err) = self.store.delete(copy).await {
+            tracing::error!("{}: removing a copy that failed its check: {err}", copy.url());
+        }
+        Err(StorageError::Replaced(format!("{}: {problem}", copy.url())))
+    }
+
     async fn tag(&self, object: &ObjectInfo, new: &[(String, String)]) -> Result<String, StorageError> {
-        let merged = {
+        let (merged, values) = {
             let state = self.state.lock().unwrap();
             let mut merged = state.recorded.tags.clone();
             for (k, v) in new {
@@ -227,9 +301,10 @@ impl ObjectActions {
                     merged.remove(index);
                 }
             }
-            merged
+            (merged, state.recorded.values.clone())
         };
         if let Some(now) = self.store.put_tags(object, &merged).await? {
+            take_back(&*self.store, &self.keys, &self.sealer, object, &values).await?;
             return Err(StorageError::Replaced(format!(
                 "{} was replaced (now ETag {now}) while it was tagged",
                 object.url()
@@ -252,6 +327,63 @@ impl ObjectActions {
     }
 }
 
+/// After tags meant for `meant` went to a key that meanwhile holds other
+/// bytes: if the key's current tags are the ones written for `meant` (their
+/// seal names `meant`'s bytes, not the current ones), takes the result tags
+/// off again — a result must never describe bytes it was not about. `Err`
+/// when it could not make sure; the event then comes back, and its next
+/// pass finds those tags untrusted and replaces them.
+pub async fn take_back(
+    store: &dyn Store,
+    keys: &TagKeys,
+    sealer: &Sealer,
+    meant: &ObjectInfo,
+    values: &ResultValues,
+) -> Result<(), StorageError> {
+    for _ in 0..3 {
+        let Some(current) = store.current(&meant.bucket, &meant.key).await? else {
+            return Ok(());
+        };
+        let ours = keys.verify(sealer, meant.seal_subject(), &current.tags).is_some()
+            || keys
+                .verify(
+                    sealer,
+                    SealSubject {
+                        version_id: None,
+                        ..meant.seal_subject()
+                    },
+                    &current.tags,
+                )
+                .is_some();
+        if !ours || keys.result_of(&current.tags) != Some(values.result.as_str()) {
+            return Ok(());
+        }
+        let newer = ObjectInfo {
+            bucket: meant.bucket.clone(),
+            key: meant.key.clone(),
+            version_id: current.version_id.clone(),
+            etag: Some(current.etag.clone()),
+            ..ObjectInfo::default()
+        };
+        match store.put_tags(&newer, &keys.foreign(&current.tags)).await? {
+            None => {
+                tracing::warn!(
+                    "{}: result tags of other bytes landed on a newer upload (ETag {}); taken back",
+                    meant.url(),
+                    current.etag
+                );
+                return Ok(());
+            }
+            // Overwritten again while we took them back: look again.
+            Some(_) => continue,
+        }
+    }
+    Err(StorageError::Unavailable(format!(
+        "{}: the key keeps changing; result tags may sit on bytes they are not about until the event comes back",
+        meant.url()
+    )))
+}
+
 /// User metadata naming the tags a copy could not keep, when it fits.
 fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(String, String)> {
     if dropped.is_empty() {
@@ -259,19 +391,15 @@ fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(S
     }
     let used: usize = object.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
     let room = MAX_METADATA.saturating_sub(used + DROPPED_TAGS_METADATA.len());
-    let mut value = tags::encode_pairs(dropped);
-    if value.len() > room {
-        // Whole pairs only; the notification always has the full list.
-        let mut kept = dropped.to_vec();
-        while !kept.is_empty() && tags::encode_pairs(&kept).len() > room {
-            kept.pop();
-        }
-        value = tags::encode_pairs(&kept);
+    let mut kept = dropped.to_vec();
+    // Whole pairs only; the notification always has the full list.
+    while !kept.is_empty() && tags::encode_pairs(&kept).len() > room {
+        kept.pop();
     }
-    if value.is_empty() {
+    if kept.is_empty() {
         Vec::new()
     } else {
-        vec![(DROPPED_TAGS_METADATA.to_owned(), value)]
+        vec![(DROPPED_TAGS_METADATA.to_owned(), tags::encode_pairs(&kept))]
     }
 }
 

@@ -2,7 +2,7 @@
 //! run`): the scan path reads it like any object, and every write the
 //! path would make is reported instead of done.
 
-use crate::store::{Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use crate::store::{Body, Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
 use async_trait::async_trait;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
 use bucketscan_core::storage::StorageError;
@@ -35,10 +35,30 @@ struct LocalBody(PathBuf);
 
 #[async_trait]
 impl PendingBody for LocalBody {
-    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError> {
-        let file =
-            SpooledFile::open(&self.0).map_err(|err| FetchError::Gone(format!("{}: {err}", self.0.display())))?;
-        Ok(ObjectBody::File(Arc::new(file)))
+    async fn read(self: Box<Self>) -> Result<Body, FetchError> {
+        let gone = |err: std::io::Error| FetchError::Gone(format!("{}: {err}", self.0.display()));
+        let sha256 = sha256_of_file(&self.0).map_err(gone)?;
+        let file = SpooledFile::open(&self.0).map_err(gone)?;
+        Ok(Body {
+            bytes: ObjectBody::File(Arc::new(file)),
+            sha256,
+        })
+    }
+}
+
+/// SHA-256 (hex) of a file, read in chunks.
+fn sha256_of_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&chunk[..n]);
     }
 }
 
@@ -80,6 +100,7 @@ impl Store for LocalStore {
         Ok(Copied {
             etag: object.etag.clone(),
             version_id: None,
+            sha256: object.sha256.clone(),
         })
     }
 

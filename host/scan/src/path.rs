@@ -2,13 +2,13 @@
 //! gives them. Each phase either moves on or ends the pass with an
 //! [`Outcome`]; nothing destructive happens before the result is published.
 
-use crate::actions::{ObjectActions, Recorded};
+use crate::actions::{ObjectActions, Recorded, take_back};
 use crate::store::{FetchError, Opened, Target};
 use crate::{Routing, Scanner, now_rfc3339};
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::phases::{self, Admission};
-use bucketscan_core::report::{Outcome, ScanReport};
-use bucketscan_core::seal::{SealOrigin, SealSubject};
+use bucketscan_core::report::{Outcome, ScanReport, StageReport};
+use bucketscan_core::seal::SealOrigin;
 use bucketscan_core::storage::{StorageBackend, StorageError};
 use bucketscan_core::tags::{self, ResultValues, TagTarget};
 use bucketscan_core::{UnscannableReason, Verdict};
@@ -22,9 +22,9 @@ const MAX_RESTARTS: u32 = 2;
 
 enum Pass {
     Finished(Box<ScanReport>),
-    /// The key was overwritten during the pass: start again on what it
-    /// holds now.
-    Superseded(String),
+    /// The key holds other bytes than the pass started with: start again on
+    /// what it holds now. Carries what this pass learnt, if anything.
+    Superseded(String, Option<Box<ScanReport>>),
 }
 
 impl Scanner {
@@ -43,15 +43,13 @@ impl Scanner {
                     report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
                     return report;
                 }
-                Pass::Superseded(why) => {
-                    tracing::info!(bucket = %target.bucket, key = %target.key, "{why}; scanning what the key holds now");
+                Pass::Superseded(why, learnt) => {
+                    tracing::info!(bucket = %target.bucket, key = %bucketscan_core::object::printable(&target.key), "{why}; scanning what the key holds now");
+                    if let Some(report) = learnt {
+                        self.publish_superseded(&report, &why, &mut notes).await;
+                    }
                     notes.push(why);
-                    target = Target {
-                        version_id: None,
-                        etag: None,
-                        size: None,
-                        ..target
-                    };
+                    target = target.current();
                 }
             }
         }
@@ -65,11 +63,23 @@ impl Scanner {
         report
     }
 
+    /// Bytes found infected or blocked and then overwritten are gone, but
+    /// someone uploaded them: say so (best effort; the newer bytes get
+    /// their own result).
+    async fn publish_superseded(&self, report: &ScanReport, why: &str, notes: &mut Vec<String>) {
+        if !report.verdict.contains() || !phases::settles(&report.verdict) {
+            return;
+        }
+        let Some(publisher) = &self.publisher else { return };
+        let mut report = report.clone();
+        report.outcome = Outcome::Skipped(why.to_owned());
+        match publisher.publish(&report).await {
+            Ok(line) => notes.push(format!("{line} (the scanned bytes were overwritten)")),
+            Err(err) => tracing::error!("{}: publishing the result of overwritten bytes: {err}", why),
+        }
+    }
+
     async fn pass(&self, pipelines: &dyn Routing, target: &Target) -> Pass {
-        let finished = |mut report: ScanReport, outcome: Outcome| {
-            report.outcome = outcome;
-            Pass::Finished(Box::new(report))
-        };
         let skipped = |why: String| finished(not_scanned(target, &why), Outcome::Skipped(why));
 
         // Route.
@@ -78,36 +88,61 @@ impl Scanner {
         };
         // Admit and open: over the limit, nothing is downloaded.
         let limit = pipelines.max_object_bytes(&target.bucket);
-        let opened = match self.store.open(target, limit).await {
-            Ok(opened) => opened,
-            Err(err @ (FetchError::Gone(_) | FetchError::Replaced(_))) => return skipped(err.to_string()),
+        let (mut info, pending) = match self.store.open(target, limit).await {
+            Ok(Opened::Ready { info, body }) => (info, Some(body)),
+            Ok(Opened::TooLarge(info)) => (info, None),
+            Err(FetchError::Gone(why)) => return skipped(why),
+            // The key holds newer bytes than the event named: whatever tags
+            // they carry (ours, landed there after a failure, included) are
+            // checked by scanning what is there now.
+            Err(FetchError::Replaced(why)) => return Pass::Superseded(why, None),
             Err(err) => {
                 let report = not_scanned(target, &err.to_string());
                 return finished(report, Outcome::Retry(err.to_string()));
             }
         };
-        let (mut info, pending) = match opened {
-            Opened::Ready { info, body } => (info, Some(body)),
-            Opened::TooLarge(info) => (info, None),
-        };
-        let etag = info.etag.clone().unwrap_or_default();
-        let subject = SealSubject {
-            bucket: &info.bucket,
-            key: &info.key,
-            etag: &etag,
-        };
         let mut host_actions = Vec::new();
 
-        // An agent's own write (a promotion or quarantine copy, sealed for
-        // exactly these bytes) needs no scan: skipping it is what keeps a
-        // pipeline that writes into a watched bucket from looping.
-        let trusted = self.tag_keys.verify(&self.sealer, subject, &info.tags);
-        if trusted == Some(SealOrigin::Written) {
-            return skipped(format!("{}: written by a bucketscan agent", info.url()));
+        // Fetch: the bytes and their SHA-256, the identity seals bind.
+        let body = match pending {
+            Some(pending) => match pending.read().await {
+                Ok(body) => {
+                    info.sha256 = Some(body.sha256);
+                    Some(body.bytes)
+                }
+                Err(FetchError::Gone(why)) => return skipped(why),
+                Err(FetchError::Replaced(why)) => return Pass::Superseded(why, None),
+                Err(err) => return self.retry(&info, host_actions, err.to_string()),
+            },
+            None => None,
+        };
+
+        // Results an agent sealed for exactly these bytes.
+        let trusted = self.tag_keys.verify(&self.sealer, info.seal_subject(), &info.tags);
+        let written = self.tag_keys.verify(
+            &self.sealer,
+            bucketscan_core::seal::SealSubject {
+                version_id: None,
+                ..info.seal_subject()
+            },
+            &info.tags,
+        );
+        if !target.rescan {
+            // An agent's own write (a promotion or quarantine copy) needs no
+            // scan: skipping it is what keeps a pipeline that writes into a
+            // watched bucket from looping.
+            if written == Some(SealOrigin::Written) {
+                return skipped(format!("{}: written by a bucketscan agent", info.url()));
+            }
+            if let Some(why) = self.already_current(&info, trusted, target) {
+                return skipped(why);
+            }
         }
-        // Result tags the object arrived with are not ours: gone before
-        // the scan, so nothing trusts them while it runs.
+        // Result tags the object arrived with that no agent sealed for these
+        // bytes are gone before the scan, so nothing trusts them while it
+        // runs.
         let foreign = self.tag_keys.foreign(&info.tags);
+        let trusted = trusted.or(written);
         if foreign.len() != info.tags.len() && trusted.is_none() {
             match self.store.put_tags(&info, &foreign).await {
                 Ok(None) => {
@@ -119,23 +154,19 @@ impl Scanner {
                     host_actions.push(format!("{verb} result tags on {} that no agent wrote", info.url()));
                     info.tags = foreign;
                 }
-                Ok(Some(now)) => return Pass::Superseded(replaced(&info, &now)),
+                Ok(Some(now)) => return Pass::Superseded(replaced(&info, &now), None),
+                Err(StorageError::Gone(why)) => return skipped(why),
                 Err(err) => return self.retry(&info, host_actions, format!("removing untrusted result tags: {err}")),
             }
         }
 
-        // Fetch and inspect.
+        // Inspect.
         let admission = phases::admit(info.size, limit);
-        let (verdict, mut stage_reports, object) = match (pending, admission) {
-            (Some(body), Admission::Fetch) => {
-                let body = match body.read().await {
-                    Ok(body) => body,
-                    Err(err @ (FetchError::Gone(_) | FetchError::Replaced(_))) => return skipped(err.to_string()),
-                    Err(err) => return self.retry(&info, host_actions, err.to_string()),
-                };
+        let (verdict, mut stage_reports, object) = match (body, admission) {
+            (Some(bytes), Admission::Fetch) => {
                 let object = ScanObject {
                     info: Arc::new(info.clone()),
-                    body,
+                    body: bytes,
                 };
                 let inspected = runner::inspect(&self.host, &self.services, &stages, &object).await;
                 (inspected.verdict, inspected.stages, object)
@@ -159,12 +190,17 @@ impl Scanner {
 
         // Record: the result tags, sealed; containment first.
         let values = ResultValues::new(&verdict, &now_rfc3339(), first_engine(&stage_reports));
-        let target_tags = TagTarget {
-            subject,
-            origin: SealOrigin::Scanned,
-            contain: verdict.contains(),
-        };
-        let plan = tags::plan(&self.tag_keys, &self.sealer, &info.tags, &values, target_tags);
+        let plan = tags::plan(
+            &self.tag_keys,
+            &self.sealer,
+            &info.tags,
+            &values,
+            TagTarget {
+                subject: info.seal_subject(),
+                origin: SealOrigin::Scanned,
+                contain: verdict.contains(),
+            },
+        );
         if plan.held.is_none() {
             match self.store.put_tags(&info, &plan.tags).await {
                 Ok(None) => host_actions.push(format!(
@@ -175,8 +211,12 @@ impl Scanner {
                     values.result
                 )),
                 Ok(Some(now)) => {
-                    self.undo_misplaced(&info, &values, &now).await;
-                    return Pass::Superseded(replaced(&info, &now));
+                    report.stages = stage_reports;
+                    let why = replaced(&info, &now);
+                    if let Err(err) = take_back(&*self.store, &self.tag_keys, &self.sealer, &info, &values).await {
+                        return self.retry_report(report, host_actions, format!("{why}; {err}"));
+                    }
+                    return Pass::Superseded(why, Some(Box::new(report)));
                 }
                 Err(StorageError::Gone(why)) => return skipped(why),
                 Err(err) => {
@@ -187,7 +227,7 @@ impl Scanner {
         }
         report.tags = Some(plan.clone());
 
-        // Act: not for an error, not for a held object.
+        // Act: not for a verdict that does not settle, not for a held object.
         let actions = Arc::new(ObjectActions::new(
             self.store.clone(),
             self.tag_keys.clone(),
@@ -216,23 +256,7 @@ impl Scanner {
             stage_reports.append(&mut runner::actions_not_run(&stages));
         }
         report.stages = stage_reports;
-        let dropped = actions.dropped();
-        if !dropped.is_empty() {
-            host_actions.push(format!(
-                "own tags left off copies by S3's tag limit (kept in their metadata `{}` where it fits): {}",
-                crate::actions::DROPPED_TAGS_METADATA,
-                tags::encode_pairs(&dropped)
-            ));
-            // The report (and the notification) lists every own tag the
-            // limit cost anywhere.
-            if let Some(plan) = report.tags.as_mut() {
-                for pair in dropped {
-                    if !plan.dropped.contains(&pair) {
-                        plan.dropped.push(pair);
-                    }
-                }
-            }
-        }
+        note_dropped(&mut report, &mut host_actions, actions.dropped());
         if !phases::settles(&verdict) {
             let why = format!("{}: {verdict}; no action ran, the event comes back", info.url());
             return self.retry_report(report, host_actions, why);
@@ -245,9 +269,7 @@ impl Scanner {
 
         // Notify, before anything is deleted.
         report.host_actions = host_actions.clone();
-        if phases::publishes(&verdict)
-            && let Some(publisher) = &self.publisher
-        {
+        if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
             match publisher.publish(&report).await {
                 Ok(line) => host_actions.push(line),
                 Err(err) => return self.retry_report(report, host_actions, err),
@@ -271,55 +293,55 @@ impl Scanner {
         finished(report, outcome)
     }
 
+    /// A sweep's "already scanned with the current signatures": an agent
+    /// sealed a settled result on exactly these bytes with this engine.
+    fn already_current(&self, info: &ObjectInfo, trusted: Option<SealOrigin>, target: &Target) -> Option<String> {
+        let engine = target.skip_if_scanned_with.as_deref()?;
+        if trusted != Some(SealOrigin::Scanned) {
+            return None;
+        }
+        let result = self.tag_keys.result_of(&info.tags)?;
+        let tagged_engine = info
+            .tags
+            .iter()
+            .find(|(k, _)| *k == self.tag_keys.engine)
+            .map(|(_, v)| v.as_str());
+        (tagged_engine == Some(engine) && result != "error" && result != "unscannable")
+            .then(|| format!("{}: already {result} with {engine}", info.url()))
+    }
+
     fn retry(&self, info: &ObjectInfo, host_actions: Vec<String>, why: String) -> Pass {
         let mut report = ScanReport::new(info, Verdict::error(why.clone()));
         report.host_actions = host_actions;
-        report.outcome = Outcome::Retry(why);
-        Pass::Finished(Box::new(report))
+        finished(report, Outcome::Retry(why))
     }
 
     fn retry_report(&self, mut report: ScanReport, host_actions: Vec<String>, why: String) -> Pass {
         report.host_actions = host_actions;
-        report.outcome = Outcome::Retry(why);
-        Pass::Finished(Box::new(report))
+        finished(report, Outcome::Retry(why))
     }
+}
 
-    /// After result tags went to a key that meanwhile holds other bytes:
-    /// if they landed on the newer object (the seal names the scanned
-    /// ETag, not the one it has), take them off again — a result must
-    /// never describe bytes it was not about.
-    async fn undo_misplaced(&self, scanned: &ObjectInfo, values: &ResultValues, _now: &str) {
-        let Ok(Some(current)) = self.store.current(&scanned.bucket, &scanned.key).await else {
-            return;
-        };
-        let old = SealSubject {
-            bucket: &scanned.bucket,
-            key: &scanned.key,
-            etag: scanned.etag.as_deref().unwrap_or_default(),
-        };
-        let ours_landed = self.tag_keys.verify(&self.sealer, old, &current.tags).is_some()
-            && self.tag_keys.result_of(&current.tags) == Some(values.result.as_str());
-        if !ours_landed {
-            return;
-        }
-        let newer = ObjectInfo {
-            bucket: scanned.bucket.clone(),
-            key: scanned.key.clone(),
-            version_id: current.version_id.clone(),
-            etag: Some(current.etag.clone()),
-            ..ObjectInfo::default()
-        };
-        let foreign = self.tag_keys.foreign(&current.tags);
-        match self.store.put_tags(&newer, &foreign).await {
-            Ok(_) => tracing::warn!(
-                "{}: result tags of the scanned bytes landed on a newer upload (ETag {}); removed them",
-                scanned.url(),
-                current.etag
-            ),
-            Err(err) => tracing::error!(
-                "{}: result tags of the scanned bytes landed on a newer upload and could not be removed: {err}",
-                scanned.url()
-            ),
+fn finished(mut report: ScanReport, outcome: Outcome) -> Pass {
+    report.outcome = outcome;
+    Pass::Finished(Box::new(report))
+}
+
+/// Lists, in the report, every own tag the limit cost on copies.
+fn note_dropped(report: &mut ScanReport, host_actions: &mut Vec<String>, dropped: Vec<(String, String)>) {
+    if dropped.is_empty() {
+        return;
+    }
+    host_actions.push(format!(
+        "own tags left off copies by S3's tag limit (kept in their metadata `{}` where it fits): {}",
+        crate::actions::DROPPED_TAGS_METADATA,
+        tags::encode_pairs(&dropped)
+    ));
+    if let Some(plan) = report.tags.as_mut() {
+        for pair in dropped {
+            if !plan.dropped.contains(&pair) {
+                plan.dropped.push(pair);
+            }
         }
     }
 }
@@ -332,7 +354,7 @@ fn replaced(info: &ObjectInfo, now: &str) -> String {
     )
 }
 
-fn first_engine(stages: &[bucketscan_core::report::StageReport]) -> Option<&str> {
+fn first_engine(stages: &[StageReport]) -> Option<&str> {
     stages.iter().find_map(|stage| stage.engine_version.as_deref())
 }
 

@@ -19,13 +19,46 @@ pub struct Target {
     pub etag: Option<String>,
     /// The size the event or listing reported: checked before any request.
     pub size: Option<u64>,
+    /// Scan even when the object's result tags say an agent scanned or
+    /// wrote exactly these bytes (`bucketscan scan --rescan`).
+    pub rescan: bool,
+    /// Skip objects an agent sealed a result on, for exactly these bytes,
+    /// with this engine and signature version (a sweep's "already current").
+    pub skip_if_scanned_with: Option<String>,
 }
 
 impl Target {
+    /// The object under `bucket`/`key`, with what an event says of it.
+    pub fn new(bucket: &str, key: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: None,
+            etag: None,
+            size: None,
+            rescan: false,
+            skip_if_scanned_with: None,
+        }
+    }
+
+    /// Whatever the key holds now (after it was overwritten).
+    pub fn current(&self) -> Self {
+        Self {
+            version_id: None,
+            etag: None,
+            size: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl Target {
+    /// For messages, control characters escaped.
     pub fn url(&self) -> String {
+        let key = bucketscan_core::object::printable(&self.key);
         match &self.version_id {
-            Some(version) => format!("s3://{}/{}?versionId={version}", self.bucket, self.key),
-            None => format!("s3://{}/{}", self.bucket, self.key),
+            Some(version) => format!("s3://{}/{key}?versionId={version}", self.bucket),
+            None => format!("s3://{}/{key}", self.bucket),
         }
     }
 }
@@ -44,7 +77,13 @@ pub enum Opened {
 /// The bytes of an opened object, read when the scan path decides to.
 #[async_trait]
 pub trait PendingBody: Send {
-    async fn read(self: Box<Self>) -> Result<ObjectBody, FetchError>;
+    async fn read(self: Box<Self>) -> Result<Body, FetchError>;
+}
+
+/// An object's bytes, read, and their SHA-256 (hex), computed on the way.
+pub struct Body {
+    pub bytes: ObjectBody,
+    pub sha256: String,
 }
 
 /// Why an object could not be opened or read.
@@ -91,6 +130,9 @@ pub struct CopyDest {
 pub struct Copied {
     pub etag: Option<String>,
     pub version_id: Option<String>,
+    /// SHA-256 (hex) of the bytes the copy holds, as the store computed it;
+    /// `None` when it could not (a copy made in parts).
+    pub sha256: Option<String>,
 }
 
 /// The tags of a key's current object.

@@ -5,6 +5,12 @@
 //! (a re-upload of an old database would look fresh), so they are never
 //! used. Plain signature files (`.hdb`, `.ndb`, …) carry no build time:
 //! they add signatures but cannot make a database fresh.
+//!
+//! Which build decides: ClamAV's own `daily` database when there is one
+//! (a freshly built custom container beside it must not make a week-old
+//! daily look fresh); otherwise the *oldest* container, since every one of
+//! them must be current. A build time in the future is refused: it would
+//! stay "fresh" forever.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,18 +48,26 @@ pub fn parse_header(file: &str, header: &[u8]) -> Result<Build, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{file}: header has no build time"))?;
+    let built = UNIX_EPOCH
+        .checked_add(Duration::from_secs(stime))
+        .filter(|built| *built <= SystemTime::now() + FUTURE_TOLERANCE)
+        .ok_or_else(|| format!("{file}: header claims a build time in the future ({stime}); refused"))?;
     Ok(Build {
         file: file.to_owned(),
         version,
-        built: UNIX_EPOCH + Duration::from_secs(stime),
+        built,
     })
 }
 
-/// The newest container in `dir` by build time; `Err` when the directory
-/// is missing or a container is unreadable, `Ok(None)` when there is none.
-pub fn newest_build(dir: &Path) -> Result<Option<Build>, String> {
+/// Clock skew accepted between the database's builder and this machine.
+const FUTURE_TOLERANCE: Duration = Duration::from_secs(3600);
+
+/// The build that decides how fresh `dir` is (see the module docs); `Err`
+/// when the directory is missing or a container is unreadable or claims a
+/// future build, `Ok(None)` when there is no container.
+pub fn governing_build(dir: &Path) -> Result<Option<Build>, String> {
     let entries = std::fs::read_dir(dir).map_err(|err| format!("signature database {}: {err}", dir.display()))?;
-    let mut newest: Option<Build> = None;
+    let mut builds: Vec<Build> = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -70,12 +84,14 @@ pub fn newest_build(dir: &Path) -> Result<Option<Build>, String> {
             file.read_exact(&mut header)
         });
         read.map_err(|err| format!("{}: {err}", path.display()))?;
-        let build = parse_header(&name, &header)?;
-        if newest.as_ref().is_none_or(|n| build.built > n.built) {
-            newest = Some(build);
-        }
+        builds.push(parse_header(&name, &header)?);
     }
-    Ok(newest)
+    let daily = builds
+        .iter()
+        .filter(|b| b.file.starts_with("daily."))
+        .max_by_key(|b| (b.version, b.built))
+        .cloned();
+    Ok(daily.or_else(|| builds.into_iter().min_by_key(|b| b.built)))
 }
 
 #[cfg(test)]
@@ -97,17 +113,44 @@ mod tests {
         assert!(parse_header("x.cvd", b"ClamAV-VDB:a:b").is_err());
     }
 
+    fn secs_ago(secs: u64) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - secs
+    }
+
     #[test]
-    fn the_newest_container_wins_and_file_times_do_not_count() {
+    fn the_daily_database_decides_and_file_times_do_not_count() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("main.cvd"), header(1_600_000_000)).unwrap();
-        std::fs::write(dir.path().join("daily.cld"), header(1_700_000_000)).unwrap();
-        // A plain file, just written: fresh by mtime, but no build time.
+        let week = 7 * 24 * 3600;
+        std::fs::write(dir.path().join("main.cvd"), header(secs_ago(30 * 24 * 3600))).unwrap();
+        std::fs::write(dir.path().join("daily.cld"), header(secs_ago(week))).unwrap();
+        // A custom container built just now does not make the daily fresh,
+        // nor does a plain file just written.
+        std::fs::write(dir.path().join("custom.cud"), header(secs_ago(0))).unwrap();
         std::fs::write(dir.path().join("local.hdb"), b"00:1:x\n").unwrap();
-        let newest = newest_build(dir.path()).unwrap().unwrap();
-        assert_eq!(newest.file, "daily.cld");
+        let build = governing_build(dir.path()).unwrap().unwrap();
+        assert_eq!(build.file, "daily.cld");
+        assert!(build.built.elapsed().unwrap() >= Duration::from_secs(week - 60));
+    }
+
+    #[test]
+    fn without_a_daily_the_oldest_container_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.cud"), header(secs_ago(3600))).unwrap();
+        std::fs::write(dir.path().join("b.cud"), header(secs_ago(60))).unwrap();
+        assert_eq!(governing_build(dir.path()).unwrap().unwrap().file, "a.cud");
         let empty = tempfile::tempdir().unwrap();
         std::fs::write(empty.path().join("local.hdb"), b"00:1:x\n").unwrap();
-        assert_eq!(newest_build(empty.path()).unwrap(), None);
+        assert_eq!(governing_build(empty.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_build_time_in_the_future_is_refused() {
+        let future = secs_ago(0) + 30 * 24 * 3600;
+        let err = parse_header("daily.cud", &header(future)).unwrap_err();
+        assert!(err.contains("in the future"), "{err}");
+        assert!(
+            parse_header("daily.cud", &header(u64::MAX)).is_err(),
+            "no overflow panic"
+        );
     }
 }

@@ -105,6 +105,8 @@ impl SignatureGate for SignatureState {
         match &*self.status.read().unwrap() {
             Status::Unproven(why) => Err(why.clone()),
             Status::Loaded { built, from } => {
+                // A build slightly in the future (clock skew, at most an
+                // hour, see `database`) counts as just built.
                 let age = built.elapsed().unwrap_or_default();
                 if age > self.max_age {
                     Err(format!(
@@ -211,7 +213,7 @@ impl Keeper {
         if !changed && proven {
             return true;
         }
-        let build = match database::newest_build(dir) {
+        let build = match database::governing_build(dir) {
             Ok(Some(build)) => build,
             Ok(None) => {
                 self.state.set(Status::Unproven(format!(

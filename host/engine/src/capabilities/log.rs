@@ -33,7 +33,8 @@ impl Host for StageState {
             .collect();
         let fields = fields.join(" ");
         let stage = self.stage_label.as_str();
-        let key = self.object.info.key.as_str();
+        let key = bucketscan_core::object::printable(&self.object.info.key);
+        let key = key.as_ref();
         let budget = &mut self.log_budget;
         if budget.exhausted {
             return Ok(());
