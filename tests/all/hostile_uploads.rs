@@ -57,6 +57,21 @@ async fn wait_for_log(agent: &AgentProcess, needle: &str) {
     }
 }
 
+/// Waits until the sleeping first stage of the `slow/` pipeline runs for
+/// `key`: the agent has read the object's bytes by then.
+async fn wait_until_read(agent: &AgentProcess, key: &str) {
+    let deadline = Instant::now() + WITHIN;
+    let needle = format!("key=\"{key}\"");
+    while !agent
+        .log()
+        .lines()
+        .any(|line| line.contains("sleeping") && line.contains(&needle))
+    {
+        assert!(Instant::now() < deadline, "{key} was never read:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The notification published for `key`, waiting for it.
 async fn notification_for(world: &World, key: &str, agent: &AgentProcess) -> serde_json::Value {
     let deadline = Instant::now() + WITHIN;
@@ -132,7 +147,7 @@ async fn an_infected_upload_with_a_full_tag_set_and_a_forged_clean_result_is_qua
     let recorded = head.metadata().unwrap()["bucketscan-dropped-tags"].clone();
     assert_eq!(recorded, "o5=v5&o6=v6&o7=v7&o8=v8");
 
-    assert!(!world.exists(STAGING, "attack/tags.txt").await, "moved out of staging");
+    world.wait_gone(STAGING, "attack/tags.txt", WITHIN, &agent).await;
     assert!(!world.exists(PRODUCTION, "attack/tags.txt").await, "never promoted");
     let alert = notification_for(&world, "attack/tags.txt", &agent).await;
     assert_eq!(alert["result"], "infected");
@@ -180,7 +195,7 @@ async fn a_forged_clean_result_is_removed_before_the_scan_and_never_seen_again()
             &[("bucketscan-result", "clean"), ("team", "x")],
         )
         .await;
-    wait_for_log(&agent, "key=slow/forged.txt").await;
+    wait_until_read(&agent, "slow/forged.txt").await;
     // While the (slow) scan runs, the forged result is already gone.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -210,7 +225,7 @@ async fn an_overwrite_during_the_scan_is_never_tagged_promoted_or_deleted_as_the
     let agent = world.start_agent(&slow_and_contained(&world));
     // A clean upload; while it is scanned, the same key gets EICAR.
     world.put("slow/swap.txt", samples::clean_text(), None, &[], &[]).await;
-    wait_for_log(&agent, "key=slow/swap.txt").await;
+    wait_until_read(&agent, "slow/swap.txt").await;
     world.put("slow/swap.txt", samples::eicar(), None, &[], &[]).await;
 
     world
@@ -257,7 +272,7 @@ async fn an_md5_twin_swapped_in_during_the_scan_is_never_promoted() {
     let agent = world.start_agent(&slow_and_contained(&world));
     let (clean, infected) = samples::md5_collision();
     world.put("slow/twin", clean, None, &[], &[]).await;
-    wait_for_log(&agent, "key=slow/twin").await;
+    wait_until_read(&agent, "slow/twin").await;
     world.put("slow/twin", infected.clone(), None, &[], &[]).await;
 
     world.wait_for(QUARANTINE, "staging/slow/twin", WITHIN, &agent).await;
@@ -705,4 +720,51 @@ async fn requests_to_buckets_with_a_known_owner_carry_expected_bucket_owner() {
         copy["headers"]["x-amz-source-expected-bucket-owner"], "123456789012",
         "{copy}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quarantine_into_a_missing_bucket_fails_and_keeps_the_object_contained() {
+    // S3 answers 404 for a missing bucket as for a missing key. The
+    // quarantine must not read it as "the object is gone, nothing left to
+    // contain": the stage fails, the event stays for a retry, the object
+    // stays tagged infected where it is, and the alert still goes out.
+    let world = World::new().await;
+    let lost = r#"
+[buckets.no-such-bucket]
+[[buckets.staging.prefixes]]
+prefix = "lost/"
+[[buckets.staging.prefixes.stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+[[buckets.staging.prefixes.stages]]
+plugin = "quarantine"
+on = ["infected"]
+settings = { mode = "move", bucket = "no-such-bucket" }
+grants = { storage = ["no-such-bucket", "staging"] }
+"#;
+    let agent = world.start_agent(&world.config(&clamd::shared().address(), lost));
+    world.put("lost/eicar.txt", samples::eicar(), None, &[], &[]).await;
+
+    // The alert goes out though containment failed, and says so.
+    let alert = notification_for(&world, "lost/eicar.txt", &agent).await;
+    assert_eq!(alert["result"], "infected");
+    assert_eq!(alert["outcome"]["status"], "retry", "{alert}");
+    assert!(
+        alert["outcome"]["reason"].as_str().unwrap().contains("NoSuchBucket"),
+        "{alert}"
+    );
+    assert!(world.exists(STAGING, "lost/eicar.txt").await, "{}", agent.log());
+    assert_eq!(
+        world
+            .tag(STAGING, "lost/eicar.txt", "bucketscan-result")
+            .await
+            .as_deref(),
+        Some("infected")
+    );
+    assert!(
+        !agent.log().contains("nothing to quarantine"),
+        "a missing bucket passed as a gone object:\n{}",
+        agent.log()
+    );
+    assert!(world.queue_depth().await > 0, "the event stays for a retry");
 }

@@ -91,8 +91,8 @@ async fn javascript_size_policy_blocks_by_size_type_and_extension() {
     let settings = [
         ("max-size", "1KB"),
         ("min-size", "1"),
-        ("allow-content-types", "text/,image/"),
-        ("deny-extensions", "exe,js"),
+        ("allow-content-types", r#"["text/", "image/"]"#),
+        ("deny-extensions", r#"["exe", "js"]"#),
     ];
     let stages = [stage(&policy, &settings, Grants::default())];
     let cases: [(&str, Vec<u8>, Option<&str>, &str); 5] = [
@@ -136,10 +136,13 @@ async fn javascript_size_policy_blocks_by_size_type_and_extension() {
 async fn c_entropy_check_blocks_random_bytes_that_claim_to_be_text() {
     let host = TestHost::with_clamd(test_limits());
     let entropy = host.plugin("entropy_c").await;
-    assert_eq!(entropy.contract.to_string(), "0.1.1");
+    assert_eq!(entropy.contract.to_string(), "0.2.0");
     let stages = [stage(
         &entropy,
-        &[("max-entropy", "7.5"), ("text-types", "text/,application/json")],
+        &[
+            ("max-entropy", "7.5"),
+            ("text-types", r#"["text/", "application/json"]"#),
+        ],
         Grants::default(),
     )];
     let mut state = 0x9e3779b97f4a7c15u64;
@@ -304,11 +307,14 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let root = dir.path().join(&name);
-        let contract = std::fs::read_to_string(root.join("wit/plugin.wit")).unwrap();
-        assert_eq!(
-            contract,
-            std::fs::read_to_string(workspace().join("wit/plugin.wit")).unwrap()
-        );
+        for file in ["package.wit", "stage.wit", "worlds.wit"] {
+            assert_eq!(
+                std::fs::read_to_string(root.join("wit").join(file)).unwrap(),
+                std::fs::read_to_string(workspace().join("wit").join(file)).unwrap(),
+                "{file}"
+            );
+        }
+        assert!(!root.join("wit/released").exists(), "only the newest contract");
 
         let out = toolchain_env(&mut Command::new(root.join("test.sh"))).output().unwrap();
         assert!(
@@ -319,7 +325,7 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(&format!("ok: {name} blocks report.block")), "{stdout}");
-        assert!(stdout.contains("contract:     bucketscan:plugin@0.1.1"), "{stdout}");
+        assert!(stdout.contains("contract:     bucketscan:plugin@0.2.0"), "{stdout}");
     }
     // A second scaffold into the same place is refused, not overwritten.
     let out = Command::new(bucketscan_bin())

@@ -365,6 +365,22 @@ grants = { storage = ["production"] }
         );
     }
 
+    /// Waits until `bucket/key` is gone: the delete half of a move comes
+    /// only after the result is published, so after the copy appears.
+    pub async fn wait_gone(&self, bucket: &str, key: &str, within: Duration, agent: &AgentProcess) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.exists(bucket, key).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "s3://{bucket}/{key} was still there after {within:?}; agent log:\n{}",
+            agent.log()
+        );
+    }
+
     pub async fn tags(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
         let out = self
             .aws

@@ -56,6 +56,16 @@ impl TestHost {
         )
     }
 
+    /// A plugin of the last 0.1 release (see [`crate::released_component`]).
+    pub async fn released_plugin(&self, component: &str) -> Arc<Plugin> {
+        let path = crate::released_component(component);
+        Arc::new(
+            Plugin::load(&self.host, component, &path, None)
+                .await
+                .expect("released plugin loads"),
+        )
+    }
+
     /// Takes `object` through the scan path with `stages`.
     pub async fn run(&self, stages: &[PipelineStage], object: ScanObject) -> ScanReport {
         self.run_recorded(stages, object).await.0

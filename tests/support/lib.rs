@@ -39,6 +39,15 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// A plugin as the last 0.1 release shipped it (contract 0.1.1), kept
+/// built in `tests/fixtures/released-0.1.1/`: the host must keep running
+/// these beside plugins built against the current contract.
+pub fn released_component(name: &str) -> PathBuf {
+    workspace()
+        .join("tests/fixtures/released-0.1.1")
+        .join(format!("{name}.wasm"))
+}
+
 /// The `bucketscan` binary cargo built for this test run.
 pub fn bucketscan_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

@@ -119,6 +119,9 @@ impl SnsPublisher {
             "dropped_tags": tags.map(|t| &t.dropped),
             "omitted_tags": tags.map(|t| &t.omitted),
             "actions": report.host_actions,
+            // `done`, `held`, or `retry` when an action failed: the
+            // verdict stands but containment is not finished yet.
+            "outcome": report.outcome,
             "duration_ms": report.duration_ms,
             "agent": agent_id,
         })
@@ -143,6 +146,7 @@ impl Publisher for SnsPublisher {
             .message(Self::body(report, &self.agent_id))
             .message_attributes("bucket", attribute(&report.bucket)?)
             .message_attributes("scan-result", attribute(result.as_str())?)
+            .message_attributes("outcome", attribute(report.outcome.status())?)
             .send()
             .await
             .map_err(|err| {

@@ -588,6 +588,12 @@ fn is_not_found<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> 
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
     };
+    // A missing bucket is a config or permissions problem, never "the
+    // object is gone": a quarantine into a bucket that does not exist
+    // must fail, not pass as nothing left to contain.
+    if code == Some("NoSuchBucket") {
+        return false;
+    }
     matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchVersion")) || status(err) == Some(404)
 }
 

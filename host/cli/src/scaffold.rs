@@ -24,14 +24,24 @@ pub struct NewArgs {
     dir: PathBuf,
 }
 
-/// The contract every scaffold is built against: the one this binary runs.
-const CONTRACT_WIT: &str = include_str!("../../../wit/plugin.wit");
+/// The contract every scaffold is built against: the newest this binary
+/// runs, file by file as `wit/` has it (`released/` stays behind).
+const CONTRACT: &[(&str, &str)] = &[
+    ("wit/package.wit", include_str!("../../../wit/package.wit")),
+    ("wit/types.wit", include_str!("../../../wit/types.wit")),
+    ("wit/object.wit", include_str!("../../../wit/object.wit")),
+    ("wit/stage.wit", include_str!("../../../wit/stage.wit")),
+    ("wit/log.wit", include_str!("../../../wit/log.wit")),
+    ("wit/clamav.wit", include_str!("../../../wit/clamav.wit")),
+    ("wit/storage.wit", include_str!("../../../wit/storage.wit")),
+    ("wit/http.wit", include_str!("../../../wit/http.wit")),
+    ("wit/worlds.wit", include_str!("../../../wit/worlds.wit")),
+];
 
 const COMMON: &[(&str, &str)] = &[
     ("README.md", include_str!("../templates/common/README.md")),
     ("test.sh", include_str!("../templates/common/test.sh")),
     ("testdata/sample.txt", include_str!("../templates/common/sample.txt")),
-    ("wit/plugin.wit", CONTRACT_WIT),
 ];
 
 fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
@@ -70,12 +80,13 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     ];
     for (path, template) in COMMON.iter().chain(files(args.lang)) {
         let mut text = template.to_string();
-        if *path != "wit/plugin.wit" {
-            for (placeholder, value) in &vars {
-                text = text.replace(placeholder, value);
-            }
+        for (placeholder, value) in &vars {
+            text = text.replace(placeholder, value);
         }
         write(&root.join(path), &text)?;
+    }
+    for (path, wit) in CONTRACT {
+        write(&root.join(path), wit)?;
     }
     println!(
         "created {} ({:?} inspector plugin, contract {})",
@@ -112,4 +123,33 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new file in `wit/` must reach the scaffolds too.
+    #[test]
+    fn scaffolds_carry_every_contract_file() {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&wit)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".wit"))
+            .map(|name| format!("wit/{name}"))
+            .collect();
+        on_disk.sort();
+        let mut carried: Vec<String> = CONTRACT.iter().map(|(path, _)| path.to_string()).collect();
+        carried.sort();
+        assert_eq!(carried, on_disk);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("deny-macros").is_ok());
+        for bad in ["Deny", "-x", "x-", "a_b", ""] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
 }

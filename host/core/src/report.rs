@@ -47,6 +47,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its stable name, as JSON and SNS attributes spell it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Held(_) => "held",
+            Self::Skipped(_) => "skipped",
+            Self::Retry(_) => "retry",
+        }
+    }
+
     /// Whether the event that brought the object may be deleted.
     pub fn settles(&self) -> bool {
         !matches!(self, Self::Retry(_))

@@ -106,16 +106,16 @@ impl Engine {
 
     /// A fresh store for one stage over one object, with limits, grants and
     /// the Wasm time limit armed.
-    pub fn new_store(&self, services: Arc<Services>, env: StageEnv, object: ScanObject) -> Store<StageState> {
+    pub fn new_store(&self, services: &Services, env: StageEnv, object: ScanObject) -> Store<StageState> {
         let state = StageState::new(&self.limits, services, env, object);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let limit = Duration::from_millis(self.limits.wasm_time_limit_ms);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            if state.wasm_time() > limit {
-                return Err(state.fail(StageFailure::WasmTime(limit)));
+            let shared = &mut ctx.data_mut().shared;
+            if shared.wasm_time() > limit {
+                return Err(shared.fail(StageFailure::WasmTime(limit)));
             }
             // Yield so a wall-clock timeout around the call can fire.
             Ok(UpdateDeadline::Yield(1))

@@ -7,22 +7,22 @@
 //!   compile cache.
 //! - [`config`]: the config sections the engine owns (`[host]`, `[clamav]`).
 //! - [`plugin`]: one loaded plugin: its contract version, kind, capabilities.
-//! - [`contract`]: which contract versions this host runs.
+//! - [`contract`]: which contract series this host runs, one module of
+//!   bindings and conversions per series.
 //! - [`sandbox`]: per-stage store state, resource limits and failure causes.
-//! - [`capabilities`]: one module per imported interface.
+//! - [`capabilities`]: one module per capability, each owning its state in
+//!   the stage's store (versionless; the series bind to them).
 //! - [`clamd`]: the clamd client behind the `clamav` capability.
 //! - [`pipelines`]: a config's pipelines with their plugins loaded.
 //! - [`runner`]: runs a pipeline over one object and reports.
 //!
 //! Pipeline rules and verdicts live in `bucketscan-core`; generated bindings
-//! stay in `bindings` and `convert`.
+//! stay inside `contract`.
 
-mod bindings;
 pub mod capabilities;
 pub mod clamd;
 pub mod config;
 pub mod contract;
-mod convert;
 pub mod engine;
 pub mod pipelines;
 pub mod plugin;

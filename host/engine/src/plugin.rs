@@ -1,19 +1,20 @@
 //! One loaded plugin: read, pinned, compiled (or taken from the cache),
 //! checked against the contract, pre-instantiated and asked who it is.
 
-use crate::bindings::{action, inspector};
-use crate::contract::{self, ContractName};
+use crate::contract::{self, ContractName, Exports, Series};
 use crate::engine::{CacheUse, Engine};
 use crate::sandbox::{ScanObject, StageEnv, StageState};
 use bucketscan_core::grants::Capability;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::pipeline::StageKind;
 use semver::Version;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use wasmtime::Store;
+
+pub use crate::contract::PluginIdentity;
 
 /// Why a plugin could not be loaded. Every message names the plugin and its
 /// file.
@@ -58,24 +59,11 @@ pub enum PluginError {
         detail: String,
     },
     #[error("plugin `{name}` ({}): load check failed: {detail}", path.display())]
-    Describe {
+    Identify {
         name: String,
         path: PathBuf,
         detail: String,
     },
-}
-
-/// Who a plugin says it is (its `describe` export).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PluginIdentity {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-}
-
-enum Pre {
-    Inspector(inspector::InspectorPluginPre<StageState>),
-    Action(action::ActionPluginPre<StageState>),
 }
 
 /// A plugin ready to be instantiated per object.
@@ -86,18 +74,17 @@ pub struct Plugin {
     /// Hex sha256 of the component file.
     pub sha256: String,
     pub kind: StageKind,
-    /// The contract version it was built against.
+    /// The contract version it was built against, and the series of
+    /// bindings it runs on.
     pub contract: Version,
+    pub series: Series,
     /// Contract capabilities it imports (it can only use those granted).
     pub capabilities: Vec<Capability>,
     /// Every import name, contract and WASI.
     pub imports: Vec<String>,
-    /// Imports `context` (0.1.1): the host then hands each stage the
-    /// timings of the stages before it; for others it skips that work.
-    pub uses_context: bool,
     pub identity: PluginIdentity,
     pub cache: CacheUse,
-    pre: Pre,
+    pub(crate) exports: Exports,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -187,31 +174,30 @@ impl Plugin {
                 p = contract::PACKAGE
             )));
         };
-        let supported = contract::supported();
         let unsupported = |found: Version| {
             let (name, path) = at();
             PluginError::UnsupportedContract {
                 name,
                 path,
                 found,
-                supported: supported.to_string(),
+                supported: contract::supported(),
             }
         };
-        if !supported.matches(&contract) {
+        let Some(series) = Series::of(&contract) else {
             return Err(unsupported(contract));
-        }
+        };
         let mut capabilities = Vec::new();
         let mut imports = Vec::new();
-        let mut uses_context = false;
         for (import, _) in ty.imports(engine) {
             imports.push(import.to_owned());
             if let Some(parsed) = contract::parse_name(import) {
                 let ContractName { interface, version } = parsed.map_err(contract_error)?;
-                if !supported.matches(&version) {
+                // One component, one series: its imports come from the same
+                // contract as its export.
+                if Series::of(&version) != Some(series) {
                     return Err(unsupported(version));
                 }
                 capabilities.extend(contract::capability_of_import(&interface));
-                uses_context |= interface == "context";
             }
         }
 
@@ -224,39 +210,34 @@ impl Plugin {
             }
         };
         let instance_pre = host.linker().instantiate_pre(&component).map_err(link_error)?;
-        let pre = match kind {
-            StageKind::Inspector => {
-                Pre::Inspector(inspector::InspectorPluginPre::new(instance_pre).map_err(link_error)?)
-            }
-            StageKind::Action => Pre::Action(action::ActionPluginPre::new(instance_pre).map_err(link_error)?),
-        };
+        let exports = Exports::new(kind, series, instance_pre).map_err(link_error)?;
         let mut plugin = Plugin {
             name: name.to_owned(),
             path: path.to_owned(),
             sha256,
             kind,
             contract,
+            series,
             capabilities,
             imports,
-            uses_context,
             identity: PluginIdentity {
                 name: name.to_owned(),
                 version: "?".into(),
                 description: String::new(),
             },
             cache,
-            pre,
+            exports,
         };
-        plugin.identity = plugin.describe(host).await.map_err(|detail| {
+        plugin.identity = plugin.identify(host).await.map_err(|detail| {
             let (name, path) = at();
-            PluginError::Describe { name, path, detail }
+            PluginError::Identify { name, path, detail }
         })?;
         Ok(plugin)
     }
 
     /// Instantiates the plugin once, with no grants, and asks who it is.
     /// This is the load check: a plugin that cannot even do this is refused.
-    async fn describe(&self, host: &Engine) -> Result<PluginIdentity, String> {
+    async fn identify(&self, host: &Engine) -> Result<PluginIdentity, String> {
         let object = ScanObject {
             info: Arc::new(ObjectInfo::default()),
             body: ObjectBody::from_bytes(Vec::new()),
@@ -265,63 +246,27 @@ impl Plugin {
             label: format!("{}@load", self.name),
             ..StageEnv::default()
         };
-        let mut store = host.new_store(host.load_services(), env, object);
+        let mut store: Store<StageState> = host.new_store(&host.load_services(), env, object);
         let timeout = Duration::from_millis(host.limits().stage_timeout_ms);
-        let call = async {
-            let info = match &self.pre {
-                Pre::Inspector(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance.bucketscan_plugin_inspector().call_describe(&mut store).await?
-                }
-                Pre::Action(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance.bucketscan_plugin_action().call_describe(&mut store).await?
-                }
-            };
-            Ok::<_, wasmtime::Error>(info)
-        };
-        let info = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return Err(format!("describe() took longer than {} ms", timeout.as_millis())),
-            Ok(Err(err)) => return Err(format!("{err:#}")),
-            Ok(Ok(info)) => info,
-        };
-        if info.name.is_empty() || info.name.len() > 128 || info.version.len() > 64 || info.description.len() > 1024 {
-            return Err("describe() returned an empty or oversized name, version or description".into());
+        match tokio::time::timeout(timeout, self.exports.identify(&mut store)).await {
+            Err(_) => Err(format!("info() took longer than {} ms", timeout.as_millis())),
+            Ok(Err(err)) => Err(format!("{err:#}")),
+            Ok(Ok(identity)) => Ok(identity),
         }
-        // Shown in every log line and error of the plugin's stages.
-        Ok(PluginIdentity {
-            name: crate::text::cap(&info.name, 128),
-            version: crate::text::cap(&info.version, 64),
-            description: crate::text::cap(&info.description, 1024),
-        })
     }
 
     /// `name@version`, as errors and logs show the plugin.
     pub fn label(&self) -> String {
         format!("{}@{}", self.identity.name, self.identity.version)
     }
-
-    pub(crate) fn inspector_pre(&self) -> Option<&inspector::InspectorPluginPre<StageState>> {
-        match &self.pre {
-            Pre::Inspector(pre) => Some(pre),
-            Pre::Action(_) => None,
-        }
-    }
-
-    pub(crate) fn action_pre(&self) -> Option<&action::ActionPluginPre<StageState>> {
-        match &self.pre {
-            Pre::Action(pre) => Some(pre),
-            Pre::Inspector(_) => None,
-        }
-    }
 }
 
-/// A component's header: `\0asm`, then version 0x0d and layer 1.
 /// Hex sha256 of a component file: its identity for pins and caches.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A component's header: `\0asm`, then version 0x0d and layer 1.
 fn is_component_binary(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }

@@ -8,7 +8,7 @@
 //! notification, deferred deletes), is the scan path's (`bucketscan-scan`).
 
 use crate::capabilities::Services;
-use crate::convert;
+use crate::contract::Called;
 use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
@@ -33,12 +33,7 @@ pub struct Inspected {
 }
 
 /// Runs the inspectors of `stages` and folds their decisions into a verdict.
-pub async fn inspect(
-    host: &Engine,
-    services: &Arc<Services>,
-    stages: &[PipelineStage],
-    object: &ScanObject,
-) -> Inspected {
+pub async fn inspect(host: &Engine, services: &Services, stages: &[PipelineStage], object: &ScanObject) -> Inspected {
     let mut reports = Vec::with_capacity(stages.len());
     let mut inspection = Inspection::new();
     let mut flow = Flow::Next;
@@ -49,31 +44,11 @@ pub async fn inspect(
             reports.push(skipped(stage, StageOutcome::Skipped));
             continue;
         }
-        let so_far = inspection.so_far().map(convert::verdict_to_wit);
-        let env = stage_env(stage, &storage, &reports);
-        let (result, run) = run_stage(
-            host,
-            services,
-            stage,
-            object,
-            env,
-            |plugin, mut store, handle| async move {
-                let pre = plugin.inspector_pre().expect("the filter above keeps inspectors only");
-                let result = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance
-                        .bucketscan_plugin_inspector()
-                        .call_inspect(&mut store, handle, &legacy_settings(stage), so_far.as_ref())
-                        .await
-                }
-                .await;
-                (store, result)
-            },
-        )
+        let env = stage_env(stage, inspection.so_far().cloned(), &storage, &reports);
+        let (decision, run) = run_stage(host, services, stage, object, env, async |store| {
+            stage.plugin.exports.inspect(store, object).await
+        })
         .await;
-        let decision = result
-            .and_then(|r| r.map_err(|message| StageFailure::Plugin(cap(&message, MAX_FAILURE))))
-            .and_then(|d| convert::decision_from_wit(d).map_err(StageFailure::Malformed));
         let (decision, report) = match decision {
             Ok(decision) => {
                 let outcome = match &decision {
@@ -100,10 +75,10 @@ pub async fn inspect(
 
 /// Runs the actions of `stages` whose `on` matches `verdict`, each with
 /// `storage` performing its storage actions. `before` are the reports of
-/// the stages that ran already (for the `context` import).
+/// the stages that ran already (a stage's `earlier-stages`).
 pub async fn act(
     host: &Engine,
-    services: &Arc<Services>,
+    services: &Services,
     stages: &[PipelineStage],
     object: &ScanObject,
     verdict: &Verdict,
@@ -116,31 +91,11 @@ pub async fn act(
             reports.push(skipped(stage, StageOutcome::NotApplicable));
             continue;
         }
-        let wit_verdict = convert::verdict_to_wit(verdict);
-        let env = stage_env(stage, storage, &reports);
-        let (result, run) = run_stage(
-            host,
-            services,
-            stage,
-            object,
-            env,
-            |plugin, mut store, handle| async move {
-                let pre = plugin.action_pre().expect("the filter above keeps actions only");
-                let result = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    instance
-                        .bucketscan_plugin_action()
-                        .call_act(&mut store, handle, &legacy_settings(stage), &wit_verdict)
-                        .await
-                }
-                .await;
-                (store, result)
-            },
-        )
+        let env = stage_env(stage, Some(verdict.clone()), storage, &reports);
+        let (lines, run) = run_stage(host, services, stage, object, env, async |store| {
+            stage.plugin.exports.act(store, object, verdict).await
+        })
         .await;
-        let lines = result
-            .and_then(|r| r.map_err(|message| StageFailure::Plugin(cap(&message, MAX_FAILURE))))
-            .and_then(|lines| convert::action_lines_from_wit(lines).map_err(StageFailure::Malformed));
         let report = match lines {
             Ok(mut lines) => {
                 let mut report = run.report(StageOutcome::Done, None);
@@ -170,15 +125,6 @@ fn actions(stages: &[PipelineStage]) -> impl Iterator<Item = &PipelineStage> {
     stages.iter().filter(|s| s.plugin.kind == StageKind::Action)
 }
 
-/// Settings as contract 0.1 hands them over: strings.
-fn legacy_settings(stage: &PipelineStage) -> Vec<(String, String)> {
-    stage
-        .settings
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_legacy_string()))
-        .collect()
-}
-
 fn failure_message(stage: &PipelineStage, failure: &StageFailure) -> String {
     cap(
         &format!("plugin {} failed: {failure}", stage.plugin.label()),
@@ -186,25 +132,27 @@ fn failure_message(stage: &PipelineStage, failure: &StageFailure) -> String {
     )
 }
 
-fn stage_env(stage: &PipelineStage, storage: &Arc<dyn StorageBackend>, before: &[StageReport]) -> StageEnv {
+fn stage_env(
+    stage: &PipelineStage,
+    verdict: Option<Verdict>,
+    storage: &Arc<dyn StorageBackend>,
+    before: &[StageReport],
+) -> StageEnv {
     StageEnv {
         label: stage.plugin.label(),
         grants: stage.grants.clone(),
+        settings: stage.settings.clone(),
+        verdict,
         signing_secret: stage.signing_secret.clone(),
         storage: storage.clone(),
-        // Per object and stage: only for plugins that can ask for it.
-        timings: if stage.plugin.uses_context {
-            before
-                .iter()
-                .map(|report| StageTiming {
-                    plugin: report.plugin.clone(),
-                    outcome: report.outcome,
-                    duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
+        timings: before
+            .iter()
+            .map(|report| StageTiming {
+                plugin: report.plugin.clone(),
+                outcome: report.outcome,
+                duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
+            })
+            .collect(),
     }
 }
 
@@ -252,64 +200,42 @@ fn skipped(stage: &PipelineStage, outcome: StageOutcome) -> StageReport {
 
 /// Runs one stage in a fresh store under the wall-clock timeout, and turns
 /// whatever went wrong into a [`StageFailure`].
-async fn run_stage<'a, R, F, Fut>(
+async fn run_stage<'a, R>(
     host: &Engine,
-    services: &Arc<Services>,
+    services: &Services,
     stage: &'a PipelineStage,
     object: &ScanObject,
     env: StageEnv,
-    call: F,
-) -> (Result<R, StageFailure>, StageRun<'a>)
-where
-    F: FnOnce(&'a crate::Plugin, Store<StageState>, wasmtime::component::Resource<ScanObject>) -> Fut,
-    Fut: Future<Output = (Store<StageState>, wasmtime::Result<R>)>,
-{
+    call: impl AsyncFnOnce(&mut Store<StageState>) -> wasmtime::Result<Called<R>>,
+) -> (Result<R, StageFailure>, StageRun<'a>) {
     let started = Instant::now();
-    let mut store = host.new_store(services.clone(), env, object.clone());
-    let handle = match store.data_mut().table.push(object.clone()) {
-        Ok(handle) => handle,
-        Err(err) => {
-            let run = StageRun {
-                stage,
-                actions: Vec::new(),
-                engine_version: None,
-                duration: started.elapsed(),
-            };
-            return (Err(StageFailure::Instantiate(err.to_string())), run);
-        }
-    };
+    let mut store = host.new_store(services, env, object.clone());
     let timeout = Duration::from_millis(host.limits().stage_timeout_ms);
-    // The store moves into the call and comes back with its result, so
-    // what the host recorded (failure cause, actions) can be read after.
-    // On timeout the call is dropped mid-flight and its store with it.
-    match tokio::time::timeout(timeout, call(&stage.plugin, store, handle)).await {
-        Err(_) => {
-            let run = StageRun {
-                stage,
-                actions: Vec::new(),
-                engine_version: None,
-                duration: started.elapsed(),
-            };
-            (Err(StageFailure::Timeout(timeout)), run)
-        }
-        Ok((mut store, result)) => {
-            let state = store.data_mut();
-            let result = result.map_err(|err| classify(err, state));
-            let run = StageRun {
-                stage,
-                actions: std::mem::take(&mut state.actions),
-                engine_version: state.engine_version.take(),
-                duration: started.elapsed(),
-            };
-            (result, run)
-        }
-    }
+    // On timeout the call is dropped mid-flight; the store is never used
+    // again, but what the host recorded in it (actions done, the clamd
+    // engine) still belongs in the report.
+    let result = match tokio::time::timeout(timeout, call(&mut store)).await {
+        Err(_) => Err(StageFailure::Timeout(timeout)),
+        Ok(Err(err)) => Err(classify(err, store.data_mut())),
+        Ok(Ok(called)) => called.map_err(|failure| match failure {
+            StageFailure::Plugin(message) => StageFailure::Plugin(cap(&message, MAX_FAILURE)),
+            other => other,
+        }),
+    };
+    let state = store.data_mut();
+    let run = StageRun {
+        stage,
+        actions: std::mem::take(&mut state.storage.actions),
+        engine_version: state.clamav.engine_version.take(),
+        duration: started.elapsed(),
+    };
+    (result, run)
 }
 
 /// The best explanation of a failed call: what the host saw first (a limit
 /// or a grant), else the trap itself.
 fn classify(err: wasmtime::Error, state: &mut StageState) -> StageFailure {
-    if let Some(failure) = state.failure.take() {
+    if let Some(failure) = state.shared.failure.take() {
         return failure;
     }
     if let Some(refused) = state.limiter.refused.take() {

@@ -3,13 +3,22 @@
 //!
 //! Each stage of each object gets a new store: nothing a plugin did for one
 //! object can leak into the next, and a plugin that broke its store (trap,
-//! timeout) takes nothing else down with it.
+//! timeout) takes nothing else down with it. The store's state is one
+//! context per capability (each defined in `capabilities/`, reached through
+//! its own small view trait, as `wasmtime_wasi` does with `WasiView`) plus
+//! [`StageShared`], what every capability needs.
 
 use crate::capabilities::Services;
-use crate::capabilities::log::LogBudget;
+use crate::capabilities::clamav::ClamavCtx;
+use crate::capabilities::http::HttpCtx;
+use crate::capabilities::log::LogCtx;
+use crate::capabilities::stage::StageCtx;
+use crate::capabilities::storage::StorageCtx;
 use crate::config::EngineConfig;
+use bucketscan_core::Verdict;
+use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::{Grants, NotGranted};
-use bucketscan_core::report::FailureCause;
+use bucketscan_core::report::{FailureCause, StageOutcome};
 use bucketscan_core::storage::{NoStorage, StorageBackend};
 use std::fmt;
 use std::sync::Arc;
@@ -139,11 +148,15 @@ pub struct StageEnv {
     /// `plugin@version`, for log lines.
     pub label: String,
     pub grants: Grants,
+    /// The plugin's settings.
+    pub settings: Vec<(String, SettingValue)>,
+    /// For an inspector, the verdict so far; for an action, the final one.
+    pub verdict: Option<Verdict>,
     /// The key the host signs this stage's HTTP requests with.
     pub signing_secret: Option<Arc<[u8]>>,
     /// Performs this object's storage actions (the scan path's, per object).
     pub storage: Arc<dyn StorageBackend>,
-    /// Earlier stages of this object's pipeline (the `context` import).
+    /// Earlier stages of this object's pipeline.
     pub timings: Vec<StageTiming>,
 }
 
@@ -152,6 +165,8 @@ impl Default for StageEnv {
         Self {
             label: String::new(),
             grants: Grants::default(),
+            settings: Vec::new(),
+            verdict: None,
             signing_secret: None,
             storage: Arc::new(NoStorage),
             timings: Vec::new(),
@@ -159,28 +174,21 @@ impl Default for StageEnv {
     }
 }
 
-/// How one earlier stage went, as the `context` import reports it.
+/// How one earlier stage went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageTiming {
     pub plugin: String,
-    pub outcome: bucketscan_core::report::StageOutcome,
+    pub outcome: StageOutcome,
     pub duration: Duration,
 }
 
-/// Everything one stage's store holds.
-pub struct StageState {
-    wasi: WasiCtx,
+/// What every capability of a stage needs: the resource table, the
+/// stage's name and object, its clock, and the first failure the host saw.
+pub struct StageShared {
     pub table: ResourceTable,
-    pub limiter: StageLimiter,
-    pub services: Arc<Services>,
-    pub grants: Grants,
-    pub object: ScanObject,
     /// `plugin@version`, for log lines.
-    pub stage_label: String,
-    pub signing_secret: Option<Arc<[u8]>>,
-    pub storage: Arc<dyn StorageBackend>,
-    pub timings: Vec<StageTiming>,
-    pub log_budget: LogBudget,
+    pub label: String,
+    pub object: ScanObject,
     /// When the stage started, and how much of that time was spent waiting
     /// on host calls (scans, storage, HTTP), which the Wasm time limit
     /// does not count.
@@ -189,35 +197,11 @@ pub struct StageState {
     /// The first failure the host itself detected (limit, grant), which
     /// explains a trap better than the trap does.
     pub failure: Option<StageFailure>,
-    /// Storage actions performed, for the report.
-    pub actions: Vec<String>,
-    /// clamd's VERSION answer, when this stage scanned.
-    pub engine_version: Option<String>,
 }
 
-impl StageState {
-    pub fn new(limits: &EngineConfig, services: Arc<Services>, env: StageEnv, object: ScanObject) -> Self {
-        Self {
-            wasi: sealed_wasi(),
-            table: ResourceTable::new(),
-            limiter: StageLimiter::new(limits),
-            services,
-            grants: env.grants,
-            object,
-            stage_label: env.label,
-            signing_secret: env.signing_secret,
-            storage: env.storage,
-            timings: env.timings,
-            log_budget: LogBudget::default(),
-            started: Instant::now(),
-            host_time: Duration::ZERO,
-            failure: None,
-            actions: Vec::new(),
-            engine_version: None,
-        }
-    }
-
-    /// Records a failure unless an earlier one explains the stage already.
+impl StageShared {
+    /// Records a failure unless an earlier one explains the stage already;
+    /// the error traps the plugin.
     pub fn fail(&mut self, failure: StageFailure) -> wasmtime::Error {
         let message = failure.to_string();
         self.failure.get_or_insert(failure);
@@ -227,6 +211,47 @@ impl StageState {
     /// Time the plugin's own code has run so far.
     pub fn wasm_time(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.host_time)
+    }
+}
+
+/// Everything one stage's store holds: WASI (sealed), the shared part, and
+/// one context per capability.
+pub struct StageState {
+    wasi: WasiCtx,
+    pub shared: StageShared,
+    pub limiter: StageLimiter,
+    pub stage: StageCtx,
+    pub log: LogCtx,
+    pub clamav: ClamavCtx,
+    pub storage: StorageCtx,
+    pub http: HttpCtx,
+}
+
+impl StageState {
+    pub fn new(limits: &EngineConfig, services: &Services, env: StageEnv, object: ScanObject) -> Self {
+        Self {
+            wasi: sealed_wasi(),
+            shared: StageShared {
+                table: ResourceTable::new(),
+                label: env.label,
+                object: object.clone(),
+                started: Instant::now(),
+                host_time: Duration::ZERO,
+                failure: None,
+            },
+            limiter: StageLimiter::new(limits),
+            stage: StageCtx::new(
+                object,
+                env.settings,
+                env.verdict,
+                env.timings,
+                services.agent_id.clone(),
+            ),
+            log: LogCtx::default(),
+            clamav: ClamavCtx::new(env.grants.clamav, services.clamd.clone()),
+            storage: StorageCtx::new(env.grants.clone(), env.storage),
+            http: HttpCtx::new(env.grants, env.signing_secret, services.http.clone()),
+        }
     }
 }
 
@@ -250,7 +275,7 @@ impl WasiView for StageState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: &mut self.shared.table,
         }
     }
 }

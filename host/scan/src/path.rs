@@ -264,11 +264,27 @@ impl Scanner {
         if !report.actions_ok() {
             let errors: Vec<&str> = report.stages.iter().filter_map(|s| s.error.as_deref()).collect();
             let why = format!("{}: actions failed: {}", info.url(), errors.join("; "));
+            // The alert goes out even though containment is not finished
+            // (a quarantine that keeps failing must not keep the finding
+            // quiet): published with outcome `retry`, on every attempt.
+            // Nothing was deleted: deletes wait for a pass that finishes.
+            report.host_actions = host_actions.clone();
+            report.outcome = Outcome::Retry(why.clone());
+            if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
+                match publisher.publish(&report).await {
+                    Ok(line) => host_actions.push(line),
+                    Err(err) => host_actions.push(format!("not published: {err}")),
+                }
+            }
             return self.retry_report(report, host_actions, why);
         }
 
         // Notify, before anything is deleted.
         report.host_actions = host_actions.clone();
+        report.outcome = match &plan.held {
+            Some(why) => Outcome::Held(why.clone()),
+            None => Outcome::Done,
+        };
         if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
             match publisher.publish(&report).await {
                 Ok(line) => host_actions.push(line),

@@ -20,7 +20,7 @@
 mod policy;
 
 use bucketscan_plugin_sdk::{
-    Decision, Inspector, Level, Object, PluginInfo, Settings, UnscannableReason, Verdict, clamav, log,
+    Decision, Inspector, Level, PluginError, PluginInfo, Settings, Stage, UnscannableReason, Verdict, clamav, log,
 };
 use policy::Policy;
 
@@ -35,9 +35,10 @@ impl Inspector for ClamavBridge {
         )
     }
 
-    fn inspect(object: &Object, settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
-        let policy = Policy::from_settings(settings)?;
-        let size = object.info().size;
+    fn inspect(stage: &Stage) -> Result<Decision, PluginError> {
+        let policy = Policy::from_settings(&Settings::of(stage))?;
+        let object = stage.object();
+        let size = object.size();
         if let Some(max) = policy.max_size
             && size > max
         {
@@ -46,7 +47,7 @@ impl Inspector for ClamavBridge {
                 format!("{size} bytes is over the clamav-bridge max-size of {max} bytes"),
             )));
         }
-        let verdict = match clamav::scan(object) {
+        let verdict = match clamav::scan(&object) {
             Ok(report) => {
                 log(
                     Level::Debug,
@@ -55,18 +56,18 @@ impl Inspector for ClamavBridge {
                 );
                 policy.verdict(&report.found)
             }
-            Err(err) => match err.kind {
-                clamav::ScanErrorKind::SizeLimit => {
-                    Verdict::unscannable(UnscannableReason::TooLarge, format!("clamd: {}", err.message))
-                }
-                clamav::ScanErrorKind::StaleSignatures => {
-                    Verdict::unscannable(UnscannableReason::StaleSignatures, err.message)
-                }
-                clamav::ScanErrorKind::Unreachable
-                | clamav::ScanErrorKind::Timeout
-                | clamav::ScanErrorKind::Protocol
-                | clamav::ScanErrorKind::Read => Verdict::Error(err.message),
-            },
+            Err(clamav::ScanError::SizeLimit(message)) => {
+                Verdict::unscannable(UnscannableReason::TooLarge, format!("clamd: {message}"))
+            }
+            Err(clamav::ScanError::StaleSignatures(message)) => {
+                Verdict::unscannable(UnscannableReason::StaleSignatures, message)
+            }
+            Err(
+                clamav::ScanError::Unreachable(message)
+                | clamav::ScanError::Timeout(message)
+                | clamav::ScanError::Read(message)
+                | clamav::ScanError::Other(message),
+            ) => Verdict::Error(message),
         };
         Ok(Decision::Verdict(verdict))
     }

@@ -1,7 +1,7 @@
 //! How clamd's signature names map to verdicts. Pure, so it is unit-tested
 //! on the host.
 
-use bucketscan_plugin_sdk::{Finding, Settings, UnscannableReason, Verdict};
+use bucketscan_plugin_sdk::{Finding, PluginError, Settings, UnscannableReason, Verdict};
 
 /// What an alert of one class turns into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +13,7 @@ enum Treat {
 }
 
 impl Treat {
-    fn parse(settings: &Settings, key: &str, choices: &[&str], default: &str) -> Result<Self, String> {
+    fn parse(settings: &Settings, key: &str, choices: &[&str], default: &str) -> Result<Self, PluginError> {
         Ok(match settings.choice(key, choices, default)? {
             "infected" => Self::Infected,
             "unscannable" => Self::Unscannable,
@@ -57,7 +57,7 @@ fn classify(name: &str) -> Class {
 }
 
 impl Policy {
-    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+    pub fn from_settings(settings: &Settings) -> Result<Self, PluginError> {
         settings.reject_unknown(&["max-size", "limits", "encrypted", "pua", "heuristics"])?;
         Ok(Self {
             max_size: settings.u64("max-size")?,
@@ -109,10 +109,14 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bucketscan_plugin_sdk::SettingValue;
 
     fn policy(pairs: &[(&str, &str)]) -> Policy {
         Policy::from_settings(&Settings::new(
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), SettingValue::Text(v.to_string())))
+                .collect(),
         ))
         .unwrap()
     }
@@ -167,7 +171,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let err = Policy::from_settings(&Settings::new(vec![("limits".into(), "clean".into())])).unwrap_err();
-        assert!(err.contains("`limits`"), "{err}");
+        let err = Policy::from_settings(&Settings::new(vec![(
+            "limits".into(),
+            SettingValue::Text("clean".into()),
+        )]))
+        .unwrap_err();
+        assert!(
+            matches!(&err, PluginError::InvalidSettings(m) if m.contains("`limits`")),
+            "{err:?}"
+        );
     }
 }

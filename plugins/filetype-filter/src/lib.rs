@@ -16,7 +16,9 @@
 
 mod detect;
 
-use bucketscan_plugin_sdk::{Decision, Inspector, Level, Object, PluginInfo, Settings, Verdict, log};
+use bucketscan_plugin_sdk::{
+    Decision, Inspector, Level, PluginError, PluginInfo, ReadError, Settings, Stage, Verdict, log,
+};
 use detect::Category;
 
 struct FiletypeFilter;
@@ -32,15 +34,22 @@ impl Inspector for FiletypeFilter {
         )
     }
 
-    fn inspect(object: &Object, settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
+    fn inspect(stage: &Stage) -> Result<Decision, PluginError> {
+        let settings = &Settings::of(stage);
         settings.reject_unknown(&["deny", "allow", "block-mismatch", "read-bytes"])?;
         let deny = categories(settings, "deny")?;
         let allow = categories(settings, "allow")?;
         let block_mismatch = settings.bool_or("block-mismatch", false)?;
         let read_bytes = settings.u64("read-bytes")?.unwrap_or(DEFAULT_READ_BYTES).min(1 << 20);
 
-        let info = object.info();
-        let head = object.read(0, read_bytes as u32)?;
+        let object = stage.object();
+        let head = match object.read(0, read_bytes as u32) {
+            Ok(head) => head,
+            // Over the pipeline's size limit: the host makes it
+            // unscannable; nothing here to add.
+            Err(ReadError::NotDownloaded) => return Ok(Decision::Continue),
+            Err(ReadError::Other(message)) => return Err(PluginError::Other(format!("reading the object: {message}"))),
+        };
         let detected = detect::detect(&head);
         log(
             Level::Debug,
@@ -65,10 +74,13 @@ impl Inspector for FiletypeFilter {
         }
         if block_mismatch {
             let claims = [
-                ("extension", detect::claimed_by_key(&info.key)),
+                ("extension", detect::claimed_by_key(&object.key())),
                 (
                     "Content-Type",
-                    info.content_type.as_deref().and_then(detect::claimed_by_content_type),
+                    object
+                        .content_type()
+                        .as_deref()
+                        .and_then(detect::claimed_by_content_type),
                 ),
             ];
             for (source, claimed) in claims {
@@ -88,16 +100,16 @@ impl Inspector for FiletypeFilter {
     }
 }
 
-fn categories(settings: &Settings, key: &str) -> Result<Vec<Category>, String> {
+fn categories(settings: &Settings, key: &str) -> Result<Vec<Category>, PluginError> {
     settings
-        .list(key)
+        .list(key)?
         .iter()
         .map(|name| {
             Category::parse(name).ok_or_else(|| {
-                format!(
+                PluginError::InvalidSettings(format!(
                     "setting `{key}`: unknown file category `{name}` (known: {})",
                     Category::NAMES.join(", ")
-                )
+                ))
             })
         })
         .collect()

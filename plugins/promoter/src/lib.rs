@@ -12,7 +12,7 @@
 //! The host performs the copy on the exact version and ETag that was
 //! scanned, so a newer upload under the same key is never promoted.
 
-use bucketscan_plugin_sdk::{Action, Object, PluginInfo, Settings, Verdict, storage};
+use bucketscan_plugin_sdk::{Action, PluginError, PluginInfo, Settings, Stage, Verdict, final_verdict, storage};
 
 struct Promoter;
 
@@ -34,26 +34,33 @@ impl Action for Promoter {
         )
     }
 
-    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
+    fn act(stage: &Stage) -> Result<Vec<String>, PluginError> {
+        let settings = Settings::of(stage);
         settings.reject_unknown(&["bucket", "strip-prefix", "add-prefix", "delete-source"])?;
-        let bucket = settings
-            .get("bucket")
-            .ok_or("setting `bucket` (the production bucket) is required")?;
+        let bucket = settings.text("bucket")?.ok_or_else(|| {
+            PluginError::InvalidSettings("setting `bucket` (the production bucket) is required".into())
+        })?;
         let delete_source = settings.bool_or("delete-source", false)?;
         // Defence in depth: the pipeline should run this on `clean` only,
         // but a misconfigured `on` must still never promote anything else.
-        if !matches!(verdict, Verdict::Clean) {
+        if !matches!(final_verdict(stage)?, Verdict::Clean) {
             return Ok(vec!["not clean: nothing promoted".into()]);
         }
-        let info = object.info();
-        let key = map_key(&info.key, settings.get("strip-prefix"), settings.get("add-prefix"));
+        let object = stage.object();
+        let key = map_key(
+            &object.key(),
+            settings.text("strip-prefix")?,
+            settings.text("add-prefix")?,
+        );
+        // Any storage error fails the stage: the agent retries the object,
+        // and a source that was replaced meanwhile is then scanned anew.
         if delete_source {
-            storage::move_(bucket, &key, &[])?;
+            storage::move_(&object, bucket, &key, &[])?;
             Ok(vec![format!(
                 "promoted to s3://{bucket}/{key} and removed from staging"
             )])
         } else {
-            storage::copy(bucket, &key, &[])?;
+            storage::copy(&object, bucket, &key, &[])?;
             Ok(vec![format!("promoted to s3://{bucket}/{key}")])
         }
     }

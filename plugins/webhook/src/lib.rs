@@ -17,7 +17,9 @@
 //! (`sha256=` HMAC-SHA256 of `TIMESTAMP.BODY`). The secret never reaches
 //! this plugin.
 
-use bucketscan_plugin_sdk::{Action, Level, Object, PluginInfo, Settings, Verdict, context, http, log};
+use bucketscan_plugin_sdk::{
+    Action, Level, PluginError, PluginInfo, Settings, Stage, StageOutcome, Verdict, final_verdict, http, log,
+};
 use serde_json::{Value, json};
 
 struct Webhook;
@@ -31,39 +33,42 @@ impl Action for Webhook {
         )
     }
 
-    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
+    fn act(stage: &Stage) -> Result<Vec<String>, PluginError> {
+        let settings = Settings::of(stage);
         settings.reject_unknown(&["url", "timeout-ms", "attempts", "required"])?;
-        let urls = settings.list("url");
+        let invalid = |message: String| PluginError::InvalidSettings(message);
+        let urls = settings.list("url")?;
         if urls.is_empty() {
-            return Err("setting `url` is required".into());
+            return Err(invalid("setting `url` is required".into()));
         }
         let timeout_ms = settings.u64("timeout-ms")?.unwrap_or(5000);
         if !(1..=30_000).contains(&timeout_ms) {
-            return Err(format!("setting `timeout-ms`: {timeout_ms} is outside 1..=30000"));
+            return Err(invalid(format!(
+                "setting `timeout-ms`: {timeout_ms} is outside 1..=30000"
+            )));
         }
         let attempts = settings.u64("attempts")?.unwrap_or(3);
         if !(1..=5).contains(&attempts) {
-            return Err(format!("setting `attempts`: {attempts} is outside 1..=5"));
+            return Err(invalid(format!("setting `attempts`: {attempts} is outside 1..=5")));
         }
         let required = settings.bool_or("required", false)?;
 
-        let body = result_json(object, verdict).to_string().into_bytes();
+        let body = result_json(stage)?.to_string().into_bytes();
         let mut lines = Vec::new();
         let mut failures = Vec::new();
         for url in urls {
-            let request = http::Request {
-                url: url.clone(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: body.clone(),
-                timeout_ms: timeout_ms as u32,
-                attempts: attempts as u8,
-            };
-            match http::send(&request) {
-                Ok(response) if (200..300).contains(&response.status) => {
-                    lines.push(format!("webhook {url}: {}", response.status));
+            let request = http::Request::new(&url);
+            request.set_header("content-type", "application/json");
+            request.set_body(&body);
+            request.set_timeout_ms(timeout_ms as u32);
+            request.set_attempts(attempts as u8);
+            match http::send(request) {
+                Ok(response) if (200..300).contains(&response.status()) => {
+                    lines.push(format!("webhook {url}: {}", response.status()));
                 }
-                Ok(response) => failures.push(format!("{url}: answered {}", response.status)),
-                Err(err) => failures.push(err),
+                Ok(response) => failures.push(format!("{url}: answered {}", response.status())),
+                // The host's message names the request and its attempts.
+                Err(err) => failures.push(err.message().to_owned()),
             }
         }
         for failure in &failures {
@@ -71,17 +76,37 @@ impl Action for Webhook {
             lines.push(format!("webhook not delivered: {failure}"));
         }
         if required && !failures.is_empty() {
-            return Err(format!("required webhook not delivered: {}", failures.join("; ")));
+            return Err(PluginError::Unavailable(format!(
+                "required webhook not delivered: {}",
+                failures.join("; ")
+            )));
         }
         Ok(lines)
     }
 }
 
+/// A stage outcome's stable name (the one the agent's JSON uses).
+fn outcome_name(outcome: StageOutcome) -> &'static str {
+    match outcome {
+        StageOutcome::Continue => "continue",
+        StageOutcome::Clean => "clean",
+        StageOutcome::Infected => "infected",
+        StageOutcome::Blocked => "blocked",
+        StageOutcome::Unscannable => "unscannable",
+        StageOutcome::Error => "error",
+        StageOutcome::Done => "done",
+        StageOutcome::Failed => "failed",
+        StageOutcome::Skipped => "skipped",
+        StageOutcome::NotApplicable => "not applicable",
+    }
+}
+
 /// The body: the object, the verdict with its findings, how long each
 /// earlier stage took, and the agent.
-fn result_json(object: &Object, verdict: &Verdict) -> Value {
-    let info = object.info();
-    let (result, detail, findings) = match verdict {
+fn result_json(stage: &Stage) -> Result<Value, PluginError> {
+    let object = stage.object();
+    let verdict = final_verdict(stage)?;
+    let (result, detail, findings) = match &verdict {
         Verdict::Clean => ("clean", String::new(), Vec::new()),
         Verdict::Infected(findings) => (
             "infected",
@@ -95,22 +120,24 @@ fn result_json(object: &Object, verdict: &Verdict) -> Value {
         Verdict::Unscannable(u) => ("unscannable", format!("{:?}: {}", u.reason, u.detail), Vec::new()),
         Verdict::Error(message) => ("error", message.clone(), Vec::new()),
     };
-    let timings: Vec<Value> = context::stage_timings()
+    let timings: Vec<Value> = stage
+        .earlier_stages()
         .into_iter()
-        .map(|t| json!({ "plugin": t.plugin, "outcome": t.outcome, "duration_us": t.duration_us }))
+        .map(|t| json!({ "plugin": t.plugin, "outcome": outcome_name(t.outcome), "duration_us": t.duration_us }))
         .collect();
-    json!({
-        "bucket": info.bucket,
-        "key": info.key,
-        "version_id": info.version_id,
-        "etag": info.etag,
-        "size": info.size,
+    Ok(json!({
+        "bucket": object.bucket(),
+        "key": object.key(),
+        "version_id": object.version_id(),
+        "etag": object.etag(),
+        "sha256": object.sha256(),
+        "size": object.size(),
         "verdict": result,
         "detail": detail,
         "findings": findings,
         "timings": timings,
-        "agent": context::agent_id(),
-    })
+        "agent": stage.agent_id(),
+    }))
 }
 
 bucketscan_plugin_sdk::export_action!(Webhook);

@@ -12,7 +12,7 @@ component="{{file_name}}.wasm"
 verdict() {
   # Exit status 1 means "not clean", which both samples are; 2 is a failure.
   local out status=0
-  out=$("$bucketscan" plugin run "$component" --file "$1" --key "$2" --set deny-suffixes=.block,.exe --output json) || status=$?
+  out=$("$bucketscan" plugin run "$component" --file "$1" --key "$2" --set 'deny-suffixes=[".block", ".exe"]' --output json) || status=$?
   [ "$status" -le 1 ] || { echo "bucketscan failed on $2" >&2; exit 1; }
   python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["stages"][0]["outcome"])' <<<"$out"
 }

@@ -1,44 +1,87 @@
-//! `bucketscan:plugin/clamav`: streams the object to clamd. Grant:
-//! `clamav = true`. The bytes go from the host to clamd and never through
-//! the plugin's memory.
+//! ClamAV: streams the object to clamd. Grant: `clamav = true`. The bytes
+//! go from the host to clamd and never through the plugin's memory.
 
-use crate::bindings::clamav::{Host, ScanError, ScanErrorKind, ScanReport};
-use crate::clamd::ClamdError;
-use crate::sandbox::{ScanObject, StageFailure, StageState};
+use crate::clamd::{Clamd, ClamdError};
+use crate::sandbox::{ScanObject, StageFailure, StageShared, StageState};
+use bucketscan_core::grants::{Capability, NotGranted};
+use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Resource};
 
-impl Host for StageState {
-    async fn scan(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<Result<ScanReport, ScanError>> {
-        if let Err(err) = self.grants.check_clamav() {
-            return Err(self.fail(StageFailure::NotGranted(err)));
+/// ClamAV's part of a stage.
+pub struct ClamavCtx {
+    granted: bool,
+    clamd: Arc<Clamd>,
+    /// clamd's VERSION answer, when this stage scanned.
+    pub engine_version: Option<String>,
+}
+
+impl ClamavCtx {
+    pub fn new(granted: bool, clamd: Arc<Clamd>) -> Self {
+        Self {
+            granted,
+            clamd,
+            engine_version: None,
         }
-        let body = self.table.get(&object)?.body.clone();
-        let clamd = &self.services.clamd;
+    }
+}
+
+/// What clamd said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClamdAnswer {
+    pub found: Vec<String>,
+    pub engine_version: String,
+}
+
+/// What ClamAV sees of the store.
+pub struct ClamavCtxView<'a> {
+    pub ctx: &'a mut ClamavCtx,
+    pub shared: &'a mut StageShared,
+}
+
+/// The projection from a store's state to ClamAV.
+pub trait ClamavView: Send {
+    fn clamav(&mut self) -> ClamavCtxView<'_>;
+}
+
+impl ClamavView for StageState {
+    fn clamav(&mut self) -> ClamavCtxView<'_> {
+        ClamavCtxView {
+            ctx: &mut self.clamav,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+/// Marks ClamAV for `add_to_linker`.
+pub struct HasClamav;
+
+impl HasData for HasClamav {
+    type Data<'a> = ClamavCtxView<'a>;
+}
+
+impl ClamavCtxView<'_> {
+    /// Scans `object`; the outer error traps the stage (not granted).
+    pub async fn scan(&mut self, object: &Resource<ScanObject>) -> wasmtime::Result<Result<ClamdAnswer, ClamdError>> {
+        if !self.ctx.granted {
+            return Err(self.shared.fail(StageFailure::NotGranted(NotGranted {
+                capability: Capability::Clamav,
+                detail: "the stage has no `clamav = true` grant".into(),
+            })));
+        }
+        let body = self.shared.table.get(object)?.body.clone();
+        let clamd = self.ctx.clamd.clone();
         let started = Instant::now();
         let result = async {
             let found = clamd.scan(&body).await?;
-            let version = clamd.version().await?;
-            Ok::<_, ClamdError>((found, version))
+            let engine_version = clamd.version().await?;
+            Ok(ClamdAnswer { found, engine_version })
         }
         .await;
-        self.host_time += started.elapsed();
-        Ok(match result {
-            Ok((found, engine_version)) => {
-                self.engine_version = Some(engine_version.clone());
-                Ok(ScanReport { found, engine_version })
-            }
-            Err(err) => Err(ScanError {
-                kind: match err {
-                    ClamdError::Unreachable(_) => ScanErrorKind::Unreachable,
-                    ClamdError::Timeout(_) => ScanErrorKind::Timeout,
-                    ClamdError::SizeLimit(_) => ScanErrorKind::SizeLimit,
-                    ClamdError::Protocol(_) => ScanErrorKind::Protocol,
-                    ClamdError::Read(_) => ScanErrorKind::Read,
-                    ClamdError::StaleSignatures(_) => ScanErrorKind::StaleSignatures,
-                },
-                message: err.to_string(),
-            }),
-        })
+        self.shared.host_time += started.elapsed();
+        if let Ok(answer) = &result {
+            self.ctx.engine_version = Some(answer.engine_version.clone());
+        }
+        Ok(result)
     }
 }

@@ -1,28 +1,30 @@
-//! `bucketscan:plugin/http`: outbound POST to allow-listed hosts. Grant:
-//! `http = [hosts]`.
+//! Outbound HTTP POSTs to allow-listed hosts. Grants: `http = [hosts]`, and
+//! `http-private = [CIDRs]` for private networks.
 //!
 //! What a plugin can never reach, whatever its grant: link-local and cloud
 //! metadata addresses (the EC2/ECS credential endpoints among them), as
 //! literals or after DNS resolution, and anything behind a redirect
-//! (redirects are not followed). Proxies from the environment are ignored,
-//! since a proxy would resolve names where this host cannot check them.
-//! When the stage has a `signing-secret`, the host signs every request
-//! body; the secret never enters the plugin.
+//! (redirects are not followed). Private networks (loopback, RFC 1918,
+//! CGNAT, ULA, NAT64, …) only when the stage's `http-private` grant names
+//! them. Proxies from the environment are ignored, since a proxy would
+//! resolve names where this host cannot check them. Answers are read at
+//! most [`MAX_RESPONSE`] bytes. When the stage has a `signing-secret`, the
+//! host signs every request body; the secret never enters the plugin.
 
-use crate::bindings::http::{Host, Request, Response};
-use crate::sandbox::{StageFailure, StageState};
+use crate::sandbox::{StageFailure, StageShared, StageState};
+use bucketscan_core::grants::Grants;
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::HasData;
 
 /// Response bodies are read in chunks and cut at this size: a webhook
 /// answer needs little, and a receiver must not be able to stream
 /// gigabytes into the agent.
 pub const MAX_RESPONSE: usize = 64 * 1024;
-/// `post`: one attempt with this timeout.
-const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// `send`: caps on what a plugin may ask for.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_ATTEMPTS: u8 = 5;
@@ -206,59 +208,133 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-impl Host for StageState {
-    async fn post(
-        &mut self,
-        url: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    ) -> wasmtime::Result<Result<Response, String>> {
-        let request = Request {
-            url,
-            headers,
-            body,
-            timeout_ms: POST_TIMEOUT.as_millis() as u32,
-            attempts: 1,
-        };
-        self.send(request).await
-    }
+/// HTTP's part of a stage.
+pub struct HttpCtx {
+    grants: Grants,
+    signing_secret: Option<Arc<[u8]>>,
+    clients: Arc<HttpClients>,
+}
 
-    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
-        let Request {
+impl HttpCtx {
+    pub fn new(grants: Grants, signing_secret: Option<Arc<[u8]>>, clients: Arc<HttpClients>) -> Self {
+        Self {
+            grants,
+            signing_secret,
+            clients,
+        }
+    }
+}
+
+/// A request a plugin asks for.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Option<Duration>,
+    pub attempts: Option<u8>,
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFailure {
+    NotAllowed(String),
+    Timeout(String),
+    Connection(String),
+    Other(String),
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAllowed(m) | Self::Timeout(m) | Self::Connection(m) | Self::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What HTTP sees of the store.
+pub struct HttpCtxView<'a> {
+    pub ctx: &'a mut HttpCtx,
+    pub shared: &'a mut StageShared,
+}
+
+/// The projection from a store's state to HTTP.
+pub trait HttpView: Send {
+    fn http(&mut self) -> HttpCtxView<'_>;
+}
+
+impl HttpView for StageState {
+    fn http(&mut self) -> HttpCtxView<'_> {
+        HttpCtxView {
+            ctx: &mut self.http,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+/// Marks HTTP for `add_to_linker`.
+pub struct HasHttp;
+
+impl HasData for HasHttp {
+    type Data<'a> = HttpCtxView<'a>;
+}
+
+/// The per-attempt timeout when a plugin sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HttpCtxView<'_> {
+    /// Sends `request`; the outer error traps the stage (a host outside the
+    /// grant).
+    pub async fn send(&mut self, request: HttpRequest) -> wasmtime::Result<Result<HttpResponse, HttpFailure>> {
+        let HttpRequest {
             url,
             headers,
             body,
-            timeout_ms,
+            timeout,
             attempts,
         } = request;
         let parsed = match url::Url::parse(&url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
-            Ok(_) => return Ok(Err(format!("`{url}`: only http and https URLs are allowed"))),
-            Err(err) => return Ok(Err(format!("`{url}`: {err}"))),
+            Ok(_) => {
+                return Ok(Err(HttpFailure::NotAllowed(format!(
+                    "`{url}`: only http and https URLs are allowed"
+                ))));
+            }
+            Err(err) => return Ok(Err(HttpFailure::NotAllowed(format!("`{url}`: {err}")))),
         };
         let host = parsed
             .host_str()
             .unwrap_or_default()
             .trim_matches(['[', ']'])
             .to_owned();
-        if let Err(err) = self.grants.check_http(&host) {
-            return Err(self.fail(StageFailure::NotGranted(err)));
+        if let Err(err) = self.ctx.grants.check_http(&host) {
+            return Err(self.shared.fail(StageFailure::NotGranted(err)));
         }
-        let policy = AddressPolicy::new(self.grants.http_private.clone());
+        let policy = AddressPolicy::new(self.ctx.grants.http_private.clone());
         if let Ok(ip) = host.parse::<IpAddr>()
             && let Err(why) = policy.check(ip)
         {
-            return Ok(Err(format!("`{url}`: {why}")));
+            return Ok(Err(HttpFailure::NotAllowed(format!("`{url}`: {why}"))));
         }
         if let Some(name) = headers
             .iter()
             .map(|(name, _)| name)
             .find(|name| name.eq_ignore_ascii_case(SIGNATURE_HEADER) || name.eq_ignore_ascii_case(TIMESTAMP_HEADER))
         {
-            return Ok(Err(format!("header `{name}` is set by the host only")));
+            return Ok(Err(HttpFailure::NotAllowed(format!(
+                "header `{name}` is set by the host only"
+            ))));
         }
         let mut headers = headers;
-        if let Some(secret) = &self.signing_secret {
+        if let Some(secret) = &self.ctx.signing_secret {
             let timestamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs());
@@ -266,16 +342,19 @@ impl Host for StageState {
             headers.push((SIGNATURE_HEADER.into(), signature(secret, timestamp, &body)));
         }
 
-        let timeout = Duration::from_millis(timeout_ms.into()).clamp(Duration::from_millis(1), MAX_TIMEOUT);
-        let attempts = attempts.clamp(1, MAX_ATTEMPTS);
+        let timeout = timeout
+            .unwrap_or(DEFAULT_TIMEOUT)
+            .clamp(Duration::from_millis(1), MAX_TIMEOUT);
+        let attempts = attempts.unwrap_or(1).clamp(1, MAX_ATTEMPTS);
         let started = Instant::now();
-        let client = self.services.http.for_policy(&policy);
+        let client = self.ctx.clients.for_policy(&policy);
         let mut backoff = FIRST_BACKOFF;
-        let mut outcome = Err(String::new());
+        let mut outcome = Err(HttpFailure::Other(String::new()));
         for attempt in 1..=attempts {
             outcome = post_once(&client, &parsed, &headers, &body, timeout).await;
             let retryable = match &outcome {
                 Ok(response) => response.status >= 500 || response.status == 429,
+                Err(HttpFailure::NotAllowed(_)) => false,
                 Err(_) => true,
             };
             if !retryable || attempt == attempts {
@@ -285,8 +364,16 @@ impl Host for StageState {
             backoff *= 2;
         }
         // Waiting on the network is not the plugin's own compute time.
-        self.host_time += started.elapsed();
-        Ok(outcome.map_err(|err| format!("POST {url} ({attempts} attempt(s)): {err}")))
+        self.shared.host_time += started.elapsed();
+        Ok(outcome.map_err(|failure| {
+            let message = format!("POST {url} ({attempts} attempt(s)): {failure}");
+            match failure {
+                HttpFailure::NotAllowed(_) => HttpFailure::NotAllowed(message),
+                HttpFailure::Timeout(_) => HttpFailure::Timeout(message),
+                HttpFailure::Connection(_) => HttpFailure::Connection(message),
+                HttpFailure::Other(_) => HttpFailure::Other(message),
+            }
+        }))
     }
 }
 
@@ -296,17 +383,43 @@ async fn post_once(
     headers: &[(String, String)],
     body: &[u8],
     timeout: Duration,
-) -> Result<Response, String> {
+) -> Result<HttpResponse, HttpFailure> {
     let mut request = client.post(url.clone()).timeout(timeout).body(body.to_vec());
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let mut response = request.send().await.map_err(describe)?;
+    let mut response = request.send().await.map_err(failure)?;
     let status = response.status().as_u16();
-    Ok(Response {
+    let headers = response
+        .headers()
+        .iter()
+        .take(64)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                crate::text::cap(&String::from_utf8_lossy(value.as_bytes()), 1024),
+            )
+        })
+        .collect();
+    Ok(HttpResponse {
         status,
-        body: read_capped(&mut response, MAX_RESPONSE).await.map_err(describe)?,
+        headers,
+        body: read_capped(&mut response, MAX_RESPONSE).await.map_err(failure)?,
     })
+}
+
+/// What went wrong with a request, from reqwest's error and its causes.
+fn failure(err: reqwest::Error) -> HttpFailure {
+    let text = describe(&err);
+    if text.contains("refused") && text.contains("resolves to") {
+        HttpFailure::NotAllowed(text)
+    } else if err.is_timeout() {
+        HttpFailure::Timeout(text)
+    } else if err.is_connect() {
+        HttpFailure::Connection(text)
+    } else {
+        HttpFailure::Other(text)
+    }
 }
 
 /// Reads at most `cap` bytes of a response body, chunk by chunk, and
@@ -325,9 +438,9 @@ async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Vec
 }
 
 /// reqwest's error with its causes, so a refused resolution says why.
-fn describe(err: reqwest::Error) -> String {
+fn describe(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
+    let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -1,13 +1,11 @@
-//! `bucketscan:plugin/log`: plugin log lines into the host's tracing log,
-//! attributed to the stage. Always available, and bounded: each message and
-//! field is capped and cleaned (see `text`), and each stage has a budget of
-//! lines and bytes; past it the stage's further lines are dropped and one
-//! line says so.
+//! Plugin log lines into the host's tracing log, attributed to the stage.
+//! Always available, and bounded: each message and field is capped and
+//! cleaned (see `text`), and each stage has a budget of lines and bytes;
+//! past it the stage's further lines are dropped and one line says so.
 
-use crate::bindings::log::Host;
-use crate::bindings::types::Level;
-use crate::sandbox::StageState;
+use crate::sandbox::{StageShared, StageState};
 use crate::text::cap;
+use wasmtime::component::HasData;
 
 const MAX_MESSAGE: usize = 4096;
 const MAX_FIELDS: usize = 32;
@@ -15,30 +13,67 @@ const MAX_FIELDS: usize = 32;
 pub const STAGE_LOG_LINES: u32 = 100;
 pub const STAGE_LOG_BYTES: usize = 64 * 1024;
 
+/// Severity, as plugins give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
 /// What a stage has logged so far.
 #[derive(Debug, Default)]
-pub struct LogBudget {
+pub struct LogCtx {
     lines: u32,
     bytes: usize,
     exhausted: bool,
 }
 
-impl Host for StageState {
-    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        let message = cap(&message, MAX_MESSAGE);
+/// What logging sees of the store.
+pub struct LogCtxView<'a> {
+    pub ctx: &'a mut LogCtx,
+    pub shared: &'a mut StageShared,
+}
+
+/// The projection from a store's state to logging.
+pub trait LogView: Send {
+    fn log(&mut self) -> LogCtxView<'_>;
+}
+
+impl LogView for StageState {
+    fn log(&mut self) -> LogCtxView<'_> {
+        LogCtxView {
+            ctx: &mut self.log,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+/// Marks logging for `add_to_linker`.
+pub struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogCtxView<'a>;
+}
+
+impl LogCtxView<'_> {
+    pub fn log(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
+        let budget = &mut *self.ctx;
+        if budget.exhausted {
+            return;
+        }
+        let message = cap(message, MAX_MESSAGE);
         let fields: Vec<String> = fields
             .iter()
             .take(MAX_FIELDS)
             .map(|(k, v)| format!("{}={}", cap(k, 64), cap(v, 512)))
             .collect();
         let fields = fields.join(" ");
-        let stage = self.stage_label.as_str();
-        let key = bucketscan_core::object::printable(&self.object.info.key);
+        let stage = self.shared.label.as_str();
+        let key = bucketscan_core::object::printable(&self.shared.object.info.key);
         let key = key.as_ref();
-        let budget = &mut self.log_budget;
-        if budget.exhausted {
-            return Ok(());
-        }
         budget.lines += 1;
         budget.bytes += message.len() + fields.len();
         if budget.lines > STAGE_LOG_LINES || budget.bytes > STAGE_LOG_BYTES {
@@ -48,7 +83,7 @@ impl Host for StageState {
                 key,
                 "log budget of this stage ({STAGE_LOG_LINES} lines, {STAGE_LOG_BYTES} bytes) used up; its further lines are dropped"
             );
-            return Ok(());
+            return;
         }
         match level {
             Level::Trace => tracing::trace!(stage, key, fields, "{message}"),
@@ -57,6 +92,5 @@ impl Host for StageState {
             Level::Warn => tracing::warn!(stage, key, fields, "{message}"),
             Level::Error => tracing::error!(stage, key, fields, "{message}"),
         }
-        Ok(())
     }
 }

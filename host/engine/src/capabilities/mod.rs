@@ -1,39 +1,51 @@
-//! Host capabilities: the imports of the `bucketscan:plugin` contract, one
-//! module per interface.
+//! The host's capabilities: what a plugin may do beyond its own memory.
+//! One module per capability, each owning its context in the stage's store
+//! and a small view trait to reach it (the `WasiView` pattern):
 //!
-//! Every capability call is checked against the stage's grants first. A
-//! call that was not granted ends the stage (a trap whose cause the report
-//! names); a granted call that fails returns an error the plugin can handle.
+//! - [`object`]: the object under scan, read in ranges (always available);
+//! - [`stage`]: the stage's inputs — settings, verdict, earlier stages;
+//! - [`log`]: log lines, capped and budgeted (always available);
+//! - [`clamav`]: clamd scans (`grants.clamav`);
+//! - [`storage`]: copy, move, delete, tag (`grants.storage`);
+//! - [`http`]: outbound POSTs (`grants.http`, `grants.http-private`).
+//!
+//! A capability's logic lives here, versionless; each contract series
+//! (`crate::contract`) binds its WIT to it. Adding a capability: a module
+//! here (context, view, logic), a field in `StageState`, and its binding in
+//! the newest series. Every call is checked against the stage's grants
+//! first; a call that was not granted ends the stage (a trap whose cause
+//! the report names), a granted call that fails returns an error the
+//! plugin can handle.
 
-mod clamav;
-mod context;
-mod http;
-pub(crate) mod log;
-mod object;
-mod storage;
+pub mod clamav;
+pub mod http;
+pub mod log;
+pub mod object;
+pub mod stage;
+pub mod storage;
 
-use crate::bindings;
 use crate::clamd::Clamd;
 use crate::sandbox::StageState;
-use wasmtime::component::{HasSelf, Linker};
+use std::sync::Arc;
+use wasmtime::component::Linker;
 
 pub use http::{AddressPolicy, HttpClients, check_resolved, is_always_forbidden, signature};
 
 /// The services behind the capabilities, shared by every stage. What is
 /// per object (its storage backend) travels in the stage's environment.
 pub struct Services {
-    pub clamd: std::sync::Arc<Clamd>,
-    /// Who is scanning, for the `context` import.
+    pub clamd: Arc<Clamd>,
+    /// Who is scanning, for the stage's `agent-id`.
     pub agent_id: String,
-    http: HttpClients,
+    pub http: Arc<HttpClients>,
 }
 
 impl Services {
     pub fn new(clamd: Clamd) -> Self {
         Self {
-            clamd: std::sync::Arc::new(clamd),
+            clamd: Arc::new(clamd),
             agent_id: default_agent_id(),
-            http: HttpClients::default(),
+            http: Arc::default(),
         }
     }
 
@@ -51,12 +63,10 @@ pub fn default_agent_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Adds WASI 0.2 and every contract import to `linker`.
+/// Adds WASI 0.2 and the capabilities of every supported contract series
+/// to `linker`.
 pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    // Both plugin worlds import the same interfaces, so one registration
-    // serves inspectors and actions.
-    bindings::inspector::InspectorPlugin::add_to_linker::<StageState, HasSelf<StageState>>(linker, |state| state)
+    crate::contract::v0_1::add_to_linker(linker)?;
+    crate::contract::v0_2::add_to_linker(linker)
 }
-
-impl bindings::types::Host for StageState {}

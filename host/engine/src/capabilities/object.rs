@@ -1,49 +1,70 @@
-//! `bucketscan:plugin/object`: metadata and ranged reads of the object under
-//! scan. Always available.
+//! The object under scan: its metadata and ranged reads. Always available.
+//! Objects live in the stage's resource table as [`ScanObject`]s.
 
-use crate::bindings::object::{Host, HostObject, ObjectInfo};
-use crate::sandbox::{ScanObject, StageState};
-use wasmtime::component::Resource;
+use crate::sandbox::{ScanObject, StageShared, StageState};
+use wasmtime::component::{HasData, Resource};
 
 /// The most one `read` call returns, so a plugin cannot make the host copy a
 /// huge object into its memory in one go.
 pub const MAX_READ: u32 = 1 << 20;
 
-impl Host for StageState {}
+/// What object access sees of the store.
+pub struct ObjectCtxView<'a> {
+    pub shared: &'a mut StageShared,
+}
 
-impl HostObject for StageState {
-    async fn info(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<ObjectInfo> {
-        let info = &self.table.get(&object)?.info;
-        Ok(ObjectInfo {
-            bucket: info.bucket.clone(),
-            key: info.key.clone(),
-            version_id: info.version_id.clone(),
-            size: info.size,
-            etag: info.etag.clone(),
-            content_type: info.content_type.clone(),
-            metadata: info.metadata.clone(),
-            tags: info.tags.clone(),
-        })
+/// The projection from a store's state to object access.
+pub trait ObjectView: Send {
+    fn object(&mut self) -> ObjectCtxView<'_>;
+}
+
+impl ObjectView for StageState {
+    fn object(&mut self) -> ObjectCtxView<'_> {
+        ObjectCtxView {
+            shared: &mut self.shared,
+        }
+    }
+}
+
+/// Marks object access for `add_to_linker`.
+pub struct HasObject;
+
+impl HasData for HasObject {
+    type Data<'a> = ObjectCtxView<'a>;
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    NotDownloaded,
+    Other(String),
+}
+
+impl ObjectCtxView<'_> {
+    pub fn get(&self, object: &Resource<ScanObject>) -> wasmtime::Result<&ScanObject> {
+        Ok(self.shared.table.get(object)?)
     }
 
-    async fn read(
-        &mut self,
-        object: Resource<ScanObject>,
+    /// Up to `len` bytes (at most [`MAX_READ`]) at `offset`.
+    pub fn read(
+        &self,
+        object: &Resource<ScanObject>,
         offset: u64,
         len: u32,
-    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        let object = self.table.get(&object)?;
+    ) -> wasmtime::Result<Result<Vec<u8>, ReadError>> {
+        let object = self.get(object)?;
         let len = len.min(MAX_READ) as usize;
-        Ok(object.body.read_at(offset, len).map_err(|err| {
-            format!(
-                "reading s3://{}/{} at {offset}: {err}",
-                object.info.bucket, object.info.key
-            )
-        }))
+        if matches!(object.body, bucketscan_core::object::ObjectBody::NotFetched) {
+            return Ok(Err(ReadError::NotDownloaded));
+        }
+        Ok(object
+            .body
+            .read_at(offset, len)
+            .map_err(|err| ReadError::Other(format!("reading {} at {offset}: {err}", object.info.url()))))
     }
 
-    async fn drop(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<()> {
-        self.table.delete(object)?;
+    pub fn drop(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<()> {
+        self.shared.table.delete(object)?;
         Ok(())
     }
 }

@@ -1,90 +1,92 @@
-//! `bucketscan:plugin/storage`: copy, move, delete and tag the scanned
-//! object version. Grant: `storage = [buckets]`, checked against *every*
-//! bucket an action touches — a move deletes from the object's own bucket,
-//! so it needs that bucket granted as well as its destination.
+//! Storage actions on the scanned object version: copy, move, delete, tag.
+//! Grant: `storage = [buckets]`, checked against *every* bucket an action
+//! touches — a move deletes from the object's own bucket, so it needs that
+//! bucket granted as well as its destination.
 //!
 //! What the host then does (conditions on the scanned version, deferred
-//! deletes, the result tags on every copy) is the scan path's: the stage's
-//! storage backend.
+//! deletes, the result tags on every copy) is the object's storage
+//! backend's: the scan path's.
 
-use crate::bindings::storage::Host;
-use crate::sandbox::{StageFailure, StageState};
+use crate::sandbox::{ScanObject, StageFailure, StageShared, StageState};
 use crate::text::cap;
-use bucketscan_core::storage::{StorageAction, StorageError};
+use bucketscan_core::grants::Grants;
+use bucketscan_core::storage::{StorageAction, StorageBackend, StorageError};
+use std::sync::Arc;
 use std::time::Instant;
+use wasmtime::component::HasData;
 
-impl StageState {
-    async fn perform(&mut self, action: StorageAction) -> wasmtime::Result<Result<(), String>> {
-        let info = self.object.info.clone();
+/// Storage's part of a stage.
+pub struct StorageCtx {
+    grants: Grants,
+    backend: Arc<dyn StorageBackend>,
+    /// What was done (or failed), for the report.
+    pub actions: Vec<String>,
+}
+
+impl StorageCtx {
+    pub fn new(grants: Grants, backend: Arc<dyn StorageBackend>) -> Self {
+        Self {
+            grants,
+            backend,
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// What storage sees of the store.
+pub struct StorageCtxView<'a> {
+    pub ctx: &'a mut StorageCtx,
+    pub shared: &'a mut StageShared,
+}
+
+/// The projection from a store's state to storage.
+pub trait StorageView: Send {
+    fn storage(&mut self) -> StorageCtxView<'_>;
+}
+
+impl StorageView for StageState {
+    fn storage(&mut self) -> StorageCtxView<'_> {
+        StorageCtxView {
+            ctx: &mut self.storage,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+/// Marks storage for `add_to_linker`.
+pub struct HasStorage;
+
+impl HasData for HasStorage {
+    type Data<'a> = StorageCtxView<'a>;
+}
+
+impl StorageCtxView<'_> {
+    /// Performs `action` on `object`; the outer error traps the stage (a
+    /// bucket not granted).
+    pub async fn perform(
+        &mut self,
+        object: &ScanObject,
+        action: StorageAction,
+    ) -> wasmtime::Result<Result<(), StorageError>> {
+        let info = object.info.clone();
         for bucket in action.buckets(&info) {
-            if let Err(err) = self.grants.check_storage(bucket) {
-                return Err(self.fail(StageFailure::NotGranted(err)));
+            if let Err(err) = self.ctx.grants.check_storage(bucket) {
+                return Err(self.shared.fail(StageFailure::NotGranted(err)));
             }
         }
         let description = cap(&action.describe(&info), 1024);
         let started = Instant::now();
-        let result = self.storage.clone().perform(&info, action).await;
-        self.host_time += started.elapsed();
+        let result = self.ctx.backend.clone().perform(&info, action).await;
+        self.shared.host_time += started.elapsed();
         Ok(match result {
             Ok(done) => {
-                self.actions.push(done);
+                self.ctx.actions.push(done);
                 Ok(())
             }
             Err(err) => {
-                self.actions.push(format!("FAILED {description}: {err}"));
-                Err(describe(&err))
+                self.ctx.actions.push(format!("FAILED {description}: {err}"));
+                Err(err)
             }
         })
-    }
-}
-
-/// The message a plugin gets: the error's kind first, so a plugin can tell
-/// "replaced" (stop) from "unavailable" (the object will come back).
-fn describe(err: &StorageError) -> String {
-    let kind = match err {
-        StorageError::Replaced(_) => "replaced",
-        StorageError::Gone(_) => "gone",
-        StorageError::Refused(_) => "refused",
-        StorageError::Unavailable(_) => "unavailable",
-        StorageError::Failed(_) => "failed",
-    };
-    format!("{kind}: {err}")
-}
-
-impl Host for StageState {
-    async fn copy(
-        &mut self,
-        bucket: String,
-        key: String,
-        extra_tags: Vec<(String, String)>,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Copy {
-            bucket,
-            key,
-            extra_tags,
-        })
-        .await
-    }
-
-    async fn move_(
-        &mut self,
-        bucket: String,
-        key: String,
-        extra_tags: Vec<(String, String)>,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Move {
-            bucket,
-            key,
-            extra_tags,
-        })
-        .await
-    }
-
-    async fn delete(&mut self) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Delete).await
-    }
-
-    async fn tag(&mut self, tags: Vec<(String, String)>) -> wasmtime::Result<Result<(), String>> {
-        self.perform(StorageAction::Tag { tags }).await
     }
 }

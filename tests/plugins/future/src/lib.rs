@@ -1,9 +1,9 @@
-//! A plugin built against a breaking contract 0.2.0
-//! (`tests/contracts/0.2.0`): the host must refuse to load it.
+//! A plugin built against a made-up breaking contract 0.3.0
+//! (`tests/contracts/0.3.0`): the host must refuse to load it.
 
 wit_bindgen::generate!({
     world: "inspector-plugin",
-    path: "../../contracts/0.2.0",
+    path: "../../contracts/0.3.0",
     generate_all,
 });
 
@@ -18,7 +18,7 @@ impl Guest for Future {
         PluginInfo {
             name: "future".into(),
             version: "0.1.0".into(),
-            description: "built against contract 0.2.0".into(),
+            description: "built against contract 0.3.0".into(),
         }
     }
 

@@ -2,7 +2,9 @@
 //! what it does wrong; each must be stopped by the host and reported as this
 //! plugin's failure, never as a clean verdict.
 
-use bucketscan_plugin_sdk::{Decision, Finding, Inspector, Level, Object, PluginInfo, Settings, Verdict, clamav, log};
+use bucketscan_plugin_sdk::{
+    Decision, Finding, Inspector, Level, PluginError, PluginInfo, Settings, Stage, Verdict, clamav, log,
+};
 
 struct Hostile;
 
@@ -11,9 +13,11 @@ impl Inspector for Hostile {
         PluginInfo::new("hostile", "6.6.6", "misbehaves on purpose")
     }
 
-    fn inspect(object: &Object, settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
+    fn inspect(stage: &Stage) -> Result<Decision, PluginError> {
+        let settings = Settings::of(stage);
         let clean = Ok(Decision::Verdict(Verdict::Clean));
-        match settings.get("behaviour").unwrap_or("none") {
+        let escape = |message: String| Err(PluginError::Other(message));
+        match settings.text("behaviour")?.unwrap_or("none") {
             "none" => clean,
             "spin" => {
                 let mut n: u64 = 0;
@@ -31,6 +35,8 @@ impl Inspector for Hostile {
             "trap" => panic!("deliberate panic"),
             "sleep" => {
                 let ms = settings.u64("sleep-ms")?.unwrap_or(3_600_000);
+                // Tests wait for this line: the object was read by then.
+                log(Level::Info, "sleeping", &[]);
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(Decision::Continue)
             }
@@ -41,15 +47,15 @@ impl Inspector for Hostile {
                     .collect(),
             ))),
             "no-findings" => Ok(Decision::Verdict(Verdict::Infected(Vec::new()))),
-            "read-file" => match std::fs::read(settings.get("path").unwrap_or("/etc/passwd")) {
-                Ok(bytes) => Err(format!("SANDBOX ESCAPE: read {} bytes", bytes.len())),
-                Err(err) => Err(format!("read failed: {err}")),
+            "read-file" => match std::fs::read(settings.text("path")?.unwrap_or("/etc/passwd")) {
+                Ok(bytes) => escape(format!("SANDBOX ESCAPE: read {} bytes", bytes.len())),
+                Err(err) => escape(format!("read failed: {err}")),
             },
             "connect" => {
-                let addr = settings.get("addr").unwrap_or("127.0.0.1:9");
+                let addr = settings.text("addr")?.unwrap_or("127.0.0.1:9");
                 match std::net::TcpStream::connect(addr) {
-                    Ok(_) => Err(format!("SANDBOX ESCAPE: connected to {addr}")),
-                    Err(err) => Err(format!("connect failed: {err}")),
+                    Ok(_) => escape(format!("SANDBOX ESCAPE: connected to {addr}")),
+                    Err(err) => escape(format!("connect failed: {err}")),
                 }
             }
             "env" => {
@@ -57,7 +63,7 @@ impl Inspector for Hostile {
                 if vars.is_empty() {
                     clean
                 } else {
-                    Err(format!("SANDBOX ESCAPE: saw env {vars:?}"))
+                    escape(format!("SANDBOX ESCAPE: saw env {vars:?}"))
                 }
             }
             "log-flood" => {
@@ -70,12 +76,12 @@ impl Inspector for Hostile {
                 }
                 Ok(Decision::Continue)
             }
-            "error-flood" => Err(format!("{}\nlevel=ERROR forged", "e".repeat(4 << 20))),
-            "scan-without-grant" => match clamav::scan(object) {
+            "error-flood" => escape(format!("{}\nlevel=ERROR forged", "e".repeat(4 << 20))),
+            "scan-without-grant" => match clamav::scan(&stage.object()) {
                 Ok(_) => clean,
-                Err(err) => Err(format!("scan failed: {}", err.message)),
+                Err(err) => escape(format!("scan failed: {}", err.explain())),
             },
-            other => Err(format!("unknown behaviour `{other}`")),
+            other => Err(PluginError::InvalidSettings(format!("unknown behaviour `{other}`"))),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A plugin that does nothing: the per-object overhead baseline in benches.
 
-use bucketscan_plugin_sdk::{Decision, Inspector, Object, PluginInfo, Settings, Verdict};
+use bucketscan_plugin_sdk::{Decision, Inspector, PluginError, PluginInfo, Stage};
 
 struct Noop;
 
@@ -9,7 +9,7 @@ impl Inspector for Noop {
         PluginInfo::new("noop", "0.1.0", "answers continue without reading anything")
     }
 
-    fn inspect(_object: &Object, _settings: &Settings, _so_far: Option<&Verdict>) -> Result<Decision, String> {
+    fn inspect(_stage: &Stage) -> Result<Decision, PluginError> {
         Ok(Decision::Continue)
     }
 }

@@ -2,7 +2,7 @@
 //! bucket in the `copy-to` setting, exercising the storage capability and
 //! its grants.
 
-use bucketscan_plugin_sdk::{Action, Object, PluginInfo, Settings, Verdict, storage};
+use bucketscan_plugin_sdk::{Action, PluginError, PluginInfo, Settings, Stage, Verdict, final_verdict, storage};
 
 struct Tagger;
 
@@ -25,16 +25,18 @@ impl Action for Tagger {
         )
     }
 
-    fn act(object: &Object, settings: &Settings, verdict: &Verdict) -> Result<Vec<String>, String> {
+    fn act(stage: &Stage) -> Result<Vec<String>, PluginError> {
+        let settings = Settings::of(stage);
+        let verdict = final_verdict(stage)?;
+        let object = stage.object();
         // `tag-key`/`tag-value` let a test try any tag (the agent's own
         // result tags among them, which the host must refuse).
-        let key = settings.get("tag-key").unwrap_or("scan-result");
-        let value = settings.get("tag-value").unwrap_or(result_name(verdict));
-        storage::tag(&[(key.to_string(), value.to_string())])?;
+        let key = settings.text("tag-key")?.unwrap_or("scan-result");
+        let value = settings.text("tag-value")?.unwrap_or(result_name(&verdict));
+        storage::tag(&object, &[(key.to_string(), value.to_string())])?;
         let mut done = vec![format!("tagged {value}")];
-        if let Some(bucket) = settings.get("copy-to") {
-            let key = object.info().key;
-            storage::copy(bucket, &key, &[])?;
+        if let Some(bucket) = settings.text("copy-to")? {
+            storage::copy(&object, bucket, &object.key(), &[])?;
             done.push(format!("copied to {bucket}"));
         }
         Ok(done)
