@@ -12,9 +12,9 @@
 //!
 //!   scripts/build-plugins && cargo bench -p bucketscan-benches --bench reload
 
+use bucketscan_agent::agent::Agent;
 use bucketscan_agent::config::Config;
 use bucketscan_agent::reload::{self, DEBOUNCE};
-use bucketscan_agent::worker::Worker;
 use bucketscan_core::config::ConfigSource;
 use bucketscan_tests::component;
 use std::path::Path;
@@ -56,13 +56,13 @@ async fn bench() {
         )
     };
     std::fs::write(&config_path, config_text("0")).unwrap();
-    let worker = Arc::new(
-        Worker::from_config(Config::load_file(&config_path).unwrap())
+    let agent = Arc::new(
+        Agent::from_config(Config::load_file(&config_path).unwrap())
             .await
             .unwrap(),
     );
     let (_trigger, triggers) = tokio::sync::mpsc::channel(1);
-    reload::spawn(worker.clone(), ConfigSource::File(config_path.clone()), triggers).unwrap();
+    reload::spawn(agent.clone(), ConfigSource::File(config_path.clone()), triggers).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // watcher up
 
     let mut config_times = Vec::new();
@@ -70,15 +70,15 @@ async fn bench() {
     let mut fresh_times = Vec::new();
     for run in 0..RUNS {
         config_times.push(
-            time_until_live(&worker, || {
+            time_until_live(&agent, || {
                 std::fs::write(&config_path, config_text(&run.to_string())).unwrap()
             })
             .await,
         );
         let bytes = if run % 2 == 0 { &legacy } else { &noop };
-        cached_times.push(time_until_live(&worker, || replace(&gate, bytes)).await);
+        cached_times.push(time_until_live(&agent, || replace(&gate, bytes)).await);
         let fresh = with_custom_section(&noop, run);
-        fresh_times.push(time_until_live(&worker, || replace(&gate, &fresh)).await);
+        fresh_times.push(time_until_live(&agent, || replace(&gate, &fresh)).await);
     }
     let floor = DEBOUNCE.as_secs_f64() * 1000.0;
     println!("hot reload: file write -> new version live (median of {RUNS}; debounce window {floor:.0} ms)");
@@ -97,11 +97,11 @@ async fn bench() {
     }
 }
 
-async fn time_until_live(worker: &Worker, write: impl FnOnce()) -> Duration {
-    let before = worker.pipelines.generation();
+async fn time_until_live(agent: &Agent, write: impl FnOnce()) -> Duration {
+    let before = agent.pipelines.generation();
     let started = Instant::now();
     write();
-    while worker.pipelines.generation() == before {
+    while agent.pipelines.generation() == before {
         assert!(started.elapsed() < Duration::from_secs(30), "no reload within 30 s");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

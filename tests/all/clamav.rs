@@ -225,8 +225,12 @@ async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {
     /// A gate a test opens and closes.
     struct Gate(Mutex<Result<(), String>>);
     impl SignatureGate for Gate {
-        fn check(&self) -> Result<(), String> {
-            self.0.lock().unwrap().clone()
+        fn check(&self) -> Result<(), bucketscan_engine::clamd::Untrusted> {
+            self.0
+                .lock()
+                .unwrap()
+                .clone()
+                .map_err(bucketscan_engine::clamd::Untrusted)
         }
     }
 

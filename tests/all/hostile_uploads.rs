@@ -471,7 +471,11 @@ async fn when_sns_fails_after_a_move_the_alert_goes_out_before_the_source_is_del
     world
         .wait_for(QUARANTINE, "staging/late/alert.txt", WITHIN, &agent)
         .await;
-    wait_for_log(&agent, "SNS Publish to arn:aws:sns:us-east-1:123456789012:late-topic").await;
+    wait_for_log(
+        &agent,
+        "publishing to arn:aws:sns:us-east-1:123456789012:late-topic: SNS Publish",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         world.exists(STAGING, "late/alert.txt").await,

@@ -250,3 +250,113 @@ async fn a_compile_cache_others_could_write_is_not_trusted() {
     }
     assert_eq!(load().await, CacheUse::Miss, "the tampered entry was compiled anew");
 }
+
+/// Grants HTTP to loopback, as a webhook receiver on this machine needs.
+fn loopback_http() -> Grants {
+    Grants {
+        http: vec!["127.0.0.1".into()],
+        http_private: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Grants::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handles_hoarded_in_the_host_table_hit_a_limit() {
+    // Each `stage.object()` is an entry in the host's resource table,
+    // outside the plugin's memory limit: the stage may hold 1024.
+    assert_stopped(
+        "object-flood",
+        &[],
+        Grants::default(),
+        "call limit: more than 1024 handles",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_built_in_the_host_are_capped_and_need_a_grant() {
+    // Without any `http` grant a request cannot even be built.
+    assert_stopped(
+        "request-flood",
+        &[],
+        Grants::default(),
+        "capability `http` not granted: the stage has no `http` grant",
+    )
+    .await;
+    // With one, the bytes a stage may put into requests are capped.
+    assert_stopped(
+        "request-flood",
+        &[],
+        loopback_http(),
+        "call limit: more than 8388608 bytes put into HTTP requests",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_host_header_is_refused_before_anything_is_sent() {
+    let receiver = bucketscan_tests::webhook::Receiver::start(bucketscan_tests::webhook::Behaviour::default());
+    let url = receiver.url("/fronted");
+    assert_stopped(
+        "host-header",
+        &[("url", &url)],
+        loopback_http(),
+        "send refused: not allowed: header `Host` is set by the host only",
+    )
+    .await;
+    assert!(receiver.requests().is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asking_clamd_again_gets_the_same_answer_without_another_scan() {
+    // A thousand scans of a 5 MiB object would keep clamd busy for the
+    // whole stage; the stage's one answer comes back instead, well within
+    // the 500 ms Wasm limit and the 3 s stage timeout.
+    let host = TestHost::with_clamd(limits());
+    let hostile = host.plugin("test_plugin_hostile").await;
+    let report = host
+        .run(
+            &[stage(&hostile, &[("behaviour", "scan-flood")], clamav_grant())],
+            object("staging", "big.txt", samples::pseudo_random_text(5 << 20, 7), None),
+        )
+        .await;
+    assert_eq!(report.verdict, Verdict::Clean, "{:?}", report.stages);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_reporting_success_past_a_failed_storage_call_fails_its_stage() {
+    // The tagger asks for a tag the agent owns (refused), ignores the
+    // refusal and reports success: the host does not believe it.
+    let host = TestHost::with_clamd(limits());
+    let bridge = host.plugin("clamav_bridge").await;
+    let tagger = host.plugin("test_plugin_tagger").await;
+    let grants = Grants {
+        storage: vec!["staging".into()],
+        ..Grants::default()
+    };
+    let report = host
+        .run(
+            &[
+                stage(&bridge, &[], clamav_grant()),
+                stage(
+                    &tagger,
+                    &[
+                        ("tag-key", "bucketscan-result"),
+                        ("tag-value", "clean"),
+                        ("ignore-errors", "true"),
+                    ],
+                    grants,
+                ),
+            ],
+            object("staging", "eicar.com", samples::eicar(), None),
+        )
+        .await;
+    let tagger_stage = &report.stages[1];
+    assert_eq!(tagger_stage.outcome, "failed", "{:?}", report.stages);
+    let error = tagger_stage.error.as_deref().unwrap();
+    assert!(
+        error.contains("a storage action failed and the plugin reported success"),
+        "{error}"
+    );
+    assert!(!report.outcome.settles(), "the object is retried");
+}

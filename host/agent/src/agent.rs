@@ -1,280 +1,190 @@
-//! The receive loop: long-polls the configured SQS queues, handles messages
-//! with bounded concurrency, keeps long scans' messages invisible, and
-//! deletes a message only after every object in it was fully handled.
-//!
-//! It receives only while the agent is ready (clamd answers, the signature
-//! database is loaded and fresh): a message received while it is not would
-//! only fail and count toward the DLQ. While not ready it stops receiving
-//! and says why, once per change.
-//!
-//! On shutdown (SIGTERM from ECS) it stops receiving at once, gives the
-//! objects in flight until `stop_timeout` to finish, and then hands the
-//! messages of those still running back to the queue (visibility 0) so
-//! another agent takes them right away instead of after the visibility
-//! timeout. Either way nothing is lost: a message is deleted only after
-//! its objects were fully handled.
+//! One object event, start to finish: the scan path (`bucketscan-scan`) on
+//! S3, then the log line and metrics. The caller deletes the queue message
+//! only when no object in it came back [`Handled::Retry`].
 
-use crate::worker::{Handled, Worker};
-use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
-use bucketscan_core::events::{Message, parse_message};
+use crate::aws::Clients;
+use crate::budget::SpoolBudget;
+use crate::config::Config;
+use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
+use crate::notify::SnsPublisher;
+use crate::reload::LivePipelines;
+use crate::s3_store::{S3Store, SpoolConfig};
+use crate::signatures::SignatureState;
+use bucketscan_core::events::ObjectEvent;
+use bucketscan_core::object::printable;
+use bucketscan_core::report::{Outcome, ScanReport};
+use bucketscan_core::seal::Sealer;
+use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
+use bucketscan_scan::{Publisher, Scanner, Target};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Semaphore, watch};
+use std::time::Duration;
 
-/// How the agent consumes its queues (`[agent]` in the config).
+/// What became of one object event.
 #[derive(Debug, Clone)]
-pub struct LoopSettings {
-    pub queue_urls: Vec<String>,
-    pub concurrency: usize,
-    pub visibility_timeout: Duration,
-    pub wait_time: Duration,
-    /// A failed message becomes visible again after this times its
-    /// receive count (capped at 15 minutes).
-    pub retry_backoff: Duration,
-    /// After a shutdown request, how long objects in flight may take before
-    /// their messages are released.
-    pub stop_timeout: Duration,
+pub enum Handled {
+    /// Scanned and fully handled: tags written, actions done, notified.
+    Scanned(Box<ScanReport>),
+    /// Nothing to do (no pipeline, an agent's own write, replaced, gone).
+    Skipped(String),
+    /// Not handled; leave the message for redelivery (and, after the
+    /// queue's redrive limit, its DLQ).
+    Retry(String),
 }
 
-/// Messages being handled right now: id -> (queue, receipt handle).
-type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
-
-const MAX_BACKOFF: Duration = Duration::from_secs(900);
-/// While not ready, how long to wait before asking again.
-const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
-
-/// Runs until `shutdown` turns true, then finishes or releases the
-/// messages in flight (see the module docs).
-pub async fn run(
-    worker: Arc<Worker>,
-    sqs: aws_sdk_sqs::Client,
-    settings: LoopSettings,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let in_flight = InFlight::default();
-    let settings = Arc::new(settings);
-    tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
-    let mut not_ready: Option<String> = None;
-    'receive: loop {
-        for queue in &settings.queue_urls {
-            if *shutdown.borrow() {
-                break 'receive;
-            }
-            // Readiness gates consumption.
-            match crate::health::readiness(&worker).await {
-                Ok(()) => {
-                    if not_ready.take().is_some() {
-                        tracing::info!("ready again: receiving");
-                    }
-                }
-                Err(problems) => {
-                    let why = problems.join("; ");
-                    if not_ready.as_deref() != Some(why.as_str()) {
-                        tracing::warn!("not ready, not receiving: {why}");
-                        not_ready = Some(why);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(NOT_READY_PAUSE) => continue,
-                        _ = shutdown.changed() => break 'receive,
-                    }
-                }
-            }
-            // Wait for a free worker, then ask for no more messages than
-            // there are free workers, so none sit invisible waiting.
-            tokio::select! {
-                acquired = permits.acquire() => if acquired.is_err() { break 'receive },
-                _ = shutdown.changed() => break 'receive,
-            }
-            let free = permits.available_permits().clamp(1, 10) as i32;
-            let received = tokio::select! {
-                received = sqs
-                    .receive_message()
-                    .queue_url(queue)
-                    .max_number_of_messages(free)
-                    .wait_time_seconds(settings.wait_time.as_secs() as i32)
-                    .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
-                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-                    .send() => received,
-                _ = shutdown.changed() => break 'receive,
-            };
-            let messages = match received {
-                Ok(out) => out.messages.unwrap_or_default(),
-                Err(err) => {
-                    tracing::warn!(
-                        queue,
-                        "ReceiveMessage failed: {}; retrying",
-                        aws_sdk_sqs::error::DisplayErrorContext(&err)
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
-                }
-            };
-            for message in messages {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
-                let (worker, sqs, settings, queue) = (worker.clone(), sqs.clone(), settings.clone(), queue.clone());
-                let id = message.message_id().unwrap_or_default().to_owned();
-                if let Some(receipt) = message.receipt_handle() {
-                    in_flight
-                        .lock()
-                        .unwrap()
-                        .insert(id.clone(), (queue.clone(), receipt.to_owned()));
-                }
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    handle_message(&worker, &sqs, &settings, &queue, message).await;
-                    in_flight.lock().unwrap().remove(&id);
-                    drop(permit);
-                });
-            }
-        }
-    }
-    let running = in_flight.lock().unwrap().len();
-    tracing::info!(
-        in_flight = running,
-        stop_timeout_s = settings.stop_timeout.as_secs_f64(),
-        "agent stopping: no new messages; finishing objects in flight"
-    );
-    let all = permits.acquire_many(settings.concurrency.max(1) as u32);
-    if tokio::time::timeout(settings.stop_timeout, all).await.is_err() {
-        release(&sqs, &in_flight).await;
-    }
-    tracing::info!("agent stopped");
+/// Everything needed to handle objects; shared by all concurrent tasks.
+pub struct Agent {
+    pub scanner: Scanner,
+    pub pipelines: LivePipelines,
+    pub clients: Clients,
+    /// Set when `[signatures]` manages the databases.
+    pub signatures: Option<Arc<SignatureState>>,
+    /// Counts every object handled (set by `bucketscan run`; the default
+    /// counts without exposing anything).
+    pub metrics: Arc<Metrics>,
+    /// The config the agent started with: the sections a reload cannot
+    /// change are compared against it.
+    pub started_with: Config,
 }
 
-/// Makes the messages still in flight visible again at once, for another
-/// agent. Their objects' work so far is harmless to repeat (tags merge,
-/// copies are conditional on the scanned ETag).
-async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
-    let messages: Vec<(String, (String, String))> = in_flight.lock().unwrap().drain().collect();
-    for (id, (queue, receipt)) in &messages {
-        let released = sqs
-            .change_message_visibility()
-            .queue_url(queue)
-            .receipt_handle(receipt)
-            .visibility_timeout(0)
-            .send()
-            .await;
-        match released {
-            Ok(_) => tracing::warn!(message = %id, "stop timeout reached: message released for another agent"),
-            Err(err) => tracing::error!(
-                message = %id,
-                "stop timeout reached; releasing the message failed ({}); it returns after its visibility timeout",
-                aws_sdk_sqs::error::DisplayErrorContext(&err)
-            ),
-        }
-    }
-}
+impl Agent {
+    /// Builds the agent a config describes: the Wasm host with every
+    /// pipeline loaded, clamd, the S3 store, and the SNS publisher.
+    pub async fn from_config(config: Config) -> Result<Self, crate::StartError> {
+        let host = Arc::new(Engine::new(&config.host)?);
+        let clients = Clients::from_config(&config).await;
+        let spool = SpoolConfig {
+            threshold_bytes: config.agent.spool_threshold_bytes,
+            dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            budget: Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes)),
+        };
+        let pipelines_config = config.pipelines();
+        let owners: HashMap<String, String> = config
+            .buckets
+            .keys()
+            .filter_map(|bucket| Some((bucket.clone(), pipelines_config.expected_owner(bucket)?.to_owned())))
+            .collect();
+        let mut store = S3Store::new(clients.clone(), spool, owners);
+        store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
+        store.part_size = config.agent.multipart_copy_part_bytes;
 
-async fn handle_message(
-    worker: &Worker,
-    sqs: &aws_sdk_sqs::Client,
-    settings: &LoopSettings,
-    queue: &str,
-    message: SqsMessage,
-) {
-    let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
-        return;
-    };
-    let id = message.message_id().unwrap_or("?").to_owned();
-    if let Some(lag) = queue_lag(&message) {
-        worker.metrics.record_queue_lag(lag);
-    }
-    let events = match parse_message(message.body().unwrap_or_default()) {
-        Ok(Message::TestEvent) => {
-            tracing::info!(message = %id, "s3:TestEvent acknowledged");
-            delete(sqs, queue, &receipt).await;
-            return;
+        let mut clamd = Clamd::new(&config.clamav);
+        let signatures = config
+            .signatures
+            .as_ref()
+            .map(|signatures| Arc::new(SignatureState::new(Duration::from_secs(signatures.max_age_secs))));
+        if let Some(state) = &signatures {
+            clamd = clamd.with_gate(state.clone());
         }
-        Ok(Message::Objects(events)) => events,
-        Err(err) => {
-            // Left on the queue: after its redrive limit it lands in the
-            // DLQ, where a person can look at it. Nothing is lost.
-            tracing::error!(message = %id, queue, "{err}; left for the dead-letter queue");
-            return;
-        }
-    };
-
-    // Keep the message invisible while its objects are scanned.
-    let heartbeat = {
-        let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.clone());
-        let timeout = settings.visibility_timeout;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(timeout / 2).await;
-                let extended = sqs
-                    .change_message_visibility()
-                    .queue_url(&queue)
-                    .receipt_handle(&receipt)
-                    .visibility_timeout(timeout.as_secs() as i32)
-                    .send()
-                    .await;
-                if let Err(err) = extended {
-                    tracing::warn!(
-                        "extending visibility: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&err)
-                    );
-                }
+        let agent_id = config
+            .agent
+            .agent_id
+            .clone()
+            .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
+        let services = Arc::new(Services::new(clamd).with_agent_id(agent_id.clone()));
+        let publisher = config
+            .notifications
+            .topic_arn
+            .clone()
+            .map(|arn| Arc::new(SnsPublisher::new(clients.sns.clone(), arn, agent_id)) as Arc<dyn Publisher>);
+        let sealer = match &config.agent.seal_key {
+            Some(source) => Sealer::new(source.read()?),
+            None => {
+                warn_without_seal_key(&config);
+                Sealer::ephemeral()
             }
+        };
+        let tag_keys = config.tags.clone();
+        let pipelines = LivePipelines::new(LoadedPipelines::load(&host, pipelines_config).await?);
+        Ok(Self {
+            scanner: Scanner {
+                host,
+                services,
+                store: Arc::new(store),
+                publisher,
+                tag_keys,
+                sealer,
+            },
+            pipelines,
+            clients,
+            signatures,
+            metrics: Arc::new(Metrics::new(MetricsFormat::None)),
+            started_with: config,
         })
-    };
-    let mut retry = Vec::new();
-    for event in &events {
-        match worker.handle(event).await {
-            Handled::Scanned(report) => {
-                tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
+    }
+
+    pub fn host(&self) -> &Engine {
+        &self.scanner.host
+    }
+
+    pub fn clamd(&self) -> &Arc<Clamd> {
+        &self.scanner.services.clamd
+    }
+
+    pub async fn handle(&self, event: &ObjectEvent) -> Handled {
+        let target = Target {
+            version_id: event.version_id.clone(),
+            etag: event.etag.clone(),
+            size: event.size,
+            ..Target::new(&event.bucket, &event.key)
+        };
+        self.handle_target(&target).await
+    }
+
+    pub async fn handle_target(&self, target: &Target) -> Handled {
+        tracing::info!(bucket = %target.bucket, key = %printable(&target.key), version = target.version_id.as_deref().unwrap_or(""), "scanning");
+        let pipelines = self.pipelines.snapshot();
+        let report = self.scanner.scan(pipelines.as_ref(), target).await;
+        if let Outcome::Skipped(why) = &report.outcome {
+            tracing::info!(bucket = %target.bucket, key = %printable(&target.key), "{why}; nothing to do");
+            return Handled::Skipped(why.clone());
+        }
+        self.metrics.record_object(&ObjectSample {
+            bucket: &report.bucket,
+            result: report.result().as_str(),
+            bytes: report.size,
+            duration: Duration::from_secs_f64(report.duration_ms / 1000.0),
+            stages: &report.stages,
+        });
+        tracing::info!(
+            bucket = %report.bucket,
+            key = %printable(&report.key),
+            version = report.version_id.as_deref().unwrap_or(""),
+            verdict = report.result().as_str(),
+            findings = ?report.findings().iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
+            duration_ms = report.duration_ms,
+            outcome = ?report.outcome,
+            "scanned"
+        );
+        match &report.outcome {
+            Outcome::Retry(why) => Handled::Retry(why.clone()),
+            Outcome::Held(why) => {
+                tracing::warn!(bucket = %report.bucket, key = %printable(&report.key), "held: {why}");
+                Handled::Scanned(Box::new(report))
             }
-            Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
-            Handled::Retry(why) => retry.push(why),
+            _ => Handled::Scanned(Box::new(report)),
         }
     }
-    heartbeat.abort();
-
-    if retry.is_empty() {
-        delete(sqs, queue, &receipt).await;
-    } else {
-        let count: u32 = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
-        tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));
-        let _ = sqs
-            .change_message_visibility()
-            .queue_url(queue)
-            .receipt_handle(&receipt)
-            .visibility_timeout(backoff.as_secs() as i32)
-            .send()
-            .await;
-    }
 }
 
-async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
-    if let Err(err) = sqs
-        .delete_message()
-        .queue_url(queue)
-        .receipt_handle(receipt)
-        .send()
-        .await
-    {
-        // The message will come back and be handled again; handling is
-        // idempotent (tags are merged, copies conditional).
-        tracing::warn!(
-            "DeleteMessage failed: {}",
-            aws_sdk_sqs::error::DisplayErrorContext(&err)
-        );
+/// Without a shared seal key, agents cannot recognise each other's writes:
+/// say so when a pipeline writes into a bucket that has a pipeline too.
+fn warn_without_seal_key(config: &Config) {
+    for (scope, stages) in config.pipelines().pipelines() {
+        for stage in stages {
+            for bucket in &stage.grants.get_ref().storage {
+                let watched = config
+                    .buckets
+                    .get(bucket)
+                    .is_some_and(|b| !b.stages.is_empty() || !b.prefixes.is_empty());
+                if watched && bucket != scope.bucket {
+                    tracing::warn!(
+                        "{scope} writes into bucket `{bucket}`, which has a pipeline of its own, and [agent] seal-key is \
+                         not set: other agents will scan this agent's writes again. Give every agent the same seal-key"
+                    );
+                    return;
+                }
+            }
+        }
     }
-}
-
-/// How long a message waited on the queue (SQS's SentTimestamp to now).
-fn queue_lag(message: &SqsMessage) -> Option<Duration> {
-    let sent_ms: u64 = message
-        .attributes()?
-        .get(&MessageSystemAttributeName::SentTimestamp)?
-        .parse()
-        .ok()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    Some(now.saturating_sub(Duration::from_millis(sent_ms)))
 }

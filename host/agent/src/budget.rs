@@ -23,6 +23,17 @@ pub struct Reservation {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Why a spool reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoom {
+    #[error("{bytes} bytes is more than the spool budget could ever hold")]
+    Never { bytes: u64 },
+    #[error(
+        "the spool budget ({total} bytes) has {free} bytes free and this object needs {bytes}; it is retried later"
+    )]
+    NotNow { bytes: u64, total: u64, free: u64 },
+}
+
 impl SpoolBudget {
     pub fn new(total_bytes: u64) -> Self {
         let units = (total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
@@ -33,18 +44,18 @@ impl SpoolBudget {
     }
 
     /// Reserves room for `bytes`, now or not at all.
-    pub fn try_reserve(&self, bytes: u64) -> Result<Reservation, String> {
+    pub fn try_reserve(&self, bytes: u64) -> Result<Reservation, NoRoom> {
         let needed = bytes.div_ceil(UNIT);
         let Ok(needed32) = u32::try_from(needed) else {
-            return Err(format!("{bytes} bytes is more than the spool budget could ever hold"));
+            return Err(NoRoom::Never { bytes });
         };
         match self.units.clone().try_acquire_many_owned(needed32) {
             Ok(permit) => Ok(Reservation { _permit: permit }),
-            Err(_) => Err(format!(
-                "the spool budget ({} bytes) has {} bytes free and this object needs {bytes}; it is retried later",
-                self.total,
-                self.free_bytes()
-            )),
+            Err(_) => Err(NoRoom::NotNow {
+                bytes,
+                total: self.total,
+                free: self.free_bytes(),
+            }),
         }
     }
 
@@ -62,7 +73,14 @@ mod tests {
         let budget = SpoolBudget::new(10 * UNIT);
         let first = budget.try_reserve(6 * UNIT).unwrap();
         let err = budget.try_reserve(5 * UNIT).unwrap_err();
-        assert!(err.contains("needs"), "{err}");
+        assert_eq!(
+            err,
+            NoRoom::NotNow {
+                bytes: 5 * UNIT,
+                total: 10 * UNIT,
+                free: 4 * UNIT
+            }
+        );
         let second = budget.try_reserve(4 * UNIT).unwrap();
         drop(first);
         assert_eq!(budget.free_bytes(), 6 * UNIT);

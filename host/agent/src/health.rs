@@ -8,8 +8,8 @@
 //!   The receive loop asks the same question before every receive;
 //! - `GET /metrics`: Prometheus text, when metrics are `prometheus`.
 
+use crate::agent::Agent;
 use crate::metrics::{Metrics, MetricsFormat};
-use crate::worker::Worker;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,17 +17,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Whether the agent can scan now, and if not, why.
-pub async fn readiness(worker: &Worker) -> Result<(), Vec<String>> {
+pub async fn readiness(agent: &Agent) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    if let Err(err) = worker.clamd().ping().await {
+    if let Err(err) = agent.clamd().ping().await {
         problems.push(format!("clamd: {err}"));
     }
-    if let Some(gate) = worker.clamd().gate()
+    if let Some(gate) = agent.clamd().gate()
         && let Err(why) = gate.check()
     {
         problems.push(format!("signatures: {why}"));
     }
-    if worker.pipelines.snapshot().config.pipelines().next().is_none() {
+    if agent.pipelines.snapshot().config.pipelines().next().is_none() {
         problems.push("no pipeline is configured".into());
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
@@ -35,21 +35,21 @@ pub async fn readiness(worker: &Worker) -> Result<(), Vec<String>> {
 
 /// Binds `addr` and serves until the process ends. Binding happens before
 /// this returns, so a bad address is a start-up error.
-pub async fn serve(addr: SocketAddr, worker: Arc<Worker>, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, agent: Arc<Agent>, metrics: Arc<Metrics>) -> Result<(), crate::StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|err| anyhow::anyhow!("health endpoint {addr}: {err}"))?;
+        .map_err(|error| crate::StartError::Health { addr, error })?;
     tracing::info!(%addr, "serving /healthz, /readyz{}", if metrics.format() == MetricsFormat::Prometheus { ", /metrics" } else { "" });
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (worker, metrics) = (worker.clone(), metrics.clone());
+            let (agent, metrics) = (agent.clone(), metrics.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let (worker, metrics) = (worker.clone(), metrics.clone());
-                    async move { Ok::<_, std::convert::Infallible>(route(request, &worker, &metrics).await) }
+                    let (agent, metrics) = (agent.clone(), metrics.clone());
+                    async move { Ok::<_, std::convert::Infallible>(route(request, &agent, &metrics).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -61,13 +61,13 @@ pub async fn serve(addr: SocketAddr, worker: Arc<Worker>, metrics: Arc<Metrics>)
     Ok(())
 }
 
-async fn route(request: Request<hyper::body::Incoming>, worker: &Worker, metrics: &Metrics) -> Response<Full<Bytes>> {
+async fn route(request: Request<hyper::body::Incoming>, agent: &Agent, metrics: &Metrics) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match readiness(worker).await {
+        "/readyz" => match readiness(agent).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(problems) => text(
                 StatusCode::SERVICE_UNAVAILABLE,

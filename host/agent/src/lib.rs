@@ -8,10 +8,11 @@
 //! - [`budget`]: the spool budget for large objects in flight.
 //! - [`notify`]: results to SNS.
 //! - [`signatures`]: ClamAV databases synced from S3, loaded, proven and kept fresh.
-//! - [`worker`]: one object event, start to finish.
+//! - [`agent`]: the agent a config describes — its scanner, pipelines,
+//!   clients and signatures — and one object event, start to finish.
 //! - [`sweep`]: `bucketscan scan` over existing objects.
 //! - [`protect`]: the bucket notification to the agent's queue.
-//! - [`agent`]: the receive loop, readiness, concurrency and visibility.
+//! - [`receive`]: the SQS receive loop, readiness, concurrency and visibility.
 //! - [`reload`]: config and plugin changes swapped in without dropping work.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` over HTTP.
 //! - [`metrics`]: per-object counters, as Prometheus text or CloudWatch EMF lines.
@@ -20,12 +21,15 @@ pub mod agent;
 pub mod aws;
 pub mod budget;
 pub mod config;
+mod error;
 pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod protect;
+pub mod receive;
 pub mod reload;
 pub mod s3_store;
 pub mod signatures;
 pub mod sweep;
-pub mod worker;
+
+pub use error::StartError;

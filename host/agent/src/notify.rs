@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::{Finding, Verdict};
-use bucketscan_scan::Publisher;
+use bucketscan_scan::{PublishError, Publisher};
 use serde_json::json;
 
 /// The longest message body published (SNS allows 256 KiB with the
@@ -130,13 +130,17 @@ impl SnsPublisher {
 
 #[async_trait]
 impl Publisher for SnsPublisher {
-    async fn publish(&self, report: &ScanReport) -> Result<String, String> {
+    async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
+        let failed = |detail: String| PublishError {
+            destination: self.topic_arn.clone(),
+            detail,
+        };
         let attribute = |value: &str| {
             MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|err| err.to_string())
+                .map_err(|err| failed(err.to_string()))
         };
         let result = report.result();
         self.sns
@@ -150,11 +154,10 @@ impl Publisher for SnsPublisher {
             .send()
             .await
             .map_err(|err| {
-                format!(
-                    "SNS Publish to {}: {}",
-                    self.topic_arn,
+                failed(format!(
+                    "SNS Publish: {}",
                     aws_sdk_sns::error::DisplayErrorContext(&err)
-                )
+                ))
             })?;
         Ok(format!("published to {}", self.topic_arn))
     }

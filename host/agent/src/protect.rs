@@ -10,16 +10,32 @@ use aws_sdk_s3::types::{
 /// The id our notification carries; `unprotect` removes only this one.
 pub const NOTIFICATION_ID: &str = "bucketscan";
 
-async fn current(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationConfiguration, String> {
+/// A bucket's or queue's notification setup that could not be read or
+/// written: what was being done, and what AWS said.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{doing}: {detail}")]
+pub struct ProtectError {
+    pub doing: String,
+    pub detail: String,
+}
+
+fn failed(doing: String, detail: impl std::fmt::Display) -> ProtectError {
+    ProtectError {
+        doing,
+        detail: detail.to_string(),
+    }
+}
+
+async fn current(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationConfiguration, ProtectError> {
     let out = s3
         .get_bucket_notification_configuration()
         .bucket(bucket)
         .send()
         .await
         .map_err(|err| {
-            format!(
-                "reading s3://{bucket} notifications: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&err)
+            failed(
+                format!("reading s3://{bucket} notifications"),
+                aws_sdk_s3::error::DisplayErrorContext(&err),
             )
         })?;
     Ok(NotificationConfiguration::builder()
@@ -30,23 +46,23 @@ async fn current(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationCo
         .build())
 }
 
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, config: NotificationConfiguration) -> Result<(), String> {
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, config: NotificationConfiguration) -> Result<(), ProtectError> {
     s3.put_bucket_notification_configuration()
         .bucket(bucket)
         .notification_configuration(config)
         .send()
         .await
         .map_err(|err| {
-            format!(
-                "writing s3://{bucket} notifications: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&err)
+            failed(
+                format!("writing s3://{bucket} notifications"),
+                aws_sdk_s3::error::DisplayErrorContext(&err),
             )
         })?;
     Ok(())
 }
 
 /// The ARN of a queue given by URL.
-pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, String> {
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, ProtectError> {
     let out = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -54,15 +70,15 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Str
         .send()
         .await
         .map_err(|err| {
-            format!(
-                "looking up {queue_url}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&err)
+            failed(
+                format!("looking up {queue_url}"),
+                aws_sdk_sqs::error::DisplayErrorContext(&err),
             )
         })?;
     out.attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
-        .ok_or_else(|| format!("{queue_url} has no QueueArn"))
+        .ok_or_else(|| failed(format!("looking up {queue_url}"), "it has no QueueArn"))
 }
 
 /// Sends the bucket's `s3:ObjectCreated:*` events (under `prefix`) to the
@@ -72,7 +88,7 @@ pub async fn protect(
     bucket: &str,
     queue_arn: &str,
     prefix: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ProtectError> {
     let config = current(s3, bucket).await?;
     let mut queues: Vec<QueueConfiguration> = config
         .queue_configurations()
@@ -95,12 +111,15 @@ pub async fn protect(
                 .build(),
         );
     }
-    queues.push(ours.build().map_err(|err| err.to_string())?);
+    queues.push(
+        ours.build()
+            .map_err(|err| failed(format!("building s3://{bucket}'s notification"), err))?,
+    );
     put(s3, bucket, with_queues(config, queues)).await
 }
 
 /// Removes bucketscan's notification; returns whether there was one.
-pub async fn unprotect(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, String> {
+pub async fn unprotect(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, ProtectError> {
     let config = current(s3, bucket).await?;
     let before = config.queue_configurations().len();
     let queues: Vec<QueueConfiguration> = config

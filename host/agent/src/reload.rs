@@ -12,8 +12,8 @@
 //! a bucket's `role-arn`/`external-id` — is read at start; a reload that
 //! changes them says so and they take effect at the next restart.
 
+use crate::agent::Agent;
 use crate::config::Config;
-use crate::worker::Worker;
 use bucketscan_core::config::ConfigSource;
 use bucketscan_engine::LoadedPipelines;
 use notify_debouncer_full::notify::event::ModifyKind;
@@ -71,21 +71,21 @@ pub enum ReloadError {
 
 /// Loads the config again and swaps it in when every check passes. Returns
 /// the new generation.
-pub async fn reload(worker: &Worker, source: &ConfigSource) -> Result<u64, ReloadError> {
+pub async fn reload(agent: &Agent, source: &ConfigSource) -> Result<u64, ReloadError> {
     let started = Instant::now();
     let config = Config::load(source)?;
-    let running = worker.pipelines.snapshot();
-    for section in restart_only_changes(&worker.started_with, &config) {
+    let running = agent.pipelines.snapshot();
+    for section in restart_only_changes(&agent.started_with, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
-    let loaded = LoadedPipelines::load_reusing(worker.host(), config.pipelines(), Some(&running)).await?;
+    let loaded = LoadedPipelines::load_reusing(agent.host(), config.pipelines(), Some(&running)).await?;
     let changed: Vec<String> = loaded
         .plugins
         .iter()
         .filter(|(name, plugin)| running.plugins.get(*name).is_none_or(|old| old.sha256 != plugin.sha256))
         .map(|(name, plugin)| format!("{name}@{} ({})", plugin.identity.version, &plugin.sha256[..12]))
         .collect();
-    let generation = worker.pipelines.swap(loaded);
+    let generation = agent.pipelines.swap(loaded);
     tracing::info!(
         generation,
         config = %source,
@@ -124,8 +124,17 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
 /// Reloads on every change to the config file (when it is one) or a
 /// declared plugin file, and on every `trigger` (SIGHUP), until the process
 /// ends.
-pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Receiver<()>) -> anyhow::Result<()> {
-    let config_path = source.file().map(std::path::absolute).transpose()?;
+pub fn spawn(
+    agent: Arc<Agent>,
+    source: ConfigSource,
+    mut trigger: mpsc::Receiver<()>,
+) -> Result<(), crate::StartError> {
+    let watch_error = |err: &dyn std::fmt::Display| crate::StartError::Watch(err.to_string());
+    let config_path = source
+        .file()
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(|err| watch_error(&err))?;
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = notify_debouncer_full::new_debouncer(
         DEBOUNCE,
@@ -152,11 +161,12 @@ pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Recei
                 Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
             }
         },
-    )?;
+    )
+    .map_err(|err| watch_error(&err))?;
 
     tokio::spawn(async move {
         let mut watched_dirs = BTreeSet::new();
-        let mut watched_files = watched(&worker, config_path.as_deref());
+        let mut watched_files = watched(&agent, config_path.as_deref());
         loop {
             // Directories, not files: an atomic replace (write to a temp
             // name, rename over) gives the file a new inode.
@@ -188,21 +198,21 @@ pub fn spawn(worker: Arc<Worker>, source: ConfigSource, mut trigger: mpsc::Recei
                 else => break,
             };
             tracing::info!("reloading ({why})");
-            if let Err(err) = reload(&worker, &source).await {
+            if let Err(err) = reload(&agent, &source).await {
                 tracing::error!(
-                    generation = worker.pipelines.generation(),
+                    generation = agent.pipelines.generation(),
                     "reload refused, the running version keeps serving: {err}"
                 );
             }
-            watched_files = watched(&worker, config_path.as_deref());
+            watched_files = watched(&agent, config_path.as_deref());
         }
     });
     Ok(())
 }
 
 /// The config file and every plugin file of the running pipelines.
-fn watched(worker: &Worker, config_path: Option<&Path>) -> BTreeSet<PathBuf> {
-    let running = worker.pipelines.snapshot();
+fn watched(agent: &Agent, config_path: Option<&Path>) -> BTreeSet<PathBuf> {
+    let running = agent.pipelines.snapshot();
     let mut files: BTreeSet<PathBuf> = running
         .config
         .plugins

@@ -166,7 +166,7 @@ impl S3Store {
             .set_expected_bucket_owner(self.owner(&dest.bucket))
             .send()
             .await
-            .map_err(|err| storage_error(&where_, "CreateMultipartUpload", err))?;
+            .map_err(|err| destination_error(&where_, "CreateMultipartUpload", err))?;
         let upload_id = upload
             .upload_id()
             .ok_or_else(|| StorageError::Failed("CreateMultipartUpload returned no upload id".into()))?
@@ -208,7 +208,7 @@ impl S3Store {
                 .set_expected_bucket_owner(self.owner(&dest.bucket))
                 .send()
                 .await
-                .map_err(|err| storage_error(&where_, "CompleteMultipartUpload", err))?;
+                .map_err(|err| destination_error(&where_, "CompleteMultipartUpload", err))?;
             Ok::<_, StorageError>(())
         }
         .await;
@@ -361,7 +361,7 @@ impl Store for S3Store {
                 .set_expected_bucket_owner(self.owner(&dest.bucket))
                 .send()
                 .await
-                .map_err(|err| storage_error(&where_, "HeadObject (verifying the copy)", err))?;
+                .map_err(|err| destination_error(&where_, "HeadObject (verifying the copy)", err))?;
             let size = head.content_length().unwrap_or(-1);
             if size != object.size as i64 {
                 return Err(StorageError::Failed(format!(
@@ -588,10 +588,11 @@ fn is_not_found<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> 
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
     };
-    // A missing bucket is a config or permissions problem, never "the
-    // object is gone": a quarantine into a bucket that does not exist
-    // must fail, not pass as nothing left to contain.
-    if code == Some("NoSuchBucket") {
+    // A missing bucket is a config or permissions problem, and a missing
+    // multipart upload is the destination's: never "the object is gone". A
+    // quarantine into a bucket that does not exist must fail, not pass as
+    // nothing left to contain.
+    if matches!(code, Some("NoSuchBucket" | "NoSuchUpload")) {
         return false;
     }
     matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchVersion")) || status(err) == Some(404)
@@ -635,6 +636,20 @@ where
         StorageError::Unavailable(message)
     } else {
         StorageError::Failed(message)
+    }
+}
+
+/// An error of a request on a copy's destination: there, "not found" is
+/// a failure (the copy vanished, its upload was aborted), never the
+/// scanned object being gone.
+fn destination_error<E, R>(what: &str, operation: &str, err: SdkError<E, R>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: HasStatus + std::fmt::Debug,
+{
+    match storage_error(what, operation, err) {
+        StorageError::Gone(why) => StorageError::Failed(format!("{why} (the destination of a copy)")),
+        other => other,
     }
 }
 

@@ -7,7 +7,7 @@
 //! set any tag) never make a sweep skip. `--rescan` also scans the agents'
 //! own copies.
 
-use crate::worker::{Handled, Worker};
+use crate::agent::{Agent, Handled};
 use bucketscan_core::tags;
 use bucketscan_scan::Target;
 use serde::Serialize;
@@ -34,16 +34,26 @@ pub struct SweepItem {
     pub detail: Option<String>,
 }
 
+/// Why a sweep stopped before it listed every object. (One object that
+/// fails is an item with outcome `failed`, not a stopped sweep.)
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SweepError {
+    #[error("listing s3://{bucket}: {detail}")]
+    Listing { bucket: String, detail: String },
+    #[error("a scan task failed: {0}")]
+    Task(String),
+}
+
 /// Sweeps the bucket, calling `progress` after each object.
 pub async fn sweep(
-    worker: Arc<Worker>,
+    agent: Arc<Agent>,
     options: &SweepOptions,
     mut progress: impl FnMut(&SweepItem),
-) -> Result<Vec<SweepItem>, String> {
-    let s3 = worker.clients.s3_for(&options.bucket).clone();
+) -> Result<Vec<SweepItem>, SweepError> {
+    let s3 = agent.clients.s3_for(&options.bucket).clone();
     // The signature database the results would come from now: objects
     // sealed from this one need no new scan.
-    let current_engine = worker.clamd().version().await.ok().map(|v| tags::sanitize(&v));
+    let current_engine = agent.clamd().version().await.ok().map(|v| tags::sanitize(&v));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut items = Vec::new();
@@ -54,12 +64,9 @@ pub async fn sweep(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| {
-            format!(
-                "listing s3://{}: {}",
-                options.bucket,
-                aws_sdk_s3::error::DisplayErrorContext(&err)
-            )
+        let page = page.map_err(|err| SweepError::Listing {
+            bucket: options.bucket.clone(),
+            detail: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
         })?;
         for object in page.contents() {
             let Some(key) = object.key().map(str::to_owned) else {
@@ -73,21 +80,21 @@ pub async fn sweep(
                 ..Target::new(&options.bucket, &key)
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
-            let worker = worker.clone();
+            let agent = agent.clone();
             tasks.spawn(async move {
-                let item = sweep_one(&worker, target).await;
+                let item = sweep_one(&agent, target).await;
                 drop(permit);
                 item
             });
             while let Some(done) = tasks.try_join_next() {
-                let item = done.map_err(|err| err.to_string())?;
+                let item = done.map_err(|err| SweepError::Task(err.to_string()))?;
                 progress(&item);
                 items.push(item);
             }
         }
     }
     while let Some(done) = tasks.join_next().await {
-        let item = done.map_err(|err| err.to_string())?;
+        let item = done.map_err(|err| SweepError::Task(err.to_string()))?;
         progress(&item);
         items.push(item);
     }
@@ -95,14 +102,14 @@ pub async fn sweep(
     Ok(items)
 }
 
-async fn sweep_one(worker: &Worker, target: Target) -> SweepItem {
+async fn sweep_one(agent: &Agent, target: Target) -> SweepItem {
     let item = |outcome: &str, detail: Option<String>| SweepItem {
         key: target.key.clone(),
         size: target.size.unwrap_or(0),
         outcome: outcome.to_owned(),
         detail,
     };
-    match worker.handle_target(&target).await {
+    match agent.handle_target(&target).await {
         Handled::Scanned(report) => {
             let outcome = match report.outcome {
                 bucketscan_core::report::Outcome::Held(_) => "held",

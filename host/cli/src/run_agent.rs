@@ -1,9 +1,9 @@
 //! `bucketscan run`: the long-running agent.
 
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::{self, LoopSettings};
+use bucketscan_agent::agent::Agent;
 use bucketscan_agent::metrics::{Metrics, MetricsFormat};
-use bucketscan_agent::worker::Worker;
+use bucketscan_agent::receive::{self, LoopSettings};
 use bucketscan_core::config::ConfigSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,21 +57,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stop_timeout: Duration::from_secs(args.stop_timeout_secs),
     };
     let signatures = config.signatures.clone();
-    let mut worker = Worker::from_config(config).await?;
+    let mut agent = Agent::from_config(config).await?;
     let metrics = Arc::new(Metrics::new(args.metrics));
-    worker.metrics = metrics.clone();
-    let worker = Arc::new(worker);
-    let sqs = worker.clients.sqs.clone();
+    agent.metrics = metrics.clone();
+    let agent = Arc::new(agent);
+    let sqs = agent.clients.sqs.clone();
     if let Some(addr) = args.health_addr {
-        bucketscan_agent::health::serve(addr, worker.clone(), metrics).await?;
+        bucketscan_agent::health::serve(addr, agent.clone(), metrics).await?;
     }
-    if let (Some(config), Some(state)) = (signatures, worker.signatures.clone()) {
+    if let (Some(config), Some(state)) = (signatures, agent.signatures.clone()) {
         // Synced, loaded and proven before the first message: the receive
         // loop waits for readiness, which waits for this.
         let keeper = bucketscan_agent::signatures::Keeper {
-            s3: worker.clients.s3.clone(),
+            s3: agent.clients.s3.clone(),
             config,
-            clamd: worker.clamd().clone(),
+            clamd: agent.clamd().clone(),
             state,
         };
         tokio::spawn(keeper.run());
@@ -85,7 +85,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = reload_tx.try_send(());
         }
     });
-    bucketscan_agent::reload::spawn(worker.clone(), source, reload_rx)?;
+    bucketscan_agent::reload::spawn(agent.clone(), source, reload_rx)?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -98,6 +98,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("shutdown requested");
         let _ = stop.send(true);
     });
-    agent::run(worker, sqs, settings, stopped).await;
+    receive::run(agent, sqs, settings, stopped).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -163,7 +163,7 @@ struct DryRunPublisher(String);
 
 #[async_trait::async_trait]
 impl Publisher for DryRunPublisher {
-    async fn publish(&self, report: &ScanReport) -> Result<String, String> {
+    async fn publish(&self, report: &ScanReport) -> Result<String, bucketscan_scan::PublishError> {
         Ok(format!("would publish `{}` to {}", report.result(), self.0))
     }
 }

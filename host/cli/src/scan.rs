@@ -3,9 +3,9 @@
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
+use bucketscan_agent::agent::Agent;
 use bucketscan_agent::config::Config;
 use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
-use bucketscan_agent::worker::Worker;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -58,11 +58,11 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         rescan: args.rescan,
         concurrency: args.concurrency.unwrap_or(config.agent.concurrency),
     };
-    let worker = Arc::new(Worker::from_config(config).await.context("loading the config")?);
+    let agent = Arc::new(Agent::from_config(config).await.context("loading the config")?);
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let (mut count, mut bytes) = (0u64, 0u64);
-    let items = sweep::sweep(worker, &options, |item: &SweepItem| {
+    let items = sweep::sweep(agent, &options, |item: &SweepItem| {
         count += 1;
         bytes += item.size;
         let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-3) / 1e6;

@@ -60,7 +60,9 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
     if let Some(records) = value.get("Records").and_then(Value::as_array) {
         let mut objects = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            if let Some(event) = parse_s3_record(record).map_err(|why| NotAnEvent(format!("record {index}: {why}")))? {
+            if let Some(event) =
+                parse_s3_record(record).map_err(|why| NotAnEvent(format!("record {index}: {}", why.0)))?
+            {
                 objects.push(event);
             }
         }
@@ -72,21 +74,28 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
     Err(NotAnEvent("no Records, no EventBridge detail, not a test event".into()))
 }
 
-fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, String> {
-    let event_name = record.get("eventName").and_then(Value::as_str).ok_or("no eventName")?;
+fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
+    let missing = |field: &str| NotAnEvent(format!("an S3 record without {field}"));
+    let event_name = record
+        .get("eventName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("eventName"))?;
     if !event_name.starts_with("ObjectCreated:") {
         return Ok(None);
     }
-    let s3 = record.get("s3").ok_or("no s3 section")?;
+    let s3 = record.get("s3").ok_or_else(|| missing("s3"))?;
     let bucket = s3
         .pointer("/bucket/name")
         .and_then(Value::as_str)
-        .ok_or("no s3.bucket.name")?;
-    let object = s3.get("object").ok_or("no s3.object")?;
-    let raw_key = object.get("key").and_then(Value::as_str).ok_or("no s3.object.key")?;
+        .ok_or_else(|| missing("s3.bucket.name"))?;
+    let object = s3.get("object").ok_or_else(|| missing("s3.object"))?;
+    let raw_key = object
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("s3.object.key"))?;
     Ok(Some(ObjectEvent {
         bucket: bucket.to_owned(),
-        key: decode_key(raw_key).map_err(|err| format!("key `{raw_key}`: {err}"))?,
+        key: decode_key(raw_key).map_err(|err| NotAnEvent(err.to_string()))?,
         version_id: string(object, "versionId"),
         etag: string(object, "eTag"),
         size: object.get("size").and_then(Value::as_u64),
@@ -136,13 +145,20 @@ fn string(object: &Value, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// An event key that does not decode to UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{raw}` is not UTF-8 after decoding")]
+pub struct BadKey {
+    pub raw: String,
+}
+
 /// Decodes a key from an S3 event: `+` is a space, then percent-decoding.
-pub fn decode_key(raw: &str) -> Result<String, String> {
+pub fn decode_key(raw: &str) -> Result<String, BadKey> {
     let spaced = raw.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|key| key.into_owned())
-        .map_err(|err| format!("not UTF-8 after decoding: {err}"))
+        .map_err(|_| BadKey { raw: raw.to_owned() })
 }
 
 #[cfg(test)]

@@ -205,6 +205,11 @@ pub enum FailureCause {
     MalformedOutput,
     PluginError,
     Instantiate,
+    /// More calls to a capability, or more live handles, than one stage
+    /// may make or hold.
+    CallLimit,
+    /// A storage action failed and the plugin reported success anyway.
+    UnhandledFailure,
 }
 
 impl FailureCause {
@@ -217,6 +222,8 @@ impl FailureCause {
             Self::MalformedOutput => "malformed-output",
             Self::PluginError => "plugin-error",
             Self::Instantiate => "instantiate",
+            Self::CallLimit => "call-limit",
+            Self::UnhandledFailure => "unhandled-failure",
         }
     }
 }

@@ -49,8 +49,8 @@ impl StorageAction {
         }
     }
 
-    /// A one-line description, e.g. `copy s3://a/k -> s3://b/k`.
-    pub fn describe(&self, object: &ObjectInfo) -> String {
+    /// A one-line summary, e.g. `copy s3://a/k -> s3://b/k`.
+    pub fn summary(&self, object: &ObjectInfo) -> String {
         let source = object.url();
         match self {
             Self::Copy { bucket, key, .. } => format!("copy {source} -> s3://{bucket}/{key}"),

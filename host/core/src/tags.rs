@@ -244,12 +244,15 @@ pub fn sanitize(value: &str) -> String {
     cleaned.chars().take(MAX_VALUE).collect()
 }
 
+/// A tag key S3 would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid S3 tag key (1-{MAX_KEY} letters, digits, spaces, + - = . _ : / @)")]
+pub struct InvalidTagKey(pub String);
+
 /// Checks a tag key set from the config.
-pub fn validate_key(key: &str) -> Result<(), String> {
+pub fn validate_key(key: &str) -> Result<(), InvalidTagKey> {
     if key.is_empty() || key.chars().count() > MAX_KEY || sanitize(key) != key {
-        Err(format!(
-            "`{key}` is not a valid S3 tag key (1-{MAX_KEY} letters, digits, spaces, + - = . _ : / @)"
-        ))
+        Err(InvalidTagKey(key.to_owned()))
     } else {
         Ok(())
     }

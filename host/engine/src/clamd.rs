@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why clamd did not produce a scan result. None of these is clean.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClamdError {
     #[error("clamd at {0} is unreachable")]
     Unreachable(String),
@@ -77,8 +77,13 @@ impl std::fmt::Debug for Clamd {
 /// clean.
 pub trait SignatureGate: Send + Sync {
     /// `Err` with the reason when scans must not be trusted.
-    fn check(&self) -> Result<(), String>;
+    fn check(&self) -> Result<(), Untrusted>;
 }
+
+/// Why scans with the current signatures prove nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Untrusted(pub String);
 
 impl Clamd {
     pub fn new(config: &ClamavConfig) -> Self {
@@ -142,7 +147,7 @@ impl Clamd {
 
     async fn scan_inner(&self, body: &ObjectBody) -> Result<Vec<String>, ClamdError> {
         if let Some(gate) = &self.gate {
-            gate.check().map_err(ClamdError::StaleSignatures)?;
+            gate.check().map_err(|why| ClamdError::StaleSignatures(why.0))?;
         }
         let len = body.len().map_err(|err| ClamdError::Read(err.to_string()))?;
         if len > self.stream_max_bytes {

@@ -4,7 +4,6 @@
 use crate::capabilities::{self, Services};
 use crate::config::EngineConfig;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState};
-use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +13,22 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig, Store, Updat
 
 /// How often the epoch advances; the Wasm time limit is checked this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("configuring wasmtime: {0}")]
+    Wasmtime(String),
+    #[error("linking host capabilities: {0}")]
+    Link(String),
+    #[error("starting the epoch ticker: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// Why a component could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(String);
 
 /// The Wasm host: compile plugins, make sandboxes.
 pub struct Engine {
@@ -31,20 +46,23 @@ impl Engine {
     /// Builds the engine for `limits`. Uses the pooling allocator when
     /// enabled and the machine can reserve its address space, otherwise
     /// on-demand allocation.
-    pub fn new(limits: &EngineConfig) -> anyhow::Result<Self> {
+    pub fn new(limits: &EngineConfig) -> Result<Self, EngineError> {
+        let on_demand = || {
+            wasmtime::Engine::new(&wasmtime_config(limits, false))
+                .map_err(|err| EngineError::Wasmtime(format!("{err:#}")))
+        };
         let (engine, pooling) = match limits.pooling {
             true => match wasmtime::Engine::new(&wasmtime_config(limits, true)) {
                 Ok(engine) => (engine, true),
                 Err(err) => {
                     tracing::warn!("pooling allocator unavailable ({err:#}); using on-demand allocation");
-                    (wasmtime::Engine::new(&wasmtime_config(limits, false))?, false)
+                    (on_demand()?, false)
                 }
             },
-            false => (wasmtime::Engine::new(&wasmtime_config(limits, false))?, false),
+            false => (on_demand()?, false),
         };
         let mut linker = Linker::new(&engine);
-        capabilities::add_to_linker(&mut linker)
-            .map_err(|err| anyhow::anyhow!("linking host capabilities: {err:#}"))?;
+        capabilities::add_to_linker(&mut linker).map_err(|err| EngineError::Link(format!("{err:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
@@ -57,7 +75,7 @@ impl Engine {
                     ticking.increment_epoch();
                 }
             })
-            .context("starting the epoch ticker")?;
+            .map_err(EngineError::Ticker)?;
 
         let cache_dir = limits.cache_dir.clone().or_else(default_cache_dir);
         Ok(Self {
@@ -97,11 +115,12 @@ impl Engine {
     /// component takes seconds and must not stall the async workers),
     /// reusing a cached compilation of the same bytes by the same engine
     /// configuration when there is one.
-    pub async fn compile(&self, bytes: Vec<u8>, digest: String) -> anyhow::Result<(Component, CacheUse)> {
+    pub async fn compile(&self, bytes: Vec<u8>, digest: String) -> Result<(Component, CacheUse), CompileError> {
         let (engine, dir) = (self.engine.clone(), self.cache_dir.clone());
         tokio::task::spawn_blocking(move || compile_cached(&engine, dir.as_deref(), &bytes, &digest))
             .await
-            .context("compile task")?
+            .map_err(|err| CompileError(format!("compile task: {err}")))?
+            .map_err(|err| CompileError(format!("{err:#}")))
     }
 
     /// A fresh store for one stage over one object, with limits, grants and
@@ -135,7 +154,7 @@ fn compile_cached(
     dir: Option<&Path>,
     bytes: &[u8],
     digest: &str,
-) -> anyhow::Result<(Component, CacheUse)> {
+) -> wasmtime::Result<(Component, CacheUse)> {
     let Some(dir) = dir else {
         return Ok((Component::new(engine, bytes)?, CacheUse::Disabled));
     };
@@ -226,7 +245,7 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("bucketscan"))
 }
 
-fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
+fn write_cache(path: &Path, component: &Component) -> wasmtime::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let bytes = component.serialize()?;

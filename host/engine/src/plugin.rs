@@ -152,7 +152,7 @@ impl Plugin {
         for (export, _) in ty.exports(engine) {
             exports.push(export.to_owned());
             if let Some(parsed) = contract::parse_name(export) {
-                let ContractName { interface, version } = parsed.map_err(contract_error)?;
+                let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
                 if let Some(found) = contract::kind_of_export(&interface) {
                     if kind.is_some() {
                         return Err(contract_error(
@@ -191,7 +191,7 @@ impl Plugin {
         for (import, _) in ty.imports(engine) {
             imports.push(import.to_owned());
             if let Some(parsed) = contract::parse_name(import) {
-                let ContractName { interface, version } = parsed.map_err(contract_error)?;
+                let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
                 // One component, one series: its imports come from the same
                 // contract as its export.
                 if Series::of(&version) != Some(series) {

@@ -96,6 +96,12 @@ pub async fn act(
             stage.plugin.exports.act(store, object, verdict).await
         })
         .await;
+        // Success past a failed storage action is not success: the plugin
+        // would be reporting containment that did not happen.
+        let lines = match (lines, &run.unresolved) {
+            (Ok(_), Some(failed)) => Err(StageFailure::UnhandledFailure(failed.clone())),
+            (lines, _) => lines,
+        };
         let report = match lines {
             Ok(mut lines) => {
                 let mut report = run.report(StageOutcome::Done, None);
@@ -160,6 +166,8 @@ fn stage_env(
 struct StageRun<'a> {
     stage: &'a PipelineStage,
     actions: Vec<String>,
+    /// A storage failure no later action made good.
+    unresolved: Option<String>,
     engine_version: Option<String>,
     duration: Duration,
 }
@@ -226,6 +234,7 @@ async fn run_stage<'a, R>(
     let run = StageRun {
         stage,
         actions: std::mem::take(&mut state.storage.actions),
+        unresolved: state.storage.unresolved.take(),
         engine_version: state.clamav.engine_version.take(),
         duration: started.elapsed(),
     };

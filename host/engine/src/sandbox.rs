@@ -48,6 +48,11 @@ pub enum StageFailure {
     Plugin(String),
     /// The plugin could not be instantiated.
     Instantiate(String),
+    /// The plugin made more capability calls, or held more handles, than a
+    /// stage may.
+    CallLimit(String),
+    /// A storage action failed and the plugin returned success anyway.
+    UnhandledFailure(String),
 }
 
 impl StageFailure {
@@ -61,6 +66,8 @@ impl StageFailure {
             Self::Malformed(_) => FailureCause::MalformedOutput,
             Self::Plugin(_) => FailureCause::PluginError,
             Self::Instantiate(_) => FailureCause::Instantiate,
+            Self::CallLimit(_) => FailureCause::CallLimit,
+            Self::UnhandledFailure(_) => FailureCause::UnhandledFailure,
         }
     }
 }
@@ -78,6 +85,10 @@ impl fmt::Display for StageFailure {
             Self::Malformed(detail) => write!(f, "malformed output: {detail}"),
             Self::Plugin(detail) => write!(f, "plugin error: {detail}"),
             Self::Instantiate(detail) => write!(f, "instantiation failed: {detail}"),
+            Self::CallLimit(detail) => write!(f, "call limit: {detail}"),
+            Self::UnhandledFailure(detail) => {
+                write!(f, "a storage action failed and the plugin reported success: {detail}")
+            }
         }
     }
 }
@@ -208,6 +219,17 @@ impl StageShared {
         wasmtime::Error::msg(message)
     }
 
+    /// Puts `entry` in the table; a full table ends the stage with a
+    /// call-limit failure (a plugin hoarding handles), not a bare trap.
+    pub fn push<T: Send + 'static>(&mut self, entry: T) -> wasmtime::Result<wasmtime::component::Resource<T>> {
+        match self.table.push(entry) {
+            Ok(handle) => Ok(handle),
+            Err(err) => Err(self.fail(StageFailure::CallLimit(format!(
+                "more than {MAX_HANDLES} handles held at once ({err})"
+            )))),
+        }
+    }
+
     /// Time the plugin's own code has run so far.
     pub fn wasm_time(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.host_time)
@@ -227,12 +249,19 @@ pub struct StageState {
     pub http: HttpCtx,
 }
 
+/// Most handles one stage may hold at once (objects, requests, responses,
+/// WASI streams): the table lives in host memory, outside the plugin's
+/// memory limit.
+pub const MAX_HANDLES: usize = 1024;
+
 impl StageState {
     pub fn new(limits: &EngineConfig, services: &Services, env: StageEnv, object: ScanObject) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         Self {
             wasi: sealed_wasi(),
             shared: StageShared {
-                table: ResourceTable::new(),
+                table,
                 label: env.label,
                 object: object.clone(),
                 started: Instant::now(),

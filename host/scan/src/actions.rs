@@ -122,7 +122,7 @@ impl ObjectActions {
                     "tag `{key}` is one of the agent's result tags; plugins may not set it"
                 )));
             }
-            tags::validate_key(key).map_err(StorageError::Refused)?;
+            tags::validate_key(key).map_err(|err| StorageError::Refused(err.to_string()))?;
             if tags::sanitize(value) != *value {
                 return Err(StorageError::Refused(format!(
                     "tag value `{value}` is not allowed by S3 (at most 256 letters, digits, spaces, + - = . _ : / @)"
@@ -228,10 +228,24 @@ impl ObjectActions {
                 &values,
                 written(bucket, key, &actual_etag, sha256, contain),
             );
-            if let Some(now) = self.store.put_tags(&copy, &sealed.tags).await? {
+            // Errors here are the copy's, not the scanned object's: a copy
+            // that vanished or was overwritten is a failed action (retried),
+            // never `gone` or `replaced`, which would tell a plugin the
+            // scanned bytes themselves need no more handling.
+            let tagged = self
+                .store
+                .put_tags(&copy, &sealed.tags)
+                .await
+                .map_err(|err| match err {
+                    StorageError::Gone(why) | StorageError::Replaced(why) => {
+                        StorageError::Failed(format!("the copy {}: {why}", copy.url()))
+                    }
+                    other => other,
+                })?;
+            if let Some(now) = tagged {
                 take_back(&*self.store, &self.keys, &self.sealer, &copy, &values).await?;
-                return Err(StorageError::Replaced(format!(
-                    "s3://{bucket}/{key} was overwritten (now ETag {now}) while its tags were written"
+                return Err(StorageError::Failed(format!(
+                    "the copy s3://{bucket}/{key} was overwritten (now ETag {now}) while its tags were written"
                 )));
             }
         }
@@ -253,16 +267,19 @@ impl ObjectActions {
         copied: &Copied,
         required: bool,
     ) -> Result<(), StorageError> {
+        // The source changed under the scan: `replaced`. Bytes that cannot
+        // be checked: `refused` (a config problem, versioning is off).
         let problem = match (&object.sha256, &copied.sha256) {
-            (Some(scanned), Some(got)) if scanned != got => Some(format!(
-                "the copy's bytes (SHA-256 {got}) are not the bytes scanned (SHA-256 {scanned}); the source \
-                 changed between the scan and the copy"
-            )),
-            (_, None) | (None, _) if required => Some(
-                "the copy's bytes could not be checked against the bytes scanned (no SHA-256), and the source is \
-                 pinned by its ETag only; turn on versioning for this bucket"
-                    .into(),
-            ),
+            (Some(scanned), Some(got)) if scanned != got => Some(StorageError::Replaced(format!(
+                "{}: the copy's bytes (SHA-256 {got}) are not the bytes scanned (SHA-256 {scanned}); the source \
+                 changed between the scan and the copy",
+                copy.url()
+            ))),
+            (_, None) | (None, _) if required => Some(StorageError::Refused(format!(
+                "{}: the copy's bytes could not be checked against the bytes scanned (no SHA-256), and the source \
+                 is pinned by its ETag only; turn on versioning for this bucket",
+                copy.url()
+            ))),
             _ => None,
         };
         let Some(problem) = problem else {
@@ -271,7 +288,7 @@ impl ObjectActions {
         if let Err(err) = self.store.delete(copy).await {
             tracing::error!("{}: removing a copy that failed its check: {err}", copy.url());
         }
-        Err(StorageError::Replaced(format!("{}: {problem}", copy.url())))
+        Err(problem)
     }
 
     async fn tag(&self, object: &ObjectInfo, new: &[(String, String)]) -> Result<String, StorageError> {

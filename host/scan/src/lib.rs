@@ -64,7 +64,16 @@ impl Routing for OnePipeline {
 #[async_trait]
 pub trait Publisher: Send + Sync {
     /// Publishes `report`; returns a line saying where, for the report.
-    async fn publish(&self, report: &ScanReport) -> Result<String, String>;
+    async fn publish(&self, report: &ScanReport) -> Result<String, PublishError>;
+}
+
+/// A result that could not be published: where to, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("publishing to {destination}: {detail}")]
+pub struct PublishError {
+    /// The topic (or other destination) it was meant for.
+    pub destination: String,
+    pub detail: String,
 }
 
 /// Everything the scan path needs; shared by all objects in flight.

@@ -288,7 +288,7 @@ impl Scanner {
         if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
             match publisher.publish(&report).await {
                 Ok(line) => host_actions.push(line),
-                Err(err) => return self.retry_report(report, host_actions, err),
+                Err(err) => return self.retry_report(report, host_actions, err.to_string()),
             }
         }
 

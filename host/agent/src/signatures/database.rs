@@ -32,26 +32,40 @@ pub struct Build {
     pub built: SystemTime,
 }
 
+/// Why a database's freshness cannot be told; each names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("{file}: not a ClamAV database header")]
+    NotAHeader { file: String },
+    #[error("{file}: header has no {field}")]
+    MissingField { file: String, field: &'static str },
+    #[error("{file}: header claims a build time in the future ({stime}); refused")]
+    FutureBuild { file: String, stime: u64 },
+    #[error("{path}: {detail}")]
+    Unreadable { path: String, detail: String },
+}
+
 /// Parses a container header (the first 512 bytes).
-pub fn parse_header(file: &str, header: &[u8]) -> Result<Build, String> {
+pub fn parse_header(file: &str, header: &[u8]) -> Result<Build, DatabaseError> {
     let text = String::from_utf8_lossy(&header[..header.len().min(512)]);
     let text = text.trim_end_matches(['\0', ' ', '\n']);
     let fields: Vec<&str> = text.split(':').collect();
     if fields.first() != Some(&"ClamAV-VDB") || fields.len() < 9 {
-        return Err(format!("{file}: not a ClamAV database header"));
+        return Err(DatabaseError::NotAHeader { file: file.to_owned() });
     }
-    let version = fields[2]
-        .trim()
-        .parse()
-        .map_err(|_| format!("{file}: header has no version number"))?;
-    let stime: u64 = fields[8]
-        .trim()
-        .parse()
-        .map_err(|_| format!("{file}: header has no build time"))?;
+    let missing = |field| DatabaseError::MissingField {
+        file: file.to_owned(),
+        field,
+    };
+    let version = fields[2].trim().parse().map_err(|_| missing("version number"))?;
+    let stime: u64 = fields[8].trim().parse().map_err(|_| missing("build time"))?;
     let built = UNIX_EPOCH
         .checked_add(Duration::from_secs(stime))
         .filter(|built| *built <= SystemTime::now() + FUTURE_TOLERANCE)
-        .ok_or_else(|| format!("{file}: header claims a build time in the future ({stime}); refused"))?;
+        .ok_or_else(|| DatabaseError::FutureBuild {
+            file: file.to_owned(),
+            stime,
+        })?;
     Ok(Build {
         file: file.to_owned(),
         version,
@@ -65,8 +79,12 @@ const FUTURE_TOLERANCE: Duration = Duration::from_secs(3600);
 /// The build that decides how fresh `dir` is (see the module docs); `Err`
 /// when the directory is missing or a container is unreadable or claims a
 /// future build, `Ok(None)` when there is no container.
-pub fn governing_build(dir: &Path) -> Result<Option<Build>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|err| format!("signature database {}: {err}", dir.display()))?;
+pub fn governing_build(dir: &Path) -> Result<Option<Build>, DatabaseError> {
+    let unreadable = |path: &Path, err: std::io::Error| DatabaseError::Unreadable {
+        path: path.display().to_string(),
+        detail: err.to_string(),
+    };
+    let entries = std::fs::read_dir(dir).map_err(|err| unreadable(dir, err))?;
     let mut builds: Vec<Build> = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -83,7 +101,7 @@ pub fn governing_build(dir: &Path) -> Result<Option<Build>, String> {
             use std::io::Read;
             file.read_exact(&mut header)
         });
-        read.map_err(|err| format!("{}: {err}", path.display()))?;
+        read.map_err(|err| unreadable(&path, err))?;
         builds.push(parse_header(&name, &header)?);
     }
     let daily = builds
@@ -147,7 +165,14 @@ mod tests {
     fn a_build_time_in_the_future_is_refused() {
         let future = secs_ago(0) + 30 * 24 * 3600;
         let err = parse_header("daily.cud", &header(future)).unwrap_err();
-        assert!(err.contains("in the future"), "{err}");
+        assert_eq!(
+            err,
+            DatabaseError::FutureBuild {
+                file: "daily.cud".into(),
+                stime: future
+            }
+        );
+        assert!(err.to_string().contains("in the future"), "{err}");
         assert!(
             parse_header("daily.cud", &header(u64::MAX)).is_err(),
             "no overflow panic"

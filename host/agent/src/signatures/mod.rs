@@ -17,7 +17,7 @@ pub mod database;
 pub mod sync;
 
 use bucketscan_engine::Clamd;
-use bucketscan_engine::clamd::SignatureGate;
+use bucketscan_engine::clamd::{SignatureGate, Untrusted};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -101,19 +101,19 @@ impl SignatureState {
 }
 
 impl SignatureGate for SignatureState {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Untrusted> {
         match &*self.status.read().unwrap() {
-            Status::Unproven(why) => Err(why.clone()),
+            Status::Unproven(why) => Err(Untrusted(why.clone())),
             Status::Loaded { built, from } => {
                 // A build slightly in the future (clock skew, at most an
                 // hour, see `database`) counts as just built.
                 let age = built.elapsed().unwrap_or_default();
                 if age > self.max_age {
-                    Err(format!(
+                    Err(Untrusted(format!(
                         "the newest signature database clamd runs ({from}) was built {} h ago; the limit is {} h",
                         age.as_secs() / 3600,
                         self.max_age.as_secs() / 3600
-                    ))
+                    )))
                 } else {
                     Ok(())
                 }
@@ -224,7 +224,7 @@ impl Keeper {
                 return false;
             }
             Err(err) => {
-                self.state.set(Status::Unproven(err));
+                self.state.set(Status::Unproven(err.to_string()));
                 return false;
             }
         };

@@ -42,13 +42,50 @@ impl Synced {
     }
 }
 
+/// Why a sync stopped: nothing is half-installed (files are renamed into
+/// place), and the next round tries again.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// S3 refused or failed a request.
+    #[error("{doing}: {detail}")]
+    S3 { doing: String, detail: String },
+    /// The local database directory could not be written.
+    #[error("{doing}: {detail}")]
+    Local { doing: String, detail: String },
+    /// Two keys under the prefix would install as one file.
+    #[error(
+        "s3://{bucket}/{first} and s3://{bucket}/{second} would both be installed as `{file}`; \
+         keep one database file per name under the prefix"
+    )]
+    Collision {
+        bucket: String,
+        first: String,
+        second: String,
+        file: String,
+    },
+}
+
+fn s3_failed(doing: String, detail: impl std::fmt::Display) -> SyncError {
+    SyncError::S3 {
+        doing,
+        detail: detail.to_string(),
+    }
+}
+
+fn local_failed(doing: String, detail: impl std::fmt::Display) -> SyncError {
+    SyncError::Local {
+        doing,
+        detail: detail.to_string(),
+    }
+}
+
 /// Syncs once. Without a bucket in the config nothing is synced.
-pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Result<Synced, String> {
+pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Result<Synced, SyncError> {
     let Some(bucket) = &config.bucket else {
         return Ok(Synced::default());
     };
     let dir = &config.database_dir;
-    std::fs::create_dir_all(dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|err| local_failed(format!("creating {}", dir.display()), err))?;
     let manifest_path = dir.join(MANIFEST);
     let mut manifest: Manifest = std::fs::read(&manifest_path)
         .ok()
@@ -65,10 +102,9 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| {
-            format!(
-                "listing s3://{bucket}/{}: {}",
-                config.prefix,
-                aws_sdk_s3::error::DisplayErrorContext(&err)
+            s3_failed(
+                format!("listing s3://{bucket}/{}", config.prefix),
+                aws_sdk_s3::error::DisplayErrorContext(&err),
             )
         })?;
         for object in page.contents() {
@@ -90,10 +126,12 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
     let mut by_file: BTreeMap<&str, &str> = BTreeMap::new();
     for (key, (file, _)) in &listed {
         if let Some(other) = by_file.insert(file, key) {
-            return Err(format!(
-                "s3://{bucket}/{other} and s3://{bucket}/{key} would both be installed as `{file}`; \
-                 keep one database file per name under the prefix"
-            ));
+            return Err(SyncError::Collision {
+                bucket: bucket.clone(),
+                first: other.to_owned(),
+                second: key.clone(),
+                file: file.clone(),
+            });
         }
     }
 
@@ -113,20 +151,20 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             .send()
             .await
             .map_err(|err| {
-                format!(
-                    "downloading s3://{bucket}/{key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(&err)
+                s3_failed(
+                    format!("downloading s3://{bucket}/{key}"),
+                    aws_sdk_s3::error::DisplayErrorContext(&err),
                 )
             })?
             .body
             .collect()
             .await
-            .map_err(|err| format!("downloading s3://{bucket}/{key}: {err}"))?
+            .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), err))?
             .into_bytes();
         // Write beside, then rename: clamd never loads half a file.
         let partial = dir.join(format!(".{file}.partial"));
-        std::fs::write(&partial, &body).map_err(|err| format!("writing {}: {err}", partial.display()))?;
-        std::fs::rename(&partial, dir.join(file)).map_err(|err| format!("installing {file}: {err}"))?;
+        std::fs::write(&partial, &body).map_err(|err| local_failed(format!("writing {}", partial.display()), err))?;
+        std::fs::rename(&partial, dir.join(file)).map_err(|err| local_failed(format!("installing {file}"), err))?;
         manifest.files.insert(key.clone(), current);
         synced.installed.push(key.clone());
     }
@@ -144,14 +182,15 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             match std::fs::remove_file(dir.join(&installed.file)) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(format!("removing {}: {err}", installed.file)),
+                Err(err) => return Err(local_failed(format!("removing {}", installed.file), err)),
             }
         }
         synced.removed.push(key);
     }
     if synced.changed() {
         let json = serde_json::to_vec_pretty(&manifest).expect("a map of strings");
-        std::fs::write(&manifest_path, json).map_err(|err| format!("writing {}: {err}", manifest_path.display()))?;
+        std::fs::write(&manifest_path, json)
+            .map_err(|err| local_failed(format!("writing {}", manifest_path.display()), err))?;
     }
     Ok(synced)
 }

@@ -12,6 +12,10 @@ use wasmtime::component::{HasData, Resource};
 pub struct ClamavCtx {
     granted: bool,
     clamd: Arc<Clamd>,
+    /// The stage's one scan: a stage has one object, and clamd's time is
+    /// shared by every object in flight, so asking again gets this answer
+    /// instead of another full scan.
+    answer: Option<Result<ClamdAnswer, ClamdError>>,
     /// clamd's VERSION answer, when this stage scanned.
     pub engine_version: Option<String>,
 }
@@ -21,6 +25,7 @@ impl ClamavCtx {
         Self {
             granted,
             clamd,
+            answer: None,
             engine_version: None,
         }
     }
@@ -70,6 +75,9 @@ impl ClamavCtxView<'_> {
             })));
         }
         let body = self.shared.table.get(object)?.body.clone();
+        if let Some(answer) = &self.ctx.answer {
+            return Ok(answer.clone());
+        }
         let clamd = self.ctx.clamd.clone();
         let started = Instant::now();
         let result = async {
@@ -82,6 +90,7 @@ impl ClamavCtxView<'_> {
         if let Ok(answer) = &result {
             self.ctx.engine_version = Some(answer.engine_version.clone());
         }
+        self.ctx.answer = Some(result.clone());
         Ok(result)
     }
 }

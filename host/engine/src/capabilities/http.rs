@@ -19,7 +19,7 @@ use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::HasData;
+use wasmtime::component::{HasData, Resource};
 
 /// Response bodies are read in chunks and cut at this size: a webhook
 /// answer needs little, and a receiver must not be able to stream
@@ -32,6 +32,69 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 pub const SIGNATURE_HEADER: &str = "x-bucketscan-signature";
 pub const TIMESTAMP_HEADER: &str = "x-bucketscan-timestamp";
+
+/// Per-stage limits on what a plugin may make the host hold or do: the
+/// requests it builds live in host memory, and the network time of a send
+/// is not Wasm time.
+pub mod limits {
+    pub const MAX_URL: usize = 8 * 1024;
+    pub const MAX_HEADERS: usize = 64;
+    pub const MAX_HEADER_NAME: usize = 256;
+    pub const MAX_HEADER_VALUE: usize = 8 * 1024;
+    pub const MAX_BODY: usize = 1 << 20;
+    /// Requests built in one stage, sent or not.
+    pub const MAX_REQUESTS: usize = 32;
+    /// Bytes (URLs, headers, bodies) put into requests in one stage.
+    pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+    /// Sends in one stage (each up to 5 attempts).
+    pub const MAX_SENDS: usize = 16;
+}
+
+/// Headers the host owns: the signature, and those that route or frame
+/// the request (a plugin setting `Host` could reach a virtual host behind
+/// a granted address that was never granted; framing headers could
+/// smuggle a second request).
+fn is_host_only_header(name: &str) -> bool {
+    const HOST_ONLY: &[&str] = &[
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "trailer",
+        "keep-alive",
+        "expect",
+    ];
+    let name = name.to_ascii_lowercase();
+    HOST_ONLY.contains(&name.as_str()) || name.starts_with("proxy-")
+}
+
+/// Why a header may not be sent, if it may not.
+fn header_problem(name: &str, value: &str) -> Option<String> {
+    if name.len() > limits::MAX_HEADER_NAME || value.len() > limits::MAX_HEADER_VALUE {
+        return Some(format!(
+            "header `{}` is longer than allowed ({} bytes for a name, {} for a value)",
+            crate::text::cap(name, 64),
+            limits::MAX_HEADER_NAME,
+            limits::MAX_HEADER_VALUE
+        ));
+    }
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+        || reqwest::header::HeaderValue::from_str(value).is_err()
+    {
+        return Some(format!(
+            "header `{}` is not a valid HTTP header",
+            crate::text::cap(name, 64)
+        ));
+    }
+    if is_host_only_header(name) {
+        return Some(format!("header `{name}` is set by the host only"));
+    }
+    None
+}
 
 /// Addresses no grant makes reachable: cloud metadata and credential
 /// endpoints, link-local, multicast, broadcast and unspecified addresses.
@@ -126,20 +189,27 @@ impl AddressPolicy {
     }
 
     /// `Err` naming why `ip` may not be reached.
-    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check(&self, ip: IpAddr) -> Result<(), ForbiddenAddress> {
         if is_always_forbidden(ip) {
-            return Err(format!(
-                "{ip} is a link-local, multicast or cloud metadata address; always refused"
-            ));
+            return Err(ForbiddenAddress::Always(ip));
         }
         if is_private(ip) && !self.private_allowed.iter().any(|net| net.contains(&ip)) {
-            return Err(format!(
-                "{ip} is a private address (loopback, RFC 1918, CGNAT, ULA, NAT64, …); refused unless the stage's \
-                 `http-private` grant names its network"
-            ));
+            return Err(ForbiddenAddress::PrivateNotGranted(ip));
         }
         Ok(())
     }
+}
+
+/// Why an address may not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForbiddenAddress {
+    #[error("{0} is a link-local, multicast or cloud metadata address; always refused")]
+    Always(IpAddr),
+    #[error(
+        "{0} is a private address (loopback, RFC 1918, CGNAT, ULA, NAT64, …); refused unless the stage's \
+         `http-private` grant names its network"
+    )]
+    PrivateNotGranted(IpAddr),
 }
 
 /// One HTTP client per address policy: no redirects, no proxies, and every
@@ -186,14 +256,24 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// A name that resolved to an address the policy refuses. Travels through
+/// reqwest's error chain as itself, so the failure is classified by type,
+/// never by words a peer could put in an error message.
+#[derive(Debug, thiserror::Error)]
+#[error("`{host}` resolves to {why}")]
+pub struct RefusedResolution {
+    pub host: String,
+    pub why: ForbiddenAddress,
+}
+
 /// Refuses `host` when any address it resolved to is refused by `policy`.
-pub fn check_resolved(policy: &AddressPolicy, host: &str, addrs: &[SocketAddr]) -> Result<(), std::io::Error> {
+pub fn check_resolved(policy: &AddressPolicy, host: &str, addrs: &[SocketAddr]) -> Result<(), RefusedResolution> {
     for addr in addrs {
         if let Err(why) = policy.check(addr.ip()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("`{host}` resolves to {why}"),
-            ));
+            return Err(RefusedResolution {
+                host: host.to_owned(),
+                why,
+            });
         }
     }
     Ok(())
@@ -213,6 +293,9 @@ pub struct HttpCtx {
     grants: Grants,
     signing_secret: Option<Arc<[u8]>>,
     clients: Arc<HttpClients>,
+    requests: usize,
+    request_bytes: usize,
+    sends: usize,
 }
 
 impl HttpCtx {
@@ -221,6 +304,9 @@ impl HttpCtx {
             grants,
             signing_secret,
             clients,
+            requests: 0,
+            request_bytes: 0,
+            sends: 0,
         }
     }
 }
@@ -291,9 +377,88 @@ impl HasData for HasHttp {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HttpCtxView<'_> {
+    /// Counts `bytes` more into this stage's requests; traps past the
+    /// limits.
+    fn charge(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.ctx.request_bytes = self.ctx.request_bytes.saturating_add(bytes);
+        if self.ctx.request_bytes > limits::MAX_REQUEST_BYTES {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "more than {} bytes put into HTTP requests in one stage",
+                limits::MAX_REQUEST_BYTES
+            ))));
+        }
+        Ok(())
+    }
+
+    /// A new request to `url`. Traps when the stage has no `http` grant
+    /// at all (nothing it builds could be sent) or past the limits.
+    pub fn new_request(&mut self, url: String) -> wasmtime::Result<HttpRequest> {
+        if self.ctx.grants.http.is_empty() {
+            return Err(self
+                .shared
+                .fail(StageFailure::NotGranted(bucketscan_core::grants::NotGranted {
+                    capability: bucketscan_core::grants::Capability::Http,
+                    detail: "the stage has no `http` grant".into(),
+                })));
+        }
+        self.ctx.requests += 1;
+        if self.ctx.requests > limits::MAX_REQUESTS {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "more than {} HTTP requests built in one stage",
+                limits::MAX_REQUESTS
+            ))));
+        }
+        if url.len() > limits::MAX_URL {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "a request URL of {} bytes; at most {} are allowed",
+                url.len(),
+                limits::MAX_URL
+            ))));
+        }
+        self.charge(url.len())?;
+        Ok(HttpRequest {
+            url,
+            ..HttpRequest::default()
+        })
+    }
+
+    /// Adds a header to `request`, within the limits.
+    pub fn add_header(&mut self, request: &Resource<HttpRequest>, name: String, value: String) -> wasmtime::Result<()> {
+        if self.shared.table.get(request)?.headers.len() >= limits::MAX_HEADERS {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "more than {} headers on one request",
+                limits::MAX_HEADERS
+            ))));
+        }
+        self.charge(name.len() + value.len())?;
+        self.shared.table.get_mut(request)?.headers.push((name, value));
+        Ok(())
+    }
+
+    /// Sets the body of `request`, within the limits.
+    pub fn set_body(&mut self, request: &Resource<HttpRequest>, body: Vec<u8>) -> wasmtime::Result<()> {
+        if body.len() > limits::MAX_BODY {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "a request body of {} bytes; at most {} are allowed",
+                body.len(),
+                limits::MAX_BODY
+            ))));
+        }
+        self.charge(body.len())?;
+        self.shared.table.get_mut(request)?.body = body;
+        Ok(())
+    }
+
     /// Sends `request`; the outer error traps the stage (a host outside the
-    /// grant).
+    /// grant, too many sends).
     pub async fn send(&mut self, request: HttpRequest) -> wasmtime::Result<Result<HttpResponse, HttpFailure>> {
+        self.ctx.sends += 1;
+        if self.ctx.sends > limits::MAX_SENDS {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "more than {} HTTP sends in one stage",
+                limits::MAX_SENDS
+            ))));
+        }
         let HttpRequest {
             url,
             headers,
@@ -301,6 +466,23 @@ impl HttpCtxView<'_> {
             timeout,
             attempts,
         } = request;
+        // Requests of every series pass here: the limits hold whatever
+        // built them.
+        if url.len() > limits::MAX_URL || headers.len() > limits::MAX_HEADERS || body.len() > limits::MAX_BODY {
+            return Ok(Err(HttpFailure::NotAllowed(format!(
+                "a request over the limits (URL {} bytes, {} headers, body {} bytes; at most {}, {}, {})",
+                url.len(),
+                headers.len(),
+                body.len(),
+                limits::MAX_URL,
+                limits::MAX_HEADERS,
+                limits::MAX_BODY
+            ))));
+        }
+        let url = crate::text::cap(&url, limits::MAX_URL);
+        if let Some(problem) = headers.iter().find_map(|(name, value)| header_problem(name, value)) {
+            return Ok(Err(HttpFailure::NotAllowed(problem)));
+        }
         let parsed = match url::Url::parse(&url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
             Ok(_) => {
@@ -323,15 +505,6 @@ impl HttpCtxView<'_> {
             && let Err(why) = policy.check(ip)
         {
             return Ok(Err(HttpFailure::NotAllowed(format!("`{url}`: {why}"))));
-        }
-        if let Some(name) = headers
-            .iter()
-            .map(|(name, _)| name)
-            .find(|name| name.eq_ignore_ascii_case(SIGNATURE_HEADER) || name.eq_ignore_ascii_case(TIMESTAMP_HEADER))
-        {
-            return Ok(Err(HttpFailure::NotAllowed(format!(
-                "header `{name}` is set by the host only"
-            ))));
         }
         let mut headers = headers;
         if let Some(secret) = &self.ctx.signing_secret {
@@ -410,8 +583,14 @@ async fn post_once(
 
 /// What went wrong with a request, from reqwest's error and its causes.
 fn failure(err: reqwest::Error) -> HttpFailure {
-    let text = describe(&err);
-    if text.contains("refused") && text.contains("resolves to") {
+    let text = with_causes(&err);
+    let mut source = std::error::Error::source(&err);
+    let mut refused = false;
+    while let Some(cause) = source {
+        refused |= cause.is::<RefusedResolution>();
+        source = cause.source();
+    }
+    if refused {
         HttpFailure::NotAllowed(text)
     } else if err.is_timeout() {
         HttpFailure::Timeout(text)
@@ -438,7 +617,7 @@ async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Vec
 }
 
 /// reqwest's error with its causes, so a refused resolution says why.
-fn describe(err: &reqwest::Error) -> String {
+fn with_causes(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -501,7 +680,8 @@ mod tests {
             "::ffff:10.0.0.1",
         ] {
             let err = none.check(ip(addr)).unwrap_err();
-            assert!(err.contains("private address"), "{addr}: {err}");
+            assert_eq!(err, ForbiddenAddress::PrivateNotGranted(ip(addr)), "{addr}");
+            assert!(err.to_string().contains("private address"), "{addr}: {err}");
         }
         assert!(none.check(ip("93.184.216.34")).is_ok());
         assert!(none.check(ip("2606:2800:220:1::1")).is_ok());
@@ -525,6 +705,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("10.0.0.7 is a private address"), "{err}");
+    }
+
+    /// A refused resolution is told apart by its type in reqwest's error
+    /// chain: `not-allowed`, never retried, whatever the text says.
+    #[tokio::test]
+    async fn a_refused_resolution_is_not_allowed_by_type() {
+        let client = HttpClients::default().for_policy(&AddressPolicy::default());
+        let url = url::Url::parse("http://localhost:9/").unwrap();
+        let result = post_once(&client, &url, &[], b"", Duration::from_secs(2)).await;
+        match result {
+            Err(HttpFailure::NotAllowed(text)) => assert!(text.contains("resolves to"), "{text}"),
+            other => panic!("expected not-allowed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn host_only_headers_are_refused() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "proxy-authorization",
+            SIGNATURE_HEADER,
+        ] {
+            assert!(header_problem(name, "x").is_some(), "{name}");
+        }
+        assert!(header_problem("bad name", "x").is_some());
+        assert!(header_problem("x-ok", "line\nbreak").is_some());
+        assert!(header_problem("content-type", "application/json").is_none());
     }
 
     #[test]

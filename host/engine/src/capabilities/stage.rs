@@ -68,9 +68,11 @@ impl HasData for HasStage {
 }
 
 impl StageCtxView<'_> {
-    /// A new handle to the stage's object.
+    /// A new handle to the stage's object; traps when the stage already
+    /// holds as many handles as it may.
     pub fn object(&mut self) -> wasmtime::Result<Resource<ScanObject>> {
-        Ok(self.shared.table.push(self.ctx.object.clone())?)
+        let object = self.ctx.object.clone();
+        self.shared.push(object)
     }
 
     pub fn setting(&self, name: &str) -> Option<&SettingValue> {

@@ -15,12 +15,25 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::HasData;
 
+/// Most storage calls one stage may make: each is S3 work (a copy may be
+/// gigabytes) whose time the Wasm limit does not count.
+pub const MAX_CALLS: usize = 32;
+/// Longest line kept in the report per action.
+const MAX_LINE: usize = 1024;
+
 /// Storage's part of a stage.
 pub struct StorageCtx {
     grants: Grants,
     backend: Arc<dyn StorageBackend>,
+    calls: usize,
     /// What was done (or failed), for the report.
     pub actions: Vec<String>,
+    /// The last failure that no later action of the stage made good. A
+    /// plugin that returns success past it has its stage failed: it must
+    /// not report containment that did not happen. (`gone` and `replaced`
+    /// are answers, not failures: the scanned bytes need no more handling
+    /// or get their own pass.)
+    pub unresolved: Option<String>,
 }
 
 impl StorageCtx {
@@ -28,7 +41,9 @@ impl StorageCtx {
         Self {
             grants,
             backend,
+            calls: 0,
             actions: Vec::new(),
+            unresolved: None,
         }
     }
 }
@@ -74,17 +89,28 @@ impl StorageCtxView<'_> {
                 return Err(self.shared.fail(StageFailure::NotGranted(err)));
             }
         }
-        let description = cap(&action.describe(&info), 1024);
+        self.ctx.calls += 1;
+        if self.ctx.calls > MAX_CALLS {
+            return Err(self.shared.fail(StageFailure::CallLimit(format!(
+                "more than {MAX_CALLS} storage calls in one stage"
+            ))));
+        }
+        let summary = action.summary(&info);
         let started = Instant::now();
         let result = self.ctx.backend.clone().perform(&info, action).await;
         self.shared.host_time += started.elapsed();
         Ok(match result {
             Ok(done) => {
-                self.ctx.actions.push(done);
+                self.ctx.actions.push(cap(&done, MAX_LINE));
+                self.ctx.unresolved = None;
                 Ok(())
             }
             Err(err) => {
-                self.ctx.actions.push(format!("FAILED {description}: {err}"));
+                let line = cap(&format!("FAILED {summary}: {err}"), MAX_LINE);
+                if !matches!(err, StorageError::Gone(_) | StorageError::Replaced(_)) {
+                    self.ctx.unresolved = Some(line.clone());
+                }
+                self.ctx.actions.push(line);
                 Err(err)
             }
         })

@@ -70,8 +70,17 @@ pub struct ContractName {
     pub version: Version,
 }
 
+/// A contract import or export name that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadContractName {
+    #[error("`{name}` has an invalid version: {detail}")]
+    InvalidVersion { name: String, detail: String },
+    #[error("`{0}` has no version; the contract is always versioned")]
+    Unversioned(String),
+}
+
 /// Parses `bucketscan:plugin/NAME@VERSION`; `None` for other packages.
-pub fn parse_name(name: &str) -> Option<Result<ContractName, String>> {
+pub fn parse_name(name: &str) -> Option<Result<ContractName, BadContractName>> {
     let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
     Some(match rest.split_once('@') {
         Some((interface, version)) => Version::parse(version)
@@ -79,8 +88,11 @@ pub fn parse_name(name: &str) -> Option<Result<ContractName, String>> {
                 interface: interface.to_owned(),
                 version,
             })
-            .map_err(|err| format!("`{name}` has an invalid version: {err}")),
-        None => Err(format!("`{name}` has no version; the contract is always versioned")),
+            .map_err(|err| BadContractName::InvalidVersion {
+                name: name.to_owned(),
+                detail: err.to_string(),
+            }),
+        None => Err(BadContractName::Unversioned(name.to_owned())),
     })
 }
 

@@ -299,7 +299,7 @@ impl http::Host for HttpCtxView<'_> {
     ) -> wasmtime::Result<Result<Resource<HttpResponse>, http::HttpError>> {
         let request = self.shared.table.delete(request)?;
         Ok(match HttpCtxView::send(self, request).await? {
-            Ok(response) => Ok(self.shared.table.push(response)?),
+            Ok(response) => Ok(self.shared.push(response)?),
             Err(failure) => Err(match failure {
                 HttpFailure::NotAllowed(m) => http::HttpError::NotAllowed(m),
                 HttpFailure::Timeout(m) => http::HttpError::Timeout(m),
@@ -310,16 +310,10 @@ impl http::Host for HttpCtxView<'_> {
     }
 }
 
-/// Headers and bodies a plugin builds up are capped like its other text.
-const MAX_REQUEST_HEADERS: usize = 64;
-const MAX_REQUEST_BODY: usize = 1 << 20;
-
 impl http::HostRequest for HttpCtxView<'_> {
     async fn new(&mut self, url: String) -> wasmtime::Result<Resource<HttpRequest>> {
-        Ok(self.shared.table.push(HttpRequest {
-            url,
-            ..HttpRequest::default()
-        })?)
+        let request = self.new_request(url)?;
+        self.shared.push(request)
     }
 
     async fn set_header(
@@ -328,24 +322,11 @@ impl http::HostRequest for HttpCtxView<'_> {
         name: String,
         value: String,
     ) -> wasmtime::Result<()> {
-        let request = self.shared.table.get_mut(&request)?;
-        if request.headers.len() >= MAX_REQUEST_HEADERS {
-            return Err(wasmtime::Error::msg(format!(
-                "more than {MAX_REQUEST_HEADERS} headers on one request"
-            )));
-        }
-        request.headers.push((name, value));
-        Ok(())
+        self.add_header(&request, name, value)
     }
 
     async fn set_body(&mut self, request: Resource<HttpRequest>, body: Vec<u8>) -> wasmtime::Result<()> {
-        if body.len() > MAX_REQUEST_BODY {
-            return Err(wasmtime::Error::msg(format!(
-                "a request body over {MAX_REQUEST_BODY} bytes"
-            )));
-        }
-        self.shared.table.get_mut(&request)?.body = body;
-        Ok(())
+        HttpCtxView::set_body(self, &request, body)
     }
 
     async fn set_timeout_ms(&mut self, request: Resource<HttpRequest>, timeout_ms: u32) -> wasmtime::Result<()> {
@@ -412,7 +393,7 @@ pub(super) async fn inspect(
     pre: &inspector::InspectorPluginPre<StageState>,
     store: &mut Store<StageState>,
 ) -> wasmtime::Result<Called<Decision>> {
-    let stage = store.data_mut().shared.table.push(StageHandle)?;
+    let stage = store.data_mut().shared.push(StageHandle)?;
     let instance = pre.instantiate_async(&mut *store).await?;
     let result = instance
         .bucketscan_plugin_inspector()
@@ -428,7 +409,7 @@ pub(super) async fn act(
     pre: &action::ActionPluginPre<StageState>,
     store: &mut Store<StageState>,
 ) -> wasmtime::Result<Called<Vec<String>>> {
-    let stage = store.data_mut().shared.table.push(StageHandle)?;
+    let stage = store.data_mut().shared.push(StageHandle)?;
     let instance = pre.instantiate_async(&mut *store).await?;
     let result = instance.bucketscan_plugin_action().call_act(&mut *store, stage).await?;
     Ok(match result {

@@ -3,7 +3,7 @@
 //! plugin's failure, never as a clean verdict.
 
 use bucketscan_plugin_sdk::{
-    Decision, Finding, Inspector, Level, PluginError, PluginInfo, Settings, Stage, Verdict, clamav, log,
+    Decision, Finding, Inspector, Level, PluginError, PluginInfo, Settings, Stage, Verdict, clamav, http, log,
 };
 
 struct Hostile;
@@ -81,6 +81,46 @@ impl Inspector for Hostile {
                 Ok(_) => clean,
                 Err(err) => escape(format!("scan failed: {}", err.explain())),
             },
+            "object-flood" => {
+                // Every handle lives in the host's table, outside the
+                // plugin's memory limit.
+                let hoard: Vec<_> = (0..100_000).map(|_| stage.object()).collect();
+                escape(format!("SANDBOX ESCAPE: held {} object handles", hoard.len()))
+            }
+            "request-flood" => {
+                let url = format!(
+                    "http://{}/{}",
+                    settings.text("host")?.unwrap_or("127.0.0.1"),
+                    "u".repeat(4000)
+                );
+                let hoard: Vec<_> = (0..10_000)
+                    .map(|_| {
+                        let request = http::Request::new(&url);
+                        request.set_body(&[0u8; 1 << 20]);
+                        request
+                    })
+                    .collect();
+                escape(format!("SANDBOX ESCAPE: built {} requests", hoard.len()))
+            }
+            "host-header" => {
+                // A granted address, another virtual host behind it.
+                let request = http::Request::new(settings.text("url")?.unwrap_or("http://127.0.0.1:9/"));
+                request.set_header("Host", "internal-admin.example");
+                match http::send(request) {
+                    Ok(response) => escape(format!(
+                        "SANDBOX ESCAPE: sent with a forged Host, got {}",
+                        response.status()
+                    )),
+                    Err(err) => escape(format!("send refused: {}", err.explain())),
+                }
+            }
+            "scan-flood" => {
+                let object = stage.object();
+                for _ in 0..1000 {
+                    let _ = clamav::scan(&object);
+                }
+                clean
+            }
             other => Err(PluginError::InvalidSettings(format!("unknown behaviour `{other}`"))),
         }
     }

@@ -1,0 +1,280 @@
+//! The receive loop: long-polls the configured SQS queues, handles messages
+//! with bounded concurrency, keeps long scans' messages invisible, and
+//! deletes a message only after every object in it was fully handled.
+//!
+//! It receives only while the agent is ready (clamd answers, the signature
+//! database is loaded and fresh): a message received while it is not would
+//! only fail and count toward the DLQ. While not ready it stops receiving
+//! and says why, once per change.
+//!
+//! On shutdown (SIGTERM from ECS) it stops receiving at once, gives the
+//! objects in flight until `stop_timeout` to finish, and then hands the
+//! messages of those still running back to the queue (visibility 0) so
+//! another agent takes them right away instead of after the visibility
+//! timeout. Either way nothing is lost: a message is deleted only after
+//! its objects were fully handled.
+
+use crate::agent::{Agent, Handled};
+use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
+use bucketscan_core::events::{Message, parse_message};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, watch};
+
+/// How the agent consumes its queues (`[agent]` in the config).
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub queue_urls: Vec<String>,
+    pub concurrency: usize,
+    pub visibility_timeout: Duration,
+    pub wait_time: Duration,
+    /// A failed message becomes visible again after this times its
+    /// receive count (capped at 15 minutes).
+    pub retry_backoff: Duration,
+    /// After a shutdown request, how long objects in flight may take before
+    /// their messages are released.
+    pub stop_timeout: Duration,
+}
+
+/// Messages being handled right now: id -> (queue, receipt handle).
+type InFlight = Arc<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>>;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(900);
+/// While not ready, how long to wait before asking again.
+const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
+
+/// Runs until `shutdown` turns true, then finishes or releases the
+/// messages in flight (see the module docs).
+pub async fn run(
+    agent: Arc<Agent>,
+    sqs: aws_sdk_sqs::Client,
+    settings: LoopSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let in_flight = InFlight::default();
+    let settings = Arc::new(settings);
+    tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
+    let mut not_ready: Option<String> = None;
+    'receive: loop {
+        for queue in &settings.queue_urls {
+            if *shutdown.borrow() {
+                break 'receive;
+            }
+            // Readiness gates consumption.
+            match crate::health::readiness(&agent).await {
+                Ok(()) => {
+                    if not_ready.take().is_some() {
+                        tracing::info!("ready again: receiving");
+                    }
+                }
+                Err(problems) => {
+                    let why = problems.join("; ");
+                    if not_ready.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("not ready, not receiving: {why}");
+                        not_ready = Some(why);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(NOT_READY_PAUSE) => continue,
+                        _ = shutdown.changed() => break 'receive,
+                    }
+                }
+            }
+            // Wait for a free agent, then ask for no more messages than
+            // there are free agents, so none sit invisible waiting.
+            tokio::select! {
+                acquired = permits.acquire() => if acquired.is_err() { break 'receive },
+                _ = shutdown.changed() => break 'receive,
+            }
+            let free = permits.available_permits().clamp(1, 10) as i32;
+            let received = tokio::select! {
+                received = sqs
+                    .receive_message()
+                    .queue_url(queue)
+                    .max_number_of_messages(free)
+                    .wait_time_seconds(settings.wait_time.as_secs() as i32)
+                    .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
+                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                    .send() => received,
+                _ = shutdown.changed() => break 'receive,
+            };
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(err) => {
+                    tracing::warn!(
+                        queue,
+                        "ReceiveMessage failed: {}; retrying",
+                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            for message in messages {
+                let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
+                let (agent, sqs, settings, queue) = (agent.clone(), sqs.clone(), settings.clone(), queue.clone());
+                let id = message.message_id().unwrap_or_default().to_owned();
+                if let Some(receipt) = message.receipt_handle() {
+                    in_flight
+                        .lock()
+                        .unwrap()
+                        .insert(id.clone(), (queue.clone(), receipt.to_owned()));
+                }
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    handle_message(&agent, &sqs, &settings, &queue, message).await;
+                    in_flight.lock().unwrap().remove(&id);
+                    drop(permit);
+                });
+            }
+        }
+    }
+    let running = in_flight.lock().unwrap().len();
+    tracing::info!(
+        in_flight = running,
+        stop_timeout_s = settings.stop_timeout.as_secs_f64(),
+        "agent stopping: no new messages; finishing objects in flight"
+    );
+    let all = permits.acquire_many(settings.concurrency.max(1) as u32);
+    if tokio::time::timeout(settings.stop_timeout, all).await.is_err() {
+        release(&sqs, &in_flight).await;
+    }
+    tracing::info!("agent stopped");
+}
+
+/// Makes the messages still in flight visible again at once, for another
+/// agent. Their objects' work so far is harmless to repeat (tags merge,
+/// copies are conditional on the scanned ETag).
+async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
+    let messages: Vec<(String, (String, String))> = in_flight.lock().unwrap().drain().collect();
+    for (id, (queue, receipt)) in &messages {
+        let released = sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        match released {
+            Ok(_) => tracing::warn!(message = %id, "stop timeout reached: message released for another agent"),
+            Err(err) => tracing::error!(
+                message = %id,
+                "stop timeout reached; releasing the message failed ({}); it returns after its visibility timeout",
+                aws_sdk_sqs::error::DisplayErrorContext(&err)
+            ),
+        }
+    }
+}
+
+async fn handle_message(
+    agent: &Agent,
+    sqs: &aws_sdk_sqs::Client,
+    settings: &LoopSettings,
+    queue: &str,
+    message: SqsMessage,
+) {
+    let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
+        return;
+    };
+    let id = message.message_id().unwrap_or("?").to_owned();
+    if let Some(lag) = queue_lag(&message) {
+        agent.metrics.record_queue_lag(lag);
+    }
+    let events = match parse_message(message.body().unwrap_or_default()) {
+        Ok(Message::TestEvent) => {
+            tracing::info!(message = %id, "s3:TestEvent acknowledged");
+            delete(sqs, queue, &receipt).await;
+            return;
+        }
+        Ok(Message::Objects(events)) => events,
+        Err(err) => {
+            // Left on the queue: after its redrive limit it lands in the
+            // DLQ, where a person can look at it. Nothing is lost.
+            tracing::error!(message = %id, queue, "{err}; left for the dead-letter queue");
+            return;
+        }
+    };
+
+    // Keep the message invisible while its objects are scanned.
+    let heartbeat = {
+        let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.clone());
+        let timeout = settings.visibility_timeout;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(timeout / 2).await;
+                let extended = sqs
+                    .change_message_visibility()
+                    .queue_url(&queue)
+                    .receipt_handle(&receipt)
+                    .visibility_timeout(timeout.as_secs() as i32)
+                    .send()
+                    .await;
+                if let Err(err) = extended {
+                    tracing::warn!(
+                        "extending visibility: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                    );
+                }
+            }
+        })
+    };
+    let mut retry = Vec::new();
+    for event in &events {
+        match agent.handle(event).await {
+            Handled::Scanned(report) => {
+                tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
+            }
+            Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
+            Handled::Retry(why) => retry.push(why),
+        }
+    }
+    heartbeat.abort();
+
+    if retry.is_empty() {
+        delete(sqs, queue, &receipt).await;
+    } else {
+        let count: u32 = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
+        tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));
+        let _ = sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(&receipt)
+            .visibility_timeout(backoff.as_secs() as i32)
+            .send()
+            .await;
+    }
+}
+
+async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
+    if let Err(err) = sqs
+        .delete_message()
+        .queue_url(queue)
+        .receipt_handle(receipt)
+        .send()
+        .await
+    {
+        // The message will come back and be handled again; handling is
+        // idempotent (tags are merged, copies conditional).
+        tracing::warn!(
+            "DeleteMessage failed: {}",
+            aws_sdk_sqs::error::DisplayErrorContext(&err)
+        );
+    }
+}
+
+/// How long a message waited on the queue (SQS's SentTimestamp to now).
+fn queue_lag(message: &SqsMessage) -> Option<Duration> {
+    let sent_ms: u64 = message
+        .attributes()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    Some(now.saturating_sub(Duration::from_millis(sent_ms)))
+}
