@@ -12,7 +12,7 @@
 use bucketscan_core::Decision;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
-use bucketscan_core::pipeline::{Flow, Inspection};
+use bucketscan_core::pipeline::{Flow, VerdictFold};
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
 use bucketscan_engine::{Clamd, Engine, PipelineStage, Plugin, ScanObject, Services};
 use bucketscan_tests::host::{clamav_grant, stage};
@@ -107,13 +107,13 @@ async fn noop_overhead() {
             let info = &info;
             let native_stages = &native_stages;
             async move {
-                let mut inspection = Inspection::new();
+                let mut fold = VerdictFold::new();
                 for stage in native_stages {
-                    if inspection.record(stage(info)) == Flow::Stop {
+                    if fold.record(stage(info)) == Flow::Stop {
                         break;
                     }
                 }
-                black_box(inspection.finish());
+                black_box(fold.finish());
             }
         })
         .await;

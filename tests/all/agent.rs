@@ -1,5 +1,8 @@
 //! The agent end to end: S3 events from moto's S3 through SQS, real clamd,
 //! real plugin components, results back on S3 and SNS.
+//!
+//! (Long by design: one test per agent behaviour, each independent; the
+//! shared world lives in `tests/support/agent.rs`.)
 
 use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World, wait_until};
 use bucketscan_tests::signatures::{self, test_database};

@@ -5,6 +5,9 @@
 //! credentials from a local container credentials endpoint; SIGTERM
 //! finishes or releases work and loses nothing; the health endpoints
 //! follow clamd.
+//!
+//! (Long by design: one task definition run as Fargate would, step by
+//! step; splitting it would scatter one scenario.)
 
 use bucketscan_tests::agent::{
     AgentProcess, PRODUCTION, QUARANTINE, STAGING, World, assert_no_message_received, health, wait_until,

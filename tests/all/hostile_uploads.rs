@@ -4,6 +4,9 @@
 //! names the attack; each asserts containment — the infected bytes end
 //! quarantined, the alert is published, no object holding unscanned or
 //! infected bytes carries a clean result, nothing is lost.
+//!
+//! (Long by design: one catalogue of attacks, each test short and
+//! independent, read top to bottom as the threat model.)
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};

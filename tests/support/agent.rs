@@ -1,6 +1,9 @@
 //! A whole deployment on loopback for agent tests: moto with staging,
 //! production and quarantine buckets, an event queue with a DLQ, a result
 //! topic with a subscriber queue, and the `bucketscan run` process.
+//!
+//! (Long by design: the one harness every agent test shares — its setup,
+//! uploads, waits and probes — kept together so tests read the same.)
 
 use crate::moto::{Clients, MotoServer};
 use aws_sdk_s3::primitives::ByteStream;

@@ -78,7 +78,7 @@ impl TestHost {
             writes: Mutex::default(),
         });
         let scanner = Scanner {
-            host: self.host.clone(),
+            engine: self.host.clone(),
             services: self.services.clone(),
             store: store.clone(),
             publisher: None,

@@ -51,7 +51,7 @@ impl Agent {
     /// Builds the agent a config describes: the Wasm host with every
     /// pipeline loaded, clamd, the S3 store, and the SNS publisher.
     pub async fn from_config(config: Config) -> Result<Self, crate::StartError> {
-        let host = Arc::new(Engine::new(&config.host)?);
+        let engine = Arc::new(Engine::new(&config.host)?);
         let clients = Clients::from_config(&config).await;
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,
@@ -95,10 +95,10 @@ impl Agent {
             }
         };
         let tag_keys = config.tags.clone();
-        let pipelines = LivePipelines::new(LoadedPipelines::load(&host, pipelines_config).await?);
+        let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, pipelines_config).await?);
         Ok(Self {
             scanner: Scanner {
-                host,
+                engine,
                 services,
                 store: Arc::new(store),
                 publisher,
@@ -113,8 +113,8 @@ impl Agent {
         })
     }
 
-    pub fn host(&self) -> &Engine {
-        &self.scanner.host
+    pub fn engine(&self) -> &Engine {
+        &self.scanner.engine
     }
 
     pub fn clamd(&self) -> &Arc<Clamd> {

@@ -78,7 +78,7 @@ pub async fn reload(agent: &Agent, source: &ConfigSource) -> Result<u64, ReloadE
     for section in restart_only_changes(&agent.started_with, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
-    let loaded = LoadedPipelines::load_reusing(agent.host(), config.pipelines(), Some(&running)).await?;
+    let loaded = LoadedPipelines::load_reusing(agent.engine(), config.pipelines(), Some(&running)).await?;
     let changed: Vec<String> = loaded
         .plugins
         .iter()

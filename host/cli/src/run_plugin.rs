@@ -138,7 +138,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
     });
     let scanner = Scanner {
-        host,
+        engine: host,
         services: Arc::new(Services::new(Clamd::new(&clamav))),
         store: Arc::new(store),
         publisher,

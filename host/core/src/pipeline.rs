@@ -29,11 +29,11 @@ pub enum Flow {
 
 /// The verdict as it builds up over the inspectors of one pipeline run.
 #[derive(Debug, Default)]
-pub struct Inspection {
+pub struct VerdictFold {
     reached: Option<Verdict>,
 }
 
-impl Inspection {
+impl VerdictFold {
     pub fn new() -> Self {
         Self::default()
     }
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn all_continue_is_not_proven_clean() {
-        let mut inspection = Inspection::new();
+        let mut inspection = VerdictFold::new();
         assert_eq!(inspection.record(Decision::Continue), Flow::Next);
         assert!(matches!(
             inspection.finish(),
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn clean_then_infected_is_infected() {
-        let mut inspection = Inspection::new();
+        let mut inspection = VerdictFold::new();
         assert_eq!(inspection.record(Decision::Verdict(Verdict::Clean)), Flow::Next);
         assert_eq!(inspection.so_far(), Some(&Verdict::Clean));
         assert_eq!(inspection.record(Decision::Verdict(infected())), Flow::Stop);
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn an_error_stops_inspection_and_is_never_clean() {
-        let mut inspection = Inspection::new();
+        let mut inspection = VerdictFold::new();
         inspection.record(Decision::Verdict(Verdict::Clean));
         let flow = inspection.record(Decision::Verdict(Verdict::error("plugin trapped")));
         assert_eq!(flow, Flow::Stop);
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn continue_after_clean_keeps_clean() {
-        let mut inspection = Inspection::new();
+        let mut inspection = VerdictFold::new();
         inspection.record(Decision::Verdict(Verdict::Clean));
         inspection.record(Decision::Continue);
         assert!(inspection.finish().is_clean());

@@ -40,15 +40,15 @@ pub struct LoadedPipelines {
 
 impl LoadedPipelines {
     /// Loads every declared plugin once and resolves every pipeline.
-    pub async fn load(host: &Engine, config: PipelinesConfig) -> Result<Self, LoadError> {
-        Self::load_reusing(host, config, None).await
+    pub async fn load(engine: &Engine, config: PipelinesConfig) -> Result<Self, LoadError> {
+        Self::load_reusing(engine, config, None).await
     }
 
     /// Like [`load`](Self::load), but a plugin whose file is byte for byte
     /// the one `previous` loaded under the same name is reused rather than
     /// loaded again (a reload that changed one plugin loads one plugin).
     pub async fn load_reusing(
-        host: &Engine,
+        engine: &Engine,
         config: PipelinesConfig,
         previous: Option<&Self>,
     ) -> Result<Self, LoadError> {
@@ -63,7 +63,7 @@ impl LoadedPipelines {
             });
             let plugin = match unchanged {
                 Some(old) => old.clone(),
-                None => Arc::new(Plugin::load(host, name, &path, pin).await?),
+                None => Arc::new(Plugin::load(engine, name, &path, pin).await?),
             };
             plugins.insert(name.clone(), plugin);
         }

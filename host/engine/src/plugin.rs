@@ -101,7 +101,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Loads the component at `path`, declared as `name`, refusing it when
     /// its sha256 differs from `pin`.
-    pub async fn load(host: &Engine, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
+    pub async fn load(engine: &Engine, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
         let at = || (name.to_owned(), path.to_owned());
         let bytes = std::fs::read(path).map_err(|error| {
             let (name, path) = at();
@@ -132,7 +132,7 @@ impl Plugin {
                 detail: detail.into(),
             });
         }
-        let (component, cache) = host.compile(bytes, sha256.clone()).await.map_err(|err| {
+        let (component, cache) = engine.compile(bytes, sha256.clone()).await.map_err(|err| {
             let (name, path) = at();
             PluginError::NotAComponent {
                 name,
@@ -141,7 +141,7 @@ impl Plugin {
             }
         })?;
 
-        let engine = host.wasmtime();
+        let wasmtime = engine.wasmtime();
         let ty = component.component_type();
         let contract_error = |detail: String| {
             let (name, path) = at();
@@ -149,7 +149,7 @@ impl Plugin {
         };
         let mut kind = None;
         let mut exports = Vec::new();
-        for (export, _) in ty.exports(engine) {
+        for (export, _) in ty.exports(wasmtime) {
             exports.push(export.to_owned());
             if let Some(parsed) = contract::parse_name(export) {
                 let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
@@ -188,7 +188,7 @@ impl Plugin {
         };
         let mut capabilities = Vec::new();
         let mut imports = Vec::new();
-        for (import, _) in ty.imports(engine) {
+        for (import, _) in ty.imports(wasmtime) {
             imports.push(import.to_owned());
             if let Some(parsed) = contract::parse_name(import) {
                 let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
@@ -209,7 +209,7 @@ impl Plugin {
                 detail: format!("{err:#}"),
             }
         };
-        let instance_pre = host.linker().instantiate_pre(&component).map_err(link_error)?;
+        let instance_pre = engine.linker().instantiate_pre(&component).map_err(link_error)?;
         let exports = Exports::new(kind, series, instance_pre).map_err(link_error)?;
         let mut plugin = Plugin {
             name: name.to_owned(),
@@ -228,7 +228,7 @@ impl Plugin {
             cache,
             exports,
         };
-        plugin.identity = plugin.identify(host).await.map_err(|detail| {
+        plugin.identity = plugin.identify(engine).await.map_err(|detail| {
             let (name, path) = at();
             PluginError::Identify { name, path, detail }
         })?;
@@ -237,7 +237,7 @@ impl Plugin {
 
     /// Instantiates the plugin once, with no grants, and asks who it is.
     /// This is the load check: a plugin that cannot even do this is refused.
-    async fn identify(&self, host: &Engine) -> Result<PluginIdentity, String> {
+    async fn identify(&self, engine: &Engine) -> Result<PluginIdentity, String> {
         let object = ScanObject {
             info: Arc::new(ObjectInfo::default()),
             body: ObjectBody::from_bytes(Vec::new()),
@@ -246,8 +246,8 @@ impl Plugin {
             label: format!("{}@load", self.name),
             ..StageEnv::default()
         };
-        let mut store: Store<StageState> = host.new_store(&host.load_services(), env, object);
-        let timeout = Duration::from_millis(host.limits().stage_timeout_ms);
+        let mut store: Store<StageState> = engine.new_store(&engine.load_services(), env, object);
+        let timeout = Duration::from_millis(engine.limits().stage_timeout_ms);
         match tokio::time::timeout(timeout, self.exports.identify(&mut store)).await {
             Err(_) => Err(format!("info() took longer than {} ms", timeout.as_millis())),
             Ok(Err(err)) => Err(format!("{err:#}")),

@@ -1,7 +1,7 @@
 //! Runs a pipeline's stages over one object: each stage in a fresh
 //! sandbox, inspectors folded into a verdict by `bucketscan_core::pipeline`,
 //! then the actions that apply to that verdict. A failing stage never stops
-//! the host: it becomes an `error` verdict (for an inspector) or a failed
+//! the engine: it becomes an `error` verdict (for an inspector) or a failed
 //! action, named with the plugin, its version and the cause.
 //!
 //! When actions may run at all, and what happens around them (result tags,
@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use crate::text::cap;
-use bucketscan_core::pipeline::{Flow, Inspection, StageKind, action_applies};
+use bucketscan_core::pipeline::{Flow, VerdictFold, StageKind, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
 use bucketscan_core::storage::StorageBackend;
 use bucketscan_core::{Decision, Verdict};
@@ -33,9 +33,9 @@ pub struct Inspected {
 }
 
 /// Runs the inspectors of `stages` and folds their decisions into a verdict.
-pub async fn inspect(host: &Engine, services: &Services, stages: &[PipelineStage], object: &ScanObject) -> Inspected {
+pub async fn inspect(engine: &Engine, services: &Services, stages: &[PipelineStage], object: &ScanObject) -> Inspected {
     let mut reports = Vec::with_capacity(stages.len());
-    let mut inspection = Inspection::new();
+    let mut fold = VerdictFold::new();
     let mut flow = Flow::Next;
     // Inspectors never touch storage: their backend refuses everything.
     let storage: Arc<dyn StorageBackend> = Arc::new(bucketscan_core::storage::NoStorage);
@@ -44,8 +44,8 @@ pub async fn inspect(host: &Engine, services: &Services, stages: &[PipelineStage
             reports.push(skipped(stage, StageOutcome::Skipped));
             continue;
         }
-        let env = stage_env(stage, inspection.so_far().cloned(), &storage, &reports);
-        let (decision, run) = run_stage(host, services, stage, object, env, async |store| {
+        let env = stage_env(stage, fold.so_far().cloned(), &storage, &reports);
+        let (decision, run) = run_stage(engine, services, stage, object, env, async |store| {
             stage.plugin.exports.inspect(store, object).await
         })
         .await;
@@ -65,10 +65,10 @@ pub async fn inspect(host: &Engine, services: &Services, stages: &[PipelineStage
             }
         };
         reports.push(report);
-        flow = inspection.record(decision);
+        flow = fold.record(decision);
     }
     Inspected {
-        verdict: inspection.finish(),
+        verdict: fold.finish(),
         stages: reports,
     }
 }
@@ -77,7 +77,7 @@ pub async fn inspect(host: &Engine, services: &Services, stages: &[PipelineStage
 /// `storage` performing its storage actions. `before` are the reports of
 /// the stages that ran already (a stage's `earlier-stages`).
 pub async fn act(
-    host: &Engine,
+    engine: &Engine,
     services: &Services,
     stages: &[PipelineStage],
     object: &ScanObject,
@@ -92,7 +92,7 @@ pub async fn act(
             continue;
         }
         let env = stage_env(stage, Some(verdict.clone()), storage, &reports);
-        let (lines, run) = run_stage(host, services, stage, object, env, async |store| {
+        let (lines, run) = run_stage(engine, services, stage, object, env, async |store| {
             stage.plugin.exports.act(store, object, verdict).await
         })
         .await;
@@ -209,7 +209,7 @@ fn skipped(stage: &PipelineStage, outcome: StageOutcome) -> StageReport {
 /// Runs one stage in a fresh store under the wall-clock timeout, and turns
 /// whatever went wrong into a [`StageFailure`].
 async fn run_stage<'a, R>(
-    host: &Engine,
+    engine: &Engine,
     services: &Services,
     stage: &'a PipelineStage,
     object: &ScanObject,
@@ -217,8 +217,8 @@ async fn run_stage<'a, R>(
     call: impl AsyncFnOnce(&mut Store<StageState>) -> wasmtime::Result<Called<R>>,
 ) -> (Result<R, StageFailure>, StageRun<'a>) {
     let started = Instant::now();
-    let mut store = host.new_store(services, env, object.clone());
-    let timeout = Duration::from_millis(host.limits().stage_timeout_ms);
+    let mut store = engine.new_store(services, env, object.clone());
+    let timeout = Duration::from_millis(engine.limits().stage_timeout_ms);
     // On timeout the call is dropped mid-flight; the store is never used
     // again, but what the host recorded in it (actions done, the clamd
     // engine) still belongs in the report.

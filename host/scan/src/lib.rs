@@ -10,11 +10,13 @@
 //!   deferred deletes, the agent's keys kept from plugins).
 //! - [`path`]: the phases, in order.
 //! - [`local`]: a local file as a dry-run store.
+//! - `take_back`: result tags off bytes they are not about.
 
 pub mod actions;
 pub mod local;
 mod path;
 pub mod store;
+mod take_back;
 
 use async_trait::async_trait;
 use bucketscan_core::report::ScanReport;
@@ -78,7 +80,7 @@ pub struct PublishError {
 
 /// Everything the scan path needs; shared by all objects in flight.
 pub struct Scanner {
-    pub host: Arc<Engine>,
+    pub engine: Arc<Engine>,
     pub services: Arc<Services>,
     pub store: Arc<dyn Store>,
     pub publisher: Option<Arc<dyn Publisher>>,

@@ -2,8 +2,9 @@
 //! gives them. Each phase either moves on or ends the pass with an
 //! [`Outcome`]; nothing destructive happens before the result is published.
 
-use crate::actions::{ObjectActions, Recorded, take_back};
+use crate::actions::{ObjectActions, Recorded};
 use crate::store::{FetchError, Opened, Target};
+use crate::take_back::take_back;
 use crate::{Routing, Scanner, now_rfc3339};
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::phases::{self, Admission};
@@ -168,7 +169,7 @@ impl Scanner {
                     info: Arc::new(info.clone()),
                     body: bytes,
                 };
-                let inspected = runner::inspect(&self.host, &self.services, &stages, &object).await;
+                let inspected = runner::inspect(&self.engine, &self.services, &stages, &object).await;
                 (inspected.verdict, inspected.stages, object)
             }
             (_, admission) => {
@@ -242,7 +243,7 @@ impl Scanner {
         if phases::runs_actions(&verdict, &plan) {
             let storage: Arc<dyn StorageBackend> = actions.clone();
             let mut acted = runner::act(
-                &self.host,
+                &self.engine,
                 &self.services,
                 &stages,
                 &object,

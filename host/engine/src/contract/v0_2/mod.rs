@@ -7,8 +7,13 @@
 //! object, errors are variants, and HTTP requests and answers are
 //! resources.
 
-use super::limits::{MAX_FINDINGS, action_lines, identity, text};
-use super::{Called, PluginIdentity};
+mod calls;
+mod convert;
+
+pub(super) use calls::*;
+
+use convert::{outcome_to_wit, setting_to_wit, verdict_to_wit};
+
 use crate::capabilities::clamav::{ClamavCtxView, ClamavView, HasClamav};
 use crate::capabilities::http::{HasHttp, HttpCtxView, HttpFailure, HttpRequest, HttpResponse, HttpView};
 use crate::capabilities::log::{HasLog, Level as DomainLevel, LogCtxView, LogView};
@@ -16,13 +21,9 @@ use crate::capabilities::object::{HasObject, ObjectCtxView, ObjectView, ReadErro
 use crate::capabilities::stage::{HasStage, StageCtxView, StageHandle, StageView};
 use crate::capabilities::storage::{HasStorage, StorageCtxView, StorageView};
 use crate::clamd::ClamdError;
-use crate::sandbox::{ScanObject, StageFailure, StageState};
-use bucketscan_core::config::SettingValue;
-use bucketscan_core::report::StageOutcome;
+use crate::sandbox::ScanObject;
 use bucketscan_core::storage::{StorageAction, StorageError};
-use bucketscan_core::{Decision, Finding, ResultName, UnscannableReason, Verdict};
 use std::time::Duration;
-use wasmtime::Store;
 use wasmtime::component::{Linker, Resource};
 
 pub mod inspector {
@@ -368,164 +369,5 @@ impl http::HostResponse for HttpCtxView<'_> {
     async fn drop(&mut self, response: Resource<HttpResponse>) -> wasmtime::Result<()> {
         self.shared.table.delete(response)?;
         Ok(())
-    }
-}
-
-pub(super) async fn identify_inspector(
-    pre: &inspector::InspectorPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<PluginIdentity> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let info = instance.bucketscan_plugin_inspector().call_info(&mut *store).await?;
-    identity(info.name, info.version, info.description).map_err(wasmtime::Error::msg)
-}
-
-pub(super) async fn identify_action(
-    pre: &action::ActionPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<PluginIdentity> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let info = instance.bucketscan_plugin_action().call_info(&mut *store).await?;
-    identity(info.name, info.version, info.description).map_err(wasmtime::Error::msg)
-}
-
-pub(super) async fn inspect(
-    pre: &inspector::InspectorPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<Called<Decision>> {
-    let stage = store.data_mut().shared.push(StageHandle)?;
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let result = instance
-        .bucketscan_plugin_inspector()
-        .call_inspect(&mut *store, stage)
-        .await?;
-    Ok(match result {
-        Ok(decision) => decision_from_wit(decision).map_err(StageFailure::Malformed),
-        Err(err) => Err(StageFailure::Plugin(plugin_error(err))),
-    })
-}
-
-pub(super) async fn act(
-    pre: &action::ActionPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<Called<Vec<String>>> {
-    let stage = store.data_mut().shared.push(StageHandle)?;
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let result = instance.bucketscan_plugin_action().call_act(&mut *store, stage).await?;
-    Ok(match result {
-        Ok(lines) => action_lines(lines).map_err(StageFailure::Malformed),
-        Err(err) => Err(StageFailure::Plugin(plugin_error(err))),
-    })
-}
-
-/// A plugin's error, as the report shows it: its kind first (`other` has none).
-fn plugin_error(err: types::PluginError) -> String {
-    let text = match err {
-        types::PluginError::InvalidSettings(m) => format!("invalid settings: {m}"),
-        types::PluginError::Unavailable(m) => format!("unavailable: {m}"),
-        types::PluginError::Other(m) => m,
-    };
-    crate::text::cap(&text, 2048)
-}
-
-fn setting_to_wit(value: &SettingValue) -> types::SettingValue {
-    match value {
-        SettingValue::Text(s) => types::SettingValue::Text(s.clone()),
-        SettingValue::Integer(i) => types::SettingValue::Integer(*i),
-        SettingValue::Float(f) => types::SettingValue::Float(*f),
-        SettingValue::Boolean(b) => types::SettingValue::Boolean(*b),
-        SettingValue::List(items) => types::SettingValue::Items(items.clone()),
-    }
-}
-
-fn outcome_to_wit(outcome: StageOutcome) -> types::StageOutcome {
-    match outcome {
-        StageOutcome::Continue => types::StageOutcome::Continue,
-        StageOutcome::Verdict(ResultName::Clean) => types::StageOutcome::Clean,
-        StageOutcome::Verdict(ResultName::Infected) => types::StageOutcome::Infected,
-        StageOutcome::Verdict(ResultName::Blocked) => types::StageOutcome::Blocked,
-        StageOutcome::Verdict(ResultName::Unscannable) => types::StageOutcome::Unscannable,
-        StageOutcome::Verdict(ResultName::Error) => types::StageOutcome::Error,
-        StageOutcome::Done => types::StageOutcome::Done,
-        StageOutcome::Failed => types::StageOutcome::Failed,
-        StageOutcome::Skipped => types::StageOutcome::Skipped,
-        StageOutcome::NotApplicable => types::StageOutcome::NotApplicable,
-    }
-}
-
-fn verdict_from_wit(verdict: types::Verdict) -> Result<Verdict, String> {
-    Ok(match verdict {
-        types::Verdict::Clean => Verdict::Clean,
-        types::Verdict::Infected(findings) => {
-            if findings.is_empty() {
-                return Err("an infected verdict must name at least one finding".into());
-            }
-            if findings.len() > MAX_FINDINGS {
-                return Err(format!(
-                    "{} findings; at most {MAX_FINDINGS} are allowed",
-                    findings.len()
-                ));
-            }
-            let findings = findings
-                .into_iter()
-                .map(|f| {
-                    Ok(Finding {
-                        engine: text("finding engine", f.engine)?,
-                        signature: text("finding signature", f.signature)?,
-                    })
-                })
-                .collect::<Result<_, String>>()?;
-            Verdict::Infected { findings }
-        }
-        types::Verdict::Blocked(reason) => Verdict::Blocked {
-            reason: text("blocked reason", reason)?,
-        },
-        types::Verdict::Unscannable(u) => Verdict::Unscannable {
-            reason: match u.reason {
-                types::UnscannableReason::Encrypted => UnscannableReason::Encrypted,
-                types::UnscannableReason::TooLarge => UnscannableReason::TooLarge,
-                types::UnscannableReason::LimitsExceeded => UnscannableReason::LimitsExceeded,
-                types::UnscannableReason::StaleSignatures => UnscannableReason::StaleSignatures,
-                types::UnscannableReason::NotScanned => UnscannableReason::NotScanned,
-            },
-            detail: text("unscannable detail", u.detail)?,
-        },
-        types::Verdict::Error(message) => Verdict::Error {
-            message: text("error message", message)?,
-        },
-    })
-}
-
-fn decision_from_wit(decision: types::Decision) -> Result<Decision, String> {
-    Ok(match decision {
-        types::Decision::Continue => Decision::Continue,
-        types::Decision::Verdict(verdict) => Decision::Verdict(verdict_from_wit(verdict)?),
-    })
-}
-
-fn verdict_to_wit(verdict: &Verdict) -> types::Verdict {
-    match verdict {
-        Verdict::Clean => types::Verdict::Clean,
-        Verdict::Infected { findings } => types::Verdict::Infected(
-            findings
-                .iter()
-                .map(|f| types::Finding {
-                    engine: f.engine.clone(),
-                    signature: f.signature.clone(),
-                })
-                .collect(),
-        ),
-        Verdict::Blocked { reason } => types::Verdict::Blocked(reason.clone()),
-        Verdict::Unscannable { reason, detail } => types::Verdict::Unscannable(types::Unscannable {
-            reason: match reason {
-                UnscannableReason::Encrypted => types::UnscannableReason::Encrypted,
-                UnscannableReason::TooLarge => types::UnscannableReason::TooLarge,
-                UnscannableReason::LimitsExceeded => types::UnscannableReason::LimitsExceeded,
-                UnscannableReason::StaleSignatures => types::UnscannableReason::StaleSignatures,
-                UnscannableReason::NotScanned => types::UnscannableReason::NotScanned,
-            },
-            detail: detail.clone(),
-        }),
-        Verdict::Error { message } => types::Verdict::Error(message.clone()),
     }
 }

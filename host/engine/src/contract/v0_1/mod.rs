@@ -6,8 +6,11 @@
 //! so-far)`), settings are strings (lists joined with commas), storage acts
 //! on the stage's own object, and errors are strings.
 
-use super::limits::{MAX_FINDINGS, action_lines, identity, text};
-use super::{Called, PluginIdentity};
+mod calls;
+mod convert;
+
+pub(super) use calls::*;
+
 use crate::capabilities::clamav::{ClamavCtxView, ClamavView, HasClamav};
 use crate::capabilities::http::{HasHttp, HttpCtxView, HttpRequest, HttpView};
 use crate::capabilities::log::{HasLog, Level as DomainLevel, LogCtxView, LogView};
@@ -15,11 +18,9 @@ use crate::capabilities::object::{HasObject, ObjectCtxView, ObjectView, ReadErro
 use crate::capabilities::stage::{HasStage, StageCtxView, StageView};
 use crate::capabilities::storage::{HasStorage, StorageCtxView, StorageView};
 use crate::clamd::ClamdError;
-use crate::sandbox::{ScanObject, StageFailure, StageState};
+use crate::sandbox::ScanObject;
 use bucketscan_core::storage::StorageAction;
-use bucketscan_core::{Decision, Finding, UnscannableReason, Verdict};
 use std::time::Duration;
-use wasmtime::Store;
 use wasmtime::component::{Linker, Resource};
 
 pub mod inspector {
@@ -264,152 +265,5 @@ impl context::Host for StageCtxView<'_> {
                 duration_us: timing.duration.as_micros().min(u64::MAX as u128) as u64,
             })
             .collect())
-    }
-}
-
-pub(super) async fn identify_inspector(
-    pre: &inspector::InspectorPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<PluginIdentity> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let info = instance
-        .bucketscan_plugin_inspector()
-        .call_describe(&mut *store)
-        .await?;
-    identity(info.name, info.version, info.description).map_err(wasmtime::Error::msg)
-}
-
-pub(super) async fn identify_action(
-    pre: &action::ActionPluginPre<StageState>,
-    store: &mut Store<StageState>,
-) -> wasmtime::Result<PluginIdentity> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let info = instance.bucketscan_plugin_action().call_describe(&mut *store).await?;
-    identity(info.name, info.version, info.description).map_err(wasmtime::Error::msg)
-}
-
-/// Settings as 0.1 hands them over: strings, lists joined with commas.
-fn settings(store: &Store<StageState>) -> Vec<(String, String)> {
-    store
-        .data()
-        .stage
-        .settings
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_legacy_string()))
-        .collect()
-}
-
-pub(super) async fn inspect(
-    pre: &inspector::InspectorPluginPre<StageState>,
-    store: &mut Store<StageState>,
-    object: &ScanObject,
-) -> wasmtime::Result<Called<Decision>> {
-    let settings = settings(store);
-    let so_far = store.data().stage.verdict.as_ref().map(verdict_to_wit);
-    let handle = store.data_mut().shared.table.push(object.clone())?;
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let result = instance
-        .bucketscan_plugin_inspector()
-        .call_inspect(&mut *store, handle, &settings, so_far.as_ref())
-        .await?;
-    Ok(match result {
-        Ok(decision) => decision_from_wit(decision).map_err(StageFailure::Malformed),
-        Err(message) => Err(StageFailure::Plugin(crate::text::cap(&message, 2048))),
-    })
-}
-
-pub(super) async fn act(
-    pre: &action::ActionPluginPre<StageState>,
-    store: &mut Store<StageState>,
-    object: &ScanObject,
-    verdict: &Verdict,
-) -> wasmtime::Result<Called<Vec<String>>> {
-    let settings = settings(store);
-    let handle = store.data_mut().shared.table.push(object.clone())?;
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let result = instance
-        .bucketscan_plugin_action()
-        .call_act(&mut *store, handle, &settings, &verdict_to_wit(verdict))
-        .await?;
-    Ok(match result {
-        Ok(lines) => action_lines(lines).map_err(StageFailure::Malformed),
-        Err(message) => Err(StageFailure::Plugin(crate::text::cap(&message, 2048))),
-    })
-}
-
-fn verdict_from_wit(verdict: types::Verdict) -> Result<Verdict, String> {
-    Ok(match verdict {
-        types::Verdict::Clean => Verdict::Clean,
-        types::Verdict::Infected(findings) => {
-            if findings.is_empty() {
-                return Err("an infected verdict must name at least one finding".into());
-            }
-            if findings.len() > MAX_FINDINGS {
-                return Err(format!(
-                    "{} findings; at most {MAX_FINDINGS} are allowed",
-                    findings.len()
-                ));
-            }
-            let findings = findings
-                .into_iter()
-                .map(|f| {
-                    Ok(Finding {
-                        engine: text("finding engine", f.engine)?,
-                        signature: text("finding signature", f.signature)?,
-                    })
-                })
-                .collect::<Result<_, String>>()?;
-            Verdict::Infected { findings }
-        }
-        types::Verdict::Blocked(reason) => Verdict::Blocked {
-            reason: text("blocked reason", reason)?,
-        },
-        types::Verdict::Unscannable(u) => Verdict::Unscannable {
-            reason: match u.reason {
-                types::UnscannableReason::Encrypted => UnscannableReason::Encrypted,
-                types::UnscannableReason::TooLarge => UnscannableReason::TooLarge,
-                types::UnscannableReason::LimitsExceeded => UnscannableReason::LimitsExceeded,
-                types::UnscannableReason::StaleSignatures => UnscannableReason::StaleSignatures,
-                types::UnscannableReason::NotScanned => UnscannableReason::NotScanned,
-            },
-            detail: text("unscannable detail", u.detail)?,
-        },
-        types::Verdict::Error(message) => Verdict::Error {
-            message: text("error message", message)?,
-        },
-    })
-}
-
-fn decision_from_wit(decision: types::Decision) -> Result<Decision, String> {
-    Ok(match decision {
-        types::Decision::Continue => Decision::Continue,
-        types::Decision::Verdict(verdict) => Decision::Verdict(verdict_from_wit(verdict)?),
-    })
-}
-
-fn verdict_to_wit(verdict: &Verdict) -> types::Verdict {
-    match verdict {
-        Verdict::Clean => types::Verdict::Clean,
-        Verdict::Infected { findings } => types::Verdict::Infected(
-            findings
-                .iter()
-                .map(|f| types::Finding {
-                    engine: f.engine.clone(),
-                    signature: f.signature.clone(),
-                })
-                .collect(),
-        ),
-        Verdict::Blocked { reason } => types::Verdict::Blocked(reason.clone()),
-        Verdict::Unscannable { reason, detail } => types::Verdict::Unscannable(types::Unscannable {
-            reason: match reason {
-                UnscannableReason::Encrypted => types::UnscannableReason::Encrypted,
-                UnscannableReason::TooLarge => types::UnscannableReason::TooLarge,
-                UnscannableReason::LimitsExceeded => types::UnscannableReason::LimitsExceeded,
-                UnscannableReason::StaleSignatures => types::UnscannableReason::StaleSignatures,
-                UnscannableReason::NotScanned => types::UnscannableReason::NotScanned,
-            },
-            detail: detail.clone(),
-        }),
-        Verdict::Error { message } => types::Verdict::Error(message.clone()),
     }
 }
