@@ -13,11 +13,11 @@ use bucketscan_tests::agent::{
     AgentProcess, PRODUCTION, QUARANTINE, STAGING, World, assert_no_message_received, health, wait_until,
 };
 use bucketscan_tests::signatures::test_database;
-use bucketscan_tests::{clamd, component, free_port, samples, target_dir, wait_for_port, workspace};
+use bucketscan_tests::task::{CredentialsEndpoint, Stack, strings};
+use bucketscan_tests::{clamd, component, free_port, samples, target_dir, workspace};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -25,7 +25,11 @@ const WITHIN: Duration = Duration::from_secs(60);
 #[test]
 fn cloudformation_templates_pass_cfn_lint() {
     let lint = target_dir().join("tools/venv/bin/cfn-lint");
-    for template in ["deploy/bucketscan.yaml", "deploy/cross-account-role.yaml"] {
+    for template in [
+        "deploy/bucketscan.yaml",
+        "deploy/cross-account-role.yaml",
+        "deploy/protected-bucket-policy.yaml",
+    ] {
         let out = Command::new(&lint)
             .arg(workspace().join(template))
             .output()
@@ -39,98 +43,11 @@ fn cloudformation_templates_pass_cfn_lint() {
     }
 }
 
-/// The template as JSON, long-form intrinsics.
-fn template() -> Value {
-    let out = Command::new(target_dir().join("tools/venv/bin/python"))
-        .arg(workspace().join("tests/support/cfn_to_json.py"))
-        .arg(workspace().join("deploy/bucketscan.yaml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Resolves `Ref` and `Fn::Sub` the way CloudFormation would for this
-/// stack; other intrinsics do not occur in what the test reads.
-fn resolve(value: &Value, refs: &BTreeMap<&str, String>) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Object(map) if map.contains_key("Ref") => {
-            let name = map["Ref"].as_str().unwrap();
-            refs.get(name)
-                .unwrap_or_else(|| panic!("no value for Ref {name}"))
-                .clone()
-        }
-        Value::Object(map) if map.contains_key("Fn::Sub") => {
-            let mut text = map["Fn::Sub"].as_str().expect("one-argument Fn::Sub").to_owned();
-            for (name, value) in refs {
-                text = text.replace(&format!("${{{name}}}"), value);
-            }
-            assert!(!text.contains("${"), "unresolved substitution in:\n{text}");
-            text
-        }
-        other => panic!("unexpected intrinsic {other}"),
-    }
-}
-
-/// A local stand-in for ECS's container credentials endpoint.
-struct CredentialsEndpoint {
-    url: String,
-    token: String,
-    log: std::path::PathBuf,
-    _child: std::process::Child,
-}
-
-impl CredentialsEndpoint {
-    fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let token = "task-token-0123".to_owned();
-        let log = dir.join("credentials.jsonl");
-        let args = vec![
-            workspace()
-                .join("tests/support/container_credentials.py")
-                .display()
-                .to_string(),
-            port.to_string(),
-            token.clone(),
-            log.display().to_string(),
-        ];
-        let child = clamd::spawn_tied(move || {
-            let mut command = Command::new("python3");
-            command.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-            command
-        })
-        .unwrap();
-        wait_for_port(port, Duration::from_secs(10), "the credentials endpoint");
-        Self {
-            url: format!("http://127.0.0.1:{port}/v2/credentials/task-1234"),
-            token,
-            log,
-            _child: child,
-        }
-    }
-
-    fn authorized_requests(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("\"authorized\": true"))
-            .count()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let world = World::new().await;
-    let template = template();
-    let agent_container = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["Name"] == "agent")
-        .unwrap()
-        .clone();
+    let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
+    let agent_container = stack.container("agent");
 
     // The task's volumes, mapped to local directories as a container
     // runtime would mount them.
@@ -157,59 +74,26 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let sidecar = clamd::start_with_database(&signatures, clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
 
     let health_port = free_port();
-    let refs: BTreeMap<&str, String> = [
-        ("AWS::StackName", "bucketscan-test".to_owned()),
-        ("AWS::Region", "us-east-1".to_owned()),
-        ("AWS::AccountId", "123456789012".to_owned()),
-        ("EventQueue", world.queue_url.clone()),
-        ("ResultTopic", world.topic_arn.clone()),
-        ("SignatureBucket", "signatures".to_owned()),
-        ("SignaturePrefix", "clamav/".to_owned()),
-        ("StagingBucket", STAGING.to_owned()),
-        ("ProductionBucket", PRODUCTION.to_owned()),
-        ("QuarantineBucket", QUARANTINE.to_owned()),
-        ("DrainTimeout", "20".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let config_value = &template["Resources"]["AgentConfig"]["Properties"]["Value"];
     let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
     // The scratch volume first: the paths mapped after it may themselves
     // live under /tmp.
-    let config = resolve(config_value, &refs)
+    let config = stack
+        .agent_config()
         .replace("\"/tmp", &format!("\"{}", scratch.display()))
         .replace("/var/lib/bucketscan/signatures", &signatures.display().to_string())
         .replace("/opt/bucketscan/plugins", &plugin_dir)
         // The sidecar shares the task's loopback; here it has its own port.
         .replace("127.0.0.1:3310", &sidecar.address());
-
-    let mut env: Vec<(String, String)> = Vec::new();
-    for variable in agent_container["Environment"].as_array().unwrap() {
-        let value = resolve(&variable["Value"], &refs).replace("127.0.0.1:8080", &format!("127.0.0.1:{health_port}"));
-        env.push((variable["Name"].as_str().unwrap().to_owned(), value));
-    }
-    for secret in agent_container["Secrets"].as_array().unwrap() {
-        // The config comes from the SSM parameter, the seal key from the
-        // generated secret (here: a value of the test's).
-        let value = match secret["ValueFrom"]["Ref"].as_str() {
-            Some("AgentConfig") => config.clone(),
-            Some("SealKey") => "a-generated-seal-key-for-this-test-0123456789".into(),
-            other => panic!("unexpected secret source {other:?}"),
-        };
-        env.push((secret["Name"].as_str().unwrap().to_owned(), value));
-    }
+    let mut env = stack.agent_environment(&agent_container, &config, |value| {
+        value.replace("127.0.0.1:8080", &format!("127.0.0.1:{health_port}"))
+    });
     // What Fargate adds: the container credentials endpoint, and nothing
     // else — no access keys in the environment.
     let credentials = CredentialsEndpoint::start(world.dir.path());
     env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), credentials.url.clone()));
     env.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN".into(), credentials.token.clone()));
     env.push(("AWS_ENDPOINT_URL".into(), world.moto.endpoint()));
-    let command: Vec<String> = agent_container["Command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect();
+    let command = strings(&agent_container["Command"]);
     assert_eq!(command, ["run", "--config-env", "BUCKETSCAN_CONFIG"]);
     let mut agent = world.spawn_agent(command, env);
 
@@ -420,4 +304,99 @@ async fn readiness_is_false_while_the_signature_database_is_missing_or_stale() {
     std::fs::write(database.join("daily.cud"), test_database(2, SystemTime::now(), "")).unwrap();
     wait_until("ready with fresh signatures", &agent, || health(&addr, true).0);
     world.wait_for(PRODUCTION, "waits.txt", WITHIN, &agent).await;
+}
+
+#[test]
+fn ephemeral_storage_holds_the_spool_budget_and_clamds_scratch() {
+    let stack = Stack::for_test("queue", "topic");
+    let sizes = stack.template["Mappings"]["SpoolSizes"].as_object().unwrap();
+    for (budget_gib, size) in sizes {
+        let budget: u64 = budget_gib.parse().unwrap();
+        let bytes: u64 = size["Bytes"].as_str().unwrap().parse().unwrap();
+        let ephemeral = size["EphemeralGiB"].as_u64().unwrap();
+        assert_eq!(bytes, budget << 30, "{budget_gib}: Bytes");
+        // clamd unpacks up to MaxScanSize (4000M) per scan, four at once.
+        assert!(
+            ephemeral >= budget + 16 + 2,
+            "{budget_gib} GiB: {ephemeral} GiB of ephemeral storage"
+        );
+        assert!((21..=200).contains(&ephemeral), "Fargate allows 21-200 GiB");
+    }
+    // The agent's config carries the budget the storage was sized for.
+    let config = stack.agent_config();
+    let default = stack.refs["SpoolBudgetGiB"].clone();
+    assert!(
+        config.contains(&format!(
+            "spool-budget-bytes = {}",
+            sizes[&default]["Bytes"].as_str().unwrap()
+        )),
+        "{config}"
+    );
+    let task = &stack.template["Resources"]["TaskDefinition"]["Properties"];
+    assert_eq!(
+        stack.resolve(&task["EphemeralStorage"]["SizeInGiB"]),
+        sizes[&default]["EphemeralGiB"].to_string()
+    );
+    let clamd_conf = std::fs::read_to_string(workspace().join("deploy/clamd.conf")).unwrap();
+    assert!(clamd_conf.contains("MaxScanSize 4000M") && clamd_conf.contains("TemporaryDirectory /tmp/clamd"));
+}
+
+/// `value` with `Ref` and `Fn::Sub` replaced from `refs`, as a JSON tree.
+fn resolved_tree(value: &Value, refs: &[(&str, &str)]) -> Value {
+    let substitute = |text: &str| {
+        refs.iter().fold(text.to_owned(), |text, (name, value)| {
+            text.replace(&format!("${{{name}}}"), value)
+        })
+    };
+    match value {
+        Value::Object(map) if map.contains_key("Ref") => {
+            let name = map["Ref"].as_str().unwrap();
+            let (_, value) = refs.iter().find(|(n, _)| *n == name).unwrap();
+            Value::String((*value).to_owned())
+        }
+        Value::Object(map) if map.contains_key("Fn::Sub") => {
+            Value::String(substitute(map["Fn::Sub"].as_str().unwrap()))
+        }
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), resolved_tree(v, refs))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolved_tree(v, refs)).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_readme_shows_the_bucket_policy_the_template_applies() {
+    let out = Command::new(target_dir().join("tools/venv/bin/python"))
+        .arg(workspace().join("tests/support/cfn_to_json.py"))
+        .arg(workspace().join("deploy/protected-bucket-policy.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let template: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let policy = resolved_tree(
+        &template["Resources"]["Policy"]["Properties"]["PolicyDocument"],
+        &[
+            ("AWS::Partition", "aws"),
+            ("Bucket", "BUCKET"),
+            ("AgentRoleArn", "AGENT_ROLE_ARN"),
+            ("AgentTagKeyPattern", "bucketscan-*"),
+        ],
+    );
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = &readme[readme.find("**Tag-based access control.**").expect("README section")..];
+    let json = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let shown: Value = serde_json::from_str(json).unwrap();
+    // One action may be a string or a list of one.
+    let normal = |mut policy: Value| {
+        for statement in policy["Statement"].as_array_mut().unwrap() {
+            if let Value::String(action) = &statement["Action"] {
+                statement["Action"] = Value::Array(vec![Value::String(action.clone())]);
+            }
+        }
+        policy
+    };
+    assert_eq!(normal(shown), normal(policy));
 }

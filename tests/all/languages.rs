@@ -341,3 +341,42 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin name `Bad_Name`: use lowercase letters"));
 }
+
+#[test]
+fn scaffolds_without_their_toolchain_say_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A PATH with the basics and nothing of the plugin toolchains (no
+    // componentize-py, and node without componentize-js in reach).
+    let path = "/usr/bin:/bin";
+    for (lang, expected) in [
+        ("python", "pip install componentize-py==0.25.1"),
+        ("js", "npm install @bytecodealliance/componentize-js@0.23.0"),
+    ] {
+        let name = format!("bare-{lang}");
+        let out = Command::new(bucketscan_bin())
+            .args(["plugin", "new", "--lang", lang, &name, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(dir.path().join(&name).join("build.sh"))
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{lang}: {stderr}");
+        assert!(stderr.contains(expected), "{lang}: {stderr}");
+        assert!(!stderr.contains("command not found"), "{lang}: {stderr}");
+    }
+    // And test.sh says where bucketscan is when it is not on PATH.
+    let out = Command::new(dir.path().join("bare-python/test.sh"))
+        .env_clear()
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("target/debug/bucketscan"), "{stderr}");
+}

@@ -9,6 +9,7 @@ mod contract;
 mod fargate;
 mod filetype;
 mod hostile_uploads;
+mod image;
 mod languages;
 mod pipeline;
 mod reload;

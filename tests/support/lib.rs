@@ -87,5 +87,7 @@ pub mod agent;
 pub mod config;
 pub mod host;
 pub mod moto;
+pub mod podman;
 pub mod recorder;
+pub mod task;
 pub mod webhook;

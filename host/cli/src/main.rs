@@ -3,6 +3,7 @@
 //! `bucketscan-engine`; this crate only parses arguments and prints.
 
 mod check;
+mod clamd_sidecar;
 mod health;
 mod inspect;
 mod output;
@@ -51,6 +52,9 @@ enum Command {
     /// Work with one plugin component.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The task's clamd container: wait for signatures and start clamd, or ping it.
+    #[command(subcommand)]
+    Clamd(clamd_sidecar::ClamdCommand),
 }
 
 #[derive(Subcommand)]
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(*args).await,
             Command::Plugin(PluginCommand::New(args)) => scaffold::run(args),
+            Command::Clamd(command) => clamd_sidecar::run(command).await,
         }
     });
     match result {

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use crate::text::cap;
-use bucketscan_core::pipeline::{Flow, VerdictFold, StageKind, action_applies};
+use bucketscan_core::pipeline::{Flow, StageKind, VerdictFold, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
 use bucketscan_core::storage::StorageBackend;
 use bucketscan_core::{Decision, Verdict};

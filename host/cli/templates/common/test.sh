@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bucketscan="${BUCKETSCAN:-bucketscan}"
+if ! command -v "$bucketscan" >/dev/null 2>&1; then
+  echo "bucketscan is not on PATH; in a bucketscan checkout after scripts/demo it is target/debug/bucketscan:" >&2
+  echo "    export PATH=\$PWD/target/debug:\$PATH   (or BUCKETSCAN=path/to/bucketscan $0)" >&2
+  exit 1
+fi
 ./build.sh
 component="{{file_name}}.wasm"
 "$bucketscan" plugin inspect "$component"
