@@ -8,8 +8,10 @@
 //! Needs scripts/setup and scripts/build-plugins first. The big object's
 //! size is `BUCKETSCAN_BENCH_BIG_GIB` (default 5).
 
-use bucketscan_tests::agent::{PRODUCTION, STAGING, World};
+use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::recorder::Recorder;
 use bucketscan_tests::{clamd, samples};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +20,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // BUCKETSCAN_BENCH=throughput|requests|memory runs one part.
+    let only = std::env::var("BUCKETSCAN_BENCH").unwrap_or_default();
     runtime.block_on(async {
-        throughput().await;
-        peak_rss().await;
+        if only.is_empty() || only == "throughput" {
+            throughput().await;
+        }
+        if only.is_empty() || only == "requests" {
+            requests_per_object(false).await;
+            requests_per_object(true).await;
+        }
+        if only.is_empty() || only == "memory" {
+            peak_rss().await;
+        }
     });
 }
 
@@ -127,4 +139,113 @@ async fn peak_rss() {
         hwm_kib >> 10,
         (hwm_kib << 10) as f64 / (gib << 30) as f64
     );
+}
+
+/// The operation a recorded request was: S3 by method, query and headers;
+/// SQS by its JSON target; SNS (query protocol) otherwise.
+fn operation(request: &serde_json::Value) -> String {
+    let method = request["method"].as_str().unwrap_or_default();
+    let query = request["query"].as_str().unwrap_or_default();
+    let headers = &request["headers"];
+    if let Some(target) = headers["x-amz-target"].as_str() {
+        return format!("SQS {}", target.trim_start_matches("AmazonSQS."));
+    }
+    if request["path"] == "/" && method == "POST" {
+        return "SNS Publish".into();
+    }
+    let tagging = query.split('&').any(|q| q == "tagging" || q.starts_with("tagging="));
+    match (method, tagging) {
+        ("GET", true) => "S3 GetObjectTagging".into(),
+        ("PUT", true) => "S3 PutObjectTagging".into(),
+        ("DELETE", true) => "S3 DeleteObjectTagging".into(),
+        ("PUT", _) if headers.get("x-amz-copy-source").is_some() => "S3 CopyObject".into(),
+        ("GET", _) => "S3 GetObject".into(),
+        ("HEAD", _) => "S3 HeadObject".into(),
+        ("DELETE", _) => "S3 DeleteObject".into(),
+        (other, _) => format!("S3 {other}"),
+    }
+}
+
+/// Requests per object, by outcome: a batch of clean files (promoted) and
+/// a batch of EICAR (quarantined) through the agent, every request counted
+/// by a recording proxy in front of the local AWS server. Receives are
+/// long polls whose number depends on time, not objects: shown apart.
+async fn requests_per_object(versioned: bool) {
+    let server = clamd::start_with_stream_max(128 << 20).unwrap();
+    let world = World::new().await;
+    if versioned {
+        // What the README recommends: every request then names a version,
+        // and the checks an unversioned key needs (a HEAD after tagging,
+        // tagging a clean copy only after its bytes were verified) go away.
+        for bucket in [STAGING, PRODUCTION, QUARANTINE] {
+            world.version(bucket).await;
+        }
+    }
+    let recorder = Recorder::start(&world.moto.endpoint());
+    let config = world.config(&server.address(), "");
+    let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
+    const COUNT: usize = 10;
+    let mut counts: Vec<(&str, BTreeMap<String, usize>)> = Vec::new();
+    for (outcome, destination) in [("clean, promoted", PRODUCTION), ("infected, quarantined", QUARANTINE)] {
+        let before = recorder.requests().len();
+        for i in 0..COUNT {
+            let (key, bytes) = if destination == PRODUCTION {
+                (
+                    format!("req/clean-{i}.txt"),
+                    samples::pseudo_random_text(10 << 10, i as u64 + 1),
+                )
+            } else {
+                (format!("req/eicar-{i}.txt"), samples::eicar())
+            };
+            world.put(&key, bytes, Some("text/plain"), &[], &[]).await;
+        }
+        for i in 0..COUNT {
+            let key = if destination == PRODUCTION {
+                format!("req/clean-{i}.txt")
+            } else {
+                format!("staging/req/eicar-{i}.txt")
+            };
+            world
+                .wait_for(destination, &key, Duration::from_secs(120), &agent)
+                .await;
+        }
+        // Let the last deletes and acknowledgements land.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while world.queue_depth().await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut by_operation = BTreeMap::new();
+        for request in &recorder.requests()[before..] {
+            *by_operation.entry(operation(request)).or_insert(0) += 1;
+        }
+        counts.push((outcome, by_operation));
+    }
+    println!(
+        "== requests per object by outcome (agent, {} buckets, {COUNT} objects each)",
+        if versioned { "versioned" } else { "unversioned" }
+    );
+    let operations: std::collections::BTreeSet<&String> = counts.iter().flat_map(|(_, c)| c.keys()).collect();
+    print!("{:>26}", "operation");
+    for (outcome, _) in &counts {
+        print!("  {outcome:>22}");
+    }
+    println!();
+    let mut totals = vec![0.0; counts.len()];
+    for operation in operations {
+        print!("{operation:>26}");
+        for (i, (_, by_operation)) in counts.iter().enumerate() {
+            let per_object = *by_operation.get(operation).unwrap_or(&0) as f64 / COUNT as f64;
+            if operation != "SQS ReceiveMessage" {
+                totals[i] += per_object;
+            }
+            print!("  {per_object:>22.1}");
+        }
+        println!();
+    }
+    print!("{:>26}", "total (without receives)");
+    for total in totals {
+        print!("  {total:>22.1}");
+    }
+    println!();
 }

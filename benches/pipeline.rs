@@ -2,6 +2,7 @@
 //! measured in the same run, because these machines are noisy.
 //!
 //!   cargo bench -p bucketscan-benches            (needs scripts/build-plugins first)
+//!   BUCKETSCAN_BENCH=noop cargo bench -p bucketscan-benches --bench pipeline   (one part)
 //!
 //! 1. Per-object overhead of a pipeline of N no-op Wasm plugins against the
 //!    same pipeline of native Rust functions.
@@ -26,9 +27,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // BUCKETSCAN_BENCH=noop (or clamd) runs one part, e.g. under a profiler.
+    let only = std::env::var("BUCKETSCAN_BENCH").unwrap_or_default();
     runtime.block_on(async {
-        noop_overhead().await;
-        clamd_throughput().await;
+        if only.is_empty() || only == "noop" {
+            noop_overhead().await;
+        }
+        if only.is_empty() || only == "clamd" {
+            clamd_throughput().await;
+        }
     });
 }
 
@@ -129,6 +136,52 @@ async fn noop_overhead() {
                 wasm.as_secs_f64() * 1e6
             );
         }
+    }
+    languages(&info, &body).await;
+}
+
+/// One stage per object in each language, doing as little as it can: what
+/// the language's runtime costs on top of the host's per-stage work.
+async fn languages(info: &Arc<ObjectInfo>, body: &ObjectBody) {
+    // The compile cache: the Python and JS components take seconds to
+    // compile, which is not what this measures.
+    let limits = EngineConfig {
+        cache_dir: Some(bucketscan_tests::target_dir().join("tmp/component-cache")),
+        ..EngineConfig::default()
+    };
+    let host = Engine::new(&limits).unwrap();
+    let services = Arc::new(Services::new(Clamd::new(&ClamavConfig::default())));
+    println!("== one stage per object, by language (instantiate + call; the plugin sees a 4-byte object)");
+    println!("{:>22}  {:>12}  {:>10}", "plugin", "per object", "vs Rust");
+    let mut rust = None;
+    for (name, settings) in [
+        ("test_plugin_noop", vec![]),
+        ("filetype_filter", vec![]),
+        ("entropy_c", vec![]),
+        ("size_policy_js", vec![]),
+        ("byte_rules_py", vec![("rule.x", "text:zzz")]),
+    ] {
+        let plugin = Arc::new(Plugin::load(&host, name, &component(name), None).await.unwrap());
+        let stages = vec![stage(&plugin, &settings, Grants::default())];
+        let iterations = if name.ends_with("_py") || name.ends_with("_js") {
+            20
+        } else {
+            200
+        };
+        let per_object = per_call(iterations, 5, || {
+            let object = object(info, body);
+            let (host, services, stages) = (&host, &services, &stages);
+            async move {
+                black_box(bucketscan_engine::runner::inspect(host, services, stages, &object).await);
+            }
+        })
+        .await;
+        let rust = *rust.get_or_insert(per_object);
+        println!(
+            "{name:>22}  {:>10.1}µs  {:>9.1}x",
+            per_object.as_secs_f64() * 1e6,
+            per_object.as_secs_f64() / rust.as_secs_f64()
+        );
     }
 }
 

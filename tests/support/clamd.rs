@@ -28,6 +28,11 @@ impl ClamdServer {
     pub fn database_dir(&self) -> PathBuf {
         self.db.clone()
     }
+
+    /// clamd's process id (benchmarks read its CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
 }
 
 impl Drop for ClamdServer {

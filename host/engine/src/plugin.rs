@@ -85,6 +85,7 @@ pub struct Plugin {
     pub identity: PluginIdentity,
     pub cache: CacheUse,
     pub(crate) exports: Exports,
+    label: Arc<str>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -227,11 +228,13 @@ impl Plugin {
             },
             cache,
             exports,
+            label: Arc::from(""),
         };
         plugin.identity = plugin.identify(engine).await.map_err(|detail| {
             let (name, path) = at();
             PluginError::Identify { name, path, detail }
         })?;
+        plugin.label = Arc::from(format!("{}@{}", plugin.identity.name, plugin.identity.version));
         Ok(plugin)
     }
 
@@ -243,7 +246,7 @@ impl Plugin {
             body: ObjectBody::from_bytes(Vec::new()),
         };
         let env = StageEnv {
-            label: format!("{}@load", self.name),
+            label: Arc::from(format!("{}@load", self.name)),
             ..StageEnv::default()
         };
         let mut store: Store<StageState> = engine.new_store(&engine.load_services(), env, object);
@@ -255,9 +258,10 @@ impl Plugin {
         }
     }
 
-    /// `name@version`, as errors and logs show the plugin.
-    pub fn label(&self) -> String {
-        format!("{}@{}", self.identity.name, self.identity.version)
+    /// `name@version`, as errors and logs show the plugin (made once at
+    /// load: every stage of every object names it).
+    pub fn label(&self) -> Arc<str> {
+        self.label.clone()
     }
 }
 

@@ -157,7 +157,7 @@ impl ResourceLimiter for StageLimiter {
 #[derive(Clone)]
 pub struct StageEnv {
     /// `plugin@version`, for log lines.
-    pub label: String,
+    pub label: Arc<str>,
     pub grants: Grants,
     /// The plugin's settings.
     pub settings: Vec<(String, SettingValue)>,
@@ -174,7 +174,7 @@ pub struct StageEnv {
 impl Default for StageEnv {
     fn default() -> Self {
         Self {
-            label: String::new(),
+            label: Arc::from(""),
             grants: Grants::default(),
             settings: Vec::new(),
             verdict: None,
@@ -198,7 +198,7 @@ pub struct StageTiming {
 pub struct StageShared {
     pub table: ResourceTable,
     /// `plugin@version`, for log lines.
-    pub label: String,
+    pub label: Arc<str>,
     pub object: ScanObject,
     /// When the stage started, and how much of that time was spent waiting
     /// on host calls (scans, storage, HTTP), which the Wasm time limit

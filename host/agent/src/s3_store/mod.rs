@@ -240,8 +240,9 @@ impl Store for S3Store {
         }
         // PutObjectTagging takes no condition: look whether the key still
         // holds the bytes the tags are about.
-        match self.current(&object.bucket, &object.key).await? {
-            Some(current) if Some(current.etag.as_str()) != object.etag.as_deref() => Ok(Some(current.etag)),
+        // (Its ETag is all this needs: no GetObjectTagging.)
+        match self.current_etag(&object.bucket, &object.key).await? {
+            Some(etag) if Some(etag.as_str()) != object.etag.as_deref() => Ok(Some(etag)),
             Some(_) => Ok(None),
             None => Err(StorageError::Gone(format!(
                 "{} was deleted while it was tagged",
@@ -251,21 +252,9 @@ impl Store for S3Store {
     }
 
     async fn current(&self, bucket: &str, key: &str) -> Result<Option<Current>, StorageError> {
-        let head = self
-            .s3(bucket)
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .set_expected_bucket_owner(self.owner(bucket))
-            .send()
-            .await;
-        let head = match head {
-            Ok(head) => head,
-            Err(err) if is_not_found(&err) => return Ok(None),
-            Err(err) => return Err(storage_error(&format!("s3://{bucket}/{key}"), "HeadObject", err)),
+        let Some((etag, version_id)) = self.head_current(bucket, key).await? else {
+            return Ok(None);
         };
-        let version_id = real_version(head.version_id());
-        let etag = head.e_tag().map(bare_etag).unwrap_or_default();
         let tags = self.tags(bucket, key, version_id.as_deref()).await?;
         Ok(Some(Current { etag, version_id, tags }))
     }
@@ -313,6 +302,34 @@ fn quoted(etag: &str) -> String {
 /// Removes the quotes S3 puts around ETags.
 pub fn bare_etag(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
+}
+
+impl S3Store {
+    /// What the key holds now, by HEAD alone: its ETag and version.
+    async fn head_current(&self, bucket: &str, key: &str) -> Result<Option<(String, Option<String>)>, StorageError> {
+        let head = self
+            .s3(bucket)
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .send()
+            .await;
+        let head = match head {
+            Ok(head) => head,
+            Err(err) if is_not_found(&err) => return Ok(None),
+            Err(err) => return Err(storage_error(&format!("s3://{bucket}/{key}"), "HeadObject", err)),
+        };
+        Ok(Some((
+            head.e_tag().map(bare_etag).unwrap_or_default(),
+            real_version(head.version_id()),
+        )))
+    }
+
+    /// The ETag the key holds now (one HEAD), `None` when it is gone.
+    async fn current_etag(&self, bucket: &str, key: &str) -> Result<Option<String>, StorageError> {
+        Ok(self.head_current(bucket, key).await?.map(|(etag, _)| etag))
+    }
 }
 
 #[cfg(test)]

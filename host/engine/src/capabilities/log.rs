@@ -71,7 +71,7 @@ impl LogCtxView<'_> {
             .map(|(k, v)| format!("{}={}", cap(k, 64), cap(v, 512)))
             .collect();
         let fields = fields.join(" ");
-        let stage = self.shared.label.as_str();
+        let stage = &*self.shared.label;
         let key = bucketscan_core::object::printable(&self.shared.object.info.key);
         let key = key.as_ref();
         budget.lines += 1;
