@@ -299,14 +299,6 @@ async fn an_agent_killed_mid_scan_loses_nothing() {
 }
 
 /// Runs `bucketscan` with the local AWS server's environment.
-fn bucketscan_with_aws(world: &World, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(bucketscan_tests::bucketscan_bin())
-        .args(args)
-        .envs(world.env())
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_scans_existing_objects_and_skips_them_the_second_time() {
     let world = World::new().await;
@@ -344,7 +336,7 @@ async fn a_sweep_scans_existing_objects_and_skips_them_the_second_time() {
             "json",
         ];
         args.extend_from_slice(extra_args);
-        let out = bucketscan_with_aws(&world, &args);
+        let out = world.cli(&args);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
             panic!(
                 "{err}: {}{}",
@@ -417,18 +409,15 @@ async fn protect_and_unprotect_touch_only_our_notification() {
         .send()
         .await
         .unwrap();
-    let out = bucketscan_with_aws(
-        &world,
-        &[
-            "protect",
-            "--bucket",
-            PRODUCTION,
-            "--queue",
-            &world.queue_url,
-            "--prefix",
-            "in/",
-        ],
-    );
+    let out = world.cli(&[
+        "protect",
+        "--bucket",
+        PRODUCTION,
+        "--queue",
+        &world.queue_url,
+        "--prefix",
+        "in/",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = world
         .aws
@@ -442,7 +431,7 @@ async fn protect_and_unprotect_touch_only_our_notification() {
     assert_eq!(config.queue_configurations().len(), 1);
     assert_eq!(config.queue_configurations()[0].id(), Some("bucketscan"));
 
-    let out = bucketscan_with_aws(&world, &["unprotect", "--bucket", PRODUCTION]);
+    let out = world.cli(&["unprotect", "--bucket", PRODUCTION]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = world
         .aws
@@ -551,17 +540,14 @@ async fn a_bucket_in_a_linked_account_is_scanned_through_its_role() {
          [[buckets.linked-uploads.stages]]\nplugin = \"clamav-bridge\"\ngrants = {{ clamav = true }}\n"
     );
     let config = world.config(&clamd::shared().address(), &extra);
-    let out = bucketscan_with_aws(
-        &world,
-        &[
-            "scan",
-            "--config",
-            config.to_str().unwrap(),
-            "s3://linked-uploads",
-            "--output",
-            "json",
-        ],
-    );
+    let out = world.cli(&[
+        "scan",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://linked-uploads",
+        "--output",
+        "json",
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(json["summary"], serde_json::json!({"infected": 1}), "{json:#}");

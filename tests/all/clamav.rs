@@ -142,7 +142,7 @@ async fn max_size_policy_skips_the_scan_and_says_so() {
 async fn encrypted_archives_are_unscannable_by_default() {
     // A zip whose only entry has the "encrypted" flag set: clamd raises
     // Heuristics.Encrypted.Zip with AlertEncrypted.
-    let zip = encrypted_zip();
+    let zip = samples::encrypted_zip();
     let host = TestHost::with_clamd(test_limits());
     let bridge = host.plugin("clamav_bridge").await;
     let report = host
@@ -170,50 +170,6 @@ async fn encrypted_archives_are_unscannable_by_default() {
 }
 
 /// A minimal zip with one "encrypted" stored entry (ZipCrypto flag set).
-fn encrypted_zip() -> Vec<u8> {
-    let name = b"secret.txt";
-    let data = [0x42u8; 24]; // 12-byte encryption header + 12 bytes
-    let crc: u32 = 0x1234_5678;
-    let mut zip = Vec::new();
-    let local = |zip: &mut Vec<u8>| {
-        zip.extend(b"PK\x03\x04");
-        zip.extend(20u16.to_le_bytes()); // version needed
-        zip.extend(1u16.to_le_bytes()); // flags: encrypted
-        zip.extend(0u16.to_le_bytes()); // stored
-        zip.extend([0, 0, 0, 0]); // time, date
-        zip.extend(crc.to_le_bytes());
-        zip.extend((data.len() as u32).to_le_bytes());
-        zip.extend((data.len() as u32).to_le_bytes());
-        zip.extend((name.len() as u16).to_le_bytes());
-        zip.extend(0u16.to_le_bytes());
-        zip.extend(name);
-    };
-    local(&mut zip);
-    zip.extend(data);
-    let central_start = zip.len();
-    zip.extend(b"PK\x01\x02");
-    zip.extend(20u16.to_le_bytes()); // made by
-    zip.extend(20u16.to_le_bytes()); // needed
-    zip.extend(1u16.to_le_bytes());
-    zip.extend(0u16.to_le_bytes());
-    zip.extend([0, 0, 0, 0]);
-    zip.extend(crc.to_le_bytes());
-    zip.extend((data.len() as u32).to_le_bytes());
-    zip.extend((data.len() as u32).to_le_bytes());
-    zip.extend((name.len() as u16).to_le_bytes());
-    zip.extend([0u8; 12]); // extra len, comment len, disk, int attr, ext attr
-    zip.extend(0u32.to_le_bytes()); // local header offset
-    zip.extend(name);
-    let central_len = zip.len() - central_start;
-    zip.extend(b"PK\x05\x06");
-    zip.extend([0u8; 4]);
-    zip.extend(1u16.to_le_bytes());
-    zip.extend(1u16.to_le_bytes());
-    zip.extend((central_len as u32).to_le_bytes());
-    zip.extend((central_start as u32).to_le_bytes());
-    zip.extend(0u16.to_le_bytes());
-    zip
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_signature_gate_makes_objects_unscannable_never_clean() {

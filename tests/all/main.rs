@@ -5,6 +5,7 @@
 mod agent;
 mod clamav;
 mod cli;
+mod compat;
 mod contract;
 mod fargate;
 mod filetype;
@@ -12,6 +13,7 @@ mod hostile_uploads;
 mod image;
 mod languages;
 mod pipeline;
+mod release;
 mod reload;
 mod sandbox;
 mod signatures;

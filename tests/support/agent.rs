@@ -246,6 +246,15 @@ grants = { storage = ["production"] }
         env
     }
 
+    /// Runs a `bucketscan` command in this world's environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(crate::bucketscan_bin())
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap()
+    }
+
     pub fn start_agent(&self, config: &Path) -> AgentProcess {
         self.start_agent_with_env(config, &[])
     }
@@ -434,15 +443,31 @@ grants = { storage = ["production"] }
         )
     }
 
-    /// Result notifications the topic delivered so far, as (attributes, body).
-    pub async fn notifications(&self) -> Vec<serde_json::Value> {
+    /// A new queue: its URL and ARN.
+    pub async fn queue(&self, name: &str) -> (String, String) {
+        let url = self
+            .aws
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = queue_arn(&self.aws, &url).await;
+        (url, arn)
+    }
+
+    /// Every message body waiting in the queue at `url`.
+    pub async fn drain(&self, url: &str) -> Vec<serde_json::Value> {
         let mut all = Vec::new();
         loop {
             let out = self
                 .aws
                 .sqs
                 .receive_message()
-                .queue_url(&self.results_url)
+                .queue_url(url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
                 .send()
@@ -456,6 +481,17 @@ grants = { storage = ["production"] }
                 all.push(serde_json::from_str(message.body().unwrap()).unwrap());
             }
         }
+    }
+
+    /// The bytes of `bucket/key` now.
+    pub async fn body(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let out = self.aws.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// Result notifications the topic delivered so far, as (attributes, body).
+    pub async fn notifications(&self) -> Vec<serde_json::Value> {
+        self.drain(&self.results_url).await
     }
 
     pub async fn set_tags(&self, key: &str, tags: &[(&str, &str)]) {
@@ -475,7 +511,7 @@ grants = { storage = ["production"] }
     }
 }
 
-async fn queue_arn(aws: &Clients, url: &str) -> String {
+pub async fn queue_arn(aws: &Clients, url: &str) -> String {
     let out = aws
         .sqs
         .get_queue_attributes()

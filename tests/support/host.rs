@@ -84,6 +84,7 @@ impl TestHost {
             publisher: None,
             tag_keys: TagKeys::default(),
             sealer: Sealer::ephemeral(),
+            allow_list: Default::default(),
         };
         let routing = OnePipeline {
             stages: Arc::from(stages.to_vec()),

@@ -79,3 +79,73 @@ pub fn md5_collision() -> (Vec<u8>, Vec<u8>) {
     ));
     (clean, infected)
 }
+
+/// A zip whose only entry, `secret.txt`, has the "encrypted" flag set:
+/// clamd cannot look inside it.
+pub fn encrypted_zip() -> Vec<u8> {
+    stored_zip("secret.txt", &[0x42u8; 24], true)
+}
+
+/// A zip holding `data` as `name`, stored (not compressed): clamd unpacks
+/// it and scans the entry.
+pub fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
+    stored_zip(name, data, false)
+}
+
+fn stored_zip(name: &str, data: &[u8], encrypted: bool) -> Vec<u8> {
+    let name = name.as_bytes();
+    let crc = crc32(data);
+    let flags: u16 = if encrypted { 1 } else { 0 };
+    let sizes = |zip: &mut Vec<u8>| {
+        zip.extend(crc.to_le_bytes());
+        zip.extend((data.len() as u32).to_le_bytes());
+        zip.extend((data.len() as u32).to_le_bytes());
+        zip.extend((name.len() as u16).to_le_bytes());
+    };
+    let mut zip = Vec::new();
+    zip.extend(b"PK\x03\x04");
+    zip.extend(20u16.to_le_bytes()); // version needed
+    zip.extend(flags.to_le_bytes());
+    zip.extend(0u16.to_le_bytes()); // stored
+    zip.extend([0, 0, 0, 0]); // time, date
+    sizes(&mut zip);
+    zip.extend(0u16.to_le_bytes()); // extra length
+    zip.extend(name);
+    zip.extend(data);
+    let central_start = zip.len();
+    zip.extend(b"PK\x01\x02");
+    zip.extend(20u16.to_le_bytes()); // made by
+    zip.extend(20u16.to_le_bytes()); // needed
+    zip.extend(flags.to_le_bytes());
+    zip.extend(0u16.to_le_bytes());
+    zip.extend([0, 0, 0, 0]);
+    sizes(&mut zip);
+    zip.extend([0u8; 12]); // extra len, comment len, disk, int attr, ext attr
+    zip.extend(0u32.to_le_bytes()); // local header offset
+    zip.extend(name);
+    let central_len = zip.len() - central_start;
+    zip.extend(b"PK\x05\x06");
+    zip.extend([0u8; 4]);
+    zip.extend(1u16.to_le_bytes());
+    zip.extend(1u16.to_le_bytes());
+    zip.extend((central_len as u32).to_le_bytes());
+    zip.extend((central_start as u32).to_le_bytes());
+    zip.extend(0u16.to_le_bytes());
+    zip
+}
+
+/// CRC-32 (IEEE), bit by bit: samples are small.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

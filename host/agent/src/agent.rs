@@ -5,11 +5,14 @@
 use crate::aws::Clients;
 use crate::budget::SpoolBudget;
 use crate::config::Config;
+use crate::config::NotificationsConfig;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
-use crate::notify::SnsPublisher;
+use crate::notify::{EventBridgePublisher, FanOut, SnsPublisher};
 use crate::reload::LivePipelines;
 use crate::s3_store::{S3Store, SpoolConfig};
 use crate::signatures::SignatureState;
+use arc_swap::ArcSwap;
+use bucketscan_core::allow::AllowList;
 use bucketscan_core::events::ObjectEvent;
 use bucketscan_core::object::printable;
 use bucketscan_core::report::{Outcome, ScanReport};
@@ -82,11 +85,36 @@ impl Agent {
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
         let services = Arc::new(Services::new(clamd).with_agent_id(agent_id.clone()));
-        let publisher = config
-            .notifications
-            .topic_arn
-            .clone()
-            .map(|arn| Arc::new(SnsPublisher::new(clients.sns.clone(), arn, agent_id)) as Arc<dyn Publisher>);
+        let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+        if let Some(arn) = &config.notifications.topic_arn {
+            publishers.push(Arc::new(SnsPublisher::new(
+                clients.sns.clone(),
+                arn.clone(),
+                agent_id.clone(),
+            )));
+        }
+        if let Some(bus) = &config.notifications.event_bus {
+            let source = config
+                .notifications
+                .event_source
+                .clone()
+                .unwrap_or_else(|| NotificationsConfig::DEFAULT_EVENT_SOURCE.to_owned());
+            publishers.push(Arc::new(EventBridgePublisher::new(
+                clients.events.clone(),
+                bus.clone(),
+                source,
+                agent_id.clone(),
+            )));
+        }
+        let publisher = FanOut::of(publishers);
+        let allow_list = match crate::allow_list::load(&clients.s3, &config.allow_list).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
+                AllowList::from_config(&config.allow_list)
+            }
+        };
+        let allow_list = Arc::new(ArcSwap::from_pointee(allow_list));
         let sealer = match &config.agent.seal_key {
             Some(source) => Sealer::new(source.read()?),
             None => {
@@ -104,6 +132,7 @@ impl Agent {
                 publisher,
                 tag_keys,
                 sealer,
+                allow_list,
             },
             pipelines,
             clients,

@@ -17,6 +17,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub sts: aws_sdk_sts::Client,
     /// S3 clients for buckets reached through an assumed role.
     per_bucket: Arc<HashMap<String, aws_sdk_s3::Client>>,
 }
@@ -36,6 +38,8 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, path_style).build()),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
+            events: aws_sdk_eventbridge::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
             per_bucket: Arc::default(),
         }
     }
@@ -65,6 +69,8 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, config.agent.path_style).build()),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
+            events: aws_sdk_eventbridge::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
             per_bucket: Arc::new(per_bucket),
         }
     }

@@ -6,6 +6,7 @@
 //! its type's `Default`. Every error names `FILE:LINE:COLUMN`.
 
 use crate::signatures::SignaturesConfig;
+use bucketscan_core::allow::AllowListConfig;
 use bucketscan_core::config::{
     BucketConfig, ConfigError, ConfigSource, ConfigText, PipelinesConfig, PluginDecl, SecretSource,
 };
@@ -34,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub notifications: NotificationsConfig,
     pub signatures: Option<SignaturesConfig>,
+    #[serde(default)]
+    pub allow_list: AllowListConfig,
     /// The text this was parsed from.
     #[serde(skip)]
     pub text: ConfigText,
@@ -102,11 +105,22 @@ impl Default for AgentConfig {
     }
 }
 
-/// `[notifications]`: an SNS topic for every result.
+/// `[notifications]`: where every result is published.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NotificationsConfig {
+    /// An SNS topic (the report as JSON, attributes `bucket`,
+    /// `scan-result`, `outcome`).
     pub topic_arn: Option<String>,
+    /// An EventBridge bus (name or ARN) that receives GuardDuty-shaped
+    /// "GuardDuty Malware Protection Object Scan Result" events.
+    pub event_bus: Option<String>,
+    /// The events' `source` (EventBridge keeps `aws.*` for AWS).
+    pub event_source: Option<String>,
+}
+
+impl NotificationsConfig {
+    pub const DEFAULT_EVENT_SOURCE: &str = "bucketscan";
 }
 
 impl Config {
@@ -124,6 +138,7 @@ impl Config {
     pub fn parse(text: ConfigText) -> Result<Self, ConfigError> {
         let mut config: Config = text.deserialize()?;
         config.text = text;
+        config.tags = config.tags.with_profile_defaults();
         config.validate()?;
         Ok(config)
     }
@@ -136,6 +151,14 @@ impl Config {
             if tag_keys[..index].contains(key) {
                 return Err(error(format!("[tags]: `{key}` is used for two result tags")));
             }
+        }
+        self.allow_list.validate().map_err(error)?;
+        if let Some(source) = &self.notifications.event_source
+            && (source.is_empty() || source.starts_with("aws."))
+        {
+            return Err(error(format!(
+                "[notifications] event-source `{source}`: EventBridge refuses empty and `aws.` sources from anyone but AWS"
+            )));
         }
         if !(5 << 20..=5 << 30).contains(&self.agent.multipart_copy_part_bytes) {
             return Err(error(

@@ -6,18 +6,21 @@
 //! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
 //! - [`s3_store`]: the scan path's store on S3, pinned to the scanned bytes.
 //! - [`budget`]: the spool budget for large objects in flight.
-//! - [`notify`]: results to SNS.
+//! - [`notify`]: results to SNS and EventBridge.
+//! - [`allow_list`]: the allow-list object, reloaded and appended to.
 //! - [`signatures`]: ClamAV databases synced from S3, loaded, proven and kept fresh.
 //! - [`agent`]: the agent a config describes — its scanner, pipelines,
 //!   clients and signatures — and one object event, start to finish.
 //! - [`sweep`]: `bucketscan scan` over existing objects.
 //! - [`protect`]: the bucket notification to the agent's queue.
+//! - [`quarantine`]: what the quarantine holds, and `release` of a false positive.
 //! - [`receive`]: the SQS receive loop, readiness, concurrency and visibility.
 //! - [`reload`]: config and plugin changes swapped in without dropping work.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` over HTTP.
 //! - [`metrics`]: per-object counters, as Prometheus text or CloudWatch EMF lines.
 
 pub mod agent;
+pub mod allow_list;
 pub mod aws;
 pub mod budget;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod protect;
+pub mod quarantine;
 pub mod receive;
 pub mod reload;
 pub mod s3_store;

@@ -8,6 +8,7 @@ mod health;
 mod inspect;
 mod output;
 mod protect;
+mod quarantine;
 mod run_agent;
 mod run_plugin;
 mod scaffold;
@@ -49,6 +50,11 @@ enum Command {
         #[arg(long)]
         bucket: String,
     },
+    /// Give a quarantined false positive back: restored, tagged allowed, allow-listed, announced.
+    Release(Box<quarantine::ReleaseArgs>),
+    /// What the quarantine holds.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
     /// Work with one plugin component.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -86,6 +92,8 @@ fn main() -> ExitCode {
             Command::Scan(args) => scan::run(args).await,
             Command::Protect(args) => protect::protect(args).await,
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
+            Command::Release(args) => quarantine::release_command(*args).await,
+            Command::Quarantine(command) => quarantine::list_command(command).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(*args).await,
             Command::Plugin(PluginCommand::New(args)) => scaffold::run(args),

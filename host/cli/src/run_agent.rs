@@ -86,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
     bucketscan_agent::reload::spawn(agent.clone(), source, reload_rx)?;
+    bucketscan_agent::allow_list::spawn_refresh(agent.clone());
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

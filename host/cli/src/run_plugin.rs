@@ -10,6 +10,7 @@
 use crate::output::{self, Format};
 use anyhow::{Context as _, bail};
 use bucketscan_agent::config::Config;
+use bucketscan_core::allow::AllowList;
 use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::report::ScanReport;
@@ -73,6 +74,11 @@ fn parse_setting(raw: &str) -> Result<(String, String), String> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.as_deref().map(Config::load_file).transpose()?;
+    // The config's own allow-list entries (a list object is the agent's).
+    let allow_list = config
+        .as_ref()
+        .map(|config| AllowList::from_config(&config.allow_list))
+        .unwrap_or_default();
     let (limits, mut clamav) = match &config {
         Some(config) => (config.host.clone(), config.clamav.clone()),
         None => (EngineConfig::default(), ClamavConfig::default()),
@@ -144,6 +150,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         publisher,
         tag_keys,
         sealer: Sealer::ephemeral(),
+        allow_list: Arc::new(arc_swap::ArcSwap::from_pointee(allow_list)),
     };
     let target = Target::new(&bucket, &key);
     let report = scanner.scan(routing.as_ref(), &target).await;

@@ -1,9 +1,10 @@
 //! `bucketscan scan --config FILE s3://bucket[/prefix]`: sweep the objects
-//! already in a bucket through its pipeline.
+//! already in a bucket through its pipeline; with `--version-id`, scan one
+//! exact version of one object (current or not), with all its actions.
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::Agent;
+use bucketscan_agent::agent::{Agent, Handled};
 use bucketscan_agent::config::Config;
 use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
 use std::collections::BTreeMap;
@@ -26,6 +27,10 @@ pub struct ScanArgs {
     concurrency: Option<usize>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     output: Format,
+    /// Scan exactly this version of the object s3://bucket/key (on demand:
+    /// even when already tagged, even when not the current version).
+    #[arg(long, value_name = "VERSION")]
+    version_id: Option<String>,
 }
 
 fn parse_target(target: &str) -> anyhow::Result<(String, Option<String>)> {
@@ -51,6 +56,12 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             "{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages",
             args.config.display()
         );
+    }
+    if let Some(version) = &args.version_id {
+        let Some(key) = prefix else {
+            bail!("--version-id needs one object: s3://{bucket}/KEY");
+        };
+        return scan_version(config, &bucket, &key, version, args.output).await;
     }
     let options = SweepOptions {
         bucket,
@@ -113,6 +124,43 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = items.iter().any(|i| i.outcome == "failed");
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// One exact version, through its bucket's pipeline with every action.
+async fn scan_version(
+    config: Config,
+    bucket: &str,
+    key: &str,
+    version: &str,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    let agent = Agent::from_config(config).await.context("loading the config")?;
+    let target = bucketscan_scan::Target {
+        version_id: Some(version.to_owned()),
+        rescan: true,
+        ..bucketscan_scan::Target::new(bucket, key)
+    };
+    let (report, code) = match agent.handle_target(&target).await {
+        Handled::Scanned(report) => {
+            let code = if report.verdict.is_clean() { 0 } else { 1 };
+            (Some(report), code)
+        }
+        Handled::Skipped(why) => {
+            eprintln!("not scanned: {why}");
+            (None, 2)
+        }
+        Handled::Retry(why) => {
+            eprintln!("not finished: {why}");
+            (None, 2)
+        }
+    };
+    if let Some(report) = report {
+        match output {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Text => crate::output::print_report(&report),
+        }
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn truncate(text: &str, max: usize) -> String {

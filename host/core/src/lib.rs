@@ -6,6 +6,7 @@
 //! host (`bucketscan-engine`) and the agent wire real plugins and real
 //! storage into these types.
 
+pub mod allow;
 pub mod config;
 pub mod events;
 pub mod grants;

@@ -2,6 +2,7 @@
 //! plugin run --output json` and `scan --output json`, the body of result
 //! notifications, and the agent's per-object log event.
 
+use crate::allow::AllowMatch;
 use crate::object::ObjectInfo;
 use crate::pipeline::StageKind;
 use crate::tags::TagPlan;
@@ -28,6 +29,8 @@ pub struct ScanReport {
     pub host_actions: Vec<String>,
     pub outcome: Outcome,
     pub duration_ms: f64,
+    /// Set when the allow-list turned the pipeline's verdict clean.
+    pub allowed: Option<AllowMatch>,
 }
 
 /// How one object's pass ended, for the event that brought it.
@@ -79,6 +82,7 @@ impl ScanReport {
             host_actions: Vec::new(),
             outcome: Outcome::Done,
             duration_ms: 0.0,
+            allowed: None,
         }
     }
 
@@ -128,6 +132,8 @@ impl Serialize for ScanReport {
             actions_ok: bool,
             outcome: &'a Outcome,
             duration_ms: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            allowed: &'a Option<AllowMatch>,
         }
         Json {
             bucket: &self.bucket,
@@ -145,6 +151,7 @@ impl Serialize for ScanReport {
             actions_ok: self.actions_ok(),
             outcome: &self.outcome,
             duration_ms: self.duration_ms,
+            allowed: &self.allowed,
         }
         .serialize(serializer)
     }

@@ -24,7 +24,7 @@
 //! restricted character set) are met by [`sanitize`].
 
 use crate::seal::{SealOrigin, SealSubject, Sealer};
-use crate::verdict::Verdict;
+use crate::verdict::{ResultName, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// S3's maximum number of tags on one object.
@@ -32,11 +32,88 @@ pub const MAX_TAGS: usize = 10;
 const MAX_KEY: usize = 128;
 const MAX_VALUE: usize = 256;
 
+/// Whose tag vocabulary the result tag speaks, so that bucket policies and
+/// rules written for another product keep working unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagProfile {
+    /// `bucketscan-result` = `clean | infected | blocked | unscannable | error`.
+    #[default]
+    Bucketscan,
+    /// GuardDuty Malware Protection for S3: `GuardDutyMalwareScanStatus` =
+    /// `NO_THREATS_FOUND | THREATS_FOUND | UNSUPPORTED | FAILED`.
+    Guardduty,
+    /// Cloud Storage Security: `scan-result` = `Clean | Infected |
+    /// Unscannable | Error`.
+    Css,
+}
+
+impl TagProfile {
+    /// The result tag's key when `[tags] result` is not set.
+    pub fn result_key(self) -> &'static str {
+        match self {
+            Self::Bucketscan => "bucketscan-result",
+            Self::Guardduty => "GuardDutyMalwareScanStatus",
+            Self::Css => "scan-result",
+        }
+    }
+
+    /// The value written for `result`. Blocked objects are written as the
+    /// other products' "threat" value: a policy that lets only clean
+    /// objects through must keep them out too.
+    pub fn value(self, result: ResultName) -> &'static str {
+        use ResultName::*;
+        match (self, result) {
+            (Self::Bucketscan, name) => name.as_str(),
+            (Self::Guardduty, Clean) => "NO_THREATS_FOUND",
+            (Self::Guardduty, Infected | Blocked) => "THREATS_FOUND",
+            (Self::Guardduty, Unscannable) => "UNSUPPORTED",
+            (Self::Guardduty, Error) => "FAILED",
+            (Self::Css, Clean) => "Clean",
+            (Self::Css, Infected | Blocked) => "Infected",
+            (Self::Css, Unscannable) => "Unscannable",
+            (Self::Css, Error) => "Error",
+        }
+    }
+
+    /// The value a released false positive carries (`bucketscan release`).
+    /// GuardDuty has no such value: its readers only know
+    /// `NO_THREATS_FOUND` as "may be read", and a release means exactly that.
+    pub fn allowed_value(self) -> &'static str {
+        match self {
+            Self::Bucketscan => "allowed",
+            Self::Guardduty => "NO_THREATS_FOUND",
+            Self::Css => "InfectedAllowed",
+        }
+    }
+
+    /// The result a written value stands for (blocked reads back as
+    /// infected under the other profiles; allowed as clean).
+    pub fn parse(self, value: &str) -> Option<ResultName> {
+        if value == self.allowed_value() {
+            return Some(ResultName::Clean);
+        }
+        [
+            ResultName::Clean,
+            ResultName::Infected,
+            ResultName::Blocked,
+            ResultName::Unscannable,
+            ResultName::Error,
+        ]
+        .into_iter()
+        .find(|name| self.value(*name) == value)
+    }
+}
+
 /// The tag keys bucketscan writes (`[tags]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct TagKeys {
-    /// `clean`, `infected`, `blocked`, `unscannable` or `error`.
+    /// Whose vocabulary the result tag uses; also sets the result key's
+    /// default (see [`TagKeys::with_profile_defaults`]).
+    pub profile: TagProfile,
+    /// The result, in the profile's values (`clean`, `infected`, ... for
+    /// the default profile).
     pub result: String,
     /// The seal that proves the other result tags are the agent's own.
     pub seal: String,
@@ -51,6 +128,7 @@ pub struct TagKeys {
 impl Default for TagKeys {
     fn default() -> Self {
         Self {
+            profile: TagProfile::Bucketscan,
             result: "bucketscan-result".into(),
             seal: "bucketscan-seal".into(),
             date: "bucketscan-date".into(),
@@ -61,6 +139,20 @@ impl Default for TagKeys {
 }
 
 impl TagKeys {
+    /// Applies the profile's result key when the config left `result` at
+    /// the default profile's key.
+    pub fn with_profile_defaults(mut self) -> Self {
+        if self.result == TagProfile::Bucketscan.result_key() {
+            self.result = self.profile.result_key().to_owned();
+        }
+        self
+    }
+
+    /// The result the object's result tag stands for, if it carries one.
+    pub fn result_name_of(&self, tags: &[(String, String)]) -> Option<ResultName> {
+        self.profile.parse(self.result_of(tags)?)
+    }
+
     /// Every key, most important first.
     pub fn all(&self) -> [&str; 5] {
         [&self.result, &self.seal, &self.date, &self.engine, &self.signature]
@@ -112,8 +204,9 @@ pub struct ResultValues {
 }
 
 impl ResultValues {
-    /// The values for `verdict`, scanned at `date` with `engine`.
-    pub fn new(verdict: &Verdict, date: &str, engine: Option<&str>) -> Self {
+    /// The values for `verdict`, scanned at `date` with `engine`, in the
+    /// vocabulary of `profile`.
+    pub fn new(profile: TagProfile, verdict: &Verdict, date: &str, engine: Option<&str>) -> Self {
         let signature = match verdict {
             Verdict::Clean => None,
             Verdict::Infected { findings } => findings.first().map(|f| f.signature.clone()),
@@ -122,7 +215,7 @@ impl ResultValues {
             Verdict::Error { message } => Some(message.clone()),
         };
         Self {
-            result: verdict.result_name().as_str().to_owned(),
+            result: profile.value(verdict.result_name()).to_owned(),
             date: sanitize(date),
             engine: engine.map(sanitize).filter(|e| !e.is_empty()),
             signature: signature.map(|s| sanitize(&s)).filter(|s| !s.is_empty()),
@@ -313,7 +406,12 @@ mod tests {
     }
 
     fn values(verdict: &Verdict) -> ResultValues {
-        ResultValues::new(verdict, "2026-11-25T10:00:00Z", Some("ClamAV 1.4.6/27000"))
+        ResultValues::new(
+            TagProfile::Bucketscan,
+            verdict,
+            "2026-11-25T10:00:00Z",
+            Some("ClamAV 1.4.6/27000"),
+        )
     }
 
     fn sealer() -> Sealer {
@@ -408,6 +506,53 @@ mod tests {
         assert_eq!(v.result, "infected");
         assert_eq!(v.signature.as_deref(), Some("Eicar-Test-Signature.UNOFFICIAL"));
         assert_eq!(values(&Verdict::Clean).signature, None);
+    }
+
+    #[test]
+    fn profiles_speak_the_other_products_values_and_read_them_back() {
+        let guardduty = TagKeys {
+            profile: TagProfile::Guardduty,
+            ..TagKeys::default()
+        }
+        .with_profile_defaults();
+        assert_eq!(guardduty.result, "GuardDutyMalwareScanStatus");
+        let values = ResultValues::new(TagProfile::Guardduty, &infected(), "d", None);
+        assert_eq!(values.result, "THREATS_FOUND");
+        let blocked = Verdict::Blocked { reason: "exe".into() };
+        assert_eq!(
+            ResultValues::new(TagProfile::Css, &blocked, "d", None).result,
+            "Infected"
+        );
+        assert_eq!(
+            ResultValues::new(TagProfile::Css, &Verdict::Clean, "d", None).result,
+            "Clean"
+        );
+        for profile in [TagProfile::Bucketscan, TagProfile::Guardduty, TagProfile::Css] {
+            for name in [
+                ResultName::Clean,
+                ResultName::Infected,
+                ResultName::Unscannable,
+                ResultName::Error,
+            ] {
+                assert_eq!(profile.parse(profile.value(name)), Some(name), "{profile:?} {name}");
+            }
+            assert_eq!(profile.parse(profile.allowed_value()), Some(ResultName::Clean));
+            assert_eq!(profile.parse("something else"), None);
+        }
+        // A key the config sets stays.
+        let custom = TagKeys {
+            profile: TagProfile::Css,
+            result: "av-status".into(),
+            ..TagKeys::default()
+        }
+        .with_profile_defaults();
+        assert_eq!(custom.result, "av-status");
+        let plan = plan(&guardduty, &sealer(), &[], &values, target(true));
+        assert_eq!(guardduty.result_name_of(&plan.tags), Some(ResultName::Infected));
+        assert_eq!(
+            guardduty.verify(&sealer(), SUBJECT, &plan.tags),
+            Some(SealOrigin::Scanned)
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ mod path;
 pub mod store;
 mod take_back;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bucketscan_core::allow::AllowList;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
 use bucketscan_core::tags::TagKeys;
@@ -86,6 +88,9 @@ pub struct Scanner {
     pub publisher: Option<Arc<dyn Publisher>>,
     pub tag_keys: TagKeys,
     pub sealer: Sealer,
+    /// Digests of bytes released as false positives; swapped whole when the
+    /// list is reloaded.
+    pub allow_list: Arc<ArcSwap<AllowList>>,
 }
 
 /// Today in RFC 3339 UTC, for the date tag.

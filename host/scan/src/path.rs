@@ -6,12 +6,14 @@ use crate::actions::{ObjectActions, Recorded};
 use crate::store::{FetchError, Opened, Target};
 use crate::take_back::take_back;
 use crate::{Routing, Scanner, now_rfc3339};
+use bucketscan_core::allow::AllowMatch;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::phases::{self, Admission};
 use bucketscan_core::report::{Outcome, ScanReport, StageReport};
 use bucketscan_core::seal::SealOrigin;
 use bucketscan_core::storage::{StorageBackend, StorageError};
 use bucketscan_core::tags::{self, ResultValues, TagTarget};
+use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::runner;
 use std::sync::Arc;
@@ -187,10 +189,44 @@ impl Scanner {
                 (verdict, Vec::new(), object)
             }
         };
+        // Allow: bytes an operator released as a false positive pass, and
+        // the report keeps what the pipeline said of them.
+        let allowed = self
+            .allow_list
+            .load()
+            .allows(info.sha256.as_deref(), &verdict)
+            .map(|entry| AllowMatch {
+                sha256: info.sha256.clone().unwrap_or_default(),
+                verdict: verdict.clone(),
+                entry: entry.clone(),
+            });
+        let verdict = match &allowed {
+            Some(allowed) => {
+                host_actions.push(format!(
+                    "allow-listed ({}): the pipeline said {}; passed as clean",
+                    allowed.entry.source, allowed.verdict
+                ));
+                Verdict::Clean
+            }
+            None => verdict,
+        };
         let mut report = ScanReport::new(&info, verdict.clone());
+        report.allowed = allowed.clone();
 
         // Record: the result tags, sealed; containment first.
-        let values = ResultValues::new(&verdict, &now_rfc3339(), first_engine(&stage_reports));
+        let mut values = ResultValues::new(
+            self.tag_keys.profile,
+            &verdict,
+            &now_rfc3339(),
+            first_engine(&stage_reports),
+        );
+        if let Some(allowed) = &allowed {
+            let what = match allowed.verdict.findings().first() {
+                Some(finding) => finding.signature.clone(),
+                None => allowed.verdict.result_name().as_str().to_owned(),
+            };
+            values.signature = Some(tags::sanitize(&format!("allow-listed {what}")));
+        }
         let plan = tags::plan(
             &self.tag_keys,
             &self.sealer,
@@ -317,14 +353,14 @@ impl Scanner {
         if trusted != Some(SealOrigin::Scanned) {
             return None;
         }
-        let result = self.tag_keys.result_of(&info.tags)?;
+        let result = self.tag_keys.result_name_of(&info.tags)?;
         let tagged_engine = info
             .tags
             .iter()
             .find(|(k, _)| *k == self.tag_keys.engine)
             .map(|(_, v)| v.as_str());
-        (tagged_engine == Some(engine) && result != "error" && result != "unscannable")
-            .then(|| format!("{}: already {result} with {engine}", info.url()))
+        let settled = !matches!(result, ResultName::Error | ResultName::Unscannable);
+        (tagged_engine == Some(engine) && settled).then(|| format!("{}: already {result} with {engine}", info.url()))
     }
 
     fn retry(&self, info: &ObjectInfo, host_actions: Vec<String>, why: String) -> Pass {

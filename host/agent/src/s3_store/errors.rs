@@ -11,7 +11,7 @@ pub(super) fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
     err.raw_response().map(|response| response.status_u16())
 }
 
-pub(super) fn is_not_found<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> bool {
+pub(crate) fn is_not_found<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> bool {
     let code = match err {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
@@ -26,7 +26,7 @@ pub(super) fn is_not_found<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError
     matches!(code, Some("NoSuchKey" | "NotFound" | "NoSuchVersion")) || status(err) == Some(404)
 }
 
-pub(super) fn is_precondition_failed<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> bool {
+pub(crate) fn is_precondition_failed<E: ProvideErrorMetadata, R: HasStatus>(err: &SdkError<E, R>) -> bool {
     let code = match err {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,

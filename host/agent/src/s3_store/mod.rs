@@ -11,7 +11,7 @@
 
 mod body;
 mod copy;
-mod errors;
+pub(crate) mod errors;
 
 use body::{S3Body, info_of, pairs};
 use errors::{fetch_error, is_not_found, storage_error};

@@ -1,8 +1,6 @@
-//! Publishes every settled result to an SNS topic, with message attributes
-//! `bucket` and `scan-result` so subscribers can filter (for example: only
-//! `infected`, or only one bucket). The scan path publishes before it
-//! deletes anything, so a failed publish leaves the object in place and the
-//! event comes back: every result is published at least once.
+//! Every settled result to an SNS topic, with message attributes `bucket`
+//! and `scan-result` so subscribers can filter (for example: only
+//! `infected`, or only one bucket).
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -15,9 +13,7 @@ use serde_json::json;
 /// attributes).
 pub const MAX_BODY: usize = 200 * 1024;
 
-fn trim(text: &str, max: usize) -> String {
-    bucketscan_engine::text::cap(text, max)
-}
+use super::trim;
 
 /// The verdict with at most `findings` findings and its texts trimmed.
 fn bounded_verdict(verdict: &Verdict, findings: usize) -> Verdict {
@@ -115,6 +111,9 @@ impl SnsPublisher {
             "findings": findings,
             "stages": stages,
             "sha256": report.sha256,
+            // Set when the allow-list (or a release) let these bytes through:
+            // what the pipeline said, and on whose word.
+            "allowed": report.allowed,
             "held": tags.and_then(|t| t.held.as_ref()),
             "dropped_tags": tags.map(|t| &t.dropped),
             "omitted_tags": tags.map(|t| &t.omitted),

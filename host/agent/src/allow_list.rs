@@ -1,0 +1,140 @@
+//! The allow-list's S3 object (`[allow-list] object`): read at start,
+//! reloaded every `refresh-secs`, appended to by `bucketscan release`.
+//!
+//! A list that cannot be read leaves the last one read in place (at start:
+//! the config's own entries). That only ever allows *less*: an unreadable
+//! list can re-quarantine a released file, never let other bytes through.
+
+use crate::agent::Agent;
+use crate::s3_store::errors::{is_not_found, is_precondition_failed};
+use aws_sdk_s3::primitives::ByteStream;
+use bucketscan_core::allow::{AllowList, AllowListConfig, parse_s3_url};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the list object could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AllowListLoadError {
+    #[error("{url}: {detail}")]
+    Read { url: String, detail: String },
+    #[error(transparent)]
+    Invalid(#[from] bucketscan_core::allow::AllowListError),
+    #[error("{url}: changed by someone else {attempts} times while appending; try again")]
+    Contended { url: String, attempts: u32 },
+}
+
+/// The list object's text and ETag; empty when it does not exist yet.
+async fn read(s3: &aws_sdk_s3::Client, url: &str) -> Result<(String, Option<String>), AllowListLoadError> {
+    let (bucket, key) = parse_s3_url(url).map_err(|detail| AllowListLoadError::Read {
+        url: url.to_owned(),
+        detail,
+    })?;
+    let failed = |detail: String| AllowListLoadError::Read {
+        url: url.to_owned(),
+        detail,
+    };
+    let object = match s3.get_object().bucket(&bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(err) if is_not_found(&err) => return Ok((String::new(), None)),
+        Err(err) => return Err(failed(aws_sdk_s3::error::DisplayErrorContext(&err).to_string())),
+    };
+    let etag = object.e_tag().map(str::to_owned);
+    // A list of a million entries is ~70 MB: far past any real one.
+    if object.content_length().unwrap_or(0) > 64 << 20 {
+        return Err(failed("larger than 64 MiB".into()));
+    }
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|err| failed(err.to_string()))?
+        .into_bytes();
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| failed("not UTF-8 text".into()))?;
+    Ok((text, etag))
+}
+
+/// The config's entries plus the list object's.
+pub async fn load(s3: &aws_sdk_s3::Client, config: &AllowListConfig) -> Result<AllowList, AllowListLoadError> {
+    let mut list = AllowList::from_config(config);
+    if let Some(url) = &config.object {
+        let (text, _) = read(s3, url).await?;
+        list.add_text(url, &text)?;
+    }
+    Ok(list)
+}
+
+/// Reloads the list into `agent` now; on failure the current one stays.
+pub async fn refresh(agent: &Agent) -> Result<usize, AllowListLoadError> {
+    let config = &agent.started_with.allow_list;
+    let list = load(&agent.clients.s3, config).await?;
+    let entries = list.len();
+    agent.scanner.allow_list.store(Arc::new(list));
+    Ok(entries)
+}
+
+/// Reloads the list object every `refresh-secs` (when one is configured).
+pub fn spawn_refresh(agent: Arc<Agent>) {
+    let config = agent.started_with.allow_list.clone();
+    if config.object.is_none() {
+        return;
+    }
+    let every = Duration::from_secs(
+        config
+            .refresh_secs
+            .unwrap_or(AllowListConfig::DEFAULT_REFRESH_SECS)
+            .max(1),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(err) = refresh(&agent).await {
+                tracing::error!("allow-list not reloaded, the last one read stays: {err}");
+            }
+        }
+    });
+}
+
+/// Appends `line` to the list object, creating it if needed. The write is
+/// conditional on the ETag read (or on absence), so two releases at once
+/// cannot lose each other's entry.
+pub async fn append(s3: &aws_sdk_s3::Client, url: &str, line: &str) -> Result<(), AllowListLoadError> {
+    const ATTEMPTS: u32 = 5;
+    let (bucket, key) = parse_s3_url(url).map_err(|detail| AllowListLoadError::Read {
+        url: url.to_owned(),
+        detail,
+    })?;
+    for _ in 0..ATTEMPTS {
+        let (mut text, etag) = read(s3, url).await?;
+        // Never write a list the agents would refuse.
+        AllowList::default().add_text(url, &text)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+        let mut put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .content_type("text/plain; charset=utf-8")
+            .body(ByteStream::from(text.into_bytes()));
+        put = match &etag {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(_) => return Ok(()),
+            Err(err) if is_precondition_failed(&err) => continue,
+            Err(err) => {
+                return Err(AllowListLoadError::Read {
+                    url: url.to_owned(),
+                    detail: format!("PutObject: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+                });
+            }
+        }
+    }
+    Err(AllowListLoadError::Contended {
+        url: url.to_owned(),
+        attempts: ATTEMPTS,
+    })
+}

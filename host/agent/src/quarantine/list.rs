@@ -1,0 +1,75 @@
+//! `bucketscan quarantine list`: each held object with the result, finding
+//! and date its tags record, and where it came from.
+
+use crate::agent::Agent;
+use serde::Serialize;
+
+/// One quarantined object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<String>,
+    /// The result tag's value (in the config's tag profile).
+    pub result: Option<String>,
+    /// The signature tag: the first finding, or the reason.
+    pub finding: Option<String>,
+    pub scanned: Option<String>,
+    /// Where it came from, when its key says (`SOURCE-BUCKET/KEY`).
+    pub source: Option<String>,
+}
+
+/// Why the list stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("s3://{bucket}: {detail}")]
+pub struct ListError {
+    pub bucket: String,
+    pub detail: String,
+}
+
+/// Lists `bucket` (one GetObjectTagging per object).
+pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
+    let s3 = agent.clients.s3_for(bucket);
+    let keys = &agent.scanner.tag_keys;
+    let failed = |detail: String| ListError {
+        bucket: bucket.to_owned(),
+        detail,
+    };
+    let mut held = Vec::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| failed(aws_sdk_s3::error::DisplayErrorContext(&err).to_string()))?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            let tagging = s3
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|err| failed(format!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&err))))?;
+            let tags: Vec<(String, String)> = tagging
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect();
+            let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let source = key
+                .split_once('/')
+                .filter(|(source_bucket, _)| agent.started_with.buckets.contains_key(*source_bucket))
+                .map(|(source_bucket, rest)| format!("s3://{source_bucket}/{rest}"));
+            held.push(Held {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                size: object.size().unwrap_or(0).max(0) as u64,
+                last_modified: object.last_modified().map(|t| t.to_string()),
+                result: tag(&keys.result),
+                finding: tag(&keys.signature),
+                scanned: tag(&keys.date),
+                source,
+            });
+        }
+    }
+    Ok(held)
+}

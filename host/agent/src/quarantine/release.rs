@@ -1,0 +1,342 @@
+//! `bucketscan release`: a false positive goes back.
+//!
+//! In order, each step only after the one before succeeded:
+//! 1. read the quarantined object and check its result tags are sealed by
+//!    an agent for exactly these bytes (nobody else's upload into the
+//!    quarantine bucket is released as if an agent had held it);
+//! 2. allow-list its SHA-256 (`[allow-list] object`), so a later scan of
+//!    the same bytes passes — and only of the same bytes;
+//! 3. copy it to where it came from (or `--to`), tagged with the profile's
+//!    `allowed` value and sealed as an agent's write (its event is not
+//!    scanned again), with who, when and why in its metadata; the copy's
+//!    SHA-256 is checked against the bytes read in 1;
+//! 4. publish the release to the result destinations;
+//! 5. delete the quarantined copy (unless kept).
+//!
+//! A failure stops the release where it is and says which step: nothing is
+//! deleted before the copy is proven and the release published.
+
+use crate::agent::Agent;
+use crate::s3_store::bare_etag;
+use bucketscan_core::allow::{AllowEntry, AllowMatch};
+use bucketscan_core::object::ObjectInfo;
+use bucketscan_core::report::ScanReport;
+use bucketscan_core::seal::{SealOrigin, SealSubject};
+use bucketscan_core::tags::{self, ResultValues, TagTarget};
+use bucketscan_core::{Finding, ResultName, UnscannableReason, Verdict};
+use bucketscan_scan::store::CopyDest;
+use bucketscan_scan::{Opened, Target, now_rfc3339};
+use serde::Serialize;
+
+/// The tag the quarantine plugin adds; a released object no longer is.
+const QUARANTINE_TAG: &str = "bucketscan-quarantine";
+/// Metadata recording the release on the released copy.
+pub const RELEASED_FROM: &str = "bucketscan-released-from";
+pub const RELEASED_BY: &str = "bucketscan-released-by";
+pub const RELEASED_AT: &str = "bucketscan-released-at";
+pub const RELEASE_REASON: &str = "bucketscan-release-reason";
+
+/// What to release, where to, and on whose word.
+#[derive(Debug, Clone)]
+pub struct ReleaseRequest {
+    pub bucket: String,
+    pub key: String,
+    /// Default: where its key says it came from (`SOURCE-BUCKET/KEY`).
+    pub to: Option<(String, String)>,
+    pub reason: String,
+    /// Default: the caller's identity from STS.
+    pub by: Option<String>,
+    /// Keep the quarantined copy.
+    pub keep: bool,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Released {
+    pub from: String,
+    pub to: String,
+    pub sha256: String,
+    /// The result the quarantine recorded, and its finding.
+    pub was: String,
+    pub finding: Option<String>,
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+    /// The allow-list object the digest was added to.
+    pub allow_list: Option<String>,
+    pub published: Option<String>,
+    pub quarantined_copy_deleted: bool,
+}
+
+/// Why a release stopped, and at which step.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("reading {url}: {detail}")]
+    Read { url: String, detail: String },
+    #[error(
+        "{url} carries no result tags sealed by a bucketscan agent for these bytes (another seal key, changed \
+         bytes or tags, or not quarantined by an agent): refusing to release it"
+    )]
+    NotSealed { url: String },
+    #[error("{url}: {detail}")]
+    Destination { url: String, detail: String },
+    #[error("allow-listing {sha256}: {detail}; nothing was released")]
+    AllowList { sha256: String, detail: String },
+    #[error("copying to {url}: {detail}")]
+    Copy { url: String, detail: String },
+    #[error(
+        "{url} was released (tagged allowed) but the release could not be published: {detail}; the quarantined copy is kept"
+    )]
+    Publish { url: String, detail: String },
+    #[error("{url} was released and published, but the quarantined copy could not be deleted: {detail}")]
+    Delete { url: String, detail: String },
+}
+
+fn url(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{}", bucketscan_core::object::printable(key))
+}
+
+/// Who is releasing: `by`, or the caller's ARN, or the local user.
+async fn identity(agent: &Agent, by: Option<String>) -> String {
+    if let Some(by) = by {
+        return by;
+    }
+    match agent.clients.sts.get_caller_identity().send().await {
+        Ok(me) if me.arn().is_some() => me.arn().unwrap_or_default().to_owned(),
+        _ => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    }
+}
+
+/// Where the object came from, by the quarantine's key convention.
+fn origin(agent: &Agent, key: &str) -> Option<(String, String)> {
+    let (bucket, rest) = key.split_once('/')?;
+    (agent.started_with.buckets.contains_key(bucket) && !rest.is_empty()).then(|| (bucket.to_owned(), rest.to_owned()))
+}
+
+/// The verdict the quarantine's tags record.
+fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine: Option<&str>) -> Verdict {
+    let signature = signature.unwrap_or("unknown").to_owned();
+    match result {
+        Some(ResultName::Infected) => Verdict::Infected {
+            findings: vec![Finding {
+                engine: engine.unwrap_or("unknown").to_owned(),
+                signature,
+            }],
+        },
+        Some(ResultName::Unscannable) => {
+            let reason = [
+                UnscannableReason::Encrypted,
+                UnscannableReason::TooLarge,
+                UnscannableReason::LimitsExceeded,
+                UnscannableReason::StaleSignatures,
+            ]
+            .into_iter()
+            .find(|r| r.as_str() == signature)
+            .unwrap_or(UnscannableReason::NotScanned);
+            Verdict::Unscannable {
+                reason,
+                detail: signature,
+            }
+        }
+        _ => Verdict::Blocked { reason: signature },
+    }
+}
+
+/// Percent-encoded, capped: S3 metadata is ASCII, 2 KB in all.
+fn metadata_value(text: &str, max: usize) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS).to_string();
+    let encoded: String = encoded.chars().filter(|c| c.is_ascii()).collect();
+    bucketscan_engine::text::cap(&encoded, max)
+}
+
+pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released, ReleaseError> {
+    let store = &agent.scanner.store;
+    let keys = &agent.scanner.tag_keys;
+    let sealer = &agent.scanner.sealer;
+    let from = url(&request.bucket, &request.key);
+    let read_failed = |detail: String| ReleaseError::Read {
+        url: from.clone(),
+        detail,
+    };
+
+    // 1. The bytes, and proof an agent quarantined exactly them.
+    let target = Target::new(&request.bucket, &request.key);
+    let (mut info, body) = match store.open(&target, u64::MAX).await {
+        Ok(Opened::Ready { info, body }) => (info, body),
+        Ok(Opened::TooLarge(_)) => return Err(read_failed("too large to read".into())),
+        Err(err) => return Err(read_failed(err.to_string())),
+    };
+    let body = body.read().await.map_err(|err| read_failed(err.to_string()))?;
+    info.sha256 = Some(body.sha256.clone());
+    let subject = SealSubject {
+        version_id: None,
+        ..info.seal_subject()
+    };
+    if keys.verify(sealer, subject, &info.tags) != Some(SealOrigin::Written) {
+        return Err(ReleaseError::NotSealed { url: from });
+    }
+    let tag = |name: &str| info.tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let was = tag(&keys.result).unwrap_or_default();
+    let finding = tag(&keys.signature);
+    let engine = tag(&keys.engine);
+    let verdict = recorded_verdict(keys.profile.parse(&was), finding.as_deref(), engine.as_deref());
+
+    let (to_bucket, to_key) = match request.to.clone().or_else(|| origin(agent, &request.key)) {
+        Some(to) => to,
+        None => {
+            return Err(ReleaseError::Destination {
+                url: from,
+                detail: "its key does not start with a bucket the config declares, so where it came from is \
+                         unknown; give --to s3://BUCKET/KEY"
+                    .into(),
+            });
+        }
+    };
+    let to = url(&to_bucket, &to_key);
+    let by = identity(agent, request.by.clone()).await;
+    let at = now_rfc3339();
+    let reason = request.reason.replace(['\n', '\r'], " ");
+
+    // 2. Allow-listed first: an entry without a copy is harmless, a copy
+    // without its entry would be quarantined again by the next rescan.
+    let allow_list = agent.started_with.allow_list.object.clone();
+    if let Some(list) = &allow_list {
+        let line = format!("{} released {from} by {by} at {at}: {reason}", body.sha256);
+        crate::allow_list::append(&agent.clients.s3, list, &line)
+            .await
+            .map_err(|err| ReleaseError::AllowList {
+                sha256: body.sha256.clone(),
+                detail: err.to_string(),
+            })?;
+    }
+
+    // 3. The copy: its own tags back, the allowed result sealed on it.
+    let own: Vec<(String, String)> = keys
+        .foreign(&info.tags)
+        .into_iter()
+        .filter(|(k, _)| k != QUARANTINE_TAG)
+        .collect();
+    let values = ResultValues {
+        result: keys.profile.allowed_value().to_owned(),
+        date: tags::sanitize(&at),
+        engine: engine.clone(),
+        signature: Some(tags::sanitize(&format!(
+            "released {}",
+            finding.as_deref().unwrap_or(was.as_str())
+        ))),
+    };
+    let plan_for = |etag: &str| {
+        tags::plan(
+            keys,
+            sealer,
+            &own,
+            &values,
+            TagTarget {
+                subject: SealSubject {
+                    bucket: &to_bucket,
+                    key: &to_key,
+                    etag,
+                    version_id: None,
+                    sha256: Some(&body.sha256),
+                },
+                origin: SealOrigin::Written,
+                contain: true,
+            },
+        )
+    };
+    let source_etag = info.etag.clone().unwrap_or_default();
+    let plan = plan_for(&source_etag);
+    let metadata = vec![
+        (RELEASED_FROM.to_owned(), metadata_value(&from, 512)),
+        (RELEASED_BY.to_owned(), metadata_value(&by, 256)),
+        (RELEASED_AT.to_owned(), at.clone()),
+        (RELEASE_REASON.to_owned(), metadata_value(&reason, 512)),
+    ];
+    let copy_failed = |detail: String| ReleaseError::Copy {
+        url: to.clone(),
+        detail,
+    };
+    let copied = store
+        .copy(
+            &info,
+            &CopyDest {
+                bucket: to_bucket.clone(),
+                key: to_key.clone(),
+                tags: plan.tags.clone(),
+                extra_metadata: metadata,
+            },
+        )
+        .await
+        .map_err(|err| copy_failed(err.to_string()))?;
+    let copy = ObjectInfo {
+        bucket: to_bucket.clone(),
+        key: to_key.clone(),
+        version_id: copied.version_id.clone(),
+        etag: copied.etag.clone(),
+        size: info.size,
+        sha256: Some(body.sha256.clone()),
+        ..ObjectInfo::default()
+    };
+    if let Some(actual) = &copied.sha256
+        && *actual != body.sha256
+    {
+        let _ = store.delete(&copy).await;
+        return Err(copy_failed(format!(
+            "the copy holds other bytes (SHA-256 {actual}, read {}); the copy was removed",
+            body.sha256
+        )));
+    }
+    let actual_etag = copied
+        .etag
+        .clone()
+        .map(|e| bare_etag(&e))
+        .unwrap_or(source_etag.clone());
+    if actual_etag != source_etag {
+        // S3 gave the copy another ETag (KMS, parts): seal for that one.
+        store
+            .put_tags(&copy, &plan_for(&actual_etag).tags)
+            .await
+            .map_err(|err| copy_failed(format!("re-sealing the copy's tags: {err}")))?;
+    }
+
+    // 4. Announced: the released object, clean by an operator's word.
+    let mut report = ScanReport::new(&copy, Verdict::Clean);
+    report.allowed = Some(AllowMatch {
+        sha256: body.sha256.clone(),
+        verdict: verdict.clone(),
+        entry: AllowEntry {
+            source: format!("released by {by} at {at}"),
+            note: Some(reason.clone()),
+        },
+    });
+    report.tags = Some(plan);
+    report.host_actions = vec![format!("released from {from} to {to} by {by}: {reason}")];
+    let published = match &agent.scanner.publisher {
+        Some(publisher) => Some(publisher.publish(&report).await.map_err(|err| ReleaseError::Publish {
+            url: to.clone(),
+            detail: err.to_string(),
+        })?),
+        None => None,
+    };
+
+    // 5. Out of quarantine.
+    if !request.keep {
+        store.delete(&info).await.map_err(|err| ReleaseError::Delete {
+            url: from.clone(),
+            detail: err.to_string(),
+        })?;
+    }
+    Ok(Released {
+        from,
+        to,
+        sha256: body.sha256,
+        was,
+        finding,
+        by,
+        at,
+        reason,
+        allow_list,
+        published,
+        quarantined_copy_deleted: !request.keep,
+    })
+}

@@ -1,0 +1,227 @@
+//! The allow-list: SHA-256 digests of exact bytes an operator declared
+//! safe (a false positive, released). A scan of bytes on the list ends
+//! `clean`, and the report says so and keeps what the pipeline found: an
+//! allow-listed pass is never silent. Anything else — one byte different —
+//! has another digest and is scanned as usual.
+//!
+//! Entries come from `[allow-list] sha256` in the config and, optionally,
+//! from an S3 object (`[allow-list] object`) that `bucketscan release`
+//! appends to and agents reload. Its format is one entry per line:
+//! `HEX-SHA256 [note]`, `#` starting a comment.
+
+use crate::verdict::{ResultName, Verdict};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// `[allow-list]` in the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AllowListConfig {
+    /// Digests allowed by the config itself.
+    pub sha256: Vec<String>,
+    /// `s3://bucket/key` of a list agents reload (and `release` appends to).
+    pub object: Option<String>,
+    /// How often agents reload the object, in seconds.
+    pub refresh_secs: Option<u64>,
+}
+
+impl AllowListConfig {
+    /// The default reload interval of the list object.
+    pub const DEFAULT_REFRESH_SECS: u64 = 60;
+
+    /// Checks every digest; the error names the entry.
+    pub fn validate(&self) -> Result<(), String> {
+        for (index, digest) in self.sha256.iter().enumerate() {
+            check_digest(digest).map_err(|why| format!("[allow-list] sha256[{index}]: {why}"))?;
+        }
+        if let Some(object) = &self.object {
+            parse_s3_url(object).map_err(|why| format!("[allow-list] object: {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `s3://bucket/key` → (bucket, key).
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("`{url}` is not an s3://bucket/key URL"))?;
+    match rest.split_once('/') {
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok((bucket.to_owned(), key.to_owned())),
+        _ => Err(format!("`{url}` names no bucket and key (s3://bucket/key)")),
+    }
+}
+
+fn check_digest(digest: &str) -> Result<(), String> {
+    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("`{digest}` is not a SHA-256 (64 hex digits)"))
+    }
+}
+
+/// Why one digest is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowEntry {
+    /// Where the entry comes from: `config`, or `s3://bucket/key:LINE`.
+    pub source: String,
+    /// The text after the digest on its line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The digests allowed now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    entries: HashMap<String, AllowEntry>,
+}
+
+/// A line of a list object that is not an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{list}:{line}: {why}")]
+pub struct AllowListError {
+    /// The list object, `s3://bucket/key`.
+    pub list: String,
+    pub line: usize,
+    pub why: String,
+}
+
+impl AllowList {
+    /// The config's own entries.
+    pub fn from_config(config: &AllowListConfig) -> Self {
+        let mut list = Self::default();
+        for digest in &config.sha256 {
+            list.entries.insert(
+                digest.to_ascii_lowercase(),
+                AllowEntry {
+                    source: "config".into(),
+                    note: None,
+                },
+            );
+        }
+        list
+    }
+
+    /// Adds the entries of a list object's `text`, read from `source`.
+    /// One bad line refuses the whole text: a list half understood could
+    /// drop entries the operator relies on being *absent* from view.
+    pub fn add_text(&mut self, source: &str, text: &str) -> Result<(), AllowListError> {
+        let mut added = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (digest, note) = match line.split_once(char::is_whitespace) {
+                Some((digest, note)) => (digest, Some(note.trim().to_owned()).filter(|n| !n.is_empty())),
+                None => (line, None),
+            };
+            check_digest(digest).map_err(|why| AllowListError {
+                list: source.to_owned(),
+                line: index + 1,
+                why,
+            })?;
+            added.push((
+                digest.to_ascii_lowercase(),
+                AllowEntry {
+                    source: format!("{source}:{}", index + 1),
+                    note,
+                },
+            ));
+        }
+        for (digest, entry) in added {
+            self.entries.entry(digest).or_insert(entry);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, sha256: &str) -> Option<&AllowEntry> {
+        self.entries.get(sha256)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether bytes with `sha256` and `verdict` are allowed through, and
+    /// by which entry. Errors are not about the bytes (clamd down, a plugin
+    /// failed): the list never turns them clean.
+    pub fn allows(&self, sha256: Option<&str>, verdict: &Verdict) -> Option<&AllowEntry> {
+        if matches!(verdict.result_name(), ResultName::Clean | ResultName::Error) {
+            return None;
+        }
+        self.get(sha256?)
+    }
+}
+
+/// In a report: the verdict the pipeline gave bytes the allow-list let
+/// through, and the entry that did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllowMatch {
+    pub sha256: String,
+    /// What the pipeline said of these bytes.
+    pub verdict: Verdict,
+    #[serde(flatten)]
+    pub entry: AllowEntry,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Finding;
+
+    const A: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+
+    fn infected() -> Verdict {
+        Verdict::Infected {
+            findings: vec![Finding {
+                engine: "clamav".into(),
+                signature: "Eicar".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_the_exact_digest_is_allowed_and_never_an_error() {
+        let mut list = AllowList::default();
+        list.add_text(
+            "s3://lists/allow.txt",
+            &format!("# released\n{A} false positive, ticket 7\n"),
+        )
+        .unwrap();
+        let entry = list.allows(Some(A), &infected()).unwrap();
+        assert_eq!(entry.source, "s3://lists/allow.txt:2");
+        assert_eq!(entry.note.as_deref(), Some("false positive, ticket 7"));
+        let other = A.replace('2', "3");
+        assert!(list.allows(Some(&other), &infected()).is_none());
+        assert!(
+            list.allows(None, &infected()).is_none(),
+            "bytes not read are never allowed"
+        );
+        assert!(list.allows(Some(A), &Verdict::error("clamd down")).is_none());
+        assert!(
+            list.allows(Some(&A.to_uppercase().to_lowercase()), &infected())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_named_and_refuses_the_text() {
+        let mut list = AllowList::default();
+        let err = list.add_text("s3://l/a", &format!("{A}\nnot-a-digest\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s3://l/a:2: `not-a-digest` is not a SHA-256 (64 hex digits)"
+        );
+        assert!(list.is_empty());
+        let config = AllowListConfig {
+            sha256: vec![A.into(), "abc".into()],
+            ..Default::default()
+        };
+        assert!(config.validate().unwrap_err().starts_with("[allow-list] sha256[1]"));
+    }
+}

@@ -1,0 +1,274 @@
+//! False positives: `bucketscan quarantine list` shows what is held,
+//! `bucketscan release` gives an object back and allow-lists its exact
+//! bytes, and on-demand scans reach any version of an object.
+
+use aws_sdk_s3::primitives::ByteStream;
+use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::{clamd, samples};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+const LISTS: &str = "lists";
+const ALLOW_LIST: &str = "s3://lists/allow-list.txt";
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "{err}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not() {
+    let world = World::new().await;
+    world.aws.s3.create_bucket().bucket(LISTS).send().await.unwrap();
+    let config = world.config(
+        &clamd::shared().address(),
+        &format!("[allow-list]\nobject = \"{ALLOW_LIST}\"\nrefresh-secs = 1\n"),
+    );
+    let config_arg = config.to_str().unwrap();
+    let agent = world.start_agent(&config);
+    let eicar = samples::eicar();
+    let digest = hex::encode(Sha256::digest(&eicar));
+    world
+        .put(
+            "docs/vendor-test.txt",
+            eicar.clone(),
+            Some("text/plain"),
+            &[],
+            &[("team", "qa")],
+        )
+        .await;
+    let held_key = format!("{STAGING}/docs/vendor-test.txt");
+    world
+        .wait_gone(STAGING, "docs/vendor-test.txt", Duration::from_secs(30), &agent)
+        .await;
+    assert!(world.exists(QUARANTINE, &held_key).await);
+
+    // What the quarantine holds.
+    let out = world.cli(&["quarantine", "list", "--config", config_arg, "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let held = json(&out);
+    let item = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == held_key.as_str())
+        .unwrap_or_else(|| panic!("{held:#}"));
+    assert_eq!(item["bucket"], QUARANTINE);
+    assert_eq!(item["result"], "infected");
+    assert!(item["finding"].as_str().unwrap().contains("Eicar"), "{item}");
+    assert_eq!(item["source"], "s3://staging/docs/vendor-test.txt");
+    world.notifications().await;
+
+    // Released: back where it came from, tagged allowed, recorded.
+    let out = world.cli(&[
+        "release",
+        "--config",
+        config_arg,
+        &format!("s3://{QUARANTINE}/{held_key}"),
+        "--reason",
+        "vendor's test file, ticket SEC-42",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let released = json(&out);
+    assert_eq!(released["to"], "s3://staging/docs/vendor-test.txt");
+    assert_eq!(released["sha256"], digest.as_str());
+    assert_eq!(released["allow_list"], ALLOW_LIST);
+    let by = released["by"].as_str().unwrap().to_owned();
+    assert!(by.starts_with("arn:aws:"), "who, from STS: {by}");
+    assert_eq!(
+        world.body(STAGING, "docs/vendor-test.txt").await,
+        eicar,
+        "the exact bytes"
+    );
+    assert!(!world.exists(QUARANTINE, &held_key).await, "out of quarantine");
+    let tags = world.tags(STAGING, "docs/vendor-test.txt").await;
+    let tag = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(tag("bucketscan-result").as_deref(), Some("allowed"), "{tags:?}");
+    assert!(tag("bucketscan-seal").is_some());
+    assert!(
+        tag("bucketscan-signature").unwrap().starts_with("released Eicar"),
+        "{tags:?}"
+    );
+    assert_eq!(tag("team").as_deref(), Some("qa"), "its own tags come back");
+    assert_eq!(tag("bucketscan-quarantine"), None);
+    let head = world
+        .aws
+        .s3
+        .head_object()
+        .bucket(STAGING)
+        .key("docs/vendor-test.txt")
+        .send()
+        .await
+        .unwrap();
+    let metadata = head.metadata().unwrap();
+    assert_eq!(metadata["bucketscan-released-by"], by);
+    assert!(metadata["bucketscan-release-reason"].contains("SEC-42"), "{metadata:?}");
+    let list = String::from_utf8(world.body(LISTS, "allow-list.txt").await).unwrap();
+    assert!(
+        list.starts_with(&format!("{digest} released s3://quarantine/")),
+        "{list}"
+    );
+    let notes = world.notifications().await;
+    let release_note = notes
+        .iter()
+        .map(|n| serde_json::from_str::<serde_json::Value>(n["Message"].as_str().unwrap()).unwrap())
+        .find(|m| m["key"] == "docs/vendor-test.txt" && m["allowed"].is_object())
+        .unwrap_or_else(|| panic!("release notification: {notes:#?}"));
+    assert_eq!(release_note["allowed"]["verdict"]["verdict"], "infected");
+    assert_eq!(release_note["allowed"]["note"], "vendor's test file, ticket SEC-42");
+
+    // The released copy is the agent's own write: its event does not send
+    // it back to quarantine.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(world.exists(STAGING, "docs/vendor-test.txt").await, "{}", agent.log());
+    assert!(!world.exists(QUARANTINE, &held_key).await);
+
+    // The same bytes uploaded again pass, and say why.
+    world
+        .put("again/vendor-test.txt", eicar.clone(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(PRODUCTION, "again/vendor-test.txt", Duration::from_secs(30), &agent)
+        .await;
+    let signature = world
+        .tag(PRODUCTION, "again/vendor-test.txt", "bucketscan-signature")
+        .await;
+    assert!(signature.unwrap().starts_with("allow-listed Eicar"));
+    let notes = world.notifications().await;
+    let allowed = notes
+        .iter()
+        .map(|n| serde_json::from_str::<serde_json::Value>(n["Message"].as_str().unwrap()).unwrap())
+        .find(|m| m["key"] == "again/vendor-test.txt")
+        .unwrap_or_else(|| panic!("{notes:#?}"));
+    assert_eq!(allowed["result"], "clean");
+    assert!(
+        allowed["allowed"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://lists/allow-list.txt:1")
+    );
+
+    // Different bytes carrying the same EICAR are scanned as usual.
+    world
+        .put(
+            "again/bundle.zip",
+            samples::zip_of("vendor-test.txt", &eicar),
+            None,
+            &[],
+            &[],
+        )
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/again/bundle.zip", Duration::from_secs(30), &agent)
+        .await;
+    assert!(!world.exists(PRODUCTION, "again/bundle.zip").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release_refuses_what_no_agent_quarantined() {
+    let world = World::new().await;
+    let config = world.config(&clamd::shared().address(), "");
+    // Someone with write access to the quarantine bucket plants bytes with
+    // result tags that look like an agent's.
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket(QUARANTINE)
+        .key("staging/planted.txt")
+        .body(ByteStream::from(samples::eicar()))
+        .tagging("bucketscan-result=infected&bucketscan-seal=s1-deadbeef")
+        .send()
+        .await
+        .unwrap();
+    let out = world.cli(&[
+        "release",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://quarantine/staging/planted.txt",
+        "--reason",
+        "trust me",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no result tags sealed by a bucketscan agent"),
+        "{stderr}"
+    );
+    assert!(!world.exists(STAGING, "planted.txt").await, "nothing released");
+    assert!(world.exists(QUARANTINE, "staging/planted.txt").await, "nothing deleted");
+    let out = world.cli(&[
+        "release",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://quarantine/x",
+        "--reason",
+        " ",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason is empty"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_version_is_scanned_on_demand_with_its_actions() {
+    let world = World::new().await;
+    world.version(STAGING).await;
+    let config = world.config(&clamd::shared().address(), "");
+    let put = |bytes: Vec<u8>| {
+        world
+            .aws
+            .s3
+            .put_object()
+            .bucket(STAGING)
+            .key("report.txt")
+            .content_type("text/plain")
+            .body(ByteStream::from(bytes))
+            .send()
+    };
+    let infected_version = put(samples::eicar()).await.unwrap().version_id.unwrap();
+    let current_version = put(samples::clean_text()).await.unwrap().version_id.unwrap();
+    // No agent runs: only the on-demand scan touches the object.
+    let out = world.cli(&[
+        "scan",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://staging/report.txt",
+        "--version-id",
+        &infected_version,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["result"], "infected");
+    assert_eq!(report["version_id"], infected_version.as_str());
+    // That version is quarantined; the current one is untouched.
+    assert_eq!(world.body(QUARANTINE, "staging/report.txt").await, samples::eicar());
+    let versions = world
+        .aws
+        .s3
+        .list_object_versions()
+        .bucket(STAGING)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = versions.versions().iter().filter_map(|v| v.version_id()).collect();
+    assert_eq!(ids, [current_version.as_str()], "only the infected version was removed");
+    assert_eq!(world.body(STAGING, "report.txt").await, samples::clean_text());
+
+    let out = world.cli(&[
+        "scan",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://staging",
+        "--version-id",
+        "v",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--version-id needs one object"));
+}
