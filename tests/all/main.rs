@@ -16,5 +16,6 @@ mod pipeline;
 mod release;
 mod reload;
 mod sandbox;
+mod serve;
 mod signatures;
 mod webhook;

@@ -7,6 +7,7 @@
 
 use crate::signatures::SignaturesConfig;
 use bucketscan_core::allow::AllowListConfig;
+use bucketscan_core::config::serve::ServeConfig;
 use bucketscan_core::config::{
     BucketConfig, ConfigError, ConfigSource, ConfigText, PipelinesConfig, PluginDecl, SecretSource,
 };
@@ -37,6 +38,9 @@ pub struct Config {
     pub signatures: Option<SignaturesConfig>,
     #[serde(default)]
     pub allow_list: AllowListConfig,
+    /// `bucketscan serve` (ignored by `run`).
+    #[serde(default)]
+    pub serve: ServeConfig,
     /// The text this was parsed from.
     #[serde(skip)]
     pub text: ConfigText,
@@ -153,6 +157,9 @@ impl Config {
             }
         }
         self.allow_list.validate().map_err(error)?;
+        self.serve
+            .validate(&|name| self.buckets.contains_key(name))
+            .map_err(error)?;
         if let Some(source) = &self.notifications.event_source
             && (source.is_empty() || source.starts_with("aws."))
         {

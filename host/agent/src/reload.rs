@@ -9,7 +9,7 @@
 //! What a reload changes: `[plugins]` and `[buckets]` (stages, prefixes,
 //! settings, grants, signing secrets). Everything else — `[agent]`,
 //! `[host]`, `[clamav]`, `[tags]`, `[notifications]`, `[signatures]`,
-//! `[allow-list]` (its list object reloads on its own schedule) and
+//! `[allow-list]` (its list object reloads on its own schedule), `[serve]` and
 //! a bucket's `role-arn`/`external-id` — is read at start; a reload that
 //! changes them says so and they take effect at the next restart.
 
@@ -112,6 +112,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     section("[notifications]", running.notifications != new.notifications);
     section("[signatures]", running.signatures != new.signatures);
     section("[allow-list]", running.allow_list != new.allow_list);
+    section("[serve]", running.serve != new.serve);
     for (bucket, config) in &new.buckets {
         let old = running.buckets.get(bucket);
         let role = |c: &bucketscan_core::config::BucketConfig| (c.role_arn.clone(), c.external_id.clone());

@@ -13,6 +13,7 @@ mod run_agent;
 mod run_plugin;
 mod scaffold;
 mod scan;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ enum Command {
         #[arg(long)]
         bucket: String,
     },
+    /// Serve the HTTP scanning API: scan uploads before they are stored, objects on demand.
+    Serve(serve::ServeArgs),
+    /// Make an API key for `serve`: prints the key, and the config entry with its SHA-256.
+    ApiKey(serve::ApiKeyArgs),
     /// Give a quarantined false positive back: restored, tagged allowed, allow-listed, announced.
     Release(Box<quarantine::ReleaseArgs>),
     /// What the quarantine holds.
@@ -92,6 +97,8 @@ fn main() -> ExitCode {
             Command::Scan(args) => scan::run(args).await,
             Command::Protect(args) => protect::protect(args).await,
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::ApiKey(args) => serve::api_key(args),
             Command::Release(args) => quarantine::release_command(*args).await,
             Command::Quarantine(command) => quarantine::list_command(command).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,

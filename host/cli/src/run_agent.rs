@@ -65,9 +65,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.health_addr {
         bucketscan_agent::health::serve(addr, agent.clone(), metrics).await?;
     }
+    start_background(&agent, signatures, source)?;
+
+    let stopped = stop_on_signal()?;
+    receive::run(agent, sqs, settings, stopped).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What every long-running command keeps going beside its work: the
+/// signature databases synced and proven, hot reload (file changes and
+/// SIGHUP), the allow-list object reloaded.
+pub(crate) fn start_background(
+    agent: &Arc<Agent>,
+    signatures: Option<bucketscan_agent::signatures::SignaturesConfig>,
+    source: ConfigSource,
+) -> anyhow::Result<()> {
     if let (Some(config), Some(state)) = (signatures, agent.signatures.clone()) {
-        // Synced, loaded and proven before the first message: the receive
-        // loop waits for readiness, which waits for this.
+        // Synced, loaded and proven before the first scan: readiness waits
+        // for this.
         let keeper = bucketscan_agent::signatures::Keeper {
             s3: agent.clients.s3.clone(),
             config,
@@ -76,8 +91,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         tokio::spawn(keeper.run());
     }
-
-    // Hot reload: file changes and SIGHUP.
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
@@ -87,7 +100,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     bucketscan_agent::reload::spawn(agent.clone(), source, reload_rx)?;
     bucketscan_agent::allow_list::spawn_refresh(agent.clone());
+    Ok(())
+}
 
+/// Turns true on SIGTERM or SIGINT.
+pub(crate) fn stop_on_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -99,6 +116,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("shutdown requested");
         let _ = stop.send(true);
     });
-    receive::run(agent, sqs, settings, stopped).await;
-    Ok(ExitCode::SUCCESS)
+    Ok(stopped)
 }

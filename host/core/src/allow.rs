@@ -158,6 +158,25 @@ impl AllowList {
     }
 }
 
+impl AllowList {
+    /// The verdict to record for bytes with `sha256` the pipeline judged
+    /// `verdict`: clean with the match when the list allows them, else
+    /// `verdict` unchanged.
+    pub fn apply(&self, sha256: Option<&str>, verdict: Verdict) -> (Verdict, Option<AllowMatch>) {
+        match (sha256, self.allows(sha256, &verdict)) {
+            (Some(sha256), Some(entry)) => {
+                let allowed = AllowMatch {
+                    sha256: sha256.to_owned(),
+                    verdict,
+                    entry: entry.clone(),
+                };
+                (Verdict::Clean, Some(allowed))
+            }
+            _ => (verdict, None),
+        }
+    }
+}
+
 /// In a report: the verdict the pipeline gave bytes the allow-list let
 /// through, and the entry that did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

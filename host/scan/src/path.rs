@@ -6,7 +6,6 @@ use crate::actions::{ObjectActions, Recorded};
 use crate::store::{FetchError, Opened, Target};
 use crate::take_back::take_back;
 use crate::{Routing, Scanner, now_rfc3339};
-use bucketscan_core::allow::AllowMatch;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::phases::{self, Admission};
 use bucketscan_core::report::{Outcome, ScanReport, StageReport};
@@ -191,25 +190,13 @@ impl Scanner {
         };
         // Allow: bytes an operator released as a false positive pass, and
         // the report keeps what the pipeline said of them.
-        let allowed = self
-            .allow_list
-            .load()
-            .allows(info.sha256.as_deref(), &verdict)
-            .map(|entry| AllowMatch {
-                sha256: info.sha256.clone().unwrap_or_default(),
-                verdict: verdict.clone(),
-                entry: entry.clone(),
-            });
-        let verdict = match &allowed {
-            Some(allowed) => {
-                host_actions.push(format!(
-                    "allow-listed ({}): the pipeline said {}; passed as clean",
-                    allowed.entry.source, allowed.verdict
-                ));
-                Verdict::Clean
-            }
-            None => verdict,
-        };
+        let (verdict, allowed) = self.allow_list.load().apply(info.sha256.as_deref(), verdict);
+        if let Some(allowed) = &allowed {
+            host_actions.push(format!(
+                "allow-listed ({}): the pipeline said {}; passed as clean",
+                allowed.entry.source, allowed.verdict
+            ));
+        }
         let mut report = ScanReport::new(&info, verdict.clone());
         report.allowed = allowed.clone();
 

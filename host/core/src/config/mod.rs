@@ -1,13 +1,15 @@
 //! The config file's shared machinery: where its text comes from, errors
 //! that name `FILE:LINE:COLUMN`, secrets, and the sections the core owns —
-//! `[plugins]` and `[buckets]` ([`pipelines`]) and `[tags]`
-//! (`crate::tags::TagKeys`). Every other section belongs to the crate that
+//! `[plugins]` and `[buckets]` ([`pipelines`]), `[tags]`
+//! (`crate::tags::TagKeys`), `[allow-list]` (`crate::allow`) and `[serve]`
+//! ([`serve`]). Every other section belongs to the crate that
 //! uses it (`[host]` and `[clamav]` to the engine; `[agent]`,
 //! `[notifications]` and `[signatures]` to the agent), and the agent, the
 //! application that reads the whole file, composes them.
 
 mod pipelines;
 mod secret;
+pub mod serve;
 mod settings;
 
 pub use pipelines::{BucketConfig, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig, StageConfig};

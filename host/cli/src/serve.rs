@@ -1,0 +1,81 @@
+//! `bucketscan serve`: the HTTP scanning API (`bucketscan-serve`), and
+//! `bucketscan api-key`: a new key and its config entry.
+
+use crate::run_agent::{start_background, stop_on_signal};
+use anyhow::{Context as _, bail};
+use bucketscan_agent::agent::Agent;
+use bucketscan_core::config::ConfigSource;
+use bucketscan_serve::{Api, auth};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The config file (watched: pipeline changes are hot-reloaded).
+    #[arg(long, short, required_unless_present = "config_env", conflicts_with = "config_env")]
+    config: Option<PathBuf>,
+    /// Read the whole config from this environment variable instead.
+    #[arg(long, value_name = "VAR")]
+    config_env: Option<String>,
+    /// Where the API listens (also /healthz, /readyz, /openapi.yaml).
+    #[arg(long, env = "BUCKETSCAN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// After SIGTERM, how long requests in flight may take.
+    #[arg(long, env = "BUCKETSCAN_STOP_TIMEOUT_SECS", default_value_t = 25)]
+    stop_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ApiKeyArgs {
+    /// Names the caller in logs.
+    #[arg(long)]
+    id: String,
+    /// A pipeline it may scan uploads with (repeat; `*` for all).
+    #[arg(long = "pipeline")]
+    pipelines: Vec<String>,
+    /// A bucket whose objects it may have scanned (repeat; `*` for all).
+    #[arg(long = "bucket")]
+    buckets: Vec<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let source = match (&args.config, &args.config_env) {
+        (Some(path), _) => ConfigSource::File(path.clone()),
+        (None, Some(var)) => ConfigSource::Env(var.clone()),
+        (None, None) => bail!("give --config FILE or --config-env VAR"),
+    };
+    let config = bucketscan_agent::config::Config::load(&source)?;
+    let signatures = config.signatures.clone();
+    let agent = Arc::new(Agent::from_config(config).await?);
+    let api = Arc::new(Api::new(agent.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    start_background(&agent, signatures, source)?;
+    let stopped = stop_on_signal()?;
+    tracing::info!(addr = %args.listen, "serving the scanning API");
+    eprintln!("bucketscan serve: listening on http://{}", args.listen);
+    bucketscan_serve::serve(listener, api, stopped, Duration::from_secs(args.stop_timeout_secs)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
+    if args.pipelines.is_empty() && args.buckets.is_empty() {
+        bail!("give the key a scope: --pipeline NAME and/or --bucket NAME");
+    }
+    let (key, digest) = auth::generate_key();
+    let list = |names: &[String]| names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+    eprintln!("The key (give it to the client; only its SHA-256 goes in the config):");
+    println!("{key}");
+    eprintln!();
+    eprintln!("Add to the config:");
+    eprintln!("[[serve.keys]]");
+    eprintln!("id = {:?}", args.id);
+    eprintln!("sha256 = \"{digest}\"");
+    eprintln!("pipelines = [{}]", list(&args.pipelines));
+    eprintln!("buckets = [{}]", list(&args.buckets));
+    Ok(ExitCode::SUCCESS)
+}

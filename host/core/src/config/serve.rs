@@ -1,0 +1,117 @@
+//! `[serve]`: the limits and API keys of `bucketscan serve`, the HTTP
+//! scanning API. (Kept in the core, not the serve crate, because the
+//! agent's config composes every section and the serve crate builds on
+//! the agent.)
+
+use serde::Deserialize;
+
+/// `[serve]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServeConfig {
+    /// The largest request body `POST /v1/scan` reads (default: `[clamav]
+    /// stream-max-bytes`); a larger one is answered 413 without reading
+    /// it when announced, as soon as it passes the limit otherwise.
+    pub max_body_bytes: Option<u64>,
+    /// Scans running at once (uploads and object scans together).
+    pub concurrency: usize,
+    /// Requests that may wait for a scan slot; one more is answered 503
+    /// with `Retry-After` at once. Never an unbounded queue.
+    pub queue: usize,
+    /// How long a request may wait for a slot before it is answered 503.
+    pub queue_wait_secs: u64,
+    /// Everything one request may take, body and scan included; then 504.
+    pub request_timeout_secs: u64,
+    /// A client that sends no body bytes for this long is answered 408
+    /// (and one that sends no complete headers for this long is dropped).
+    pub idle_timeout_secs: u64,
+    /// Object-scan jobs kept (finished ones are forgotten oldest first).
+    pub max_jobs: usize,
+    /// Pipelines anyone may use without a key. Empty: no anonymous access.
+    pub anonymous_pipelines: Vec<String>,
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: None,
+            concurrency: 4,
+            queue: 16,
+            queue_wait_secs: 30,
+            request_timeout_secs: 300,
+            idle_timeout_secs: 15,
+            max_jobs: 1000,
+            anonymous_pipelines: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One API key: only its SHA-256 is stored (`bucketscan serve key` makes
+/// a key and prints its entry).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiKeyConfig {
+    /// Names the caller in logs and reports.
+    pub id: String,
+    /// SHA-256 (hex) of the key.
+    pub sha256: String,
+    /// Pipelines (`[buckets.NAME]`) it may scan uploads with; `"*"`: all.
+    #[serde(default)]
+    pub pipelines: Vec<String>,
+    /// Buckets whose objects it may have scanned (with their actions);
+    /// `"*"`: all.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+}
+
+impl ServeConfig {
+    /// Checks the keys against the buckets the config declares; the error
+    /// names the entry.
+    pub fn validate(&self, declared: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        if self.concurrency == 0 {
+            return Err("[serve] concurrency: at least 1".into());
+        }
+        let known = |scope: &str, name: &str, what: &str| {
+            if name == "*" || declared(name) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{scope}: {what} `{name}` is not a declared bucket ([buckets.{name}])"
+                ))
+            }
+        };
+        for name in &self.anonymous_pipelines {
+            known("[serve] anonymous-pipelines", name, "pipeline")?;
+        }
+        for (index, key) in self.keys.iter().enumerate() {
+            let scope = format!("[serve] keys[{index}] (`{}`)", key.id);
+            if key.id.is_empty() {
+                return Err(format!("[serve] keys[{index}]: id is empty"));
+            }
+            if self.keys[..index].iter().any(|other| other.id == key.id) {
+                return Err(format!("{scope}: id used twice"));
+            }
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{scope}: sha256 `{}` is not a SHA-256 (64 hex digits); `bucketscan serve key` prints one",
+                    key.sha256
+                ));
+            }
+            if self.keys[..index]
+                .iter()
+                .any(|other| other.sha256.eq_ignore_ascii_case(&key.sha256))
+            {
+                return Err(format!("{scope}: the same key as an earlier entry"));
+            }
+            for name in &key.pipelines {
+                known(&scope, name, "pipeline")?;
+            }
+            for name in &key.buckets {
+                known(&scope, name, "bucket")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! `POST /v1/objects/scan` `{"bucket", "key", "version_id"?}`: one S3
+//! object — exactly that version when given, current or not — through its
+//! bucket's pipeline with every action (tags, promotion, quarantine,
+//! notification), like `bucketscan scan s3://bucket/key --version-id V`.
+//! Answered with the report when it is done, or at once with a job
+//! (202, `Location: /v1/jobs/ID`) when the request says
+//! `Prefer: respond-async`.
+
+use crate::Api;
+use crate::auth::Caller;
+use crate::errors::{ApiError, json_response};
+use crate::jobs::{Job, JobStatus};
+use bucketscan_agent::agent::Handled;
+use bucketscan_core::object::printable;
+use bucketscan_scan::Target;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The largest request body this endpoint reads (the JSON naming the object).
+const MAX_REQUEST: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectRequest {
+    bucket: String,
+    key: String,
+    #[serde(default, alias = "version")]
+    version_id: Option<String>,
+}
+
+pub async fn handle(
+    api: &Arc<Api>,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let respond_async = request
+        .headers()
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async")));
+    let body = tokio::time::timeout(
+        api.limits.idle,
+        Limited::new(request.into_body(), MAX_REQUEST).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::request_timeout("the request body did not arrive"))?
+    .map_err(|err| ApiError::bad_request(format!("reading the request (at most {MAX_REQUEST} bytes): {err}")))?
+    .to_bytes();
+    let wanted: ObjectRequest = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::bad_request(format!(
+            "the body is not {{\"bucket\", \"key\", \"version_id\"?}}: {err}"
+        ))
+    })?;
+    if !caller.may_scan_bucket(&wanted.bucket) {
+        return Err(ApiError::forbidden(format!(
+            "key `{}` may not scan objects in `{}`",
+            caller.id,
+            printable(&wanted.bucket)
+        )));
+    }
+    if !api.agent.started_with.buckets.contains_key(&wanted.bucket) {
+        return Err(ApiError::not_found(
+            "unknown_bucket",
+            format!("bucket `{}` is not declared in the config", printable(&wanted.bucket)),
+        ));
+    }
+    let target = Target {
+        version_id: wanted.version_id.clone(),
+        rescan: true,
+        ..Target::new(&wanted.bucket, &wanted.key)
+    };
+    if respond_async {
+        return start_job(api, caller, target);
+    }
+    let _slot = api.gate.admit().await?;
+    match api.agent.handle_target(&target).await {
+        Handled::Scanned(report) => {
+            let body = serde_json::to_value(&*report).map_err(|err| ApiError::internal(err.to_string()))?;
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Handled::Skipped(why) => Err(ApiError::unprocessable("not_scanned", why)),
+        Handled::Retry(why) => Err(ApiError::unfinished(why)),
+    }
+}
+
+fn start_job(api: &Arc<Api>, caller: &Caller, target: Target) -> Result<Response<Full<Bytes>>, ApiError> {
+    let job = api.jobs.create(Job {
+        id: String::new(),
+        status: JobStatus::Queued,
+        bucket: target.bucket.clone(),
+        key: target.key.clone(),
+        version_id: target.version_id.clone(),
+        created_at: bucketscan_scan::now_rfc3339(),
+        report: None,
+        error: None,
+        owner: caller.id.clone(),
+    })?;
+    let id = job.id.clone();
+    let api_for_job = api.clone();
+    tokio::spawn(async move {
+        let api = api_for_job;
+        // Jobs wait for a slot as long as it takes: they are bounded by
+        // max-jobs, not by the request queue.
+        let _slot = api.gate.admit_patiently().await;
+        api.jobs.update(&id, |job| job.status = JobStatus::Running);
+        let handled = api.agent.handle_target(&target).await;
+        api.jobs.update(&id, |job| match handled {
+            Handled::Scanned(report) => {
+                job.status = JobStatus::Done;
+                job.report = serde_json::to_value(&*report).ok();
+            }
+            Handled::Skipped(why) => {
+                job.status = JobStatus::Failed;
+                job.error = Some(serde_json::json!({"code": "not_scanned", "message": why}));
+            }
+            Handled::Retry(why) => {
+                job.status = JobStatus::Failed;
+                job.error = Some(serde_json::json!({"code": "not_finished", "message": why}));
+            }
+        });
+    });
+    let location = format!("/v1/jobs/{}", job.id);
+    let mut response = json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"id": job.id, "status": job.status, "status_url": location}),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}

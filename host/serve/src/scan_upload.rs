@@ -1,0 +1,142 @@
+//! `POST /v1/scan?pipeline=NAME`: a file in the request body, scanned by
+//! the inspectors of the pipeline `[buckets.NAME]` declares (the longest
+//! prefix matching the file's name wins, as for objects). Actions do not
+//! run: nothing here touches a bucket. The answer is the scan report:
+//! 200 for a finished scan whatever the verdict (the client reads
+//! `result`), 503 `scan_failed` when the scan itself failed.
+
+use crate::Api;
+use crate::auth::Caller;
+use crate::errors::{ApiError, json_response};
+use crate::upload;
+use bucketscan_core::object::{ObjectInfo, ScanObject, printable};
+use bucketscan_core::pipeline::StageKind;
+use bucketscan_core::report::ScanReport;
+use bucketscan_engine::runner;
+use bucketscan_scan::Routing;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The file's name (decides prefix pipelines, and the extension checks).
+pub const FILENAME_HEADER: &str = "x-bucketscan-filename";
+const MAX_FILENAME: usize = 1024;
+
+pub async fn handle(
+    api: &Arc<Api>,
+    caller: &Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let query = request.uri().query().unwrap_or_default();
+    let pipeline = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "pipeline")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| ApiError::bad_request("query parameter `pipeline` is missing: POST /v1/scan?pipeline=NAME"))?;
+    if !caller.may_use_pipeline(&pipeline) {
+        return Err(ApiError::forbidden(format!(
+            "key `{}` may not use pipeline `{}`",
+            caller.id,
+            printable(&pipeline)
+        )));
+    }
+    let headers = request.headers();
+    let filename = match headers.get(FILENAME_HEADER) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ApiError::bad_request(format!("{FILENAME_HEADER} is not visible ASCII (percent-encode it)")))
+            .and_then(|name| {
+                percent_encoding::percent_decode_str(name)
+                    .decode_utf8()
+                    .map(|name| name.into_owned())
+                    .map_err(|_| ApiError::bad_request(format!("{FILENAME_HEADER} is not percent-encoded UTF-8")))
+            })?,
+        None => "upload".to_owned(),
+    };
+    if filename.is_empty() || filename.len() > MAX_FILENAME {
+        return Err(ApiError::bad_request(format!(
+            "{FILENAME_HEADER}: 1 to {MAX_FILENAME} bytes"
+        )));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+
+    let snapshot = api.agent.pipelines.snapshot();
+    let Some((_, stages)) = snapshot.route(&pipeline, &filename) else {
+        return Err(ApiError::not_found(
+            "unknown_pipeline",
+            format!(
+                "no pipeline `{}`: declare [buckets.NAME] with its stages",
+                printable(&pipeline)
+            ),
+        ));
+    };
+    if !stages.iter().any(|stage| stage.plugin.kind == StageKind::Inspector) {
+        return Err(ApiError::unprocessable(
+            "no_inspector",
+            format!(
+                "pipeline `{}` has no inspector: it could not judge a file",
+                printable(&pipeline)
+            ),
+        ));
+    }
+
+    // A slot before the body: an overloaded server reads nothing.
+    let _slot = api.gate.admit().await?;
+    let received = upload::receive(request.into_body(), announced, &api.limits).await?;
+    let started = Instant::now();
+    let info = ObjectInfo {
+        bucket: pipeline.clone(),
+        key: filename,
+        size: received.size,
+        content_type,
+        sha256: Some(received.sha256.clone()),
+        ..ObjectInfo::default()
+    };
+    let object = ScanObject {
+        info: Arc::new(info.clone()),
+        body: received.body,
+    };
+    let scanner = &api.agent.scanner;
+    let inspected = runner::inspect(&scanner.engine, &scanner.services, &stages, &object).await;
+    let (verdict, allowed) = scanner
+        .allow_list
+        .load()
+        .apply(info.sha256.as_deref(), inspected.verdict);
+    let mut report = ScanReport::new(&info, verdict);
+    report.stages = inspected.stages;
+    report.allowed = allowed;
+    report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        caller = %caller.id,
+        pipeline = %printable(&pipeline),
+        key = %printable(&report.key),
+        bytes = report.size,
+        verdict = report.result().as_str(),
+        "api scan"
+    );
+    let body = serde_json::to_value(&report).map_err(|err| ApiError::internal(err.to_string()))?;
+    if let bucketscan_core::Verdict::Error { message } = &report.verdict {
+        let mut response = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({
+                "error": { "code": "scan_failed", "message": message },
+                "report": body,
+            }),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, 5.into());
+        return Ok(response);
+    }
+    let mut response = json_response(StatusCode::OK, &body);
+    if let Ok(value) = header::HeaderValue::from_str(report.result().as_str()) {
+        response.headers_mut().insert("x-bucketscan-result", value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,117 @@
+//! Reading an uploaded file from a request body: bounded in size (413,
+//! before reading a byte when the length is announced), bounded in
+//! patience (408 when the client stops sending), hashed (SHA-256) on the
+//! way, in memory up to the spool threshold and in a temp file past it.
+
+use crate::errors::ApiError;
+use bucketscan_core::object::{ObjectBody, SpooledFile};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where bodies go and how far they may grow.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    /// Larger bodies go to a file in `spool_dir`.
+    pub spool_threshold: u64,
+    pub spool_dir: PathBuf,
+    /// The longest silence between two chunks.
+    pub idle: Duration,
+}
+
+/// A received body.
+pub struct Received {
+    pub body: ObjectBody,
+    pub sha256: String,
+    pub size: u64,
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::fs::File, PathBuf),
+}
+
+pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLimits) -> Result<Received, ApiError> {
+    if announced.is_some_and(|length| length > limits.max_bytes) {
+        return Err(ApiError::too_large(limits.max_bytes));
+    }
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut sink = Sink::Memory(Vec::new());
+    // From here on a spool file is removed when `spooled` drops.
+    let mut spooled: Option<SpooledFileGuard> = None;
+    loop {
+        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::request_timeout(format!(
+                    "no body bytes for {} s after {size} bytes",
+                    limits.idle.as_secs()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(err))) => return Err(ApiError::bad_request(format!("reading the body: {err}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        size += data.len() as u64;
+        if size > limits.max_bytes {
+            return Err(ApiError::too_large(limits.max_bytes));
+        }
+        hasher.update(&data);
+        if let Sink::Memory(bytes) = &mut sink
+            && size > limits.spool_threshold
+        {
+            let (file, path) = spool_file(&limits.spool_dir)?;
+            spooled = Some(SpooledFileGuard(path.clone()));
+            let mut file = file;
+            file.write_all(bytes)
+                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?;
+            sink = Sink::File(file, path);
+        }
+        match &mut sink {
+            Sink::Memory(bytes) => bytes.extend_from_slice(&data),
+            Sink::File(file, _) => file
+                .write_all(&data)
+                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?,
+        }
+    }
+    let body = match sink {
+        Sink::Memory(bytes) => ObjectBody::from_bytes(bytes),
+        Sink::File(file, path) => {
+            file.sync_data().ok();
+            drop(file);
+            let file = SpooledFile::temporary(path).map_err(|err| ApiError::internal(format!("spool file: {err}")))?;
+            // The SpooledFile removes it from now on.
+            std::mem::forget(spooled.take());
+            ObjectBody::File(std::sync::Arc::new(file))
+        }
+    };
+    drop(spooled);
+    Ok(Received {
+        body,
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
+}
+
+/// Removes a spool file that never became a body (an aborted upload).
+struct SpooledFileGuard(PathBuf);
+
+impl Drop for SpooledFileGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spool_file(dir: &std::path::Path) -> Result<(std::fs::File, PathBuf), ApiError> {
+    std::fs::create_dir_all(dir).map_err(|err| ApiError::internal(format!("spool dir {}: {err}", dir.display())))?;
+    tempfile::Builder::new()
+        .prefix("bucketscan-upload-")
+        .tempfile_in(dir)
+        .and_then(|file| file.keep().map_err(|err| err.error))
+        .map_err(|err| ApiError::internal(format!("spool file in {}: {err}", dir.display())))
+}
