@@ -27,6 +27,7 @@ fn cloudformation_templates_pass_cfn_lint() {
     let lint = target_dir().join("tools/venv/bin/cfn-lint");
     for template in [
         "deploy/bucketscan.yaml",
+        "deploy/bucketscan-api.yaml",
         "deploy/cross-account-role.yaml",
         "deploy/protected-bucket-policy.yaml",
     ] {
@@ -148,6 +149,80 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         events.iter().any(|e| e.get("QueueLag").is_some()),
         "queue lag is reported"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
+    let world = World::new().await;
+    world.aws.events.create_event_bus().name("scans").send().await.unwrap();
+    let key = "bsk_template-test-key-0123456789abcdefghijklmn";
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
+    let stack = Stack::api_for_test(&world.topic_arn, &digest, "scans");
+    let api_container = stack.container("api");
+    let signatures = world.dir.path().join("volumes/signatures");
+    let scratch = world.dir.path().join("volumes/tmp");
+    std::fs::create_dir_all(&signatures).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    // The signature mirror and the clamd "sidecar", as for the agent's task.
+    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
+    let database = test_database(1, SystemTime::now(), "");
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket("signatures")
+        .key("clamav/daily.cud")
+        .body(database.clone().into())
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(signatures.join("daily.cud"), &database).unwrap();
+    let sidecar = clamd::start_with_database(&signatures, free_port(), clamd::STREAM_MAX_BYTES).unwrap();
+    let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
+    let config = stack
+        .config("ApiConfig")
+        .replace("\"/tmp", &format!("\"{}", scratch.display()))
+        .replace("/var/lib/bucketscan/signatures", &signatures.display().to_string())
+        .replace("/opt/bucketscan/plugins", &plugin_dir)
+        .replace("127.0.0.1:3310", &sidecar.address());
+    assert!(config.contains("event-bus = \"scans\""), "{config}");
+    let port = free_port();
+    let mut env = stack.agent_environment(&api_container, &config, |value| value);
+    env.extend(world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let mut command = strings(&api_container["Command"]);
+    assert_eq!(command[..3], ["serve", "--config-env", "BUCKETSCAN_CONFIG"]);
+    let listen = command.iter().position(|a| a == "--listen").unwrap() + 1;
+    assert_eq!(command[listen], "0.0.0.0:8080");
+    command[listen] = format!("127.0.0.1:{port}");
+    let mut api = world.spawn_agent(command, env);
+    let health_addr = format!("127.0.0.1:{port}");
+    wait_until("the API's readiness", &api, || health(&health_addr, true).0);
+
+    // The key the stack was given scans uploads with "uploads"...
+    let client = reqwest::Client::new();
+    let answer = client
+        .post(format!("http://{health_addr}/v1/scan?pipeline=uploads"))
+        .bearer_auth(key)
+        .body(samples::eicar())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", api.log());
+    let report: Value = answer.json().await.unwrap();
+    assert_eq!(report["result"], "infected");
+    // ...and objects of the scanned bucket, with its actions.
+    world.put("api/notes.txt", samples::clean_text(), Some("text/plain"), &[], &[]).await;
+    let answer = client
+        .post(format!("http://{health_addr}/v1/objects/scan"))
+        .bearer_auth(key)
+        .body(serde_json::json!({"bucket": STAGING, "key": "api/notes.txt"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", api.log());
+    assert!(world.exists(PRODUCTION, "api/notes.txt").await);
+    let (status, _) = api.terminate(Duration::from_secs(30)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
 
 fn run_with_stop_timeout(world: &World, config: &Path, stop_timeout_secs: u64) -> AgentProcess {

@@ -1,4 +1,5 @@
-//! The ECS task of `deploy/bucketscan.yaml`, as the tests run it: the
+//! The ECS tasks of `deploy/bucketscan.yaml` (the agent) and
+//! `deploy/bucketscan-api.yaml` (the API), as the tests run them: the
 //! template read as CloudFormation would resolve it for a test stack, the
 //! containers' command and environment taken from it, and a local stand-in
 //! for the container credentials endpoint Fargate gives a task.
@@ -10,11 +11,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The template as JSON, long-form intrinsics.
-pub fn template() -> Value {
+/// A template of `deploy/` as JSON, long-form intrinsics.
+pub fn template(name: &str) -> Value {
     let out = Command::new(target_dir().join("tools/venv/bin/python"))
         .arg(workspace().join("tests/support/cfn_to_json.py"))
-        .arg(workspace().join("deploy/bucketscan.yaml"))
+        .arg(workspace().join("deploy").join(name))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,21 +79,46 @@ impl Stack {
     /// `deploy/bucketscan.yaml` for a test world's queue and topic, with
     /// every other parameter at its default.
     pub fn for_test(queue_url: &str, topic_arn: &str) -> Self {
-        let template = template();
+        Self::with_refs(
+            template("bucketscan.yaml"),
+            [
+                ("EventQueue", queue_url.to_owned()),
+                ("ResultTopic", topic_arn.to_owned()),
+                ("StagingBucket", crate::agent::STAGING.to_owned()),
+                ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
+                ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
+                ("DrainTimeout", "20".to_owned()),
+            ],
+        )
+    }
+
+    /// `deploy/bucketscan-api.yaml` for a test world's topic, with one API
+    /// key (its SHA-256) and an EventBridge bus.
+    pub fn api_for_test(topic_arn: &str, key_sha256: &str, event_bus: &str) -> Self {
+        Self::with_refs(
+            template("bucketscan-api.yaml"),
+            [
+                ("ResultTopic", topic_arn.to_owned()),
+                ("ScannedBucket", crate::agent::STAGING.to_owned()),
+                ("PromotionBucket", crate::agent::PRODUCTION.to_owned()),
+                ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
+                ("ApiKeySha256", key_sha256.to_owned()),
+                ("EventBusName", event_bus.to_owned()),
+            ],
+        )
+    }
+
+    fn with_refs(template: Value, refs: impl IntoIterator<Item = (&'static str, String)>) -> Self {
         let mut refs: BTreeMap<&'static str, String> = [
             ("AWS::StackName", "bucketscan-test".to_owned()),
             ("AWS::Region", "us-east-1".to_owned()),
             ("AWS::AccountId", "123456789012".to_owned()),
-            ("EventQueue", queue_url.to_owned()),
-            ("ResultTopic", topic_arn.to_owned()),
+            ("AWS::Partition", "aws".to_owned()),
             ("SignatureBucket", "signatures".to_owned()),
             ("SignaturePrefix", "clamav/".to_owned()),
-            ("StagingBucket", crate::agent::STAGING.to_owned()),
-            ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
-            ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
-            ("DrainTimeout", "20".to_owned()),
         ]
         .into_iter()
+        .chain(refs)
         .collect();
         for (name, parameter) in template["Parameters"].as_object().unwrap() {
             if let Some(default) = parameter
@@ -106,7 +132,21 @@ impl Stack {
         Self { template, refs }
     }
 
-    /// Resolves `Ref`, `Fn::Sub` (both forms) and `Fn::FindInMap` the way
+    /// Evaluates a condition of the template (`Fn::Equals`, `Fn::Not`).
+    fn condition(&self, value: &Value) -> bool {
+        match value {
+            Value::String(name) => self.condition(&self.template["Conditions"][name]),
+            Value::Object(map) if map.contains_key("Condition") => self.condition(&map["Condition"]),
+            Value::Object(map) if map.contains_key("Fn::Not") => !self.condition(&map["Fn::Not"][0]),
+            Value::Object(map) if map.contains_key("Fn::Equals") => {
+                let args = map["Fn::Equals"].as_array().unwrap();
+                self.resolve(&args[0]) == self.resolve(&args[1])
+            }
+            other => panic!("unexpected condition {other}"),
+        }
+    }
+
+    /// Resolves `Ref`, `Fn::Sub` (both forms), `Fn::FindInMap` and `Fn::If` the way
     /// CloudFormation would for this stack; other intrinsics do not occur
     /// in what the tests read.
     pub fn resolve(&self, value: &Value) -> String {
@@ -119,6 +159,14 @@ impl Stack {
                     .get(name)
                     .unwrap_or_else(|| panic!("no value for Ref {name}"))
                     .clone()
+            }
+            Value::Object(map) if map.contains_key("Fn::If") => {
+                let args = map["Fn::If"].as_array().unwrap();
+                if self.condition(&args[0]) {
+                    self.resolve(&args[1])
+                } else {
+                    self.resolve(&args[2])
+                }
             }
             Value::Object(map) if map.contains_key("Fn::FindInMap") => {
                 let args = map["Fn::FindInMap"].as_array().unwrap();
@@ -166,7 +214,12 @@ impl Stack {
 
     /// The agent config of the stack (the SSM parameter's value), resolved.
     pub fn agent_config(&self) -> String {
-        self.resolve(&self.template["Resources"]["AgentConfig"]["Properties"]["Value"])
+        self.config("AgentConfig")
+    }
+
+    /// The value of the SSM parameter `resource`, resolved.
+    pub fn config(&self, resource: &str) -> String {
+        self.resolve(&self.template["Resources"][resource]["Properties"]["Value"])
     }
 
     /// The agent container's environment as ECS would give it: its
@@ -188,7 +241,7 @@ impl Stack {
         }
         for secret in agent["Secrets"].as_array().unwrap() {
             let value = match secret["ValueFrom"]["Ref"].as_str() {
-                Some("AgentConfig") => config.to_owned(),
+                Some("AgentConfig" | "ApiConfig") => config.to_owned(),
                 Some("SealKey") => "a-generated-seal-key-for-this-test-0123456789".into(),
                 other => panic!("unexpected secret source {other:?}"),
             };
