@@ -211,7 +211,9 @@ async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
     let report: Value = answer.json().await.unwrap();
     assert_eq!(report["result"], "infected");
     // ...and objects of the scanned bucket, with its actions.
-    world.put("api/notes.txt", samples::clean_text(), Some("text/plain"), &[], &[]).await;
+    world
+        .put("api/notes.txt", samples::clean_text(), Some("text/plain"), &[], &[])
+        .await;
     let answer = client
         .post(format!("http://{health_addr}/v1/objects/scan"))
         .bearer_auth(key)

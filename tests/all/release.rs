@@ -62,7 +62,28 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
     assert_eq!(item["result"], "infected");
     assert!(item["finding"].as_str().unwrap().contains("Eicar"), "{item}");
     assert_eq!(item["source"], "s3://staging/docs/vendor-test.txt");
+    assert_eq!(
+        item["sha256"],
+        digest.as_str(),
+        "S3's SHA-256 of the copy: what release wants"
+    );
     world.notifications().await;
+
+    // Only the bytes the operator approved: a release naming other bytes
+    // (another upload to the same key since) is refused, nothing moves.
+    let out = world.cli(&[
+        "release",
+        "--config",
+        config_arg,
+        &format!("s3://{QUARANTINE}/{held_key}"),
+        "--reason",
+        "approved something else",
+        "--sha256",
+        &"0".repeat(64),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds other bytes than the ones approved"));
+    assert!(world.exists(QUARANTINE, &held_key).await && !world.exists(STAGING, "docs/vendor-test.txt").await);
 
     // Released: back where it came from, tagged allowed, recorded.
     let out = world.cli(&[
@@ -72,6 +93,8 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
         &format!("s3://{QUARANTINE}/{held_key}"),
         "--reason",
         "vendor's test file, ticket SEC-42",
+        "--sha256",
+        &digest,
         "--output",
         "json",
     ]);
@@ -195,6 +218,8 @@ async fn release_refuses_what_no_agent_quarantined() {
         "s3://quarantine/staging/planted.txt",
         "--reason",
         "trust me",
+        "--sha256",
+        &hex::encode(Sha256::digest(samples::eicar())),
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,6 +236,8 @@ async fn release_refuses_what_no_agent_quarantined() {
         "s3://quarantine/x",
         "--reason",
         " ",
+        "--sha256",
+        "00",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reason is empty"));
 }
@@ -261,6 +288,38 @@ async fn an_old_version_is_scanned_on_demand_with_its_actions() {
     let ids: Vec<&str> = versions.versions().iter().filter_map(|v| v.version_id()).collect();
     assert_eq!(ids, [current_version.as_str()], "only the infected version was removed");
     assert_eq!(world.body(STAGING, "report.txt").await, samples::clean_text());
+
+    // A clean version that is no longer current is scanned, never promoted
+    // (that would roll production back); the current one is.
+    let newest = samples::pseudo_random_text(4096, 3);
+    let newest_version = put(newest.clone()).await.unwrap().version_id.unwrap();
+    let scan = |version: &str| {
+        world.cli(&[
+            "scan",
+            "--config",
+            config.to_str().unwrap(),
+            "s3://staging/report.txt",
+            "--version-id",
+            version,
+            "--output",
+            "json",
+        ])
+    };
+    let out = scan(&current_version);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["result"], "clean");
+    assert!(
+        report["host_actions"].to_string().contains("not the current version"),
+        "{report:#}"
+    );
+    assert!(
+        !world.exists(PRODUCTION, "report.txt").await,
+        "an old version is never promoted"
+    );
+    let out = scan(&newest_version);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(world.body(PRODUCTION, "report.txt").await, newest);
 
     let out = world.cli(&[
         "scan",

@@ -333,7 +333,7 @@ async fn stalled_clients_time_out_and_overload_is_refused_never_queued_without_b
     let port = api.port;
     let head = |length: usize| {
         format!(
-            "POST /v1/scan?pipeline=uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CI_KEY}\r\nContent-Length: {length}\r\n\r\n"
+            "POST /v1/scan?pipeline=uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CI_KEY}\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n"
         )
     };
     // Two clients announce 1000 bytes, send 10 and stall: each holds one
@@ -366,6 +366,29 @@ async fn stalled_clients_time_out_and_overload_is_refused_never_queued_without_b
     }
     let (answer, _) = waiter.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "the waiter got a slot: {answer}");
+    // A client that trickles its body (a byte every 400 ms, never silent
+    // for long) is cut off by the minimum rate, not the request timeout.
+    let trickler = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(head(100).as_bytes()).unwrap();
+        for _ in 0..100 {
+            if stream.write_all(b"a").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(400));
+            if started.elapsed() > Duration::from_secs(15) {
+                break;
+            }
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        (answer, started.elapsed())
+    });
+    let (answer, took) = trickler.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("slower than"), "{answer}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
     // A client that never finishes its headers is dropped.
     let (answer, took) = raw(
         port,

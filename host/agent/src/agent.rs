@@ -48,6 +48,8 @@ pub struct Agent {
     /// The config the agent started with: the sections a reload cannot
     /// change are compared against it.
     pub started_with: Config,
+    /// Disk for spooled bodies (objects, and the API's uploads).
+    pub spool_budget: Arc<SpoolBudget>,
 }
 
 impl Agent {
@@ -56,10 +58,11 @@ impl Agent {
     pub async fn from_config(config: Config) -> Result<Self, crate::StartError> {
         let engine = Arc::new(Engine::new(&config.host)?);
         let clients = Clients::from_config(&config).await;
+        let spool_budget = Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes));
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,
             dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-            budget: Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes)),
+            budget: spool_budget.clone(),
         };
         let pipelines_config = config.pipelines();
         let owners: HashMap<String, String> = config
@@ -139,6 +142,7 @@ impl Agent {
             signatures,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
             started_with: config,
+            spool_budget,
         })
     }
 
@@ -157,6 +161,26 @@ impl Agent {
             size: event.size,
             ..Target::new(&event.bucket, &event.key)
         };
+        self.handle_target(&target).await
+    }
+
+    /// An on-demand scan (`scan --version-id`, `POST /v1/objects/scan`):
+    /// exactly `version` (or the current object), even when already
+    /// tagged; a version that is not the current one is contained if it
+    /// must be, never promoted.
+    pub async fn scan_on_demand(&self, bucket: &str, key: &str, version: Option<&str>) -> Handled {
+        let mut target = Target {
+            version_id: version.map(str::to_owned),
+            rescan: true,
+            ..Target::new(bucket, key)
+        };
+        if let Some(version) = version {
+            target.contain_only = match self.scanner.store.current(bucket, key).await {
+                Ok(Some(current)) => current.version_id.as_deref() != Some(version),
+                // Deleted, or unknown: never promote what is not current.
+                _ => true,
+            };
+        }
         self.handle_target(&target).await
     }
 

@@ -157,6 +157,9 @@ impl Config {
             }
         }
         self.allow_list.validate().map_err(error)?;
+        self.allow_list
+            .check_placement(&|bucket| self.buckets.get(bucket).is_some_and(|b| b.is_scanned()))
+            .map_err(error)?;
         self.serve
             .validate(&|name| self.buckets.contains_key(name))
             .map_err(error)?;

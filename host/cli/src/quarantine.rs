@@ -37,6 +37,10 @@ pub struct ReleaseArgs {
     /// Why it is safe (recorded on the object, in the allow-list and the notification).
     #[arg(long)]
     reason: String,
+    /// The SHA-256 of the bytes you approved (from the alert, or `quarantine
+    /// list`): other bytes under the key are refused.
+    #[arg(long, value_name = "HEX")]
+    sha256: String,
     /// Who releases it (default: the caller's identity from STS).
     #[arg(long)]
     by: Option<String>,
@@ -112,6 +116,7 @@ pub async fn release_command(args: ReleaseArgs) -> anyhow::Result<ExitCode> {
             reason: args.reason,
             by: args.by,
             keep: args.keep,
+            sha256: args.sha256,
         },
     )
     .await?;

@@ -135,12 +135,7 @@ async fn scan_version(
     output: Format,
 ) -> anyhow::Result<ExitCode> {
     let agent = Agent::from_config(config).await.context("loading the config")?;
-    let target = bucketscan_scan::Target {
-        version_id: Some(version.to_owned()),
-        rescan: true,
-        ..bucketscan_scan::Target::new(bucket, key)
-    };
-    let (report, code) = match agent.handle_target(&target).await {
+    let (report, code) = match agent.scan_on_demand(bucket, key, Some(version)).await {
         Handled::Scanned(report) => {
             let code = if report.verdict.is_clean() { 0 } else { 1 };
             (Some(report), code)

@@ -39,6 +39,21 @@ impl AllowListConfig {
         }
         Ok(())
     }
+
+    /// Refuses a list object in a bucket whose uploads are scanned: whoever
+    /// may upload there could write the list.
+    pub fn check_placement(&self, scanned: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        if let Some(object) = &self.object
+            && let Ok((bucket, _)) = parse_s3_url(object)
+            && scanned(&bucket)
+        {
+            return Err(format!(
+                "[allow-list] object `{object}`: bucket `{bucket}` has a pipeline, so its uploaders could write the \
+                 list; keep it in a bucket only operators write"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `s3://bucket/key` → (bucket, key).
@@ -148,10 +163,13 @@ impl AllowList {
     }
 
     /// Whether bytes with `sha256` and `verdict` are allowed through, and
-    /// by which entry. Errors are not about the bytes (clamd down, a plugin
-    /// failed): the list never turns them clean.
+    /// by which entry. Only what a scanner found in the bytes (infected,
+    /// unscannable) can be a false positive: errors are not about the bytes
+    /// (clamd down, a plugin failed), and `blocked` is a pipeline's policy
+    /// (no executables here), which one release must not lift for every
+    /// pipeline of the fleet.
     pub fn allows(&self, sha256: Option<&str>, verdict: &Verdict) -> Option<&AllowEntry> {
-        if matches!(verdict.result_name(), ResultName::Clean | ResultName::Error) {
+        if !matches!(verdict.result_name(), ResultName::Infected | ResultName::Unscannable) {
             return None;
         }
         self.get(sha256?)
@@ -222,6 +240,13 @@ mod tests {
             "bytes not read are never allowed"
         );
         assert!(list.allows(Some(A), &Verdict::error("clamd down")).is_none());
+        let blocked = Verdict::Blocked {
+            reason: "executable".into(),
+        };
+        assert!(
+            list.allows(Some(A), &blocked).is_none(),
+            "a policy is not a false positive"
+        );
         assert!(
             list.allows(Some(&A.to_uppercase().to_lowercase()), &infected())
                 .is_some()
@@ -242,5 +267,16 @@ mod tests {
             ..Default::default()
         };
         assert!(config.validate().unwrap_err().starts_with("[allow-list] sha256[1]"));
+        let placed = AllowListConfig {
+            object: Some("s3://staging/allow.txt".into()),
+            ..Default::default()
+        };
+        assert!(
+            placed
+                .check_placement(&|b| b == "staging")
+                .unwrap_err()
+                .contains("its uploaders could write")
+        );
+        assert!(placed.check_placement(&|_| false).is_ok());
     }
 }

@@ -49,6 +49,8 @@ pub enum TagProfile {
 }
 
 impl TagProfile {
+    pub const ALL: [TagProfile; 3] = [Self::Bucketscan, Self::Guardduty, Self::Css];
+
     /// The result tag's key when `[tags] result` is not set.
     pub fn result_key(self) -> &'static str {
         match self {
@@ -158,9 +160,12 @@ impl TagKeys {
         [&self.result, &self.seal, &self.date, &self.engine, &self.signature]
     }
 
-    /// Whether `key` is one of ours: only the agent writes it.
+    /// Whether `key` is one of ours: only the agent writes it. Every
+    /// profile's result key counts, whatever the profile: a policy keyed
+    /// on GuardDuty's or CSS's tag must never see an uploader's value for
+    /// it, also not after the profile changes.
     pub fn owns(&self, key: &str) -> bool {
-        self.all().contains(&key)
+        self.all().contains(&key) || TagProfile::ALL.iter().any(|profile| profile.result_key() == key)
     }
 
     /// The object's own tags: everything not under our keys.
@@ -552,6 +557,24 @@ mod tests {
         assert_eq!(
             guardduty.verify(&sealer(), SUBJECT, &plan.tags),
             Some(SealOrigin::Scanned)
+        );
+    }
+
+    #[test]
+    fn every_profiles_result_key_is_ours_whatever_the_profile() {
+        let keys = TagKeys::default();
+        let forged = pairs(&[
+            ("GuardDutyMalwareScanStatus", "NO_THREATS_FOUND"),
+            ("scan-result", "Clean"),
+            ("team", "qa"),
+        ]);
+        assert_eq!(keys.foreign(&forged), pairs(&[("team", "qa")]));
+        let plan = plan(&keys, &sealer(), &forged, &values(&infected()), target(true));
+        assert!(
+            !plan
+                .tags
+                .iter()
+                .any(|(k, _)| k == "GuardDutyMalwareScanStatus" || k == "scan-result")
         );
     }
 

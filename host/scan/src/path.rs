@@ -263,7 +263,14 @@ impl Scanner {
                 arrived: info.tags.clone(),
             },
         ));
-        if phases::runs_actions(&verdict, &plan) {
+        let rollback = target.contain_only && !verdict.contains();
+        if rollback {
+            host_actions.push(format!(
+                "{}: not the current version; clean, so no action ran (promoting it would roll the key back)",
+                info.url()
+            ));
+        }
+        if phases::runs_actions(&verdict, &plan) && !rollback {
             let storage: Arc<dyn StorageBackend> = actions.clone();
             let mut acted = runner::act(
                 &self.engine,

@@ -25,6 +25,10 @@ pub struct Target {
     /// Skip objects an agent sealed a result on, for exactly these bytes,
     /// with this engine and signature version (a sweep's "already current").
     pub skip_if_scanned_with: Option<String>,
+    /// Run actions only for verdicts that keep the object out. For an
+    /// on-demand scan of a version that is not the current one: promoting
+    /// it would roll the current object back to older bytes.
+    pub contain_only: bool,
 }
 
 impl Target {
@@ -38,6 +42,7 @@ impl Target {
             size: None,
             rescan: false,
             skip_if_scanned_with: None,
+            contain_only: false,
         }
     }
 

@@ -3,8 +3,9 @@
 //! `GET /v1/jobs/{id}` tells how it went. Jobs live in the memory of the
 //! process that accepted them (behind a load balancer: sticky sessions,
 //! or poll the object's tags and the notifications instead); at most
-//! `max-jobs` are kept, finished ones forgotten oldest first, and a server
-//! whose jobs are all unfinished refuses new ones (429).
+//! `max-jobs` are kept, finished ones forgotten oldest first; a server
+//! whose jobs are all unfinished refuses new ones (429), and so does one
+//! key with a quarter of them unfinished (one caller cannot take them all).
 
 use crate::errors::ApiError;
 use serde::Serialize;
@@ -59,9 +60,24 @@ impl Jobs {
         }
     }
 
-    /// Records a new queued job; refuses when every kept job is unfinished.
+    /// Records a new queued job; refuses when every kept job is unfinished,
+    /// or when the owner has its share unfinished.
     pub fn create(&self, mut job: Job) -> Result<Job, ApiError> {
         let mut inner = self.inner.lock().unwrap();
+        let share = (self.max / 4).max(1);
+        let unfinished = |job: &&Job| matches!(job.status, JobStatus::Queued | JobStatus::Running);
+        let owned = inner
+            .jobs
+            .values()
+            .filter(unfinished)
+            .filter(|j| j.owner == job.owner)
+            .count();
+        if owned >= share {
+            return Err(ApiError::too_many_requests(format!(
+                "key `{}` has {owned} object-scan jobs unfinished (at most {share} per key)",
+                job.owner
+            )));
+        }
         while inner.jobs.len() >= self.max {
             let finished = inner.order.iter().position(|id| {
                 inner
@@ -126,10 +142,27 @@ mod tests {
 
     #[test]
     fn finished_jobs_make_room_and_unfinished_ones_refuse() {
-        let jobs = Jobs::new(2);
+        let jobs = Jobs::new(8);
         let first = jobs.create(job("a")).unwrap();
         let second = jobs.create(job("a")).unwrap();
-        assert_eq!(jobs.create(job("a")).unwrap_err().code, "too_many_requests");
+        assert_eq!(
+            jobs.create(job("a")).unwrap_err().code,
+            "too_many_requests",
+            "a's share is 2"
+        );
+        for _ in 0..2 {
+            jobs.create(job("b")).unwrap();
+        }
+        for _ in 0..2 {
+            jobs.create(job("c")).unwrap();
+        }
+        jobs.create(job("d")).unwrap();
+        jobs.create(job("e")).unwrap();
+        assert_eq!(
+            jobs.create(job("f")).unwrap_err().code,
+            "too_many_requests",
+            "all 8 unfinished"
+        );
         jobs.update(&first.id, |j| j.status = JobStatus::Done);
         let third = jobs.create(job("a")).unwrap();
         assert!(jobs.get(&first.id, "a").is_none(), "the oldest finished is forgotten");

@@ -51,6 +51,9 @@ pub struct Api {
     limits: BodyLimits,
     config: ServeConfig,
     jobs: Jobs,
+    /// Jobs that may wait for a scan slot at once (half the slots): jobs
+    /// never crowd out the synchronous requests.
+    job_slots: tokio::sync::Semaphore,
 }
 
 /// Why the API could not start.
@@ -75,6 +78,8 @@ impl Api {
             spool_threshold: started.agent.spool_threshold_bytes,
             spool_dir: started.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            min_rate: config.min_body_bytes_per_sec,
+            budget: agent.spool_budget.clone(),
         };
         Ok(Self {
             gate: Gate::new(
@@ -83,6 +88,7 @@ impl Api {
                 Duration::from_secs(config.queue_wait_secs),
             ),
             jobs: Jobs::new(config.max_jobs),
+            job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
             agent,
             keys,
             limits,

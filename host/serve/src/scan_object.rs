@@ -12,7 +12,6 @@ use crate::errors::{ApiError, json_response};
 use crate::jobs::{Job, JobStatus};
 use bucketscan_agent::agent::Handled;
 use bucketscan_core::object::printable;
-use bucketscan_scan::Target;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode, header};
@@ -68,16 +67,15 @@ pub async fn handle(
             format!("bucket `{}` is not declared in the config", printable(&wanted.bucket)),
         ));
     }
-    let target = Target {
-        version_id: wanted.version_id.clone(),
-        rescan: true,
-        ..Target::new(&wanted.bucket, &wanted.key)
-    };
     if respond_async {
-        return start_job(api, caller, target);
+        return start_job(api, caller, wanted);
     }
     let _slot = api.gate.admit().await?;
-    match api.agent.handle_target(&target).await {
+    match api
+        .agent
+        .scan_on_demand(&wanted.bucket, &wanted.key, wanted.version_id.as_deref())
+        .await
+    {
         Handled::Scanned(report) => {
             let body = serde_json::to_value(&*report).map_err(|err| ApiError::internal(err.to_string()))?;
             Ok(json_response(StatusCode::OK, &body))
@@ -87,7 +85,7 @@ pub async fn handle(
     }
 }
 
-fn start_job(api: &Arc<Api>, caller: &Caller, target: Target) -> Result<Response<Full<Bytes>>, ApiError> {
+fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<Response<Full<Bytes>>, ApiError> {
     let job = api.jobs.create(Job {
         id: String::new(),
         status: JobStatus::Queued,
@@ -103,11 +101,25 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: Target) -> Result<Response
     let api_for_job = api.clone();
     tokio::spawn(async move {
         let api = api_for_job;
-        // Jobs wait for a slot as long as it takes: they are bounded by
-        // max-jobs, not by the request queue.
+        // Jobs wait as long as it takes — bounded in number by max-jobs,
+        // and at most half the slots' worth of them queue for a slot.
+        let _job_slot = api.job_slots.acquire().await;
         let _slot = api.gate.admit_patiently().await;
         api.jobs.update(&id, |job| job.status = JobStatus::Running);
-        let handled = api.agent.handle_target(&target).await;
+        let timeout = std::time::Duration::from_secs(api.config.job_timeout_secs.max(1));
+        let scan = api
+            .agent
+            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref());
+        let Ok(handled) = tokio::time::timeout(timeout, scan).await else {
+            api.jobs.update(&id, |job| {
+                job.status = JobStatus::Failed;
+                job.error = Some(serde_json::json!({
+                    "code": "scan_timeout",
+                    "message": format!("the job took longer than {} s", timeout.as_secs()),
+                }));
+            });
+            return;
+        };
         api.jobs.update(&id, |job| match handled {
             Handled::Scanned(report) => {
                 job.status = JobStatus::Done;

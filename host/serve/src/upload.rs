@@ -21,6 +21,10 @@ pub struct BodyLimits {
     pub spool_dir: PathBuf,
     /// The longest silence between two chunks.
     pub idle: Duration,
+    /// After the first `idle`, the body must have averaged this rate.
+    pub min_rate: u64,
+    /// Shared with the agent's spooled objects.
+    pub budget: std::sync::Arc<bucketscan_agent::budget::SpoolBudget>,
 }
 
 /// A received body.
@@ -32,7 +36,13 @@ pub struct Received {
 
 enum Sink {
     Memory(Vec<u8>),
-    File(std::fs::File, PathBuf),
+    File(std::fs::File, PathBuf, bucketscan_agent::budget::Reservation),
+}
+
+/// Writes off the async workers' backs (a slow disk must not stall them).
+fn write(file: &mut std::fs::File, bytes: &[u8]) -> Result<(), ApiError> {
+    tokio::task::block_in_place(|| file.write_all(bytes))
+        .map_err(|err| ApiError::internal(format!("spool file: {err}")))
 }
 
 pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLimits) -> Result<Received, ApiError> {
@@ -44,8 +54,20 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
     let mut sink = Sink::Memory(Vec::new());
     // From here on a spool file is removed when `spooled` drops.
     let mut spooled: Option<SpooledFileGuard> = None;
+    let started = std::time::Instant::now();
     loop {
-        let frame = match tokio::time::timeout(limits.idle, body.frame()).await {
+        // The body's deadline grows with what arrived: idle + size / rate.
+        let allowed = limits.idle + Duration::from_secs_f64(size as f64 / limits.min_rate.max(1) as f64);
+        let left = allowed.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(ApiError::request_timeout(format!(
+                "the body arrives slower than {} bytes/s ({size} bytes in {:.1} s)",
+                limits.min_rate,
+                started.elapsed().as_secs_f64()
+            )));
+        }
+        let frame = match tokio::time::timeout(limits.idle.min(left), body.frame()).await {
+            Err(_) if left < limits.idle => continue, // the rate check above answers
             Err(_) => {
                 return Err(ApiError::request_timeout(format!(
                     "no body bytes for {} s after {size} bytes",
@@ -65,27 +87,34 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
         if let Sink::Memory(bytes) = &mut sink
             && size > limits.spool_threshold
         {
+            // Disk for the whole body (as announced, or the most it may
+            // be), before a byte of it is written.
+            let wanted = announced.unwrap_or(limits.max_bytes);
+            let reserved = limits.budget.try_reserve(wanted).map_err(|why| match why {
+                bucketscan_agent::budget::NoRoom::Never { .. } => ApiError::too_large(limits.max_bytes.min(wanted)),
+                bucketscan_agent::budget::NoRoom::NotNow { .. } => {
+                    ApiError::overloaded(format!("no spool space for a {wanted}-byte body now: {why}"))
+                }
+            })?;
             let (file, path) = spool_file(&limits.spool_dir)?;
             spooled = Some(SpooledFileGuard(path.clone()));
             let mut file = file;
-            file.write_all(bytes)
-                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?;
-            sink = Sink::File(file, path);
+            write(&mut file, bytes)?;
+            sink = Sink::File(file, path, reserved);
         }
         match &mut sink {
             Sink::Memory(bytes) => bytes.extend_from_slice(&data),
-            Sink::File(file, _) => file
-                .write_all(&data)
-                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?,
+            Sink::File(file, _, _) => write(file, &data)?,
         }
     }
     let body = match sink {
         Sink::Memory(bytes) => ObjectBody::from_bytes(bytes),
-        Sink::File(file, path) => {
-            file.sync_data().ok();
+        Sink::File(file, path, reserved) => {
             drop(file);
-            let file = SpooledFile::temporary(path).map_err(|err| ApiError::internal(format!("spool file: {err}")))?;
-            // The SpooledFile removes it from now on.
+            let file = SpooledFile::temporary(path)
+                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?
+                .with_guard(reserved);
+            // The SpooledFile removes it (and frees its space) from now on.
             std::mem::forget(spooled.take());
             ObjectBody::File(std::sync::Arc::new(file))
         }

@@ -18,6 +18,9 @@ pub struct Held {
     pub scanned: Option<String>,
     /// Where it came from, when its key says (`SOURCE-BUCKET/KEY`).
     pub source: Option<String>,
+    /// The SHA-256 S3 keeps for the copy (the agent copies with a SHA-256
+    /// checksum): what `release --sha256` wants. `None` when S3 has none.
+    pub sha256: Option<String>,
 }
 
 /// Why the list stopped.
@@ -55,6 +58,18 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect();
             let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let sha256 = s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .ok()
+                .and_then(|head| head.checksum_sha256().map(str::to_owned))
+                .and_then(|b64| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok())
+                .filter(|digest| digest.len() == 32)
+                .map(hex::encode);
             let source = key
                 .split_once('/')
                 .filter(|(source_bucket, _)| agent.started_with.buckets.contains_key(*source_bucket))
@@ -68,6 +83,7 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
                 finding: tag(&keys.signature),
                 scanned: tag(&keys.date),
                 source,
+                sha256,
             });
         }
     }

@@ -3,7 +3,10 @@
 //! In order, each step only after the one before succeeded:
 //! 1. read the quarantined object and check its result tags are sealed by
 //!    an agent for exactly these bytes (nobody else's upload into the
-//!    quarantine bucket is released as if an agent had held it);
+//!    quarantine bucket is released as if an agent had held it), and that
+//!    they are the bytes the operator approved (their SHA-256: the key is
+//!    the uploader's, and another upload to it lands on the same
+//!    quarantine key);
 //! 2. allow-list its SHA-256 (`[allow-list] object`), so a later scan of
 //!    the same bytes passes — and only of the same bytes;
 //! 3. copy it to where it came from (or `--to`), tagged with the profile's
@@ -48,6 +51,9 @@ pub struct ReleaseRequest {
     pub by: Option<String>,
     /// Keep the quarantined copy.
     pub keep: bool,
+    /// The SHA-256 of the bytes the operator approved (from the alert or
+    /// `quarantine list`): anything else under the key is refused.
+    pub sha256: String,
 }
 
 /// What a release did.
@@ -78,6 +84,15 @@ pub enum ReleaseError {
          bytes or tags, or not quarantined by an agent): refusing to release it"
     )]
     NotSealed { url: String },
+    #[error(
+        "{url} holds other bytes than the ones approved (SHA-256 {actual}, approved {approved}): another upload to \
+         the same key was quarantined since; look at it before releasing anything"
+    )]
+    NotApproved {
+        url: String,
+        approved: String,
+        actual: String,
+    },
     #[error("{url}: {detail}")]
     Destination { url: String, detail: String },
     #[error("allow-listing {sha256}: {detail}; nothing was released")]
@@ -175,6 +190,13 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     if keys.verify(sealer, subject, &info.tags) != Some(SealOrigin::Written) {
         return Err(ReleaseError::NotSealed { url: from });
     }
+    if !body.sha256.eq_ignore_ascii_case(request.sha256.trim()) {
+        return Err(ReleaseError::NotApproved {
+            url: from,
+            approved: request.sha256.trim().to_owned(),
+            actual: body.sha256,
+        });
+    }
     let tag = |name: &str| info.tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let was = tag(&keys.result).unwrap_or_default();
     let finding = tag(&keys.signature);
@@ -193,7 +215,7 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
         }
     };
     let to = url(&to_bucket, &to_key);
-    let by = identity(agent, request.by.clone()).await;
+    let by = identity(agent, request.by.clone()).await.replace(['\n', '\r'], " ");
     let at = now_rfc3339();
     let reason = request.reason.replace(['\n', '\r'], " ");
 

@@ -25,8 +25,14 @@ pub struct ServeConfig {
     /// A client that sends no body bytes for this long is answered 408
     /// (and one that sends no complete headers for this long is dropped).
     pub idle_timeout_secs: u64,
+    /// The slowest a body may arrive on average (after the first
+    /// `idle-timeout-secs`): a client trickling bytes to hold a scan slot
+    /// is answered 408.
+    pub min_body_bytes_per_sec: u64,
     /// Object-scan jobs kept (finished ones are forgotten oldest first).
     pub max_jobs: usize,
+    /// The longest one job may run; then it fails with `scan_timeout`.
+    pub job_timeout_secs: u64,
     /// Pipelines anyone may use without a key. Empty: no anonymous access.
     pub anonymous_pipelines: Vec<String>,
     pub keys: Vec<ApiKeyConfig>,
@@ -41,7 +47,9 @@ impl Default for ServeConfig {
             queue_wait_secs: 30,
             request_timeout_secs: 300,
             idle_timeout_secs: 15,
+            min_body_bytes_per_sec: 32 * 1024,
             max_jobs: 1000,
+            job_timeout_secs: 3600,
             anonymous_pipelines: Vec::new(),
             keys: Vec::new(),
         }
