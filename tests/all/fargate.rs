@@ -44,47 +44,66 @@ fn cloudformation_templates_pass_cfn_lint() {
     }
 }
 
+/// A task's volumes mapped to local directories as a container runtime
+/// would mount them, the signature mirror bucket as a mirror fills it (the
+/// task syncs it into the shared volume), and the clamd "sidecar" reading
+/// that volume.
+struct TaskVolumes {
+    signatures: std::path::PathBuf,
+    scratch: std::path::PathBuf,
+    sidecar: clamd::ClamdServer,
+}
+
+impl TaskVolumes {
+    async fn new(world: &World) -> Self {
+        let signatures = world.dir.path().join("volumes/signatures");
+        let scratch = world.dir.path().join("volumes/tmp");
+        std::fs::create_dir_all(&signatures).unwrap();
+        std::fs::create_dir_all(&scratch).unwrap();
+        world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
+        let database = test_database(1, SystemTime::now(), "");
+        world
+            .aws
+            .s3
+            .put_object()
+            .bucket("signatures")
+            .key("clamav/daily.cud")
+            .body(database.clone().into())
+            .send()
+            .await
+            .unwrap();
+        std::fs::write(signatures.join("daily.cud"), &database).unwrap(); // clamd needs one to start
+        let sidecar = clamd::start_with_database(&signatures, free_port(), clamd::STREAM_MAX_BYTES).unwrap();
+        Self {
+            signatures,
+            scratch,
+            sidecar,
+        }
+    }
+
+    /// The stack's config with the container paths mapped here. The
+    /// scratch volume first: the paths mapped after it may themselves live
+    /// under /tmp.
+    fn map(&self, config: &str) -> String {
+        let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
+        config
+            .replace("\"/tmp", &format!("\"{}", self.scratch.display()))
+            .replace("/var/lib/bucketscan/signatures", &self.signatures.display().to_string())
+            .replace("/opt/bucketscan/plugins", &plugin_dir)
+            // The sidecar shares the task's loopback; here it has its own port.
+            .replace("127.0.0.1:3310", &self.sidecar.address())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let world = World::new().await;
     let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
     let agent_container = stack.container("agent");
 
-    // The task's volumes, mapped to local directories as a container
-    // runtime would mount them.
-    let signatures = world.dir.path().join("volumes/signatures");
-    let scratch = world.dir.path().join("volumes/tmp");
-    std::fs::create_dir_all(&signatures).unwrap();
-    std::fs::create_dir_all(&scratch).unwrap();
-    // The signature bucket, as a mirror would fill it; the agent syncs it
-    // into the shared volume, where the clamd "sidecar" reads it.
-    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
-    let database = test_database(1, SystemTime::now(), "");
-    world
-        .aws
-        .s3
-        .put_object()
-        .bucket("signatures")
-        .key("clamav/daily.cud")
-        .body(database.clone().into())
-        .send()
-        .await
-        .unwrap();
-    std::fs::write(signatures.join("daily.cud"), &database).unwrap(); // clamd needs one to start
-    let clamd_port = free_port();
-    let sidecar = clamd::start_with_database(&signatures, clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
-
+    let task = TaskVolumes::new(&world).await;
     let health_port = free_port();
-    let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
-    // The scratch volume first: the paths mapped after it may themselves
-    // live under /tmp.
-    let config = stack
-        .agent_config()
-        .replace("\"/tmp", &format!("\"{}", scratch.display()))
-        .replace("/var/lib/bucketscan/signatures", &signatures.display().to_string())
-        .replace("/opt/bucketscan/plugins", &plugin_dir)
-        // The sidecar shares the task's loopback; here it has its own port.
-        .replace("127.0.0.1:3310", &sidecar.address());
+    let config = task.map(&stack.agent_config());
     let mut env = stack.agent_environment(&agent_container, &config, |value| {
         value.replace("127.0.0.1:8080", &format!("127.0.0.1:{health_port}"))
     });
@@ -114,9 +133,9 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         credentials.authorized_requests() >= 1,
         "the SDK took its credentials from the container endpoint"
     );
-    assert!(signatures.join("daily.cud").exists());
+    assert!(task.signatures.join("daily.cud").exists());
     assert!(
-        signatures.join("bucketscan-canary.hsb").exists(),
+        task.signatures.join("bucketscan-canary.hsb").exists(),
         "the agent proved clamd loaded the volume"
     );
 
@@ -159,32 +178,8 @@ async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
     let stack = Stack::api_for_test(&world.topic_arn, &digest, "scans");
     let api_container = stack.container("api");
-    let signatures = world.dir.path().join("volumes/signatures");
-    let scratch = world.dir.path().join("volumes/tmp");
-    std::fs::create_dir_all(&signatures).unwrap();
-    std::fs::create_dir_all(&scratch).unwrap();
-    // The signature mirror and the clamd "sidecar", as for the agent's task.
-    world.aws.s3.create_bucket().bucket("signatures").send().await.unwrap();
-    let database = test_database(1, SystemTime::now(), "");
-    world
-        .aws
-        .s3
-        .put_object()
-        .bucket("signatures")
-        .key("clamav/daily.cud")
-        .body(database.clone().into())
-        .send()
-        .await
-        .unwrap();
-    std::fs::write(signatures.join("daily.cud"), &database).unwrap();
-    let sidecar = clamd::start_with_database(&signatures, free_port(), clamd::STREAM_MAX_BYTES).unwrap();
-    let plugin_dir = component("clamav_bridge").parent().unwrap().display().to_string();
-    let config = stack
-        .config("ApiConfig")
-        .replace("\"/tmp", &format!("\"{}", scratch.display()))
-        .replace("/var/lib/bucketscan/signatures", &signatures.display().to_string())
-        .replace("/opt/bucketscan/plugins", &plugin_dir)
-        .replace("127.0.0.1:3310", &sidecar.address());
+    let task = TaskVolumes::new(&world).await;
+    let config = task.map(&stack.config("ApiConfig"));
     assert!(config.contains("event-bus = \"scans\""), "{config}");
     let port = free_port();
     let mut env = stack.agent_environment(&api_container, &config, |value| value);

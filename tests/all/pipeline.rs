@@ -64,7 +64,7 @@ async fn a_clean_object_runs_the_clean_actions_with_their_grants() {
     assert_eq!(
         tagger.actions,
         vec![
-            "would tag s3://staging/docs/notes.txt scan-result=clean",
+            "would tag s3://staging/docs/notes.txt reviewed=clean",
             "would copy s3://staging/docs/notes.txt -> s3://production/docs/notes.txt",
             "tagged clean",
             "copied to production",
@@ -123,7 +123,7 @@ async fn a_write_to_a_bucket_outside_the_grant_fails_the_action() {
     // The result tags and the plugin's tag (granted) happened before the
     // refused copy; nothing else.
     assert_eq!(writes.len(), 2, "{writes:#?}");
-    assert!(writes[1].contains("\"scan-result\", \"clean\""), "{writes:#?}");
+    assert!(writes[1].contains("\"reviewed\", \"clean\""), "{writes:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,27 +206,36 @@ grants = { storage = ["quarantine"] }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_cannot_write_the_agents_result_tags() {
-    // An action tries to mark an infected object clean.
-    let body = r#"
+    // An action tries to mark an infected object clean: in our vocabulary,
+    // or in GuardDuty's or CSS's, which readers' policies may trust.
+    for (key, value) in [
+        ("bucketscan-result", "clean"),
+        ("GuardDutyMalwareScanStatus", "NO_THREATS_FOUND"),
+        ("scan-result", "Clean"),
+    ] {
+        let body = format!(
+            r#"
 [buckets.staging]
 [[buckets.staging.stages]]
 plugin = "clamav-bridge"
-grants = { clamav = true }
+grants = {{ clamav = true }}
 [[buckets.staging.stages]]
 plugin = "tagger"
-settings = { tag-key = "bucketscan-result", tag-value = "clean" }
-grants = { storage = ["staging"] }
-"#;
-    let (host, loaded, _dir) = load(body).await;
-    let (_, stages) = loaded.pipeline_for("staging", "eicar.txt").unwrap();
-    let (report, writes) = host
-        .run_recorded(&stages, object("staging", "eicar.txt", samples::eicar(), None))
-        .await;
-    let error = report.stages[1].error.as_deref().unwrap_or_default();
-    assert!(
-        error.contains("refused: tag `bucketscan-result` is one of the agent's result tags"),
-        "{error}"
-    );
-    assert_eq!(writes.len(), 1, "only the host's own result tags: {writes:?}");
-    assert!(writes[0].contains("\"bucketscan-result\", \"infected\""), "{writes:?}");
+settings = {{ tag-key = "{key}", tag-value = "{value}" }}
+grants = {{ storage = ["staging"] }}
+"#
+        );
+        let (host, loaded, _dir) = load(&body).await;
+        let (_, stages) = loaded.pipeline_for("staging", "eicar.txt").unwrap();
+        let (report, writes) = host
+            .run_recorded(&stages, object("staging", "eicar.txt", samples::eicar(), None))
+            .await;
+        let error = report.stages[1].error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains(&format!("refused: tag `{key}` is one of the agent's result tags")),
+            "{error}"
+        );
+        assert_eq!(writes.len(), 1, "only the host's own result tags: {writes:?}");
+        assert!(writes[0].contains("\"bucketscan-result\", \"infected\""), "{writes:?}");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod check;
 mod clamd_sidecar;
+mod config_args;
 mod health;
 mod inspect;
 mod output;

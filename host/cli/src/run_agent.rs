@@ -6,7 +6,6 @@ use bucketscan_agent::metrics::{Metrics, MetricsFormat};
 use bucketscan_agent::receive::{self, LoopSettings};
 use bucketscan_core::config::ConfigSource;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +13,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The config file (watched: changes are hot-reloaded).
-    #[arg(long, short, required_unless_present = "config_env", conflicts_with = "config_env")]
-    config: Option<PathBuf>,
-    /// Read the whole config from this environment variable instead (on
-    /// ECS, filled from an SSM parameter or a secret).
-    #[arg(long, value_name = "VAR")]
-    config_env: Option<String>,
+    #[command(flatten)]
+    config: crate::config_args::ConfigArgs,
     /// Serve /healthz, /readyz (and /metrics) on this address.
     #[arg(long, env = "BUCKETSCAN_HEALTH_ADDR", value_name = "HOST:PORT")]
     health_addr: Option<SocketAddr>,
@@ -36,11 +30,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let source = match (&args.config, &args.config_env) {
-        (Some(path), _) => ConfigSource::File(path.clone()),
-        (None, Some(var)) => ConfigSource::Env(var.clone()),
-        (None, None) => bail!("give --config FILE or --config-env VAR"),
-    };
+    let source = args.config.source()?;
     let config = bucketscan_agent::config::Config::load(&source)?;
     if config.agent.queues.is_empty() {
         bail!("{source}: [agent] queues is empty; name at least one SQS queue URL");

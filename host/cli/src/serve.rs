@@ -4,22 +4,16 @@
 use crate::run_agent::{start_background, stop_on_signal};
 use anyhow::{Context as _, bail};
 use bucketscan_agent::agent::Agent;
-use bucketscan_core::config::ConfigSource;
 use bucketscan_serve::{Api, auth};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The config file (watched: pipeline changes are hot-reloaded).
-    #[arg(long, short, required_unless_present = "config_env", conflicts_with = "config_env")]
-    config: Option<PathBuf>,
-    /// Read the whole config from this environment variable instead.
-    #[arg(long, value_name = "VAR")]
-    config_env: Option<String>,
+    #[command(flatten)]
+    config: crate::config_args::ConfigArgs,
     /// Where the API listens (also /healthz, /readyz, /openapi.yaml).
     #[arg(long, env = "BUCKETSCAN_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -42,11 +36,7 @@ pub struct ApiKeyArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let source = match (&args.config, &args.config_env) {
-        (Some(path), _) => ConfigSource::File(path.clone()),
-        (None, Some(var)) => ConfigSource::Env(var.clone()),
-        (None, None) => bail!("give --config FILE or --config-env VAR"),
-    };
+    let source = args.config.source()?;
     let config = bucketscan_agent::config::Config::load(&source)?;
     let signatures = config.signatures.clone();
     let agent = Arc::new(Agent::from_config(config).await?);

@@ -31,7 +31,7 @@ impl Action for Tagger {
         let object = stage.object();
         // `tag-key`/`tag-value` let a test try any tag (the agent's own
         // result tags among them, which the host must refuse).
-        let key = settings.text("tag-key")?.unwrap_or("scan-result");
+        let key = settings.text("tag-key")?.unwrap_or("reviewed");
         let value = settings.text("tag-value")?.unwrap_or(result_name(&verdict));
         let tagged = storage::tag(&object, &[(key.to_string(), value.to_string())]);
         // `ignore-errors` plays a careless (or lying) action: it reports
