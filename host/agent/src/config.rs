@@ -1,7 +1,8 @@
 //! The config file as the agent reads it: the sections of every crate,
 //! composed. Each section's type lives with the crate that uses it —
-//! `[host]` and `[clamav]` in the engine, `[plugins]`/`[buckets]` and
-//! `[tags]` in the core, `[agent]` and `[notifications]` here,
+//! `[host]` and `[clamav]` in the engine, `[plugins]`/`[buckets]`,
+//! `[tags]`, `[allow-list]` and `[serve]` in the core (the serve crate
+//! builds on this one), `[agent]` and `[notifications]` here,
 //! `[signatures]` in `signatures` — and each default is written once, in
 //! its type's `Default`. Every error names `FILE:LINE:COLUMN`.
 
