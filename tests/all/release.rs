@@ -135,7 +135,11 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
     assert!(metadata["bucketscan-release-reason"].contains("SEC-42"), "{metadata:?}");
     let list = String::from_utf8(world.body(LISTS, "allow-list.txt").await).unwrap();
     assert!(
-        list.starts_with(&format!("{digest} released s3://quarantine/")),
+        list.starts_with(&format!("{digest} a1-")),
+        "marked with the seal key: {list}"
+    );
+    assert!(
+        list.contains(" released s3://quarantine/staging/docs/vendor-test.txt by arn:aws:"),
         "{list}"
     );
     let notes = world.notifications().await;
@@ -178,20 +182,32 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
             .starts_with("s3://lists/allow-list.txt:1")
     );
 
-    // Different bytes carrying the same EICAR are scanned as usual.
+    // Different bytes carrying the same EICAR are scanned as usual — also
+    // when someone who can write the list object adds their digest
+    // without the agents' key.
+    let bundle = samples::zip_of("vendor-test.txt", &eicar);
+    let forged = format!(
+        "{list}{} a1-{} looks legitimate\n",
+        hex::encode(Sha256::digest(&bundle)),
+        "0".repeat(32)
+    );
     world
-        .put(
-            "again/bundle.zip",
-            samples::zip_of("vendor-test.txt", &eicar),
-            None,
-            &[],
-            &[],
-        )
-        .await;
+        .aws
+        .s3
+        .put_object()
+        .bucket(LISTS)
+        .key("allow-list.txt")
+        .body(ByteStream::from(forged.into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.put("again/bundle.zip", bundle, None, &[], &[]).await;
     world
         .wait_for(QUARANTINE, "staging/again/bundle.zip", Duration::from_secs(30), &agent)
         .await;
     assert!(!world.exists(PRODUCTION, "again/bundle.zip").await);
+    assert!(agent.log().contains("has no valid mark"), "the forged line is reported");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -110,14 +110,7 @@ impl Agent {
             )));
         }
         let publisher = FanOut::of(publishers);
-        let allow_list = match crate::allow_list::load(&clients.s3, &config.allow_list).await {
-            Ok(list) => list,
-            Err(err) => {
-                tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
-                AllowList::from_config(&config.allow_list)
-            }
-        };
-        let allow_list = Arc::new(ArcSwap::from_pointee(allow_list));
+
         let sealer = match &config.agent.seal_key {
             Some(source) => Sealer::new(source.read()?),
             None => {
@@ -125,6 +118,14 @@ impl Agent {
                 Sealer::ephemeral()
             }
         };
+        let allow_list = match crate::allow_list::load(&clients.s3, &config.allow_list, &sealer).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
+                AllowList::from_config(&config.allow_list)
+            }
+        };
+        let allow_list = Arc::new(ArcSwap::from_pointee(allow_list));
         let tag_keys = config.tags.clone();
         let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, pipelines_config).await?);
         Ok(Self {

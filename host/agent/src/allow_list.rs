@@ -9,6 +9,7 @@ use crate::agent::Agent;
 use crate::s3_store::errors::{is_not_found, is_precondition_failed};
 use aws_sdk_s3::primitives::ByteStream;
 use bucketscan_core::allow::{AllowList, AllowListConfig, parse_s3_url};
+use bucketscan_core::seal::Sealer;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,6 @@ use std::time::Duration;
 pub enum AllowListLoadError {
     #[error("{url}: {detail}")]
     Read { url: String, detail: String },
-    #[error(transparent)]
-    Invalid(#[from] bucketscan_core::allow::AllowListError),
     #[error("{url}: changed by someone else {attempts} times while appending; try again")]
     Contended { url: String, attempts: u32 },
 }
@@ -53,12 +52,19 @@ async fn read(s3: &aws_sdk_s3::Client, url: &str) -> Result<(String, Option<Stri
     Ok((text, etag))
 }
 
-/// The config's entries plus the list object's.
-pub async fn load(s3: &aws_sdk_s3::Client, config: &AllowListConfig) -> Result<AllowList, AllowListLoadError> {
+/// The config's entries plus the list object's lines that carry the
+/// agents' mark (the others are logged and skipped).
+pub async fn load(
+    s3: &aws_sdk_s3::Client,
+    config: &AllowListConfig,
+    sealer: &Sealer,
+) -> Result<AllowList, AllowListLoadError> {
     let mut list = AllowList::from_config(config);
     if let Some(url) = &config.object {
         let (text, _) = read(s3, url).await?;
-        list.add_text(url, &text)?;
+        for skipped in list.add_text(url, &text, sealer) {
+            tracing::error!("allow-list: {skipped}");
+        }
     }
     Ok(list)
 }
@@ -66,7 +72,7 @@ pub async fn load(s3: &aws_sdk_s3::Client, config: &AllowListConfig) -> Result<A
 /// Reloads the list into `agent` now; on failure the current one stays.
 pub async fn refresh(agent: &Agent) -> Result<usize, AllowListLoadError> {
     let config = &agent.started_with.allow_list;
-    let list = load(&agent.clients.s3, config).await?;
+    let list = load(&agent.clients.s3, config, &agent.scanner.sealer).await?;
     let entries = list.len();
     agent.scanner.allow_list.store(Arc::new(list));
     Ok(entries)
@@ -94,7 +100,8 @@ pub fn spawn_refresh(agent: Arc<Agent>) {
     });
 }
 
-/// Appends `line` to the list object, creating it if needed. The write is
+/// Appends `line` (made by [`AllowList::line`]) to the list object,
+/// creating it if needed. The write is
 /// conditional on the ETag read (or on absence), so two releases at once
 /// cannot lose each other's entry.
 pub async fn append(s3: &aws_sdk_s3::Client, url: &str, line: &str) -> Result<(), AllowListLoadError> {
@@ -105,8 +112,6 @@ pub async fn append(s3: &aws_sdk_s3::Client, url: &str, line: &str) -> Result<()
     })?;
     for _ in 0..ATTEMPTS {
         let (mut text, etag) = read(s3, url).await?;
-        // Never write a list the agents would refuse.
-        AllowList::default().add_text(url, &text)?;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }

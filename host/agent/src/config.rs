@@ -161,6 +161,13 @@ impl Config {
         self.allow_list
             .check_placement(&|bucket| self.buckets.get(bucket).is_some_and(|b| b.is_scanned()))
             .map_err(error)?;
+        if self.allow_list.object.is_some() && self.agent.seal_key.is_none() {
+            return Err(error(
+                "[allow-list] object: its lines are marked with the agents' seal key, and [agent] seal-key is not \
+                 set (without it every process has its own key and no mark would verify)"
+                    .into(),
+            ));
+        }
         self.serve
             .validate(&|name| self.buckets.contains_key(name))
             .map_err(error)?;

@@ -7,8 +7,13 @@
 //! Entries come from `[allow-list] sha256` in the config and, optionally,
 //! from an S3 object (`[allow-list] object`) that `bucketscan release`
 //! appends to and agents reload. Its format is one entry per line:
-//! `HEX-SHA256 [note]`, `#` starting a comment.
+//! `HEX-SHA256 MARK [note]`, `#` starting a comment, where MARK is an
+//! HMAC under the agents' seal key over the digest and the note
+//! ([`Sealer::mark_allowed`]): whoever can write the object but does not
+//! hold the key cannot add an entry. Lines without a valid mark are
+//! skipped and reported; the others still apply.
 
+use crate::seal::Sealer;
 use crate::verdict::{ResultName, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -117,37 +122,52 @@ impl AllowList {
         list
     }
 
-    /// Adds the entries of a list object's `text`, read from `source`.
-    /// One bad line refuses the whole text: a list half understood could
-    /// drop entries the operator relies on being *absent* from view.
-    pub fn add_text(&mut self, source: &str, text: &str) -> Result<(), AllowListError> {
-        let mut added = Vec::new();
+    /// Adds the entries of a list object's `text`, read from `source`,
+    /// whose marks `sealer` verifies; returns the lines skipped, and why.
+    pub fn add_text(&mut self, source: &str, text: &str, sealer: &Sealer) -> Vec<AllowListError> {
+        let mut skipped = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {
                 continue;
             }
-            let (digest, note) = match line.split_once(char::is_whitespace) {
-                Some((digest, note)) => (digest, Some(note.trim().to_owned()).filter(|n| !n.is_empty())),
-                None => (line, None),
+            let mut parts = line.splitn(3, char::is_whitespace);
+            let digest = parts.next().unwrap_or_default();
+            let mark = parts.next().unwrap_or_default();
+            let note = parts.next().unwrap_or_default().trim();
+            let problem = match check_digest(digest) {
+                Err(why) => Some(why),
+                Ok(()) if !sealer.verify_allowed(mark, digest, note) => Some(format!(
+                    "`{digest}` has no valid mark: not written by `bucketscan release` with this seal key (skipped)"
+                )),
+                Ok(()) => None,
             };
-            check_digest(digest).map_err(|why| AllowListError {
-                list: source.to_owned(),
-                line: index + 1,
-                why,
-            })?;
-            added.push((
-                digest.to_ascii_lowercase(),
-                AllowEntry {
-                    source: format!("{source}:{}", index + 1),
-                    note,
-                },
-            ));
+            if let Some(why) = problem {
+                skipped.push(AllowListError {
+                    list: source.to_owned(),
+                    line: index + 1,
+                    why,
+                });
+                continue;
+            }
+            self.entries.entry(digest.to_ascii_lowercase()).or_insert(AllowEntry {
+                source: format!("{source}:{}", index + 1),
+                note: Some(note.to_owned()).filter(|n| !n.is_empty()),
+            });
         }
-        for (digest, entry) in added {
-            self.entries.entry(digest).or_insert(entry);
-        }
-        Ok(())
+        skipped
+    }
+
+    /// A line for the list object: `sha256`, its mark, and `note` (one
+    /// line; newlines become spaces).
+    pub fn line(sealer: &Sealer, sha256: &str, note: &str) -> String {
+        let note = note.replace(['\n', '\r', '#'], " ");
+        let note = note.trim();
+        format!(
+            "{} {} {note}",
+            sha256.to_ascii_lowercase(),
+            sealer.mark_allowed(sha256, note)
+        )
     }
 
     pub fn get(&self, sha256: &str) -> Option<&AllowEntry> {
@@ -222,16 +242,20 @@ mod tests {
         }
     }
 
+    fn sealer() -> Sealer {
+        Sealer::new(b"0123456789abcdef".to_vec())
+    }
+
     #[test]
     fn only_the_exact_digest_is_allowed_and_never_an_error() {
         let mut list = AllowList::default();
-        list.add_text(
-            "s3://lists/allow.txt",
-            &format!("# released\n{A} false positive, ticket 7\n"),
-        )
-        .unwrap();
+        let text = format!(
+            "# released\n{}\n",
+            AllowList::line(&sealer(), A, "false positive, ticket 7")
+        );
+        assert!(list.add_text("s3://lists/allow-list.txt", &text, &sealer()).is_empty());
         let entry = list.allows(Some(A), &infected()).unwrap();
-        assert_eq!(entry.source, "s3://lists/allow.txt:2");
+        assert_eq!(entry.source, "s3://lists/allow-list.txt:2");
         assert_eq!(entry.note.as_deref(), Some("false positive, ticket 7"));
         let other = A.replace('2', "3");
         assert!(list.allows(Some(&other), &infected()).is_none());
@@ -247,21 +271,34 @@ mod tests {
             list.allows(Some(A), &blocked).is_none(),
             "a policy is not a false positive"
         );
-        assert!(
-            list.allows(Some(&A.to_uppercase().to_lowercase()), &infected())
-                .is_some()
-        );
     }
 
     #[test]
-    fn a_bad_line_is_named_and_refuses_the_text() {
+    fn lines_without_the_agents_mark_are_skipped_and_named() {
+        let good = AllowList::line(&sealer(), A, "ok");
+        let other = "b".repeat(64);
+        let text = [
+            good.clone(),
+            format!("{other} forged-by-someone"),
+            format!(
+                "{other} {}",
+                sealer().mark_allowed(&other, "note").replace("a1-", "a1-0")
+            ),
+            good.replace(" ok", " changed note"),
+            AllowList::line(&Sealer::new(b"another-key-0123456".to_vec()), &other, "x"),
+            "not-a-digest".into(),
+        ]
+        .join("\n");
         let mut list = AllowList::default();
-        let err = list.add_text("s3://l/a", &format!("{A}\nnot-a-digest\n")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "s3://l/a:2: `not-a-digest` is not a SHA-256 (64 hex digits)"
-        );
-        assert!(list.is_empty());
+        let skipped = list.add_text("s3://l/a", &text, &sealer());
+        assert_eq!(skipped.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4, 5, 6]);
+        assert!(skipped[0].to_string().starts_with("s3://l/a:2: "), "{}", skipped[0]);
+        assert_eq!(list.len(), 1);
+        assert!(list.get(A).is_some() && list.get(&other).is_none());
+    }
+
+    #[test]
+    fn config_entries_are_checked() {
         let config = AllowListConfig {
             sha256: vec![A.into(), "abc".into()],
             ..Default::default()

@@ -112,6 +112,42 @@ impl Sealer {
         (same == 0).then_some(origin)
     }
 
+    /// The mark that makes an allow-list line an agent's (`bucketscan
+    /// release` writes it): bound to the digest and the line's note.
+    pub fn mark_allowed(&self, sha256: &str, note: &str) -> String {
+        format!("a1-{}", self.allow_mac(sha256, note))
+    }
+
+    /// Whether `mark` is this key's mark for `sha256` and `note`.
+    pub fn verify_allowed(&self, mark: &str, sha256: &str, note: &str) -> bool {
+        let Some(mac) = mark.strip_prefix("a1-") else {
+            return false;
+        };
+        if mac.len() != MAC_HEX {
+            return false;
+        }
+        let expected = self.allow_mac(sha256, note);
+        let same = expected
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b.to_ascii_lowercase()));
+        same == 0
+    }
+
+    fn allow_mac(&self, sha256: &str, note: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        for bytes in [
+            &b"bucketscan-allow/1"[..],
+            sha256.to_ascii_lowercase().as_bytes(),
+            note.as_bytes(),
+        ] {
+            mac.update(&(bytes.len() as u64).to_be_bytes());
+            mac.update(bytes);
+        }
+        let digest = mac.finalize().into_bytes();
+        hex::encode(&digest[..MAC_HEX / 2])
+    }
+
     fn mac(&self, origin: SealOrigin, subject: SealSubject<'_>, tags: &[(String, String)]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         let mut field = |bytes: &[u8]| {

@@ -223,7 +223,8 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     // without its entry would be quarantined again by the next rescan.
     let allow_list = agent.started_with.allow_list.object.clone();
     if let Some(list) = &allow_list {
-        let line = format!("{} released {from} by {by} at {at}: {reason}", body.sha256);
+        let note = format!("released {from} by {by} at {at}: {reason}");
+        let line = bucketscan_core::allow::AllowList::line(sealer, &body.sha256, &note);
         crate::allow_list::append(&agent.clients.s3, list, &line)
             .await
             .map_err(|err| ReleaseError::AllowList {
