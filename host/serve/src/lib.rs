@@ -54,6 +54,9 @@ pub struct Api {
     /// Jobs that may wait for a scan slot at once (half the slots): jobs
     /// never crowd out the synchronous requests.
     job_slots: tokio::sync::Semaphore,
+    /// The last readiness answer, reused for a second: `/readyz` needs no
+    /// key, and must not let anyone make the server ping clamd at will.
+    readiness: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// Why the API could not start.
@@ -89,6 +92,7 @@ impl Api {
             ),
             jobs: Jobs::new(config.max_jobs),
             job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
+            readiness: std::sync::Mutex::new(None),
             agent,
             keys,
             limits,
@@ -126,9 +130,9 @@ impl Api {
         match path.as_str() {
             "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             "/readyz" => {
-                return match bucketscan_agent::health::readiness(&self.agent).await {
+                return match self.ready().await {
                     Ok(()) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))),
-                    Err(problems) => Err(ApiError::not_ready(problems.join("; "))),
+                    Err(problems) => Err(ApiError::not_ready(problems)),
                 };
             }
             "/openapi.yaml" => {
@@ -156,6 +160,19 @@ impl Api {
             (job, &Method::GET) if job.starts_with("/v1/jobs/") => self.job(&caller, &job["/v1/jobs/".len()..]),
             _ => Err(ApiError::not_found("not_found", format!("no such path: {path}"))),
         }
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        if let Some((at, answer)) = self.readiness.lock().unwrap().as_ref()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return answer.clone();
+        }
+        let answer = bucketscan_agent::health::readiness(&self.agent)
+            .await
+            .map_err(|problems| problems.join("; "));
+        *self.readiness.lock().unwrap() = Some((Instant::now(), answer.clone()));
+        answer
     }
 
     fn job(&self, caller: &Caller, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
