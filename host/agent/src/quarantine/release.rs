@@ -183,11 +183,15 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     };
     let body = body.read().await.map_err(|err| read_failed(err.to_string()))?;
     info.sha256 = Some(body.sha256.clone());
-    let subject = SealSubject {
+    // A quarantine copy is an agent's write; an object quarantined in
+    // place (`mode = "tag"`) carries the seal of its scan.
+    let written = SealSubject {
         version_id: None,
         ..info.seal_subject()
     };
-    if keys.verify(sealer, subject, &info.tags) != Some(SealOrigin::Written) {
+    let sealed = keys.verify(sealer, written, &info.tags) == Some(SealOrigin::Written)
+        || keys.verify(sealer, info.seal_subject(), &info.tags) == Some(SealOrigin::Scanned);
+    if !sealed {
         return Err(ReleaseError::NotSealed { url: from });
     }
     if !body.sha256.eq_ignore_ascii_case(request.sha256.trim()) {
@@ -342,8 +346,11 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
         None => None,
     };
 
-    // 5. Out of quarantine.
-    if !request.keep {
+    // 5. Out of quarantine — unless it was released in place: the "copy"
+    // then is the object, and deleting the source would delete it.
+    let in_place = (to_bucket.as_str(), to_key.as_str()) == (request.bucket.as_str(), request.key.as_str());
+    let delete = !request.keep && !in_place;
+    if delete {
         store.delete(&info).await.map_err(|err| ReleaseError::Delete {
             url: from.clone(),
             detail: err.to_string(),
@@ -360,6 +367,6 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
         reason,
         allow_list,
         published,
-        quarantined_copy_deleted: !request.keep,
+        quarantined_copy_deleted: delete,
     })
 }
