@@ -264,9 +264,15 @@ async fn an_object_quarantined_in_place_is_released_in_place_and_kept() {
     let config = world.config(&clamd::shared().address(), "");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains(r#"mode = "move", bucket = "quarantine""#));
-    std::fs::write(&config, text.replace(r#"mode = "move", bucket = "quarantine""#, r#"mode = "tag""#)).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(r#"mode = "move", bucket = "quarantine""#, r#"mode = "tag""#),
+    )
+    .unwrap();
     let agent = world.start_agent(&config);
-    world.put("held.txt", samples::eicar(), Some("text/plain"), &[], &[]).await;
+    world
+        .put("held.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while world.tag(STAGING, "held.txt", "bucketscan-quarantine").await.is_none() {
         assert!(std::time::Instant::now() < deadline, "{}", agent.log());
@@ -289,7 +295,10 @@ async fn an_object_quarantined_in_place_is_released_in_place_and_kept() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["quarantined_copy_deleted"], false);
     assert_eq!(world.body(STAGING, "held.txt").await, samples::eicar(), "still there");
-    assert_eq!(world.tag(STAGING, "held.txt", "bucketscan-result").await.as_deref(), Some("allowed"));
+    assert_eq!(
+        world.tag(STAGING, "held.txt", "bucketscan-result").await.as_deref(),
+        Some("allowed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
