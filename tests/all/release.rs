@@ -21,6 +21,32 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     })
 }
 
+/// `bucketscan release --config CONFIG OBJECT --reason REASON --sha256
+/// SHA256 --output json EXTRA...`.
+fn release(
+    world: &World,
+    config: &std::path::Path,
+    object: &str,
+    reason: &str,
+    sha256: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "release",
+        "--config",
+        config.to_str().unwrap(),
+        object,
+        "--reason",
+        reason,
+        "--sha256",
+        sha256,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    world.cli(&args)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not() {
     let world = World::new().await;
@@ -71,33 +97,28 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
 
     // Only the bytes the operator approved: a release naming other bytes
     // (another upload to the same key since) is refused, nothing moves.
-    let out = world.cli(&[
-        "release",
-        "--config",
-        config_arg,
-        &format!("s3://{QUARANTINE}/{held_key}"),
-        "--reason",
+    let held_url = format!("s3://{QUARANTINE}/{held_key}");
+    let out = release(
+        &world,
+        &config,
+        &held_url,
         "approved something else",
-        "--sha256",
         &"0".repeat(64),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds other bytes than the ones approved"));
     assert!(world.exists(QUARANTINE, &held_key).await && !world.exists(STAGING, "docs/vendor-test.txt").await);
 
     // Released: back where it came from, tagged allowed, recorded.
-    let out = world.cli(&[
-        "release",
-        "--config",
-        config_arg,
-        &format!("s3://{QUARANTINE}/{held_key}"),
-        "--reason",
+    let out = release(
+        &world,
+        &config,
+        &held_url,
         "vendor's test file, ticket SEC-42",
-        "--sha256",
         &digest,
-        "--output",
-        "json",
-    ]);
+        &[],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let released = json(&out);
     assert_eq!(released["to"], "s3://staging/docs/vendor-test.txt");
@@ -227,16 +248,15 @@ async fn release_refuses_what_no_agent_quarantined() {
         .send()
         .await
         .unwrap();
-    let out = world.cli(&[
-        "release",
-        "--config",
-        config.to_str().unwrap(),
+    let eicar_digest = hex::encode(Sha256::digest(samples::eicar()));
+    let out = release(
+        &world,
+        &config,
         "s3://quarantine/staging/planted.txt",
-        "--reason",
         "trust me",
-        "--sha256",
-        &hex::encode(Sha256::digest(samples::eicar())),
-    ]);
+        &eicar_digest,
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -245,16 +265,7 @@ async fn release_refuses_what_no_agent_quarantined() {
     );
     assert!(!world.exists(STAGING, "planted.txt").await, "nothing released");
     assert!(world.exists(QUARANTINE, "staging/planted.txt").await, "nothing deleted");
-    let out = world.cli(&[
-        "release",
-        "--config",
-        config.to_str().unwrap(),
-        "s3://quarantine/x",
-        "--reason",
-        " ",
-        "--sha256",
-        "00",
-    ]);
+    let out = release(&world, &config, "s3://quarantine/x", " ", "00", &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--reason is empty"));
 }
 
@@ -278,20 +289,9 @@ async fn an_object_quarantined_in_place_is_released_in_place_and_kept() {
         assert!(std::time::Instant::now() < deadline, "{}", agent.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let out = world.cli(&[
-        "release",
-        "--config",
-        config.to_str().unwrap(),
-        "s3://staging/held.txt",
-        "--to",
-        "s3://staging/held.txt",
-        "--reason",
-        "in place",
-        "--sha256",
-        &hex::encode(Sha256::digest(samples::eicar())),
-        "--output",
-        "json",
-    ]);
+    let digest = hex::encode(Sha256::digest(samples::eicar()));
+    let url = "s3://staging/held.txt";
+    let out = release(&world, &config, url, "in place", &digest, &["--to", url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["quarantined_copy_deleted"], false);
     assert_eq!(world.body(STAGING, "held.txt").await, samples::eicar(), "still there");
