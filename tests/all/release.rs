@@ -284,16 +284,42 @@ async fn an_object_quarantined_in_place_is_released_in_place_and_kept() {
     world
         .put("held.txt", samples::eicar(), Some("text/plain"), &[], &[])
         .await;
+    // An uploader's key that looks like a quarantine record of another
+    // bucket: an in-place object is released where it is, never there.
+    world
+        .put("production/evil.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while world.tag(STAGING, "held.txt", "bucketscan-quarantine").await.is_none() {
-        assert!(std::time::Instant::now() < deadline, "{}", agent.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for key in ["held.txt", "production/evil.txt"] {
+        while world.tag(STAGING, key, "bucketscan-quarantine").await.is_none() {
+            assert!(std::time::Instant::now() < deadline, "{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let digest = hex::encode(Sha256::digest(samples::eicar()));
     let url = "s3://staging/held.txt";
     let out = release(&world, &config, url, "in place", &digest, &["--to", url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json(&out)["quarantined_copy_deleted"], false);
+    let evil = "s3://staging/production/evil.txt";
+    let out = release(
+        &world,
+        &config,
+        evil,
+        "looks fine",
+        &digest,
+        &["--to", "s3://production/evil.txt"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("released in place only"));
+    let out = release(&world, &config, evil, "looks fine", &digest, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out)["to"], evil);
+    assert!(
+        !world.exists(PRODUCTION, "evil.txt").await,
+        "never copied where its key points"
+    );
+    assert!(world.exists(STAGING, "production/evil.txt").await);
     assert_eq!(world.body(STAGING, "held.txt").await, samples::eicar(), "still there");
     assert_eq!(
         world.tag(STAGING, "held.txt", "bucketscan-result").await.as_deref(),

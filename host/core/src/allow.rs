@@ -28,6 +28,10 @@ pub struct AllowListConfig {
     pub object: Option<String>,
     /// How often agents reload the object, in seconds.
     pub refresh_secs: Option<u64>,
+    /// Digests never allowed, whatever the list object says: how an entry
+    /// is revoked (a line deleted from the object could be written back
+    /// from an older copy of it).
+    pub revoked: Vec<String>,
 }
 
 impl AllowListConfig {
@@ -38,6 +42,9 @@ impl AllowListConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (index, digest) in self.sha256.iter().enumerate() {
             check_digest(digest).map_err(|why| format!("[allow-list] sha256[{index}]: {why}"))?;
+        }
+        for (index, digest) in self.revoked.iter().enumerate() {
+            check_digest(digest).map_err(|why| format!("[allow-list] revoked[{index}]: {why}"))?;
         }
         if let Some(object) = &self.object {
             parse_s3_url(object).map_err(|why| format!("[allow-list] object: {why}"))?;
@@ -94,6 +101,7 @@ pub struct AllowEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     entries: HashMap<String, AllowEntry>,
+    revoked: std::collections::HashSet<String>,
 }
 
 /// A line of a list object that is not an entry.
@@ -109,7 +117,10 @@ pub struct AllowListError {
 impl AllowList {
     /// The config's own entries.
     pub fn from_config(config: &AllowListConfig) -> Self {
-        let mut list = Self::default();
+        let mut list = Self {
+            revoked: config.revoked.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            ..Self::default()
+        };
         for digest in &config.sha256 {
             list.entries.insert(
                 digest.to_ascii_lowercase(),
@@ -137,7 +148,7 @@ impl AllowList {
             let note = parts.next().unwrap_or_default().trim();
             let problem = match check_digest(digest) {
                 Err(why) => Some(why),
-                Ok(()) if !sealer.verify_allowed(mark, digest, note) => Some(format!(
+                Ok(()) if !sealer.verify_allowed(mark, source, digest, note) => Some(format!(
                     "`{digest}` has no valid mark: not written by `bucketscan release` with this seal key (skipped)"
                 )),
                 Ok(()) => None,
@@ -158,20 +169,24 @@ impl AllowList {
         skipped
     }
 
-    /// A line for the list object: `sha256`, its mark, and `note` (one
-    /// line; newlines become spaces).
-    pub fn line(sealer: &Sealer, sha256: &str, note: &str) -> String {
+    /// A line for the list object `list`: `sha256`, its mark, and `note`
+    /// (one line; newlines become spaces).
+    pub fn line(sealer: &Sealer, list: &str, sha256: &str, note: &str) -> String {
         let note = note.replace(['\n', '\r', '#'], " ");
         let note = note.trim();
         format!(
             "{} {} {note}",
             sha256.to_ascii_lowercase(),
-            sealer.mark_allowed(sha256, note)
+            sealer.mark_allowed(list, sha256, note)
         )
     }
 
     pub fn get(&self, sha256: &str) -> Option<&AllowEntry> {
-        self.entries.get(sha256)
+        let sha256 = sha256.to_ascii_lowercase();
+        if self.revoked.contains(&sha256) {
+            return None;
+        }
+        self.entries.get(&sha256)
     }
 
     pub fn len(&self) -> usize {
@@ -251,7 +266,7 @@ mod tests {
         let mut list = AllowList::default();
         let text = format!(
             "# released\n{}\n",
-            AllowList::line(&sealer(), A, "false positive, ticket 7")
+            AllowList::line(&sealer(), "s3://lists/allow-list.txt", A, "false positive, ticket 7")
         );
         assert!(list.add_text("s3://lists/allow-list.txt", &text, &sealer()).is_empty());
         let entry = list.allows(Some(A), &infected()).unwrap();
@@ -275,26 +290,33 @@ mod tests {
 
     #[test]
     fn lines_without_the_agents_mark_are_skipped_and_named() {
-        let good = AllowList::line(&sealer(), A, "ok");
+        let good = AllowList::line(&sealer(), "s3://l/a", A, "ok");
         let other = "b".repeat(64);
+        let forged_mark = sealer().mark_allowed("s3://l/a", &other, "note").replace("a1-", "a1-0");
         let text = [
             good.clone(),
             format!("{other} forged-by-someone"),
-            format!(
-                "{other} {}",
-                sealer().mark_allowed(&other, "note").replace("a1-", "a1-0")
-            ),
+            format!("{other} {forged_mark} note"),
             good.replace(" ok", " changed note"),
-            AllowList::line(&Sealer::new(b"another-key-0123456".to_vec()), &other, "x"),
+            AllowList::line(&Sealer::new(b"another-key-0123456".to_vec()), "s3://l/a", &other, "x"),
+            AllowList::line(&sealer(), "s3://another/list", &other, "moved from another list"),
             "not-a-digest".into(),
         ]
         .join("\n");
         let mut list = AllowList::default();
         let skipped = list.add_text("s3://l/a", &text, &sealer());
-        assert_eq!(skipped.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4, 5, 6]);
+        assert_eq!(skipped.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7]);
         assert!(skipped[0].to_string().starts_with("s3://l/a:2: "), "{}", skipped[0]);
         assert_eq!(list.len(), 1);
         assert!(list.get(A).is_some() && list.get(&other).is_none());
+        // Revoked in the config: the marked line no longer counts.
+        let config = AllowListConfig {
+            revoked: vec![A.to_uppercase()],
+            ..Default::default()
+        };
+        let mut revoked = AllowList::from_config(&config);
+        revoked.add_text("s3://l/a", &text, &sealer());
+        assert!(revoked.allows(Some(A), &infected()).is_none());
     }
 
     #[test]

@@ -113,20 +113,21 @@ impl Sealer {
     }
 
     /// The mark that makes an allow-list line an agent's (`bucketscan
-    /// release` writes it): bound to the digest and the line's note.
-    pub fn mark_allowed(&self, sha256: &str, note: &str) -> String {
-        format!("a1-{}", self.allow_mac(sha256, note))
+    /// release` writes it): bound to the list it is in, the digest and
+    /// the line's note.
+    pub fn mark_allowed(&self, list: &str, sha256: &str, note: &str) -> String {
+        format!("a1-{}", self.allow_mac(list, sha256, note))
     }
 
-    /// Whether `mark` is this key's mark for `sha256` and `note`.
-    pub fn verify_allowed(&self, mark: &str, sha256: &str, note: &str) -> bool {
+    /// Whether `mark` is this key's mark for `sha256` and `note` in `list`.
+    pub fn verify_allowed(&self, mark: &str, list: &str, sha256: &str, note: &str) -> bool {
         let Some(mac) = mark.strip_prefix("a1-") else {
             return false;
         };
         if mac.len() != MAC_HEX {
             return false;
         }
-        let expected = self.allow_mac(sha256, note);
+        let expected = self.allow_mac(list, sha256, note);
         let same = expected
             .bytes()
             .zip(mac.bytes())
@@ -134,11 +135,13 @@ impl Sealer {
         same == 0
     }
 
-    fn allow_mac(&self, sha256: &str, note: &str) -> String {
+    fn allow_mac(&self, list: &str, sha256: &str, note: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let sha256 = sha256.to_ascii_lowercase();
         for bytes in [
             &b"bucketscan-allow/1"[..],
-            sha256.to_ascii_lowercase().as_bytes(),
+            list.as_bytes(),
+            sha256.as_bytes(),
             note.as_bytes(),
         ] {
             mac.update(&(bytes.len() as u64).to_be_bytes());

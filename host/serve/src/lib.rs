@@ -56,7 +56,9 @@ pub struct Api {
     job_slots: tokio::sync::Semaphore,
     /// The last readiness answer, reused for a second: `/readyz` needs no
     /// key, and must not let anyone make the server ping clamd at will.
-    readiness: std::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// One check at a time: a burst while clamd hangs waits for the one
+    /// in flight instead of opening a connection each.
+    readiness: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// Why the API could not start.
@@ -92,7 +94,7 @@ impl Api {
             ),
             jobs: Jobs::new(config.max_jobs),
             job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
-            readiness: std::sync::Mutex::new(None),
+            readiness: tokio::sync::Mutex::new(None),
             agent,
             keys,
             limits,
@@ -163,7 +165,8 @@ impl Api {
     }
 
     async fn ready(&self) -> Result<(), String> {
-        if let Some((at, answer)) = self.readiness.lock().unwrap().as_ref()
+        let mut cached = self.readiness.lock().await;
+        if let Some((at, answer)) = cached.as_ref()
             && at.elapsed() < Duration::from_secs(1)
         {
             return answer.clone();
@@ -171,7 +174,7 @@ impl Api {
         let answer = bucketscan_agent::health::readiness(&self.agent)
             .await
             .map_err(|problems| problems.join("; "));
-        *self.readiness.lock().unwrap() = Some((Instant::now(), answer.clone()));
+        *cached = Some((Instant::now(), answer.clone()));
         answer
     }
 

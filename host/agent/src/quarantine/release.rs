@@ -189,11 +189,13 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
         version_id: None,
         ..info.seal_subject()
     };
-    let sealed = keys.verify(sealer, written, &info.tags) == Some(SealOrigin::Written)
-        || keys.verify(sealer, info.seal_subject(), &info.tags) == Some(SealOrigin::Scanned);
-    if !sealed {
+    let in_place = if keys.verify(sealer, written, &info.tags) == Some(SealOrigin::Written) {
+        false
+    } else if keys.verify(sealer, info.seal_subject(), &info.tags) == Some(SealOrigin::Scanned) {
+        true
+    } else {
         return Err(ReleaseError::NotSealed { url: from });
-    }
+    };
     if !body.sha256.eq_ignore_ascii_case(request.sha256.trim()) {
         return Err(ReleaseError::NotApproved {
             url: from,
@@ -207,17 +209,48 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     let engine = tag(&keys.engine);
     let verdict = recorded_verdict(keys.profile.parse(&was), finding.as_deref(), engine.as_deref());
 
-    let (to_bucket, to_key) = match request.to.clone().or_else(|| origin(agent, &request.key)) {
-        Some(to) => to,
-        None => {
-            return Err(ReleaseError::Destination {
-                url: from,
-                detail: "its key does not start with a bucket the config declares, so where it came from is \
-                         unknown; give --to s3://BUCKET/KEY"
-                    .into(),
-            });
+    let destination_error = |detail: &str| ReleaseError::Destination {
+        url: from.clone(),
+        detail: detail.to_owned(),
+    };
+    let (to_bucket, to_key) = if in_place {
+        // Held where it was scanned (`mode = "tag"`): released there, and
+        // nowhere else — its key is the uploader's, not a quarantine's
+        // record of where it came from. Only a result that keeps objects
+        // out is released.
+        if !matches!(
+            keys.profile.parse(&was),
+            Some(ResultName::Infected | ResultName::Blocked | ResultName::Unscannable)
+        ) {
+            return Err(destination_error(&format!(
+                "its result is `{was}`, not one that keeps an object out: nothing to release"
+            )));
+        }
+        let here = (request.bucket.clone(), request.key.clone());
+        if request.to.as_ref().is_some_and(|to| *to != here) {
+            return Err(destination_error(
+                "it was held in place (scanned there, not copied to a quarantine), so it is released in place \
+                 only; copy it elsewhere after the release",
+            ));
+        }
+        here
+    } else {
+        match request.to.clone().or_else(|| origin(agent, &request.key)) {
+            Some(to) => to,
+            None => {
+                return Err(destination_error(
+                    "its key does not start with a bucket the config declares, so where it came from is unknown; \
+                     give --to s3://BUCKET/KEY",
+                ));
+            }
         }
     };
+    if !agent.started_with.buckets.contains_key(&to_bucket) {
+        return Err(destination_error(&format!(
+            "bucket `{to_bucket}` is not declared in the config ([buckets.{to_bucket}]): release writes only to \
+             buckets it knows by name"
+        )));
+    }
     let to = url(&to_bucket, &to_key);
     let by = identity(agent, request.by.clone()).await.replace(['\n', '\r'], " ");
     let at = now_rfc3339();
@@ -228,7 +261,7 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     let allow_list = agent.started_with.allow_list.object.clone();
     if let Some(list) = &allow_list {
         let note = format!("released {from} by {by} at {at}: {reason}");
-        let line = bucketscan_core::allow::AllowList::line(sealer, &body.sha256, &note);
+        let line = bucketscan_core::allow::AllowList::line(sealer, list, &body.sha256, &note);
         crate::allow_list::append(&agent.clients.s3, list, &line)
             .await
             .map_err(|err| ReleaseError::AllowList {
@@ -348,7 +381,6 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
 
     // 5. Out of quarantine — unless it was released in place: the "copy"
     // then is the object, and deleting the source would delete it.
-    let in_place = (to_bucket.as_str(), to_key.as_str()) == (request.bucket.as_str(), request.key.as_str());
     let delete = !request.keep && !in_place;
     if delete {
         store.delete(&info).await.map_err(|err| ReleaseError::Delete {
