@@ -95,15 +95,7 @@ impl TagProfile {
         if value == self.allowed_value() {
             return Some(ResultName::Clean);
         }
-        [
-            ResultName::Clean,
-            ResultName::Infected,
-            ResultName::Blocked,
-            ResultName::Unscannable,
-            ResultName::Error,
-        ]
-        .into_iter()
-        .find(|name| self.value(*name) == value)
+        ResultName::ALL.into_iter().find(|name| self.value(*name) == value)
     }
 }
 

@@ -24,6 +24,19 @@ pub enum UnscannableReason {
 }
 
 impl UnscannableReason {
+    pub const ALL: [UnscannableReason; 5] = [
+        Self::Encrypted,
+        Self::TooLarge,
+        Self::LimitsExceeded,
+        Self::StaleSignatures,
+        Self::NotScanned,
+    ];
+
+    /// The reason `name` (its `as_str`) names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Encrypted => "encrypted",
@@ -62,6 +75,14 @@ pub enum ResultName {
 }
 
 impl ResultName {
+    pub const ALL: [ResultName; 5] = [
+        Self::Clean,
+        Self::Infected,
+        Self::Blocked,
+        Self::Unscannable,
+        Self::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Clean => "clean",

@@ -58,11 +58,6 @@ impl Gate {
     pub async fn admit_patiently(&self) -> Option<Admitted> {
         self.slots.clone().acquire_owned().await.ok().map(Admitted)
     }
-
-    /// Scans running now.
-    pub fn busy(&self, concurrency: usize) -> usize {
-        concurrency - self.slots.available_permits()
-    }
 }
 
 #[cfg(test)]

@@ -34,9 +34,11 @@ pub struct Received {
     pub size: u64,
 }
 
+/// Where the body goes. A spool file is a `NamedTempFile` until the body
+/// is complete: an aborted upload removes it on drop.
 enum Sink {
     Memory(Vec<u8>),
-    File(std::fs::File, PathBuf, bucketscan_agent::budget::Reservation),
+    File(tempfile::NamedTempFile, bucketscan_agent::budget::Reservation),
 }
 
 /// Writes off the async workers' backs (a slow disk must not stall them).
@@ -52,8 +54,6 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut sink = Sink::Memory(Vec::new());
-    // From here on a spool file is removed when `spooled` drops.
-    let mut spooled: Option<SpooledFileGuard> = None;
     let started = std::time::Instant::now();
     loop {
         // The body's deadline grows with what arrived: idle + size / rate.
@@ -96,30 +96,28 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
                     ApiError::overloaded(format!("no spool space for a {wanted}-byte body now: {why}"))
                 }
             })?;
-            let (file, path) = spool_file(&limits.spool_dir)?;
-            spooled = Some(SpooledFileGuard(path.clone()));
-            let mut file = file;
-            write(&mut file, bytes)?;
-            sink = Sink::File(file, path, reserved);
+            let mut file = spool_file(&limits.spool_dir)?;
+            write(file.as_file_mut(), bytes)?;
+            sink = Sink::File(file, reserved);
         }
         match &mut sink {
             Sink::Memory(bytes) => bytes.extend_from_slice(&data),
-            Sink::File(file, _, _) => write(file, &data)?,
+            Sink::File(file, _) => write(file.as_file_mut(), &data)?,
         }
     }
     let body = match sink {
         Sink::Memory(bytes) => ObjectBody::from_bytes(bytes),
-        Sink::File(file, path, reserved) => {
-            drop(file);
-            let file = SpooledFile::temporary(path)
-                .map_err(|err| ApiError::internal(format!("spool file: {err}")))?
-                .with_guard(reserved);
+        Sink::File(file, reserved) => {
+            let failed = |err: std::io::Error| ApiError::internal(format!("spool file: {err}"));
+            let path = file.into_temp_path().keep().map_err(|err| failed(err.error))?;
             // The SpooledFile removes it (and frees its space) from now on.
-            std::mem::forget(spooled.take());
-            ObjectBody::File(std::sync::Arc::new(file))
+            let spooled = SpooledFile::temporary(path.clone()).map_err(|err| {
+                let _ = std::fs::remove_file(&path);
+                failed(err)
+            })?;
+            ObjectBody::File(std::sync::Arc::new(spooled.with_guard(reserved)))
         }
     };
-    drop(spooled);
     Ok(Received {
         body,
         sha256: hex::encode(hasher.finalize()),
@@ -127,20 +125,10 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
     })
 }
 
-/// Removes a spool file that never became a body (an aborted upload).
-struct SpooledFileGuard(PathBuf);
-
-impl Drop for SpooledFileGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn spool_file(dir: &std::path::Path) -> Result<(std::fs::File, PathBuf), ApiError> {
+fn spool_file(dir: &std::path::Path) -> Result<tempfile::NamedTempFile, ApiError> {
     std::fs::create_dir_all(dir).map_err(|err| ApiError::internal(format!("spool dir {}: {err}", dir.display())))?;
     tempfile::Builder::new()
         .prefix("bucketscan-upload-")
         .tempfile_in(dir)
-        .and_then(|file| file.keep().map_err(|err| err.error))
         .map_err(|err| ApiError::internal(format!("spool file in {}: {err}", dir.display())))
 }

@@ -139,15 +139,7 @@ fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine:
             }],
         },
         Some(ResultName::Unscannable) => {
-            let reason = [
-                UnscannableReason::Encrypted,
-                UnscannableReason::TooLarge,
-                UnscannableReason::LimitsExceeded,
-                UnscannableReason::StaleSignatures,
-            ]
-            .into_iter()
-            .find(|r| r.as_str() == signature)
-            .unwrap_or(UnscannableReason::NotScanned);
+            let reason = UnscannableReason::from_name(&signature).unwrap_or(UnscannableReason::NotScanned);
             Verdict::Unscannable {
                 reason,
                 detail: signature,
@@ -157,10 +149,10 @@ fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine:
     }
 }
 
-/// Percent-encoded, capped: S3 metadata is ASCII, 2 KB in all.
+/// Percent-encoded (control characters and everything past ASCII),
+/// capped: S3 metadata is ASCII, 2 KB in all.
 fn metadata_value(text: &str, max: usize) -> String {
     let encoded = percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS).to_string();
-    let encoded: String = encoded.chars().filter(|c| c.is_ascii()).collect();
     bucketscan_engine::text::cap(&encoded, max)
 }
 
