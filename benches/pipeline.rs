@@ -58,10 +58,7 @@ where
 }
 
 fn object(info: &Arc<ObjectInfo>, body: &ObjectBody) -> ScanObject {
-    ScanObject {
-        info: info.clone(),
-        body: body.clone(),
-    }
+    ScanObject::new(info.clone(), body.clone())
 }
 
 /// The native equivalent of a no-op inspector.

@@ -416,3 +416,44 @@ async fn an_old_version_is_scanned_on_demand_with_its_actions() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--version-id needs one object"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allow_listed_finding_never_skips_the_policy_stages_after_it() {
+    let world = World::new().await;
+    let exe = std::fs::read(samples::clamav_testfile("clam.exe")).unwrap();
+    let eicar = samples::eicar();
+    let allowed = [hex::encode(Sha256::digest(&exe)), hex::encode(Sha256::digest(&eicar))];
+    // ClamAV first, the file-type policy after it: the order in which a
+    // lifted finding used to end inspection before the policy ran.
+    let clamav_first = "[[buckets.staging.stages]]\nplugin = \"clamav-bridge\"\ngrants = { clamav = true }\n";
+    let config = world.config_with(
+        &clamd::shared().address(),
+        clamav_first,
+        r#"deny = ["executable"]"#,
+        &format!("[allow-list]\nsha256 = [\"{}\", \"{}\"]\n", allowed[0], allowed[1]),
+    );
+    let agent = world.start_agent(&config);
+    world.put("tools/clam.exe", exe, None, &[], &[]).await;
+    world.put("notes/eicar.txt", eicar, None, &[], &[]).await;
+
+    // The released executable is still an executable: blocked, contained.
+    world
+        .wait_for(QUARANTINE, "staging/tools/clam.exe", Duration::from_secs(60), &agent)
+        .await;
+    let tags = world.tags(QUARANTINE, "staging/tools/clam.exe").await;
+    let result = tags.iter().find(|(k, _)| k == "bucketscan-result").map(|(_, v)| v.as_str());
+    assert_eq!(result, Some("blocked"), "{tags:?}\n{}", agent.log());
+    assert!(!world.exists(PRODUCTION, "tools/clam.exe").await);
+    // A released finding with no policy against it still passes.
+    world
+        .wait_for(PRODUCTION, "notes/eicar.txt", Duration::from_secs(60), &agent)
+        .await;
+    assert!(
+        world
+            .tag(PRODUCTION, "notes/eicar.txt", "bucketscan-signature")
+            .await
+            .is_some_and(|s| s.starts_with("allow-listed")),
+        "{}",
+        agent.log()
+    );
+}

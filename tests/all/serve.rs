@@ -187,6 +187,20 @@ async fn uploads_are_scanned_by_the_pipelines_inspectors_from_real_clients() {
     assert_eq!(report["result"], "unscannable", "{report:#}");
     assert_eq!(report["verdict"]["reason"], "encrypted");
 
+    // What clamd answers OK for without opening is not clean here either:
+    // a RAR (no unrar), and a zip whose member is a zstd stream.
+    let eicar_bytes = samples::eicar();
+    let rar = samples::write(dir, "x.rar", &bucketscan_unpack::samples::rar4("x.com", &eicar_bytes));
+    let zst = bucketscan_unpack::samples::wrap(bucketscan_core::formats::Format::Zstd, &eicar_bytes, "x").unwrap();
+    let nested = samples::write(dir, "n.zip", &bucketscan_unpack::samples::zip(&[("x.zst", &zst)], 8));
+    for (file, name) in [(&rar, "x.rar"), (&nested, "n.zip")] {
+        let header = format!("X-Bucketscan-Filename: {name}");
+        let (status, report, _) = curl_scan(&api, key, "uploads", file, &["-H", &header]);
+        assert_eq!(status, 200, "{report:#}");
+        assert_eq!(report["result"], "unscannable", "{name}: {report:#}");
+        assert_eq!(report["verdict"]["reason"], "unsupported-container", "{name}");
+    }
+
     // A disguised executable: the filetype inspector blocks it.
     let exe = samples::write(dir, "photo.jpg", &std::fs::read("/bin/true").unwrap());
     let (_, report, _) = curl_scan(&api, key, "uploads", &exe, &["-H", "X-Bucketscan-Filename: photo.jpg"]);

@@ -85,6 +85,7 @@ impl TestHost {
             tag_keys: TagKeys::default(),
             sealer: Sealer::ephemeral(),
             allow_list: Default::default(),
+            spool: bucketscan_scan::spool::SpoolConfig::in_temp_dir(64 << 30),
         };
         let routing = OnePipeline {
             stages: Arc::from(stages.to_vec()),
@@ -195,14 +196,12 @@ pub fn clamav_grant() -> Grants {
 
 /// An in-memory object in `bucket` under `key`.
 pub fn object(bucket: &str, key: &str, bytes: Vec<u8>, content_type: Option<&str>) -> ScanObject {
-    ScanObject {
-        info: Arc::new(ObjectInfo {
-            bucket: bucket.into(),
-            key: key.into(),
-            size: bytes.len() as u64,
-            content_type: content_type.map(str::to_owned),
-            ..ObjectInfo::default()
-        }),
-        body: ObjectBody::from_bytes(bytes),
-    }
+    let info = Arc::new(ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        size: bytes.len() as u64,
+        content_type: content_type.map(str::to_owned),
+        ..ObjectInfo::default()
+    });
+    ScanObject::new(info, ObjectBody::from_bytes(bytes))
 }

@@ -1,6 +1,7 @@
 //! A recording proxy in front of the local AWS server: the agent under
 //! test talks to it as its `AWS_ENDPOINT_URL`, and the test reads back
-//! every request it made (see `recording_proxy.py`).
+//! every request it made, and injects faults into chosen ones (see
+//! `recording_proxy.py` for the rules).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 pub struct Recorder {
     pub port: u16,
     log: std::path::PathBuf,
+    faults: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _child: Child,
 }
@@ -18,6 +20,7 @@ impl Recorder {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
         std::fs::write(&log, "").unwrap();
+        let faults = dir.path().join("faults.json");
         let port = crate::free_port();
         let script = crate::workspace().join("tests/support/recording_proxy.py");
         let args = vec![
@@ -28,6 +31,8 @@ impl Recorder {
             upstream.trim_start_matches("http://").to_owned(),
             "--log".into(),
             log.display().to_string(),
+            "--faults".into(),
+            faults.display().to_string(),
         ];
         let child = crate::clamd::spawn_tied(move || {
             let mut command = Command::new("python3");
@@ -39,6 +44,7 @@ impl Recorder {
         Self {
             port,
             log,
+            faults,
             _dir: dir,
             _child: child,
         }
@@ -46,6 +52,19 @@ impl Recorder {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the fault rules (JSON objects, see `recording_proxy.py`);
+    /// the proxy applies them from its next request on.
+    pub fn set_faults(&self, rules: &[serde_json::Value]) {
+        let partial = self.faults.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(rules).unwrap()).unwrap();
+        std::fs::rename(&partial, &self.faults).unwrap();
+    }
+
+    /// Requests a fault rule fired on.
+    pub fn faulted(&self) -> Vec<serde_json::Value> {
+        self.requests().into_iter().filter(|r| r.get("fault").is_some()).collect()
     }
 
     /// Every request so far: method, path (decoded), query, x-amz headers.

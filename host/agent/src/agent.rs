@@ -3,13 +3,14 @@
 //! only when no object in it came back [`Handled::Retry`].
 
 use crate::aws::Clients;
-use crate::budget::SpoolBudget;
+use bucketscan_scan::spool::SpoolBudget;
 use crate::config::Config;
 use crate::config::NotificationsConfig;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::{EventBridgePublisher, FanOut, SnsPublisher};
 use crate::reload::LivePipelines;
-use crate::s3_store::{S3Store, SpoolConfig};
+use crate::s3_store::S3Store;
+use bucketscan_scan::spool::SpoolConfig;
 use crate::signatures::SignatureState;
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::AllowList;
@@ -70,7 +71,7 @@ impl Agent {
             .keys()
             .filter_map(|bucket| Some((bucket.clone(), pipelines_config.expected_owner(bucket)?.to_owned())))
             .collect();
-        let mut store = S3Store::new(clients.clone(), spool, owners);
+        let mut store = S3Store::new(clients.clone(), spool.clone(), owners);
         store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
         store.part_size = config.agent.multipart_copy_part_bytes;
 
@@ -137,6 +138,7 @@ impl Agent {
                 tag_keys,
                 sealer,
                 allow_list,
+                spool,
             },
             pipelines,
             clients,
@@ -156,6 +158,11 @@ impl Agent {
     }
 
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
+        if event.on_demand {
+            return self
+                .scan_on_demand(&event.bucket, &event.key, event.version_id.as_deref())
+                .await;
+        }
         let target = Target {
             version_id: event.version_id.clone(),
             etag: event.etag.clone(),

@@ -87,6 +87,10 @@ pub struct AgentConfig {
     pub multipart_copy_threshold_bytes: u64,
     /// Part size of multipart copies (S3: 5 MiB to 5 GiB).
     pub multipart_copy_part_bytes: u64,
+    /// The longest one object may take from its event to its last action
+    /// (a hung S3 request, a stalled body); past it the object's message
+    /// returns to the queue for another try.
+    pub object_timeout_secs: u64,
 }
 
 impl Default for AgentConfig {
@@ -106,6 +110,7 @@ impl Default for AgentConfig {
             path_style: false,
             multipart_copy_threshold_bytes: 5 * 1024 * 1024 * 1024,
             multipart_copy_part_bytes: 512 * 1024 * 1024,
+            object_timeout_secs: 3600,
         }
     }
 }
@@ -182,6 +187,9 @@ impl Config {
             return Err(error(
                 "[agent] multipart-copy-part-bytes: S3 parts are 5 MiB to 5 GiB".into(),
             ));
+        }
+        if self.agent.object_timeout_secs == 0 {
+            return Err(error("[agent] object-timeout-secs: at least 1".into()));
         }
         if self.agent.wait_time_secs > 20 {
             return Err(error("[agent] wait-time-secs: SQS allows at most 20".into()));

@@ -5,7 +5,6 @@
 //! - [`config`]: the config file, composed from every crate's sections.
 //! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
 //! - [`s3_store`]: the scan path's store on S3, pinned to the scanned bytes.
-//! - [`budget`]: the spool budget for large objects in flight.
 //! - [`notify`]: results to SNS and EventBridge.
 //! - [`allow_list`]: the allow-list object, reloaded and appended to.
 //! - [`signatures`]: ClamAV databases synced from S3, loaded, proven and kept fresh.
@@ -22,7 +21,6 @@
 pub mod agent;
 pub mod allow_list;
 pub mod aws;
-pub mod budget;
 pub mod config;
 mod error;
 pub mod health;

@@ -34,6 +34,9 @@ pub struct LoopSettings {
     /// After a shutdown request, how long objects in flight may take before
     /// their messages are released.
     pub stop_timeout: Duration,
+    /// The longest one object may take (a hung request, a stalled body):
+    /// past it the object's message returns for another try.
+    pub object_timeout: Duration,
 }
 
 /// Messages being handled right now: id -> (queue, receipt handle).
@@ -123,9 +126,11 @@ pub async fn run(
                 }
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
+                    // Even a panic while handling frees the entry and the
+                    // permit (and its heartbeat stops with it, see below):
+                    // the message then returns after its visibility timeout.
+                    let _done = Finished { in_flight, id, _permit: permit };
                     handle_message(&agent, &sqs, &settings, &queue, message).await;
-                    in_flight.lock().unwrap().remove(&id);
-                    drop(permit);
                 });
             }
         }
@@ -141,6 +146,33 @@ pub async fn run(
         release(&sqs, &in_flight).await;
     }
     tracing::info!("agent stopped");
+}
+
+/// Marks a message handled when dropped, however its task ended.
+struct Finished {
+    in_flight: InFlight,
+    id: String,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.remove(&self.id);
+        }
+    }
+}
+
+/// A task aborted when this is dropped: the heartbeat that keeps a message
+/// invisible must never outlive the handling it covers (a panic, a
+/// deadline, a shutdown), or the message would stay invisible for the
+/// life of the process.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Makes the messages still in flight visible again at once, for another
@@ -197,7 +229,7 @@ async fn handle_message(
     };
 
     // Keep the message invisible while its objects are scanned.
-    let heartbeat = {
+    let heartbeat = AbortOnDrop({
         let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.clone());
         let timeout = settings.visibility_timeout;
         tokio::spawn(async move {
@@ -218,18 +250,32 @@ async fn handle_message(
                 }
             }
         })
-    };
+    });
     let mut retry = Vec::new();
     for event in &events {
-        match agent.handle(event).await {
-            Handled::Scanned(report) => {
+        let handled = tokio::time::timeout(settings.object_timeout, agent.handle(event)).await;
+        match handled {
+            Ok(Handled::Scanned(report)) => {
                 tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
             }
-            Handled::Skipped(why) => tracing::debug!(message = %id, "{why}"),
-            Handled::Retry(why) => retry.push(why),
+            Ok(Handled::Skipped(why)) => tracing::debug!(message = %id, "{why}"),
+            Ok(Handled::Retry(why)) => retry.push(why),
+            Err(_) => {
+                // Whatever it was waiting for (a request that never
+                // answers) is dropped with it; what it did so far is safe
+                // to repeat.
+                let why = format!(
+                    "s3://{}/{}: not finished within [agent] object-timeout-secs ({} s); it is tried again",
+                    event.bucket,
+                    bucketscan_core::object::printable(&event.key),
+                    settings.object_timeout.as_secs()
+                );
+                tracing::error!(message = %id, "{why}");
+                retry.push(why);
+            }
         }
     }
-    heartbeat.abort();
+    drop(heartbeat);
 
     if retry.is_empty() {
         delete(sqs, queue, &receipt).await;
@@ -277,4 +323,44 @@ fn queue_lag(message: &SqsMessage) -> Option<Duration> {
         .ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     Some(now.saturating_sub(Duration::from_millis(sent_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_panic_while_handling_stops_the_heartbeat_and_frees_the_slot() {
+        let beats = Arc::new(AtomicUsize::new(0));
+        let permits = Arc::new(Semaphore::new(1));
+        let in_flight = InFlight::default();
+        in_flight.lock().unwrap().insert("m1".into(), ("q".into(), "r".into()));
+        let task = tokio::spawn({
+            let (beats, in_flight) = (beats.clone(), in_flight.clone());
+            let permit = permits.clone().acquire_owned().await.unwrap();
+            async move {
+                let _done = Finished {
+                    in_flight,
+                    id: "m1".into(),
+                    _permit: permit,
+                };
+                let _heartbeat = AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        beats.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                panic!("handling failed");
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let after = beats.load(Ordering::SeqCst);
+        assert!(after > 0, "it was beating");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(beats.load(Ordering::SeqCst), after, "no heartbeat after the panic");
+        assert!(in_flight.lock().unwrap().is_empty());
+        assert_eq!(permits.available_permits(), 1);
+    }
 }

@@ -45,6 +45,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_time: Duration::from_secs(config.agent.wait_time_secs),
         retry_backoff: Duration::from_secs(config.agent.retry_backoff_secs),
         stop_timeout: Duration::from_secs(args.stop_timeout_secs),
+        object_timeout: Duration::from_secs(config.agent.object_timeout_secs),
     };
     let signatures = config.signatures.clone();
     let mut agent = Agent::from_config(config).await?;

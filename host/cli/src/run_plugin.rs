@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// The Content-Type the file pretends to have.
     #[arg(long)]
     content_type: Option<String>,
+    /// The Content-Encoding the file pretends to have (e.g. `gzip`): the
+    /// scan decodes it first, as the agent does for such an object.
+    #[arg(long)]
+    content_encoding: Option<String>,
     /// Hosts a single plugin may POST to.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<String>,
@@ -140,6 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let store = LocalStore::new(LocalFile {
         path: args.file.clone(),
         content_type: args.content_type.clone(),
+        content_encoding: args.content_encoding.clone(),
         metadata: Vec::new(),
         tags: args.tags.clone(),
     });
@@ -151,6 +156,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tag_keys,
         sealer: Sealer::ephemeral(),
         allow_list: Arc::new(arc_swap::ArcSwap::from_pointee(allow_list)),
+        spool: bucketscan_scan::spool::SpoolConfig::in_temp_dir(64 << 30),
     };
     let target = Target::new(&bucket, &key);
     let report = scanner.scan(routing.as_ref(), &target).await;

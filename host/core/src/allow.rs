@@ -213,20 +213,32 @@ impl AllowList {
 
 impl AllowList {
     /// The verdict to record for bytes with `sha256` the pipeline judged
-    /// `verdict`: clean with the match when the list allows them, else
-    /// `verdict` unchanged.
-    pub fn apply(&self, sha256: Option<&str>, verdict: Verdict) -> (Verdict, Option<AllowMatch>) {
-        match (sha256, self.allows(sha256, &verdict)) {
-            (Some(sha256), Some(entry)) => {
-                let allowed = AllowMatch {
-                    sha256: sha256.to_owned(),
-                    verdict,
-                    entry: entry.clone(),
-                };
-                (Verdict::Clean, Some(allowed))
-            }
-            _ => (verdict, None),
+    /// `verdict`, where `later` are the verdicts of inspectors that ran
+    /// after it (see `VerdictFold`): clean with the match when the list
+    /// allows the bytes and no later inspector said anything the list
+    /// cannot lift (a policy's `blocked`, an `error`) — then that later
+    /// verdict stands; else `verdict` unchanged.
+    pub fn apply(&self, sha256: Option<&str>, verdict: Verdict, later: &[Verdict]) -> (Verdict, Option<AllowMatch>) {
+        let Some((sha256, entry)) = sha256.zip(self.allows(sha256, &verdict)) else {
+            return (verdict, None);
+        };
+        let liftable = |v: &Verdict| matches!(v.result_name(), ResultName::Infected | ResultName::Unscannable);
+        if let Some(standing) = later.iter().find(|v| !v.is_clean() && !liftable(v)) {
+            return (standing.clone(), None);
         }
+        let allowed = AllowMatch {
+            sha256: sha256.to_owned(),
+            verdict,
+            entry: entry.clone(),
+        };
+        (Verdict::Clean, Some(allowed))
+    }
+
+    /// Whether bytes with `sha256` are on the list at all: their findings
+    /// may be lifted, so every inspector must run (a later policy stage
+    /// must still have its say).
+    pub fn may_lift(&self, sha256: Option<&str>) -> bool {
+        sha256.is_some_and(|sha256| self.get(sha256).is_some())
     }
 }
 
@@ -317,6 +329,25 @@ mod tests {
         let mut revoked = AllowList::from_config(&config);
         revoked.add_text("s3://l/a", &text, &sealer());
         assert!(revoked.allows(Some(A), &infected()).is_none());
+    }
+
+    #[test]
+    fn a_lifted_finding_never_lifts_a_later_policy_verdict() {
+        let list = AllowList::from_config(&AllowListConfig {
+            sha256: vec![A.into()],
+            ..AllowListConfig::default()
+        });
+        assert!(list.may_lift(Some(A)) && !list.may_lift(None));
+        let (verdict, allowed) = list.apply(Some(A), infected(), &[Verdict::Clean]);
+        assert!(verdict.is_clean() && allowed.is_some(), "only findings after it: lifted");
+        let blocked = Verdict::Blocked {
+            reason: "executable".into(),
+        };
+        let (verdict, allowed) = list.apply(Some(A), infected(), &[Verdict::Clean, blocked.clone()]);
+        assert_eq!(verdict, blocked, "the file-type policy after the finding stands");
+        assert!(allowed.is_none());
+        let (verdict, _) = list.apply(Some(A), infected(), &[Verdict::error("plugin trapped")]);
+        assert_eq!(verdict.result_name(), ResultName::Error);
     }
 
     #[test]

@@ -19,6 +19,25 @@ pub struct ObjectEvent {
     pub size: Option<u64>,
     /// E.g. `ObjectCreated:Put`.
     pub event_name: String,
+    /// An on-demand scan handed over by `bucketscan serve` (see
+    /// [`on_demand_message`]): scanned even when already tagged, and a
+    /// version that is no longer current is contained, never promoted.
+    pub on_demand: bool,
+}
+
+/// The `type` of a message that hands an on-demand scan to the agents.
+const ON_DEMAND: &str = "bucketscan:on-demand-scan";
+
+/// A queue message that asks the agents to finish an on-demand scan of
+/// `bucket`/`key` (at `version_id`) that the API could not finish itself.
+pub fn on_demand_message(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    serde_json::json!({
+        "type": ON_DEMAND,
+        "bucket": bucket,
+        "key": key,
+        "version_id": version_id,
+    })
+    .to_string()
 }
 
 /// What a queue message turned out to be.
@@ -68,6 +87,23 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
         }
         return Ok(Message::Objects(objects));
     }
+    if value.get("type").and_then(Value::as_str) == Some(ON_DEMAND) {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| NotAnEvent(format!("{ON_DEMAND} without {name}")))
+        };
+        return Ok(Message::Objects(vec![ObjectEvent {
+            bucket: field("bucket")?.to_owned(),
+            key: field("key")?.to_owned(),
+            version_id: string(value, "version_id"),
+            etag: None,
+            size: None,
+            event_name: ON_DEMAND.to_owned(),
+            on_demand: true,
+        }]));
+    }
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return parse_eventbridge(value).map(|event| Message::Objects(event.into_iter().collect()));
     }
@@ -100,6 +136,7 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         etag: string(object, "eTag"),
         size: object.get("size").and_then(Value::as_u64),
         event_name: event_name.to_owned(),
+        on_demand: false,
     }))
 }
 
@@ -134,6 +171,7 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
                 .and_then(Value::as_str)
                 .unwrap_or("EventBridge")
         ),
+        on_demand: false,
     }))
 }
 
@@ -168,6 +206,18 @@ mod tests {
     const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
         "s3":{"bucket":{"name":"staging"},"object":{"key":"reports/Q3+r%C3%A9sum%C3%A9%2B1.pdf","size":68,"eTag":"44d88612fea8a8f36de82e1278abb02f","versionId":"v1"}}},
         {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"staging"},"object":{"key":"gone"}}}]}"#;
+
+    #[test]
+    fn an_on_demand_scan_handed_over_reads_back_as_one() {
+        let body = on_demand_message("staging", "a b+c.txt", Some("v2"));
+        let Message::Objects(objects) = parse_message(&body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(objects.len(), 1);
+        assert!(objects[0].on_demand);
+        assert_eq!(objects[0].key, "a b+c.txt", "not URL-encoded: taken as it is");
+        assert_eq!(objects[0].version_id.as_deref(), Some("v2"));
+    }
 
     #[test]
     fn native_events_decode_keys_and_keep_the_version() {

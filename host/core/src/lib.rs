@@ -9,6 +9,7 @@
 pub mod allow;
 pub mod config;
 pub mod events;
+pub mod formats;
 pub mod grants;
 pub mod object;
 pub mod phases;

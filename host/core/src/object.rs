@@ -72,10 +72,47 @@ impl ObjectInfo {
 
 /// The object under scan: metadata and bytes, shared read-only by every
 /// stage (the `object` resource of the contract).
+///
+/// `body` holds what a client receives: with a `Content-Encoding`, the
+/// decoded bytes (`decoded` says so); `info` describes the stored object
+/// (its size, ETag and SHA-256 are those of the stored bytes).
 #[derive(Debug, Clone)]
 pub struct ScanObject {
     pub info: Arc<ObjectInfo>,
     pub body: ObjectBody,
+    /// Set when the stored bytes were decoded for the scan.
+    pub decoded: Option<Decoded>,
+    /// The container and compression formats the host found in `body`.
+    pub survey: Arc<crate::formats::Survey>,
+}
+
+impl ScanObject {
+    /// The stored bytes themselves, nothing decoded or surveyed yet.
+    pub fn new(info: Arc<ObjectInfo>, body: ObjectBody) -> Self {
+        Self {
+            info,
+            body,
+            decoded: None,
+            survey: Arc::default(),
+        }
+    }
+
+    /// The size of what the stages read: the decoded size when the host
+    /// decoded the bytes, else the object's.
+    pub fn size(&self) -> u64 {
+        self.decoded.as_ref().map_or(self.info.size, |decoded| decoded.bytes)
+    }
+}
+
+/// What the host decoded before the scan: the object's `Content-Encoding`,
+/// undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decoded {
+    /// The codings, in the order the header lists them (applied first to
+    /// last, undone last to first).
+    pub content_encoding: Vec<String>,
+    /// The size of the decoded bytes.
+    pub bytes: u64,
 }
 
 /// The bytes of the object: held in memory when small, spooled to a local
@@ -211,6 +248,46 @@ impl ObjectBody {
             }
             Self::NotFetched => Err(not_fetched()),
         }
+    }
+}
+
+impl ObjectBody {
+    /// A reader over the bytes, from the start (seekable).
+    pub fn reader(&self) -> BodyReader {
+        BodyReader {
+            body: self.clone(),
+            position: 0,
+        }
+    }
+}
+
+/// Reads an [`ObjectBody`] as a stream (`Read` + `Seek`), for decoders and
+/// container walkers.
+#[derive(Debug, Clone)]
+pub struct BodyReader {
+    body: ObjectBody,
+    position: u64,
+}
+
+impl io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let chunk = self.body.read_at(self.position, buf.len().min(1 << 20))?;
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        self.position += chunk.len() as u64;
+        Ok(chunk.len())
+    }
+}
+
+impl io::Seek for BodyReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let len = self.body.len()?;
+        let target = match to {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::End(delta) => len.checked_add_signed(delta),
+            io::SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        self.position = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.position)
     }
 }
 

@@ -31,6 +31,9 @@ pub enum Flow {
 #[derive(Debug, Default)]
 pub struct VerdictFold {
     reached: Option<Verdict>,
+    /// Verdicts of inspectors that ran after the first one other than
+    /// clean (only when the runner keeps going, see [`Flow`]).
+    later: Vec<Verdict>,
 }
 
 impl VerdictFold {
@@ -43,8 +46,16 @@ impl VerdictFold {
         self.reached.as_ref()
     }
 
-    /// Records one inspector's decision.
+    /// Records one inspector's decision. After the first verdict other
+    /// than clean the answer is [`Flow::Stop`]; an inspector run anyway is
+    /// recorded among [`VerdictFold::later`] and cannot change the verdict.
     pub fn record(&mut self, decision: Decision) -> Flow {
+        if self.reached.as_ref().is_some_and(|v| !v.is_clean()) {
+            if let Decision::Verdict(verdict) = decision {
+                self.later.push(verdict);
+            }
+            return Flow::Stop;
+        }
         match decision {
             Decision::Continue => Flow::Next,
             Decision::Verdict(Verdict::Clean) => {
@@ -58,12 +69,14 @@ impl VerdictFold {
         }
     }
 
-    /// The final verdict.
-    pub fn finish(self) -> Verdict {
-        self.reached.unwrap_or_else(|| Verdict::Unscannable {
+    /// The final verdict, and the verdicts of inspectors that ran after it
+    /// was reached.
+    pub fn finish(self) -> (Verdict, Vec<Verdict>) {
+        let verdict = self.reached.unwrap_or_else(|| Verdict::Unscannable {
             reason: UnscannableReason::NotScanned,
             detail: "no inspector in the pipeline reached a verdict".into(),
-        })
+        });
+        (verdict, self.later)
     }
 }
 
@@ -92,7 +105,7 @@ mod tests {
         let mut inspection = VerdictFold::new();
         assert_eq!(inspection.record(Decision::Continue), Flow::Next);
         assert!(matches!(
-            inspection.finish(),
+            inspection.finish().0,
             Verdict::Unscannable {
                 reason: UnscannableReason::NotScanned,
                 ..
@@ -106,7 +119,7 @@ mod tests {
         assert_eq!(inspection.record(Decision::Verdict(Verdict::Clean)), Flow::Next);
         assert_eq!(inspection.so_far(), Some(&Verdict::Clean));
         assert_eq!(inspection.record(Decision::Verdict(infected())), Flow::Stop);
-        assert_eq!(inspection.finish(), infected());
+        assert_eq!(inspection.finish().0, infected());
     }
 
     #[test]
@@ -115,7 +128,7 @@ mod tests {
         inspection.record(Decision::Verdict(Verdict::Clean));
         let flow = inspection.record(Decision::Verdict(Verdict::error("plugin trapped")));
         assert_eq!(flow, Flow::Stop);
-        assert_eq!(inspection.finish().result_name(), ResultName::Error);
+        assert_eq!(inspection.finish().0.result_name(), ResultName::Error);
     }
 
     #[test]
@@ -123,7 +136,21 @@ mod tests {
         let mut inspection = VerdictFold::new();
         inspection.record(Decision::Verdict(Verdict::Clean));
         inspection.record(Decision::Continue);
-        assert!(inspection.finish().is_clean());
+        assert!(inspection.finish().0.is_clean());
+    }
+
+    #[test]
+    fn inspectors_run_past_the_verdict_are_kept_apart_and_change_nothing() {
+        let mut inspection = VerdictFold::new();
+        assert_eq!(inspection.record(Decision::Verdict(infected())), Flow::Stop);
+        let blocked = Verdict::Blocked {
+            reason: "executable".into(),
+        };
+        assert_eq!(inspection.record(Decision::Verdict(blocked.clone())), Flow::Stop);
+        inspection.record(Decision::Verdict(Verdict::Clean));
+        let (verdict, later) = inspection.finish();
+        assert_eq!(verdict, infected());
+        assert_eq!(later, vec![blocked, Verdict::Clean]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! notifications, and the agent's per-object log event.
 
 use crate::allow::AllowMatch;
-use crate::object::ObjectInfo;
+use crate::formats::Contained;
+use crate::object::{Decoded, ObjectInfo};
 use crate::pipeline::StageKind;
 use crate::tags::TagPlan;
 use crate::verdict::{Finding, ResultName, Verdict};
@@ -31,6 +32,10 @@ pub struct ScanReport {
     pub duration_ms: f64,
     /// Set when the allow-list turned the pipeline's verdict clean.
     pub allowed: Option<AllowMatch>,
+    /// Set when the host decoded a `Content-Encoding` before the scan.
+    pub decoded: Option<Decoded>,
+    /// The container and compression formats the host found inside.
+    pub contents: Vec<Contained>,
 }
 
 /// How one object's pass ended, for the event that brought it.
@@ -83,6 +88,8 @@ impl ScanReport {
             outcome: Outcome::Done,
             duration_ms: 0.0,
             allowed: None,
+            decoded: None,
+            contents: Vec::new(),
         }
     }
 
@@ -134,6 +141,10 @@ impl Serialize for ScanReport {
             duration_ms: f64,
             #[serde(skip_serializing_if = "Option::is_none")]
             allowed: &'a Option<AllowMatch>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            decoded: &'a Option<Decoded>,
+            #[serde(skip_serializing_if = "<[Contained]>::is_empty")]
+            contents: &'a [Contained],
         }
         Json {
             bucket: &self.bucket,
@@ -152,6 +163,8 @@ impl Serialize for ScanReport {
             outcome: &self.outcome,
             duration_ms: self.duration_ms,
             allowed: &self.allowed,
+            decoded: &self.decoded,
+            contents: &self.contents,
         }
         .serialize(serializer)
     }

@@ -24,7 +24,7 @@
 //! restricted character set) are met by [`sanitize`].
 
 use crate::seal::{SealOrigin, SealSubject, Sealer};
-use crate::verdict::{ResultName, Verdict};
+use crate::verdict::{ResultName, UnscannableReason, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// S3's maximum number of tags on one object.
@@ -78,6 +78,21 @@ impl TagProfile {
         }
     }
 
+    /// The value written for `verdict`: [`TagProfile::value`] of its
+    /// result, except that GuardDuty names a refused read `ACCESS_DENIED`.
+    pub fn value_of(self, verdict: &Verdict) -> &'static str {
+        match (self, verdict) {
+            (
+                Self::Guardduty,
+                Verdict::Unscannable {
+                    reason: UnscannableReason::AccessDenied,
+                    ..
+                },
+            ) => GUARDDUTY_ACCESS_DENIED,
+            _ => self.value(verdict.result_name()),
+        }
+    }
+
     /// The value a released false positive carries (`bucketscan release`).
     /// GuardDuty has no such value: its readers only know
     /// `NO_THREATS_FOUND` as "may be read", and a release means exactly that.
@@ -95,9 +110,15 @@ impl TagProfile {
         if value == self.allowed_value() {
             return Some(ResultName::Clean);
         }
+        if self == Self::Guardduty && value == GUARDDUTY_ACCESS_DENIED {
+            return Some(ResultName::Unscannable);
+        }
         ResultName::ALL.into_iter().find(|name| self.value(*name) == value)
     }
 }
+
+/// GuardDuty's status for an object it was not allowed to read.
+const GUARDDUTY_ACCESS_DENIED: &str = "ACCESS_DENIED";
 
 /// The tag keys bucketscan writes (`[tags]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +138,9 @@ pub struct TagKeys {
     pub engine: String,
     /// The first finding's signature name, or the reason for other results.
     pub signature: String,
+    /// The `Content-Encoding` the host undid before the scan (written only
+    /// for objects that had one).
+    pub decoded: String,
 }
 
 impl Default for TagKeys {
@@ -128,6 +152,7 @@ impl Default for TagKeys {
             date: "bucketscan-date".into(),
             engine: "bucketscan-engine".into(),
             signature: "bucketscan-signature".into(),
+            decoded: "bucketscan-decoded".into(),
         }
     }
 }
@@ -148,8 +173,15 @@ impl TagKeys {
     }
 
     /// Every key, most important first.
-    pub fn all(&self) -> [&str; 5] {
-        [&self.result, &self.seal, &self.date, &self.engine, &self.signature]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.result,
+            &self.seal,
+            &self.date,
+            &self.engine,
+            &self.signature,
+            &self.decoded,
+        ]
     }
 
     /// Whether `key` is one of ours: only the agent writes it. Every
@@ -198,6 +230,8 @@ pub struct ResultValues {
     pub date: String,
     pub engine: Option<String>,
     pub signature: Option<String>,
+    /// The codings undone (`gzip+br`), when there were any.
+    pub decoded: Option<String>,
 }
 
 impl ResultValues {
@@ -212,10 +246,11 @@ impl ResultValues {
             Verdict::Error { message } => Some(message.clone()),
         };
         Self {
-            result: profile.value(verdict.result_name()).to_owned(),
+            result: profile.value_of(verdict).to_owned(),
             date: sanitize(date),
             engine: engine.map(sanitize).filter(|e| !e.is_empty()),
             signature: signature.map(|s| sanitize(&s)).filter(|s| !s.is_empty()),
+            decoded: None,
         }
     }
 
@@ -230,6 +265,9 @@ impl ResultValues {
         }
         if let Some(signature) = &self.signature {
             pairs.push((keys.signature.clone(), signature.clone()));
+        }
+        if let Some(decoded) = &self.decoded {
+            pairs.push((keys.decoded.clone(), sanitize(decoded)));
         }
         pairs
     }
@@ -437,7 +475,7 @@ mod tests {
         let plan = plan(&keys, &sealer(), &own(9), &values(&infected()), target(true));
         assert_eq!(plan.tags.len(), MAX_TAGS);
         assert_eq!(keys.result_of(&plan.tags), Some("infected"));
-        for key in keys.all() {
+        for key in keys.all().into_iter().filter(|k| *k != keys.decoded) {
             assert!(
                 plan.tags.iter().any(|(k, _)| k == key),
                 "{key} missing: {:?}",
@@ -568,6 +606,22 @@ mod tests {
                 .iter()
                 .any(|(k, _)| k == "GuardDutyMalwareScanStatus" || k == "scan-result")
         );
+    }
+
+    #[test]
+    fn guardduty_names_a_refused_read_access_denied_and_reads_it_back() {
+        let denied = Verdict::Unscannable {
+            reason: UnscannableReason::AccessDenied,
+            detail: "kms:Decrypt".into(),
+        };
+        assert_eq!(TagProfile::Guardduty.value_of(&denied), "ACCESS_DENIED");
+        assert_eq!(TagProfile::Guardduty.parse("ACCESS_DENIED"), Some(ResultName::Unscannable));
+        let archived = Verdict::Unscannable {
+            reason: UnscannableReason::Archived,
+            detail: String::new(),
+        };
+        assert_eq!(TagProfile::Guardduty.value_of(&archived), "UNSUPPORTED");
+        assert_eq!(TagProfile::Bucketscan.value_of(&denied), "unscannable");
     }
 
     #[test]

@@ -21,15 +21,38 @@ pub enum UnscannableReason {
     LimitsExceeded,
     StaleSignatures,
     NotScanned,
+    /// A `Content-Encoding` the host cannot decode: what a client receives
+    /// could not be read.
+    UnsupportedEncoding,
+    /// The bytes hold a container or compression format the engine that
+    /// answered does not open (its `OK` meant "could not look").
+    UnsupportedContainer,
+    /// The bytes are not what their encoding or container says (a broken
+    /// gzip, a truncated archive).
+    Malformed,
+    /// Encrypted with a customer-provided key (SSE-C): S3 serves the bytes
+    /// only to whoever holds it.
+    CustomerKey,
+    /// In an archive storage class (Glacier, Deep Archive, an archive
+    /// tier): not readable until restored.
+    Archived,
+    /// S3 (or KMS) refused the agent the bytes.
+    AccessDenied,
 }
 
 impl UnscannableReason {
-    pub const ALL: [UnscannableReason; 5] = [
+    pub const ALL: [UnscannableReason; 11] = [
         Self::Encrypted,
         Self::TooLarge,
         Self::LimitsExceeded,
         Self::StaleSignatures,
         Self::NotScanned,
+        Self::UnsupportedEncoding,
+        Self::UnsupportedContainer,
+        Self::Malformed,
+        Self::CustomerKey,
+        Self::Archived,
+        Self::AccessDenied,
     ];
 
     /// The reason `name` (its `as_str`) names.
@@ -44,6 +67,12 @@ impl UnscannableReason {
             Self::LimitsExceeded => "limits-exceeded",
             Self::StaleSignatures => "stale-signatures",
             Self::NotScanned => "not-scanned",
+            Self::UnsupportedEncoding => "unsupported-encoding",
+            Self::UnsupportedContainer => "unsupported-container",
+            Self::Malformed => "malformed",
+            Self::CustomerKey => "customer-key",
+            Self::Archived => "archived",
+            Self::AccessDenied => "access-denied",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `clamav-client`, with the object streamed from memory or its spool file.
 
 use crate::config::ClamavConfig;
+use bucketscan_core::formats::FormatSet;
 use bucketscan_core::object::ObjectBody;
 use clamav_client::tokio as clamav;
 use std::io;
@@ -61,7 +62,23 @@ pub struct Clamd {
     stream_max_bytes: u64,
     version: Mutex<Option<(Instant, String)>>,
     gate: Option<Arc<dyn SignatureGate>>,
+    /// What the config declares clamd opens; the probe corrects it.
+    declared: FormatSet,
+    /// What the last probe found clamd opens (see [`Clamd::opens`]).
+    probed: tokio::sync::Mutex<Option<Probed>>,
+    /// Set when the signatures changed: the next question probes again.
+    probe_again: std::sync::atomic::AtomicBool,
 }
+
+/// A probe's answer: the formats clamd opened, or why it could not tell.
+#[derive(Debug, Clone)]
+struct Probed {
+    at: Instant,
+    opens: Result<FormatSet, String>,
+}
+
+/// How long an inconclusive probe stands before clamd is asked again.
+const PROBE_RETRY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Clamd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +115,64 @@ impl Clamd {
             stream_max_bytes: config.stream_max_bytes,
             version: Mutex::new(None),
             gate: None,
+            declared: FormatSet::new(config.opens.iter().copied()),
+            probed: tokio::sync::Mutex::new(None),
+            probe_again: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The formats clamd opens, as a probe found them: the EICAR test file
+    /// inside each format the host can write, scanned; found means opened.
+    /// Formats the host cannot write are taken as the config declares
+    /// them. Until a probe succeeds the answer is `Err` (why), and no
+    /// format counts as opened. Asked again after a signature reload
+    /// ([`Clamd::forget_opens`]) and, when inconclusive, after a while.
+    pub async fn opens(&self) -> Result<FormatSet, String> {
+        let mut probed = self.probed.lock().await;
+        if self.probe_again.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            *probed = None;
+        }
+        if let Some(last) = probed.as_ref()
+            && (last.opens.is_ok() || last.at.elapsed() < PROBE_RETRY)
+        {
+            return last.opens.clone();
+        }
+        let opens = self.probe().await;
+        match &opens {
+            Ok(set) => tracing::info!(opens = %set.names(), "checked which formats clamd opens"),
+            Err(why) => tracing::warn!(
+                "what clamd opens could not be checked ({why}); until it can, a clean answer about any container is \
+                 unscannable (unsupported-container)"
+            ),
+        }
+        *probed = Some(Probed {
+            at: Instant::now(),
+            opens: opens.clone(),
+        });
+        opens
+    }
+
+    /// Forgets the probe's answer (signatures changed: ask again).
+    pub fn forget_opens(&self) {
+        self.probe_again.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn probe(&self) -> Result<FormatSet, String> {
+        let eicar = bucketscan_unpack::samples::eicar();
+        let found = self.scan_bytes_ungated(&eicar).await.map_err(|err| err.to_string())?;
+        if found.is_empty() {
+            return Err("clamd does not detect the EICAR test file, so nothing can be proven opened".into());
+        }
+        let mut opens = self.declared.clone();
+        for (format, sample) in bucketscan_unpack::samples::probes(&eicar) {
+            let found = self.scan_bytes_ungated(&sample).await.map_err(|err| err.to_string())?;
+            if found.is_empty() {
+                opens.remove(format);
+            } else {
+                opens.insert(format);
+            }
+        }
+        Ok(opens)
     }
 
     /// Refuses scans while `gate` says the signatures cannot be trusted.

@@ -2,6 +2,7 @@
 //! plugin instance runs in) and `[clamav]` (how to reach clamd). Each
 //! default is written once, in the `Default` impl.
 
+use bucketscan_core::formats::{Format, format_names};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -57,7 +58,34 @@ pub struct ClamavConfig {
     /// without streaming them. The default, 2000 MiB, is what
     /// `deploy/clamd.conf` sets.
     pub stream_max_bytes: u64,
+    /// The container and compression formats clamd opens (names as in
+    /// `rar`, `7z`, `zip-bzip2`). The agent checks each it can build a
+    /// sample of against clamd at start and after every signature reload,
+    /// and goes by what clamd did; the others are taken as declared. A
+    /// clean answer about bytes holding a format clamd does not open is
+    /// `unscannable (unsupported-container)`.
+    #[serde(deserialize_with = "format_names")]
+    pub opens: Vec<Format>,
 }
+
+/// What ClamAV 1.4 documents it opens. RAR needs the non-free unrar
+/// library, which Debian's package lacks: the probe removes it there.
+pub const CLAMD_OPENS: &[Format] = &[
+    Format::Zip,
+    Format::Gzip,
+    Format::Bzip2,
+    Format::Xz,
+    Format::Tar,
+    Format::SevenZip,
+    Format::Rar,
+    Format::Cab,
+    Format::Arj,
+    Format::Cpio,
+    Format::ZipMethod(6),
+    Format::ZipMethod(8),
+    Format::ZipMethod(9),
+    Format::ZipMethod(12),
+];
 
 impl Default for ClamavConfig {
     fn default() -> Self {
@@ -65,6 +93,7 @@ impl Default for ClamavConfig {
             address: "127.0.0.1:3310".into(),
             timeout_secs: 300,
             stream_max_bytes: 2000 * 1024 * 1024,
+            opens: CLAMD_OPENS.to_vec(),
         }
     }
 }

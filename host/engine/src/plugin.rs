@@ -241,10 +241,7 @@ impl Plugin {
     /// Instantiates the plugin once, with no grants, and asks who it is.
     /// This is the load check: a plugin that cannot even do this is refused.
     async fn identify(&self, engine: &Engine) -> Result<PluginIdentity, String> {
-        let object = ScanObject {
-            info: Arc::new(ObjectInfo::default()),
-            body: ObjectBody::from_bytes(Vec::new()),
-        };
+        let object = ScanObject::new(Arc::new(ObjectInfo::default()), ObjectBody::from_bytes(Vec::new()));
         let env = StageEnv {
             label: Arc::from(format!("{}@load", self.name)),
             ..StageEnv::default()

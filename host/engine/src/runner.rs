@@ -16,7 +16,8 @@ use crate::text::cap;
 use bucketscan_core::pipeline::{Flow, StageKind, VerdictFold, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
 use bucketscan_core::storage::StorageBackend;
-use bucketscan_core::{Decision, Verdict};
+use bucketscan_core::formats::Format;
+use bucketscan_core::{Decision, UnscannableReason, Verdict};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
@@ -29,18 +30,44 @@ const MAX_FAILURE: usize = 2048;
 #[derive(Debug)]
 pub struct Inspected {
     pub verdict: Verdict,
+    /// Verdicts of inspectors that ran after `verdict` was reached (only
+    /// with [`InspectPolicy::keep_going`]).
+    pub later: Vec<Verdict>,
     pub stages: Vec<StageReport>,
+}
+
+/// How the host holds the inspectors' answers to what it knows itself.
+#[derive(Debug, Clone, Default)]
+pub struct InspectPolicy {
+    /// Formats the pipeline lets an engine call clean without opening them
+    /// (`[buckets.NAME] let-through`).
+    pub let_through: Vec<Format>,
+    /// Run every inspector, also after one reached a verdict: for bytes
+    /// whose finding the allow-list may lift, so that the policy stages
+    /// after the finding still have their say.
+    pub keep_going: bool,
 }
 
 /// Runs the inspectors of `stages` and folds their decisions into a verdict.
 pub async fn inspect(engine: &Engine, services: &Services, stages: &[PipelineStage], object: &ScanObject) -> Inspected {
+    inspect_with(engine, services, stages, object, &InspectPolicy::default()).await
+}
+
+/// [`inspect`] under `policy`.
+pub async fn inspect_with(
+    engine: &Engine,
+    services: &Services,
+    stages: &[PipelineStage],
+    object: &ScanObject,
+    policy: &InspectPolicy,
+) -> Inspected {
     let mut reports = Vec::with_capacity(stages.len());
     let mut fold = VerdictFold::new();
     let mut flow = Flow::Next;
     // Inspectors never touch storage: their backend refuses everything.
     let storage: Arc<dyn StorageBackend> = Arc::new(bucketscan_core::storage::NoStorage);
     for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Inspector) {
-        if flow == Flow::Stop {
+        if flow == Flow::Stop && !policy.keep_going {
             reports.push(skipped(stage, StageOutcome::Skipped));
             continue;
         }
@@ -51,6 +78,10 @@ pub async fn inspect(engine: &Engine, services: &Services, stages: &[PipelineSta
         .await;
         let (decision, report) = match decision {
             Ok(decision) => {
+                let decision = match run.clamd_found_nothing {
+                    true => hold_to_what_clamd_opens(services, object, policy, decision).await,
+                    false => decision,
+                };
                 let outcome = match &decision {
                     Decision::Continue => StageOutcome::Continue,
                     Decision::Verdict(v) => StageOutcome::Verdict(v.result_name()),
@@ -67,9 +98,68 @@ pub async fn inspect(engine: &Engine, services: &Services, stages: &[PipelineSta
         reports.push(report);
         flow = fold.record(decision);
     }
+    let (verdict, later) = fold.finish();
     Inspected {
-        verdict: fold.finish(),
+        verdict,
+        later,
         stages: reports,
+    }
+}
+
+/// A clean answer from a stage whose clamd scan found nothing holds only
+/// for what clamd opens: bytes holding any other container or compression
+/// format (that the pipeline does not let through) were not looked into,
+/// and bytes the host could not survey to the end are unproven.
+async fn hold_to_what_clamd_opens(
+    services: &Services,
+    object: &ScanObject,
+    policy: &InspectPolicy,
+    decision: Decision,
+) -> Decision {
+    if decision != Decision::Verdict(Verdict::Clean) {
+        return decision;
+    }
+    let survey = &object.survey;
+    if survey.formats.is_empty() && survey.incomplete.is_none() {
+        return decision;
+    }
+    let opens = services.clamd.opens().await;
+    let unopened: Vec<String> = match &opens {
+        Ok(opens) => survey
+            .unopened(opens, &policy.let_through)
+            .iter()
+            .map(|found| format!("{} ({})", found.format, found.path))
+            .collect(),
+        Err(_) => survey
+            .formats
+            .iter()
+            .filter(|found| !policy.let_through.contains(&found.format))
+            .map(|found| format!("{} ({})", found.format, found.path))
+            .collect(),
+    };
+    if !unopened.is_empty() {
+        let why = match opens {
+            Ok(_) => "clamd answered OK but does not open".to_owned(),
+            Err(why) => format!("what clamd opens is unknown ({why}); it answered OK for"),
+        };
+        return Decision::Verdict(Verdict::Unscannable {
+            reason: UnscannableReason::UnsupportedContainer,
+            detail: cap(&format!("{why} {}", unopened.join(", ")), MAX_FAILURE),
+        });
+    }
+    match &survey.incomplete {
+        Some(incomplete) => Decision::Verdict(Verdict::Unscannable {
+            reason: if incomplete.limit {
+                UnscannableReason::LimitsExceeded
+            } else {
+                UnscannableReason::Malformed
+            },
+            detail: cap(
+                &format!("the host could not see all that the object holds: {}", incomplete.detail),
+                MAX_FAILURE,
+            ),
+        }),
+        None => decision,
     }
 }
 
@@ -169,6 +259,8 @@ struct StageRun<'a> {
     /// A storage failure no later action made good.
     unresolved: Option<String>,
     engine_version: Option<String>,
+    /// The stage's clamd scan found nothing.
+    clamd_found_nothing: bool,
     duration: Duration,
 }
 
@@ -236,6 +328,7 @@ async fn run_stage<'a, R>(
         actions: std::mem::take(&mut state.storage.actions),
         unresolved: state.storage.unresolved.take(),
         engine_version: state.clamav.engine_version.take(),
+        clamd_found_nothing: state.clamav.answered_nothing_found(),
         duration: started.elapsed(),
     };
     (result, run)

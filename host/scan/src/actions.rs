@@ -29,6 +29,22 @@ use std::sync::{Arc, Mutex};
 pub const DROPPED_TAGS_METADATA: &str = "bucketscan-dropped-tags";
 /// S3's limit on user metadata, keys and values together.
 const MAX_METADATA: usize = 2048;
+/// User metadata on a copy whose key had to be shortened: where the
+/// object came from, `s3://BUCKET/KEY` with the key percent-encoded.
+pub const SOURCE_METADATA: &str = "bucketscan-source";
+/// Characters a key keeps as they are in [`SOURCE_METADATA`] (metadata is
+/// ASCII; path separators and common punctuation stay readable).
+const KEY_IN_METADATA: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// S3's longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Result tags every recorded object carries at most, besides `decoded`:
+/// result, seal, date, engine, signature.
+const RESULT_TAGS: usize = 5;
 
 /// The result this object's actions carry onto copies.
 #[derive(Debug, Clone)]
@@ -107,14 +123,14 @@ impl ObjectActions {
 
     fn check_plugin_tags(&self, action: &StorageAction) -> Result<(), StorageError> {
         let tags = action.plugin_tags();
-        // The result tags need five slots; a plugin asking for more than
-        // the rest could never be satisfied.
-        let room = MAX_TAGS - self.keys.all().len();
+        // The result tags need five slots (a sixth, `decoded`, only for
+        // decoded objects, gives way like an own tag); a plugin asking for
+        // more than the rest could never be satisfied.
+        let room = MAX_TAGS - RESULT_TAGS;
         if tags.len() > room {
             return Err(StorageError::Refused(format!(
-                "{} tags asked for; with the agent's {} result tags at most {room} fit",
+                "{} tags asked for; with the agent's {RESULT_TAGS} result tags at most {room} fit",
                 tags.len(),
-                self.keys.all().len()
             )));
         }
         for (key, value) in tags {
@@ -140,6 +156,11 @@ impl ObjectActions {
         key: &str,
         extra: &[(String, String)],
     ) -> Result<String, StorageError> {
+        // A destination past S3's key limit (a quarantine that prefixes
+        // the source bucket to a long key) would fail on every try and
+        // leave the object in staging: shortened, with the source kept.
+        let (key, shortened) = fitting_key(key);
+        let key = key.as_str();
         let (values, contain, own) = {
             let state = self.state.lock().unwrap();
             let recorded = &state.recorded;
@@ -202,11 +223,15 @@ impl ObjectActions {
         } else {
             plan.tags.clone()
         };
+        let mut extra_metadata = dropped_metadata(object, &plan.dropped);
+        if shortened {
+            extra_metadata.extend(source_metadata(object, &extra_metadata));
+        }
         let dest = CopyDest {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             tags: first_tags,
-            extra_metadata: dropped_metadata(object, &plan.dropped),
+            extra_metadata,
         };
         let copied = self.store.copy(object, &dest).await?;
         let copy = ObjectInfo {
@@ -251,10 +276,12 @@ impl ObjectActions {
             }
         }
         self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
+        let note = if shortened { " (key shortened to S3's 1024 bytes)" } else { "" };
         Ok(format!(
-            "{} {} -> s3://{bucket}/{key}",
+            "{} {} -> s3://{bucket}/{}{note}",
             self.verb("copied", "would copy"),
-            object.url()
+            object.url(),
+            bucketscan_core::object::printable(key)
         ))
     }
 
@@ -346,6 +373,51 @@ impl ObjectActions {
 }
 
 /// User metadata naming the tags a copy could not keep, when it fits.
+/// `key`, or when it is longer than S3 allows, a deterministic shorter
+/// one: its first bytes (whole characters) and `~` and the first 32 hex
+/// digits of its SHA-256, so two long keys never share a short one.
+pub fn fitting_key(key: &str) -> (String, bool) {
+    if key.len() <= MAX_KEY_BYTES {
+        return (key.to_owned(), false);
+    }
+    let digest = bucketscan_core::object::sha256_hex(key.as_bytes());
+    let mut keep = MAX_KEY_BYTES - 33;
+    while !key.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    (format!("{}~{}", &key[..keep], &digest[..32]), true)
+}
+
+/// The source `(bucket, key)` of a copy stored under the shortened key
+/// `copy_key`, from its `metadata`, when the key proves it: the metadata
+/// is the uploader's too (copies carry it over), so it counts only when
+/// shortening `SOURCE-BUCKET/SOURCE-KEY` gives exactly `copy_key` (the
+/// quarantine's convention).
+pub fn shortened_source(copy_key: &str, metadata: &[(String, String)]) -> Option<(String, String)> {
+    let (_, value) = metadata.iter().find(|(k, _)| k == SOURCE_METADATA)?;
+    let (bucket, encoded) = value.strip_prefix("s3://")?.split_once('/')?;
+    let key = percent_encoding::percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
+    let (fitted, shortened) = fitting_key(&format!("{bucket}/{key}"));
+    (shortened && fitted == copy_key).then(|| (bucket.to_owned(), key))
+}
+
+/// Where `object` came from, for a copy under a shortened key, when it
+/// fits in what the metadata has left.
+fn source_metadata(object: &ObjectInfo, added: &[(String, String)]) -> Option<(String, String)> {
+    let source = format!(
+        "s3://{}/{}",
+        object.bucket,
+        percent_encoding::utf8_percent_encode(&object.key, KEY_IN_METADATA)
+    );
+    let used: usize = object
+        .metadata
+        .iter()
+        .chain(added)
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    (used + SOURCE_METADATA.len() + source.len() <= MAX_METADATA).then(|| (SOURCE_METADATA.to_owned(), source))
+}
+
 fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(String, String)> {
     if dropped.is_empty() {
         return Vec::new();
@@ -398,5 +470,39 @@ impl StorageBackend for ObjectActions {
                 StorageAction::Tag { tags } => self.tag(object, &tags).await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_are_shortened_deterministically_and_prove_their_source() {
+        let long = format!("staging/{}", "a/".repeat(520));
+        let (short, shortened) = fitting_key(&long);
+        assert!(shortened && short.len() <= MAX_KEY_BYTES, "{}", short.len());
+        assert_eq!(fitting_key(&long).0, short, "the same key every time");
+        let other = format!("staging/{}b", "a/".repeat(520));
+        assert_ne!(fitting_key(&other).0, short, "another key, another short key");
+        assert_eq!(fitting_key("staging/x.txt"), ("staging/x.txt".to_owned(), false));
+        // Multi-byte characters are never cut in half.
+        let wide = "é".repeat(600);
+        assert!(fitting_key(&wide).0.len() <= MAX_KEY_BYTES);
+
+        let object = ObjectInfo {
+            bucket: "staging".into(),
+            key: "a/".repeat(520),
+            ..ObjectInfo::default()
+        };
+        let metadata: Vec<(String, String)> = source_metadata(&object, &[]).into_iter().collect();
+        assert_eq!(
+            shortened_source(&short, &metadata),
+            Some(("staging".to_owned(), "a/".repeat(520)))
+        );
+        // The uploader's own metadata cannot point a release elsewhere.
+        let forged = vec![(SOURCE_METADATA.to_owned(), "s3://production/index.html".to_owned())];
+        assert_eq!(shortened_source(&short, &forged), None);
+        assert_eq!(shortened_source("production/index.html", &forged), None);
     }
 }

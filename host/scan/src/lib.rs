@@ -10,17 +10,25 @@
 //!   deferred deletes, the agent's keys kept from plugins).
 //! - [`path`]: the phases, in order.
 //! - [`local`]: a local file as a dry-run store.
+//! - [`spool`]: where bytes land while they are scanned (memory or a
+//!   reserved temp file), hashed as they arrive.
+//! - [`content`]: what a client receives: the `Content-Encoding` undone,
+//!   the containers inside surveyed.
 //! - `take_back`: result tags off bytes they are not about.
 
 pub mod actions;
+pub mod content;
+mod inspect_only;
 pub mod local;
 mod path;
+pub mod spool;
 pub mod store;
 mod take_back;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bucketscan_core::allow::AllowList;
+use bucketscan_core::formats::Format;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
 use bucketscan_core::tags::TagKeys;
@@ -36,6 +44,10 @@ pub trait Routing: Send + Sync {
     fn route(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)>;
     /// The largest object `bucket`'s pipelines scan.
     fn max_object_bytes(&self, bucket: &str) -> u64;
+    /// Container formats `bucket` lets an engine call clean unopened.
+    fn let_through(&self, _bucket: &str) -> Vec<Format> {
+        Vec::new()
+    }
 }
 
 impl Routing for LoadedPipelines {
@@ -45,6 +57,10 @@ impl Routing for LoadedPipelines {
 
     fn max_object_bytes(&self, bucket: &str) -> u64 {
         self.config.max_object_bytes(bucket)
+    }
+
+    fn let_through(&self, bucket: &str) -> Vec<Format> {
+        self.config.let_through(bucket).to_vec()
     }
 }
 
@@ -91,6 +107,8 @@ pub struct Scanner {
     /// Digests of bytes released as false positives; swapped whole when the
     /// list is reloaded.
     pub allow_list: Arc<ArcSwap<AllowList>>,
+    /// Where decoded content is spooled.
+    pub spool: spool::SpoolConfig,
 }
 
 /// Today in RFC 3339 UTC, for the date tag.

@@ -4,7 +4,7 @@
 
 use crate::store::{Body, Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
 use async_trait::async_trait;
-use bucketscan_core::object::{ObjectBody, ObjectInfo, SpooledFile};
+use bucketscan_core::object::{ObjectBody, ObjectHeaders, ObjectInfo, SpooledFile};
 use bucketscan_core::storage::StorageError;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub struct LocalFile {
     pub path: PathBuf,
     pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
     pub metadata: Vec<(String, String)>,
     /// The tags it pretends to have (to see what the tag limit would do).
     pub tags: Vec<(String, String)>,
@@ -77,6 +78,10 @@ impl Store for LocalStore {
             content_type: self.file.content_type.clone(),
             metadata: self.file.metadata.clone(),
             tags: self.file.tags.clone(),
+            headers: ObjectHeaders {
+                content_encoding: self.file.content_encoding.clone(),
+                ..ObjectHeaders::default()
+            },
             ..ObjectInfo::default()
         };
         if size > limit {

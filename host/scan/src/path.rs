@@ -3,6 +3,7 @@
 //! [`Outcome`]; nothing destructive happens before the result is published.
 
 use crate::actions::{ObjectActions, Recorded};
+use crate::content::{self, Prepared};
 use crate::store::{FetchError, Opened, Target};
 use crate::take_back::take_back;
 use crate::{Routing, Scanner, now_rfc3339};
@@ -14,7 +15,7 @@ use bucketscan_core::storage::{StorageBackend, StorageError};
 use bucketscan_core::tags::{self, ResultValues, TagTarget};
 use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
-use bucketscan_engine::runner;
+use bucketscan_engine::runner::{self, InspectPolicy};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,9 +91,10 @@ impl Scanner {
         };
         // Admit and open: over the limit, nothing is downloaded.
         let limit = pipelines.max_object_bytes(&target.bucket);
-        let (mut info, pending) = match self.store.open(target, limit).await {
-            Ok(Opened::Ready { info, body }) => (info, Some(body)),
-            Ok(Opened::TooLarge(info)) => (info, None),
+        let (mut info, pending, refused) = match self.store.open(target, limit).await {
+            Ok(Opened::Ready { info, body }) => (info, Some(body), None),
+            Ok(Opened::TooLarge(info)) => (info, None, None),
+            Ok(Opened::Unreadable { info, verdict }) => (info, None, Some(verdict)),
             Err(FetchError::Gone(why)) => return skipped(why),
             // The key holds newer bytes than the event named: whatever tags
             // they carry (ours, landed there after a failure, included) are
@@ -162,17 +164,18 @@ impl Scanner {
             }
         }
 
-        // Inspect.
+        // Inspect: what a client receives (the encoding undone, the
+        // containers surveyed), then the inspectors.
         let admission = phases::admit(info.size, limit);
-        let (verdict, mut stage_reports, object) = match (body, admission) {
-            (Some(bytes), Admission::Fetch) => {
-                let object = ScanObject {
-                    info: Arc::new(info.clone()),
-                    body: bytes,
-                };
-                let inspected = runner::inspect(&self.engine, &self.services, &stages, &object).await;
-                (inspected.verdict, inspected.stages, object)
+        let inspected = match (body, admission) {
+            _ if refused.is_some() => {
+                let object = ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched);
+                Inspection::decided(object, refused.expect("checked"))
             }
+            (Some(bytes), Admission::Fetch) => match self.inspect(pipelines, &stages, &info, bytes, limit).await {
+                Ok(inspected) => inspected,
+                Err(err) => return self.retry(&info, host_actions, err.to_string()),
+            },
             (_, admission) => {
                 let verdict = match admission {
                     Admission::TooLarge(verdict) => verdict,
@@ -181,16 +184,18 @@ impl Scanner {
                         detail: format!("over the {limit}-byte limit; not downloaded"),
                     },
                 };
-                let object = ScanObject {
-                    info: Arc::new(info.clone()),
-                    body: ObjectBody::NotFetched,
-                };
-                (verdict, Vec::new(), object)
+                Inspection::decided(ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched), verdict)
             }
         };
+        let Inspection {
+            verdict,
+            later,
+            stages: mut stage_reports,
+            object,
+        } = inspected;
         // Allow: bytes an operator released as a false positive pass, and
         // the report keeps what the pipeline said of them.
-        let (verdict, allowed) = self.allow_list.load().apply(info.sha256.as_deref(), verdict);
+        let (verdict, allowed) = self.allow_list.load().apply(info.sha256.as_deref(), verdict, &later);
         if let Some(allowed) = &allowed {
             host_actions.push(format!(
                 "allow-listed ({}): the pipeline said {}; passed as clean",
@@ -199,6 +204,8 @@ impl Scanner {
         }
         let mut report = ScanReport::new(&info, verdict.clone());
         report.allowed = allowed.clone();
+        report.decoded = object.decoded.clone();
+        report.contents = object.survey.formats.clone();
 
         // Record: the result tags, sealed; containment first.
         let mut values = ResultValues::new(
@@ -207,6 +214,7 @@ impl Scanner {
             &now_rfc3339(),
             first_engine(&stage_reports),
         );
+        values.decoded = object.decoded.as_ref().map(|d| d.content_encoding.join("+"));
         if let Some(allowed) = &allowed {
             let what = match allowed.verdict.findings().first() {
                 Some(finding) => finding.signature.clone(),
@@ -340,6 +348,34 @@ impl Scanner {
         finished(report, outcome)
     }
 
+    /// The inspectors over what a client receives of `bytes`; `Err` when
+    /// that could not be produced now (a retry may).
+    pub(crate) async fn inspect(
+        &self,
+        pipelines: &dyn Routing,
+        stages: &[bucketscan_engine::PipelineStage],
+        info: &ObjectInfo,
+        bytes: ObjectBody,
+        limit: u64,
+    ) -> Result<Inspection, FetchError> {
+        let prepared = content::prepare(Arc::new(info.clone()), bytes, limit, &self.spool).await?;
+        let object = match prepared {
+            Prepared::Ready(object) => object,
+            Prepared::Refused { object, verdict } => return Ok(Inspection::decided(object, verdict)),
+        };
+        let policy = InspectPolicy {
+            let_through: pipelines.let_through(&info.bucket),
+            keep_going: self.allow_list.load().may_lift(info.sha256.as_deref()),
+        };
+        let inspected = runner::inspect_with(&self.engine, &self.services, stages, &object, &policy).await;
+        Ok(Inspection {
+            verdict: inspected.verdict,
+            later: inspected.later,
+            stages: inspected.stages,
+            object,
+        })
+    }
+
     /// A sweep's "already scanned with the current signatures": an agent
     /// sealed a settled result on exactly these bytes with this engine.
     fn already_current(&self, info: &ObjectInfo, trusted: Option<SealOrigin>, target: &Target) -> Option<String> {
@@ -366,6 +402,27 @@ impl Scanner {
     fn retry_report(&self, mut report: ScanReport, host_actions: Vec<String>, why: String) -> Pass {
         report.host_actions = host_actions;
         finished(report, Outcome::Retry(why))
+    }
+}
+
+/// What inspection concluded, and about which bytes.
+pub(crate) struct Inspection {
+    pub(crate) verdict: Verdict,
+    /// Verdicts of inspectors that ran after `verdict` was reached.
+    pub(crate) later: Vec<Verdict>,
+    pub(crate) stages: Vec<StageReport>,
+    pub(crate) object: ScanObject,
+}
+
+impl Inspection {
+    /// A verdict reached without running the inspectors.
+    fn decided(object: ScanObject, verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            later: Vec::new(),
+            stages: Vec::new(),
+            object,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::storage::StorageError;
+use bucketscan_core::Verdict;
 
 /// The object an event (or a listing, or a request) names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,10 @@ pub enum Opened {
     },
     /// Over the pipeline's size limit: decided without reading the bytes.
     TooLarge(ObjectInfo),
+    /// The store will not hand the agent the bytes, for a reason that is
+    /// the object's (a customer key, an archive tier, a key the agent may
+    /// not use): `verdict` says which. Retrying would not help.
+    Unreadable { info: ObjectInfo, verdict: Verdict },
 }
 
 /// The bytes of an opened object, read when the scan path decides to.

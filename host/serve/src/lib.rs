@@ -22,6 +22,7 @@ pub mod errors;
 pub mod jobs;
 mod scan_object;
 mod scan_upload;
+pub mod scans;
 pub mod upload;
 
 use admission::Gate;
@@ -54,6 +55,10 @@ pub struct Api {
     /// Jobs that may wait for a scan slot at once (half the slots): jobs
     /// never crowd out the synchronous requests.
     job_slots: tokio::sync::Semaphore,
+    /// Object scans in flight, owned by the server (see [`scans`]).
+    scans: Arc<scans::Scans>,
+    /// Where scans still running at shutdown go.
+    handoff: scans::Handoff,
     /// The last readiness answer, reused for a second: `/readyz` needs no
     /// key, and must not let anyone make the server ping clamd at will.
     /// One check at a time: a burst while clamd hangs waits for the one
@@ -86,14 +91,21 @@ impl Api {
             min_rate: config.min_body_bytes_per_sec,
             budget: agent.spool_budget.clone(),
         };
+        let handoff = scans::Handoff {
+            sqs: agent.clients.sqs.clone(),
+            queue: config.handoff_queue.clone().or_else(|| started.agent.queues.first().cloned()),
+        };
         Ok(Self {
             gate: Gate::new(
                 config.concurrency,
                 config.queue,
                 Duration::from_secs(config.queue_wait_secs),
+                config.per_key_concurrency.unwrap_or((config.concurrency / 2).max(1)),
             ),
             jobs: Jobs::new(config.max_jobs),
             job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
+            scans: Arc::default(),
+            handoff,
             readiness: tokio::sync::Mutex::new(None),
             agent,
             keys,
@@ -190,8 +202,9 @@ impl Api {
     }
 }
 
-/// Serves `listener` until `stop` turns true, then lets requests in flight
-/// finish for at most `drain`.
+/// Serves `listener` until `stop` turns true, then lets requests and
+/// object scans in flight finish for at most `drain` in all, and hands the
+/// scans still running to the agents' queue.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Arc<Api>,
@@ -228,7 +241,11 @@ pub async fn serve(
         });
     }
     tracing::info!("API stopping: no new connections; letting requests in flight finish");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    let deadline = tokio::time::Instant::now() + drain;
+    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
     }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let unfinished = api.scans.finish(left).await;
+    api.handoff.send(&unfinished).await;
 }

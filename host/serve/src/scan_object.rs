@@ -4,12 +4,15 @@
 //! notification), like `bucketscan scan s3://bucket/key --version-id V`.
 //! Answered with the report when it is done, or at once with a job
 //! (202, `Location: /v1/jobs/ID`) when the request says
-//! `Prefer: respond-async`.
+//! `Prefer: respond-async`. Either way the scan belongs to the server
+//! ([`crate::scans`]): a caller that hangs up or times out does not stop
+//! it between its steps.
 
 use crate::Api;
 use crate::auth::Caller;
 use crate::errors::{ApiError, json_response};
 use crate::jobs::{Job, JobStatus};
+use crate::scans::ScanTarget;
 use bucketscan_agent::agent::Handled;
 use bucketscan_core::object::printable;
 use http_body_util::{BodyExt, Full, Limited};
@@ -61,27 +64,55 @@ pub async fn handle(
             printable(&wanted.bucket)
         )));
     }
-    if !api.agent.started_with.buckets.contains_key(&wanted.bucket) {
-        return Err(ApiError::not_found(
-            "unknown_bucket",
-            format!("bucket `{}` is not declared in the config", printable(&wanted.bucket)),
-        ));
-    }
+    check_bucket(api, &wanted.bucket)?;
     if respond_async {
         return start_job(api, caller, wanted);
     }
-    let _slot = api.gate.admit().await?;
-    match api
-        .agent
-        .scan_on_demand(&wanted.bucket, &wanted.key, wanted.version_id.as_deref())
+    let slot = api.gate.admit(&caller.id).await?;
+    let target = target_of(&wanted);
+    let agent = api.agent.clone();
+    let scan = api.scans.start(target.clone(), async move {
+        let _slot = slot;
+        agent
+            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref())
+            .await
+    });
+    let handled = scan
         .await
-    {
+        .map_err(|err| ApiError::internal(format!("the scan task ended: {err}")))?;
+    match handled {
         Handled::Scanned(report) => {
             let body = serde_json::to_value(&*report).map_err(|err| ApiError::internal(err.to_string()))?;
             Ok(json_response(StatusCode::OK, &body))
         }
         Handled::Skipped(why) => Err(ApiError::unprocessable("not_scanned", why)),
         Handled::Retry(why) => Err(ApiError::unfinished(why)),
+    }
+}
+
+/// Only buckets a pipeline scans, and never a name that stands only for an
+/// upload pipeline (`api-only`): such a name is not the agent's bucket,
+/// and may well be somebody else's.
+fn check_bucket(api: &Api, bucket: &str) -> Result<(), ApiError> {
+    let unknown = |why: &str| {
+        Err(ApiError::not_found(
+            "unknown_bucket",
+            format!("bucket `{}` {why}", printable(bucket)),
+        ))
+    };
+    match api.agent.started_with.buckets.get(bucket) {
+        None => unknown("is not declared in the config"),
+        Some(declared) if declared.api_only => unknown("names an upload pipeline (api-only), not a bucket"),
+        Some(declared) if !declared.is_scanned() => unknown("has no pipeline: nothing would scan its objects"),
+        Some(_) => Ok(()),
+    }
+}
+
+fn target_of(wanted: &ObjectRequest) -> ScanTarget {
+    ScanTarget {
+        bucket: wanted.bucket.clone(),
+        key: wanted.key.clone(),
+        version_id: wanted.version_id.clone(),
     }
 }
 
@@ -99,7 +130,10 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<R
     })?;
     let id = job.id.clone();
     let api_for_job = api.clone();
-    tokio::spawn(async move {
+    let scan_target = target_of(&target);
+    // Registered with the server's scans from the start, waiting for a
+    // slot included: a shutdown hands a job that never ran to the agents.
+    api.scans.start(scan_target, async move {
         let api = api_for_job;
         // Jobs wait as long as it takes — bounded in number by max-jobs,
         // and at most half the slots' worth of them queue for a slot.
@@ -107,23 +141,35 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<R
         let _slot = api.gate.admit_patiently().await;
         api.jobs.update(&id, |job| job.status = JobStatus::Running);
         let timeout = std::time::Duration::from_secs(api.config.job_timeout_secs.max(1));
-        let scan = api
-            .agent
-            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref());
-        let Ok(handled) = tokio::time::timeout(timeout, scan).await else {
-            api.jobs.update(&id, |job| {
-                job.status = JobStatus::Failed;
-                job.error = Some(serde_json::json!({
-                    "code": "scan_timeout",
-                    "message": format!("the job took longer than {} s", timeout.as_secs()),
-                }));
-            });
-            return;
+        let agent = api.agent.clone();
+        let mut scan = std::pin::pin!(async move {
+            agent
+                .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref())
+                .await
+        });
+        let handled = match tokio::time::timeout(timeout, &mut scan).await {
+            Ok(handled) => handled,
+            Err(_) => {
+                // The job's answer is due; the scan is not stopped halfway
+                // (its result still lands on the object and its alert).
+                api.jobs.update(&id, |job| {
+                    job.status = JobStatus::Failed;
+                    job.error = Some(serde_json::json!({
+                        "code": "scan_timeout",
+                        "message": format!(
+                            "the job took longer than {} s; its scan goes on, and its result will be on the \
+                             object's tags and in the notifications",
+                            timeout.as_secs()
+                        ),
+                    }));
+                });
+                return scan.await;
+            }
         };
-        api.jobs.update(&id, |job| match handled {
+        api.jobs.update(&id, |job| match &handled {
             Handled::Scanned(report) => {
                 job.status = JobStatus::Done;
-                job.report = serde_json::to_value(&*report).ok();
+                job.report = serde_json::to_value(&**report).ok();
             }
             Handled::Skipped(why) => {
                 job.status = JobStatus::Failed;
@@ -134,6 +180,7 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<R
                 job.error = Some(serde_json::json!({"code": "not_finished", "message": why}));
             }
         });
+        handled
     });
     let location = format!("/v1/jobs/{}", job.id);
     let mut response = json_response(

@@ -9,10 +9,8 @@ use crate::Api;
 use crate::auth::Caller;
 use crate::errors::{ApiError, json_response};
 use crate::upload;
-use bucketscan_core::object::{ObjectInfo, ScanObject, printable};
+use bucketscan_core::object::{ObjectInfo, printable};
 use bucketscan_core::pipeline::StageKind;
-use bucketscan_core::report::ScanReport;
-use bucketscan_engine::runner;
 use bucketscan_scan::Routing;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -89,7 +87,7 @@ pub async fn handle(
     }
 
     // A slot before the body: an overloaded server reads nothing.
-    let _slot = api.gate.admit().await?;
+    let _slot = api.gate.admit(&caller.id).await?;
     let received = upload::receive(request.into_body(), announced, &api.limits).await?;
     let started = Instant::now();
     let info = ObjectInfo {
@@ -100,21 +98,14 @@ pub async fn handle(
         sha256: Some(received.sha256.clone()),
         ..ObjectInfo::default()
     };
-    let object = ScanObject {
-        info: Arc::new(info.clone()),
-        body: received.body,
-    };
     let scanner = &api.agent.scanner;
-    let inspected = runner::inspect(&scanner.engine, &scanner.services, &stages, &object).await;
-    let (verdict, allowed) = scanner
-        .allow_list
-        .load()
-        .apply(info.sha256.as_deref(), inspected.verdict);
-    let mut report = ScanReport::new(&info, verdict);
-    report.stages = inspected.stages;
+    let mut report = scanner
+        .inspect_only(snapshot.as_ref(), &stages, info, received.body)
+        .await
+        .map_err(|err| ApiError::unfinished(err.to_string()))?;
     // The entry's source and note name who released what from where:
     // not for every caller holding the same bytes.
-    report.allowed = allowed.map(|mut allowed| {
+    report.allowed = report.allowed.take().map(|mut allowed| {
         allowed.entry.source = "allow-list".into();
         allowed.entry.note = None;
         allowed

@@ -24,7 +24,7 @@ pub struct BodyLimits {
     /// After the first `idle`, the body must have averaged this rate.
     pub min_rate: u64,
     /// Shared with the agent's spooled objects.
-    pub budget: std::sync::Arc<bucketscan_agent::budget::SpoolBudget>,
+    pub budget: std::sync::Arc<bucketscan_scan::spool::SpoolBudget>,
 }
 
 /// A received body.
@@ -38,7 +38,7 @@ pub struct Received {
 /// is complete: an aborted upload removes it on drop.
 enum Sink {
     Memory(Vec<u8>),
-    File(tempfile::NamedTempFile, bucketscan_agent::budget::Reservation),
+    File(tempfile::NamedTempFile, bucketscan_scan::spool::Reservation),
 }
 
 /// Writes off the async workers' backs (a slow disk must not stall them).
@@ -91,8 +91,8 @@ pub async fn receive(mut body: Incoming, announced: Option<u64>, limits: &BodyLi
             // be), before a byte of it is written.
             let wanted = announced.unwrap_or(limits.max_bytes);
             let reserved = limits.budget.try_reserve(wanted).map_err(|why| match why {
-                bucketscan_agent::budget::NoRoom::Never { .. } => ApiError::too_large(limits.max_bytes.min(wanted)),
-                bucketscan_agent::budget::NoRoom::NotNow { .. } => {
+                bucketscan_scan::spool::NoRoom::Never { .. } => ApiError::too_large(limits.max_bytes.min(wanted)),
+                bucketscan_scan::spool::NoRoom::NotNow { .. } => {
                     ApiError::overloaded(format!("no spool space for a {wanted}-byte body now: {why}"))
                 }
             })?;

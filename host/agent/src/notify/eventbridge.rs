@@ -77,7 +77,7 @@ impl EventBridgePublisher {
                 "s3Throttled": false,
             },
             "scanResultDetails": {
-                "scanResultStatus": TagProfile::Guardduty.value(result),
+                "scanResultStatus": TagProfile::Guardduty.value_of(&report.verdict),
                 "threats": threats,
             },
             "bucketscan": {
@@ -90,6 +90,7 @@ impl EventBridgePublisher {
                     "signature": trim(&f.signature, 256),
                 })).collect::<Vec<_>>(),
                 "allowed": report.allowed,
+                "decoded": report.decoded,
                 "agent": agent_id,
                 "duration_ms": report.duration_ms,
             },

@@ -114,6 +114,9 @@ impl SnsPublisher {
             // Set when the allow-list (or a release) let these bytes through:
             // what the pipeline said, and on whose word.
             "allowed": report.allowed,
+            // What the host decoded and found inside before the scan.
+            "decoded": report.decoded,
+            "contents": report.contents.iter().take(if summary_only { 8 } else { 256 }).collect::<Vec<_>>(),
             "held": tags.and_then(|t| t.held.as_ref()),
             "dropped_tags": tags.map(|t| &t.dropped),
             "omitted_tags": tags.map(|t| &t.omitted),

@@ -58,22 +58,26 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect();
             let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let sha256 = s3
+            let head = s3
                 .head_object()
                 .bucket(bucket)
                 .key(key)
                 .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
                 .send()
                 .await
-                .ok()
+                .ok();
+            let sha256 = head
+                .as_ref()
                 .and_then(|head| head.checksum_sha256().map(str::to_owned))
                 .and_then(|b64| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).ok())
                 .filter(|digest| digest.len() == 32)
                 .map(hex::encode);
-            let source = key
-                .split_once('/')
-                .filter(|(source_bucket, _)| agent.started_with.buckets.contains_key(*source_bucket))
-                .map(|(source_bucket, rest)| format!("s3://{source_bucket}/{rest}"));
+            let metadata: Vec<(String, String)> = head
+                .as_ref()
+                .and_then(|head| head.metadata())
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let source = super::origin(agent, key, &metadata).map(|(b, k)| format!("s3://{b}/{k}"));
             held.push(Held {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),

@@ -36,3 +36,18 @@ pub fn quarantine_buckets(config: &Config) -> BTreeSet<String> {
     }
     found
 }
+
+/// Where a quarantined object came from: by the quarantine's key
+/// convention (`SOURCE-BUCKET/KEY`), or for a key shortened to S3's limit,
+/// by its metadata when the key proves it. Only declared buckets count.
+pub(crate) fn origin(
+    agent: &crate::agent::Agent,
+    key: &str,
+    metadata: &[(String, String)],
+) -> Option<(String, String)> {
+    let (bucket, rest) = bucketscan_scan::actions::shortened_source(key, metadata).or_else(|| {
+        let (bucket, rest) = key.split_once('/')?;
+        Some((bucket.to_owned(), rest.to_owned()))
+    })?;
+    (agent.started_with.buckets.contains_key(&bucket) && !rest.is_empty()).then_some((bucket, rest))
+}

@@ -122,12 +122,6 @@ async fn identity(agent: &Agent, by: Option<String>) -> String {
     }
 }
 
-/// Where the object came from, by the quarantine's key convention.
-fn origin(agent: &Agent, key: &str) -> Option<(String, String)> {
-    let (bucket, rest) = key.split_once('/')?;
-    (agent.started_with.buckets.contains_key(bucket) && !rest.is_empty()).then(|| (bucket.to_owned(), rest.to_owned()))
-}
-
 /// The verdict the quarantine's tags record.
 fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine: Option<&str>) -> Verdict {
     let signature = signature.unwrap_or("unknown").to_owned();
@@ -171,6 +165,7 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     let (mut info, body) = match store.open(&target, u64::MAX).await {
         Ok(Opened::Ready { info, body }) => (info, body),
         Ok(Opened::TooLarge(_)) => return Err(read_failed("too large to read".into())),
+        Ok(Opened::Unreadable { verdict, .. }) => return Err(read_failed(verdict.to_string())),
         Err(err) => return Err(read_failed(err.to_string())),
     };
     let body = body.read().await.map_err(|err| read_failed(err.to_string()))?;
@@ -227,7 +222,11 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
         }
         here
     } else {
-        match request.to.clone().or_else(|| origin(agent, &request.key)) {
+        match request
+            .to
+            .clone()
+            .or_else(|| super::origin(agent, &request.key, &info.metadata))
+        {
             Some(to) => to,
             None => {
                 return Err(destination_error(
@@ -276,6 +275,7 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
             "released {}",
             finding.as_deref().unwrap_or(was.as_str())
         ))),
+        decoded: None,
     };
     let plan_for = |etag: &str| {
         tags::plan(

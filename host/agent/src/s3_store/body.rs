@@ -1,16 +1,14 @@
-//! Reading an opened object once: in memory up to the spool threshold,
-//! otherwise into a temp file reserved in the spool budget first, hashing
-//! the bytes (SHA-256) on the way.
+//! Reading an opened object once, through the spool (memory up to the
+//! threshold, else a temp file reserved in the spool budget first),
+//! hashing the bytes (SHA-256) on the way.
 
-use super::{SpoolConfig, bare_etag, real_version};
+use super::{bare_etag, real_version};
 use async_trait::async_trait;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
-use bucketscan_core::object::{ObjectBody, ObjectHeaders, ObjectInfo, SpooledFile};
+use bucketscan_core::object::{ObjectHeaders, ObjectInfo};
+use bucketscan_scan::spool::{SpoolConfig, SpoolError, SpoolWriter};
 use bucketscan_scan::store::{Body, FetchError, PendingBody, Target};
-use sha2::Digest;
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::Arc;
 
 /// The body of an opened object.
 pub(super) struct S3Body {
@@ -30,73 +28,26 @@ impl PendingBody for S3Body {
             spool,
         } = *self;
         let unavailable = |what: String| FetchError::Unavailable(format!("{url}: {what}"));
-        let mut hasher = sha2::Sha256::new();
-        if size <= spool.threshold_bytes {
-            let mut bytes = Vec::with_capacity(size as usize);
-            while let Some(chunk) = object
-                .body
-                .try_next()
-                .await
-                .map_err(|err| unavailable(format!("reading the body: {err}")))?
-            {
-                if bytes.len() + chunk.len() > size as usize {
-                    return Err(unavailable(format!(
-                        "the body is longer than the {size} bytes announced"
-                    )));
-                }
-                hasher.update(&chunk);
-                bytes.extend_from_slice(&chunk);
-            }
-            if bytes.len() as u64 != size {
-                return Err(unavailable(format!("received {} bytes of {size}", bytes.len())));
-            }
-            return Ok(Body {
-                bytes: ObjectBody::from_bytes(bytes),
-                sha256: hex::encode(hasher.finalize()),
-            });
-        }
-        // Reserve the bytes before writing any of them.
-        let reservation = spool
-            .budget
-            .try_reserve(size)
-            .map_err(|why| FetchError::OverBudget(format!("{url}: {why}")))?;
-        std::fs::create_dir_all(&spool.dir)
-            .map_err(|err| unavailable(format!("spool dir {}: {err}", spool.dir.display())))?;
-        let file = tempfile::Builder::new()
-            .prefix("bucketscan-")
-            .tempfile_in(&spool.dir)
-            .map_err(|err| unavailable(format!("spool file in {}: {err}", spool.dir.display())))?;
-        let (mut file, path) = file.keep().map_err(|err| unavailable(format!("spool file: {err}")))?;
-        // From here on the file is removed (and its reservation released)
-        // when `spooled` drops, also on error.
-        let spooled = SpooledFile::temporary(path)
-            .map_err(|err| unavailable(format!("spool file: {err}")))?
-            .with_guard(reservation);
-        let mut written = 0u64;
+        let mut writer = SpoolWriter::new(&spool, Some(size), size);
         while let Some(chunk) = object
             .body
             .try_next()
             .await
             .map_err(|err| unavailable(format!("reading the body: {err}")))?
         {
-            written += chunk.len() as u64;
-            if written > size {
-                return Err(unavailable(format!(
-                    "the body is longer than the {size} bytes announced"
-                )));
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .map_err(|err| unavailable(format!("writing the spool file: {err}")))?;
+            writer.append(&chunk).map_err(|err| match err {
+                SpoolError::NoRoom(why) => FetchError::OverBudget(format!("{url}: {why}")),
+                SpoolError::TooLarge { .. } => unavailable(format!("the body is longer than the {size} bytes announced")),
+                SpoolError::Io(why) => unavailable(why),
+            })?;
         }
-        file.flush()
-            .map_err(|err| unavailable(format!("writing the spool file: {err}")))?;
-        if written != size {
-            return Err(unavailable(format!("received {written} bytes of {size}")));
+        if writer.written() != size {
+            return Err(unavailable(format!("received {} bytes of {size}", writer.written())));
         }
+        let spooled = writer.finish().map_err(|err| unavailable(err.to_string()))?;
         Ok(Body {
-            bytes: ObjectBody::File(Arc::new(spooled)),
-            sha256: hex::encode(hasher.finalize()),
+            bytes: spooled.body,
+            sha256: spooled.sha256,
         })
     }
 }

@@ -112,6 +112,16 @@ impl S3Store {
             .upload_id()
             .ok_or_else(|| StorageError::Failed("CreateMultipartUpload returned no upload id".into()))?
             .to_owned();
+        // Aborted if this future is dropped before it completes (a scan
+        // cancelled mid-copy): no orphaned parts are left to bill.
+        let mut pending = PendingUpload {
+            s3: s3.clone(),
+            bucket: dest.bucket.clone(),
+            key: dest.key.clone(),
+            upload_id: upload_id.clone(),
+            owner: self.owner(&dest.bucket),
+            armed: true,
+        };
         let result = async {
             let mut parts = Vec::new();
             let mut start = 0u64;
@@ -153,15 +163,61 @@ impl S3Store {
             Ok::<_, StorageError>(())
         }
         .await;
+        pending.armed = false;
         if result.is_err() {
-            let _ = s3
-                .abort_multipart_upload()
-                .bucket(&dest.bucket)
-                .key(&dest.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            pending.abort().await;
         }
         result
+    }
+}
+
+/// A multipart upload not yet completed: aborted when dropped armed.
+struct PendingUpload {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    owner: Option<String>,
+    armed: bool,
+}
+
+impl PendingUpload {
+    fn request(&self) -> aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder {
+        self.s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .set_expected_bucket_owner(self.owner.clone())
+    }
+
+    async fn abort(&self) {
+        if let Err(err) = self.request().send().await {
+            tracing::warn!(
+                "s3://{}/{}: aborting multipart upload {}: {}",
+                self.bucket,
+                bucketscan_core::object::printable(&self.key),
+                self.upload_id,
+                aws_sdk_s3::error::DisplayErrorContext(&err)
+            );
+        }
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let request = self.request();
+        let what = format!("s3://{}/{}", self.bucket, bucketscan_core::object::printable(&self.key));
+        tracing::warn!("{what}: copy abandoned mid-way; aborting its multipart upload");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = request.send().await {
+                    tracing::warn!("{what}: aborting an abandoned multipart upload: {err}");
+                }
+            });
+        }
     }
 }

@@ -4,10 +4,11 @@
 //! `unavailable`.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use bucketscan_core::UnscannableReason;
 use bucketscan_core::storage::StorageError;
 use bucketscan_scan::store::{FetchError, Target};
 
-pub(super) fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
+pub(crate) fn status<E, R: HasStatus>(err: &SdkError<E, R>) -> Option<u16> {
     err.raw_response().map(|response| response.status_u16())
 }
 
@@ -87,6 +88,34 @@ where
     R: HasStatus + std::fmt::Debug,
 {
     FetchError::from_storage(storage_error(&target.url(), operation, err))
+}
+
+/// Why S3 refuses the agent an object's bytes for a reason that is the
+/// object's own, when it does: a customer-provided key (SSE-C), an archive
+/// storage class, or a key or policy the agent may not use. Any of these
+/// comes back the same on every retry, so the object gets its answer
+/// (`unscannable`) instead of a trip to the dead-letter queue.
+pub(super) fn unreadable<E, R>(err: &SdkError<E, R>) -> Option<UnscannableReason>
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    let (code, message) = match err {
+        SdkError::ServiceError(service) => (service.err().code(), service.err().message()),
+        _ => (None, None),
+    };
+    let message = message.unwrap_or_default().to_ascii_lowercase();
+    match (status(err), code) {
+        (_, Some("InvalidObjectState")) => Some(UnscannableReason::Archived),
+        (Some(400), Some("InvalidRequest")) if message.contains("encryption") => Some(UnscannableReason::CustomerKey),
+        // A HEAD has no body to name the cause; an SSE-C object answers a
+        // HEAD without its key with a bare 400.
+        (Some(400), None) => Some(UnscannableReason::CustomerKey),
+        (Some(403), Some(code)) if code == "AccessDenied" || code.starts_with("KMS.") => {
+            Some(UnscannableReason::AccessDenied)
+        }
+        _ => None,
+    }
 }
 
 /// The HTTP status of a raw SDK response.

@@ -14,19 +14,18 @@ mod copy;
 pub(crate) mod errors;
 
 use body::{S3Body, info_of, pairs};
-use errors::{fetch_error, is_not_found, storage_error};
+use errors::{fetch_error, is_not_found, storage_error, unreadable};
 
 use crate::aws::Clients;
-use crate::budget::SpoolBudget;
+use bucketscan_scan::spool::SpoolConfig;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{Tag, Tagging};
 use bucketscan_core::object::{ObjectHeaders, ObjectInfo};
 use bucketscan_core::storage::StorageError;
+use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, Store, Target};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Characters kept as they are in a copy source: `/` separates the path.
 const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
@@ -38,14 +37,6 @@ const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// S3's single-request copy limit; larger objects use UploadPartCopy.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
-
-/// Where and from what size objects are spooled to disk.
-#[derive(Debug, Clone)]
-pub struct SpoolConfig {
-    pub threshold_bytes: u64,
-    pub dir: PathBuf,
-    pub budget: Arc<SpoolBudget>,
-}
 
 /// The S3 store.
 pub struct S3Store {
@@ -170,8 +161,21 @@ impl Store for S3Store {
             .set_if_match(pin_target(target))
             .set_expected_bucket_owner(self.owner(&target.bucket))
             .send()
-            .await
-            .map_err(|err| fetch_error(target, "GetObject", err))?;
+            .await;
+        let object = match object {
+            Ok(object) => object,
+            Err(err) => match unreadable(&err) {
+                Some(reason) => {
+                    let detail = format!(
+                        "{}: GetObject: {}",
+                        target.url(),
+                        aws_sdk_s3::error::DisplayErrorContext(&err)
+                    );
+                    return self.open_unreadable(target, reason, detail).await;
+                }
+                None => return Err(fetch_error(target, "GetObject", err)),
+            },
+        };
         let mut info = info_of(target, &object);
         if object.tag_count().unwrap_or(0) > 0 {
             info.tags = self
@@ -305,6 +309,72 @@ pub fn bare_etag(etag: &str) -> String {
 }
 
 impl S3Store {
+    /// An object S3 will not hand over: what can be known without its
+    /// bytes (a HEAD, or what the event said when even that is refused,
+    /// as for SSE-C), its tags, and the verdict.
+    async fn open_unreadable(
+        &self,
+        target: &Target,
+        reason: UnscannableReason,
+        detail: String,
+    ) -> Result<Opened, FetchError> {
+        let mut info = match self.head(target).await {
+            Ok(info) => info,
+            Err(FetchError::Unavailable(_)) => ObjectInfo {
+                bucket: target.bucket.clone(),
+                key: target.key.clone(),
+                version_id: target.version_id.clone(),
+                etag: target.etag.clone(),
+                size: target.size.unwrap_or_default(),
+                ..ObjectInfo::default()
+            },
+            Err(other) => return Err(other),
+        };
+        if info.etag.is_none() {
+            info.etag = self
+                .listed_etag(&target.bucket, &target.key)
+                .await
+                .map_err(FetchError::from_storage)?;
+        }
+        info.tags = match self.tags(&info.bucket, &info.key, info.version_id.as_deref()).await {
+            Ok(tags) => tags,
+            // Some S3 implementations refuse even the tags of an archived
+            // object: the result tags then replace whatever it had (the
+            // write replaces the whole set, forged results included).
+            Err(err) if reason == UnscannableReason::Archived => {
+                tracing::warn!("{}: its tags cannot be read ({err}); writing the result alone", info.url());
+                Vec::new()
+            }
+            Err(err) => return Err(FetchError::from_storage(err)),
+        };
+        let verdict = Verdict::Unscannable {
+            reason,
+            detail: bucketscan_engine::text::cap(&detail, 1024),
+        };
+        Ok(Opened::Unreadable { info, verdict })
+    }
+
+    /// The ETag the key's current object is listed with: what a listing
+    /// shows of an object whose HEAD is refused (SSE-C without the key).
+    async fn listed_etag(&self, bucket: &str, key: &str) -> Result<Option<String>, StorageError> {
+        let listed = self
+            .s3(bucket)
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(key)
+            .max_keys(1)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .send()
+            .await
+            .map_err(|err| storage_error(&format!("s3://{bucket}/{key}"), "ListObjectsV2", err))?;
+        Ok(listed
+            .contents()
+            .iter()
+            .find(|object| object.key() == Some(key))
+            .and_then(|object| object.e_tag())
+            .map(bare_etag))
+    }
+
     /// What the key holds now, by HEAD alone: its ETag and version.
     async fn head_current(&self, bucket: &str, key: &str) -> Result<Option<(String, Option<String>)>, StorageError> {
         let head = self
@@ -318,6 +388,11 @@ impl S3Store {
         let head = match head {
             Ok(head) => head,
             Err(err) if is_not_found(&err) => return Ok(None),
+            // An SSE-C object refuses a HEAD without its key; its listing
+            // still shows the ETag.
+            Err(err) if errors::status(&err) == Some(400) => {
+                return Ok(self.listed_etag(bucket, key).await?.map(|etag| (etag, None)));
+            }
             Err(err) => return Err(storage_error(&format!("s3://{bucket}/{key}"), "HeadObject", err)),
         };
         Ok(Some((

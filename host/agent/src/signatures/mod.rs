@@ -270,7 +270,10 @@ impl Keeper {
             tokio::time::sleep(Duration::from_millis(500)).await;
             match canary.is_loaded(&self.clamd).await {
                 Ok(true) => {
+                    // New databases may open what the old ones did not
+                    // (or the other way round): ask again.
                     self.clamd.forget_version();
+                    self.clamd.forget_opens();
                     return Ok(());
                 }
                 Ok(false) => last = "clamd still runs the previous databases".into(),

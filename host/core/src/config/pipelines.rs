@@ -50,6 +50,17 @@ pub struct BucketConfig {
     /// The largest object this bucket's pipelines scan (default: `[agent]
     /// max-object-bytes`).
     pub max_object_bytes: Option<u64>,
+    /// Not a bucket: a pipeline for `POST /v1/scan` uploads only. No S3
+    /// request ever names it (the name may be somebody else's bucket).
+    #[serde(default)]
+    pub api_only: bool,
+    /// Container formats an engine may call clean here without opening
+    /// them (e.g. `["rar"]` where clamd has no unrar). What is inside such
+    /// a file is then not examined at all: a RAR holding malware is
+    /// promoted. Empty (the default): such files are `unscannable
+    /// (unsupported-container)`.
+    #[serde(default, deserialize_with = "crate::formats::format_names")]
+    pub let_through: Vec<crate::formats::Format>,
     /// The pipeline for keys no `prefixes` entry matches.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -262,6 +273,11 @@ impl PipelinesConfig {
             .get(bucket)
             .and_then(|b| b.max_object_bytes)
             .unwrap_or(self.default_max_object_bytes)
+    }
+
+    /// The formats `bucket` lets through unopened.
+    pub fn let_through(&self, bucket: &str) -> &[crate::formats::Format] {
+        self.buckets.get(bucket).map(|b| b.let_through.as_slice()).unwrap_or_default()
     }
 
     /// The account `bucket` must belong to, when the config says.

@@ -15,6 +15,12 @@ pub struct ServeConfig {
     pub max_body_bytes: Option<u64>,
     /// Scans running at once (uploads and object scans together).
     pub concurrency: usize,
+    /// Slots one key may hold or wait for at once (default: half of
+    /// `concurrency`); past it the key is answered 429.
+    pub per_key_concurrency: Option<usize>,
+    /// The queue that object scans still running at shutdown are handed to
+    /// as on-demand scan events (default: the first of `[agent] queues`).
+    pub handoff_queue: Option<String>,
     /// Requests that may wait for a scan slot; one more is answered 503
     /// with `Retry-After` at once. Never an unbounded queue.
     pub queue: usize,
@@ -43,6 +49,8 @@ impl Default for ServeConfig {
         Self {
             max_body_bytes: None,
             concurrency: 4,
+            per_key_concurrency: None,
+            handoff_queue: None,
             queue: 16,
             queue_wait_secs: 30,
             request_timeout_secs: 300,
@@ -80,6 +88,9 @@ impl ServeConfig {
     pub fn validate(&self, declared: &dyn Fn(&str) -> bool) -> Result<(), String> {
         if self.concurrency == 0 {
             return Err("[serve] concurrency: at least 1".into());
+        }
+        if self.per_key_concurrency == Some(0) {
+            return Err("[serve] per-key-concurrency: at least 1".into());
         }
         let known = |scope: &str, name: &str, what: &str| {
             if name == "*" || declared(name) {

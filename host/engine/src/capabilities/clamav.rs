@@ -31,6 +31,14 @@ impl ClamavCtx {
     }
 }
 
+impl ClamavCtx {
+    /// Whether the stage asked clamd and clamd found nothing: an answer
+    /// that means "clean" only for formats clamd opens.
+    pub fn answered_nothing_found(&self) -> bool {
+        matches!(&self.answer, Some(Ok(answer)) if answer.found.is_empty())
+    }
+}
+
 /// What clamd said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClamdAnswer {

@@ -218,7 +218,10 @@ pub(crate) mod limits {
         }
     }
 
-    /// An action's report lines, checked.
+    /// An action's report lines, checked in number and capped in length:
+    /// a line often names the object, whose key is the uploader's, and a
+    /// long key must not turn an action that succeeded into a failure
+    /// (retried for ever, containment never settled).
     pub fn action_lines(lines: Vec<String>) -> Result<Vec<String>, String> {
         if lines.len() > MAX_ACTION_LINES {
             return Err(format!(
@@ -226,7 +229,7 @@ pub(crate) mod limits {
                 lines.len()
             ));
         }
-        lines.into_iter().map(|line| text("report line", line)).collect()
+        Ok(lines.iter().map(|line| crate::text::cap(line, MAX_TEXT)).collect())
     }
 
     /// An identity, capped: shown in every log line and error of the

@@ -74,12 +74,13 @@ impl object::Host for ObjectCtxView<'_> {}
 
 impl object::HostObject for ObjectCtxView<'_> {
     async fn info(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<object::ObjectInfo> {
-        let info = &self.get(&object)?.info;
+        let scanned = self.get(&object)?;
+        let info = &scanned.info;
         Ok(object::ObjectInfo {
             bucket: info.bucket.clone(),
             key: info.key.clone(),
             version_id: info.version_id.clone(),
-            size: info.size,
+            size: scanned.size(),
             etag: info.etag.clone(),
             content_type: info.content_type.clone(),
             metadata: info.metadata.clone(),

@@ -105,16 +105,22 @@ pub(super) fn verdict_to_wit(verdict: &Verdict) -> types::Verdict {
                 .collect(),
         ),
         Verdict::Blocked { reason } => types::Verdict::Blocked(reason.clone()),
-        Verdict::Unscannable { reason, detail } => types::Verdict::Unscannable(types::Unscannable {
-            reason: match reason {
-                UnscannableReason::Encrypted => types::UnscannableReason::Encrypted,
-                UnscannableReason::TooLarge => types::UnscannableReason::TooLarge,
-                UnscannableReason::LimitsExceeded => types::UnscannableReason::LimitsExceeded,
-                UnscannableReason::StaleSignatures => types::UnscannableReason::StaleSignatures,
-                UnscannableReason::NotScanned => types::UnscannableReason::NotScanned,
-            },
-            detail: detail.clone(),
-        }),
+        Verdict::Unscannable { reason, detail } => {
+            // Reasons only the host gives have no name in this series: the
+            // plugin sees `not-scanned`, and the detail says which.
+            let (reason, detail) = match reason {
+                UnscannableReason::Encrypted => (types::UnscannableReason::Encrypted, detail.clone()),
+                UnscannableReason::TooLarge => (types::UnscannableReason::TooLarge, detail.clone()),
+                UnscannableReason::LimitsExceeded => (types::UnscannableReason::LimitsExceeded, detail.clone()),
+                UnscannableReason::StaleSignatures => (types::UnscannableReason::StaleSignatures, detail.clone()),
+                UnscannableReason::NotScanned => (types::UnscannableReason::NotScanned, detail.clone()),
+                host_only => (
+                    types::UnscannableReason::NotScanned,
+                    format!("{}: {detail}", host_only.as_str()),
+                ),
+            };
+            types::Verdict::Unscannable(types::Unscannable { reason, detail })
+        }
         Verdict::Error { message } => types::Verdict::Error(message.clone()),
     }
 }

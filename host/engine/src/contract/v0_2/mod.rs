@@ -92,7 +92,7 @@ impl object::HostObject for ObjectCtxView<'_> {
     }
 
     async fn size(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<u64> {
-        Ok(self.get(&object)?.info.size)
+        Ok(self.get(&object)?.size())
     }
 
     async fn etag(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<Option<String>> {

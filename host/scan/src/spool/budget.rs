@@ -59,6 +59,11 @@ impl SpoolBudget {
         }
     }
 
+    /// The budget's size.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     pub fn free_bytes(&self) -> u64 {
         self.units.available_permits() as u64 * UNIT
     }
