@@ -165,3 +165,78 @@ async fn css_tags_speak_cloud_storage_securitys_values() {
     );
     assert!(!world.exists(PRODUCTION, "a/forged.txt").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_tells_the_agents_results_from_forged_ones() {
+    let world = World::new().await;
+    let config = world.config(&clamd::shared().address(), "");
+    let agent = world.start_agent(&config);
+    world.put("mark/eicar.txt", samples::eicar(), None, &[], &[]).await;
+    world.put("mark/notes.txt", samples::clean_text(), None, &[], &[]).await;
+    world
+        .wait_for(QUARANTINE, "staging/mark/eicar.txt", Duration::from_secs(60), &agent)
+        .await;
+    world
+        .wait_for(PRODUCTION, "mark/notes.txt", Duration::from_secs(60), &agent)
+        .await;
+    // Whoever may publish to the topic (the local server enforces no topic
+    // policy; the templates do) posts a "clean" result of their own.
+    let forged = serde_json::json!({"bucket": STAGING, "key": "mark/dropper.exe", "result": "clean"}).to_string();
+    let attribute = |value: &str| {
+        aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .unwrap()
+    };
+    world
+        .aws
+        .sns
+        .publish()
+        .topic_arn(&world.topic_arn)
+        .message(&forged)
+        .message_attributes("scan-result", attribute("clean"))
+        .message_attributes("bucketscan-mark", attribute(&format!("n1-{}", "0".repeat(64))))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The README's subscriber check, with the key `notification-key` prints.
+    let key = world.cli(&["notification-key", "--config", config.to_str().unwrap()]);
+    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let envelopes = world.notifications().await;
+    let mut input = String::new();
+    let mut keys = Vec::new();
+    for envelope in &envelopes {
+        let body: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+        keys.push(body["key"].as_str().unwrap().to_owned());
+        input.push_str(&envelope.to_string());
+        input.push('\n');
+    }
+    let mut verifier = std::process::Command::new("python3")
+        .arg(bucketscan_tests::workspace().join("examples/verify_notification.py"))
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    verifier.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = verifier.wait_with_output().unwrap();
+    let verdicts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let by_key: Vec<(&str, &str)> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(verdicts.iter().map(String::as_str))
+        .collect();
+    assert_eq!(by_key.len(), 3, "{by_key:?}");
+    for (key, verdict) in by_key {
+        let expected = if key == "mark/dropper.exe" { "FORGED" } else { "ok" };
+        assert_eq!(verdict, expected, "{key}");
+    }
+}

@@ -6,10 +6,10 @@
 //! and through `POST /v1/scan`.
 
 use aws_sdk_s3::primitives::ByteStream;
+use bucketscan_core::formats::Format;
 use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::{bucketscan_bin, clamd, samples};
 use bucketscan_unpack::samples as wrap;
-use bucketscan_core::formats::Format;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -113,8 +113,14 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
     for key in ["enc/page.html", "enc/data.json", "enc/stacked.txt"] {
         let tags = result_of(&world, key, &agent).await;
         assert_eq!(tag(&tags, "bucketscan-result"), Some("infected"), "{key}: {tags:?}");
-        assert!(tag(&tags, "bucketscan-signature").unwrap().contains("Eicar"), "{key}: {tags:?}");
-        assert!(tag(&tags, "bucketscan-decoded").is_some(), "{key}: the tags say what was decoded");
+        assert!(
+            tag(&tags, "bucketscan-signature").unwrap().contains("Eicar"),
+            "{key}: {tags:?}"
+        );
+        assert!(
+            tag(&tags, "bucketscan-decoded").is_some(),
+            "{key}: the tags say what was decoded"
+        );
     }
     let stacked = result_of(&world, "enc/stacked.txt", &agent).await;
     assert_eq!(tag(&stacked, "bucketscan-decoded"), Some("gzip+br"));
@@ -137,7 +143,10 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
         world.wait_for(PRODUCTION, key, WITHIN, &agent).await;
     }
     assert_eq!(
-        world.tag(PRODUCTION, "ok/page.html", "bucketscan-decoded").await.as_deref(),
+        world
+            .tag(PRODUCTION, "ok/page.html", "bucketscan-decoded")
+            .await
+            .as_deref(),
         Some("gzip")
     );
     assert_eq!(
@@ -147,14 +156,7 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
     );
     // Nothing disguised reached production, and every infected or blocked
     // one was published with what was decoded.
-    let promoted = world
-        .aws
-        .s3
-        .list_objects_v2()
-        .bucket(PRODUCTION)
-        .send()
-        .await
-        .unwrap();
+    let promoted = world.aws.s3.list_objects_v2().bucket(PRODUCTION).send().await.unwrap();
     let keys: Vec<&str> = promoted.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, vec!["ok/docs.zip", "ok/page.html"], "{}", agent.log());
     let notes = world.notifications().await;
@@ -162,11 +164,20 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
         .iter()
         .map(|n| serde_json::from_str(n["Message"].as_str().unwrap()).unwrap())
         .collect();
-    let brotli_note = published.iter().find(|n| n["key"] == "enc/page.html").expect("published");
+    let brotli_note = published
+        .iter()
+        .find(|n| n["key"] == "enc/page.html")
+        .expect("published");
     assert_eq!(brotli_note["decoded"]["content_encoding"], serde_json::json!(["br"]));
-    let bundle = published.iter().find(|n| n["key"] == "fmt/bundle.zip").expect("published");
+    let bundle = published
+        .iter()
+        .find(|n| n["key"] == "fmt/bundle.zip")
+        .expect("published");
     assert!(
-        bundle["verdict"]["detail"].as_str().unwrap().contains("fmt/bundle.zip!/bin/x.zst"),
+        bundle["verdict"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("fmt/bundle.zip!/bin/x.zst"),
         "the detail names the member: {bundle}"
     );
     // What clamd opens was checked against clamd itself, not assumed.
@@ -195,7 +206,10 @@ fn dry_run(config: &std::path::Path, file: &std::path::Path, extra: &[&str]) -> 
         "json",
     ];
     args.extend_from_slice(extra);
-    let out = std::process::Command::new(bucketscan_bin()).args(&args).output().unwrap();
+    let out = std::process::Command::new(bucketscan_bin())
+        .args(&args)
+        .output()
+        .unwrap();
     serde_json::from_str(&String::from_utf8_lossy(&out.stdout))
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
 }
@@ -222,7 +236,10 @@ async fn a_bucket_may_let_a_named_format_through_and_nothing_else() {
     assert_eq!(report["result"], "clean", "{report}");
     assert_eq!(report["contents"][0]["format"], "rar");
     let report = dry_run(&lenient, &zst, &[]);
-    assert_eq!(report["verdict"]["reason"], "unsupported-container", "only rar: {report}");
+    assert_eq!(
+        report["verdict"]["reason"], "unsupported-container",
+        "only rar: {report}"
+    );
     // The dry run decodes a Content-Encoding like the agent does.
     let encoded = samples::write(dir.path(), "page.html", &brotli(&eicar));
     let report = dry_run(&strict, &encoded, &["--content-encoding", "br"]);

@@ -472,3 +472,133 @@ fn the_readme_shows_the_bucket_policy_the_template_applies() {
     };
     assert_eq!(normal(shown), normal(policy));
 }
+
+/// What ECS puts in every container's environment, and what the agent's
+/// own configuration holds: none of it may reach clamd.
+const SECRETS: &[(&str, &str)] = &[
+    (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "/v2/credentials/task-role-secret",
+    ),
+    (
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "http://169.254.170.23/v1/credentials",
+    ),
+    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "token-secret"),
+    ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLESECRET"),
+    ("AWS_SECRET_ACCESS_KEY", "secret-access-key"),
+    ("AWS_SESSION_TOKEN", "session-token-secret"),
+    ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/task-secret"),
+    ("BUCKETSCAN_CONFIG", "[agent]\nseal-key = 'seal-secret'"),
+    ("BUCKETSCAN_SEAL_KEY", "seal-secret-0123456789"),
+];
+
+#[test]
+fn the_clamd_sidecar_hands_clamd_an_empty_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("signatures");
+    std::fs::create_dir_all(&database).unwrap();
+    std::fs::write(database.join("daily.cud"), b"a database").unwrap();
+    let conf = dir.path().join("clamd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "DatabaseDirectory {}\nTemporaryDirectory {}\n",
+            database.display(),
+            dir.path().join("clamd-tmp").display()
+        ),
+    )
+    .unwrap();
+    // A stand-in for clamd that writes down the environment it was given.
+    let seen = dir.path().join("environment");
+    let stand_in = dir.path().join("clamd");
+    std::fs::write(&stand_in, format!("#!/bin/sh\nenv > '{}'\n", seen.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = Command::new(bucketscan_tests::bucketscan_bin())
+        .args([
+            "clamd",
+            "sidecar",
+            "--config",
+            conf.to_str().unwrap(),
+            "--clamd",
+            stand_in.to_str().unwrap(),
+        ])
+        .envs(SECRETS.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let environment = std::fs::read_to_string(&seen).expect("the stand-in ran");
+    for (name, value) in SECRETS {
+        assert!(!environment.contains(name), "clamd was given {name}:\n{environment}");
+        assert!(!environment.contains(value), "clamd was given the value of {name}");
+    }
+}
+
+#[test]
+fn the_task_keeps_clamd_apart_from_the_agents_files_and_identity() {
+    for (stack, main, config) in [
+        (Stack::for_test("queue", "topic"), "agent", "AgentConfig"),
+        (Stack::api_for_test("topic", &"0".repeat(64), ""), "api", "ApiConfig"),
+    ] {
+        let agent = stack.container(main);
+        let clamd = stack.container("clamd");
+        assert_ne!(agent["User"], clamd["User"], "{main}: clamd runs as its own uid");
+        let mounts = |container: &Value| -> Vec<(String, String, bool)> {
+            container["MountPoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (
+                        m["SourceVolume"].as_str().unwrap().to_owned(),
+                        m["ContainerPath"].as_str().unwrap().to_owned(),
+                        m["ReadOnly"] == true,
+                    )
+                })
+                .collect()
+        };
+        let (agent_mounts, clamd_mounts) = (mounts(&agent), mounts(&clamd));
+        for (volume, path, read_only) in &clamd_mounts {
+            let shared = agent_mounts.iter().any(|(v, _, _)| v == volume);
+            // The one volume they share is the signatures, read-only for clamd.
+            assert!(
+                !shared || (volume == "signatures" && *read_only),
+                "{main}: clamd mounts the agent's volume `{volume}` at {path} (read-only: {read_only})"
+            );
+        }
+        // The agent's spool and compiled-plugin cache live on its own
+        // scratch volume, which clamd does not mount.
+        let config = stack.config(config);
+        let agent_tmp = agent_mounts
+            .iter()
+            .find(|(_, path, _)| path == "/tmp")
+            .expect("a scratch volume");
+        assert!(!clamd_mounts.iter().any(|(v, _, _)| *v == agent_tmp.0), "{main}");
+        for setting in ["cache-dir = \"/tmp/", "spool-dir = \"/tmp/"] {
+            assert!(config.contains(setting), "{main}: {setting}\n{config}");
+        }
+    }
+}
+
+#[test]
+fn only_the_tasks_may_publish_results() {
+    for stack in [
+        Stack::for_test("queue", "topic"),
+        Stack::api_for_test("topic", &"0".repeat(64), ""),
+    ] {
+        let resources = stack.template["Resources"].as_object().unwrap();
+        let policy = resources
+            .values()
+            .find(|r| r["Type"] == "AWS::SNS::TopicPolicy" && r["Properties"]["Topics"][0]["Ref"] == "ResultTopic")
+            .expect("a policy on the result topic");
+        let statements = policy["Properties"]["PolicyDocument"]["Statement"].as_array().unwrap();
+        let deny = statements
+            .iter()
+            .find(|s| s["Effect"] == "Deny" && s["Action"] == "sns:Publish" && s["Principal"] == "*")
+            .expect("everyone else is denied Publish");
+        let allowed = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].to_string();
+        assert!(allowed.contains("TaskRole"), "{allowed}");
+    }
+}

@@ -119,7 +119,12 @@ async fn the_task_runs_from_the_image_on_real_events() {
         .unwrap();
     let signatures = volume(&world.dir.path().join("volumes/signatures"));
     let scratch = volume(&world.dir.path().join("volumes/scratch"));
-    let volumes = [("signatures", signatures.as_path()), ("scratch", scratch.as_path())];
+    let clamd_scratch = volume(&world.dir.path().join("volumes/clamd-scratch"));
+    let volumes = [
+        ("signatures", signatures.as_path()),
+        ("scratch", scratch.as_path()),
+        ("clamd-scratch", clamd_scratch.as_path()),
+    ];
 
     let mut clamd_options = definition_options(&clamd_definition, &volumes);
     let entrypoint = strings(&clamd_definition["EntryPoint"]);

@@ -12,6 +12,7 @@ mod fargate;
 mod filetype;
 mod hostile_uploads;
 mod image;
+mod interrupted;
 mod languages;
 mod pipeline;
 mod release;

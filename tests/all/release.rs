@@ -441,7 +441,10 @@ async fn an_allow_listed_finding_never_skips_the_policy_stages_after_it() {
         .wait_for(QUARANTINE, "staging/tools/clam.exe", Duration::from_secs(60), &agent)
         .await;
     let tags = world.tags(QUARANTINE, "staging/tools/clam.exe").await;
-    let result = tags.iter().find(|(k, _)| k == "bucketscan-result").map(|(_, v)| v.as_str());
+    let result = tags
+        .iter()
+        .find(|(k, _)| k == "bucketscan-result")
+        .map(|(_, v)| v.as_str());
     assert_eq!(result, Some("blocked"), "{tags:?}\n{}", agent.log());
     assert!(!world.exists(PRODUCTION, "tools/clam.exe").await);
     // A released finding with no policy against it still passes.

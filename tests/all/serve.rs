@@ -32,6 +32,7 @@ fn serve_config(world: &World, extra_serve: &str) -> std::path::PathBuf {
     let extra = format!(
         r#"
 [buckets.uploads]
+api-only = true
 [[buckets.uploads.stages]]
 plugin = "filetype-filter"
 settings = {{ deny = ["executable"], block-mismatch = true }}
@@ -342,7 +343,8 @@ async fn authentication_scopes_and_errors_answer_with_stable_codes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_clients_time_out_and_overload_is_refused_never_queued_without_bound() {
     let world = World::new().await;
-    let config = serve_config(&world, "");
+    // One key may fill the server here, to reach its global bounds.
+    let config = serve_config(&world, "per-key-concurrency = 4\n");
     let api = start(&world, &config);
     let port = api.port;
     let head = |length: usize| {
@@ -498,4 +500,45 @@ async fn objects_are_scanned_on_demand_now_or_as_jobs() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_key_cannot_take_every_slot_and_an_upload_pipeline_is_never_a_bucket() {
+    let world = World::new().await;
+    let config = serve_config(&world, "");
+    let api = start(&world, &config);
+    let port = api.port;
+    // `ci` stalls in the one slot its share allows (of two)...
+    let head = format!(
+        "POST /v1/scan?pipeline=uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CI_KEY}\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n"
+    );
+    let staller = std::thread::spawn(move || raw(port, &head, &[b'a'; 10], Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(500));
+    // ...so its next request is refused at once, while another key's
+    // request still gets the free slot.
+    let file = samples::write(world.dir.path(), "notes.txt", &samples::clean_text());
+    let (status, body, _) = curl_scan(&api, Some(CI_KEY), "uploads", &file, &[]);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    let (status, body, _) = curl_scan(&api, Some(UPLOADS_KEY), "uploads", &file, &[]);
+    assert_eq!(status, 200, "{body}");
+    let (answer, _) = staller.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A name that stands for an upload pipeline, or a bucket nothing
+    // scans, is never read as a bucket, whatever the key may do.
+    let client = reqwest::Client::new();
+    for (bucket, why) in [("uploads", "upload pipeline"), (PRODUCTION, "no pipeline")] {
+        let answer = client
+            .post(format!("{}/v1/objects/scan", api.base))
+            .bearer_auth(ADMIN_KEY)
+            .json(&serde_json::json!({"bucket": bucket, "key": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unknown_bucket");
+        assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
+    }
 }

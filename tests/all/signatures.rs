@@ -1,11 +1,13 @@
 //! Signature databases under attack and failure: a database is judged by
 //! the build time it carries, not by when it arrived; one clamd could not
 //! load makes the agent not ready (and stop receiving) until fixed; two
-//! keys that would overwrite each other are refused by name.
+//! keys that would overwrite each other are refused by name; and whoever
+//! writes the signature bucket may add detections, never allow a file.
 
 use bucketscan_tests::agent::{PRODUCTION, STAGING, World, assert_no_message_received, health, wait_until};
 use bucketscan_tests::signatures::{self, test_database};
 use bucketscan_tests::{free_port, samples};
+use sha2::Digest;
 use std::time::{Duration, SystemTime};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -87,16 +89,94 @@ async fn two_keys_with_one_file_name_are_refused_by_name() {
     let agent = world.start_agent(&config);
     signatures::upload(
         &world,
-        "clamav/mirror-b/daily.cud",
-        test_database(9, SystemTime::now(), ""),
+        "clamav/extra.hdb",
+        b"00000000000000000000000000000000:1:A\n".to_vec(),
+    )
+    .await;
+    signatures::upload(
+        &world,
+        "clamav/mirror-b/extra.hdb",
+        b"00000000000000000000000000000000:1:B\n".to_vec(),
     )
     .await;
     wait_until("the collision is named", &agent, || {
         agent
             .log()
-            .contains("s3://signatures/clamav/daily.cud and s3://signatures/clamav/mirror-b/daily.cud would both be installed as `daily.cud`")
+            .contains("s3://signatures/clamav/extra.hdb and s3://signatures/clamav/mirror-b/extra.hdb would both be installed as `extra.hdb`")
     });
     // Nothing was replaced: the agent still scans with the database it had.
     world.put("still.txt", samples::clean_text(), None, &[], &[]).await;
     world.wait_for(PRODUCTION, "still.txt", WITHIN, &agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signature_bucket_may_add_detections_but_never_allow_a_file() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
+    wait_until("ready", &agent, || health(&addr, true).0);
+
+    let eicar = samples::eicar();
+    let sha256 = hex::encode(sha2::Sha256::digest(&eicar));
+    // An allow-list entry for EICAR's digest, a mute for its signature,
+    // the same smuggled inside a new version of the database, and a CVD
+    // whose signature does not verify (one byte changed after signing).
+    signatures::upload(
+        &world,
+        "clamav/allow.sfp",
+        format!("{sha256}:68:Allowed\n").into_bytes(),
+    )
+    .await;
+    signatures::upload(&world, "clamav/mute.ign2", b"Eicar-Test-Signature\n".to_vec()).await;
+    let hdb =
+        std::fs::read_to_string(bucketscan_tests::workspace().join("tests/signatures/bucketscan-test.hdb")).unwrap();
+    let smuggling = signatures::cud_with(
+        "daily",
+        7,
+        SystemTime::now(),
+        &hdb,
+        &[("daily.sfp", format!("{sha256}:68:X\n").as_bytes())],
+    );
+    signatures::upload(&world, "clamav/daily.cud", smuggling).await;
+    let mut tampered = test_database(8, SystemTime::now(), "");
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    signatures::upload(&world, "clamav/main.cvd", tampered).await;
+
+    wait_until("every refusal named by /readyz", &agent, || {
+        let (ready, body) = health(&addr, true);
+        ready
+            && [
+                "clamav/allow.sfp",
+                "clamav/mute.ign2",
+                "clamav/daily.cud",
+                "clamav/main.cvd",
+            ]
+            .iter()
+            .all(|key| body.contains(&format!("refused from the signature bucket: `{key}`")))
+    });
+    let log = agent.log();
+    assert!(log.contains("holds `daily.sfp`"), "{log}");
+    assert!(log.contains("digital signature does not verify"), "{log}");
+    for file in ["allow.sfp", "mute.ign2", "main.cvd"] {
+        assert!(!clamd.database_dir().join(file).exists(), "{file} installed");
+    }
+    // EICAR is still infected: the database the agent had stays.
+    world.put("eicar.txt", eicar, None, &[], &[]).await;
+    world
+        .wait_for(bucketscan_tests::agent::QUARANTINE, "staging/eicar.txt", WITHIN, &agent)
+        .await;
+    assert_eq!(
+        world
+            .tag(
+                bucketscan_tests::agent::QUARANTINE,
+                "staging/eicar.txt",
+                "bucketscan-result"
+            )
+            .await
+            .as_deref(),
+        Some("infected")
+    );
 }

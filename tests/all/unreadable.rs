@@ -63,7 +63,10 @@ async fn objects_s3_will_not_hand_over_get_one_answer_not_a_dead_letter_queue() 
         .await
         .unwrap();
 
-    for (key, reason) in [("sse-c/secret.txt", "customer-key"), ("kms/report.txt", "access-denied")] {
+    for (key, reason) in [
+        ("sse-c/secret.txt", "customer-key"),
+        ("kms/report.txt", "access-denied"),
+    ] {
         let tags = result_tags(&world, key, &agent).await;
         assert_eq!(tag(&tags, "bucketscan-result"), Some("unscannable"), "{key}: {tags:?}");
         assert_eq!(tag(&tags, "bucketscan-signature"), Some(reason), "{key}: {tags:?}");
@@ -124,11 +127,21 @@ async fn a_key_too_long_to_quarantine_is_quarantined_under_a_shorter_one_and_rel
     assert!(quarantined.starts_with("staging/long/kkk"), "{quarantined}");
     world.wait_gone(STAGING, &key, WITHIN, &agent).await;
     assert_eq!(
-        world.tag(QUARANTINE, &quarantined, "bucketscan-result").await.as_deref(),
+        world
+            .tag(QUARANTINE, &quarantined, "bucketscan-result")
+            .await
+            .as_deref(),
         Some("infected")
     );
     // `quarantine list` names the full source; `release` puts it back there.
-    let listed = world.cli(&["quarantine", "list", "--config", config.to_str().unwrap(), "--output", "json"]);
+    let listed = world.cli(&[
+        "quarantine",
+        "list",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let held = &listed.as_array().unwrap()[0];
     assert_eq!(held["source"], format!("s3://staging/{key}"), "{held}");

@@ -64,7 +64,10 @@ impl Recorder {
 
     /// Requests a fault rule fired on.
     pub fn faulted(&self) -> Vec<serde_json::Value> {
-        self.requests().into_iter().filter(|r| r.get("fault").is_some()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.get("fault").is_some())
+            .collect()
     }
 
     /// Every request so far: method, path (decoded), query, x-amz headers.

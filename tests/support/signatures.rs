@@ -12,6 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A container named `name` (e.g. `daily`) holding `hdb` (lines of
 /// `md5:size:Name`), built at `built`, as version `version`.
 pub fn cud(name: &str, version: u64, built: SystemTime, hdb: &str) -> Vec<u8> {
+    cud_with(name, version, built, hdb, &[])
+}
+
+/// Like [`cud`], with `extra` files in the container beside the `.hdb`.
+pub fn cud_with(name: &str, version: u64, built: SystemTime, hdb: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
     let stime = built.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let sigs = hdb.lines().filter(|l| !l.trim().is_empty()).count();
     let header_fields =
@@ -23,10 +28,12 @@ pub fn cud(name: &str, version: u64, built: SystemTime, hdb: &str) -> Vec<u8> {
         hex::encode(Sha256::digest(hdb.as_bytes()))
     );
     let mut archive = tar::Builder::new(Vec::new());
-    for (file, data) in [
+    let files = [
         (format!("{name}.info"), info.as_bytes()),
         (format!("{name}.hdb"), hdb.as_bytes()),
-    ] {
+    ];
+    let extra = extra.iter().map(|(file, data)| (file.to_string(), *data));
+    for (file, data) in files.into_iter().chain(extra) {
         let mut header = tar::Header::new_ustar();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
@@ -68,6 +75,7 @@ pub async fn clamd_with_fresh_database(world: &crate::agent::World) -> (crate::c
 pub fn synced_config(clamd: &crate::clamd::ClamdServer, interval: u64, reload_timeout: u64) -> String {
     format!(
         "[signatures]\ndatabase-dir = \"{}\"\nbucket = \"signatures\"\nprefix = \"clamav/\"\n\
+         unsigned = [\"clamav/daily.cud\"]\n\
          sync-interval-secs = {interval}\nreload-timeout-secs = {reload_timeout}\nmax-age-secs = 86400\n",
         clamd.database_dir().display()
     )

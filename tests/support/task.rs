@@ -88,6 +88,8 @@ impl Stack {
                 ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
                 ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
                 ("DrainTimeout", "20".to_owned()),
+                // The tests' databases are built at test time, unsigned.
+                ("UnsignedDatabase", "clamav/daily.cud".to_owned()),
             ],
         )
     }
@@ -104,6 +106,7 @@ impl Stack {
                 ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
                 ("ApiKeySha256", key_sha256.to_owned()),
                 ("EventBusName", event_bus.to_owned()),
+                ("UnsignedDatabase", "clamav/daily.cud".to_owned()),
             ],
         )
     }

@@ -3,14 +3,12 @@
 //! only when no object in it came back [`Handled::Retry`].
 
 use crate::aws::Clients;
-use bucketscan_scan::spool::SpoolBudget;
 use crate::config::Config;
 use crate::config::NotificationsConfig;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::{EventBridgePublisher, FanOut, SnsPublisher};
 use crate::reload::LivePipelines;
 use crate::s3_store::S3Store;
-use bucketscan_scan::spool::SpoolConfig;
 use crate::signatures::SignatureState;
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::AllowList;
@@ -19,6 +17,8 @@ use bucketscan_core::object::printable;
 use bucketscan_core::report::{Outcome, ScanReport};
 use bucketscan_core::seal::Sealer;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
+use bucketscan_scan::spool::SpoolBudget;
+use bucketscan_scan::spool::SpoolConfig;
 use bucketscan_scan::{Publisher, Scanner, Target};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,12 +89,20 @@ impl Agent {
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
         let services = Arc::new(Services::new(clamd).with_agent_id(agent_id.clone()));
+        let sealer = match &config.agent.seal_key {
+            Some(source) => Sealer::new(source.read()?),
+            None => {
+                warn_without_seal_key(&config);
+                Sealer::ephemeral()
+            }
+        };
         let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
         if let Some(arn) = &config.notifications.topic_arn {
             publishers.push(Arc::new(SnsPublisher::new(
                 clients.sns.clone(),
                 arn.clone(),
                 agent_id.clone(),
+                sealer.clone(),
             )));
         }
         if let Some(bus) = &config.notifications.event_bus {
@@ -112,13 +120,6 @@ impl Agent {
         }
         let publisher = FanOut::of(publishers);
 
-        let sealer = match &config.agent.seal_key {
-            Some(source) => Sealer::new(source.read()?),
-            None => {
-                warn_without_seal_key(&config);
-                Sealer::ephemeral()
-            }
-        };
         let allow_list = match crate::allow_list::load(&clients.s3, &config.allow_list, &sealer).await {
             Ok(list) => list,
             Err(err) => {
@@ -193,6 +194,21 @@ impl Agent {
     }
 
     pub async fn handle_target(&self, target: &Target) -> Handled {
+        if self
+            .started_with
+            .buckets
+            .get(&target.bucket)
+            .is_some_and(|bucket| bucket.api_only)
+        {
+            // The name stands for an upload pipeline of the API; a bucket
+            // of that name, if one exists, is somebody else's.
+            let why = format!(
+                "`{}` is an upload pipeline (api-only), not a bucket: nothing read",
+                target.bucket
+            );
+            tracing::warn!("{why}");
+            return Handled::Skipped(why);
+        }
         tracing::info!(bucket = %target.bucket, key = %printable(&target.key), version = target.version_id.as_deref().unwrap_or(""), "scanning");
         let pipelines = self.pipelines.snapshot();
         let report = self.scanner.scan(pipelines.as_ref(), target).await;

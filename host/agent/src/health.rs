@@ -33,6 +33,31 @@ pub async fn readiness(agent: &Agent) -> Result<(), Vec<String>> {
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
+/// What is worth knowing about a ready agent: files the signature bucket
+/// holds that it refused to install.
+pub fn notes(agent: &Agent) -> Vec<String> {
+    agent
+        .signatures
+        .as_ref()
+        .map(|state| {
+            state
+                .refused()
+                .into_iter()
+                .map(|why| format!("refused from the signature bucket: {why}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ready_text(agent: &Agent) -> String {
+    let mut text = String::from("ready\n");
+    for note in notes(agent) {
+        text.push_str(&note);
+        text.push('\n');
+    }
+    text
+}
+
 /// Binds `addr` and serves until the process ends. Binding happens before
 /// this returns, so a bad address is a start-up error.
 pub async fn serve(addr: SocketAddr, agent: Arc<Agent>, metrics: Arc<Metrics>) -> Result<(), crate::StartError> {
@@ -68,7 +93,7 @@ async fn route(request: Request<hyper::body::Incoming>, agent: &Agent, metrics: 
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness(agent).await {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Ok(()) => text(StatusCode::OK, ready_text(agent)),
             Err(problems) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {}\n", problems.join("; ")),

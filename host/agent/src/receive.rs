@@ -129,7 +129,11 @@ pub async fn run(
                     // Even a panic while handling frees the entry and the
                     // permit (and its heartbeat stops with it, see below):
                     // the message then returns after its visibility timeout.
-                    let _done = Finished { in_flight, id, _permit: permit };
+                    let _done = Finished {
+                        in_flight,
+                        id,
+                        _permit: permit,
+                    };
                     handle_message(&agent, &sqs, &settings, &queue, message).await;
                 });
             }

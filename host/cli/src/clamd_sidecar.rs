@@ -3,7 +3,10 @@
 //!
 //! - `sidecar`: clamd cannot start without a database, and databases arrive
 //!   through the agent's sync from S3 into the shared volume. Waits for the
-//!   first one, creates clamd's own temp directory, then becomes clamd.
+//!   first one, creates clamd's own temp directory, then becomes clamd —
+//!   with an empty environment: clamd parses what uploaders send, and a
+//!   parser bug must not hand them the task's credentials (ECS gives every
+//!   container the credentials endpoint's URI), a seal key or the config.
 //! - `ping`: the clamd container's health check (`PING` → `PONG`).
 
 use anyhow::{Context as _, bail};
@@ -108,10 +111,12 @@ async fn sidecar(config: &Path, clamd: &Path, timeout: Duration) -> anyhow::Resu
     if let Some(temp) = directive(&text, "TemporaryDirectory") {
         std::fs::create_dir_all(&temp).with_context(|| format!("creating clamd's TemporaryDirectory {temp}"))?;
     }
-    eprintln!("clamd sidecar: starting {}", clamd.display());
+    eprintln!("clamd sidecar: starting {} with an empty environment", clamd.display());
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(clamd)
         .arg(format!("--config-file={}", config.display()))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .exec();
     bail!("exec {}: {err}", clamd.display())
 }

@@ -56,6 +56,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Make an API key for `serve`: prints the key, and the config entry with its SHA-256.
     ApiKey(serve::ApiKeyArgs),
+    /// Print the key subscribers check result notifications' `bucketscan-mark` with
+    /// (derived from `[agent] seal-key`; it cannot seal result tags).
+    NotificationKey(crate::config_args::ConfigArgs),
     /// Give a quarantined false positive back: restored, tagged allowed, allow-listed, announced.
     Release(Box<quarantine::ReleaseArgs>),
     /// What the quarantine holds.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
             Command::Serve(args) => serve::run(args).await,
             Command::ApiKey(args) => serve::api_key(args),
+            Command::NotificationKey(args) => serve::notification_key(args),
             Command::Release(args) => quarantine::release_command(*args).await,
             Command::Quarantine(command) => quarantine::list_command(command).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,

@@ -69,3 +69,16 @@ pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
     eprintln!("buckets = [{}]", list(&args.buckets));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `bucketscan notification-key`: the hex key a subscriber checks each
+/// notification's `bucketscan-mark` with.
+pub fn notification_key(args: crate::config_args::ConfigArgs) -> anyhow::Result<ExitCode> {
+    let source = args.source()?;
+    let config = bucketscan_agent::config::Config::load(&source)?;
+    let Some(seal_key) = &config.agent.seal_key else {
+        bail!("{source}: [agent] seal-key is not set, so every agent has its own random key and no mark would verify");
+    };
+    let sealer = bucketscan_core::seal::Sealer::new(seal_key.read()?);
+    println!("{}", hex::encode(sealer.notification_key()));
+    Ok(ExitCode::SUCCESS)
+}

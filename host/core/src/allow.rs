@@ -339,7 +339,10 @@ mod tests {
         });
         assert!(list.may_lift(Some(A)) && !list.may_lift(None));
         let (verdict, allowed) = list.apply(Some(A), infected(), &[Verdict::Clean]);
-        assert!(verdict.is_clean() && allowed.is_some(), "only findings after it: lifted");
+        assert!(
+            verdict.is_clean() && allowed.is_some(),
+            "only findings after it: lifted"
+        );
         let blocked = Verdict::Blocked {
             reason: "executable".into(),
         };

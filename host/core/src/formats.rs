@@ -235,7 +235,7 @@ fn is_lzma_alone(head: &[u8]) -> bool {
         return false;
     }
     let dictionary = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
-    let power = dictionary.is_power_of_two() || (dictionary % 3 == 0 && (dictionary / 3).is_power_of_two());
+    let power = dictionary.is_power_of_two() || (dictionary.is_multiple_of(3) && (dictionary / 3).is_power_of_two());
     let size = u64::from_le_bytes(head[5..13].try_into().expect("8 bytes"));
     power && (1 << 12..=3 << 29).contains(&dictionary) && (size == u64::MAX || size < 1 << 48) && head[0] == 0x5d
 }
@@ -320,7 +320,11 @@ mod tests {
         assert_eq!(sniff(b"BZh91AY&SY"), Some(Format::Bzip2));
         assert_eq!(sniff(b"BZhx"), None, "a level digit must follow");
         assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Some(Format::Zstd));
-        assert_eq!(sniff(&[0x5a, 0x2a, 0x4d, 0x18, 0]), Some(Format::Zstd), "skippable frame");
+        assert_eq!(
+            sniff(&[0x5a, 0x2a, 0x4d, 0x18, 0]),
+            Some(Format::Zstd),
+            "skippable frame"
+        );
         assert_eq!(sniff(&[0x04, 0x22, 0x4d, 0x18]), Some(Format::Lz4));
         assert_eq!(sniff(b"Rar!\x1a\x07\x00"), Some(Format::Rar));
         assert_eq!(sniff(b"Rar!\x1a\x07\x01\x00"), Some(Format::Rar));
@@ -377,7 +381,11 @@ mod tests {
             incomplete: None,
         };
         let opened = FormatSet::new([Format::Zip, Format::Gzip]);
-        let unopened: Vec<Format> = survey.unopened(&opened, &[Format::Rar]).iter().map(|c| c.format).collect();
+        let unopened: Vec<Format> = survey
+            .unopened(&opened, &[Format::Rar])
+            .iter()
+            .map(|c| c.format)
+            .collect();
         assert_eq!(unopened, vec![Format::Zstd]);
     }
 }

@@ -115,6 +115,23 @@ impl Sealer {
     /// The mark that makes an allow-list line an agent's (`bucketscan
     /// release` writes it): bound to the list it is in, the digest and
     /// the line's note.
+    /// The key subscribers check result notifications with: derived from
+    /// the seal key, so it can be handed to them without giving them the
+    /// power to seal result tags (or mark allow-list lines).
+    pub fn notification_key(&self) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        mac.update(b"bucketscan notification mark v1");
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// The mark of a notification whose body is `message`: HMAC-SHA256
+    /// under [`Sealer::notification_key`], hex, prefixed `n1-`.
+    pub fn mark_notification(&self, message: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.notification_key()).expect("HMAC takes keys of any length");
+        mac.update(message.as_bytes());
+        format!("n1-{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
     pub fn mark_allowed(&self, list: &str, sha256: &str, note: &str) -> String {
         format!("a1-{}", self.allow_mac(list, sha256, note))
     }
@@ -173,6 +190,31 @@ impl Sealer {
         }
         let digest = mac.finalize().into_bytes();
         hex::encode(&digest[..MAC_HEX / 2])
+    }
+}
+
+#[cfg(test)]
+mod notification_tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_mark_is_checked_with_the_derived_key_alone() {
+        let sealer = Sealer::new(b"0123456789abcdef".to_vec());
+        let mark = sealer.mark_notification("{\"result\":\"clean\"}");
+        // What a subscriber does with the derived key: HMAC the body.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&sealer.notification_key()).unwrap();
+        mac.update(b"{\"result\":\"clean\"}");
+        assert_eq!(mark, format!("n1-{}", hex::encode(mac.finalize().into_bytes())));
+        assert_ne!(mark, sealer.mark_notification("{\"result\":\"infected\"}"));
+        assert_ne!(
+            sealer.notification_key(),
+            b"0123456789abcdef".to_vec(),
+            "not the seal key"
+        );
+        assert_ne!(
+            Sealer::ephemeral().mark_notification("x"),
+            sealer.mark_notification("x")
+        );
     }
 }
 

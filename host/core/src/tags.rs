@@ -615,7 +615,10 @@ mod tests {
             detail: "kms:Decrypt".into(),
         };
         assert_eq!(TagProfile::Guardduty.value_of(&denied), "ACCESS_DENIED");
-        assert_eq!(TagProfile::Guardduty.parse("ACCESS_DENIED"), Some(ResultName::Unscannable));
+        assert_eq!(
+            TagProfile::Guardduty.parse("ACCESS_DENIED"),
+            Some(ResultName::Unscannable)
+        );
         let archived = Verdict::Unscannable {
             reason: UnscannableReason::Archived,
             detail: String::new(),

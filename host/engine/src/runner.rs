@@ -13,10 +13,10 @@ use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use crate::text::cap;
+use bucketscan_core::formats::Format;
 use bucketscan_core::pipeline::{Flow, StageKind, VerdictFold, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
 use bucketscan_core::storage::StorageBackend;
-use bucketscan_core::formats::Format;
 use bucketscan_core::{Decision, UnscannableReason, Verdict};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,7 +155,10 @@ async fn hold_to_what_clamd_opens(
                 UnscannableReason::Malformed
             },
             detail: cap(
-                &format!("the host could not see all that the object holds: {}", incomplete.detail),
+                &format!(
+                    "the host could not see all that the object holds: {}",
+                    incomplete.detail
+                ),
                 MAX_FAILURE,
             ),
         }),

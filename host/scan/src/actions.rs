@@ -276,7 +276,11 @@ impl ObjectActions {
             }
         }
         self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
-        let note = if shortened { " (key shortened to S3's 1024 bytes)" } else { "" };
+        let note = if shortened {
+            " (key shortened to S3's 1024 bytes)"
+        } else {
+            ""
+        };
         Ok(format!(
             "{} {} -> s3://{bucket}/{}{note}",
             self.verb("copied", "would copy"),
@@ -396,7 +400,10 @@ pub fn fitting_key(key: &str) -> (String, bool) {
 pub fn shortened_source(copy_key: &str, metadata: &[(String, String)]) -> Option<(String, String)> {
     let (_, value) = metadata.iter().find(|(k, _)| k == SOURCE_METADATA)?;
     let (bucket, encoded) = value.strip_prefix("s3://")?.split_once('/')?;
-    let key = percent_encoding::percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
+    let key = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     let (fitted, shortened) = fitting_key(&format!("{bucket}/{key}"));
     (shortened && fitted == copy_key).then(|| (bucket.to_owned(), key))
 }

@@ -21,7 +21,10 @@ pub enum Prepared {
     Ready(ScanObject),
     /// What a client receives could not be produced: `verdict` is the
     /// result, and `object` carries the stored bytes (for the actions).
-    Refused { object: ScanObject, verdict: Verdict },
+    Refused {
+        object: ScanObject,
+        verdict: Verdict,
+    },
 }
 
 /// Undoes `info`'s `Content-Encoding` over `body` and surveys the result.
@@ -47,10 +50,12 @@ fn prepare_blocking(
 ) -> Result<Prepared, FetchError> {
     let stored = ScanObject::new(info.clone(), body.clone());
     let header = info.headers.content_encoding.as_deref().unwrap_or_default();
-    let refused = |verdict| Ok(Prepared::Refused {
-        object: stored.clone(),
-        verdict,
-    });
+    let refused = |verdict| {
+        Ok(Prepared::Refused {
+            object: stored.clone(),
+            verdict,
+        })
+    };
     let codings = match encoding::parse(header) {
         Ok(codings) => codings,
         Err(err) => return refused(unscannable(UnscannableReason::UnsupportedEncoding, err.to_string())),
@@ -186,7 +191,9 @@ mod tests {
     async fn prepared(key: &str, encoding: Option<&str>, bytes: Vec<u8>, limit: u64) -> Prepared {
         let (spool, _dir) = spool();
         let info = info(key, encoding, bytes.len());
-        prepare(info, ObjectBody::from_bytes(bytes), limit, &spool).await.unwrap()
+        prepare(info, ObjectBody::from_bytes(bytes), limit, &spool)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -199,7 +206,10 @@ mod tests {
         assert_eq!(object.size(), payload.len() as u64);
         let decoded = object.decoded.unwrap();
         assert_eq!(decoded.content_encoding, vec!["gzip"]);
-        assert!(object.info.size > 0 && object.info.size != decoded.bytes, "the stored size stays the object's");
+        assert!(
+            object.info.size > 0 && object.info.size != decoded.bytes,
+            "the stored size stays the object's"
+        );
     }
 
     #[tokio::test]
@@ -208,7 +218,8 @@ mod tests {
             ("compress", UnscannableReason::UnsupportedEncoding),
             ("gzip", UnscannableReason::Malformed),
         ] {
-            let Prepared::Refused { verdict, object } = prepared("x", Some(header), b"not gzip".to_vec(), 1 << 20).await
+            let Prepared::Refused { verdict, object } =
+                prepared("x", Some(header), b"not gzip".to_vec(), 1 << 20).await
             else {
                 panic!("{header}: refused")
             };
@@ -225,7 +236,9 @@ mod tests {
         let (spool, dir) = spool();
         let bomb = gzip(&vec![0u8; 8 << 20]);
         let info = info("bomb", Some("gzip"), bomb.len());
-        let prepared = prepare(info, ObjectBody::from_bytes(bomb), 2 << 20, &spool).await.unwrap();
+        let prepared = prepare(info, ObjectBody::from_bytes(bomb), 2 << 20, &spool)
+            .await
+            .unwrap();
         let Prepared::Refused { verdict, .. } = prepared else {
             panic!("refused")
         };

@@ -21,10 +21,10 @@ impl Scanner {
     ) -> Result<ScanReport, crate::FetchError> {
         let limit = pipelines.max_object_bytes(&info.bucket).max(info.size);
         let inspected = self.inspect(pipelines, stages, &info, body, limit).await?;
-        let (verdict, allowed) = self
-            .allow_list
-            .load()
-            .apply(info.sha256.as_deref(), inspected.verdict, &inspected.later);
+        let (verdict, allowed) =
+            self.allow_list
+                .load()
+                .apply(info.sha256.as_deref(), inspected.verdict, &inspected.later);
         let mut report = ScanReport::new(&info, verdict);
         report.stages = inspected.stages;
         report.allowed = allowed;

@@ -4,9 +4,9 @@
 //! every request pinned to the scanned bytes.
 
 use async_trait::async_trait;
+use bucketscan_core::Verdict;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::storage::StorageError;
-use bucketscan_core::Verdict;
 
 /// The object an event (or a listing, or a request) names.
 #[derive(Debug, Clone, PartialEq, Eq)]

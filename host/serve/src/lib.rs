@@ -93,7 +93,10 @@ impl Api {
         };
         let handoff = scans::Handoff {
             sqs: agent.clients.sqs.clone(),
-            queue: config.handoff_queue.clone().or_else(|| started.agent.queues.first().cloned()),
+            queue: config
+                .handoff_queue
+                .clone()
+                .or_else(|| started.agent.queues.first().cloned()),
         };
         Ok(Self {
             gate: Gate::new(
@@ -145,7 +148,13 @@ impl Api {
             "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             "/readyz" => {
                 return match self.ready().await {
-                    Ok(()) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))),
+                    Ok(()) => Ok(json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "status": "ready",
+                            "notes": bucketscan_agent::health::notes(&self.agent),
+                        }),
+                    )),
                     Err(problems) => Err(ApiError::not_ready(problems)),
                 };
             }

@@ -9,8 +9,8 @@
 
 use bucketscan_agent::agent::Handled;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -122,11 +122,8 @@ impl Handoff {
                 );
                 continue;
             };
-            let body = bucketscan_core::events::on_demand_message(
-                &target.bucket,
-                &target.key,
-                target.version_id.as_deref(),
-            );
+            let body =
+                bucketscan_core::events::on_demand_message(&target.bucket, &target.key, target.version_id.as_deref());
             match self.sqs.send_message().queue_url(queue).message_body(body).send().await {
                 Ok(_) => tracing::warn!("{what}: its on-demand scan did not finish before shutdown; handed to {queue}"),
                 Err(err) => tracing::error!(

@@ -119,7 +119,12 @@ fn is_zlib_header(head: &[u8]) -> bool {
     head.len() == 2 && head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0
 }
 
-fn copy_limited(reader: &mut dyn Read, out: &mut dyn Write, limit: u64, coding: &'static str) -> Result<u64, DecodeError> {
+fn copy_limited(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    limit: u64,
+    coding: &'static str,
+) -> Result<u64, DecodeError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut written = 0u64;
     loop {

@@ -58,8 +58,7 @@ pub fn wrap(format: Format, payload: &[u8], name: &str) -> Option<Vec<u8>> {
             encoder.finish().ok()?
         }
         Format::Xz => {
-            let mut writer =
-                lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).ok()?;
+            let mut writer = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).ok()?;
             writer.write_all(payload).ok()?;
             writer.finish().ok()?
         }
@@ -216,7 +215,11 @@ mod tests {
     fn eicar_is_the_standard_test_file() {
         let eicar = eicar();
         assert_eq!(eicar.len(), 68);
-        assert_eq!(crc32fast::hash(&eicar), 0x6851_cf3c, "the standard string, byte for byte");
+        assert_eq!(
+            crc32fast::hash(&eicar),
+            0x6851_cf3c,
+            "the standard string, byte for byte"
+        );
     }
 
     #[test]

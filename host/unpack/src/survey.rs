@@ -202,8 +202,8 @@ impl<'a> Walker<'_> {
     }
 
     fn walk_zip(&mut self, source: Box<dyn ReadSeek + 'a>, path: &str, depth: u32) -> Result<(), Stop> {
-        let mut archive =
-            zip::ZipArchive::new(source).map_err(|err| malformed(format!("{path}: not a readable zip archive: {err}")))?;
+        let mut archive = zip::ZipArchive::new(source)
+            .map_err(|err| malformed(format!("{path}: not a readable zip archive: {err}")))?;
         for index in 0..archive.len() {
             let (name, method, encrypted) = {
                 let member = archive
@@ -421,7 +421,12 @@ mod tests {
         let rar = samples::rar4("e.com", b"payload");
         assert_eq!(formats(&survey_of(rar, "x.rar")), vec![("x.rar".into(), "rar".into())]);
         assert_eq!(
-            formats(&survey(Cursor::new(b"\x1b\x00".to_vec()), "app.js.br", None, &Limits::default())),
+            formats(&survey(
+                Cursor::new(b"\x1b\x00".to_vec()),
+                "app.js.br",
+                None,
+                &Limits::default()
+            )),
             vec![("app.js.br".into(), "brotli".into())]
         );
     }
@@ -434,7 +439,11 @@ mod tests {
             ..Limits::default()
         };
         // Zeros are not a container: only the head is read, no limit hit.
-        assert!(survey(Cursor::new(bomb.clone()), "z.gz", None, &limits).incomplete.is_none());
+        assert!(
+            survey(Cursor::new(bomb.clone()), "z.gz", None, &limits)
+                .incomplete
+                .is_none()
+        );
         // A tar of zeros must be read through to reach its next member.
         let tar = samples::tar(&[("zeros", &vec![0u8; 8 << 20]), ("next.zst", b"(\xb5/\xfd")]);
         let tar_bomb = samples::wrap(Format::Gzip, &tar, "t.tar").unwrap();

@@ -1,6 +1,9 @@
 //! Every settled result to an SNS topic, with message attributes `bucket`
 //! and `scan-result` so subscribers can filter (for example: only
-//! `infected`, or only one bucket).
+//! `infected`, or only one bucket), and `bucketscan-mark`: an HMAC of the
+//! message under a key derived from the agents' seal key
+//! (`bucketscan notification-key` prints it), so a subscriber can tell
+//! the agents' results from anyone else's who may publish to the topic.
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -48,14 +51,24 @@ pub struct SnsPublisher {
     sns: aws_sdk_sns::Client,
     topic_arn: String,
     agent_id: String,
+    sealer: bucketscan_core::seal::Sealer,
 }
 
+/// The message attribute that carries a notification's mark.
+pub const MARK_ATTRIBUTE: &str = "bucketscan-mark";
+
 impl SnsPublisher {
-    pub fn new(sns: aws_sdk_sns::Client, topic_arn: String, agent_id: String) -> Self {
+    pub fn new(
+        sns: aws_sdk_sns::Client,
+        topic_arn: String,
+        agent_id: String,
+        sealer: bucketscan_core::seal::Sealer,
+    ) -> Self {
         Self {
             sns,
             topic_arn,
             agent_id,
+            sealer,
         }
     }
 
@@ -145,11 +158,14 @@ impl Publisher for SnsPublisher {
                 .map_err(|err| failed(err.to_string()))
         };
         let result = report.result();
+        let body = Self::body(report, &self.agent_id);
+        let mark = self.sealer.mark_notification(&body);
         self.sns
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(format!("bucketscan: {result}"))
-            .message(Self::body(report, &self.agent_id))
+            .message(body)
+            .message_attributes(MARK_ATTRIBUTE, attribute(&mark)?)
             .message_attributes("bucket", attribute(&report.bucket)?)
             .message_attributes("scan-result", attribute(result.as_str())?)
             .message_attributes("outcome", attribute(report.outcome.status())?)

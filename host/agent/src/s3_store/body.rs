@@ -37,7 +37,9 @@ impl PendingBody for S3Body {
         {
             writer.append(&chunk).map_err(|err| match err {
                 SpoolError::NoRoom(why) => FetchError::OverBudget(format!("{url}: {why}")),
-                SpoolError::TooLarge { .. } => unavailable(format!("the body is longer than the {size} bytes announced")),
+                SpoolError::TooLarge { .. } => {
+                    unavailable(format!("the body is longer than the {size} bytes announced"))
+                }
                 SpoolError::Io(why) => unavailable(why),
             })?;
         }

@@ -17,12 +17,12 @@ use body::{S3Body, info_of, pairs};
 use errors::{fetch_error, is_not_found, storage_error, unreadable};
 
 use crate::aws::Clients;
-use bucketscan_scan::spool::SpoolConfig;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{Tag, Tagging};
 use bucketscan_core::object::{ObjectHeaders, ObjectInfo};
 use bucketscan_core::storage::StorageError;
 use bucketscan_core::{UnscannableReason, Verdict};
+use bucketscan_scan::spool::SpoolConfig;
 use bucketscan_scan::store::{Copied, CopyDest, Current, FetchError, Opened, Store, Target};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::HashMap;
@@ -342,7 +342,10 @@ impl S3Store {
             // object: the result tags then replace whatever it had (the
             // write replaces the whole set, forged results included).
             Err(err) if reason == UnscannableReason::Archived => {
-                tracing::warn!("{}: its tags cannot be read ({err}); writing the result alone", info.url());
+                tracing::warn!(
+                    "{}: its tags cannot be read ({err}); writing the result alone",
+                    info.url()
+                );
                 Vec::new()
             }
             Err(err) => return Err(FetchError::from_storage(err)),

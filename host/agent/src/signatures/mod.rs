@@ -15,6 +15,7 @@
 
 pub mod database;
 pub mod sync;
+pub mod trust;
 
 use bucketscan_engine::Clamd;
 use bucketscan_engine::clamd::{SignatureGate, Untrusted};
@@ -50,9 +51,31 @@ pub struct SignaturesConfig {
     /// counts the reload as failed, in seconds.
     #[serde(default = "SignaturesConfig::default_reload_timeout_secs")]
     pub reload_timeout_secs: u64,
+    /// Keys (full S3 keys) of files that may allow or ignore detections or
+    /// configure clamd (`.fp`, `.sfp`, `.ign`, `.ign2`, `.cfg`, `.wdb`,
+    /// `.crb`), which the bucket may otherwise never install (see
+    /// `trust`): naming one here says an operator reviewed it.
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    /// Keys of unsigned databases (`.cld`, `.cud`) that may be installed.
+    /// Signed `.cvd` files need no entry: their signature is checked.
+    #[serde(default)]
+    pub unsigned: Vec<String>,
+    /// The key `.cvd` signatures are checked with (Talos's by default).
+    #[serde(default = "trust::SigningKey::talos")]
+    pub signing_key: trust::SigningKey,
 }
 
 impl SignaturesConfig {
+    /// What the signature bucket may install under this config.
+    pub fn trust_policy(&self) -> trust::TrustPolicy {
+        trust::TrustPolicy {
+            trusted: self.trusted.clone(),
+            unsigned: self.unsigned.clone(),
+            signing_key: self.signing_key.clone(),
+        }
+    }
+
     fn default_sync_interval_secs() -> u64 {
         300
     }
@@ -83,6 +106,8 @@ enum Status {
 pub struct SignatureState {
     max_age: Duration,
     status: RwLock<Status>,
+    /// Files in the signature bucket the last sync refused, and why.
+    refused: RwLock<Vec<String>>,
 }
 
 impl SignatureState {
@@ -92,7 +117,14 @@ impl SignatureState {
             status: RwLock::new(Status::Unproven(
                 "the signature database has not been checked yet".into(),
             )),
+            refused: RwLock::default(),
         }
+    }
+
+    /// What the signature bucket holds that the agent refuses to install
+    /// (shown by `/readyz`): the agent still scans, with what it has.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.read().unwrap().clone()
     }
 
     fn set(&self, status: Status) {
@@ -203,6 +235,10 @@ impl Keeper {
         };
         if synced.changed() {
             tracing::info!(installed = ?synced.installed, removed = ?synced.removed, "signature files updated");
+        }
+        let before = std::mem::replace(&mut *self.state.refused.write().unwrap(), synced.refused.clone());
+        for refused in synced.refused.iter().filter(|r| !before.contains(r)) {
+            tracing::error!("signature bucket: {refused}");
         }
         // Files can also change without a sync (another process manages
         // the directory): any change counts.

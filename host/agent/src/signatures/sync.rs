@@ -6,7 +6,9 @@
 //!
 //! Two keys that would land on the same file name (`a/daily.cvd` and
 //! `b/daily.cvd`) are refused, both named: one would silently replace the
-//! other.
+//! other. What the bucket may install at all is [`super::trust`]'s call:
+//! refused files are named in [`Synced::refused`], never installed, and a
+//! refused new version leaves the version installed before in place.
 
 use super::SignaturesConfig;
 use super::database::SIGNATURE_EXTENSIONS;
@@ -21,6 +23,10 @@ const MANIFEST: &str = ".bucketscan-signatures.json";
 struct Manifest {
     /// S3 key -> what was installed from it.
     files: BTreeMap<String, Installed>,
+    /// S3 key -> the ETag whose content was refused, and why (not
+    /// downloaded again until it changes).
+    #[serde(default)]
+    refused: BTreeMap<String, (String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +40,8 @@ struct Installed {
 pub struct Synced {
     pub installed: Vec<String>,
     pub removed: Vec<String>,
+    /// Files in the bucket that are not installed, and why.
+    pub refused: Vec<String>,
 }
 
 impl Synced {
@@ -92,6 +100,8 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
 
+    let policy = config.trust_policy();
+    let mut synced = Synced::default();
     // Everything wanted under the prefix: key -> (file name, ETag).
     let mut listed: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut pages = s3
@@ -117,6 +127,13 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             if !wanted || name.starts_with('.') {
                 continue;
             }
+            // Refused by name: never downloaded, and an earlier install
+            // of it (before the config said otherwise) is removed below
+            // like a deleted key.
+            if let Err(refused) = policy.admit_name(key) {
+                synced.refused.push(refused.to_string());
+                continue;
+            }
             listed.insert(
                 key.to_owned(),
                 (name.to_owned(), object.e_tag().unwrap_or_default().to_owned()),
@@ -135,13 +152,19 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         }
     }
 
-    let mut synced = Synced::default();
+    let mut refused_changed = false;
     for (key, (file, etag)) in &listed {
         let current = Installed {
             file: file.clone(),
             etag: etag.clone(),
         };
         if manifest.files.get(key) == Some(&current) && dir.join(file).exists() {
+            continue;
+        }
+        if let Some((refused_etag, why)) = manifest.refused.get(key)
+            && refused_etag == etag
+        {
+            synced.refused.push(why.clone());
             continue;
         }
         let body = s3
@@ -161,6 +184,15 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             .await
             .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), err))?
             .into_bytes();
+        if let Err(refused) = policy.admit_content(key, &body) {
+            synced.refused.push(refused.to_string());
+            manifest
+                .refused
+                .insert(key.clone(), (etag.clone(), refused.to_string()));
+            refused_changed = true;
+            continue;
+        }
+        manifest.refused.remove(key);
         // Write beside, then rename: clamd never loads half a file.
         let partial = dir.join(format!(".{file}.partial"));
         std::fs::write(&partial, &body).map_err(|err| local_failed(format!("writing {}", partial.display()), err))?;
@@ -187,7 +219,7 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         }
         synced.removed.push(key);
     }
-    if synced.changed() {
+    if synced.changed() || refused_changed {
         let json = serde_json::to_vec_pretty(&manifest).expect("a map of strings");
         std::fs::write(&manifest_path, json)
             .map_err(|err| local_failed(format!("writing {}", manifest_path.display()), err))?;

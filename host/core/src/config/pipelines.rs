@@ -277,7 +277,10 @@ impl PipelinesConfig {
 
     /// The formats `bucket` lets through unopened.
     pub fn let_through(&self, bucket: &str) -> &[crate::formats::Format] {
-        self.buckets.get(bucket).map(|b| b.let_through.as_slice()).unwrap_or_default()
+        self.buckets
+            .get(bucket)
+            .map(|b| b.let_through.as_slice())
+            .unwrap_or_default()
     }
 
     /// The account `bucket` must belong to, when the config says.

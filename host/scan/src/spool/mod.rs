@@ -200,7 +200,6 @@ impl Write for SpoolWriter {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +243,10 @@ mod tests {
         assert!(matches!(spooled.body, ObjectBody::File(_)));
         assert_eq!(spooled.body.read_at(0, 400_000).unwrap(), payload);
         assert_eq!(spooled.sha256, sha256(&payload));
-        assert!(config.budget.free_bytes() < 10 << 20, "room is held while the body lives");
+        assert!(
+            config.budget.free_bytes() < 10 << 20,
+            "room is held while the body lives"
+        );
         drop(spooled);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the file is gone");
         assert_eq!(config.budget.free_bytes(), 10 << 20, "and its room is back");
