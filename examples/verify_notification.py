@@ -13,6 +13,12 @@ consumer) before acting on a result:
 
     if not is_from_bucketscan(envelope, key): drop it
 
+A marked message can still be replayed (its body names the bucket, key,
+version and ETag it is about): act on exactly that version or ETag (copy
+with `CopySourceVersionId` or `CopySourceIfMatch`), never on "whatever the
+key holds now". Every subscriber holding the key could also mark; give it
+only to subscribers you trust as much as the agents' results.
+
 Run as a script, it reads SNS envelopes (one JSON per line, as an SQS
 subscription delivers them) on stdin and prints `ok` or `FORGED` for each.
 """
@@ -23,13 +29,25 @@ import sys
 
 
 def is_from_bucketscan(envelope: dict, key_hex: str) -> bool:
-    """`envelope`: the SNS notification (Type, Message, MessageAttributes)."""
-    attribute = envelope.get("MessageAttributes", {}).get("bucketscan-mark", {})
-    mark = attribute.get("Value", "")
+    """`envelope`: the SNS notification (Type, Message, MessageAttributes).
+
+    The mark covers the message body; the attributes a filter policy
+    routes on (`scan-result`, `bucket`, `outcome`) are checked against the
+    body, so a marked "infected" body cannot be re-sent as "clean"."""
+    attributes = envelope.get("MessageAttributes", {})
+    mark = attributes.get("bucketscan-mark", {}).get("Value", "")
     if not mark.startswith("n1-"):
         return False
     expected = hmac.new(bytes.fromhex(key_hex), envelope["Message"].encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(mark[3:], expected)
+    if not hmac.compare_digest(mark[3:], expected):
+        return False
+    body = json.loads(envelope["Message"])
+    claimed = {
+        "scan-result": body.get("result"),
+        "bucket": body.get("bucket"),
+        "outcome": (body.get("outcome") or {}).get("status"),
+    }
+    return all(attributes.get(name, {}).get("Value") == value for name, value in claimed.items())
 
 
 if __name__ == "__main__":

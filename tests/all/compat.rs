@@ -201,17 +201,44 @@ async fn a_subscriber_tells_the_agents_results_from_forged_ones() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A genuine infected result, marked by the agent, re-sent with its
+    // filter attribute saying "clean".
+    let genuine = world.notifications().await;
+    let infected = genuine
+        .iter()
+        .find(|n| n["MessageAttributes"]["scan-result"]["Value"] == "infected")
+        .expect("the agent published the infected result");
+    let mark = infected["MessageAttributes"]["bucketscan-mark"]["Value"]
+        .as_str()
+        .unwrap();
+    world
+        .aws
+        .sns
+        .publish()
+        .topic_arn(&world.topic_arn)
+        .message(infected["Message"].as_str().unwrap())
+        .message_attributes("scan-result", attribute("clean"))
+        .message_attributes("bucket", attribute(STAGING))
+        .message_attributes("outcome", attribute("done"))
+        .message_attributes("bucketscan-mark", attribute(mark))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The README's subscriber check, with the key `notification-key` prints.
     let key = world.cli(&["notification-key", "--config", config.to_str().unwrap()]);
     assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
     let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
-    let envelopes = world.notifications().await;
+    let envelopes: Vec<serde_json::Value> = genuine.into_iter().chain(world.notifications().await).collect();
     let mut input = String::new();
     let mut keys = Vec::new();
     for envelope in &envelopes {
         let body: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
-        keys.push(body["key"].as_str().unwrap().to_owned());
+        let claimed = envelope["MessageAttributes"]["scan-result"]["Value"]
+            .as_str()
+            .unwrap_or_default();
+        keys.push(format!("{} {claimed}", body["key"].as_str().unwrap()));
         input.push_str(&envelope.to_string());
         input.push('\n');
     }
@@ -234,9 +261,12 @@ async fn a_subscriber_tells_the_agents_results_from_forged_ones() {
         .map(String::as_str)
         .zip(verdicts.iter().map(String::as_str))
         .collect();
-    assert_eq!(by_key.len(), 3, "{by_key:?}");
+    assert_eq!(by_key.len(), 4, "{by_key:?}");
     for (key, verdict) in by_key {
-        let expected = if key == "mark/dropper.exe" { "FORGED" } else { "ok" };
+        let expected = match key {
+            "mark/dropper.exe clean" | "mark/eicar.txt clean" => "FORGED",
+            _ => "ok",
+        };
         assert_eq!(verdict, expected, "{key}");
     }
 }

@@ -28,6 +28,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     wrap::wrap(Format::Gzip, bytes, "x").unwrap()
 }
 
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
 fn zstd(bytes: &[u8]) -> Vec<u8> {
     wrap::wrap(Format::Zstd, bytes, "x").unwrap()
 }
@@ -105,12 +111,24 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
     put(&world, "fmt/bundle.zip", nested, None).await;
     let lzma_member = wrap::zip_raw_member("tool.exe", 14, &eicar);
     put(&world, "fmt/lzma-member.zip", lzma_member, None).await;
+    // A RAR inside a 7z (clamd opens the 7z, not the RAR), and a RAR
+    // appended to a picture (WinRAR and 7-Zip open it).
+    let seven = wrap::seven_zip(&[("readme.txt", b"hello"), ("tools/x.rar", &wrap::rar4("x.com", &eicar))]);
+    put(&world, "fmt/bundle.7z", seven, None).await;
+    let mut photo = b"\xff\xd8\xff\xe0 a picture".to_vec();
+    photo.extend(wrap::rar4("x.com", &eicar));
+    put(&world, "fmt/photo.jpg", photo, None).await;
+    // A harmless zlib stream whose decoder stops before a zip: a browser
+    // gets the harmless text, `aws s3 cp` the zip.
+    let mut trailing = zlib(b"harmless text");
+    trailing.extend(wrap::zip(&[("e.com", &eicar)], 8));
+    put(&world, "enc/trailing.txt", trailing, Some("deflate")).await;
     // What stays clean: a gzip-encoded page, and a zip clamd opens.
     let page = samples::clean_text();
     put(&world, "ok/page.html", gzip(&page), Some("gzip")).await;
     put(&world, "ok/docs.zip", wrap::zip(&[("a.txt", &page)], 8), None).await;
 
-    for key in ["enc/page.html", "enc/data.json", "enc/stacked.txt"] {
+    for key in ["enc/page.html", "enc/data.json", "enc/stacked.txt", "enc/trailing.txt"] {
         let tags = result_of(&world, key, &agent).await;
         assert_eq!(tag(&tags, "bucketscan-result"), Some("infected"), "{key}: {tags:?}");
         assert!(
@@ -134,6 +152,8 @@ async fn disguised_samples_are_decoded_and_caught_or_held_never_promoted() {
         ("fmt/payload.zst", "unsupported-container"),
         ("fmt/bundle.zip", "unsupported-container"),
         ("fmt/lzma-member.zip", "unsupported-container"),
+        ("fmt/bundle.7z", "unsupported-container"),
+        ("fmt/photo.jpg", "unsupported-container"),
     ] {
         let tags = result_of(&world, key, &agent).await;
         assert_eq!(tag(&tags, "bucketscan-result"), Some("unscannable"), "{key}: {tags:?}");

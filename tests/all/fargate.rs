@@ -176,7 +176,9 @@ async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
     world.aws.events.create_event_bus().name("scans").send().await.unwrap();
     let key = "bsk_template-test-key-0123456789abcdefghijklmn";
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
-    let stack = Stack::api_for_test(&world.topic_arn, &digest, "scans");
+    let mut stack = Stack::api_for_test(&world.topic_arn, &digest, "scans");
+    let (handoff, _) = world.queue("api-handoff").await;
+    stack.refs.insert("HandoffQueue", handoff);
     let api_container = stack.container("api");
     let task = TaskVolumes::new(&world).await;
     let config = task.map(&stack.config("ApiConfig"));

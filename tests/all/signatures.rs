@@ -180,3 +180,44 @@ async fn the_signature_bucket_may_add_detections_but_never_allow_a_file() {
         Some("infected")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_is_refused_and_a_required_database_deleted_makes_scans_wait() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    signatures::upload(&world, "clamav/daily.cud", test_database(5, SystemTime::now(), "")).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = world.config(
+        &clamd.address(),
+        &signatures::synced_config(&clamd, 1, 60).replace("[signatures]\n", "[signatures]\nrequired = [\"daily\"]\n"),
+    );
+    let agent = world.start_agent_with_env(&config, &[("BUCKETSCAN_HEALTH_ADDR", &addr)]);
+    wait_until("ready on version 5", &agent, || {
+        health(&addr, true).0 && agent.log().contains("database=daily.cud version=5")
+    });
+    // An older build, validly made, uploaded over it: refused.
+    signatures::upload(&world, "clamav/daily.cud", test_database(4, SystemTime::now(), "")).await;
+    wait_until("the rollback refused", &agent, || {
+        health(&addr, true)
+            .1
+            .contains("is version 4, older than the installed version 5")
+    });
+    // The daily database deleted from the bucket: not ready, so nothing
+    // is scanned with what is left.
+    world
+        .aws
+        .s3
+        .delete_object()
+        .bucket("signatures")
+        .key("clamav/daily.cud")
+        .send()
+        .await
+        .unwrap();
+    wait_until("not ready without the required database", &agent, || {
+        let (ready, body) = health(&addr, true);
+        !ready && body.contains("the required database `daily`")
+    });
+    world.put("waits.txt", samples::clean_text(), None, &[], &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!world.exists(PRODUCTION, "waits.txt").await);
+}

@@ -88,14 +88,17 @@ impl Stack {
                 ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
                 ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
                 ("DrainTimeout", "20".to_owned()),
-                // The tests' databases are built at test time, unsigned.
+                // The tests' databases are built at test time, unsigned,
+                // and only a daily one.
                 ("UnsignedDatabase", "clamav/daily.cud".to_owned()),
+                ("RequiredDatabases", "daily".to_owned()),
             ],
         )
     }
 
     /// `deploy/bucketscan-api.yaml` for a test world's topic, with one API
-    /// key (its SHA-256) and an EventBridge bus.
+    /// key (its SHA-256) and an EventBridge bus; its handoff queue is a
+    /// placeholder until a test sets `refs["HandoffQueue"]`.
     pub fn api_for_test(topic_arn: &str, key_sha256: &str, event_bus: &str) -> Self {
         Self::with_refs(
             template("bucketscan-api.yaml"),
@@ -106,7 +109,9 @@ impl Stack {
                 ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
                 ("ApiKeySha256", key_sha256.to_owned()),
                 ("EventBusName", event_bus.to_owned()),
+                ("HandoffQueue", "http://127.0.0.1:9/handoff".to_owned()),
                 ("UnsignedDatabase", "clamav/daily.cud".to_owned()),
+                ("RequiredDatabases", "daily".to_owned()),
             ],
         )
     }
@@ -170,6 +175,16 @@ impl Stack {
                 } else {
                     self.resolve(&args[2])
                 }
+            }
+            Value::Object(map) if map.contains_key("Fn::Join") => {
+                let args = map["Fn::Join"].as_array().unwrap();
+                let separator = args[0].as_str().unwrap();
+                // A list, or a Ref to a CommaDelimitedList parameter.
+                let items: Vec<String> = match &args[1] {
+                    Value::Array(items) => items.iter().map(|item| self.resolve(item)).collect(),
+                    other => self.resolve(other).split(',').map(str::to_owned).collect(),
+                };
+                items.join(separator)
             }
             Value::Object(map) if map.contains_key("Fn::FindInMap") => {
                 let args = map["Fn::FindInMap"].as_array().unwrap();

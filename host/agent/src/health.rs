@@ -35,18 +35,32 @@ pub async fn readiness(agent: &Agent) -> Result<(), Vec<String>> {
 
 /// What is worth knowing about a ready agent: files the signature bucket
 /// holds that it refused to install.
+/// At most this many, and the count of the rest: whoever writes the
+/// signature bucket must not be able to swell an unauthenticated answer.
 pub fn notes(agent: &Agent) -> Vec<String> {
-    agent
+    const MAX_NOTES: usize = 20;
+    let refused = agent
         .signatures
         .as_ref()
-        .map(|state| {
-            state
-                .refused()
-                .into_iter()
-                .map(|why| format!("refused from the signature bucket: {why}"))
-                .collect()
+        .map(|state| state.refused())
+        .unwrap_or_default();
+    let mut notes: Vec<String> = refused
+        .iter()
+        .take(MAX_NOTES)
+        .map(|why| {
+            format!(
+                "refused from the signature bucket: {}",
+                bucketscan_engine::text::cap(why, 512)
+            )
         })
-        .unwrap_or_default()
+        .collect();
+    if refused.len() > MAX_NOTES {
+        notes.push(format!(
+            "and {} more refused files (see the log)",
+            refused.len() - MAX_NOTES
+        ));
+    }
+    notes
 }
 
 fn ready_text(agent: &Agent) -> String {

@@ -39,6 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = args.config.source()?;
     let config = bucketscan_agent::config::Config::load(&source)?;
     let signatures = config.signatures.clone();
+    let serve_config = config.serve.clone();
     let agent = Arc::new(Agent::from_config(config).await?);
     let api = Arc::new(Api::new(agent.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -46,10 +47,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("listening on {}", args.listen))?;
     start_background(&agent, signatures, source)?;
     let stopped = stop_on_signal()?;
+    if serve_config.take_handoffs {
+        take_handoffs(&agent, &serve_config, &args, stopped.clone())?;
+    }
     tracing::info!(addr = %args.listen, "serving the scanning API");
     eprintln!("bucketscan serve: listening on http://{}", args.listen);
     bucketscan_serve::serve(listener, api, stopped, Duration::from_secs(args.stop_timeout_secs)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Finishes, like an agent, the object scans handed to `[serve]
+/// handoff-queue` (by this task or another that stopped).
+fn take_handoffs(
+    agent: &Arc<Agent>,
+    config: &bucketscan_core::config::serve::ServeConfig,
+    args: &ServeArgs,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some(queue) = &config.handoff_queue else {
+        bail!("[serve] take-handoffs = true needs [serve] handoff-queue");
+    };
+    let agent_config = &agent.started_with.agent;
+    let settings = bucketscan_agent::receive::LoopSettings {
+        queue_urls: vec![queue.clone()],
+        concurrency: (config.concurrency / 2).max(1),
+        visibility_timeout: Duration::from_secs(agent_config.visibility_timeout_secs),
+        wait_time: Duration::from_secs(agent_config.wait_time_secs),
+        retry_backoff: Duration::from_secs(agent_config.retry_backoff_secs),
+        stop_timeout: Duration::from_secs(args.stop_timeout_secs),
+        object_timeout: Duration::from_secs(agent_config.object_timeout_secs),
+    };
+    tokio::spawn(bucketscan_agent::receive::run(
+        agent.clone(),
+        agent.clients.sqs.clone(),
+        settings,
+        stopped,
+    ));
+    Ok(())
 }
 
 pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {

@@ -201,7 +201,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         Format::Arj
     } else if starts(b"070701") || starts(b"070702") || starts(b"070707") || starts(&[0xc7, 0x71]) {
         Format::Cpio
-    } else if head.get(257..262) == Some(b"ustar") {
+    } else if head.get(257..262) == Some(b"ustar") || is_old_tar(head) {
         Format::Tar
     } else if is_lzma_alone(head) {
         Format::Lzma
@@ -211,14 +211,42 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     Some(format)
 }
 
-/// The format an object is by its name or declared type, for formats that
-/// have no magic number (raw brotli).
-pub fn by_name(key: &str, content_type: Option<&str>) -> Option<Format> {
-    let brotli_type = content_type.is_some_and(|t| {
-        let t = t.to_ascii_lowercase();
-        t.contains("brotli")
-    });
-    (key.to_ascii_lowercase().ends_with(".br") || brotli_type).then_some(Format::Brotli)
+/// The format an object is by its declared type, for formats that have no
+/// magic number (raw brotli). Names are not enough: `.br` is also Brazil's
+/// domain, and `app.js.br` is what a CDN serves decoded.
+pub fn by_type(content_type: Option<&str>) -> Option<Format> {
+    content_type
+        .is_some_and(|t| t.to_ascii_lowercase().contains("brotli"))
+        .then_some(Format::Brotli)
+}
+
+/// A tar header without the `ustar` magic (V7 and other old writers):
+/// told by its checksum, the sum of the header's bytes with the checksum
+/// field counted as spaces, stored in octal at 148.
+fn is_old_tar(head: &[u8]) -> bool {
+    let Some(header) = head.get(..512) else {
+        return false;
+    };
+    if header[0] == 0 {
+        return false;
+    }
+    let stored = std::str::from_utf8(&header[148..156])
+        .ok()
+        .map(|field| field.trim_matches(|c: char| c == '\0' || c == ' '))
+        .filter(|field| !field.is_empty())
+        .and_then(|field| u32::from_str_radix(field, 8).ok());
+    let computed: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(index, byte)| {
+            if (148..156).contains(&index) {
+                32
+            } else {
+                u32::from(*byte)
+            }
+        })
+        .sum();
+    stored == Some(computed)
 }
 
 /// zstd skippable frames (magic 0x184D2A50..=0x184D2A5F) may precede the
@@ -292,20 +320,43 @@ pub struct Survey {
 /// Why a survey did not see everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Incomplete {
-    /// A limit (bytes, depth, members) stopped it, or a container could
-    /// not be parsed.
-    pub limit: bool,
+    pub kind: IncompleteKind,
     pub detail: String,
+}
+
+/// What stopped a survey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncompleteKind {
+    /// A limit: bytes expanded, depth, members, decoder memory.
+    Limit,
+    /// A container that could not be parsed.
+    Malformed,
+    /// A container the host cannot look inside (ARJ, CPIO, an imploded
+    /// zip member): what it holds is unknown.
+    Unwalkable(Format),
+    /// No spool room now for what the survey had to write down (a nested
+    /// zip): worth another try later.
+    NoRoom,
 }
 
 impl Survey {
     /// The formats found that `opened` does not contain, except those in
-    /// `let_through`.
+    /// `let_through` (which also excuses a container the host could not
+    /// look inside, see [`Survey::unseen`]).
     pub fn unopened<'a>(&'a self, opened: &FormatSet, let_through: &[Format]) -> Vec<&'a Contained> {
         self.formats
             .iter()
             .filter(|found| !opened.contains(found.format) && !let_through.contains(&found.format))
             .collect()
+    }
+
+    /// Why the survey did not see everything, unless what stopped it is a
+    /// format the bucket lets through.
+    pub fn unseen(&self, let_through: &[Format]) -> Option<&Incomplete> {
+        self.incomplete
+            .as_ref()
+            .filter(|why| !matches!(why.kind, IncompleteKind::Unwalkable(format) if let_through.contains(&format)))
     }
 }
 
@@ -331,6 +382,15 @@ mod tests {
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(sniff(&tar), Some(Format::Tar));
+        // An old tar header: no magic, a checksum that adds up.
+        let mut old = vec![0u8; 512];
+        old[..5].copy_from_slice(b"a.exe");
+        old[124..135].copy_from_slice(b"00000000004");
+        let sum: u32 = old.iter().map(|b| u32::from(*b)).sum::<u32>() + 8 * 32;
+        old[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        assert_eq!(sniff(&old), Some(Format::Tar));
+        old[0] = b'b';
+        assert_eq!(sniff(&old), None, "the checksum no longer adds up");
         assert_eq!(sniff(b"plain text, nothing to open"), None);
         assert_eq!(sniff(b""), None);
     }
@@ -355,10 +415,10 @@ mod tests {
     }
 
     #[test]
-    fn brotli_is_known_by_name_or_type_only() {
-        assert_eq!(by_name("site/app.js.br", None), Some(Format::Brotli));
-        assert_eq!(by_name("blob", Some("application/x-brotli")), Some(Format::Brotli));
-        assert_eq!(by_name("report.pdf", Some("application/pdf")), None);
+    fn brotli_is_known_by_its_type_only() {
+        assert_eq!(by_type(Some("application/x-brotli")), Some(Format::Brotli));
+        assert_eq!(by_type(Some("application/pdf")), None);
+        assert_eq!(by_type(None), None);
     }
 
     #[test]

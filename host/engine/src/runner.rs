@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::pipelines::PipelineStage;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming};
 use crate::text::cap;
-use bucketscan_core::formats::Format;
+use bucketscan_core::formats::{Format, IncompleteKind};
 use bucketscan_core::pipeline::{Flow, StageKind, VerdictFold, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
 use bucketscan_core::storage::StorageBackend;
@@ -78,7 +78,7 @@ pub async fn inspect_with(
         .await;
         let (decision, report) = match decision {
             Ok(decision) => {
-                let decision = match run.clamd_found_nothing {
+                let decision = match run.clamd_answered {
                     true => hold_to_what_clamd_opens(services, object, policy, decision).await,
                     false => decision,
                 };
@@ -106,10 +106,12 @@ pub async fn inspect_with(
     }
 }
 
-/// A clean answer from a stage whose clamd scan found nothing holds only
-/// for what clamd opens: bytes holding any other container or compression
-/// format (that the pipeline does not let through) were not looked into,
-/// and bytes the host could not survey to the end are unproven.
+/// A clean answer from a stage that asked clamd holds only for what clamd
+/// opens: bytes holding any other container or compression format (that
+/// the pipeline does not let through) were not looked into, and bytes the
+/// host could not survey to the end are unproven. (Also when clamd found
+/// something the stage's policy ignores, a PUA say: the rest was unseen
+/// all the same.)
 async fn hold_to_what_clamd_opens(
     services: &Services,
     object: &ScanObject,
@@ -147,12 +149,12 @@ async fn hold_to_what_clamd_opens(
             detail: cap(&format!("{why} {}", unopened.join(", ")), MAX_FAILURE),
         });
     }
-    match &survey.incomplete {
+    match survey.unseen(&policy.let_through) {
         Some(incomplete) => Decision::Verdict(Verdict::Unscannable {
-            reason: if incomplete.limit {
-                UnscannableReason::LimitsExceeded
-            } else {
-                UnscannableReason::Malformed
+            reason: match incomplete.kind {
+                IncompleteKind::Limit | IncompleteKind::NoRoom => UnscannableReason::LimitsExceeded,
+                IncompleteKind::Malformed => UnscannableReason::Malformed,
+                IncompleteKind::Unwalkable(_) => UnscannableReason::UnsupportedContainer,
             },
             detail: cap(
                 &format!(
@@ -262,8 +264,8 @@ struct StageRun<'a> {
     /// A storage failure no later action made good.
     unresolved: Option<String>,
     engine_version: Option<String>,
-    /// The stage's clamd scan found nothing.
-    clamd_found_nothing: bool,
+    /// The stage asked clamd, and clamd answered.
+    clamd_answered: bool,
     duration: Duration,
 }
 
@@ -331,7 +333,7 @@ async fn run_stage<'a, R>(
         actions: std::mem::take(&mut state.storage.actions),
         unresolved: state.storage.unresolved.take(),
         engine_version: state.clamav.engine_version.take(),
-        clamd_found_nothing: state.clamav.answered_nothing_found(),
+        clamd_answered: state.clamav.answered(),
         duration: started.elapsed(),
     };
     (result, run)

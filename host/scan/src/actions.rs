@@ -158,9 +158,16 @@ impl ObjectActions {
     ) -> Result<String, StorageError> {
         // A destination past S3's key limit (a quarantine that prefixes
         // the source bucket to a long key) would fail on every try and
-        // leave the object in staging: shortened, with the source kept.
+        // leave the object in staging: a copy that contains is shortened,
+        // with the source kept. A clean copy is never renamed behind its
+        // owner's back: refused, named.
         let (key, shortened) = fitting_key(key);
         let key = key.as_str();
+        if shortened && !self.state.lock().unwrap().recorded.contain {
+            return Err(StorageError::Refused(format!(
+                "copy to s3://{bucket}/…: the destination key is over S3's {MAX_KEY_BYTES} bytes"
+            )));
+        }
         let (values, contain, own) = {
             let state = self.state.lock().unwrap();
             let recorded = &state.recorded;

@@ -6,11 +6,15 @@
 //!
 //! An encoding that cannot be undone ends the scan with a verdict of its
 //! own: `unscannable` (`unsupported-encoding`, `malformed`, `too-large`),
-//! never a scan of the stored bytes in its place.
+//! never a scan of the stored bytes in its place. When it can be undone,
+//! both are what some client gets — a browser the decoded bytes, an SDK
+//! `GetObject` or `aws s3 cp` the stored ones, with whatever a decoder
+//! stops short of (data after a zlib stream, a zstd skippable frame) — so
+//! both are inspected.
 
-use crate::spool::{SpoolConfig, SpoolError, SpoolWriter};
+use crate::spool::{SpoolBudget, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
-use bucketscan_core::formats::Survey;
+use bucketscan_core::formats::{IncompleteKind, Survey};
 use bucketscan_core::object::{Decoded, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_unpack::{Coding, DecodeError, encoding};
@@ -18,13 +22,15 @@ use std::sync::Arc;
 
 /// The object ready for the inspectors, or the verdict that replaces them.
 pub enum Prepared {
-    Ready(ScanObject),
+    /// `object` is what a decoding client receives; `stored`, when the
+    /// host decoded anything, the bytes as stored (inspected too).
+    Ready {
+        object: ScanObject,
+        stored: Option<ScanObject>,
+    },
     /// What a client receives could not be produced: `verdict` is the
     /// result, and `object` carries the stored bytes (for the actions).
-    Refused {
-        object: ScanObject,
-        verdict: Verdict,
-    },
+    Refused { object: ScanObject, verdict: Verdict },
 }
 
 /// Undoes `info`'s `Content-Encoding` over `body` and surveys the result.
@@ -62,7 +68,7 @@ fn prepare_blocking(
     };
     let mut object = stored.clone();
     if !codings.is_empty() {
-        match decode(&codings, &body, limit, spool) {
+        match decode(&codings, &info, &body, limit, spool) {
             Ok((decoded, bytes)) => {
                 object.decoded = Some(Decoded {
                     content_encoding: codings.iter().map(|c| c.name().to_owned()).collect(),
@@ -74,8 +80,16 @@ fn prepare_blocking(
             Err(Undecodable::Retry(err)) => return Err(err),
         }
     }
-    object.survey = Arc::new(survey(&object, limit, spool));
-    Ok(Prepared::Ready(object))
+    object.survey = Arc::new(survey(&object, limit, spool)?);
+    let stored = match object.decoded {
+        Some(_) => {
+            let mut stored = stored;
+            stored.survey = Arc::new(survey(&stored, limit, spool)?);
+            Some(stored)
+        }
+        None => None,
+    };
+    Ok(Prepared::Ready { object, stored })
 }
 
 enum Undecodable {
@@ -85,6 +99,7 @@ enum Undecodable {
 
 fn decode(
     codings: &[Coding],
+    info: &ObjectInfo,
     body: &ObjectBody,
     limit: u64,
     spool: &SpoolConfig,
@@ -113,7 +128,26 @@ fn decode(
                 format!("Content-Encoding says `{coding}` but the bytes do not decode: {detail}"),
             )));
         }
-        Err(DecodeError::Io(detail)) => return Err(Undecodable::Retry(spool_failure(&detail))),
+        Err(DecodeError::Io(detail)) => {
+            // Decoded bytes that could never fit beside the stored ones
+            // would wait for room for ever: their answer is now.
+            let stored_on_disk = if matches!(body, ObjectBody::File(_)) {
+                info.size
+            } else {
+                0
+            };
+            if detail.contains("spool budget") && stored_on_disk.saturating_add(limit) > spool.budget.total() {
+                return Err(Undecodable::Verdict(unscannable(
+                    UnscannableReason::TooLarge,
+                    format!(
+                        "decoding may take up to {limit} bytes of spool beside the {stored_on_disk} stored; the spool \
+                         budget is {} bytes",
+                        spool.budget.total()
+                    ),
+                )));
+            }
+            return Err(Undecodable::Retry(spool_failure(&detail)));
+        }
     }
     let spooled = writer
         .finish()
@@ -130,18 +164,37 @@ fn spool_failure(detail: &str) -> FetchError {
     }
 }
 
-fn survey(object: &ScanObject, limit: u64, spool: &SpoolConfig) -> Survey {
+/// The survey of `object`'s bytes; `Err` when it needs spool room there
+/// is none of now (a retry later).
+fn survey(object: &ScanObject, limit: u64, spool: &SpoolConfig) -> Result<Survey, FetchError> {
     let limits = bucketscan_unpack::Limits {
-        max_bytes: limit.saturating_mul(4).clamp(256 << 20, 16 << 30),
+        max_bytes: limit.saturating_mul(4).clamp(256 << 20, 4 << 30),
         temp_dir: spool.dir.clone(),
+        room: Some(Arc::new(BudgetRoom(spool.budget.clone()))),
         ..bucketscan_unpack::Limits::default()
     };
-    bucketscan_unpack::survey(
+    let survey = bucketscan_unpack::survey(
         object.body.reader(),
         &object.info.key,
         object.info.content_type.as_deref(),
         &limits,
-    )
+    );
+    match &survey.incomplete {
+        Some(why) if why.kind == IncompleteKind::NoRoom => Err(FetchError::OverBudget(why.detail.clone())),
+        _ => Ok(survey),
+    }
+}
+
+/// The spool budget as the survey's room for nested archives.
+struct BudgetRoom(Arc<SpoolBudget>);
+
+impl bucketscan_unpack::survey::Room for BudgetRoom {
+    fn reserve(&self, bytes: u64) -> Result<Box<dyn std::any::Any + Send>, String> {
+        self.0
+            .try_reserve(bytes)
+            .map(|reservation| Box::new(reservation) as Box<dyn std::any::Any + Send>)
+            .map_err(|why| why.to_string())
+    }
 }
 
 fn unscannable(reason: UnscannableReason, detail: String) -> Verdict {
@@ -199,9 +252,11 @@ mod tests {
     #[tokio::test]
     async fn the_stages_read_what_a_client_receives() {
         let payload = b"<script>what the browser runs</script>".to_vec();
-        let Prepared::Ready(object) = prepared("a.html", Some("gzip"), gzip(&payload), 1 << 20).await else {
+        let Prepared::Ready { object, stored } = prepared("a.html", Some("gzip"), gzip(&payload), 1 << 20).await else {
             panic!("decodes")
         };
+        let stored = stored.expect("the stored bytes are inspected too");
+        assert_eq!(stored.body.read_at(0, 1 << 10).unwrap(), gzip(&payload));
         assert_eq!(object.body.read_at(0, 1 << 10).unwrap(), payload);
         assert_eq!(object.size(), payload.len() as u64);
         let decoded = object.decoded.unwrap();
@@ -250,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn the_survey_sees_through_the_encoding() {
         let zst = bucketscan_unpack::samples::wrap(Format::Zstd, b"payload", "x").unwrap();
-        let Prepared::Ready(object) = prepared("x.zst", Some("gzip"), gzip(&zst), 1 << 20).await else {
+        let Prepared::Ready { object, .. } = prepared("x.zst", Some("gzip"), gzip(&zst), 1 << 20).await else {
             panic!("decodes")
         };
         let formats: Vec<Format> = object.survey.formats.iter().map(|c| c.format).collect();

@@ -27,6 +27,7 @@ impl Scanner {
                 .apply(info.sha256.as_deref(), inspected.verdict, &inspected.later);
         let mut report = ScanReport::new(&info, verdict);
         report.stages = inspected.stages;
+        report.host_actions = inspected.notes;
         report.allowed = allowed;
         report.decoded = inspected.object.decoded.clone();
         report.contents = inspected.object.survey.formats.clone();

@@ -192,7 +192,9 @@ impl Scanner {
             later,
             stages: mut stage_reports,
             object,
+            notes,
         } = inspected;
+        host_actions.extend(notes);
         // Allow: bytes an operator released as a false positive pass, and
         // the report keeps what the pipeline said of them.
         let (verdict, allowed) = self.allow_list.load().apply(info.sha256.as_deref(), verdict, &later);
@@ -359,8 +361,8 @@ impl Scanner {
         limit: u64,
     ) -> Result<Inspection, FetchError> {
         let prepared = content::prepare(Arc::new(info.clone()), bytes, limit, &self.spool).await?;
-        let object = match prepared {
-            Prepared::Ready(object) => object,
+        let (object, stored) = match prepared {
+            Prepared::Ready { object, stored } => (object, stored),
             Prepared::Refused { object, verdict } => return Ok(Inspection::decided(object, verdict)),
         };
         let policy = InspectPolicy {
@@ -368,12 +370,19 @@ impl Scanner {
             keep_going: self.allow_list.load().may_lift(info.sha256.as_deref()),
         };
         let inspected = runner::inspect_with(&self.engine, &self.services, stages, &object, &policy).await;
-        Ok(Inspection {
+        let mut inspection = Inspection {
             verdict: inspected.verdict,
             later: inspected.later,
             stages: inspected.stages,
             object,
-        })
+            notes: Vec::new(),
+        };
+        if let Some(stored) = stored {
+            // A client that does not decode gets the stored bytes.
+            let raw = runner::inspect_with(&self.engine, &self.services, stages, &stored, &policy).await;
+            inspection.add_stored(raw);
+        }
+        Ok(inspection)
     }
 
     /// A sweep's "already scanned with the current signatures": an agent
@@ -412,6 +421,8 @@ pub(crate) struct Inspection {
     pub(crate) later: Vec<Verdict>,
     pub(crate) stages: Vec<StageReport>,
     pub(crate) object: ScanObject,
+    /// What the report should say about how it was reached.
+    pub(crate) notes: Vec<String>,
 }
 
 impl Inspection {
@@ -422,7 +433,43 @@ impl Inspection {
             later: Vec::new(),
             stages: Vec::new(),
             object,
+            notes: Vec::new(),
         }
+    }
+
+    /// Folds in the inspection of the stored bytes of a decoded object:
+    /// the first verdict other than clean (decoded bytes first) stands,
+    /// and the other joins the later ones. A policy's `blocked` about the
+    /// stored bytes does not count: names and types describe the content,
+    /// and the stored bytes of `page.html` are gzip by design.
+    fn add_stored(&mut self, raw: runner::Inspected) {
+        let policy = |verdict: &Verdict| matches!(verdict, Verdict::Blocked { .. });
+        self.notes.push(format!(
+            "the stored bytes (as sent, {}) were inspected too: {}{}",
+            self.object
+                .decoded
+                .as_ref()
+                .map(|d| d.content_encoding.join(", "))
+                .unwrap_or_default(),
+            raw.verdict,
+            if policy(&raw.verdict) {
+                " (a policy about the decoded content; not applied)"
+            } else {
+                ""
+            }
+        ));
+        let counted = if policy(&raw.verdict) {
+            Verdict::Clean
+        } else {
+            raw.verdict
+        };
+        if self.verdict.is_clean() && !counted.is_clean() {
+            let decoded = std::mem::replace(&mut self.verdict, counted);
+            self.later.push(decoded);
+        } else {
+            self.later.push(counted);
+        }
+        self.later.extend(raw.later.into_iter().filter(|v| !policy(v)));
     }
 }
 

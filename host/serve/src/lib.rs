@@ -73,6 +73,11 @@ pub enum ServeError {
         "[serve]: no API key and no anonymous pipeline: nobody could use the API (`bucketscan api-key` makes a key)"
     )]
     NoCallers,
+    #[error(
+        "[serve]: key `{0}` may scan objects, but no queue would take an object scan the server could not finish \
+         (stopped, or S3/SNS failed midway): set [serve] handoff-queue, or [agent] queues"
+    )]
+    NoHandoff(String),
 }
 
 impl Api {

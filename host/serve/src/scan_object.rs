@@ -70,12 +70,10 @@ pub async fn handle(
     }
     let slot = api.gate.admit(&caller.id).await?;
     let target = target_of(&wanted);
-    let agent = api.agent.clone();
+    let owner = api.clone();
     let scan = api.scans.start(target.clone(), async move {
         let _slot = slot;
-        agent
-            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref())
-            .await
+        owner.scan_or_hand_over(&target).await
     });
     let handled = scan
         .await
@@ -116,6 +114,36 @@ fn target_of(wanted: &ObjectRequest) -> ScanTarget {
     }
 }
 
+impl Api {
+    /// One object scan, within the agent's per-object deadline; a scan
+    /// that cannot finish (it ran out of time, S3 or SNS failed between
+    /// two steps) is handed to the queue, where it is finished later —
+    /// never left half done.
+    async fn scan_or_hand_over(&self, target: &ScanTarget) -> Handled {
+        let deadline = std::time::Duration::from_secs(self.agent.started_with.agent.object_timeout_secs.max(1));
+        let scan = self
+            .agent
+            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref());
+        let handled = match tokio::time::timeout(deadline, scan).await {
+            Ok(handled) => handled,
+            Err(_) => Handled::Retry(format!(
+                "not finished within [agent] object-timeout-secs ({} s)",
+                deadline.as_secs()
+            )),
+        };
+        match handled {
+            Handled::Retry(why) => {
+                let line = match self.handoff.send(std::slice::from_ref(target)).await {
+                    Some(queue) => format!("{why}; handed to {queue}, where it is finished"),
+                    None => format!("{why}; handing it to a queue failed: scan it again"),
+                };
+                Handled::Retry(line)
+            }
+            other => other,
+        }
+    }
+}
+
 fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<Response<Full<Bytes>>, ApiError> {
     let job = api.jobs.create(Job {
         id: String::new(),
@@ -141,12 +169,9 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<R
         let _slot = api.gate.admit_patiently().await;
         api.jobs.update(&id, |job| job.status = JobStatus::Running);
         let timeout = std::time::Duration::from_secs(api.config.job_timeout_secs.max(1));
-        let agent = api.agent.clone();
-        let mut scan = std::pin::pin!(async move {
-            agent
-                .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref())
-                .await
-        });
+        let owner = api.clone();
+        let target = target_of(&target);
+        let mut scan = std::pin::pin!(async move { owner.scan_or_hand_over(&target).await });
         let handled = match tokio::time::timeout(timeout, &mut scan).await {
             Ok(handled) => handled,
             Err(_) => {

@@ -102,8 +102,10 @@ pub struct Handoff {
 
 impl Handoff {
     /// Sends each target to the queue as an on-demand scan; says in the
-    /// log what could not be handed over (no queue, SQS refused).
-    pub async fn send(&self, targets: &[ScanTarget]) {
+    /// log what could not be handed over (no queue, SQS refused). Returns
+    /// the queue when every target was handed over.
+    pub async fn send(&self, targets: &[ScanTarget]) -> Option<&str> {
+        let mut all = true;
         for target in targets {
             let what = format!(
                 "s3://{}/{}{}",
@@ -116,6 +118,7 @@ impl Handoff {
                     .unwrap_or_default()
             );
             let Some(queue) = &self.queue else {
+                all = false;
                 tracing::error!(
                     "{what}: its on-demand scan did not finish before shutdown and no queue is configured to hand it \
                      to ([serve] handoff-queue or [agent] queues); scan it again"
@@ -125,13 +128,17 @@ impl Handoff {
             let body =
                 bucketscan_core::events::on_demand_message(&target.bucket, &target.key, target.version_id.as_deref());
             match self.sqs.send_message().queue_url(queue).message_body(body).send().await {
-                Ok(_) => tracing::warn!("{what}: its on-demand scan did not finish before shutdown; handed to {queue}"),
-                Err(err) => tracing::error!(
-                    "{what}: handing its unfinished scan to {queue} failed ({}); scan it again",
-                    aws_sdk_sqs::error::DisplayErrorContext(&err)
-                ),
+                Ok(_) => tracing::warn!("{what}: its on-demand scan did not finish here; handed to {queue}"),
+                Err(err) => {
+                    all = false;
+                    tracing::error!(
+                        "{what}: handing its unfinished scan to {queue} failed ({}); scan it again",
+                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                    )
+                }
             }
         }
+        self.queue.as_deref().filter(|_| all)
     }
 }
 

@@ -95,6 +95,18 @@ pub fn zip(members: &[(&str, &[u8])], method: u16) -> Vec<u8> {
     writer.finish().expect("an in-memory zip").into_inner()
 }
 
+/// A 7z of `members` (LZMA2).
+pub fn seven_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).expect("an in-memory 7z");
+    for (name, data) in members {
+        let entry = sevenz_rust2::ArchiveEntry::new_file(name);
+        writer
+            .push_archive_entry(entry, Some(std::io::Cursor::new(data.to_vec())))
+            .expect("an in-memory 7z");
+    }
+    writer.finish().expect("an in-memory 7z").into_inner()
+}
+
 /// A tar of `members`.
 pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());

@@ -64,6 +64,12 @@ pub struct SignaturesConfig {
     /// The key `.cvd` signatures are checked with (Talos's by default).
     #[serde(default = "trust::SigningKey::talos")]
     pub signing_key: trust::SigningKey,
+    /// Databases that must be installed (names without extension, e.g.
+    /// `["main", "daily"]`): without one of them the agent is not ready,
+    /// so a database deleted from the bucket makes scans wait instead of
+    /// running with fewer signatures.
+    #[serde(default)]
+    pub required: Vec<String>,
 }
 
 impl SignaturesConfig {
@@ -249,6 +255,10 @@ impl Keeper {
         if !changed && proven {
             return true;
         }
+        if let Some(missing) = self.missing_required(dir) {
+            self.state.set(Status::Unproven(missing));
+            return false;
+        }
         let build = match database::governing_build(dir) {
             Ok(Some(build)) => build,
             Ok(None) => {
@@ -288,6 +298,26 @@ impl Keeper {
                 false
             }
         }
+    }
+
+    /// The first required database not installed, said as a reason.
+    fn missing_required(&self, dir: &Path) -> Option<String> {
+        self.config
+            .required
+            .iter()
+            .filter(|name| !name.is_empty())
+            .find_map(|name| {
+                let installed = ["cvd", "cld", "cud"]
+                    .iter()
+                    .any(|extension| dir.join(format!("{name}.{extension}")).exists());
+                (!installed).then(|| {
+                    format!(
+                        "the required database `{name}` ([signatures] required) is not installed in {}; scans wait \
+                     until the signature bucket holds it again",
+                        dir.display()
+                    )
+                })
+            })
     }
 
     /// Makes clamd load the directory (unless it already has this canary)

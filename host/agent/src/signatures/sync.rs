@@ -87,6 +87,30 @@ fn local_failed(doing: String, detail: impl std::fmt::Display) -> SyncError {
     }
 }
 
+/// Refuses a container older (by the version in its header) than the one
+/// installed under the same file name: an old, validly signed database
+/// must not roll the signatures back.
+fn no_downgrade(key: &str, offered: &[u8], installed: &Path) -> Result<(), super::trust::Refused> {
+    let Ok(current) = std::fs::read(installed) else {
+        return Ok(());
+    };
+    let name = installed.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let (Ok(offered), Ok(current)) = (
+        super::database::parse_header(name, offered),
+        super::database::parse_header(name, &current),
+    ) else {
+        return Ok(());
+    };
+    if offered.version < current.version {
+        return Err(super::trust::Refused::Downgrade {
+            key: key.to_owned(),
+            offered: offered.version,
+            installed: current.version,
+        });
+    }
+    Ok(())
+}
+
 /// Syncs once. Without a bucket in the config nothing is synced.
 pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Result<Synced, SyncError> {
     let Some(bucket) = &config.bucket else {
@@ -184,7 +208,10 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             .await
             .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), err))?
             .into_bytes();
-        if let Err(refused) = policy.admit_content(key, &body) {
+        let refusal = policy
+            .admit_content(key, &body)
+            .and_then(|()| no_downgrade(key, &body, &dir.join(file)));
+        if let Err(refused) = refusal {
             synced.refused.push(refused.to_string());
             manifest
                 .refused
@@ -200,6 +227,10 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         manifest.files.insert(key.clone(), current);
         synced.installed.push(key.clone());
     }
+    // Refusals of keys that are gone are forgotten with them.
+    let before = manifest.refused.len();
+    manifest.refused.retain(|key, _| listed.contains_key(key));
+    refused_changed |= manifest.refused.len() != before;
     // Keys that are gone take their files with them.
     let gone: Vec<String> = manifest
         .files

@@ -20,8 +20,10 @@ use num_bigint::BigUint;
 use serde::Deserialize;
 use std::io::Read;
 
-/// Extensions of files that take detections away or reconfigure clamd.
-pub const ALLOWING: &[&str] = &["fp", "sfp", "ign", "ign2", "cfg", "wdb", "crb"];
+/// Extensions of files that take detections away or reconfigure clamd
+/// (`.ftm` re-types files, so other signatures no longer apply; `.cat`
+/// trusts signed catalogues).
+pub const ALLOWING: &[&str] = &["fp", "sfp", "ign", "ign2", "cfg", "wdb", "crb", "ftm", "cat"];
 
 /// The public key Talos signs ClamAV's `.cvd` files with (libclamav's
 /// `CLI_NSTR` and `CLI_ESTR`).
@@ -86,6 +88,8 @@ pub enum Refused {
     AllowingInside { key: String, member: String },
     #[error("`{key}`: its digital signature does not verify ({why}); refused, the database installed before stays")]
     BadSignature { key: String, why: String },
+    #[error("`{key}` is version {offered}, older than the installed version {installed}; refused (a rollback)")]
+    Downgrade { key: String, offered: u64, installed: u64 },
 }
 
 impl TrustPolicy {
@@ -200,20 +204,36 @@ fn decode_signature(signature: &str, key: &SigningKey) -> Option<String> {
 /// in `.cvd`/`.cud`, plain in `.cld`) after the 512-byte header.
 pub fn container_members(bytes: &[u8]) -> Result<Vec<String>, String> {
     let body = bytes.get(512..).ok_or("shorter than a database header")?;
+    // Every gzip member, as zlib's gzread reads them (a second member
+    // must not carry files nobody listed).
     let reader: Box<dyn Read + '_> = if body.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(body))
+        Box::new(flate2::read::MultiGzDecoder::new(body))
     } else {
         Box::new(body)
     };
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|err| format!("not a tar: {err}"))?;
     let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| format!("a broken tar: {err}"))?;
-        let path = entry.path().map_err(|err| format!("a broken tar: {err}"))?;
-        names.push(path.to_string_lossy().into_owned());
+    {
+        let entries = archive.entries().map_err(|err| format!("not a tar: {err}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|err| format!("a broken tar: {err}"))?;
+            let path = entry.path().map_err(|err| format!("a broken tar: {err}"))?;
+            names.push(path.to_string_lossy().into_owned());
+        }
     }
-    Ok(names)
+    // Nothing but zeros may follow the archive's end: a reader that goes
+    // on past it must find no more files.
+    let mut rest = archive.into_inner();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = rest.read(&mut buf).map_err(|err| format!("after the archive: {err}"))?;
+        if n == 0 {
+            return Ok(names);
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err("data follows the archive's end".into());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +315,30 @@ mod tests {
             policy.admit_content("clamav/daily.cud", &smuggling),
             Err(Refused::AllowingInside { member, .. }) if member == "daily.sfp"
         ));
+    }
+
+    #[test]
+    fn a_second_gzip_member_or_data_after_the_end_cannot_hide_a_file() {
+        let policy = policy();
+        let plain = container(&[("daily.hdb", b"00:1:x")]);
+        let gzip = |bytes: &[u8]| {
+            use std::io::Write;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
+        };
+        let hidden = container(&[("daily.sfp", b"ab:1:x")]);
+        let mut two_members = plain[..512].to_vec();
+        two_members.extend(gzip(&plain[512..]));
+        two_members.extend(gzip(&hidden[512..]));
+        let refused = policy.admit_content("clamav/daily.cud", &two_members).unwrap_err();
+        assert!(
+            matches!(refused, Refused::AllowingInside { .. } | Refused::BadSignature { .. }),
+            "{refused}"
+        );
+        let mut trailing = plain.clone();
+        trailing.extend_from_slice(b"more bytes after the end");
+        assert!(policy.admit_content("clamav/daily.cud", &trailing).is_err());
     }
 
     #[test]

@@ -18,9 +18,14 @@ pub struct ServeConfig {
     /// Slots one key may hold or wait for at once (default: half of
     /// `concurrency`); past it the key is answered 429.
     pub per_key_concurrency: Option<usize>,
-    /// The queue that object scans still running at shutdown are handed to
-    /// as on-demand scan events (default: the first of `[agent] queues`).
+    /// The queue that object scans the server could not finish (still
+    /// running at shutdown, or failed between two steps) are handed to as
+    /// on-demand scan events (default: the first of `[agent] queues`, where
+    /// the agents take them).
     pub handoff_queue: Option<String>,
+    /// Whether `serve` itself takes the scans handed to `handoff-queue`
+    /// (a stack of API tasks with no agents: each finishes the others').
+    pub take_handoffs: bool,
     /// Requests that may wait for a scan slot; one more is answered 503
     /// with `Retry-After` at once. Never an unbounded queue.
     pub queue: usize,
@@ -51,6 +56,7 @@ impl Default for ServeConfig {
             concurrency: 4,
             per_key_concurrency: None,
             handoff_queue: None,
+            take_handoffs: false,
             queue: 16,
             queue_wait_secs: 30,
             request_timeout_secs: 300,
@@ -91,6 +97,9 @@ impl ServeConfig {
         }
         if self.per_key_concurrency == Some(0) {
             return Err("[serve] per-key-concurrency: at least 1".into());
+        }
+        if self.take_handoffs && self.handoff_queue.is_none() {
+            return Err("[serve] take-handoffs: set handoff-queue, the queue to take them from".into());
         }
         let known = |scope: &str, name: &str, what: &str| {
             if name == "*" || declared(name) {

@@ -32,10 +32,10 @@ impl ClamavCtx {
 }
 
 impl ClamavCtx {
-    /// Whether the stage asked clamd and clamd found nothing: an answer
-    /// that means "clean" only for formats clamd opens.
-    pub fn answered_nothing_found(&self) -> bool {
-        matches!(&self.answer, Some(Ok(answer)) if answer.found.is_empty())
+    /// Whether the stage asked clamd and clamd answered: an answer that
+    /// covers only the formats clamd opens.
+    pub fn answered(&self) -> bool {
+        matches!(&self.answer, Some(Ok(_)))
     }
 }
 
