@@ -4,7 +4,7 @@
 //! next try, by the server that owns the scan, or by the agents the scan
 //! was handed to — never dropped halfway.
 
-use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, World};
+use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::recorder::Recorder;
 use bucketscan_tests::{clamd, free_port, samples, wait_for_port};
 use serde_json::json;
@@ -41,12 +41,15 @@ async fn an_object_whose_request_never_answers_is_handled_by_the_next_try() {
     assert!(agent.log().contains("object-timeout-secs"), "{}", agent.log());
 }
 
-/// `bucketscan serve` in this world, through `recorder`, with one key.
+/// `bucketscan serve` in this world, through `recorder`, with one key and
+/// a request timeout of 2 s.
 fn serve(world: &World, recorder: &Recorder, stop_timeout_secs: u64) -> (AgentProcess, u16, std::path::PathBuf) {
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(KEY.as_bytes()));
     let config = world.config(
         &clamd::shared().address(),
-        &format!("[serve]\n[[serve.keys]]\nid = \"ops\"\nsha256 = \"{digest}\"\nbuckets = [\"staging\"]\n"),
+        &format!(
+            "[serve]\nrequest-timeout-secs = 2\n[[serve.keys]]\nid = \"ops\"\nsha256 = \"{digest}\"\nbuckets = [\"staging\"]\n"
+        ),
     );
     let port = free_port();
     let mut env = world.env();
@@ -93,29 +96,40 @@ async fn published(world: &World, key: &str, within: Duration) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_caller_that_hangs_up_mid_scan_does_not_stop_it() {
+async fn a_request_that_times_out_or_hangs_up_mid_scan_does_not_stop_it() {
     let world = World::new().await;
     let recorder = Recorder::start(&world.moto.endpoint());
-    // Publishing takes 5 s: the caller is gone long before the alert goes.
+    // Publishing takes 5 s: the request times out (2 s) and the caller is
+    // gone long before the alert goes.
     recorder.set_faults(&[json!({"method": "POST", "body": "Action=Publish", "delay": 5})]);
     let (api, port, _) = serve(&world, &recorder, 20);
     world.put("hangup/eicar.txt", samples::eicar(), None, &[], &[]).await;
+    // Answered 504 while the scan waits on SNS...
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(object_scan_request(port, "hangup/eicar.txt", false).as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).ok();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    // ...and a second caller hangs up mid-scan.
+    world.put("hangup/eicar-2.txt", samples::eicar(), None, &[], &[]).await;
     {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream
-            .write_all(object_scan_request(port, "hangup/eicar.txt", false).as_bytes())
+            .write_all(object_scan_request(port, "hangup/eicar-2.txt", false).as_bytes())
             .unwrap();
         // Long enough for the scan to tag the object and reach the publish.
         std::thread::sleep(Duration::from_millis(1500));
     } // hung up
-    world
-        .wait_for(QUARANTINE, "staging/hangup/eicar.txt", Duration::from_secs(30), &api)
-        .await;
-    assert!(
-        published(&world, "hangup/eicar.txt", Duration::from_secs(30)).await,
-        "{}",
-        api.log()
-    );
+    for key in ["hangup/eicar.txt", "hangup/eicar-2.txt"] {
+        world
+            .wait_for(QUARANTINE, &format!("staging/{key}"), Duration::from_secs(30), &api)
+            .await;
+        assert!(published(&world, key, Duration::from_secs(30)).await, "{}", api.log());
+        // The move's second half, which comes only after the alert: done.
+        world.wait_gone(STAGING, key, Duration::from_secs(30), &api).await;
+    }
     assert!(!recorder.faulted().is_empty(), "the publish was delayed");
 }
 
