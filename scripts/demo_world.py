@@ -46,10 +46,16 @@ def setup(endpoint):
 
 
 def upload(endpoint, directory):
+    """Uploads every file; `NAME.gz` goes up as `NAME` with
+    `Content-Encoding: gzip` (what a browser decodes on receipt)."""
     s3, _, _ = clients(endpoint)
     for name in sorted(os.listdir(directory)):
         with open(os.path.join(directory, name), "rb") as f:
-            s3.put_object(Bucket=STAGING, Key=name, Body=f.read(), Tagging="uploaded-by=demo")
+            body = f.read()
+        extra = {}
+        if name.endswith(".gz"):
+            name, extra = name[:-3], {"ContentEncoding": "gzip"}
+        s3.put_object(Bucket=STAGING, Key=name, Body=body, Tagging="uploaded-by=demo", **extra)
 
 
 def tags(s3, bucket, key):
@@ -71,9 +77,11 @@ def report(endpoint, names):
     print(f"   {'uploaded as':<22} {'result':<10} {'now in':<40} signature / reason")
     while pending and time.time() < deadline:
         for name in list(pending):
-            for bucket, key in ((PRODUCTION, name), (QUARANTINE, f"{STAGING}/{name}")):
+            for bucket, key in ((PRODUCTION, name), (QUARANTINE, f"{STAGING}/{name}"), (STAGING, name)):
                 if exists(s3, bucket, key):
                     t = tags(s3, bucket, key)
+                    if bucket == STAGING and t.get("bucketscan-result") != "unscannable":
+                        continue  # not handled yet (unscannable objects are held where they are)
                     print(f"   s3://{STAGING}/{name:<12} {t.get('bucketscan-result', '?'):<10} "
                           f"s3://{bucket}/{key:<28} {t.get('bucketscan-signature', '')}")
                     pending.remove(name)
