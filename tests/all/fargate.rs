@@ -604,3 +604,32 @@ fn only_the_tasks_may_publish_results() {
         assert!(allowed.contains("TaskRole"), "{allowed}");
     }
 }
+
+#[test]
+fn every_dead_letter_queue_raises_an_alarm() {
+    for stack in [
+        Stack::for_test("queue", "topic"),
+        Stack::api_for_test("topic", &"0".repeat(64), ""),
+    ] {
+        let resources = stack.template["Resources"].as_object().unwrap();
+        let dead_letters: Vec<String> = resources
+            .values()
+            .filter_map(|r| r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str())
+            .map(str::to_owned)
+            .collect();
+        assert!(!dead_letters.is_empty(), "the stack has dead-letter queues");
+        for queue in dead_letters {
+            let watched = resources.values().any(|r| {
+                r["Type"] == "AWS::CloudWatch::Alarm"
+                    && r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == queue.as_str()
+                    && r["Properties"]["AlarmActions"]
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+            });
+            assert!(
+                watched,
+                "no alarm watches {queue}: what lands there is an object nobody finished"
+            );
+        }
+    }
+}

@@ -217,6 +217,17 @@ async fn a_rollback_is_refused_and_a_required_database_deleted_makes_scans_wait(
         let (ready, body) = health(&addr, true);
         !ready && body.contains("the required database `daily`")
     });
+    // The old build uploaded again, now that no file holds version 5:
+    // the floor outlives the file, so it is still a rollback.
+    signatures::upload(&world, "clamav/daily.cud", test_database(4, SystemTime::now(), "")).await;
+    wait_until("the rollback refused after the deletion", &agent, || {
+        agent
+            .log()
+            .matches("is version 4, older than the installed version 5")
+            .count()
+            == 2
+    });
+    assert!(!health(&addr, true).0, "still not ready");
     world.put("waits.txt", samples::clean_text(), None, &[], &[]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!world.exists(PRODUCTION, "waits.txt").await);

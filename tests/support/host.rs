@@ -2,19 +2,18 @@
 //! clamd, and the real scan path over an object held in memory, with a
 //! store that records what the path would write.
 
-use async_trait::async_trait;
 use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::Sealer;
-use bucketscan_core::storage::StorageError;
 use bucketscan_core::tags::TagKeys;
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
 use bucketscan_engine::{Clamd, Engine, PipelineStage, Plugin, ScanObject, Services};
-use bucketscan_scan::store::{Body, Copied, CopyDest, Current, FetchError, Opened, PendingBody, Store, Target};
+use bucketscan_scan::store::Target;
+use bucketscan_scan::testing::MemoryStore;
 use bucketscan_scan::{OnePipeline, Scanner};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub struct TestHost {
     pub host: Arc<Engine>,
@@ -73,13 +72,13 @@ impl TestHost {
 
     /// Like [`run`](Self::run), with what the path wrote (dry).
     pub async fn run_recorded(&self, stages: &[PipelineStage], object: ScanObject) -> (ScanReport, Vec<String>) {
-        let store = Arc::new(MemoryStore {
-            object: object.clone(),
-            writes: Mutex::default(),
-        });
+        let store = MemoryStore::dry_run();
+        store.insert(&object);
         let scanner = Scanner {
-            engine: self.host.clone(),
-            services: self.services.clone(),
+            stages: Arc::new(bucketscan_scan::WasmStages {
+                engine: self.host.clone(),
+                services: self.services.clone(),
+            }),
             store: store.clone(),
             publisher: None,
             tag_keys: TagKeys::default(),
@@ -98,77 +97,7 @@ impl TestHost {
             ..Target::new(&object.info.bucket, &object.info.key)
         };
         let report = scanner.scan(&routing, &target).await;
-        let writes = store.writes.lock().unwrap().clone();
-        (report, writes)
-    }
-}
-
-/// One object in memory; writes are recorded, not done.
-struct MemoryStore {
-    object: ScanObject,
-    writes: Mutex<Vec<String>>,
-}
-
-struct Ready(ObjectBody);
-
-#[async_trait]
-impl PendingBody for Ready {
-    async fn read(self: Box<Self>) -> Result<Body, FetchError> {
-        let sha256 = match &self.0 {
-            ObjectBody::Memory(bytes) => bucketscan_core::object::sha256_hex(bytes),
-            _ => String::new(),
-        };
-        Ok(Body { bytes: self.0, sha256 })
-    }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    async fn open(&self, _target: &Target, limit: u64) -> Result<Opened, FetchError> {
-        let info = (*self.object.info).clone();
-        if info.size > limit {
-            return Ok(Opened::TooLarge(info));
-        }
-        Ok(Opened::Ready {
-            info,
-            body: Box::new(Ready(self.object.body.clone())),
-        })
-    }
-
-    async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push(format!("tag {} {tags:?}", object.url()));
-        Ok(None)
-    }
-
-    async fn current(&self, _bucket: &str, _key: &str) -> Result<Option<Current>, StorageError> {
-        Ok(None)
-    }
-
-    async fn copy(&self, object: &ObjectInfo, dest: &CopyDest) -> Result<Copied, StorageError> {
-        self.writes.lock().unwrap().push(format!(
-            "copy {} -> s3://{}/{} {:?}",
-            object.url(),
-            dest.bucket,
-            dest.key,
-            dest.tags
-        ));
-        Ok(Copied {
-            etag: object.etag.clone(),
-            version_id: None,
-            sha256: object.sha256.clone(),
-        })
-    }
-
-    async fn delete(&self, object: &ObjectInfo) -> Result<(), StorageError> {
-        self.writes.lock().unwrap().push(format!("delete {}", object.url()));
-        Ok(())
-    }
-
-    fn dry_run(&self) -> bool {
-        true
+        (report, store.log())
     }
 }
 

@@ -19,7 +19,7 @@ use bucketscan_core::seal::Sealer;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
 use bucketscan_scan::spool::SpoolBudget;
 use bucketscan_scan::spool::SpoolConfig;
-use bucketscan_scan::{Publisher, Scanner, Target};
+use bucketscan_scan::{Publisher, Scanner, Target, WasmStages};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub enum Handled {
 /// Everything needed to handle objects; shared by all concurrent tasks.
 pub struct Agent {
     pub scanner: Scanner,
+    /// The wasm engine the pipelines are loaded into (and reloaded).
+    pub engine: Arc<Engine>,
+    /// What the stages' capabilities reach: clamd, outbound HTTP.
+    pub services: Arc<Services>,
     pub pipelines: LivePipelines,
     pub clients: Clients,
     /// Set when `[signatures]` manages the databases.
@@ -132,8 +136,10 @@ impl Agent {
         let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, pipelines_config).await?);
         Ok(Self {
             scanner: Scanner {
-                engine,
-                services,
+                stages: Arc::new(WasmStages {
+                    engine: engine.clone(),
+                    services: services.clone(),
+                }),
                 store: Arc::new(store),
                 publisher,
                 tag_keys,
@@ -141,6 +147,8 @@ impl Agent {
                 allow_list,
                 spool,
             },
+            engine,
+            services,
             pipelines,
             clients,
             signatures,
@@ -151,11 +159,11 @@ impl Agent {
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.scanner.engine
+        &self.engine
     }
 
     pub fn clamd(&self) -> &Arc<Clamd> {
-        &self.scanner.services.clamd
+        &self.services.clamd
     }
 
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {

@@ -19,7 +19,7 @@ use bucketscan_core::tags::TagKeys;
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, PipelineStage, Plugin, Services};
 use bucketscan_scan::local::{LocalFile, LocalStore};
-use bucketscan_scan::{OnePipeline, Publisher, Routing, Scanner, Target};
+use bucketscan_scan::{OnePipeline, Publisher, Routing, Scanner, Target, WasmStages};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -149,8 +149,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.clone(),
     });
     let scanner = Scanner {
-        engine: host,
-        services: Arc::new(Services::new(Clamd::new(&clamav))),
+        stages: Arc::new(WasmStages {
+            engine: host,
+            services: Arc::new(Services::new(Clamd::new(&clamav))),
+        }),
         store: Arc::new(store),
         publisher,
         tag_keys,

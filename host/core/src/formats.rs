@@ -40,6 +40,9 @@ pub enum Format {
     /// bzip2, 14 lzma, 93 zstd, 95 xz, 98 ppmd, …): opening the zip is not
     /// opening its members.
     ZipMethod(u16),
+    /// A 7z block coded with this method (its ID's bytes, big-endian),
+    /// other than copy, LZMA and LZMA2: opening the 7z is not decoding it.
+    SevenZipCoder(u32),
 }
 
 impl Format {
@@ -66,6 +69,7 @@ impl Format {
     pub fn name(self) -> String {
         match self {
             Self::ZipMethod(method) => format!("zip-{}", zip_method_name(method)),
+            Self::SevenZipCoder(id) => format!("7z-{}", seven_zip_coder_name(id)),
             other => other.base_name().to_owned(),
         }
     }
@@ -88,11 +92,19 @@ impl Format {
             Self::Cpio => "cpio",
             Self::Encrypted => "encrypted",
             Self::ZipMethod(_) => "zip-method",
+            Self::SevenZipCoder(_) => "7z-coder",
         }
     }
 
     /// The format a config names, e.g. `rar`, `zip-lzma`, `zip-93`.
     pub fn from_name(name: &str) -> Option<Self> {
+        if let Some(coder) = name.strip_prefix("7z-") {
+            return SEVEN_ZIP_CODERS
+                .iter()
+                .find(|(_, known)| *known == coder)
+                .map(|(id, _)| Self::SevenZipCoder(*id))
+                .or_else(|| u32::from_str_radix(coder, 16).ok().map(Self::SevenZipCoder));
+        }
         if let Some(method) = name.strip_prefix("zip-") {
             return ZIP_METHODS
                 .iter()
@@ -164,6 +176,33 @@ const ZIP_METHODS: &[(u16, &str)] = &[
     (98, "ppmd"),
     (99, "aes"),
 ];
+
+/// 7z coder IDs by name (7-Zip's Methods.txt).
+const SEVEN_ZIP_CODERS: &[(u32, &str)] = &[
+    (0x03, "delta"),
+    (0x0003_0401, "ppmd"),
+    (0x0303_0103, "bcj"),
+    (0x0303_011b, "bcj2"),
+    (0x0303_0205, "ppc"),
+    (0x0303_0401, "ia64"),
+    (0x0303_0501, "arm"),
+    (0x0303_0701, "armt"),
+    (0x0303_0805, "sparc"),
+    (0x0a, "arm64"),
+    (0x0004_0108, "deflate"),
+    (0x0004_0109, "deflate64"),
+    (0x0004_0202, "bzip2"),
+    (0x04f7_1101, "zstd"),
+    (0x06f1_0701, "aes"),
+];
+
+fn seven_zip_coder_name(id: u32) -> String {
+    SEVEN_ZIP_CODERS
+        .iter()
+        .find(|(known, _)| *known == id)
+        .map(|(_, name)| (*name).to_owned())
+        .unwrap_or_else(|| format!("{id:x}"))
+}
 
 fn zip_method_name(method: u16) -> String {
     ZIP_METHODS
@@ -412,6 +451,8 @@ mod tests {
         assert_eq!(Format::from_name("zip-lzma"), Some(Format::ZipMethod(14)));
         assert_eq!(Format::from_name("zip-77"), Some(Format::ZipMethod(77)));
         assert_eq!(Format::from_name("floppy"), None);
+        assert_eq!(Format::SevenZipCoder(0x0004_0202).name(), "7z-bzip2");
+        assert_eq!(Format::from_name("7z-bzip2"), Some(Format::SevenZipCoder(0x0004_0202)));
     }
 
     #[test]

@@ -3,20 +3,32 @@
 //! alike (`bucketscan-scan` runs them; this module decides them):
 //!
 //! 1. **route**: the bucket's pipeline for the key; none, nothing to do;
-//! 2. **admit**: the size (from the event, a listing or the response
-//!    headers) against what the pipeline may scan — over it the verdict is
-//!    `unscannable (too-large)` and no byte is downloaded;
-//! 3. **fetch**: the exact version (or ETag) once, within the spool budget;
-//! 4. **inspect**: the inspectors fold into one verdict;
-//! 5. **record**: the result tags (a storage action like any other, so a
+//! 2. **open**: metadata and tags, and the **admit** check — the size
+//!    (from the event, a listing or the response headers) against what the
+//!    pipeline may scan: over it the verdict is `unscannable (too-large)`
+//!    and no byte is downloaded; an object S3 will not hand over (a
+//!    customer key, an archive tier, a key the agent may not use) is
+//!    `unscannable` with that reason;
+//! 3. **fetch**: the exact version (or ETag) once, within the spool budget,
+//!    hashed as it arrives;
+//! 4. **trust**: a result an agent sealed for exactly these bytes (its own
+//!    copy, a sweep's "already current") ends the pass; result tags no
+//!    agent sealed are removed before anything reads them;
+//! 5. **inspect**: what a client receives — the `Content-Encoding` undone,
+//!    the containers surveyed — through the inspectors, folded into one
+//!    verdict (the stored bytes too, when they were decoded);
+//! 6. **allow**: an operator's allow-list lifts findings on exactly those
+//!    bytes, never a policy's `blocked`;
+//! 7. **record**: the result tags (a storage action like any other, so a
 //!    dry run shows them), sealed, never trusting what the object carried;
-//! 6. **act**: the actions whose `on` matches — unless the verdict is
+//! 8. **act**: the actions whose `on` matches — unless the verdict is
 //!    `error` or the object is held; deletes (and the delete half of a
-//!    move) are *deferred* to step 8;
-//! 7. **notify**: the result is published;
-//! 8. **release**: the deferred deletes run, conditional on the scanned
-//!    version or ETag;
-//! 9. **settle**: only now may the event be acknowledged.
+//!    move) are *deferred* to step 10;
+//! 9. **notify**: the result is published;
+//! 10. **release**: the deferred deletes run, conditional on the scanned
+//!     version or ETag;
+//!
+//! and only then is the event **settled** (acknowledged).
 //!
 //! Because nothing destructive happens before the notification, a failure
 //! anywhere (SNS down, a `required` webhook refusing, the process killed)

@@ -85,6 +85,18 @@ pub const CLAMD_OPENS: &[Format] = &[
     Format::ZipMethod(8),
     Format::ZipMethod(9),
     Format::ZipMethod(12),
+    // ClamAV's 7z support is the LZMA SDK's: copy, LZMA, LZMA2 (never
+    // recorded), PPMd and the branch filters; not BZip2 or Deflate.
+    Format::SevenZipCoder(0x0003_0401),
+    Format::SevenZipCoder(0x03),
+    Format::SevenZipCoder(0x0303_0103),
+    Format::SevenZipCoder(0x0303_011b),
+    Format::SevenZipCoder(0x0303_0205),
+    Format::SevenZipCoder(0x0303_0401),
+    Format::SevenZipCoder(0x0303_0501),
+    Format::SevenZipCoder(0x0303_0701),
+    Format::SevenZipCoder(0x0303_0805),
+    Format::SevenZipCoder(0x0a),
 ];
 
 impl Default for ClamavConfig {

@@ -72,6 +72,9 @@ struct State {
     deferred: Vec<ObjectInfo>,
     /// Tags the limit cost on copies, for the report.
     dropped: Vec<(String, String)>,
+    /// A refusal every retry would meet again (a clean copy's key over
+    /// S3's limit): the object settles held instead of coming back.
+    lasting_refusal: Option<String>,
 }
 
 impl ObjectActions {
@@ -84,6 +87,7 @@ impl ObjectActions {
                 recorded,
                 deferred: Vec::new(),
                 dropped: Vec::new(),
+                lasting_refusal: None,
             }),
         }
     }
@@ -96,6 +100,11 @@ impl ObjectActions {
     /// Own tags left off copies by the tag limit.
     pub fn dropped(&self) -> Vec<(String, String)> {
         self.state.lock().unwrap().dropped.clone()
+    }
+
+    /// A refusal no retry can change, if an action met one.
+    pub fn lasting_refusal(&self) -> Option<String> {
+        self.state.lock().unwrap().lasting_refusal.clone()
     }
 
     /// Runs the deferred deletes, after the result was published. A source
@@ -164,9 +173,9 @@ impl ObjectActions {
         let (key, shortened) = fitting_key(key);
         let key = key.as_str();
         if shortened && !self.state.lock().unwrap().recorded.contain {
-            return Err(StorageError::Refused(format!(
-                "copy to s3://{bucket}/…: the destination key is over S3's {MAX_KEY_BYTES} bytes"
-            )));
+            let why = format!("copy to s3://{bucket}/…: the destination key is over S3's {MAX_KEY_BYTES} bytes");
+            self.state.lock().unwrap().lasting_refusal = Some(why.clone());
+            return Err(StorageError::Refused(why));
         }
         let (values, contain, own) = {
             let state = self.state.lock().unwrap();

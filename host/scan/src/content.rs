@@ -14,9 +14,10 @@
 
 use crate::spool::{SpoolBudget, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
-use bucketscan_core::formats::{IncompleteKind, Survey};
+use bucketscan_core::formats::{Format, IncompleteKind, Survey};
 use bucketscan_core::object::{Decoded, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::{UnscannableReason, Verdict};
+use bucketscan_unpack::survey::{NoRoom, Room};
 use bucketscan_unpack::{Coding, DecodeError, encoding};
 use std::sync::Arc;
 
@@ -80,16 +81,54 @@ fn prepare_blocking(
             Err(Undecodable::Retry(err)) => return Err(err),
         }
     }
-    object.survey = Arc::new(survey(&object, limit, spool)?);
-    let stored = match object.decoded {
-        Some(_) => {
+    // The spool room this scan already holds, beside which the survey's
+    // own must fit.
+    let held = spooled(&stored) + object.decoded.as_ref().map_or(0, |_| spooled(&object));
+    object.survey = Arc::new(survey(&object, held, limit, spool)?);
+    let stored = match (object.decoded.is_some(), codings.last()) {
+        (true, Some(&outermost)) => {
             let mut stored = stored;
-            stored.survey = Arc::new(survey(&stored, limit, spool)?);
+            let mut found = survey(&stored, held, limit, spool)?;
+            excuse_decoded_layer(&mut found, &info.key, outermost);
+            stored.survey = Arc::new(found);
             Some(stored)
         }
-        None => None,
+        _ => None,
     };
     Ok(Prepared::Ready { object, stored })
+}
+
+/// The spool bytes `object`'s body takes (none for one in memory).
+fn spooled(object: &ScanObject) -> u64 {
+    match object.body {
+        ObjectBody::File(_) => object.size(),
+        _ => 0,
+    }
+}
+
+/// The stored bytes' survey without the layer the host itself decoded:
+/// their outermost coding (clamd may not open zstd; the host did) and
+/// what lies inside it, which the decoded bytes' own survey covers. What
+/// the decoder stopped short of stays in view.
+fn excuse_decoded_layer(survey: &mut Survey, key: &str, outermost: Coding) {
+    let Some(layer) = coding_format(outermost) else {
+        return;
+    };
+    let inside = format!("{key}!/");
+    survey
+        .formats
+        .retain(|found| !((found.path == key && found.format == layer) || found.path.starts_with(&inside)));
+}
+
+/// The container format a survey records for bytes under `coding`.
+fn coding_format(coding: Coding) -> Option<Format> {
+    match coding {
+        Coding::Gzip => Some(Format::Gzip),
+        Coding::Zstd => Some(Format::Zstd),
+        Coding::Brotli => Some(Format::Brotli),
+        // zlib and raw deflate are no format the survey records.
+        Coding::Deflate => None,
+    }
 }
 
 enum Undecodable {
@@ -166,11 +205,11 @@ fn spool_failure(detail: &str) -> FetchError {
 
 /// The survey of `object`'s bytes; `Err` when it needs spool room there
 /// is none of now (a retry later).
-fn survey(object: &ScanObject, limit: u64, spool: &SpoolConfig) -> Result<Survey, FetchError> {
+fn survey(object: &ScanObject, held: u64, limit: u64, spool: &SpoolConfig) -> Result<Survey, FetchError> {
     let limits = bucketscan_unpack::Limits {
         max_bytes: limit.saturating_mul(4).clamp(256 << 20, 4 << 30),
         temp_dir: spool.dir.clone(),
-        room: Some(Arc::new(BudgetRoom(spool.budget.clone()))),
+        room: Some(Arc::new(BudgetRoom::new(spool.budget.clone(), held))),
         ..bucketscan_unpack::Limits::default()
     };
     let survey = bucketscan_unpack::survey(
@@ -185,15 +224,40 @@ fn survey(object: &ScanObject, limit: u64, spool: &SpoolConfig) -> Result<Survey
     }
 }
 
-/// The spool budget as the survey's room for nested archives.
-struct BudgetRoom(Arc<SpoolBudget>);
+/// The spool budget as the survey's room for nested archives. What this
+/// scan already holds (its spool files, the survey's earlier
+/// reservations) counts: a survey that could not fit beside them even in
+/// an empty spool is refused for good, not retried for ever.
+struct BudgetRoom {
+    budget: Arc<SpoolBudget>,
+    held: std::sync::atomic::AtomicU64,
+}
 
-impl bucketscan_unpack::survey::Room for BudgetRoom {
-    fn reserve(&self, bytes: u64) -> Result<Box<dyn std::any::Any + Send>, String> {
-        self.0
+impl BudgetRoom {
+    fn new(budget: Arc<SpoolBudget>, already_held: u64) -> Self {
+        Self {
+            budget,
+            held: already_held.into(),
+        }
+    }
+}
+
+impl Room for BudgetRoom {
+    fn reserve(&self, bytes: u64) -> Result<Box<dyn std::any::Any + Send>, NoRoom> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let held = self.held.load(Relaxed);
+        if held.saturating_add(bytes) > self.budget.total() {
+            return Err(NoRoom::Never(format!(
+                "{bytes} more bytes beside the {held} this scan holds exceed the {}-byte spool budget",
+                self.budget.total()
+            )));
+        }
+        let reservation = self
+            .budget
             .try_reserve(bytes)
-            .map(|reservation| Box::new(reservation) as Box<dyn std::any::Any + Send>)
-            .map_err(|why| why.to_string())
+            .map_err(|why| NoRoom::NotNow(why.to_string()))?;
+        self.held.fetch_add(bytes, Relaxed);
+        Ok(Box::new(reservation))
     }
 }
 
@@ -214,7 +278,6 @@ impl From<SpoolError> for FetchError {
 mod tests {
     use super::*;
     use crate::spool::SpoolBudget;
-    use bucketscan_core::formats::Format;
 
     fn spool() -> (SpoolConfig, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -300,6 +363,55 @@ mod tests {
         assert!(verdict.to_string().contains("too-large"), "{verdict}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert_eq!(spool.budget.free_bytes(), 64 << 20);
+    }
+
+    #[tokio::test]
+    async fn the_stored_survey_excuses_only_the_layer_the_host_decoded() {
+        let zstd = |bytes: &[u8]| bucketscan_unpack::samples::wrap(Format::Zstd, bytes, "x").unwrap();
+        // Content-Encoding: zstd over a zstd file: the host undid the
+        // outer layer; the inner one is the decoded bytes' own format.
+        let Prepared::Ready { object, stored } =
+            prepared("page.zst", Some("zstd"), zstd(&zstd(b"payload")), 1 << 20).await
+        else {
+            panic!("decodes")
+        };
+        let stored = stored.expect("stored inspected");
+        assert!(stored.survey.formats.is_empty(), "{:?}", stored.survey);
+        let inner: Vec<Format> = object.survey.formats.iter().map(|c| c.format).collect();
+        assert_eq!(inner, vec![Format::Zstd], "the inner stream still counts");
+        // A zip in a skippable frame after the stream is no layer the host
+        // decoded (the decoder skips it; `GetObject` returns it): it stays
+        // in the stored survey.
+        let zip = bucketscan_unpack::samples::zip(&[("x.zst", &zstd(b"hidden"))], 0);
+        let mut stored_bytes = zstd(b"payload");
+        stored_bytes.extend(0x184d_2a50u32.to_le_bytes());
+        stored_bytes.extend((zip.len() as u32).to_le_bytes());
+        stored_bytes.extend(&zip);
+        let Prepared::Ready { stored, .. } = prepared("a.html", Some("zstd"), stored_bytes, 1 << 20).await else {
+            panic!("decodes")
+        };
+        let formats: Vec<Format> = stored.unwrap().survey.formats.iter().map(|c| c.format).collect();
+        assert!(formats.contains(&Format::Zstd), "{formats:?}");
+    }
+
+    #[test]
+    fn survey_room_that_can_never_fit_is_refused_for_good() {
+        let budget = Arc::new(SpoolBudget::new(64 << 20));
+        let room = BudgetRoom::new(budget.clone(), 60 << 20);
+        assert!(matches!(room.reserve(16 << 20), Err(NoRoom::Never(_))));
+        let room = BudgetRoom::new(budget.clone(), 0);
+        let _others = budget.try_reserve(60 << 20).unwrap();
+        assert!(
+            matches!(room.reserve(16 << 20), Err(NoRoom::NotNow(_))),
+            "others hold it now"
+        );
+        drop(_others);
+        let first = room.reserve(32 << 20).unwrap();
+        assert!(
+            matches!(room.reserve(48 << 20), Err(NoRoom::Never(_))),
+            "its own reservations count"
+        );
+        drop(first);
     }
 
     #[tokio::test]

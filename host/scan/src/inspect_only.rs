@@ -20,7 +20,7 @@ impl Scanner {
         body: ObjectBody,
     ) -> Result<ScanReport, crate::FetchError> {
         let limit = pipelines.max_object_bytes(&info.bucket).max(info.size);
-        let inspected = self.inspect(pipelines, stages, &info, body, limit).await?;
+        let inspected = self.inspect_bytes(pipelines, stages, &info, body, limit).await?;
         let (verdict, allowed) =
             self.allow_list
                 .load()

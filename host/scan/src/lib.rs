@@ -5,16 +5,20 @@
 //! file that writes nothing) and the [`Publisher`] (SNS, or a line in the
 //! dry run's report): a dry run shows exactly what the agent would do.
 //!
+//! - `path`: the [`Scanner`] and its phases, in order.
 //! - [`store`]: the port to where objects live.
+//! - [`stages`]: the port to the pipeline's stages (the wasm runner).
 //! - [`actions`]: one object's storage actions (result tags on copies,
 //!   deferred deletes, the agent's keys kept from plugins).
-//! - [`path`]: the phases, in order.
 //! - [`local`]: a local file as a dry-run store.
 //! - [`spool`]: where bytes land while they are scanned (memory or a
 //!   reserved temp file), hashed as they arrive.
 //! - [`content`]: what a client receives: the `Content-Encoding` undone,
 //!   the containers inside surveyed.
 //! - `take_back`: result tags off bytes they are not about.
+//! - [`testing`]: in-memory stand-ins for the ports, for tests of the
+//!   path's branches without wasm, clamd or AWS (always built: a cargo
+//!   feature would split the workspace's builds in two).
 
 pub mod actions;
 pub mod content;
@@ -22,19 +26,19 @@ mod inspect_only;
 pub mod local;
 mod path;
 pub mod spool;
+pub mod stages;
 pub mod store;
 mod take_back;
+pub mod testing;
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use bucketscan_core::allow::AllowList;
 use bucketscan_core::formats::Format;
 use bucketscan_core::report::ScanReport;
-use bucketscan_core::seal::Sealer;
-use bucketscan_core::tags::TagKeys;
-use bucketscan_engine::{Engine, LoadedPipelines, PipelineStage, Services};
+use bucketscan_engine::{LoadedPipelines, PipelineStage};
 use std::sync::Arc;
 
+pub use path::Scanner;
+pub use stages::{Stages, WasmStages};
 pub use store::{FetchError, Opened, PendingBody, Store, Target};
 
 /// Which pipeline scans an object, and how large it may be: a config's
@@ -94,21 +98,6 @@ pub struct PublishError {
     /// The topic (or other destination) it was meant for.
     pub destination: String,
     pub detail: String,
-}
-
-/// Everything the scan path needs; shared by all objects in flight.
-pub struct Scanner {
-    pub engine: Arc<Engine>,
-    pub services: Arc<Services>,
-    pub store: Arc<dyn Store>,
-    pub publisher: Option<Arc<dyn Publisher>>,
-    pub tag_keys: TagKeys,
-    pub sealer: Sealer,
-    /// Digests of bytes released as false positives; swapped whole when the
-    /// list is reloaded.
-    pub allow_list: Arc<ArcSwap<AllowList>>,
-    /// Where decoded content is spooled.
-    pub spool: spool::SpoolConfig,
 }
 
 /// Today in RFC 3339 UTC, for the date tag.

@@ -1,33 +1,108 @@
-//! The phases of the scan path, in the order `bucketscan_core::phases`
-//! gives them. Each phase either moves on or ends the pass with an
-//! [`Outcome`]; nothing destructive happens before the result is published.
+//! The scan path: [`Scanner`] and its phases, in the order
+//! `bucketscan_core::phases` gives them — route, open, fetch, trust,
+//! inspect, allow, record, act, notify, release. Each phase is one method
+//! that returns what the next needs, or ends the pass ([`Step`]'s `Err`)
+//! with why; nothing destructive happens before the result is published.
 
 use crate::actions::{ObjectActions, Recorded};
 use crate::content::{self, Prepared};
-use crate::store::{FetchError, Opened, Target};
+use crate::spool::SpoolConfig;
+use crate::stages::Stages;
+use crate::store::{FetchError, Opened, Store, Target};
 use crate::take_back::take_back;
-use crate::{Routing, Scanner, now_rfc3339};
-use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
+use crate::{Publisher, Routing, now_rfc3339};
+use arc_swap::ArcSwap;
+use bucketscan_core::allow::{AllowList, AllowMatch};
+use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, printable};
 use bucketscan_core::phases::{self, Admission};
 use bucketscan_core::report::{Outcome, ScanReport, StageReport};
-use bucketscan_core::seal::SealOrigin;
+use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
 use bucketscan_core::storage::{StorageBackend, StorageError};
-use bucketscan_core::tags::{self, ResultValues, TagTarget};
+use bucketscan_core::tags::{self, ResultValues, TagKeys, TagPlan, TagTarget};
 use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
-use bucketscan_engine::runner::{self, InspectPolicy};
+use bucketscan_engine::PipelineStage;
+use bucketscan_engine::runner::{InspectPolicy, Inspected};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Everything the scan path needs; shared by all objects in flight.
+pub struct Scanner {
+    /// Runs the pipeline's stages (the wasm engine's runner).
+    pub stages: Arc<dyn Stages>,
+    pub store: Arc<dyn Store>,
+    pub publisher: Option<Arc<dyn Publisher>>,
+    pub tag_keys: TagKeys,
+    pub sealer: Sealer,
+    /// Digests of bytes released as false positives; swapped whole when the
+    /// list is reloaded.
+    pub allow_list: Arc<ArcSwap<AllowList>>,
+    /// Where decoded content is spooled.
+    pub spool: SpoolConfig,
+}
 
 /// How often one event may restart because the key was overwritten while
 /// it was scanned, before it is left for a retry.
 const MAX_RESTARTS: u32 = 2;
 
+/// How one pass over the object ended.
 enum Pass {
     Finished(Box<ScanReport>),
     /// The key holds other bytes than the pass started with: start again on
     /// what it holds now. Carries what this pass learnt, if anything.
     Superseded(String, Option<Box<ScanReport>>),
+}
+
+/// A phase's result: what the next phase needs, or the end of the pass.
+type Step<T> = Result<T, Pass>;
+
+/// One object on its way through the phases.
+struct Scan<'t> {
+    target: &'t Target,
+    /// Where the pipeline applies, for logs.
+    scope: String,
+    stages: Arc<[PipelineStage]>,
+    /// The largest object the pipeline scans (and decodes to).
+    limit: u64,
+    info: ObjectInfo,
+    host_actions: Vec<String>,
+}
+
+/// What opening found: the bytes to read, or why there are none.
+enum Opening {
+    Body(Box<dyn crate::store::PendingBody>),
+    /// Over the size limit: nothing downloaded.
+    TooLarge,
+    /// The store will not hand over the bytes: the verdict is this.
+    Refused(Verdict),
+}
+
+/// What inspection concluded, and about which bytes.
+pub(crate) struct Inspection {
+    pub(crate) verdict: Verdict,
+    /// Verdicts of inspectors that ran after `verdict` was reached.
+    pub(crate) later: Vec<Verdict>,
+    pub(crate) stages: Vec<StageReport>,
+    pub(crate) object: ScanObject,
+    /// What the report should say about how it was reached.
+    pub(crate) notes: Vec<String>,
+}
+
+/// The verdict to record, after the allow-list.
+struct Decided {
+    verdict: Verdict,
+    allowed: Option<AllowMatch>,
+    stages: Vec<StageReport>,
+    object: ScanObject,
+}
+
+/// The result as recorded on the object.
+struct Written {
+    report: ScanReport,
+    values: ResultValues,
+    plan: TagPlan,
+    object: ScanObject,
+    stages: Vec<StageReport>,
 }
 
 impl Scanner {
@@ -47,7 +122,7 @@ impl Scanner {
                     return report;
                 }
                 Pass::Superseded(why, learnt) => {
-                    tracing::info!(bucket = %target.bucket, key = %bucketscan_core::object::printable(&target.key), "{why}; scanning what the key holds now");
+                    tracing::info!(bucket = %target.bucket, key = %printable(&target.key), "{why}; scanning what the key holds now");
                     if let Some(report) = learnt {
                         self.publish_superseded(&report, &why, &mut notes).await;
                     }
@@ -83,279 +158,161 @@ impl Scanner {
     }
 
     async fn pass(&self, pipelines: &dyn Routing, target: &Target) -> Pass {
-        let skipped = |why: String| finished(not_scanned(target, &why), Outcome::Skipped(why));
+        match self.phases(pipelines, target).await {
+            Ok(pass) | Err(pass) => pass,
+        }
+    }
 
-        // Route.
+    /// The phases, in order.
+    async fn phases(&self, pipelines: &dyn Routing, target: &Target) -> Step<Pass> {
+        let mut scan = Self::route(pipelines, target)?;
+        let opening = self.open(&mut scan).await?;
+        let body = self.fetch(&mut scan, opening).await?;
+        self.trust(&mut scan).await?;
+        let inspection = self.inspect(pipelines, &mut scan, body).await?;
+        let decided = self.allow(&mut scan, inspection);
+        let written = self.record(&mut scan, decided).await?;
+        let (report, actions, plan) = self.act(&mut scan, written).await?;
+        let report = self.notify(&mut scan, report, &plan).await?;
+        self.release(scan, report, &actions, plan).await
+    }
+
+    /// Route: the bucket's pipeline for the key; none, nothing to do.
+    fn route<'t>(pipelines: &dyn Routing, target: &'t Target) -> Step<Scan<'t>> {
         let Some((scope, stages)) = pipelines.route(&target.bucket, &target.key) else {
-            return skipped(format!("{}: no pipeline", target.url()));
+            return Err(skipped(target, format!("{}: no pipeline", target.url())));
         };
-        // Admit and open: over the limit, nothing is downloaded.
-        let limit = pipelines.max_object_bytes(&target.bucket);
-        let (mut info, pending, refused) = match self.store.open(target, limit).await {
-            Ok(Opened::Ready { info, body }) => (info, Some(body), None),
-            Ok(Opened::TooLarge(info)) => (info, None, None),
-            Ok(Opened::Unreadable { info, verdict }) => (info, None, Some(verdict)),
-            Err(FetchError::Gone(why)) => return skipped(why),
+        Ok(Scan {
+            target,
+            scope,
+            stages,
+            limit: pipelines.max_object_bytes(&target.bucket),
+            info: ObjectInfo::default(),
+            host_actions: Vec::new(),
+        })
+    }
+
+    /// Open (and admit): the object's metadata and tags; over the limit,
+    /// nothing is downloaded.
+    async fn open(&self, scan: &mut Scan<'_>) -> Step<Opening> {
+        let target = scan.target;
+        let (info, opening) = match self.store.open(target, scan.limit).await {
+            Ok(Opened::Ready { info, body }) => (info, Opening::Body(body)),
+            Ok(Opened::TooLarge(info)) => (info, Opening::TooLarge),
+            Ok(Opened::Unreadable { info, verdict }) => (info, Opening::Refused(verdict)),
+            Err(FetchError::Gone(why)) => return Err(skipped(target, why)),
             // The key holds newer bytes than the event named: whatever tags
             // they carry (ours, landed there after a failure, included) are
             // checked by scanning what is there now.
-            Err(FetchError::Replaced(why)) => return Pass::Superseded(why, None),
+            Err(FetchError::Replaced(why)) => return Err(Pass::Superseded(why, None)),
             Err(err) => {
                 let report = not_scanned(target, &err.to_string());
-                return finished(report, Outcome::Retry(err.to_string()));
+                return Err(finished(report, Outcome::Retry(err.to_string())));
             }
         };
-        let mut host_actions = Vec::new();
+        scan.info = info;
+        Ok(opening)
+    }
 
-        // Fetch: the bytes and their SHA-256, the identity seals bind.
-        let body = match pending {
-            Some(pending) => match pending.read().await {
-                Ok(body) => {
-                    info.sha256 = Some(body.sha256);
-                    Some(body.bytes)
-                }
-                Err(FetchError::Gone(why)) => return skipped(why),
-                Err(FetchError::Replaced(why)) => return Pass::Superseded(why, None),
-                Err(err) => return self.retry(&info, host_actions, err.to_string()),
-            },
-            None => None,
+    /// Fetch: the bytes and their SHA-256, the identity seals bind.
+    async fn fetch(&self, scan: &mut Scan<'_>, opening: Opening) -> Step<Fetched> {
+        let pending = match opening {
+            Opening::Body(pending) => pending,
+            Opening::TooLarge => return Ok(Fetched::NotRead(None)),
+            Opening::Refused(verdict) => return Ok(Fetched::NotRead(Some(verdict))),
         };
+        match pending.read().await {
+            Ok(body) => {
+                scan.info.sha256 = Some(body.sha256);
+                Ok(Fetched::Read(body.bytes))
+            }
+            Err(FetchError::Gone(why)) => Err(skipped(scan.target, why)),
+            Err(FetchError::Replaced(why)) => Err(Pass::Superseded(why, None)),
+            Err(err) => Err(self.retry(scan, err.to_string())),
+        }
+    }
 
-        // Results an agent sealed for exactly these bytes.
+    /// Trust: results an agent sealed for exactly these bytes. An agent's
+    /// own write, or a result already current, needs no scan; result tags
+    /// no agent sealed for these bytes are removed before the scan, so
+    /// nothing trusts them while it runs.
+    async fn trust(&self, scan: &mut Scan<'_>) -> Step<()> {
+        let info = &scan.info;
         let trusted = self.tag_keys.verify(&self.sealer, info.seal_subject(), &info.tags);
         let written = self.tag_keys.verify(
             &self.sealer,
-            bucketscan_core::seal::SealSubject {
+            SealSubject {
                 version_id: None,
                 ..info.seal_subject()
             },
             &info.tags,
         );
-        if !target.rescan {
-            // An agent's own write (a promotion or quarantine copy) needs no
-            // scan: skipping it is what keeps a pipeline that writes into a
-            // watched bucket from looping.
+        if !scan.target.rescan {
+            // Skipping an agent's own write (a promotion or quarantine
+            // copy) is what keeps a pipeline that writes into a watched
+            // bucket from looping.
             if written == Some(SealOrigin::Written) {
-                return skipped(format!("{}: written by a bucketscan agent", info.url()));
+                return Err(skipped(
+                    scan.target,
+                    format!("{}: written by a bucketscan agent", info.url()),
+                ));
             }
-            if let Some(why) = self.already_current(&info, trusted, target) {
-                return skipped(why);
+            if let Some(why) = self.already_current(info, trusted, scan.target) {
+                return Err(skipped(scan.target, why));
             }
         }
-        // Result tags the object arrived with that no agent sealed for these
-        // bytes are gone before the scan, so nothing trusts them while it
-        // runs.
         let foreign = self.tag_keys.foreign(&info.tags);
-        let trusted = trusted.or(written);
-        if foreign.len() != info.tags.len() && trusted.is_none() {
-            match self.store.put_tags(&info, &foreign).await {
-                Ok(None) => {
-                    let verb = if self.store.dry_run() {
-                        "would remove"
-                    } else {
-                        "removed"
-                    };
-                    host_actions.push(format!("{verb} result tags on {} that no agent wrote", info.url()));
-                    info.tags = foreign;
-                }
-                Ok(Some(now)) => return Pass::Superseded(replaced(&info, &now), None),
-                Err(StorageError::Gone(why)) => return skipped(why),
-                Err(err) => return self.retry(&info, host_actions, format!("removing untrusted result tags: {err}")),
-            }
+        if foreign.len() == info.tags.len() || trusted.or(written).is_some() {
+            return Ok(());
         }
-
-        // Inspect: what a client receives (the encoding undone, the
-        // containers surveyed), then the inspectors.
-        let admission = phases::admit(info.size, limit);
-        let inspected = match (body, admission) {
-            _ if refused.is_some() => {
-                let object = ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched);
-                Inspection::decided(object, refused.expect("checked"))
-            }
-            (Some(bytes), Admission::Fetch) => match self.inspect(pipelines, &stages, &info, bytes, limit).await {
-                Ok(inspected) => inspected,
-                Err(err) => return self.retry(&info, host_actions, err.to_string()),
-            },
-            (_, admission) => {
-                let verdict = match admission {
-                    Admission::TooLarge(verdict) => verdict,
-                    Admission::Fetch => Verdict::Unscannable {
-                        reason: UnscannableReason::TooLarge,
-                        detail: format!("over the {limit}-byte limit; not downloaded"),
-                    },
+        match self.store.put_tags(info, &foreign).await {
+            Ok(None) => {
+                let verb = if self.store.dry_run() {
+                    "would remove"
+                } else {
+                    "removed"
                 };
-                Inspection::decided(ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched), verdict)
+                let line = format!("{verb} result tags on {} that no agent wrote", info.url());
+                scan.host_actions.push(line);
+                scan.info.tags = foreign;
+                Ok(())
             }
-        };
-        let Inspection {
-            verdict,
-            later,
-            stages: mut stage_reports,
-            object,
-            notes,
-        } = inspected;
-        host_actions.extend(notes);
-        // Allow: bytes an operator released as a false positive pass, and
-        // the report keeps what the pipeline said of them.
-        let (verdict, allowed) = self.allow_list.load().apply(info.sha256.as_deref(), verdict, &later);
-        if let Some(allowed) = &allowed {
-            host_actions.push(format!(
-                "allow-listed ({}): the pipeline said {}; passed as clean",
-                allowed.entry.source, allowed.verdict
-            ));
+            Ok(Some(now)) => Err(Pass::Superseded(replaced(info, &now), None)),
+            Err(StorageError::Gone(why)) => Err(skipped(scan.target, why)),
+            Err(err) => Err(self.retry(scan, format!("removing untrusted result tags: {err}"))),
         }
-        let mut report = ScanReport::new(&info, verdict.clone());
-        report.allowed = allowed.clone();
-        report.decoded = object.decoded.clone();
-        report.contents = object.survey.formats.clone();
-
-        // Record: the result tags, sealed; containment first.
-        let mut values = ResultValues::new(
-            self.tag_keys.profile,
-            &verdict,
-            &now_rfc3339(),
-            first_engine(&stage_reports),
-        );
-        values.decoded = object.decoded.as_ref().map(|d| d.content_encoding.join("+"));
-        if let Some(allowed) = &allowed {
-            let what = match allowed.verdict.findings().first() {
-                Some(finding) => finding.signature.clone(),
-                None => allowed.verdict.result_name().as_str().to_owned(),
-            };
-            values.signature = Some(tags::sanitize(&format!("allow-listed {what}")));
-        }
-        let plan = tags::plan(
-            &self.tag_keys,
-            &self.sealer,
-            &info.tags,
-            &values,
-            TagTarget {
-                subject: info.seal_subject(),
-                origin: SealOrigin::Scanned,
-                contain: verdict.contains(),
-            },
-        );
-        if plan.held.is_none() {
-            match self.store.put_tags(&info, &plan.tags).await {
-                Ok(None) => host_actions.push(format!(
-                    "{} {} {}={}",
-                    if self.store.dry_run() { "would tag" } else { "tagged" },
-                    info.url(),
-                    self.tag_keys.result,
-                    values.result
-                )),
-                Ok(Some(now)) => {
-                    report.stages = stage_reports;
-                    let why = replaced(&info, &now);
-                    if let Err(err) = take_back(&*self.store, &self.tag_keys, &self.sealer, &info, &values).await {
-                        return self.retry_report(report, host_actions, format!("{why}; {err}"));
-                    }
-                    return Pass::Superseded(why, Some(Box::new(report)));
-                }
-                Err(StorageError::Gone(why)) => return skipped(why),
-                Err(err) => {
-                    report.stages = stage_reports;
-                    return self.retry_report(report, host_actions, format!("writing the result tags: {err}"));
-                }
-            }
-        }
-        report.tags = Some(plan.clone());
-
-        // Act: not for a verdict that does not settle, not for a held object.
-        let actions = Arc::new(ObjectActions::new(
-            self.store.clone(),
-            self.tag_keys.clone(),
-            self.sealer.clone(),
-            Recorded {
-                values,
-                contain: verdict.contains(),
-                tags: plan.tags.clone(),
-                arrived: info.tags.clone(),
-            },
-        ));
-        let rollback = target.contain_only && !verdict.contains();
-        if rollback {
-            host_actions.push(format!(
-                "{}: not the current version; clean, so no action ran (promoting it would roll the key back)",
-                info.url()
-            ));
-        }
-        if phases::runs_actions(&verdict, &plan) && !rollback {
-            let storage: Arc<dyn StorageBackend> = actions.clone();
-            let mut acted = runner::act(
-                &self.engine,
-                &self.services,
-                &stages,
-                &object,
-                &verdict,
-                &storage,
-                &stage_reports,
-            )
-            .await;
-            stage_reports.append(&mut acted);
-        } else {
-            stage_reports.append(&mut runner::actions_not_run(&stages));
-        }
-        report.stages = stage_reports;
-        note_dropped(&mut report, &mut host_actions, actions.dropped());
-        if !phases::settles(&verdict) {
-            let why = format!("{}: {verdict}; no action ran, the event comes back", info.url());
-            return self.retry_report(report, host_actions, why);
-        }
-        if !report.actions_ok() {
-            let errors: Vec<&str> = report.stages.iter().filter_map(|s| s.error.as_deref()).collect();
-            let why = format!("{}: actions failed: {}", info.url(), errors.join("; "));
-            // The alert goes out even though containment is not finished
-            // (a quarantine that keeps failing must not keep the finding
-            // quiet): published with outcome `retry`, on every attempt.
-            // Nothing was deleted: deletes wait for a pass that finishes.
-            report.host_actions = host_actions.clone();
-            report.outcome = Outcome::Retry(why.clone());
-            if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
-                match publisher.publish(&report).await {
-                    Ok(line) => host_actions.push(line),
-                    Err(err) => host_actions.push(format!("not published: {err}")),
-                }
-            }
-            return self.retry_report(report, host_actions, why);
-        }
-
-        // Notify, before anything is deleted.
-        report.host_actions = host_actions.clone();
-        report.outcome = match &plan.held {
-            Some(why) => Outcome::Held(why.clone()),
-            None => Outcome::Done,
-        };
-        if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&verdict)) {
-            match publisher.publish(&report).await {
-                Ok(line) => host_actions.push(line),
-                Err(err) => return self.retry_report(report, host_actions, err.to_string()),
-            }
-        }
-
-        // Release the deferred deletes.
-        match actions.release().await {
-            Ok(mut lines) => host_actions.append(&mut lines),
-            Err(err) => {
-                let why = format!("{}: deleting after the result was published: {err}", info.url());
-                return self.retry_report(report, host_actions, why);
-            }
-        }
-        report.host_actions = host_actions;
-        let outcome = match plan.held {
-            Some(why) => Outcome::Held(why),
-            None => Outcome::Done,
-        };
-        tracing::debug!(pipeline = %scope, "{}: {}", info.url(), report.verdict);
-        finished(report, outcome)
     }
 
-    /// The inspectors over what a client receives of `bytes`; `Err` when
-    /// that could not be produced now (a retry may).
-    pub(crate) async fn inspect(
+    /// Inspect: what a client receives (the encoding undone, the
+    /// containers surveyed), through the inspectors; or the verdict that
+    /// stands without them (too large, unreadable).
+    async fn inspect(&self, pipelines: &dyn Routing, scan: &mut Scan<'_>, fetched: Fetched) -> Step<Inspection> {
+        let info = scan.info.clone();
+        let not_read =
+            |verdict| Inspection::decided(ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched), verdict);
+        match (fetched, phases::admit(info.size, scan.limit)) {
+            (Fetched::NotRead(Some(verdict)), _) => Ok(not_read(verdict)),
+            (Fetched::Read(bytes), Admission::Fetch) => {
+                let inspected = self
+                    .inspect_bytes(pipelines, &scan.stages, &info, bytes, scan.limit)
+                    .await;
+                inspected.map_err(|err| self.retry(scan, err.to_string()))
+            }
+            (_, Admission::TooLarge(verdict)) => Ok(not_read(verdict)),
+            (Fetched::NotRead(None), Admission::Fetch) => Ok(not_read(Verdict::Unscannable {
+                reason: UnscannableReason::TooLarge,
+                detail: format!("over the {}-byte limit; not downloaded", scan.limit),
+            })),
+        }
+    }
+
+    /// The inspectors over what a client receives of `bytes` (and over the
+    /// stored bytes too, when they were decoded); `Err` when that could
+    /// not be produced now (a retry may).
+    pub(crate) async fn inspect_bytes(
         &self,
         pipelines: &dyn Routing,
-        stages: &[bucketscan_engine::PipelineStage],
+        stages: &[PipelineStage],
         info: &ObjectInfo,
         bytes: ObjectBody,
         limit: u64,
@@ -369,7 +326,7 @@ impl Scanner {
             let_through: pipelines.let_through(&info.bucket),
             keep_going: self.allow_list.load().may_lift(info.sha256.as_deref()),
         };
-        let inspected = runner::inspect_with(&self.engine, &self.services, stages, &object, &policy).await;
+        let inspected = self.stages.inspect(stages, &object, &policy).await;
         let mut inspection = Inspection {
             verdict: inspected.verdict,
             later: inspected.later,
@@ -379,10 +336,234 @@ impl Scanner {
         };
         if let Some(stored) = stored {
             // A client that does not decode gets the stored bytes.
-            let raw = runner::inspect_with(&self.engine, &self.services, stages, &stored, &policy).await;
+            let raw = self.stages.inspect(stages, &stored, &policy).await;
             inspection.add_stored(raw);
         }
         Ok(inspection)
+    }
+
+    /// Allow: bytes an operator released as a false positive pass, and the
+    /// report keeps what the pipeline said of them.
+    fn allow(&self, scan: &mut Scan<'_>, inspection: Inspection) -> Decided {
+        scan.host_actions.extend(inspection.notes);
+        let (verdict, allowed) =
+            self.allow_list
+                .load()
+                .apply(scan.info.sha256.as_deref(), inspection.verdict, &inspection.later);
+        if let Some(allowed) = &allowed {
+            scan.host_actions.push(format!(
+                "allow-listed ({}): the pipeline said {}; passed as clean",
+                allowed.entry.source, allowed.verdict
+            ));
+        }
+        Decided {
+            verdict,
+            allowed,
+            stages: inspection.stages,
+            object: inspection.object,
+        }
+    }
+
+    /// Record: the result tags, sealed; containment first. Tags that
+    /// landed on newer bytes are taken back, and the newer bytes scanned.
+    async fn record(&self, scan: &mut Scan<'_>, decided: Decided) -> Step<Written> {
+        let info = &scan.info;
+        let mut report = ScanReport::new(info, decided.verdict.clone());
+        report.allowed = decided.allowed.clone();
+        report.decoded = decided.object.decoded.clone();
+        report.contents = decided.object.survey.formats.clone();
+        let values = self.result_values(&decided);
+        let plan = tags::plan(
+            &self.tag_keys,
+            &self.sealer,
+            &info.tags,
+            &values,
+            TagTarget {
+                subject: info.seal_subject(),
+                origin: SealOrigin::Scanned,
+                contain: decided.verdict.contains(),
+            },
+        );
+        if plan.held.is_none() {
+            match self.store.put_tags(info, &plan.tags).await {
+                Ok(None) => {
+                    let verb = if self.store.dry_run() { "would tag" } else { "tagged" };
+                    let line = format!("{verb} {} {}={}", info.url(), self.tag_keys.result, values.result);
+                    scan.host_actions.push(line);
+                }
+                Ok(Some(now)) => {
+                    report.stages = decided.stages;
+                    let why = replaced(info, &now);
+                    if let Err(err) = take_back(&*self.store, &self.tag_keys, &self.sealer, info, &values).await {
+                        return Err(self.retry_report(scan, report, format!("{why}; {err}")));
+                    }
+                    return Err(Pass::Superseded(why, Some(Box::new(report))));
+                }
+                Err(StorageError::Gone(why)) => return Err(skipped(scan.target, why)),
+                Err(err) => {
+                    report.stages = decided.stages;
+                    return Err(self.retry_report(scan, report, format!("writing the result tags: {err}")));
+                }
+            }
+        }
+        report.tags = Some(plan.clone());
+        Ok(Written {
+            report,
+            values,
+            plan,
+            object: decided.object,
+            stages: decided.stages,
+        })
+    }
+
+    /// The result tags' values for a decided verdict.
+    fn result_values(&self, decided: &Decided) -> ResultValues {
+        let mut values = ResultValues::new(
+            self.tag_keys.profile,
+            &decided.verdict,
+            &now_rfc3339(),
+            first_engine(&decided.stages),
+        );
+        values.decoded = decided.object.decoded.as_ref().map(|d| d.content_encoding.join("+"));
+        if let Some(allowed) = &decided.allowed {
+            let what = match allowed.verdict.findings().first() {
+                Some(finding) => finding.signature.clone(),
+                None => allowed.verdict.result_name().as_str().to_owned(),
+            };
+            values.signature = Some(tags::sanitize(&format!("allow-listed {what}")));
+        }
+        values
+    }
+
+    /// Act: the action stages — not for a verdict that does not settle,
+    /// not for a held object, not to promote a version that is not the
+    /// current one. Deletes they ask for wait for [`Scanner::release`].
+    async fn act(&self, scan: &mut Scan<'_>, written: Written) -> Step<(ScanReport, Arc<ObjectActions>, TagPlan)> {
+        let Written {
+            mut report,
+            values,
+            plan,
+            object,
+            mut stages,
+        } = written;
+        let verdict = report.verdict.clone();
+        let actions = Arc::new(ObjectActions::new(
+            self.store.clone(),
+            self.tag_keys.clone(),
+            self.sealer.clone(),
+            Recorded {
+                values,
+                contain: verdict.contains(),
+                tags: plan.tags.clone(),
+                arrived: scan.info.tags.clone(),
+            },
+        ));
+        let rollback = scan.target.contain_only && !verdict.contains();
+        if rollback {
+            scan.host_actions.push(format!(
+                "{}: not the current version; clean, so no action ran (promoting it would roll the key back)",
+                scan.info.url()
+            ));
+        }
+        let mut acted = if phases::runs_actions(&verdict, &plan) && !rollback {
+            let storage: Arc<dyn StorageBackend> = actions.clone();
+            self.stages
+                .act(&scan.stages, &object, &verdict, &storage, &stages)
+                .await
+        } else {
+            self.stages.not_run(&scan.stages)
+        };
+        stages.append(&mut acted);
+        report.stages = stages;
+        note_dropped(&mut report, &mut scan.host_actions, actions.dropped());
+        if !phases::settles(&verdict) {
+            let why = format!("{}: {verdict}; no action ran, the event comes back", scan.info.url());
+            return Err(self.retry_report(scan, report, why));
+        }
+        if !report.actions_ok() {
+            return Err(match actions.lasting_refusal() {
+                Some(why) => self.held_by_refusal(scan, report, why).await,
+                None => self.actions_failed(scan, report).await,
+            });
+        }
+        Ok((report, actions, plan))
+    }
+
+    /// Actions failed: the alert goes out anyway (a quarantine that keeps
+    /// failing must not keep the finding quiet), published with outcome
+    /// `retry` on every attempt; nothing was deleted (deletes wait for a
+    /// pass that finishes).
+    async fn actions_failed(&self, scan: &mut Scan<'_>, mut report: ScanReport) -> Pass {
+        let errors: Vec<&str> = report.stages.iter().filter_map(|s| s.error.as_deref()).collect();
+        let why = format!("{}: actions failed: {}", scan.info.url(), errors.join("; "));
+        report.host_actions = scan.host_actions.clone();
+        report.outcome = Outcome::Retry(why.clone());
+        if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) {
+            match publisher.publish(&report).await {
+                Ok(line) => scan.host_actions.push(line),
+                Err(err) => scan.host_actions.push(format!("not published: {err}")),
+            }
+        }
+        self.retry_report(scan, report, why)
+    }
+
+    /// An action refused in a way every retry would repeat: the object
+    /// stays where it is, held, with its result published; none of the
+    /// actions' deletes run (what they would have moved was not moved).
+    async fn held_by_refusal(&self, scan: &mut Scan<'_>, mut report: ScanReport, why: String) -> Pass {
+        let why = format!(
+            "{}: {why}; held where it is (a retry would be refused again)",
+            scan.info.url()
+        );
+        report.host_actions = scan.host_actions.clone();
+        report.outcome = Outcome::Held(why.clone());
+        let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
+            return finished(report, Outcome::Held(why));
+        };
+        match publisher.publish(&report).await {
+            Ok(line) => {
+                report.host_actions.push(line);
+                finished(report, Outcome::Held(why))
+            }
+            Err(err) => self.retry_report(scan, report, err.to_string()),
+        }
+    }
+
+    /// Notify: the result is published, before anything is deleted.
+    async fn notify(&self, scan: &mut Scan<'_>, mut report: ScanReport, plan: &TagPlan) -> Step<ScanReport> {
+        report.host_actions = scan.host_actions.clone();
+        report.outcome = settled(plan);
+        let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
+            return Ok(report);
+        };
+        match publisher.publish(&report).await {
+            Ok(line) => {
+                scan.host_actions.push(line);
+                Ok(report)
+            }
+            Err(err) => Err(self.retry_report(scan, report, err.to_string())),
+        }
+    }
+
+    /// Release: the deferred deletes, conditional on the scanned version
+    /// or ETag; then the pass is done and its event may be acknowledged.
+    async fn release(
+        &self,
+        mut scan: Scan<'_>,
+        mut report: ScanReport,
+        actions: &ObjectActions,
+        plan: TagPlan,
+    ) -> Step<Pass> {
+        match actions.release().await {
+            Ok(mut lines) => scan.host_actions.append(&mut lines),
+            Err(err) => {
+                let why = format!("{}: deleting after the result was published: {err}", scan.info.url());
+                return Err(self.retry_report(&mut scan, report, why));
+            }
+        }
+        report.host_actions = scan.host_actions;
+        tracing::debug!(pipeline = %scan.scope, "{}: {}", scan.info.url(), report.verdict);
+        Ok(finished(report, settled(&plan)))
     }
 
     /// A sweep's "already scanned with the current signatures": an agent
@@ -402,32 +583,29 @@ impl Scanner {
         (tagged_engine == Some(engine) && settled).then(|| format!("{}: already {result} with {engine}", info.url()))
     }
 
-    fn retry(&self, info: &ObjectInfo, host_actions: Vec<String>, why: String) -> Pass {
-        let mut report = ScanReport::new(info, Verdict::error(why.clone()));
-        report.host_actions = host_actions;
-        finished(report, Outcome::Retry(why))
+    /// Ends the pass for a retry, with an `error` report naming `why`.
+    fn retry(&self, scan: &mut Scan<'_>, why: String) -> Pass {
+        let report = ScanReport::new(&scan.info, Verdict::error(why.clone()));
+        self.retry_report(scan, report, why)
     }
 
-    fn retry_report(&self, mut report: ScanReport, host_actions: Vec<String>, why: String) -> Pass {
-        report.host_actions = host_actions;
+    /// Ends the pass for a retry, keeping what `report` found.
+    fn retry_report(&self, scan: &mut Scan<'_>, mut report: ScanReport, why: String) -> Pass {
+        report.host_actions = std::mem::take(&mut scan.host_actions);
         finished(report, Outcome::Retry(why))
     }
 }
 
-/// What inspection concluded, and about which bytes.
-pub(crate) struct Inspection {
-    pub(crate) verdict: Verdict,
-    /// Verdicts of inspectors that ran after `verdict` was reached.
-    pub(crate) later: Vec<Verdict>,
-    pub(crate) stages: Vec<StageReport>,
-    pub(crate) object: ScanObject,
-    /// What the report should say about how it was reached.
-    pub(crate) notes: Vec<String>,
+/// The bytes, if they were read.
+enum Fetched {
+    Read(ObjectBody),
+    /// Not read: over the limit (`None`), or refused with this verdict.
+    NotRead(Option<Verdict>),
 }
 
 impl Inspection {
     /// A verdict reached without running the inspectors.
-    fn decided(object: ScanObject, verdict: Verdict) -> Self {
+    pub(crate) fn decided(object: ScanObject, verdict: Verdict) -> Self {
         Self {
             verdict,
             later: Vec::new(),
@@ -442,7 +620,7 @@ impl Inspection {
     /// and the other joins the later ones. A policy's `blocked` about the
     /// stored bytes does not count: names and types describe the content,
     /// and the stored bytes of `page.html` are gzip by design.
-    fn add_stored(&mut self, raw: runner::Inspected) {
+    fn add_stored(&mut self, raw: Inspected) {
         let policy = |verdict: &Verdict| matches!(verdict, Verdict::Blocked { .. });
         self.notes.push(format!(
             "the stored bytes (as sent, {}) were inspected too: {}{}",
@@ -473,9 +651,23 @@ impl Inspection {
     }
 }
 
+/// How a pass that ran every phase ends: done, or held (clean, no slot for
+/// the result tags).
+fn settled(plan: &TagPlan) -> Outcome {
+    match &plan.held {
+        Some(why) => Outcome::Held(why.clone()),
+        None => Outcome::Done,
+    }
+}
+
 fn finished(mut report: ScanReport, outcome: Outcome) -> Pass {
     report.outcome = outcome;
     Pass::Finished(Box::new(report))
+}
+
+/// The end of a pass with nothing to do.
+fn skipped(target: &Target, why: String) -> Pass {
+    finished(not_scanned(target, &why), Outcome::Skipped(why))
 }
 
 /// Lists, in the report, every own tag the limit cost on copies.
@@ -527,3 +719,6 @@ fn not_scanned(target: &Target, why: &str) -> ScanReport {
         },
     )
 }
+
+#[cfg(test)]
+mod tests;

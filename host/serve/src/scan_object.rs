@@ -121,15 +121,25 @@ impl Api {
     /// never left half done.
     async fn scan_or_hand_over(&self, target: &ScanTarget) -> Handled {
         let deadline = std::time::Duration::from_secs(self.agent.started_with.agent.object_timeout_secs.max(1));
-        let scan = self
-            .agent
-            .scan_on_demand(&target.bucket, &target.key, target.version_id.as_deref());
-        let handled = match tokio::time::timeout(deadline, scan).await {
-            Ok(handled) => handled,
-            Err(_) => Handled::Retry(format!(
-                "not finished within [agent] object-timeout-secs ({} s)",
-                deadline.as_secs()
-            )),
+        // Its own task, so that a panic inside is a scan to hand over, not
+        // a request that vanished with its object half-handled.
+        let agent = self.agent.clone();
+        let owned = target.clone();
+        let mut scan = tokio::spawn(async move {
+            agent
+                .scan_on_demand(&owned.bucket, &owned.key, owned.version_id.as_deref())
+                .await
+        });
+        let handled = match tokio::time::timeout(deadline, &mut scan).await {
+            Ok(Ok(handled)) => handled,
+            Ok(Err(failed)) => Handled::Retry(format!("the scan stopped: {failed}")),
+            Err(_) => {
+                scan.abort();
+                Handled::Retry(format!(
+                    "not finished within [agent] object-timeout-secs ({} s)",
+                    deadline.as_secs()
+                ))
+            }
         };
         match handled {
             Handled::Retry(why) => {

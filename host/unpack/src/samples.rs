@@ -97,7 +97,13 @@ pub fn zip(members: &[(&str, &[u8])], method: u16) -> Vec<u8> {
 
 /// A 7z of `members` (LZMA2).
 pub fn seven_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+    seven_zip_with(members, sevenz_rust2::EncoderMethod::LZMA2)
+}
+
+/// A 7z of `members` coded with `method`.
+pub fn seven_zip_with(members: &[(&str, &[u8])], method: sevenz_rust2::EncoderMethod) -> Vec<u8> {
     let mut writer = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).expect("an in-memory 7z");
+    writer.set_content_methods(vec![sevenz_rust2::EncoderConfiguration::new(method)]);
     for (name, data) in members {
         let entry = sevenz_rust2::ArchiveEntry::new_file(name);
         writer

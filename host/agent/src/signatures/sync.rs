@@ -27,6 +27,12 @@ struct Manifest {
     /// downloaded again until it changes).
     #[serde(default)]
     refused: BTreeMap<String, (String, String)>,
+    /// File name -> the highest container version ever installed under
+    /// it: a floor that outlives the file, so that deleting a database
+    /// (or offering it under a second key) does not open the way to an
+    /// older one.
+    #[serde(default)]
+    highest: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,25 +96,32 @@ fn local_failed(doing: String, detail: impl std::fmt::Display) -> SyncError {
 /// Refuses a container older (by the version in its header) than the one
 /// installed under the same file name: an old, validly signed database
 /// must not roll the signatures back.
-fn no_downgrade(key: &str, offered: &[u8], installed: &Path) -> Result<(), super::trust::Refused> {
-    let Ok(current) = std::fs::read(installed) else {
-        return Ok(());
-    };
+fn no_downgrade(key: &str, offered: &[u8], installed: &Path, floor: Option<u64>) -> Result<(), super::trust::Refused> {
     let name = installed.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let (Ok(offered), Ok(current)) = (
-        super::database::parse_header(name, offered),
-        super::database::parse_header(name, &current),
-    ) else {
+    let Some(offered) = container_version(name, offered) else {
         return Ok(());
     };
-    if offered.version < current.version {
+    let current = std::fs::read(installed)
+        .ok()
+        .and_then(|bytes| container_version(name, &bytes));
+    let Some(installed) = current.into_iter().chain(floor).max() else {
+        return Ok(());
+    };
+    if offered < installed {
         return Err(super::trust::Refused::Downgrade {
             key: key.to_owned(),
-            offered: offered.version,
-            installed: current.version,
+            offered,
+            installed,
         });
     }
     Ok(())
+}
+
+/// The version in a signed container's header (`.cvd`, `.cld`, `.cud`).
+fn container_version(file: &str, bytes: &[u8]) -> Option<u64> {
+    super::database::parse_header(file, bytes)
+        .ok()
+        .map(|build| build.version)
 }
 
 /// Syncs once. Without a bucket in the config nothing is synced.
@@ -210,7 +223,7 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             .into_bytes();
         let refusal = policy
             .admit_content(key, &body)
-            .and_then(|()| no_downgrade(key, &body, &dir.join(file)));
+            .and_then(|()| no_downgrade(key, &body, &dir.join(file), manifest.highest.get(file).copied()));
         if let Err(refused) = refusal {
             synced.refused.push(refused.to_string());
             manifest
@@ -224,6 +237,10 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         let partial = dir.join(format!(".{file}.partial"));
         std::fs::write(&partial, &body).map_err(|err| local_failed(format!("writing {}", partial.display()), err))?;
         std::fs::rename(&partial, dir.join(file)).map_err(|err| local_failed(format!("installing {file}"), err))?;
+        if let Some(version) = container_version(file, &body) {
+            let floor = manifest.highest.entry(file.clone()).or_default();
+            *floor = (*floor).max(version);
+        }
         manifest.files.insert(key.clone(), current);
         synced.installed.push(key.clone());
     }

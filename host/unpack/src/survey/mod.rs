@@ -20,6 +20,9 @@
 //! path treats what it could not see as unproven.
 
 use bucketscan_core::formats::{Contained, Format, Incomplete, IncompleteKind, SNIFF_BYTES, Survey, by_type, sniff};
+mod embedded;
+
+use embedded::{Window, zip_directory};
 use std::any::Any;
 use std::cell::Cell;
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -30,9 +33,17 @@ use std::sync::Arc;
 /// Spool room for what the survey writes down (nested zips, read by their
 /// directory at the end): the scan path's spool budget.
 pub trait Room: Send + Sync {
-    /// Reserves `bytes` until the returned guard drops; `Err` when there is
-    /// no room now.
-    fn reserve(&self, bytes: u64) -> Result<Box<dyn Any + Send>, String>;
+    /// Reserves `bytes` until the returned guard drops.
+    fn reserve(&self, bytes: u64) -> Result<Box<dyn Any + Send>, NoRoom>;
+}
+
+/// Why [`Room::reserve`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoom {
+    /// Others hold the room now: a later survey may fit.
+    NotNow(String),
+    /// The survey would need more than there will ever be: a limit.
+    Never(String),
 }
 
 /// What one survey may cost.
@@ -60,8 +71,9 @@ impl Default for Limits {
             max_depth: 17,
             max_entries: 10_000,
             max_bytes: 4 << 30,
-            max_stream_layers: 6,
-            decoder_memory: 64 << 20,
+            max_stream_layers: 4,
+            // `xz -9` and 7-Zip's ultra level need a 64 MiB dictionary.
+            decoder_memory: 128 << 20,
             temp_dir: std::env::temp_dir(),
             room: None,
         }
@@ -70,11 +82,6 @@ impl Default for Limits {
 
 /// Zip methods the walker decompresses to look inside.
 const WALKED_ZIP_METHODS: [u16; 4] = [0, 8, 9, 12];
-/// Markers of archives that may sit anywhere in a file, not only at 0.
-const EMBEDDED: [(&[u8], Format); 2] = [
-    (b"Rar!\x1a\x07", Format::Rar),
-    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], Format::SevenZip),
-];
 /// The largest central directory read into memory.
 const MAX_DIRECTORY: u64 = 64 << 20;
 
@@ -139,34 +146,59 @@ enum Source<'a> {
 
 impl Walker<'_> {
     /// The object itself: what it starts with, then what it hides further
-    /// in (an archive appended to an image, an SFX). An archive past byte
-    /// 0 that does not parse is not one: no tool (clamd included) would
-    /// open it.
+    /// in (an archive appended to an image, an SFX). A zip found only by
+    /// its directory at the end that does not open is not one: no tool
+    /// (clamd included) would open it.
     fn top<R: Read + Seek>(&mut self, mut body: R, name: &str, content_type: Option<&str>) -> Result<(), Stop> {
         let io = |err: io::Error| malformed(format!("{name}: {err}"));
         let head = read_head_seekable(&mut body).map_err(io)?;
-        let first = sniff(&head).or_else(|| by_type(content_type));
-        let embedded = find_embedded(&mut body).map_err(io)?;
+        let first = sniff(&head)
+            .or_else(|| by_type(content_type))
+            .or_else(|| looks_like_brotli(name, &head).then_some(Format::Brotli));
+        body.seek(SeekFrom::Start(0)).map_err(io)?;
+        let hits = embedded::find(&mut body).map_err(io)?;
+        body.seek(SeekFrom::Start(0)).map_err(io)?;
         let trailing_zip = first != Some(Format::Zip) && zip_directory(&mut body).map_err(io)?.is_some();
         self.visit(Source::Seekable(Box::new(&mut body)), name, name, first, 0, 0)?;
         if trailing_zip {
             body.seek(SeekFrom::Start(0)).map_err(io)?;
             self.walk_zip(Box::new(&mut body), &format!("{name}@zip"), 1, true)?;
         }
-        for (offset, format) in embedded {
-            let path = format!("{name}@{offset}");
-            match format {
+        let hits = hits.map_err(|count| limit(format!("{name}: more than {} archives inside", count - 1)))?;
+        for hit in hits {
+            let path = format!("{name}@{}", hit.offset);
+            self.record(&path, hit.format);
+            match hit.format {
                 Format::SevenZip => {
-                    let view = Window::new(&mut body, offset).map_err(io)?;
-                    self.walk_7z(Box::new(view), &path, 1, true)?;
+                    let view = Window::new(&mut body, hit.offset).map_err(io)?;
+                    self.walk_7z(Box::new(view), &path, 1)?;
                 }
-                other => {
-                    self.record(&path, other);
-                    return Err(unwalkable(&path, other));
-                }
+                other => return Err(unwalkable(&path, other)),
             }
         }
         Ok(())
+    }
+
+    /// The rest of a member or decoded stream that is no container
+    /// itself: an archive may still sit inside it (a picture with a RAR on
+    /// its end, in a zip). Read through the byte budget.
+    fn look_inside<'s>(&mut self, source: Source<'s>, path: &str) -> Result<(), Stop> {
+        let mut counted = Counted {
+            inner: stream(source),
+            budget: self.budget.clone(),
+        };
+        let hits = embedded::find(&mut counted).map_err(|err| self.stop_at(path, &err))?;
+        let hits = hits.map_err(|count| limit(format!("{path}: more than {} archives inside", count - 1)))?;
+        match hits.first() {
+            None => Ok(()),
+            Some(hit) => {
+                // A stream cannot be walked from an offset: what is inside
+                // the archive stays unknown.
+                let inside = format!("{path}@{}", hit.offset);
+                self.record(&inside, hit.format);
+                Err(unwalkable(&inside, hit.format))
+            }
+        }
     }
 
     /// One source of bytes at `path`, whose format is `known` when the
@@ -181,8 +213,16 @@ impl Walker<'_> {
         layers: u32,
     ) -> Result<(), Stop> {
         let (head, source) = read_head(source).map_err(|err| self.stop_at(path, &err))?;
-        let Some(format) = known.or_else(|| sniff(&head)) else {
-            return Ok(());
+        let format = known
+            .or_else(|| sniff(&head))
+            .or_else(|| (depth > 0 && looks_like_brotli(name, &head)).then_some(Format::Brotli));
+        let Some(format) = format else {
+            // The object itself was searched whole by `top`.
+            return if depth > 0 {
+                self.look_inside(source, path)
+            } else {
+                Ok(())
+            };
         };
         self.record(path, format);
         if depth >= self.limits.max_depth {
@@ -198,7 +238,7 @@ impl Walker<'_> {
             }
             Format::SevenZip => {
                 let seekable = self.seekable(source, path)?;
-                self.walk_7z(seekable, path, depth, false)
+                self.walk_7z(seekable, path, depth)
             }
             Format::Cab => {
                 let seekable = self.seekable(source, path)?;
@@ -230,7 +270,7 @@ impl Walker<'_> {
             }
             // Raw brotli is opaque to clients too (nothing decodes it on
             // receipt): recorded, for the engine check, not walked.
-            Format::Brotli | Format::Encrypted | Format::ZipMethod(_) => Ok(()),
+            Format::Brotli | Format::Encrypted | Format::ZipMethod(_) | Format::SevenZipCoder(_) => Ok(()),
             Format::Rar | Format::Arj | Format::Cpio => Err(unwalkable(path, format)),
         }
     }
@@ -247,6 +287,11 @@ impl Walker<'_> {
             limit(format!(
                 "{path}: more than {} bytes expanded; the rest was not looked at",
                 self.limits.max_bytes
+            ))
+        } else if err.to_string().to_ascii_lowercase().contains("memory") {
+            limit(format!(
+                "{path}: a decoder would need more than {} bytes of memory: {err}",
+                self.limits.decoder_memory
             ))
         } else {
             malformed(format!("{path}: {err}"))
@@ -334,9 +379,12 @@ impl Walker<'_> {
         let Some(room) = &self.limits.room else {
             return Ok(());
         };
-        let guard = room.reserve(bytes).map_err(|why| Stop {
-            kind: IncompleteKind::NoRoom,
-            detail: format!("{path}: spooling a nested archive: {why}"),
+        let guard = room.reserve(bytes).map_err(|refusal| match refusal {
+            NoRoom::NotNow(why) => Stop {
+                kind: IncompleteKind::NoRoom,
+                detail: format!("{path}: spooling a nested archive: {why}"),
+            },
+            NoRoom::Never(why) => limit(format!("{path}: spooling a nested archive: {why}")),
         })?;
         self.held.push(guard);
         Ok(())
@@ -438,49 +486,55 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Walks a 7z; one `embedded` in another file that does not open is no
-    /// 7z at all.
-    fn walk_7z<'s>(
-        &mut self,
-        source: Box<dyn ReadSeek + 's>,
-        path: &str,
-        depth: u32,
-        embedded: bool,
-    ) -> Result<(), Stop> {
+    /// Walks a 7z: each block's coders (an engine that opens the 7z may not
+    /// decode them all), then each member, every byte of it through the
+    /// byte budget.
+    fn walk_7z<'s>(&mut self, source: Box<dyn ReadSeek + 's>, path: &str, depth: u32) -> Result<(), Stop> {
         let memory_kb = (self.limits.decoder_memory / 1024) as usize;
         let opened =
             sevenz_rust2::ArchiveReader::new_with_memory_limit(source, sevenz_rust2::Password::empty(), memory_kb);
-        let mut archive = match opened {
-            Ok(archive) => archive,
-            Err(_) if embedded => return Ok(()),
-            Err(err) => return Err(malformed(format!("{path}: not a readable 7z archive: {err}"))),
-        };
-        if embedded {
-            self.record(path, Format::SevenZip);
-        }
+        let mut archive = opened.map_err(|err| self.seven_zip_stop(path, &err.to_string()))?;
         archive.set_thread_count(1);
         let count = archive.archive().files.len() as u64;
         self.count_entries(path, count)?;
         self.entries -= count;
+        let coders: Vec<u32> = archive
+            .archive()
+            .blocks
+            .iter()
+            .flat_map(|block| block.coders.iter().map(|coder| coder_id(coder.encoder_method_id())))
+            .collect();
+        for coder in coders {
+            let format = match coder {
+                0x00 | 0x21 | 0x0003_0101 => continue, // copy, LZMA2, LZMA
+                0x06f1_0701 => Format::Encrypted,
+                other => Format::SevenZipCoder(other),
+            };
+            if !self
+                .found
+                .iter()
+                .any(|found| found.path == path && found.format == format)
+            {
+                self.record(path, format);
+            }
+        }
         let mut stopped: Option<Stop> = None;
         let walked = archive.for_each_entries(|entry, reader| {
             if !entry.has_stream || entry.is_directory {
                 return Ok(true);
             }
             let member_path = format!("{path}!/{}", printable(&entry.name));
+            let mut counted = Counted {
+                inner: Box::new(reader),
+                budget: self.budget.clone(),
+            };
             let outcome = self.count_entries(&member_path, 1).and_then(|()| {
-                let counted = Counted {
-                    inner: Box::new(reader),
-                    budget: self.budget.clone(),
-                };
-                self.visit(
-                    Source::Stream(Box::new(counted)),
-                    &member_path,
-                    &entry.name,
-                    None,
-                    depth + 1,
-                    0,
-                )
+                let member = Source::Stream(Box::new(&mut counted));
+                self.visit(member, &member_path, &entry.name, None, depth + 1, 0)?;
+                // What the member walk left unread is decoded anyway: count it.
+                io::copy(&mut counted, &mut io::sink())
+                    .map(|_| ())
+                    .map_err(|err| self.stop_at(&member_path, &err))
             });
             match outcome {
                 Ok(()) => Ok(true),
@@ -493,33 +547,57 @@ impl Walker<'_> {
         if let Some(stop) = stopped {
             return Err(stop);
         }
-        walked.map_err(|err| malformed(format!("{path}: {err}")))
+        walked.map_err(|err| self.seven_zip_stop(path, &err.to_string()))
     }
 
+    fn seven_zip_stop(&self, path: &str, err: &str) -> Stop {
+        if err.to_ascii_lowercase().contains("mem") {
+            limit(format!(
+                "{path}: a 7z decoder would need more than {} bytes of memory: {err}",
+                self.limits.decoder_memory
+            ))
+        } else {
+            malformed(format!("{path}: not a readable 7z archive: {err}"))
+        }
+    }
+
+    /// Walks a CAB. Its reader finds a member by name and decodes its
+    /// folder from the start each time: names must be unique, and the
+    /// decoding that costs is counted before it is done.
     fn walk_cab<'s>(&mut self, source: Box<dyn ReadSeek + 's>, path: &str, depth: u32) -> Result<(), Stop> {
         let mut cabinet =
             cab::Cabinet::new(source).map_err(|err| malformed(format!("{path}: not a readable CAB: {err}")))?;
-        let names: Vec<String> = cabinet
-            .folder_entries()
-            .flat_map(|folder| {
-                folder
-                    .file_entries()
-                    .map(|file| file.name().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut names: Vec<String> = Vec::new();
+        let mut cost = 0u64;
+        for folder in cabinet.folder_entries() {
+            let mut offset = 0u64;
+            for file in folder.file_entries() {
+                offset += u64::from(file.uncompressed_size());
+                cost = cost.saturating_add(offset);
+                names.push(file.name().to_owned());
+            }
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(malformed(format!(
+                "{path}: two members share a name (only the first could be read)"
+            )));
+        }
+        if cost > self.budget.left.get() {
+            return Err(limit(format!(
+                "{path}: reading its members would decode {cost} bytes; more than the survey's budget"
+            )));
+        }
+        self.budget.left.set(self.budget.left.get() - cost);
         for name in names {
             let member_path = format!("{path}!/{}", printable(&name));
             self.count_entries(&member_path, 1)?;
             let reader = cabinet
                 .read_file(&name)
                 .map_err(|err| malformed(format!("{member_path}: {err}")))?;
-            let counted = Counted {
-                inner: Box::new(reader),
-                budget: self.budget.clone(),
-            };
             self.visit(
-                Source::Stream(Box::new(counted)),
+                Source::Stream(Box::new(reader)),
                 &member_path,
                 &name,
                 None,
@@ -528,6 +606,30 @@ impl Walker<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// A 7z coder's ID, its bytes big-endian.
+fn coder_id(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).fold(0u32, |id, byte| id << 8 | u32::from(*byte))
+}
+
+/// Raw brotli has no magic: a `.br` name whose first bytes decode as
+/// brotli (text that happens to end in `.br`, a `.com.br` page, does not).
+fn looks_like_brotli(name: &str, head: &[u8]) -> bool {
+    if !name.to_ascii_lowercase().ends_with(".br") || head.is_empty() {
+        return false;
+    }
+    let mut decoder = brotli_decompressor::Decompressor::new(head, 4096);
+    let mut out = vec![0u8; 64 * 1024];
+    loop {
+        match decoder.read(&mut out) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            // Out of input before the end: the head was all right so far.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return true,
+            Err(_) => return false,
+        }
     }
 }
 
@@ -567,149 +669,6 @@ fn read_head(source: Source<'_>) -> io::Result<(Vec<u8>, Source<'_>)> {
             let replay = Cursor::new(head.clone()).chain(stream);
             Ok((head, Source::Stream(Box::new(replay))))
         }
-    }
-}
-
-/// Archives that start past byte 0 — a RAR or 7z marker anywhere, a zip
-/// directory at the end — as (offset, format).
-fn find_embedded<R: Read + Seek>(body: &mut R) -> io::Result<Vec<(u64, Format)>> {
-    let mut found: Vec<(u64, Format)> = Vec::new();
-    let overlap = 8usize;
-    let mut buf = vec![0u8; (1 << 20) + overlap];
-    let mut carried = 0usize;
-    let mut offset = 0u64; // of buf[0]
-    body.seek(SeekFrom::Start(0))?;
-    loop {
-        let n = body.read(&mut buf[carried..])?;
-        if n == 0 {
-            break;
-        }
-        let filled = carried + n;
-        for (marker, format) in EMBEDDED {
-            for at in memchr::memmem::find_iter(&buf[..filled], marker) {
-                let position = offset + at as u64;
-                if position > 0 && !found.iter().any(|(p, f)| *p == position && *f == format) {
-                    found.push((position, format));
-                }
-            }
-        }
-        let keep = filled.min(overlap);
-        buf.copy_within(filled - keep..filled, 0);
-        offset += (filled - keep) as u64;
-        carried = keep;
-    }
-    found.sort();
-    found.truncate(64);
-    // A RAR marker counts only with a well-formed archive header behind it
-    // (WinRAR's own program holds the bare marker).
-    let mut plausible = Vec::new();
-    for (offset, format) in found {
-        let mut header = [0u8; 32];
-        body.seek(SeekFrom::Start(offset))?;
-        let n = read_up_to(body, &mut header)?;
-        if format != Format::Rar || is_rar_header(&header[..n]) {
-            plausible.push((offset, format));
-        }
-    }
-    body.seek(SeekFrom::Start(0))?;
-    Ok(plausible)
-}
-
-fn read_up_to<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
-/// A RAR marker followed by a header whose checksum holds: RAR 4's main
-/// header (type 0x73, CRC16 = low half of the CRC32 of the header from its
-/// type on), or RAR 5's first header (CRC32 of its size field and body).
-fn is_rar_header(bytes: &[u8]) -> bool {
-    if bytes.starts_with(b"Rar!\x1a\x07\x00") && bytes.len() >= 7 + 13 {
-        let header = &bytes[7..7 + 13];
-        let crc = u16::from_le_bytes([header[0], header[1]]);
-        return header[2] == 0x73 && crc == (crc32fast::hash(&header[2..]) & 0xffff) as u16;
-    }
-    if bytes.starts_with(b"Rar!\x1a\x07\x01\x00") && bytes.len() >= 8 + 5 {
-        let rest = &bytes[8..];
-        let crc = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        // The header size is a vint (one byte for any real first header).
-        let size = usize::from(rest[4]);
-        return size < 0x80 && rest.len() >= 5 + size && crc == crc32fast::hash(&rest[4..5 + size]);
-    }
-    false
-}
-
-/// A zip's end-of-central-directory record, if the last 64 KiB hold one:
-/// (entries, directory size), from the zip64 record when there is one.
-fn zip_directory<R: Read + Seek>(source: &mut R) -> io::Result<Option<(u64, u64)>> {
-    let len = source.seek(SeekFrom::End(0))?;
-    let tail_len = len.min(65_557 + 20 + 56);
-    source.seek(SeekFrom::Start(len - tail_len))?;
-    let mut tail = vec![0u8; tail_len as usize];
-    source.read_exact(&mut tail)?;
-    source.seek(SeekFrom::Start(0))?;
-    let Some(at) = memchr::memmem::rfind(&tail, b"PK\x05\x06") else {
-        return Ok(None);
-    };
-    let record = &tail[at..];
-    if record.len() < 22 {
-        return Ok(None);
-    }
-    let le16 = |b: &[u8]| u64::from(u16::from_le_bytes([b[0], b[1]]));
-    let le32 = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let (mut entries, mut size) = (le16(&record[10..12]), le32(&record[12..16]));
-    if entries == 0xffff || size == 0xffff_ffff {
-        // The zip64 locator sits just before the record and points at the
-        // zip64 end record.
-        if at >= 20 && &tail[at - 20..at - 16] == b"PK\x06\x07" {
-            let locator = &tail[at - 20..at];
-            let zip64 = u64::from_le_bytes(locator[8..16].try_into().expect("8 bytes"));
-            source.seek(SeekFrom::Start(zip64))?;
-            let mut end = [0u8; 56];
-            if source.read_exact(&mut end).is_ok() && &end[..4] == b"PK\x06\x06" {
-                entries = u64::from_le_bytes(end[32..40].try_into().expect("8 bytes"));
-                size = u64::from_le_bytes(end[40..48].try_into().expect("8 bytes"));
-            }
-            source.seek(SeekFrom::Start(0))?;
-        }
-    }
-    Ok(Some((entries, size)))
-}
-
-/// A view of `inner` from `start` on, as if it began there.
-struct Window<R> {
-    inner: R,
-    start: u64,
-}
-
-impl<R: Seek> Window<R> {
-    fn new(mut inner: R, start: u64) -> io::Result<Self> {
-        inner.seek(SeekFrom::Start(start))?;
-        Ok(Self { inner, start })
-    }
-}
-
-impl<R: Read> Read for Window<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl<R: Seek> Seek for Window<R> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let absolute = match to {
-            SeekFrom::Start(offset) => self.inner.seek(SeekFrom::Start(self.start + offset))?,
-            other => self.inner.seek(other)?,
-        };
-        absolute
-            .checked_sub(self.start)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the archive's start"))
     }
 }
 
@@ -786,195 +745,4 @@ impl Read for Counted<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::samples;
-
-    fn formats(survey: &Survey) -> Vec<(String, String)> {
-        survey
-            .formats
-            .iter()
-            .map(|c| (c.path.clone(), c.format.name()))
-            .collect()
-    }
-
-    fn survey_of(bytes: Vec<u8>, name: &str) -> Survey {
-        survey(Cursor::new(bytes), name, None, &Limits::default())
-    }
-
-    fn kind(survey: &Survey) -> Option<IncompleteKind> {
-        survey.incomplete.as_ref().map(|i| i.kind)
-    }
-
-    #[test]
-    fn plain_bytes_hold_no_format() {
-        let found = survey_of(b"just text".to_vec(), "a.txt");
-        assert!(found.formats.is_empty() && found.incomplete.is_none());
-    }
-
-    #[test]
-    fn a_zstd_stream_inside_a_zip_inside_a_tar_gz_is_found_with_its_path() {
-        let zst = samples::wrap(Format::Zstd, b"payload", "x").unwrap();
-        let zip = samples::zip(&[("dir/x.zst", &zst)], 8);
-        let tar = samples::tar(&[("inner.zip", &zip)]);
-        let tgz = samples::wrap(Format::Gzip, &tar, "outer.tar").unwrap();
-        let found = survey_of(tgz, "outer.tar.gz");
-        assert_eq!(
-            formats(&found),
-            vec![
-                ("outer.tar.gz".into(), "gzip".into()),
-                ("outer.tar.gz!/outer.tar".into(), "tar".into()),
-                ("outer.tar.gz!/outer.tar!/inner.zip".into(), "zip".into()),
-                ("outer.tar.gz!/outer.tar!/inner.zip!/dir/x.zst".into(), "zstd".into()),
-            ]
-        );
-        assert!(found.incomplete.is_none(), "{:?}", found.incomplete);
-    }
-
-    #[test]
-    fn zip_members_are_recorded_by_method_and_encryption() {
-        let zip = samples::zip(&[("a.txt", b"aaaa"), ("b.txt", b"bbbb")], 12);
-        let found = survey_of(zip, "m.zip");
-        assert_eq!(
-            formats(&found),
-            vec![
-                ("m.zip".into(), "zip".into()),
-                ("m.zip!/a.txt".into(), "zip-bzip2".into()),
-                ("m.zip!/b.txt".into(), "zip-bzip2".into()),
-            ]
-        );
-        let lzma_member = samples::zip_raw_member("p.bin", 14, b"\x00\x01opaque");
-        assert_eq!(formats(&survey_of(lzma_member, "l.zip"))[1].1, "zip-lzma");
-        let encrypted = samples::zip_encrypted_member("secret.exe");
-        assert_eq!(formats(&survey_of(encrypted, "e.zip"))[1].1, "encrypted");
-        let imploded = samples::zip_raw_member("old.exe", 6, b"opaque");
-        assert_eq!(
-            kind(&survey_of(imploded, "i.zip")),
-            Some(IncompleteKind::Unwalkable(Format::ZipMethod(6)))
-        );
-    }
-
-    #[test]
-    fn what_the_host_cannot_open_is_recorded_and_left_unseen() {
-        let rar = samples::rar4("e.com", b"payload");
-        let found = survey_of(rar, "x.rar");
-        assert_eq!(formats(&found), vec![("x.rar".into(), "rar".into())]);
-        assert_eq!(kind(&found), Some(IncompleteKind::Unwalkable(Format::Rar)));
-        let brotli = survey(
-            Cursor::new(b"\x1b\x00".to_vec()),
-            "blob",
-            Some("application/x-brotli"),
-            &Limits::default(),
-        );
-        assert_eq!(formats(&brotli), vec![("blob".into(), "brotli".into())]);
-        assert!(
-            survey_of(b"\x1b\x00 plain".to_vec(), "example.com.br")
-                .formats
-                .is_empty(),
-            "a .br name alone is not brotli"
-        );
-    }
-
-    #[test]
-    fn archives_appended_to_other_files_are_found() {
-        let mut jpeg = b"\xff\xd8\xff\xe0 a picture".to_vec();
-        jpeg.extend(samples::rar4("dropper.com", b"payload"));
-        let found = survey_of(jpeg, "photo.jpg");
-        assert_eq!(formats(&found), vec![("photo.jpg@14".into(), "rar".into())]);
-        assert_eq!(kind(&found), Some(IncompleteKind::Unwalkable(Format::Rar)));
-        // A zip appended to a picture opens by its directory at the end.
-        let mut jpeg = b"\xff\xd8\xff\xe0 a picture".to_vec();
-        let zst = samples::wrap(Format::Zstd, b"payload", "x").unwrap();
-        jpeg.extend(samples::zip(&[("x.zst", &zst)], 0));
-        let found = survey_of(jpeg, "photo.jpg");
-        assert!(
-            formats(&found).contains(&("photo.jpg@zip!/x.zst".into(), "zstd".into())),
-            "{found:?}"
-        );
-        // The RAR marker alone (an archiver's own program holds it) is not
-        // an archive.
-        let mut program = b"MZ...".to_vec();
-        program.extend_from_slice(b"Rar!\x1a\x07\x00 and then nothing like a header");
-        assert!(survey_of(program, "winrar.exe").formats.is_empty());
-    }
-
-    #[test]
-    fn tar_entries_of_any_type_and_old_tars_are_walked() {
-        let zst = samples::wrap(Format::Zstd, b"payload", "x").unwrap();
-        let mut tar = samples::tar(&[("x.zst", &zst)]);
-        // Type flag 7 ("contiguous"): extracted as a file by tools.
-        tar[156] = b'7';
-        let sum: u32 = tar[..512]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
-            .sum();
-        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        let found = survey_of(tar, "t.tar");
-        assert!(
-            formats(&found).contains(&("t.tar!/x.zst".into(), "zstd".into())),
-            "{found:?}"
-        );
-    }
-
-    #[test]
-    fn limits_stop_the_survey_and_say_which() {
-        // Bytes: a tar of zeros must be read through to its next member.
-        let tar = samples::tar(&[("zeros", &vec![0u8; 8 << 20]), ("next.zst", b"(\xb5/\xfd")]);
-        let tar_bomb = samples::wrap(Format::Gzip, &tar, "t.tar").unwrap();
-        let small = Limits {
-            max_bytes: 1 << 20,
-            ..Limits::default()
-        };
-        let found = survey(Cursor::new(tar_bomb), "t.tar.gz", None, &small);
-        let why = found.incomplete.expect("the limit stops it");
-        assert!(
-            why.kind == IncompleteKind::Limit && why.detail.contains("bytes expanded"),
-            "{why:?}"
-        );
-        // Layers of compression.
-        let mut bytes = b"core".to_vec();
-        for _ in 0..8 {
-            bytes = samples::wrap(Format::Gzip, &bytes, "x").unwrap();
-        }
-        let found = survey_of(bytes, "x.gz");
-        assert!(
-            found
-                .incomplete
-                .unwrap()
-                .detail
-                .contains("compression nested more than 6 times")
-        );
-        // Decoder memory: an lzma header asking for a 1 GiB dictionary.
-        let mut lzma = vec![0x5d];
-        lzma.extend_from_slice(&(1u32 << 30).to_le_bytes());
-        lzma.extend_from_slice(&[0xff; 8]);
-        lzma.extend_from_slice(&[0; 32]);
-        let found = survey_of(lzma, "big.lzma");
-        assert!(found.incomplete.is_some(), "refused, not allocated");
-    }
-
-    #[test]
-    fn a_truncated_zip_is_malformed_not_empty() {
-        let mut zip = samples::zip(&[("a.txt", b"aaaa")], 0);
-        zip.truncate(zip.len() - 10);
-        let found = survey_of(zip, "t.zip");
-        let why = found.incomplete.unwrap();
-        assert!(
-            why.kind == IncompleteKind::Malformed && why.detail.contains("not a readable zip"),
-            "{why:?}"
-        );
-    }
-
-    #[test]
-    fn a_7z_is_walked_and_a_rar_inside_it_is_not_missed() {
-        let rar = samples::rar4("dropper.com", b"payload");
-        let seven = samples::seven_zip(&[("readme.txt", b"hello"), ("tools/x.rar", &rar)]);
-        let found = survey_of(seven, "bundle.7z");
-        assert!(
-            formats(&found).contains(&("bundle.7z!/tools/x.rar".into(), "rar".into())),
-            "{found:?}"
-        );
-        assert_eq!(kind(&found), Some(IncompleteKind::Unwalkable(Format::Rar)));
-    }
-}
+mod tests;

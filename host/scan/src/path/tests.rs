@@ -1,0 +1,270 @@
+//! The scan path's branches over in-memory stand-ins (no wasm, clamd or
+//! AWS): the order of its writes, what each failure leaves behind, and
+//! which outcomes let an event go.
+
+use super::*;
+use crate::testing::{Faults, MemoryStore, RecordingPublisher, ScriptedStages, any_object, event_for, scanner};
+use bucketscan_core::allow::AllowListConfig;
+use bucketscan_core::report::Outcome;
+use bucketscan_core::storage::StorageAction;
+
+const STAGING: &str = "staging";
+const PRODUCTION: &str = "production";
+const QUARANTINE: &str = "quarantine";
+const MARKER: &[u8] = b"MALWARE-MARKER";
+
+struct World {
+    store: Arc<MemoryStore>,
+    stages: Arc<ScriptedStages>,
+    published: Arc<RecordingPublisher>,
+    scanner: Scanner,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with_stages(ScriptedStages::finding(MARKER, "Test.Marker").promoting(PRODUCTION, QUARANTINE))
+    }
+
+    fn with_stages(stages: ScriptedStages) -> Self {
+        let store = MemoryStore::new();
+        let stages = Arc::new(stages);
+        let published = Arc::new(RecordingPublisher::default());
+        let scanner = scanner(store.clone(), stages.clone(), published.clone());
+        Self {
+            store,
+            stages,
+            published,
+            scanner,
+        }
+    }
+
+    async fn upload_and_scan(&self, key: &str, bytes: &[u8]) -> ScanReport {
+        let info = self.store.put(STAGING, key, bytes, &[]);
+        self.scan(&info).await
+    }
+
+    async fn scan(&self, info: &ObjectInfo) -> ScanReport {
+        self.scanner.scan(&any_object(), &event_for(info)).await
+    }
+
+    fn published(&self) -> Vec<ScanReport> {
+        self.published.published.lock().unwrap().clone()
+    }
+
+    fn result_tag(&self, bucket: &str, key: &str) -> Option<String> {
+        let (info, _) = self.store.get(bucket, key)?;
+        let keys = TagKeys::default();
+        info.tags.into_iter().find(|(k, _)| *k == keys.result).map(|(_, v)| v)
+    }
+}
+
+fn position(log: &[String], prefix: &str) -> usize {
+    log.iter()
+        .position(|line| line.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` in {log:#?}"))
+}
+
+#[tokio::test]
+async fn clean_bytes_are_tagged_then_promoted_then_published_then_deleted() {
+    let world = World::new();
+    let report = world.upload_and_scan("a.txt", b"quarterly figures").await;
+    assert_eq!(report.outcome, Outcome::Done, "{report:#?}");
+    let log = world.store.log();
+    let (tag, copy, delete) = (
+        position(&log, "tag s3://staging/a.txt"),
+        position(&log, "copy s3://staging/a.txt -> s3://production/a.txt"),
+        position(&log, "delete s3://staging/a.txt"),
+    );
+    assert!(tag < copy && copy < delete, "{log:#?}");
+    assert_eq!(world.result_tag(PRODUCTION, "a.txt").as_deref(), Some("clean"));
+    assert!(world.store.get(STAGING, "a.txt").is_none());
+    assert_eq!(world.published().len(), 1);
+}
+
+#[tokio::test]
+async fn an_alert_that_cannot_be_published_deletes_nothing_and_comes_back() {
+    let world = World::new();
+    world.published.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let info = world.store.put(STAGING, "x.exe", b"..MALWARE-MARKER..", &[]);
+    let report = world.scan(&info).await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{:?}", report.outcome);
+    assert_eq!(
+        world.result_tag(STAGING, "x.exe").as_deref(),
+        Some("infected"),
+        "contained in place"
+    );
+    assert!(
+        !world.store.log().iter().any(|l| l.starts_with("delete")),
+        "{:#?}",
+        world.store.log()
+    );
+    // The event comes back; SNS answers now: quarantined, then deleted.
+    world
+        .published
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = world.scan(&info).await;
+    assert_eq!(report.outcome, Outcome::Done, "{report:#?}");
+    assert!(world.store.get(STAGING, "x.exe").is_none());
+    assert_eq!(world.result_tag(QUARANTINE, "x.exe").as_deref(), Some("infected"));
+    assert_eq!(world.published().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_action_publishes_the_alert_and_deletes_nothing() {
+    let world = World::new();
+    world.store.set_faults(Faults {
+        copy: Some(StorageError::Unavailable("503 Slow Down".into())),
+        ..Faults::default()
+    });
+    let report = world.upload_and_scan("x.exe", b"MALWARE-MARKER").await;
+    let Outcome::Retry(why) = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert!(why.contains("actions failed") && why.contains("503 Slow Down"), "{why}");
+    let published = world.published();
+    assert_eq!(published.len(), 1, "the finding is not kept quiet");
+    assert_eq!(published[0].outcome.status(), "retry");
+    assert!(world.store.get(STAGING, "x.exe").is_some(), "nothing deleted");
+}
+
+#[tokio::test]
+async fn a_clean_copy_s3_would_refuse_every_time_is_held_not_retried() {
+    let long = format!("reports/{}.csv", "k".repeat(1000));
+    let mut stages = ScriptedStages::finding(MARKER, "Test.Marker").promoting(PRODUCTION, QUARANTINE);
+    stages.on_clean = vec![StorageAction::Move {
+        bucket: PRODUCTION.into(),
+        key: format!("published/2026/{long}"),
+        extra_tags: Vec::new(),
+    }];
+    let world = World::with_stages(stages);
+    let report = world.upload_and_scan(&long, b"figures").await;
+    let Outcome::Held(why) = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert!(why.contains("over S3's 1024 bytes"), "{why}");
+    assert!(report.outcome.settles(), "its event is acknowledged");
+    assert!(
+        world.store.keys(PRODUCTION).is_empty(),
+        "never renamed behind the owner's back"
+    );
+    assert!(world.store.get(STAGING, &long).is_some(), "left where it is");
+    assert_eq!(world.published().len(), 1);
+    // Bytes that contain are moved under a shortened key instead.
+    let report = world.upload_and_scan(&format!("{long}.exe"), b"MALWARE-MARKER").await;
+    assert_eq!(report.outcome, Outcome::Done, "{report:#?}");
+    assert_eq!(world.store.keys(QUARANTINE).len(), 1);
+}
+
+#[tokio::test]
+async fn an_error_runs_no_action_and_its_event_comes_back() {
+    let world = World::with_stages(ScriptedStages {
+        verdict: Box::new(|_| Verdict::error("clamd: connection refused")),
+        ..ScriptedStages::finding(MARKER, "Test.Marker").promoting(PRODUCTION, QUARANTINE)
+    });
+    let report = world.upload_and_scan("a.txt", b"figures").await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{:?}", report.outcome);
+    assert!(!report.outcome.settles());
+    assert!(world.store.keys(PRODUCTION).is_empty() && world.store.keys(QUARANTINE).is_empty());
+    assert!(world.published().is_empty(), "an error is no result");
+}
+
+#[tokio::test]
+async fn result_tags_that_cannot_be_written_stop_the_pass_before_any_action() {
+    let world = World::new();
+    world.store.set_faults(Faults {
+        put_tags: Some(StorageError::Unavailable("500".into())),
+        ..Faults::default()
+    });
+    let report = world.upload_and_scan("a.txt", b"figures").await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{:?}", report.outcome);
+    assert!(world.store.log().is_empty(), "{:#?}", world.store.log());
+}
+
+#[tokio::test]
+async fn bytes_uploaded_during_the_scan_are_scanned_in_place_of_the_old() {
+    let world = World::new();
+    world.store.set_faults(Faults {
+        overwrite_after_tagging: Some(b"now MALWARE-MARKER".to_vec()),
+        ..Faults::default()
+    });
+    let report = world.upload_and_scan("a.txt", b"harmless at first").await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert_eq!(report.outcome, Outcome::Done);
+    assert!(
+        world.store.keys(PRODUCTION).is_empty(),
+        "the clean result never promoted newer bytes"
+    );
+    assert_eq!(world.result_tag(QUARANTINE, "a.txt").as_deref(), Some("infected"));
+}
+
+#[tokio::test]
+async fn an_object_gone_before_its_scan_is_skipped_and_settles() {
+    let world = World::new();
+    let info = world.store.put(STAGING, "a.txt", b"x", &[]);
+    world.store.delete(&info).await.unwrap();
+    let report = world.scan(&info).await;
+    assert!(matches!(report.outcome, Outcome::Skipped(_)), "{:?}", report.outcome);
+    assert!(report.outcome.settles());
+}
+
+#[tokio::test]
+async fn an_object_over_the_limit_is_unscannable_unread_and_never_promoted() {
+    let world = World::new();
+    let report = world.upload_and_scan("big.bin", &vec![b'a'; (1 << 20) + 1]).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Unscannable, "{report:#?}");
+    assert!(world.stages.inspected.lock().unwrap().is_empty(), "not read");
+    assert!(world.store.keys(PRODUCTION).is_empty());
+}
+
+#[tokio::test]
+async fn forged_result_tags_are_removed_and_the_bytes_scanned() {
+    let world = World::new();
+    let keys = TagKeys::default();
+    let info = world
+        .store
+        .put(STAGING, "x.exe", b"MALWARE-MARKER", &[(keys.result.as_str(), "clean")]);
+    let report = world.scan(&info).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected);
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    assert!(
+        world.store.log()[0].starts_with("tag s3://staging/x.exe"),
+        "the forged tag goes first: {:#?}",
+        world.store.log()
+    );
+}
+
+#[tokio::test]
+async fn an_allow_listed_digest_passes_as_clean_and_says_so() {
+    let world = World::new();
+    let bytes = b"in-house tool that trips MALWARE-MARKER";
+    let list = AllowList::from_config(&AllowListConfig {
+        sha256: vec![bucketscan_core::object::sha256_hex(bytes)],
+        ..AllowListConfig::default()
+    });
+    world.scanner.allow_list.store(Arc::new(list));
+    let report = world.upload_and_scan("tool.exe", bytes).await;
+    assert_eq!(report.verdict, Verdict::Clean);
+    assert!(report.allowed.is_some());
+    assert_eq!(world.result_tag(PRODUCTION, "tool.exe").as_deref(), Some("clean"));
+    // Other bytes with the same finding are not.
+    let report = world.upload_and_scan("other.exe", b"MALWARE-MARKER").await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected);
+}
+
+#[tokio::test]
+async fn encoded_bytes_are_inspected_decoded_and_as_stored() {
+    let world = World::new();
+    let gzip =
+        bucketscan_unpack::samples::wrap(bucketscan_core::formats::Format::Gzip, b"MALWARE-MARKER", "x").unwrap();
+    let info = world.store.put_encoded(STAGING, "page.html", &gzip, &[], Some("gzip"));
+    let report = world.scan(&info).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    let inspected = world.stages.inspected.lock().unwrap().clone();
+    assert_eq!(
+        inspected,
+        vec![b"MALWARE-MARKER".to_vec(), gzip],
+        "decoded first, then as stored"
+    );
+    assert!(report.decoded.is_some());
+}
