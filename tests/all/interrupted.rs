@@ -44,6 +44,15 @@ async fn an_object_whose_request_never_answers_is_handled_by_the_next_try() {
 /// `bucketscan serve` in this world, through `recorder`, with one key and
 /// a request timeout of 2 s.
 fn serve(world: &World, recorder: &Recorder, stop_timeout_secs: u64) -> (AgentProcess, u16, std::path::PathBuf) {
+    serve_with_env(world, recorder, stop_timeout_secs, &[])
+}
+
+fn serve_with_env(
+    world: &World,
+    recorder: &Recorder,
+    stop_timeout_secs: u64,
+    extra_env: &[(&str, &str)],
+) -> (AgentProcess, u16, std::path::PathBuf) {
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(KEY.as_bytes()));
     let config = world.config(
         &clamd::shared().address(),
@@ -54,6 +63,7 @@ fn serve(world: &World, recorder: &Recorder, stop_timeout_secs: u64) -> (AgentPr
     let port = free_port();
     let mut env = world.env();
     env.push(("AWS_ENDPOINT_URL".into(), recorder.endpoint()));
+    env.extend(extra_env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
     let api = world.spawn_agent(
         vec![
             "serve".into(),
@@ -83,10 +93,11 @@ fn object_scan_request(port: u16, key: &str, prefer_async: bool) -> String {
 async fn published(world: &World, key: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        let found =
-            world.notifications().await.iter().any(|n| {
-                serde_json::from_str::<serde_json::Value>(n["Message"].as_str().unwrap()).unwrap()["key"] == key
-            });
+        let found = world.notifications().await.iter().any(|n| {
+            let message = n["Message"].as_str().unwrap();
+            let parsed = serde_json::from_str::<serde_json::Value>(message);
+            parsed.unwrap_or_else(|err| panic!("{err}: {message}"))["key"] == key
+        });
         if found {
             return true;
         }
@@ -131,6 +142,40 @@ async fn a_request_that_times_out_or_hangs_up_mid_scan_does_not_stop_it() {
         world.wait_gone(STAGING, key, Duration::from_secs(30), &api).await;
     }
     assert!(!recorder.faulted().is_empty(), "the publish was delayed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_on_demand_scan_whose_move_fails_answers_with_what_it_found() {
+    let world = World::new().await;
+    let recorder = Recorder::start(&world.moto.endpoint());
+    // Every write into the quarantine fails; the SDK does not retry.
+    recorder.set_faults(&[json!({"method": "PUT", "path": "/quarantine/", "status": 500, "code": "InternalError"})]);
+    let (api, port, _) = serve_with_env(&world, &recorder, 20, &[("AWS_MAX_ATTEMPTS", "1")]);
+    world
+        .put("failed-move/eicar.txt", samples::eicar(), None, &[], &[])
+        .await;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(object_scan_request(port, "failed-move/eicar.txt", false).as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).ok();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}\n{}", api.log());
+    let body: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"]["code"], "not_finished", "{body:#}");
+    // What the pass found and did before the move failed travels with it.
+    let report = &body["report"];
+    assert_eq!(report["result"], "infected", "{body:#}");
+    assert_eq!(report["outcome"]["status"], "retry", "{body:#}");
+    assert_eq!(report["key"], "failed-move/eicar.txt");
+    // Nothing was lost: the object is where it was, and the alert went out.
+    assert!(!recorder.faulted().is_empty(), "the copy failed");
+    assert!(
+        published(&world, "failed-move/eicar.txt", WITHIN).await,
+        "{}",
+        api.log()
+    );
+    assert!(world.exists(STAGING, "failed-move/eicar.txt").await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,8 +32,22 @@ pub enum Handled {
     /// Nothing to do (no pipeline, an agent's own write, replaced, gone).
     Skipped(String),
     /// Not handled; leave the message for redelivery (and, after the
-    /// queue's redrive limit, its DLQ).
-    Retry(String),
+    /// queue's redrive limit, its DLQ). `report` says what the pass found
+    /// and did before it stopped, when it got that far.
+    Retry {
+        why: String,
+        report: Option<Box<ScanReport>>,
+    },
+}
+
+impl Handled {
+    /// A retry before any scan ran.
+    pub fn retry(why: impl Into<String>) -> Self {
+        Self::Retry {
+            why: why.into(),
+            report: None,
+        }
+    }
 }
 
 /// Everything needed to handle objects; shared by all concurrent tasks.
@@ -50,6 +64,8 @@ pub struct Agent {
     /// Counts every object handled (set by `bucketscan run`; the default
     /// counts without exposing anything).
     pub metrics: Arc<Metrics>,
+    /// `/readyz`'s answer, shared by the health endpoints and the API.
+    pub readiness: crate::http::CachedAnswer<Result<(), Vec<String>>>,
     /// The config the agent started with: the sections a reload cannot
     /// change are compared against it.
     pub started_with: Config,
@@ -153,6 +169,7 @@ impl Agent {
             clients,
             signatures,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
+            readiness: Default::default(),
             started_with: config,
             spool_budget,
         })
@@ -242,7 +259,10 @@ impl Agent {
             "scanned"
         );
         match &report.outcome {
-            Outcome::Retry(why) => Handled::Retry(why.clone()),
+            Outcome::Retry(why) => Handled::Retry {
+                why: why.clone(),
+                report: Some(Box::new(report.clone())),
+            },
             Outcome::Held(why) => {
                 tracing::warn!(bucket = %report.bucket, key = %printable(&report.key), "held: {why}");
                 Handled::Scanned(Box::new(report))

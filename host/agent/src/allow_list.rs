@@ -35,7 +35,7 @@ async fn read(s3: &aws_sdk_s3::Client, url: &str) -> Result<(String, Option<Stri
     let object = match s3.get_object().bucket(&bucket).key(&key).send().await {
         Ok(object) => object,
         Err(err) if is_not_found(&err) => return Ok((String::new(), None)),
-        Err(err) => return Err(failed(aws_sdk_s3::error::DisplayErrorContext(&err).to_string())),
+        Err(err) => return Err(failed(crate::aws::error_text(&err))),
     };
     let etag = object.e_tag().map(str::to_owned);
     // A list of a million entries is ~70 MB: far past any real one.
@@ -133,7 +133,7 @@ pub async fn append(s3: &aws_sdk_s3::Client, url: &str, line: &str) -> Result<()
             Err(err) => {
                 return Err(AllowListLoadError::Read {
                     url: url.to_owned(),
-                    detail: format!("PutObject: {}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+                    detail: format!("PutObject: {}", crate::aws::error_text(&err)),
                 });
             }
         }

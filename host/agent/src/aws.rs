@@ -80,3 +80,26 @@ impl Clients {
         self.per_bucket.get(bucket).unwrap_or(&self.s3)
     }
 }
+
+/// An AWS SDK error in one line for logs, reports and alerts: the
+/// service's code and message when it answered — not the SDK's dump of
+/// the raw response, which runs to kilobytes of headers and body — else
+/// the error's chain (timeouts, connection failures), capped.
+pub fn error_text<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    const MAX: usize = 512;
+    if let SdkError::ServiceError(service) = err
+        && let Some(code) = service.err().code()
+    {
+        let text = match service.err().message() {
+            Some(message) if !message.is_empty() => format!("{code}: {message}"),
+            _ => code.to_owned(),
+        };
+        return bucketscan_engine::text::cap(&text, MAX);
+    }
+    bucketscan_engine::text::cap(&aws_sdk_s3::error::DisplayErrorContext(err).to_string(), MAX)
+}

@@ -9,12 +9,16 @@
 //! - `GET /metrics`: Prometheus text, when metrics are `prometheus`.
 
 use crate::agent::Agent;
+use crate::http::ServerLimits;
 use crate::metrics::{Metrics, MetricsFormat};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Request, Response, StatusCode};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Whether the agent can scan now, and if not, why.
 pub async fn readiness(agent: &Agent) -> Result<(), Vec<String>> {
@@ -63,6 +67,12 @@ pub fn notes(agent: &Agent) -> Vec<String> {
     notes
 }
 
+/// [`readiness`], computed at most once a second (see
+/// [`CachedAnswer`](crate::http::CachedAnswer)): what `/readyz` answers.
+pub async fn cached_readiness(agent: &Agent) -> Result<(), Vec<String>> {
+    agent.readiness.get(|| readiness(agent)).await
+}
+
 fn ready_text(agent: &Agent) -> String {
     let mut text = String::from("ready\n");
     for note in notes(agent) {
@@ -72,6 +82,13 @@ fn ready_text(agent: &Agent) -> String {
     text
 }
 
+/// The health endpoints' limits: load balancers and the container's
+/// health check are the only callers.
+const LIMITS: ServerLimits = ServerLimits {
+    header_timeout: Duration::from_secs(10),
+    max_connections: 64,
+};
+
 /// Binds `addr` and serves until the process ends. Binding happens before
 /// this returns, so a bad address is a start-up error.
 pub async fn serve(addr: SocketAddr, agent: Arc<Agent>, metrics: Arc<Metrics>) -> Result<(), crate::StartError> {
@@ -79,54 +96,54 @@ pub async fn serve(addr: SocketAddr, agent: Arc<Agent>, metrics: Arc<Metrics>) -
         .await
         .map_err(|error| crate::StartError::Health { addr, error })?;
     tracing::info!(%addr, "serving /healthz, /readyz{}", if metrics.format() == MetricsFormat::Prometheus { ", /metrics" } else { "" });
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (agent, metrics) = (agent.clone(), metrics.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let (agent, metrics) = (agent.clone(), metrics.clone());
-                    async move { Ok::<_, std::convert::Infallible>(route(request, &agent, &metrics).await) }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
+    let router = router(agent, metrics);
+    tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        LIMITS,
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     Ok(())
 }
 
-async fn route(request: Request<hyper::body::Incoming>, agent: &Agent, metrics: &Metrics) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
-    }
-    match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match readiness(agent).await {
-            Ok(()) => text(StatusCode::OK, ready_text(agent)),
-            Err(problems) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {}\n", problems.join("; ")),
-            ),
-        },
-        "/metrics" if metrics.format() == MetricsFormat::Prometheus => {
-            let mut response = text(StatusCode::OK, metrics.render_prometheus());
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            );
-            response
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n".into()),
+fn router(agent: Arc<Agent>, metrics: Arc<Metrics>) -> Router {
+    let get_only = || async { text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()) };
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { text(StatusCode::OK, "ok\n".into()) }).fallback(get_only),
+        )
+        .route("/readyz", get(ready).fallback(get_only))
+        .route("/metrics", get(prometheus).fallback(get_only))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n".into()) })
+        .with_state((agent, metrics))
+}
+
+type Shared = State<(Arc<Agent>, Arc<Metrics>)>;
+
+async fn ready(State((agent, _)): Shared) -> Response {
+    match cached_readiness(&agent).await {
+        Ok(()) => text(StatusCode::OK, ready_text(&agent)),
+        Err(problems) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        ),
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+async fn prometheus(State((_, metrics)): Shared) -> Response {
+    if metrics.format() != MetricsFormat::Prometheus {
+        return text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n".into());
+    }
+    let mut response = text(StatusCode::OK, metrics.render_prometheus());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
     response
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, body).into_response()
 }

@@ -16,6 +16,8 @@
 //! - [`receive`]: the SQS receive loop, readiness, concurrency and visibility.
 //! - [`reload`]: config and plugin changes swapped in without dropping work.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` over HTTP.
+//! - [`http`]: the one HTTP server skeleton (axum; header timeout,
+//!   connection cap, drain) the health endpoints and the API run on.
 //! - [`metrics`]: per-object counters, as Prometheus text or CloudWatch EMF lines.
 
 pub mod agent;
@@ -24,6 +26,7 @@ pub mod aws;
 pub mod config;
 mod error;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod protect;

@@ -35,7 +35,7 @@ async fn current(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationCo
         .map_err(|err| {
             failed(
                 format!("reading s3://{bucket} notifications"),
-                aws_sdk_s3::error::DisplayErrorContext(&err),
+                crate::aws::error_text(&err),
             )
         })?;
     Ok(NotificationConfiguration::builder()
@@ -55,7 +55,7 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, config: NotificationConfigur
         .map_err(|err| {
             failed(
                 format!("writing s3://{bucket} notifications"),
-                aws_sdk_s3::error::DisplayErrorContext(&err),
+                crate::aws::error_text(&err),
             )
         })?;
     Ok(())
@@ -69,12 +69,7 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Str
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|err| {
-            failed(
-                format!("looking up {queue_url}"),
-                aws_sdk_sqs::error::DisplayErrorContext(&err),
-            )
-        })?;
+        .map_err(|err| failed(format!("looking up {queue_url}"), crate::aws::error_text(&err)))?;
     out.attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()

@@ -108,7 +108,7 @@ pub async fn run(
                     tracing::warn!(
                         queue,
                         "ReceiveMessage failed: {}; retrying",
-                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                        crate::aws::error_text(&err)
                     );
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
@@ -197,7 +197,7 @@ async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
             Err(err) => tracing::error!(
                 message = %id,
                 "stop timeout reached; releasing the message failed ({}); it returns after its visibility timeout",
-                aws_sdk_sqs::error::DisplayErrorContext(&err)
+                crate::aws::error_text(&err)
             ),
         }
     }
@@ -247,10 +247,7 @@ async fn handle_message(
                     .send()
                     .await;
                 if let Err(err) = extended {
-                    tracing::warn!(
-                        "extending visibility: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&err)
-                    );
+                    tracing::warn!("extending visibility: {}", crate::aws::error_text(&err));
                 }
             }
         })
@@ -263,7 +260,7 @@ async fn handle_message(
                 tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
             }
             Ok(Handled::Skipped(why)) => tracing::debug!(message = %id, "{why}"),
-            Ok(Handled::Retry(why)) => retry.push(why),
+            Ok(Handled::Retry { why, .. }) => retry.push(why),
             Err(_) => {
                 // Whatever it was waiting for (a request that never
                 // answers) is dropped with it; what it did so far is safe
@@ -311,10 +308,7 @@ async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
     {
         // The message will come back and be handled again; handling is
         // idempotent (tags are merged, copies conditional).
-        tracing::warn!(
-            "DeleteMessage failed: {}",
-            aws_sdk_sqs::error::DisplayErrorContext(&err)
-        );
+        tracing::warn!("DeleteMessage failed: {}", crate::aws::error_text(&err));
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn sweep(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| SweepError::Listing {
             bucket: options.bucket.clone(),
-            detail: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+            detail: crate::aws::error_text(&err),
         })?;
         for object in page.contents() {
             let Some(key) = object.key().map(str::to_owned) else {
@@ -118,6 +118,6 @@ async fn sweep_one(agent: &Agent, target: Target) -> SweepItem {
             item(outcome, report.findings().first().map(|f| f.signature.clone()))
         }
         Handled::Skipped(why) => item("skipped", Some(why)),
-        Handled::Retry(why) => item("failed", Some(why)),
+        Handled::Retry { why, .. } => item("failed", Some(why)),
     }
 }

@@ -144,9 +144,11 @@ async fn scan_version(
             eprintln!("not scanned: {why}");
             (None, 2)
         }
-        Handled::Retry(why) => {
+        Handled::Retry { why, report } => {
+            // What the pass did before it stopped (an action that failed,
+            // the alert it published) is worth seeing.
             eprintln!("not finished: {why}");
-            (None, 2)
+            (report, 2)
         }
     };
     if let Some(report) = report {

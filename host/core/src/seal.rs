@@ -19,7 +19,7 @@
 //! one makes a random key per process, so it still recognises its own
 //! writes but no other agent's (they are then scanned again, never skipped).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::fmt;
 

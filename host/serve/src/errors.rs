@@ -3,9 +3,8 @@
 //! later can help. The body is always
 //! `{"error": {"code": "...", "message": "..."}}`.
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Response, StatusCode, header};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// One error answer.
@@ -103,7 +102,7 @@ impl ApiError {
         self
     }
 
-    pub fn response(&self) -> Response<Full<Bytes>> {
+    pub fn response(&self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = json_response(self.status, &body);
         if let Some(seconds) = self.retry_after {
@@ -118,13 +117,13 @@ impl ApiError {
     }
 }
 
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.response()
+    }
+}
+
 /// A JSON answer.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }

@@ -13,8 +13,10 @@
 //!
 //! Every `/v1/` request is authenticated first ([`auth`]), admitted to a
 //! bounded number of scan slots ([`admission`]), and limited in body size,
-//! silence and total time ([`upload`], [`Api::route`]); every error is
-//! JSON with a stable code ([`errors`]).
+//! silence and total time ([`upload`], [`Api::router`]); every error is
+//! JSON with a stable code ([`errors`]). The routes are axum's, on the
+//! server skeleton the agent's health endpoints share
+//! (`bucketscan_agent::http`).
 
 pub mod admission;
 pub mod auth;
@@ -27,15 +29,22 @@ pub mod upload;
 
 use admission::Gate;
 use auth::{Caller, Keys};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{BoxError, Extension, Router};
 use bucketscan_agent::agent::Agent;
+use bucketscan_agent::http::{self, ServerLimits};
 use bucketscan_core::config::serve::ServeConfig;
 use errors::{ApiError, json_response};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode, header};
 use jobs::Jobs;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
 use upload::BodyLimits;
 
 /// The OpenAPI document of this API.
@@ -59,11 +68,6 @@ pub struct Api {
     scans: Arc<scans::Scans>,
     /// Where scans still running at shutdown go.
     handoff: scans::Handoff,
-    /// The last readiness answer, reused for a second: `/readyz` needs no
-    /// key, and must not let anyone make the server ping clamd at will.
-    /// One check at a time: a burst while clamd hangs waits for the one
-    /// in flight instead of opening a connection each.
-    readiness: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// Why the API could not start.
@@ -114,7 +118,6 @@ impl Api {
             job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
             scans: Arc::default(),
             handoff,
-            readiness: tokio::sync::Mutex::new(None),
             agent,
             keys,
             limits,
@@ -126,94 +129,106 @@ impl Api {
         Duration::from_secs(self.config.request_timeout_secs.max(1))
     }
 
-    /// One request, start to finish, within the request timeout.
-    pub async fn route(self: &Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let started = Instant::now();
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    /// The API's routes, with authentication in front of every `/v1/`
+    /// one (before anything else of the request is read — and before the
+    /// method is checked: nothing about the API answers a stranger), and
+    /// the request timeout and request log around them all.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let v1 = Router::new()
+            .route(
+                "/scan",
+                post(scan_upload::handle).fallback(|| async { ApiError::method_not_allowed("POST") }),
+            )
+            .route(
+                "/objects/scan",
+                post(scan_object::handle).fallback(|| async { ApiError::method_not_allowed("POST") }),
+            )
+            .route("/jobs/{*id}", get(job))
+            .fallback(no_such_path)
+            .layer(middleware::from_fn_with_state(self.clone(), authenticate));
         let timeout = self.request_timeout();
-        let answer = match tokio::time::timeout(timeout, self.dispatch(request)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(ApiError::timeout(timeout.as_secs())),
-        };
-        let response = answer.unwrap_or_else(|err| err.response());
-        tracing::info!(
-            %method,
-            path = %bucketscan_core::object::printable(&path),
-            status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "api request"
-        );
-        response
+        Router::new()
+            .route(
+                "/healthz",
+                any(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
+            )
+            .route("/readyz", any(readyz))
+            .route("/openapi.yaml", any(openapi))
+            .nest("/v1", v1)
+            .fallback(no_such_path)
+            .layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                        ApiError::timeout(timeout.as_secs())
+                    }))
+                    .timeout(timeout),
+            )
+            .layer(middleware::from_fn(log_request))
+            .with_state(self.clone())
     }
+}
 
-    async fn dispatch(self: &Arc<Self>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
-        let path = request.uri().path().to_owned();
-        let method = request.method().clone();
-        match path.as_str() {
-            "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-            "/readyz" => {
-                return match self.ready().await {
-                    Ok(()) => Ok(json_response(
-                        StatusCode::OK,
-                        &serde_json::json!({
-                            "status": "ready",
-                            "notes": bucketscan_agent::health::notes(&self.agent),
-                        }),
-                    )),
-                    Err(problems) => Err(ApiError::not_ready(problems)),
-                };
-            }
-            "/openapi.yaml" => {
-                let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/yaml"),
-                );
-                return Ok(response);
-            }
-            _ => {}
+/// The caller, from the `Authorization` header, for the handlers.
+async fn authenticate(State(api): State<Arc<Api>>, mut request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match api.keys.authenticate(authorization) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
-        if !path.starts_with("/v1/") {
-            return Err(ApiError::not_found("not_found", format!("no such path: {path}")));
-        }
-        // Who, before anything else is read.
-        let caller = self
-            .keys
-            .authenticate(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()))?;
-        match (path.as_str(), &method) {
-            ("/v1/scan", &Method::POST) => scan_upload::handle(self, &caller, request).await,
-            ("/v1/scan", _) => Err(ApiError::method_not_allowed("POST")),
-            ("/v1/objects/scan", &Method::POST) => scan_object::handle(self, &caller, request).await,
-            ("/v1/objects/scan", _) => Err(ApiError::method_not_allowed("POST")),
-            (job, &Method::GET) if job.starts_with("/v1/jobs/") => self.job(&caller, &job["/v1/jobs/".len()..]),
-            _ => Err(ApiError::not_found("not_found", format!("no such path: {path}"))),
-        }
+        Err(err) => err.into_response(),
     }
+}
 
-    async fn ready(&self) -> Result<(), String> {
-        let mut cached = self.readiness.lock().await;
-        if let Some((at, answer)) = cached.as_ref()
-            && at.elapsed() < Duration::from_secs(1)
-        {
-            return answer.clone();
-        }
-        let answer = bucketscan_agent::health::readiness(&self.agent)
-            .await
-            .map_err(|problems| problems.join("; "));
-        *cached = Some((Instant::now(), answer.clone()));
-        answer
-    }
+/// One line per request: what was asked, the answer, how long it took.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path = %bucketscan_core::object::printable(&path),
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "api request"
+    );
+    response
+}
 
-    fn job(&self, caller: &Caller, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-        let job = self
-            .jobs
-            .get(id, &caller.id)
-            .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job `{id}`")))?;
-        Ok(json_response(
+async fn no_such_path(uri: Uri) -> ApiError {
+    ApiError::not_found("not_found", format!("no such path: {}", uri.path()))
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    match bucketscan_agent::health::cached_readiness(&api.agent).await {
+        Ok(()) => Ok(json_response(
             StatusCode::OK,
-            &serde_json::to_value(job).unwrap_or_default(),
-        ))
+            &json!({
+                "status": "ready",
+                "notes": bucketscan_agent::health::notes(&api.agent),
+            }),
+        )),
+        Err(problems) => Err(ApiError::not_ready(problems.join("; "))),
     }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
+}
+
+async fn job(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = api
+        .jobs
+        .get(&id, &caller.id)
+        .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job `{id}`")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(job).unwrap_or_default(),
+    ))
 }
 
 /// Serves `listener` until `stop` turns true, then lets requests and
@@ -225,38 +240,17 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let idle = api.limits.idle;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
-            _ = stop.changed() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let api = api.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let api = api.clone();
-            async move { Ok::<_, std::convert::Infallible>(api.route(request).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            // A client that never finishes its headers is dropped.
-            .header_read_timeout(idle)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(permit);
-        });
-    }
-    tracing::info!("API stopping: no new connections; letting requests in flight finish");
+    let limits = ServerLimits {
+        // A client that never finishes its headers is dropped.
+        header_timeout: api.limits.idle,
+        max_connections: MAX_CONNECTIONS,
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        tracing::info!("API stopping: no new connections; letting requests in flight finish");
+    };
     let deadline = tokio::time::Instant::now() + drain;
-    if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+    if !http::serve(listener, api.router(), limits, stopped, drain).await {
         tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -13,11 +13,13 @@ use crate::auth::Caller;
 use crate::errors::{ApiError, json_response};
 use crate::jobs::{Job, JobStatus};
 use crate::scans::ScanTarget;
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use bucketscan_agent::agent::Handled;
 use bucketscan_core::object::printable;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -34,10 +36,10 @@ struct ObjectRequest {
 }
 
 pub async fn handle(
-    api: &Arc<Api>,
-    caller: &Caller,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let respond_async = request
         .headers()
         .get_all("prefer")
@@ -64,9 +66,9 @@ pub async fn handle(
             printable(&wanted.bucket)
         )));
     }
-    check_bucket(api, &wanted.bucket)?;
+    check_bucket(&api, &wanted.bucket)?;
     if respond_async {
-        return start_job(api, caller, wanted);
+        return start_job(&api, &caller, wanted);
     }
     let slot = api.gate.admit(&caller.id).await?;
     let target = target_of(&wanted);
@@ -84,7 +86,21 @@ pub async fn handle(
             Ok(json_response(StatusCode::OK, &body))
         }
         Handled::Skipped(why) => Err(ApiError::unprocessable("not_scanned", why)),
-        Handled::Retry(why) => Err(ApiError::unfinished(why)),
+        Handled::Retry { why, report: None } => Err(ApiError::unfinished(why)),
+        // What the pass found and did before it stopped (an action that
+        // failed, the alert it published) goes with the answer.
+        Handled::Retry {
+            why,
+            report: Some(report),
+        } => {
+            let mut response = ApiError::unfinished(why.clone()).response();
+            let body = serde_json::json!({
+                "error": { "code": "not_finished", "message": why },
+                "report": &*report,
+            });
+            *response.body_mut() = axum::body::Body::from(body.to_string());
+            Ok(response)
+        }
     }
 }
 
@@ -132,29 +148,29 @@ impl Api {
         });
         let handled = match tokio::time::timeout(deadline, &mut scan).await {
             Ok(Ok(handled)) => handled,
-            Ok(Err(failed)) => Handled::Retry(format!("the scan stopped: {failed}")),
+            Ok(Err(failed)) => Handled::retry(format!("the scan stopped: {failed}")),
             Err(_) => {
                 scan.abort();
-                Handled::Retry(format!(
+                Handled::retry(format!(
                     "not finished within [agent] object-timeout-secs ({} s)",
                     deadline.as_secs()
                 ))
             }
         };
         match handled {
-            Handled::Retry(why) => {
-                let line = match self.handoff.send(std::slice::from_ref(target)).await {
+            Handled::Retry { why, report } => {
+                let why = match self.handoff.send(std::slice::from_ref(target)).await {
                     Some(queue) => format!("{why}; handed to {queue}, where it is finished"),
                     None => format!("{why}; handing it to a queue failed: scan it again"),
                 };
-                Handled::Retry(line)
+                Handled::Retry { why, report }
             }
             other => other,
         }
     }
 }
 
-fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<Response<Full<Bytes>>, ApiError> {
+fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<Response, ApiError> {
     let job = api.jobs.create(Job {
         id: String::new(),
         status: JobStatus::Queued,
@@ -210,9 +226,10 @@ fn start_job(api: &Arc<Api>, caller: &Caller, target: ObjectRequest) -> Result<R
                 job.status = JobStatus::Failed;
                 job.error = Some(serde_json::json!({"code": "not_scanned", "message": why}));
             }
-            Handled::Retry(why) => {
+            Handled::Retry { why, report } => {
                 job.status = JobStatus::Failed;
                 job.error = Some(serde_json::json!({"code": "not_finished", "message": why}));
+                job.report = report.as_ref().and_then(|report| serde_json::to_value(&**report).ok());
             }
         });
         handled

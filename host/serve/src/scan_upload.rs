@@ -9,12 +9,13 @@ use crate::Api;
 use crate::auth::Caller;
 use crate::errors::{ApiError, json_response};
 use crate::upload;
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use bucketscan_core::object::{ObjectInfo, printable};
 use bucketscan_core::pipeline::StageKind;
 use bucketscan_scan::Routing;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode, header};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,10 +24,10 @@ pub const FILENAME_HEADER: &str = "x-bucketscan-filename";
 const MAX_FILENAME: usize = 1024;
 
 pub async fn handle(
-    api: &Arc<Api>,
-    caller: &Caller,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let query = request.uri().query().unwrap_or_default();
     let pipeline = url::form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "pipeline")

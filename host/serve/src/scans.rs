@@ -133,7 +133,7 @@ impl Handoff {
                     all = false;
                     tracing::error!(
                         "{what}: handing its unfinished scan to {queue} failed ({}); scan it again",
-                        aws_sdk_sqs::error::DisplayErrorContext(&err)
+                        bucketscan_agent::aws::error_text(&err)
                     )
                 }
             }

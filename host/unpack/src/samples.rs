@@ -58,13 +58,15 @@ pub fn wrap(format: Format, payload: &[u8], name: &str) -> Option<Vec<u8>> {
             encoder.finish().ok()?
         }
         Format::Xz => {
-            let mut writer = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).ok()?;
+            let mut writer = liblzma::write::XzEncoder::new(Vec::new(), 6);
             writer.write_all(payload).ok()?;
             writer.finish().ok()?
         }
         Format::Lzma => {
-            let options = lzma_rust2::LzmaOptions::with_preset(6);
-            let mut writer = lzma_rust2::LzmaWriter::new_use_header(Vec::new(), &options, None).ok()?;
+            // The `.lzma` ("alone") format: a header with an unknown size.
+            let options = liblzma::stream::LzmaOptions::new_preset(6).ok()?;
+            let stream = liblzma::stream::Stream::new_lzma_encoder(&options).ok()?;
+            let mut writer = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
             writer.write_all(payload).ok()?;
             writer.finish().ok()?
         }

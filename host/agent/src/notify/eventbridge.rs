@@ -120,12 +120,13 @@ impl Publisher for EventBridgePublisher {
             .resources(format!("arn:aws:s3:::{}/{}", report.bucket, report.key))
             .detail(Self::detail(report, &self.agent_id).to_string())
             .build();
-        let sent = self.events.put_events().entries(entry).send().await.map_err(|err| {
-            failed(format!(
-                "PutEvents: {}",
-                aws_sdk_eventbridge::error::DisplayErrorContext(&err)
-            ))
-        })?;
+        let sent = self
+            .events
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|err| failed(format!("PutEvents: {}", crate::aws::error_text(&err))))?;
         // PutEvents answers 200 with per-entry failures.
         if sent.failed_entry_count() > 0 {
             let why = sent

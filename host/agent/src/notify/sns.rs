@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
-use bucketscan_core::report::ScanReport;
+use bucketscan_core::report::{Outcome, ScanReport};
 use bucketscan_core::{Finding, Verdict};
 use bucketscan_scan::{PublishError, Publisher};
 use serde_json::json;
@@ -136,10 +136,22 @@ impl SnsPublisher {
             "actions": report.host_actions,
             // `done`, `held`, or `retry` when an action failed: the
             // verdict stands but containment is not finished yet.
-            "outcome": report.outcome,
+            "outcome": bounded_outcome(&report.outcome),
             "duration_ms": report.duration_ms,
             "agent": agent_id,
         })
+    }
+}
+
+/// The outcome with its reason trimmed: a reason quotes plugins' and
+/// services' errors, which nobody here bounds.
+fn bounded_outcome(outcome: &Outcome) -> Outcome {
+    let bound = |why: &String| trim(why, 2048);
+    match outcome {
+        Outcome::Done => Outcome::Done,
+        Outcome::Held(why) => Outcome::Held(bound(why)),
+        Outcome::Skipped(why) => Outcome::Skipped(bound(why)),
+        Outcome::Retry(why) => Outcome::Retry(bound(why)),
     }
 }
 
@@ -171,12 +183,7 @@ impl Publisher for SnsPublisher {
             .message_attributes("outcome", attribute(report.outcome.status())?)
             .send()
             .await
-            .map_err(|err| {
-                failed(format!(
-                    "SNS Publish: {}",
-                    aws_sdk_sns::error::DisplayErrorContext(&err)
-                ))
-            })?;
+            .map_err(|err| failed(format!("SNS Publish: {}", crate::aws::error_text(&err))))?;
         Ok(format!("published to {}", self.topic_arn))
     }
 }
@@ -212,10 +219,13 @@ mod tests {
                 duration_ms: 1.0,
             })
             .collect();
+        // A failed action's reason quotes the plugins' errors.
+        report.outcome = Outcome::Retry("r".repeat(300 * 1024));
         let body = SnsPublisher::body(&report, "agent");
         assert!(body.len() <= MAX_BODY, "{} bytes", body.len());
         let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["result"], "infected");
         assert!(!parsed["findings"].as_array().unwrap().is_empty());
+        assert_eq!(parsed["outcome"]["status"], "retry");
     }
 }

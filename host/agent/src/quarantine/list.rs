@@ -42,7 +42,7 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
     let mut held = Vec::new();
     let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| failed(aws_sdk_s3::error::DisplayErrorContext(&err).to_string()))?;
+        let page = page.map_err(|err| failed(crate::aws::error_text(&err)))?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
             let tagging = s3
@@ -51,7 +51,7 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
                 .key(key)
                 .send()
                 .await
-                .map_err(|err| failed(format!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&err))))?;
+                .map_err(|err| failed(format!("{key}: {}", crate::aws::error_text(&err))))?;
             let tags: Vec<(String, String)> = tagging
                 .tag_set()
                 .iter()

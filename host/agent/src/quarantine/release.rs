@@ -25,7 +25,7 @@ use bucketscan_core::allow::{AllowEntry, AllowMatch};
 use bucketscan_core::object::ObjectInfo;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::seal::{SealOrigin, SealSubject};
-use bucketscan_core::tags::{self, ResultValues, TagTarget};
+use bucketscan_core::tags::{self, ResultValues, TagPlan, TagTarget};
 use bucketscan_core::{Finding, ResultName, UnscannableReason, Verdict};
 use bucketscan_scan::store::CopyDest;
 use bucketscan_scan::{Opened, Target, now_rfc3339};
@@ -150,26 +150,91 @@ fn metadata_value(text: &str, max: usize) -> String {
     bucketscan_engine::text::cap(&encoded, max)
 }
 
+/// The quarantined object, read and proven an agent's: what step 1 found.
+struct Held {
+    info: ObjectInfo,
+    sha256: String,
+    /// Quarantined in place (`mode = "tag"`) rather than copied to a
+    /// quarantine bucket.
+    in_place: bool,
+    /// The result its tags record, the finding and the engine.
+    was: String,
+    finding: Option<String>,
+    engine: Option<String>,
+}
+
+/// Who released what, when and why: the words written on the copy, the
+/// allow-list entry and the notification.
+struct Provenance {
+    from: String,
+    to: String,
+    by: String,
+    at: String,
+    reason: String,
+}
+
 pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released, ReleaseError> {
-    let store = &agent.scanner.store;
+    let from = url(&request.bucket, &request.key);
+    let held = read_held(agent, &request, &from).await?;
+    let (to_bucket, to_key) = destination(agent, &request, &held, &from)?;
+    let said = Provenance {
+        to: url(&to_bucket, &to_key),
+        by: identity(agent, request.by.clone()).await.replace(['\n', '\r'], " "),
+        at: now_rfc3339(),
+        reason: request.reason.replace(['\n', '\r'], " "),
+        from,
+    };
+    let allow_list = allow_list_entry(agent, &held, &said).await?;
+    let (copy, plan) = copy_back(agent, &held, &to_bucket, &to_key, &said).await?;
+    let published = announce(agent, &held, &copy, plan, &said).await?;
+
+    // Step 5, out of quarantine — unless it was released in place: the "copy"
+    // then is the object, and deleting the source would delete it.
+    let delete = !request.keep && !held.in_place;
+    if delete {
+        agent
+            .scanner
+            .store
+            .delete(&held.info)
+            .await
+            .map_err(|err| ReleaseError::Delete {
+                url: said.from.clone(),
+                detail: err.to_string(),
+            })?;
+    }
+    Ok(Released {
+        from: said.from,
+        to: said.to,
+        sha256: held.sha256,
+        was: held.was,
+        finding: held.finding,
+        by: said.by,
+        at: said.at,
+        reason: said.reason,
+        allow_list,
+        published,
+        quarantined_copy_deleted: delete,
+    })
+}
+
+/// Step 1: the bytes, and proof an agent quarantined exactly them — the
+/// ones the operator approved.
+async fn read_held(agent: &Agent, request: &ReleaseRequest, from: &str) -> Result<Held, ReleaseError> {
     let keys = &agent.scanner.tag_keys;
     let sealer = &agent.scanner.sealer;
-    let from = url(&request.bucket, &request.key);
     let read_failed = |detail: String| ReleaseError::Read {
-        url: from.clone(),
+        url: from.to_owned(),
         detail,
     };
-
-    // 1. The bytes, and proof an agent quarantined exactly them.
     let target = Target::new(&request.bucket, &request.key);
-    let (mut info, body) = match store.open(&target, u64::MAX).await {
+    let (mut info, body) = match agent.scanner.store.open(&target, u64::MAX).await {
         Ok(Opened::Ready { info, body }) => (info, body),
         Ok(Opened::TooLarge(_)) => return Err(read_failed("too large to read".into())),
         Ok(Opened::Unreadable { verdict, .. }) => return Err(read_failed(verdict.to_string())),
         Err(err) => return Err(read_failed(err.to_string())),
     };
-    let body = body.read().await.map_err(|err| read_failed(err.to_string()))?;
-    info.sha256 = Some(body.sha256.clone());
+    let sha256 = body.read().await.map_err(|err| read_failed(err.to_string()))?.sha256;
+    info.sha256 = Some(sha256.clone());
     // A quarantine copy is an agent's write; an object quarantined in
     // place (`mode = "tag"`) carries the seal of its scan.
     let written = SealSubject {
@@ -181,216 +246,227 @@ pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released,
     } else if keys.verify(sealer, info.seal_subject(), &info.tags) == Some(SealOrigin::Scanned) {
         true
     } else {
-        return Err(ReleaseError::NotSealed { url: from });
+        return Err(ReleaseError::NotSealed { url: from.to_owned() });
     };
-    if !body.sha256.eq_ignore_ascii_case(request.sha256.trim()) {
+    if !sha256.eq_ignore_ascii_case(request.sha256.trim()) {
         return Err(ReleaseError::NotApproved {
-            url: from,
+            url: from.to_owned(),
             approved: request.sha256.trim().to_owned(),
-            actual: body.sha256,
+            actual: sha256,
         });
     }
     let tag = |name: &str| info.tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let was = tag(&keys.result).unwrap_or_default();
-    let finding = tag(&keys.signature);
-    let engine = tag(&keys.engine);
-    let verdict = recorded_verdict(keys.profile.parse(&was), finding.as_deref(), engine.as_deref());
+    Ok(Held {
+        was: tag(&keys.result).unwrap_or_default(),
+        finding: tag(&keys.signature),
+        engine: tag(&keys.engine),
+        info,
+        sha256,
+        in_place,
+    })
+}
 
-    let destination_error = |detail: &str| ReleaseError::Destination {
-        url: from.clone(),
+/// Where the release writes: where the object came from (or `--to`), in a
+/// bucket the config declares.
+fn destination(
+    agent: &Agent,
+    request: &ReleaseRequest,
+    held: &Held,
+    from: &str,
+) -> Result<(String, String), ReleaseError> {
+    let refused = |detail: &str| ReleaseError::Destination {
+        url: from.to_owned(),
         detail: detail.to_owned(),
     };
-    let (to_bucket, to_key) = if in_place {
+    let (to_bucket, to_key) = if held.in_place {
         // Held where it was scanned (`mode = "tag"`): released there, and
         // nowhere else — its key is the uploader's, not a quarantine's
         // record of where it came from. Only a result that keeps objects
         // out is released.
         if !matches!(
-            keys.profile.parse(&was),
+            agent.scanner.tag_keys.profile.parse(&held.was),
             Some(ResultName::Infected | ResultName::Blocked | ResultName::Unscannable)
         ) {
-            return Err(destination_error(&format!(
-                "its result is `{was}`, not one that keeps an object out: nothing to release"
+            return Err(refused(&format!(
+                "its result is `{}`, not one that keeps an object out: nothing to release",
+                held.was
             )));
         }
         let here = (request.bucket.clone(), request.key.clone());
         if request.to.as_ref().is_some_and(|to| *to != here) {
-            return Err(destination_error(
+            return Err(refused(
                 "it was held in place (scanned there, not copied to a quarantine), so it is released in place \
                  only; copy it elsewhere after the release",
             ));
         }
         here
     } else {
-        match request
+        let origin = request
             .to
             .clone()
-            .or_else(|| super::origin(agent, &request.key, &info.metadata))
-        {
-            Some(to) => to,
-            None => {
-                return Err(destination_error(
-                    "its key does not start with a bucket the config declares, so where it came from is unknown; \
-                     give --to s3://BUCKET/KEY",
-                ));
-            }
-        }
+            .or_else(|| super::origin(agent, &request.key, &held.info.metadata));
+        origin.ok_or_else(|| {
+            refused(
+                "its key does not start with a bucket the config declares, so where it came from is unknown; \
+                 give --to s3://BUCKET/KEY",
+            )
+        })?
     };
     if !agent.started_with.buckets.contains_key(&to_bucket) {
-        return Err(destination_error(&format!(
+        return Err(refused(&format!(
             "bucket `{to_bucket}` is not declared in the config ([buckets.{to_bucket}]): release writes only to \
              buckets it knows by name"
         )));
     }
-    let to = url(&to_bucket, &to_key);
-    let by = identity(agent, request.by.clone()).await.replace(['\n', '\r'], " ");
-    let at = now_rfc3339();
-    let reason = request.reason.replace(['\n', '\r'], " ");
+    Ok((to_bucket, to_key))
+}
 
-    // 2. Allow-listed first: an entry without a copy is harmless, a copy
-    // without its entry would be quarantined again by the next rescan.
-    let allow_list = agent.started_with.allow_list.object.clone();
-    if let Some(list) = &allow_list {
-        let note = format!("released {from} by {by} at {at}: {reason}");
-        let line = bucketscan_core::allow::AllowList::line(sealer, list, &body.sha256, &note);
-        crate::allow_list::append(&agent.clients.s3, list, &line)
-            .await
-            .map_err(|err| ReleaseError::AllowList {
-                sha256: body.sha256.clone(),
-                detail: err.to_string(),
-            })?;
-    }
+/// Step 2, allow-listed first: an entry without a copy is harmless, a
+/// copy without its entry would be quarantined again by the next rescan.
+/// Returns the allow-list object written to, if the config names one.
+async fn allow_list_entry(agent: &Agent, held: &Held, said: &Provenance) -> Result<Option<String>, ReleaseError> {
+    let Some(list) = agent.started_with.allow_list.object.clone() else {
+        return Ok(None);
+    };
+    let note = format!("released {} by {} at {}: {}", said.from, said.by, said.at, said.reason);
+    let line = bucketscan_core::allow::AllowList::line(&agent.scanner.sealer, &list, &held.sha256, &note);
+    crate::allow_list::append(&agent.clients.s3, &list, &line)
+        .await
+        .map_err(|err| ReleaseError::AllowList {
+            sha256: held.sha256.clone(),
+            detail: err.to_string(),
+        })?;
+    Ok(Some(list))
+}
 
-    // 3. The copy: its own tags back, the allowed result sealed on it.
+/// Step 3, the copy: its own tags back, the allowed result sealed on it,
+/// who, when and why in its metadata; proven to hold the bytes read.
+async fn copy_back(
+    agent: &Agent,
+    held: &Held,
+    to_bucket: &str,
+    to_key: &str,
+    said: &Provenance,
+) -> Result<(ObjectInfo, TagPlan), ReleaseError> {
+    let store = &agent.scanner.store;
+    let keys = &agent.scanner.tag_keys;
     let own: Vec<(String, String)> = keys
-        .foreign(&info.tags)
+        .foreign(&held.info.tags)
         .into_iter()
         .filter(|(k, _)| k != QUARANTINE_TAG)
         .collect();
     let values = ResultValues {
         result: keys.profile.allowed_value().to_owned(),
-        date: tags::sanitize(&at),
-        engine: engine.clone(),
+        date: tags::sanitize(&said.at),
+        engine: held.engine.clone(),
         signature: Some(tags::sanitize(&format!(
             "released {}",
-            finding.as_deref().unwrap_or(was.as_str())
+            held.finding.as_deref().unwrap_or(held.was.as_str())
         ))),
         decoded: None,
     };
     let plan_for = |etag: &str| {
-        tags::plan(
-            keys,
-            sealer,
-            &own,
-            &values,
-            TagTarget {
-                subject: SealSubject {
-                    bucket: &to_bucket,
-                    key: &to_key,
-                    etag,
-                    version_id: None,
-                    sha256: Some(&body.sha256),
-                },
-                origin: SealOrigin::Written,
-                contain: true,
-            },
-        )
+        let subject = SealSubject {
+            bucket: to_bucket,
+            key: to_key,
+            etag,
+            version_id: None,
+            sha256: Some(&held.sha256),
+        };
+        let target = TagTarget {
+            subject,
+            origin: SealOrigin::Written,
+            contain: true,
+        };
+        tags::plan(keys, &agent.scanner.sealer, &own, &values, target)
     };
-    let source_etag = info.etag.clone().unwrap_or_default();
+    let source_etag = held.info.etag.clone().unwrap_or_default();
     let plan = plan_for(&source_etag);
-    let metadata = vec![
-        (RELEASED_FROM.to_owned(), metadata_value(&from, 512)),
-        (RELEASED_BY.to_owned(), metadata_value(&by, 256)),
-        (RELEASED_AT.to_owned(), at.clone()),
-        (RELEASE_REASON.to_owned(), metadata_value(&reason, 512)),
-    ];
     let copy_failed = |detail: String| ReleaseError::Copy {
-        url: to.clone(),
+        url: said.to.clone(),
         detail,
     };
+    let dest = CopyDest {
+        bucket: to_bucket.to_owned(),
+        key: to_key.to_owned(),
+        tags: plan.tags.clone(),
+        extra_metadata: vec![
+            (RELEASED_FROM.to_owned(), metadata_value(&said.from, 512)),
+            (RELEASED_BY.to_owned(), metadata_value(&said.by, 256)),
+            (RELEASED_AT.to_owned(), said.at.clone()),
+            (RELEASE_REASON.to_owned(), metadata_value(&said.reason, 512)),
+        ],
+    };
     let copied = store
-        .copy(
-            &info,
-            &CopyDest {
-                bucket: to_bucket.clone(),
-                key: to_key.clone(),
-                tags: plan.tags.clone(),
-                extra_metadata: metadata,
-            },
-        )
+        .copy(&held.info, &dest)
         .await
         .map_err(|err| copy_failed(err.to_string()))?;
     let copy = ObjectInfo {
-        bucket: to_bucket.clone(),
-        key: to_key.clone(),
+        bucket: dest.bucket,
+        key: dest.key,
         version_id: copied.version_id.clone(),
         etag: copied.etag.clone(),
-        size: info.size,
-        sha256: Some(body.sha256.clone()),
+        size: held.info.size,
+        sha256: Some(held.sha256.clone()),
         ..ObjectInfo::default()
     };
     if let Some(actual) = &copied.sha256
-        && *actual != body.sha256
+        && *actual != held.sha256
     {
         let _ = store.delete(&copy).await;
         return Err(copy_failed(format!(
             "the copy holds other bytes (SHA-256 {actual}, read {}); the copy was removed",
-            body.sha256
+            held.sha256
         )));
     }
-    let actual_etag = copied
-        .etag
-        .clone()
-        .map(|e| bare_etag(&e))
-        .unwrap_or(source_etag.clone());
-    if actual_etag != source_etag {
-        // S3 gave the copy another ETag (KMS, parts): seal for that one.
-        store
-            .put_tags(&copy, &plan_for(&actual_etag).tags)
-            .await
-            .map_err(|err| copy_failed(format!("re-sealing the copy's tags: {err}")))?;
+    let actual_etag = copied.etag.as_deref().map(bare_etag).unwrap_or(source_etag.clone());
+    if actual_etag == source_etag {
+        return Ok((copy, plan));
     }
+    // S3 gave the copy another ETag (KMS, parts): seal for that one.
+    let plan = plan_for(&actual_etag);
+    store
+        .put_tags(&copy, &plan.tags)
+        .await
+        .map_err(|err| copy_failed(format!("re-sealing the copy's tags: {err}")))?;
+    Ok((copy, plan))
+}
 
-    // 4. Announced: the released object, clean by an operator's word.
-    let mut report = ScanReport::new(&copy, Verdict::Clean);
+/// Step 4, announced: the released object, clean by an operator's word.
+/// Returns the publisher's receipt, if results are published.
+async fn announce(
+    agent: &Agent,
+    held: &Held,
+    copy: &ObjectInfo,
+    plan: TagPlan,
+    said: &Provenance,
+) -> Result<Option<String>, ReleaseError> {
+    let Some(publisher) = &agent.scanner.publisher else {
+        return Ok(None);
+    };
+    let keys = &agent.scanner.tag_keys;
+    let verdict = recorded_verdict(
+        keys.profile.parse(&held.was),
+        held.finding.as_deref(),
+        held.engine.as_deref(),
+    );
+    let mut report = ScanReport::new(copy, Verdict::Clean);
     report.allowed = Some(AllowMatch {
-        sha256: body.sha256.clone(),
-        verdict: verdict.clone(),
+        sha256: held.sha256.clone(),
+        verdict,
         entry: AllowEntry {
-            source: format!("released by {by} at {at}"),
-            note: Some(reason.clone()),
+            source: format!("released by {} at {}", said.by, said.at),
+            note: Some(said.reason.clone()),
         },
     });
     report.tags = Some(plan);
-    report.host_actions = vec![format!("released from {from} to {to} by {by}: {reason}")];
-    let published = match &agent.scanner.publisher {
-        Some(publisher) => Some(publisher.publish(&report).await.map_err(|err| ReleaseError::Publish {
-            url: to.clone(),
-            detail: err.to_string(),
-        })?),
-        None => None,
-    };
-
-    // 5. Out of quarantine — unless it was released in place: the "copy"
-    // then is the object, and deleting the source would delete it.
-    let delete = !request.keep && !in_place;
-    if delete {
-        store.delete(&info).await.map_err(|err| ReleaseError::Delete {
-            url: from.clone(),
-            detail: err.to_string(),
-        })?;
-    }
-    Ok(Released {
-        from,
-        to,
-        sha256: body.sha256,
-        was,
-        finding,
-        by,
-        at,
-        reason,
-        allow_list,
-        published,
-        quarantined_copy_deleted: delete,
-    })
+    report.host_actions = vec![format!(
+        "released from {} to {} by {}: {}",
+        said.from, said.to, said.by, said.reason
+    )];
+    let receipt = publisher.publish(&report).await.map_err(|err| ReleaseError::Publish {
+        url: said.to.clone(),
+        detail: err.to_string(),
+    })?;
+    Ok(Some(receipt))
 }

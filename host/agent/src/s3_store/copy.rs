@@ -198,7 +198,7 @@ impl PendingUpload {
                 self.bucket,
                 bucketscan_core::object::printable(&self.key),
                 self.upload_id,
-                aws_sdk_s3::error::DisplayErrorContext(&err)
+                crate::aws::error_text(&err)
             );
         }
     }

@@ -54,7 +54,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: HasStatus + std::fmt::Debug,
 {
-    let message = format!("{what}: {operation}: {}", aws_sdk_s3::error::DisplayErrorContext(&err));
+    let message = format!("{what}: {operation}: {}", crate::aws::error_text(&err));
     if is_precondition_failed(&err) {
         StorageError::Replaced(format!(
             "{what} no longer holds the scanned bytes ({operation} precondition failed)"

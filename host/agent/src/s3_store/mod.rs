@@ -166,11 +166,7 @@ impl Store for S3Store {
             Ok(object) => object,
             Err(err) => match unreadable(&err) {
                 Some(reason) => {
-                    let detail = format!(
-                        "{}: GetObject: {}",
-                        target.url(),
-                        aws_sdk_s3::error::DisplayErrorContext(&err)
-                    );
+                    let detail = format!("{}: GetObject: {}", target.url(), crate::aws::error_text(&err));
                     return self.open_unreadable(target, reason, detail).await;
                 }
                 None => return Err(fetch_error(target, "GetObject", err)),

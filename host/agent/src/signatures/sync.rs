@@ -151,7 +151,7 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         let page = page.map_err(|err| {
             s3_failed(
                 format!("listing s3://{bucket}/{}", config.prefix),
-                aws_sdk_s3::error::DisplayErrorContext(&err),
+                crate::aws::error_text(&err),
             )
         })?;
         for object in page.contents() {
@@ -210,12 +210,7 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             .key(key)
             .send()
             .await
-            .map_err(|err| {
-                s3_failed(
-                    format!("downloading s3://{bucket}/{key}"),
-                    aws_sdk_s3::error::DisplayErrorContext(&err),
-                )
-            })?
+            .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), crate::aws::error_text(&err)))?
             .body
             .collect()
             .await

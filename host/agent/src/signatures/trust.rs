@@ -163,7 +163,7 @@ pub fn verify_cvd(bytes: &[u8], key: &SigningKey) -> Result<(), String> {
         return Err("not a ClamAV database header".into());
     }
     let (claimed, signature) = (fields[5], fields[6]);
-    let actual = format!("{:x}", md5::Md5::digest(&bytes[512..]));
+    let actual = hex::encode(md5::Md5::digest(&bytes[512..]));
     if !claimed.eq_ignore_ascii_case(&actual) {
         return Err(format!("its content's MD5 is {actual}, its header says {claimed}"));
     }
@@ -345,7 +345,7 @@ mod tests {
     fn a_cvd_whose_content_changed_is_refused() {
         // Content and header consistent but signed by nobody: refused.
         let body = b"some tar.gz bytes".to_vec();
-        let md5 = format!("{:x}", md5::Md5::digest(&body));
+        let md5 = hex::encode(md5::Md5::digest(&body));
         let mut cvd = format!("ClamAV-VDB:x:1:1:90:{md5}:{DAILY_25784_DSIG}:builder:0").into_bytes();
         cvd.resize(512, b' ');
         cvd.extend(&body);

@@ -49,6 +49,10 @@ impl SpoolBudget {
         let Ok(needed32) = u32::try_from(needed) else {
             return Err(NoRoom::Never { bytes });
         };
+        // More than the whole budget would wait for ever.
+        if bytes > self.total {
+            return Err(NoRoom::Never { bytes });
+        }
         match self.units.clone().try_acquire_many_owned(needed32) {
             Ok(permit) => Ok(Reservation { _permit: permit }),
             Err(_) => Err(NoRoom::NotNow {
@@ -91,5 +95,10 @@ mod tests {
         assert_eq!(budget.free_bytes(), 6 * UNIT);
         drop(second);
         assert!(budget.try_reserve(10 * UNIT).is_ok());
+        assert_eq!(
+            budget.try_reserve(11 * UNIT).unwrap_err(),
+            NoRoom::Never { bytes: 11 * UNIT },
+            "more than the whole budget never fits"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! What a plugin may put in a request's headers, the limits on what it
 //! builds, and the host's signature.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 pub const SIGNATURE_HEADER: &str = "x-bucketscan-signature";
