@@ -99,7 +99,7 @@ where
             Some(message) if !message.is_empty() => format!("{code}: {message}"),
             _ => code.to_owned(),
         };
-        return bucketscan_engine::text::cap(&text, MAX);
+        return bucketscan_core::text::cap(&text, MAX);
     }
-    bucketscan_engine::text::cap(&aws_sdk_s3::error::DisplayErrorContext(err).to_string(), MAX)
+    bucketscan_core::text::cap(&aws_sdk_s3::error::DisplayErrorContext(err).to_string(), MAX)
 }

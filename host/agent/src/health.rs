@@ -54,7 +54,7 @@ pub fn notes(agent: &Agent) -> Vec<String> {
         .map(|why| {
             format!(
                 "refused from the signature bucket: {}",
-                bucketscan_engine::text::cap(why, 512)
+                bucketscan_core::text::cap(why, 512)
             )
         })
         .collect();

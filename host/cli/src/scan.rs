@@ -81,7 +81,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             eprint!(
                 "\r{count} objects, {:.1} MB, {rate:.1} MB/s  {:<40}",
                 bytes as f64 / 1e6,
-                truncate(&item.key, 40)
+                bucketscan_core::text::cap_start(&item.key, 40)
             );
             let _ = std::io::stderr().flush();
         } else if args.output == Format::Text {
@@ -158,22 +158,6 @@ async fn scan_version(
         }
     }
     Ok(ExitCode::from(code))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let tail: String = text
-            .chars()
-            .rev()
-            .take(max - 1)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("…{tail}")
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod report;
 pub mod seal;
 pub mod storage;
 pub mod tags;
+pub mod text;
 pub mod verdict;
 
 pub use verdict::{Decision, Finding, ResultName, UnscannableReason, Verdict};

@@ -183,24 +183,7 @@ impl Drop for SpooledFile {
     }
 }
 
-/// `text` with control characters escaped (`\n`, `\u{1b}`), for logs and
-/// messages: keys and plugin text come from outside, and must not forge
-/// log lines or drive a terminal.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
+pub use crate::text::printable;
 
 /// SHA-256 of `bytes`, as hex: the identity of scanned bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -28,7 +28,6 @@ pub mod pipelines;
 pub mod plugin;
 pub mod runner;
 pub mod sandbox;
-pub mod text;
 
 pub use capabilities::Services;
 pub use clamd::Clamd;

@@ -67,8 +67,7 @@ pub fn parse(header: &str) -> Result<Vec<Coding>, DecodeError> {
 
 /// Keeps a header value readable in messages (it is the uploader's).
 fn printable(text: &str) -> String {
-    let text: String = text.chars().take(64).collect();
-    text.escape_default().to_string()
+    bucketscan_core::text::cap(text, 64)
 }
 
 /// Decodes `input` through `codings` into `out`, at most `limit` decoded

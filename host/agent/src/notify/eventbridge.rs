@@ -11,12 +11,12 @@
 //! not have (the bucketscan result, findings' engines, the SHA-256, the
 //! allow-list match) is under `detail.bucketscan`.
 
-use super::trim;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use bucketscan_core::ResultName;
 use bucketscan_core::report::ScanReport;
 use bucketscan_core::tags::TagProfile;
+use bucketscan_core::text::cap as trim;
 use bucketscan_scan::{PublishError, Publisher};
 use serde_json::{Value, json};
 

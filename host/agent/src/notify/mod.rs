@@ -16,10 +16,6 @@ use bucketscan_core::report::ScanReport;
 use bucketscan_scan::{PublishError, Publisher};
 use std::sync::Arc;
 
-fn trim(text: &str, max: usize) -> String {
-    bucketscan_engine::text::cap(text, max)
-}
-
 /// Publishes to every destination; fails if any one fails (the object's
 /// event then comes back, and destinations that took it see it again).
 pub struct FanOut(pub Vec<Arc<dyn Publisher>>);

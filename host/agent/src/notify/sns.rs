@@ -16,7 +16,7 @@ use serde_json::json;
 /// attributes).
 pub const MAX_BODY: usize = 200 * 1024;
 
-use super::trim;
+use bucketscan_core::text::cap as trim;
 
 /// The verdict with at most `findings` findings and its texts trimmed.
 fn bounded_verdict(verdict: &Verdict, findings: usize) -> Verdict {

@@ -147,7 +147,7 @@ fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine:
 /// capped: S3 metadata is ASCII, 2 KB in all.
 fn metadata_value(text: &str, max: usize) -> String {
     let encoded = percent_encoding::utf8_percent_encode(text, percent_encoding::CONTROLS).to_string();
-    bucketscan_engine::text::cap(&encoded, max)
+    bucketscan_core::text::cap(&encoded, max)
 }
 
 /// The quarantined object, read and proven an agent's: what step 1 found.

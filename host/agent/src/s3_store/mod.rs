@@ -348,7 +348,7 @@ impl S3Store {
         };
         let verdict = Verdict::Unscannable {
             reason,
-            detail: bucketscan_engine::text::cap(&detail, 1024),
+            detail: bucketscan_core::text::cap(&detail, 1024),
         };
         Ok(Opened::Unreadable { info, verdict })
     }

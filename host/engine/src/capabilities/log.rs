@@ -4,7 +4,7 @@
 //! past it the stage's further lines are dropped and one line says so.
 
 use crate::sandbox::{StageShared, StageState};
-use crate::text::cap;
+use bucketscan_core::text::cap;
 use wasmtime::component::HasData;
 
 const MAX_MESSAGE: usize = 4096;

@@ -8,9 +8,9 @@
 //! backend's: the scan path's.
 
 use crate::sandbox::{ScanObject, StageFailure, StageShared, StageState};
-use crate::text::cap;
 use bucketscan_core::grants::Grants;
 use bucketscan_core::storage::{StorageAction, StorageBackend, StorageError};
+use bucketscan_core::text::cap;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::HasData;

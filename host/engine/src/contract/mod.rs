@@ -214,7 +214,7 @@ pub(crate) mod limits {
                 value.len()
             ))
         } else {
-            Ok(crate::text::cap(&value, MAX_TEXT))
+            Ok(bucketscan_core::text::cap(&value, MAX_TEXT))
         }
     }
 
@@ -229,7 +229,10 @@ pub(crate) mod limits {
                 lines.len()
             ));
         }
-        Ok(lines.iter().map(|line| crate::text::cap(line, MAX_TEXT)).collect())
+        Ok(lines
+            .iter()
+            .map(|line| bucketscan_core::text::cap(line, MAX_TEXT))
+            .collect())
     }
 
     /// An identity, capped: shown in every log line and error of the
@@ -239,9 +242,9 @@ pub(crate) mod limits {
             return Err("the plugin's info has an empty or oversized name, version or description".into());
         }
         Ok(super::PluginIdentity {
-            name: crate::text::cap(&name, 128),
-            version: crate::text::cap(&version, 64),
-            description: crate::text::cap(&description, 1024),
+            name: bucketscan_core::text::cap(&name, 128),
+            version: bucketscan_core::text::cap(&version, 64),
+            description: bucketscan_core::text::cap(&description, 1024),
         })
     }
 }

@@ -692,7 +692,7 @@ fn inner_name(name: &str, format: Format) -> String {
 
 /// Member names are the uploader's: no control characters in reports.
 fn printable(name: &str) -> String {
-    bucketscan_core::object::printable(name).into_owned()
+    bucketscan_core::text::printable(name).into_owned()
 }
 
 /// APPNOTE's number for a zip compression method.

@@ -94,7 +94,7 @@ pub(super) async fn post_once(
         .map(|(name, value)| {
             (
                 name.as_str().to_owned(),
-                crate::text::cap(&String::from_utf8_lossy(value.as_bytes()), 1024),
+                bucketscan_core::text::cap(&String::from_utf8_lossy(value.as_bytes()), 1024),
             )
         })
         .collect();

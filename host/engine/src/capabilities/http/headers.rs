@@ -51,7 +51,7 @@ pub(super) fn header_problem(name: &str, value: &str) -> Option<String> {
     if name.len() > limits::MAX_HEADER_NAME || value.len() > limits::MAX_HEADER_VALUE {
         return Some(format!(
             "header `{}` is longer than allowed ({} bytes for a name, {} for a value)",
-            crate::text::cap(name, 64),
+            bucketscan_core::text::cap(name, 64),
             limits::MAX_HEADER_NAME,
             limits::MAX_HEADER_VALUE
         ));
@@ -61,7 +61,7 @@ pub(super) fn header_problem(name: &str, value: &str) -> Option<String> {
     {
         return Some(format!(
             "header `{}` is not a valid HTTP header",
-            crate::text::cap(name, 64)
+            bucketscan_core::text::cap(name, 64)
         ));
     }
     if is_host_only_header(name) {

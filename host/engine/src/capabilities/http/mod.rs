@@ -228,7 +228,7 @@ impl HttpCtxView<'_> {
                 limits::MAX_BODY
             ))));
         }
-        let url = crate::text::cap(&url, limits::MAX_URL);
+        let url = bucketscan_core::text::cap(&url, limits::MAX_URL);
         if let Some(problem) = headers.iter().find_map(|(name, value)| header_problem(name, value)) {
             return Ok(Err(HttpFailure::NotAllowed(problem)));
         }

@@ -55,7 +55,7 @@ pub(in crate::contract) async fn inspect(
         .await?;
     Ok(match result {
         Ok(decision) => decision_from_wit(decision).map_err(StageFailure::Malformed),
-        Err(message) => Err(StageFailure::Plugin(crate::text::cap(&message, 2048))),
+        Err(message) => Err(StageFailure::Plugin(bucketscan_core::text::cap(&message, 2048))),
     })
 }
 
@@ -74,6 +74,6 @@ pub(in crate::contract) async fn act(
         .await?;
     Ok(match result {
         Ok(lines) => action_lines(lines).map_err(StageFailure::Malformed),
-        Err(message) => Err(StageFailure::Plugin(crate::text::cap(&message, 2048))),
+        Err(message) => Err(StageFailure::Plugin(bucketscan_core::text::cap(&message, 2048))),
     })
 }

@@ -14,7 +14,7 @@ pub(super) fn plugin_error(err: types::PluginError) -> String {
         types::PluginError::Unavailable(m) => format!("unavailable: {m}"),
         types::PluginError::Other(m) => m,
     };
-    crate::text::cap(&text, 2048)
+    bucketscan_core::text::cap(&text, 2048)
 }
 
 pub(super) fn setting_to_wit(value: &SettingValue) -> types::SettingValue {
