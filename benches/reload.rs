@@ -49,7 +49,7 @@ async fn bench() {
     let config_path = dir.path().join("config.toml");
     let config_text = |settings: &str| {
         format!(
-            "[host]\ncache-dir = \"{}\"\n[agent]\nqueues = [\"http://127.0.0.1:1/q\"]\n\
+            "[engine]\ncache-dir = \"{}\"\n[agent]\nqueues = [\"http://127.0.0.1:1/q\"]\n\
              [plugins.gate]\npath = \"gate.wasm\"\n[buckets.b]\n[[buckets.b.stages]]\nplugin = \"gate\"\n\
              settings = {{ note = \"{settings}\" }}\n",
             cache.path().display()

@@ -20,7 +20,7 @@ pub fn plugin_declarations() -> String {
 /// `dir/config.toml`.
 pub fn write(dir: &Path, clamd_address: &str, body: &str) -> PathBuf {
     let text = format!(
-        "[host]\ncache-dir = \"{}\"\n\n[clamav]\naddress = \"{clamd_address}\"\n\n{}\n{body}",
+        "[engine]\ncache-dir = \"{}\"\n\n[clamav]\naddress = \"{clamd_address}\"\n\n{}\n{body}",
         crate::target_dir().join("tmp/component-cache").display(),
         plugin_declarations()
     );

@@ -77,7 +77,10 @@ impl Agent {
     /// Builds the agent a config describes: the Wasm host with every
     /// pipeline loaded, clamd, the S3 store, and the SNS publisher.
     pub async fn from_config(config: Config) -> Result<Self, crate::StartError> {
-        let engine = Arc::new(Engine::new(&config.host)?);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let engine = Arc::new(Engine::new(&config.engine)?);
         let clients = Clients::from_config(&config).await;
         let spool_budget = Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes));
         let spool = SpoolConfig {

@@ -1,6 +1,6 @@
 //! The config file as the agent reads it: the sections of every crate,
 //! composed. Each section's type lives with the crate that uses it —
-//! `[host]` and `[clamav]` in the engine, `[plugins]`/`[buckets]`,
+//! `[engine]` and `[clamav]` in the engine, `[plugins]`/`[buckets]`,
 //! `[tags]`, `[allow-list]` and `[serve]` in the core (the serve crate
 //! builds on this one), `[agent]` and `[notifications]` here,
 //! `[signatures]` in `signatures` — and each default is written once, in
@@ -22,8 +22,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    #[serde(default)]
-    pub host: EngineConfig,
+    /// `[engine]`; `[host]`, its old name, is still read (with a warning).
+    #[serde(default, alias = "host")]
+    pub engine: EngineConfig,
     #[serde(default)]
     pub clamav: ClamavConfig,
     #[serde(default)]
@@ -45,6 +46,9 @@ pub struct Config {
     /// The text this was parsed from.
     #[serde(skip)]
     pub text: ConfigText,
+    /// What in the text still works but should change (old names).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[agent]`: how `bucketscan run` consumes events and handles objects.
@@ -147,10 +151,26 @@ impl Config {
     /// Parses and validates `text`.
     pub fn parse(text: ConfigText) -> Result<Self, ConfigError> {
         let mut config: Config = text.deserialize()?;
+        config.warnings = Self::old_names(&text);
         config.text = text;
         config.tags = config.tags.with_profile_defaults();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Sections under a name that was changed: still read, worth a warning.
+    fn old_names(text: &ConfigText) -> Vec<String> {
+        let Ok(table) = text.text.parse::<toml::Table>() else {
+            return Vec::new();
+        };
+        let mut warnings = Vec::new();
+        if let Some(span) = table.contains_key("host").then(|| text.text.find("[host]")).flatten() {
+            warnings.push(format!(
+                "{}: [host] is now called [engine]; the old name still works and will be refused in a later version",
+                text.locate(span..span + "[host]".len())
+            ));
+        }
+        warnings
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -259,9 +279,27 @@ grants = { clamav = true, storage = ["production"] }
     }
 
     #[test]
+    fn the_old_section_name_host_is_read_with_a_warning_naming_its_line() {
+        let config = parse(&format!("[host]\ncache-dir = \"/var/cache/b\"\n{GOOD}")).unwrap();
+        assert_eq!(
+            config.engine.cache_dir.as_deref(),
+            Some(std::path::Path::new("/var/cache/b"))
+        );
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].starts_with("/etc/bucketscan/config.toml:1: [host] is now called [engine]"),
+            "{:?}",
+            config.warnings
+        );
+        let both = parse(&format!("[host]\n[engine]\n{GOOD}")).unwrap_err().to_string();
+        assert!(both.contains("engine"), "{both}");
+    }
+
+    #[test]
     fn a_good_config_parses_with_defaults() {
         let config = parse(GOOD).unwrap();
-        assert_eq!(config.host, EngineConfig::default());
+        assert_eq!(config.engine, EngineConfig::default());
+        assert!(config.warnings.is_empty());
         assert_eq!(config.agent, AgentConfig::default());
         let pipelines = config.pipelines();
         assert_eq!(pipelines.pipelines().count(), 2);

@@ -8,7 +8,7 @@
 //!
 //! What a reload changes: `[plugins]` and `[buckets]` (stages, prefixes,
 //! settings, grants, signing secrets). Everything else — `[agent]`,
-//! `[host]`, `[clamav]`, `[tags]`, `[notifications]`, `[signatures]`,
+//! `[engine]`, `[clamav]`, `[tags]`, `[notifications]`, `[signatures]`,
 //! `[allow-list]` (its list object reloads on its own schedule), `[serve]` and
 //! a bucket's `role-arn`/`external-id` — is read at start; a reload that
 //! changes them says so and they take effect at the next restart.
@@ -105,7 +105,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
             changed.push(name.to_owned());
         }
     };
-    section("[host]", running.host != new.host);
+    section("[engine]", running.engine != new.engine);
     section("[clamav]", running.clamav != new.clamav);
     section("[agent]", running.agent != new.agent);
     section("[tags]", running.tags != new.tags);

@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load_file(path)?;
-    let host = Engine::new(&config.host)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let engine = Engine::new(&config.engine)?;
     let clamd = Clamd::new(&config.clamav);
-    let loaded = LoadedPipelines::load(&host, config.pipelines()).await?;
+    let loaded = LoadedPipelines::load(&engine, config.pipelines()).await?;
     println!("{}: ok", path.display());
     for (name, plugin) in &loaded.plugins {
         let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(file: &Path, format: Format) -> anyhow::Result<ExitCode> {
-    let host = Engine::new(&EngineConfig::default())?;
+    let engine = Engine::new(&EngineConfig::default())?;
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-    let plugin = Plugin::load(&host, name, file, None).await?;
+    let plugin = Plugin::load(&engine, name, file, None).await?;
     let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();
     match format {
         Format::Json => {

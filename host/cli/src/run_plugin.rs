@@ -1,7 +1,7 @@
 //! `bucketscan plugin run`: one plugin, or a bucket's whole pipeline, over a
 //! local file, through the same scan path as the agent (result tags, the
 //! rule that an error runs no actions, deferred deletes, the notification)
-//! with the real host capabilities. Writes are a dry run: reported as what
+//! with the engine's real capabilities. Writes are a dry run: reported as what
 //! the agent would do, nothing is written.
 //!
 //! Exit status: 0 when the file is clean, 1 for any other verdict, 2 when
@@ -84,13 +84,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|config| AllowList::from_config(&config.allow_list))
         .unwrap_or_default();
     let (limits, mut clamav) = match &config {
-        Some(config) => (config.host.clone(), config.clamav.clone()),
+        Some(config) => (config.engine.clone(), config.clamav.clone()),
         None => (EngineConfig::default(), ClamavConfig::default()),
     };
     if let Some(address) = &args.clamd {
         clamav.address = address.clone();
     }
-    let host = Arc::new(Engine::new(&limits)?);
+    let engine = Arc::new(Engine::new(&limits)?);
     let bucket = args.bucket.clone().unwrap_or_else(|| "local".into());
     let key = object_key(&args);
 
@@ -104,7 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     .topic_arn
                     .clone()
                     .map(|arn| Arc::new(DryRunPublisher(arn)) as Arc<dyn Publisher>);
-                let loaded = LoadedPipelines::load(&host, config.pipelines()).await?;
+                let loaded = LoadedPipelines::load(&engine, config.pipelines()).await?;
                 if loaded.pipeline_for(&bucket, &key).is_none() {
                     bail!("the config has no pipeline for s3://{bucket}/{key}");
                 }
@@ -112,7 +112,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             (None, Some(path)) => {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-                let mut plugin = Plugin::load(&host, name, path, None).await?;
+                let mut plugin = Plugin::load(&engine, name, path, None).await?;
                 plugin.name = plugin.identity.name.clone();
                 let grants = Grants {
                     clamav: true,
@@ -150,7 +150,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let scanner = Scanner {
         stages: Arc::new(WasmStages {
-            engine: host,
+            engine,
             services: Arc::new(Services::new(Clamd::new(&clamav))),
         }),
         store: Arc::new(store),

@@ -1,4 +1,4 @@
-//! The engine's sections of the config file: `[host]` (the sandbox every
+//! The engine's sections of the config file: `[engine]` (the sandbox every
 //! plugin instance runs in) and `[clamav]` (how to reach clamd). Each
 //! default is written once, in the `Default` impl.
 
@@ -6,7 +6,7 @@ use bucketscan_core::formats::{Format, format_names};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-/// `[host]`: limits of every plugin instance, and how the engine is built.
+/// `[engine]` (formerly `[host]`): limits of every plugin instance, and how the engine is built.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct EngineConfig {

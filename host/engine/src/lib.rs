@@ -5,7 +5,7 @@
 //! Layout:
 //! - [`engine`]: the wasmtime engine, its limits, the epoch ticker and the
 //!   compile cache.
-//! - [`config`]: the config sections the engine owns (`[host]`, `[clamav]`).
+//! - [`config`]: the config sections the engine owns (`[engine]`, `[clamav]`).
 //! - [`plugin`]: one loaded plugin: its contract version, kind, capabilities.
 //! - [`contract`]: which contract series this host runs, one module of
 //!   bindings and conversions per series.

@@ -3,7 +3,7 @@
 //! `[plugins]` and `[buckets]` ([`pipelines`]), `[tags]`
 //! (`crate::tags::TagKeys`), `[allow-list]` (`crate::allow`) and `[serve]`
 //! ([`serve`]). Every other section belongs to the crate that
-//! uses it (`[host]` and `[clamav]` to the engine; `[agent]`,
+//! uses it (`[engine]` and `[clamav]` to the engine; `[agent]`,
 //! `[notifications]` and `[signatures]` to the agent), and the agent, the
 //! application that reads the whole file, composes them.
 
