@@ -2,17 +2,18 @@
 //! S3, then the log line and metrics. The caller deletes the queue message
 //! only when no object in it came back [`Handled::Retry`].
 
+use crate::allow_list::AllowListLoadError;
 use crate::aws::Clients;
 use crate::config::Config;
 use crate::config::NotificationsConfig;
+use crate::events::ObjectEvent;
+use crate::live::LivePipelines;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::{EventBridgePublisher, FanOut, SnsPublisher};
-use crate::reload::LivePipelines;
 use crate::s3_store::S3Store;
 use crate::signatures::SignatureState;
 use arc_swap::ArcSwap;
-use bucketscan_core::allow::AllowList;
-use bucketscan_core::events::ObjectEvent;
+use bucketscan_core::allow::{AllowList, AllowListConfig};
 use bucketscan_core::object::printable;
 use bucketscan_core::report::{Outcome, ScanReport};
 use bucketscan_core::seal::Sealer;
@@ -272,6 +273,40 @@ impl Agent {
             }
             _ => Handled::Scanned(Box::new(report)),
         }
+    }
+
+    /// Reloads the allow-list object now; on failure the current list
+    /// stays. Returns its entries.
+    pub async fn refresh_allow_list(&self) -> Result<usize, AllowListLoadError> {
+        let config = &self.started_with.allow_list;
+        let list = crate::allow_list::load(&self.clients.s3, config, &self.scanner.sealer).await?;
+        let entries = list.len();
+        self.scanner.allow_list.store(Arc::new(list));
+        Ok(entries)
+    }
+
+    /// Reloads the allow-list object every `refresh-secs` (when one is
+    /// configured).
+    pub fn spawn_allow_list_refresh(self: &Arc<Self>) {
+        let config = &self.started_with.allow_list;
+        if config.object.is_none() {
+            return;
+        }
+        let every = Duration::from_secs(
+            config
+                .refresh_secs
+                .unwrap_or(AllowListConfig::DEFAULT_REFRESH_SECS)
+                .max(1),
+        );
+        let agent = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(err) = agent.refresh_allow_list().await {
+                    tracing::error!("allow-list not reloaded, the last one read stays: {err}");
+                }
+            }
+        });
     }
 }
 

@@ -5,13 +5,10 @@
 //! the config's own entries). That only ever allows *less*: an unreadable
 //! list can re-quarantine a released file, never let other bytes through.
 
-use crate::agent::Agent;
 use crate::s3_store::errors::{is_not_found, is_precondition_failed};
 use aws_sdk_s3::primitives::ByteStream;
 use bucketscan_core::allow::{AllowList, AllowListConfig, parse_s3_url};
 use bucketscan_core::seal::Sealer;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Why the list object could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -67,37 +64,6 @@ pub async fn load(
         }
     }
     Ok(list)
-}
-
-/// Reloads the list into `agent` now; on failure the current one stays.
-pub async fn refresh(agent: &Agent) -> Result<usize, AllowListLoadError> {
-    let config = &agent.started_with.allow_list;
-    let list = load(&agent.clients.s3, config, &agent.scanner.sealer).await?;
-    let entries = list.len();
-    agent.scanner.allow_list.store(Arc::new(list));
-    Ok(entries)
-}
-
-/// Reloads the list object every `refresh-secs` (when one is configured).
-pub fn spawn_refresh(agent: Arc<Agent>) {
-    let config = agent.started_with.allow_list.clone();
-    if config.object.is_none() {
-        return;
-    }
-    let every = Duration::from_secs(
-        config
-            .refresh_secs
-            .unwrap_or(AllowListConfig::DEFAULT_REFRESH_SECS)
-            .max(1),
-    );
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(err) = refresh(&agent).await {
-                tracing::error!("allow-list not reloaded, the last one read stays: {err}");
-            }
-        }
-    });
 }
 
 /// Appends `line` (made by [`AllowList::line`]) to the list object,

@@ -1,14 +1,13 @@
 //! The config file as the agent reads it: the sections of every crate,
 //! composed. Each section's type lives with the crate that uses it —
 //! `[engine]` and `[clamav]` in the engine, `[plugins]`/`[buckets]`,
-//! `[tags]`, `[allow-list]` and `[serve]` in the core (the serve crate
-//! builds on this one), `[agent]` and `[notifications]` here,
+//! `[tags]` and `[allow-list]` in the core, `[serve]` in the serve crate
+//! (kept here as a table: that crate builds on this one), `[agent]` and `[notifications]` here,
 //! `[signatures]` in `signatures` — and each default is written once, in
 //! its type's `Default`. Every error names `FILE:LINE:COLUMN`.
 
 use crate::signatures::SignaturesConfig;
 use bucketscan_core::allow::AllowListConfig;
-use bucketscan_core::config::serve::ServeConfig;
 use bucketscan_core::config::{
     BucketConfig, ConfigError, ConfigSource, ConfigText, PipelinesConfig, PluginDecl, SecretSource,
 };
@@ -40,9 +39,10 @@ pub struct Config {
     pub signatures: Option<SignaturesConfig>,
     #[serde(default)]
     pub allow_list: AllowListConfig,
-    /// `bucketscan serve` (ignored by `run`).
+    /// `[serve]`, for `bucketscan serve`: read and checked by the serve
+    /// crate (`ServeConfig::from_config`), ignored by `run`.
     #[serde(default)]
-    pub serve: ServeConfig,
+    pub serve: toml::Table,
     /// The text this was parsed from.
     #[serde(skip)]
     pub text: ConfigText,
@@ -193,9 +193,6 @@ impl Config {
                     .into(),
             ));
         }
-        self.serve
-            .validate(&|name| self.buckets.contains_key(name))
-            .map_err(error)?;
         if let Some(source) = &self.notifications.event_source
             && (source.is_empty() || source.starts_with("aws."))
         {

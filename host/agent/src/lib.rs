@@ -3,6 +3,8 @@
 //! path settles the object is its message deleted.
 //!
 //! - [`config`]: the config file, composed from every crate's sections.
+//! - [`events`]: S3 event notifications as they arrive on the queue (native,
+//!   through SNS, from EventBridge), keys decoded once.
 //! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
 //! - [`s3_store`]: the scan path's store on S3, pinned to the scanned bytes.
 //! - [`notify`]: results to SNS and EventBridge.
@@ -14,6 +16,7 @@
 //! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`quarantine`]: what the quarantine holds, and `release` of a false positive.
 //! - [`receive`]: the SQS receive loop, readiness, concurrency and visibility.
+//! - [`live`]: the pipelines objects are scanned with now, swapped whole.
 //! - [`reload`]: config and plugin changes swapped in without dropping work.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics` over HTTP.
 //! - [`http`]: the one HTTP server skeleton (axum; header timeout,
@@ -25,8 +28,10 @@ pub mod allow_list;
 pub mod aws;
 pub mod config;
 mod error;
+pub mod events;
 pub mod health;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod protect;

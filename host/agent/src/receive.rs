@@ -15,8 +15,8 @@
 //! its objects were fully handled.
 
 use crate::agent::{Agent, Handled};
+use crate::events::{Message, parse_message};
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
-use bucketscan_core::events::{Message, parse_message};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, watch};

@@ -22,44 +22,13 @@ use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Changes within this window are taken as one (editors and `cp` write a
 /// file in several steps).
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
-
-/// The pipelines objects are scanned with now, swapped whole on reload.
-pub struct LivePipelines {
-    current: arc_swap::ArcSwap<LoadedPipelines>,
-    generation: AtomicU64,
-}
-
-impl LivePipelines {
-    pub fn new(pipelines: LoadedPipelines) -> Self {
-        Self {
-            current: arc_swap::ArcSwap::from_pointee(pipelines),
-            generation: AtomicU64::new(1),
-        }
-    }
-
-    /// The pipelines to scan one object with; it keeps them to the end
-    /// even if a reload happens meanwhile.
-    pub fn snapshot(&self) -> Arc<LoadedPipelines> {
-        self.current.load_full()
-    }
-
-    /// 1 at start, +1 per successful reload.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    fn swap(&self, pipelines: LoadedPipelines) -> u64 {
-        self.current.store(Arc::new(pipelines));
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
-    }
-}
 
 /// Why a reload was refused; the running version keeps serving.
 #[derive(Debug, thiserror::Error)]

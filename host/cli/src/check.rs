@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load_file(path)?;
+    // `[serve]` is the API's; checked here too, so a bad one fails before
+    // a deployment rather than at the API task's start.
+    bucketscan_serve::config::ServeConfig::from_config(&config)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }

@@ -90,7 +90,7 @@ pub(crate) fn start_background(
         }
     });
     bucketscan_agent::reload::spawn(agent.clone(), source, reload_rx)?;
-    bucketscan_agent::allow_list::spawn_refresh(agent.clone());
+    agent.spawn_allow_list_refresh();
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use crate::run_agent::{start_background, stop_on_signal};
 use anyhow::{Context as _, bail};
 use bucketscan_agent::agent::Agent;
+use bucketscan_serve::config::ServeConfig;
 use bucketscan_serve::{Api, auth};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -39,9 +40,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = args.config.source()?;
     let config = bucketscan_agent::config::Config::load(&source)?;
     let signatures = config.signatures.clone();
-    let serve_config = config.serve.clone();
+    let serve_config = ServeConfig::from_config(&config)?;
     let agent = Arc::new(Agent::from_config(config).await?);
-    let api = Arc::new(Api::new(agent.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?);
+    let api = Api::new(agent.clone(), serve_config.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?;
+    let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -60,7 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// handoff-queue` (by this task or another that stopped).
 fn take_handoffs(
     agent: &Arc<Agent>,
-    config: &bucketscan_core::config::serve::ServeConfig,
+    config: &ServeConfig,
     args: &ServeArgs,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {

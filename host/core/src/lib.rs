@@ -8,7 +8,6 @@
 
 pub mod allow;
 pub mod config;
-pub mod events;
 pub mod formats;
 pub mod grants;
 pub mod object;

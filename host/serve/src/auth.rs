@@ -7,9 +7,9 @@
 //! request pays the hash. Lookup is by the digest of what was presented,
 //! so no comparison touches a stored key's bytes one by one.
 
+use crate::config::ServeConfig;
 use crate::errors::ApiError;
 use base64::Engine as _;
-use bucketscan_core::config::serve::ServeConfig;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -109,7 +109,7 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bucketscan_core::config::serve::ApiKeyConfig;
+    use crate::config::ApiKeyConfig;
 
     #[test]
     fn only_a_configured_key_authenticates_and_its_scope_holds() {

@@ -20,6 +20,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod config;
 pub mod errors;
 pub mod jobs;
 mod scan_object;
@@ -27,6 +28,7 @@ mod scan_upload;
 pub mod scans;
 pub mod upload;
 
+use crate::config::ServeConfig;
 use admission::Gate;
 use auth::{Caller, Keys};
 use axum::error_handling::HandleErrorLayer;
@@ -38,7 +40,6 @@ use axum::routing::{any, get, post};
 use axum::{BoxError, Extension, Router};
 use bucketscan_agent::agent::Agent;
 use bucketscan_agent::http::{self, ServerLimits};
-use bucketscan_core::config::serve::ServeConfig;
 use errors::{ApiError, json_response};
 use jobs::Jobs;
 use serde_json::json;
@@ -85,8 +86,9 @@ pub enum ServeError {
 }
 
 impl Api {
-    pub fn new(agent: Arc<Agent>) -> Result<Self, ServeError> {
-        let config = agent.started_with.serve.clone();
+    /// The API over `agent`'s pipelines, with `config` (its `[serve]`,
+    /// from [`ServeConfig::from_config`]).
+    pub fn new(agent: Arc<Agent>, config: ServeConfig) -> Result<Self, ServeError> {
         let keys = Keys::new(&config);
         if keys.is_empty() {
             return Err(ServeError::NoCallers);

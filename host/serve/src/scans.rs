@@ -126,7 +126,7 @@ impl Handoff {
                 continue;
             };
             let body =
-                bucketscan_core::events::on_demand_message(&target.bucket, &target.key, target.version_id.as_deref());
+                bucketscan_agent::events::on_demand_message(&target.bucket, &target.key, target.version_id.as_deref());
             match self.sqs.send_message().queue_url(queue).message_body(body).send().await {
                 Ok(_) => tracing::warn!("{what}: its on-demand scan did not finish here; handed to {queue}"),
                 Err(err) => {

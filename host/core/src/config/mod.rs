@@ -1,15 +1,14 @@
 //! The config file's shared machinery: where its text comes from, errors
 //! that name `FILE:LINE:COLUMN`, secrets, and the sections the core owns —
 //! `[plugins]` and `[buckets]` ([`pipelines`]), `[tags]`
-//! (`crate::tags::TagKeys`), `[allow-list]` (`crate::allow`) and `[serve]`
-//! ([`serve`]). Every other section belongs to the crate that
-//! uses it (`[engine]` and `[clamav]` to the engine; `[agent]`,
-//! `[notifications]` and `[signatures]` to the agent), and the agent, the
-//! application that reads the whole file, composes them.
+//! (`crate::tags::TagKeys`) and `[allow-list]` (`crate::allow`). Every
+//! other section belongs to the crate that uses it (`[engine]` and
+//! `[clamav]` to the engine; `[agent]`, `[notifications]` and
+//! `[signatures]` to the agent; `[serve]` to the serve crate), and the
+//! agent, the application that reads the whole file, composes them.
 
 mod pipelines;
 mod secret;
-pub mod serve;
 mod settings;
 
 pub use pipelines::{BucketConfig, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig, StageConfig};

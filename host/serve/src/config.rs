@@ -1,8 +1,10 @@
 //! `[serve]`: the limits and API keys of `bucketscan serve`, the HTTP
-//! scanning API. (Kept in the core, not the serve crate, because the
-//! agent's config composes every section and the serve crate builds on
-//! the agent.)
+//! scanning API. The agent's config keeps this section as an opaque table
+//! (the agent has no use for it); this crate reads it from the same text,
+//! so its errors name the file, line and field like every other section's.
 
+use bucketscan_agent::config::Config;
+use bucketscan_core::config::ConfigError;
 use serde::Deserialize;
 
 /// `[serve]` in the config.
@@ -141,5 +143,60 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The one section this crate reads out of the whole file.
+#[derive(Deserialize)]
+struct ServeSection {
+    #[serde(default)]
+    serve: ServeConfig,
+}
+
+impl ServeConfig {
+    /// `[serve]` of `config` (defaults when absent), checked against the
+    /// buckets it declares.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let section: ServeSection = config.text.deserialize()?;
+        section
+            .serve
+            .validate(&|name| config.buckets.contains_key(name))
+            .map_err(|why| config.text.error(None, why))?;
+        Ok(section.serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketscan_core::config::ConfigText;
+
+    fn serve_section(text: &str) -> Result<ServeConfig, ConfigError> {
+        let config = Config::parse(ConfigText::new("/etc/bucketscan/config.toml", text)).expect("the agent's sections");
+        ServeConfig::from_config(&config)
+    }
+
+    #[test]
+    fn absent_is_the_defaults() {
+        assert_eq!(serve_section("[buckets.staging]\n").unwrap(), ServeConfig::default());
+    }
+
+    #[test]
+    fn a_misspelt_field_is_named_with_its_line() {
+        let err = serve_section("[buckets.staging]\n\n[serve]\nconcurency = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml:4"), "{err}");
+        assert!(err.contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn a_key_for_an_undeclared_bucket_is_refused() {
+        let text = format!(
+            "[buckets.staging]\n[serve]\n[[serve.keys]]\nid = \"ops\"\nsha256 = \"{}\"\nbuckets = [\"elsewhere\"]\n",
+            "a".repeat(64)
+        );
+        let err = serve_section(&text).unwrap_err().to_string();
+        assert!(err.contains("`elsewhere` is not a declared bucket"), "{err}");
     }
 }
