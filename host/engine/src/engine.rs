@@ -1,7 +1,7 @@
 //! The engine: one wasmtime `Engine` for the process, its limits, the epoch
 //! ticker that enforces Wasm time limits, and the compiled-artifact cache.
 
-use crate::capabilities::{self, Services};
+use crate::capabilities::Services;
 use crate::config::EngineConfig;
 use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState};
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ impl Engine {
             false => (on_demand()?, false),
         };
         let mut linker = Linker::new(&engine);
-        capabilities::add_to_linker(&mut linker).map_err(|err| EngineError::Link(format!("{err:#}")))?;
+        crate::contract::add_to_linker(&mut linker).map_err(|err| EngineError::Link(format!("{err:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();

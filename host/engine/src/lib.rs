@@ -8,10 +8,13 @@
 //! - [`config`]: the config sections the engine owns (`[engine]`, `[clamav]`).
 //! - [`plugin`]: one loaded plugin: its contract version, kind, capabilities.
 //! - [`contract`]: which contract series this host runs, one module of
-//!   bindings and conversions per series.
-//! - [`sandbox`]: per-stage store state, resource limits and failure causes.
-//! - [`capabilities`]: one module per capability, each owning its state in
-//!   the stage's store (versionless; the series bind to them).
+//!   bindings and conversions per series, and the linker that adds them all.
+//! - [`sandbox`]: per-stage store state (each capability's context and
+//!   its view, beside WASI's), and resource limits.
+//! - [`shared`]: what every capability of a stage shares — the resource
+//!   table, clock, object — and how a stage fails: the leaf they build on.
+//! - [`capabilities`]: one module per capability, each owning its context
+//!   in the stage's store (versionless; the series bind to them).
 //! - [`clamd`]: the clamd client behind the `clamav` capability.
 //! - [`pipelines`]: a config's pipelines with their plugins loaded.
 //! - [`runner`]: runs a pipeline over one object and reports.
@@ -28,6 +31,7 @@ pub mod pipelines;
 pub mod plugin;
 pub mod runner;
 pub mod sandbox;
+pub mod shared;
 
 pub use capabilities::Services;
 pub use clamd::Clamd;

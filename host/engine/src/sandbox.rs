@@ -1,97 +1,34 @@
-//! The per-stage sandbox: what one plugin instance's store holds, the limits
-//! it runs under, and how a failed stage explains itself.
+//! The per-stage sandbox: what one plugin instance's store holds and the
+//! limits it runs under (how a failed stage explains itself is
+//! `crate::shared`'s).
 //!
 //! Each stage of each object gets a new store: nothing a plugin did for one
 //! object can leak into the next, and a plugin that broke its store (trap,
 //! timeout) takes nothing else down with it. The store's state is one
 //! context per capability (each defined in `capabilities/`, reached through
-//! its own small view trait, as `wasmtime_wasi` does with `WasiView`) plus
-//! [`StageShared`], what every capability needs.
+//! its own small view trait, as `wasmtime_wasi` does with `WasiView`; the
+//! views are implemented here, beside WASI's) plus [`StageShared`], what
+//! every capability needs.
 
 use crate::capabilities::Services;
-use crate::capabilities::clamav::ClamavCtx;
-use crate::capabilities::http::HttpCtx;
-use crate::capabilities::log::LogCtx;
-use crate::capabilities::stage::StageCtx;
-use crate::capabilities::storage::StorageCtx;
+use crate::capabilities::clamav::{ClamavCtx, ClamavCtxView, ClamavView};
+use crate::capabilities::http::{HttpCtx, HttpCtxView, HttpView};
+use crate::capabilities::log::{LogCtx, LogCtxView, LogView};
+use crate::capabilities::object::{ObjectCtxView, ObjectView};
+use crate::capabilities::stage::{StageCtx, StageCtxView, StageView};
+use crate::capabilities::storage::{StorageCtx, StorageCtxView, StorageView};
 use crate::config::EngineConfig;
 use bucketscan_core::Verdict;
 use bucketscan_core::config::SettingValue;
-use bucketscan_core::grants::{Grants, NotGranted};
-use bucketscan_core::report::{FailureCause, StageOutcome};
+use bucketscan_core::grants::Grants;
 use bucketscan_core::storage::{NoStorage, StorageBackend};
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bucketscan_core::object::ScanObject;
-
-/// Why a stage failed. Shown after the plugin's name and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StageFailure {
-    /// The stage ran longer than `stage-timeout-ms` in all.
-    Timeout(Duration),
-    /// The plugin's own code ran longer than `wasm-time-limit-ms`.
-    WasmTime(Duration),
-    /// The plugin tried to grow memory or tables past the limit.
-    Memory(String),
-    /// The plugin trapped (panic, unreachable, out-of-bounds access).
-    Trap(String),
-    /// The plugin called a capability its stage was not granted.
-    NotGranted(NotGranted),
-    /// The plugin returned something the contract does not allow.
-    Malformed(String),
-    /// The plugin returned an error of its own.
-    Plugin(String),
-    /// The plugin could not be instantiated.
-    Instantiate(String),
-    /// The plugin made more capability calls, or held more handles, than a
-    /// stage may.
-    CallLimit(String),
-    /// A storage action failed and the plugin returned success anyway.
-    UnhandledFailure(String),
-}
-
-impl StageFailure {
-    /// A short cause for reports and metrics.
-    pub fn cause(&self) -> FailureCause {
-        match self {
-            Self::Timeout(_) | Self::WasmTime(_) => FailureCause::Timeout,
-            Self::Memory(_) => FailureCause::Memory,
-            Self::Trap(_) => FailureCause::Trap,
-            Self::NotGranted(_) => FailureCause::NotGranted,
-            Self::Malformed(_) => FailureCause::MalformedOutput,
-            Self::Plugin(_) => FailureCause::PluginError,
-            Self::Instantiate(_) => FailureCause::Instantiate,
-            Self::CallLimit(_) => FailureCause::CallLimit,
-            Self::UnhandledFailure(_) => FailureCause::UnhandledFailure,
-        }
-    }
-}
-
-impl fmt::Display for StageFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout(limit) => write!(f, "timeout: the stage took longer than {} ms", limit.as_millis()),
-            Self::WasmTime(limit) => {
-                write!(f, "timeout: the plugin's code ran longer than {} ms", limit.as_millis())
-            }
-            Self::Memory(detail) => write!(f, "memory limit exceeded: {detail}"),
-            Self::Trap(detail) => write!(f, "trap: {detail}"),
-            Self::NotGranted(err) => write!(f, "{err}"),
-            Self::Malformed(detail) => write!(f, "malformed output: {detail}"),
-            Self::Plugin(detail) => write!(f, "plugin error: {detail}"),
-            Self::Instantiate(detail) => write!(f, "instantiation failed: {detail}"),
-            Self::CallLimit(detail) => write!(f, "call limit: {detail}"),
-            Self::UnhandledFailure(detail) => {
-                write!(f, "a storage action failed and the plugin reported success: {detail}")
-            }
-        }
-    }
-}
+pub use crate::shared::{MAX_HANDLES, ScanObject, StageFailure, StageShared, StageTiming};
 
 /// Enforces memory, table and instance limits, and remembers a refused
 /// growth so a trap that follows it is reported as a memory failure.
@@ -185,57 +122,6 @@ impl Default for StageEnv {
     }
 }
 
-/// How one earlier stage went.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageTiming {
-    pub plugin: String,
-    pub outcome: StageOutcome,
-    pub duration: Duration,
-}
-
-/// What every capability of a stage needs: the resource table, the
-/// stage's name and object, its clock, and the first failure the host saw.
-pub struct StageShared {
-    pub table: ResourceTable,
-    /// `plugin@version`, for log lines.
-    pub label: Arc<str>,
-    pub object: ScanObject,
-    /// When the stage started, and how much of that time was spent waiting
-    /// on host calls (scans, storage, HTTP), which the Wasm time limit
-    /// does not count.
-    pub started: Instant,
-    pub host_time: Duration,
-    /// The first failure the host itself detected (limit, grant), which
-    /// explains a trap better than the trap does.
-    pub failure: Option<StageFailure>,
-}
-
-impl StageShared {
-    /// Records a failure unless an earlier one explains the stage already;
-    /// the error traps the plugin.
-    pub fn fail(&mut self, failure: StageFailure) -> wasmtime::Error {
-        let message = failure.to_string();
-        self.failure.get_or_insert(failure);
-        wasmtime::Error::msg(message)
-    }
-
-    /// Puts `entry` in the table; a full table ends the stage with a
-    /// call-limit failure (a plugin hoarding handles), not a bare trap.
-    pub fn push<T: Send + 'static>(&mut self, entry: T) -> wasmtime::Result<wasmtime::component::Resource<T>> {
-        match self.table.push(entry) {
-            Ok(handle) => Ok(handle),
-            Err(err) => Err(self.fail(StageFailure::CallLimit(format!(
-                "more than {MAX_HANDLES} handles held at once ({err})"
-            )))),
-        }
-    }
-
-    /// Time the plugin's own code has run so far.
-    pub fn wasm_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
-    }
-}
-
 /// Everything one stage's store holds: WASI (sealed), the shared part, and
 /// one context per capability.
 pub struct StageState {
@@ -248,11 +134,6 @@ pub struct StageState {
     pub storage: StorageCtx,
     pub http: HttpCtx,
 }
-
-/// Most handles one stage may hold at once (objects, requests, responses,
-/// WASI streams): the table lives in host memory, outside the plugin's
-/// memory limit.
-pub const MAX_HANDLES: usize = 1024;
 
 impl StageState {
     pub fn new(limits: &EngineConfig, services: &Services, env: StageEnv, object: ScanObject) -> Self {
@@ -329,5 +210,61 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
     fn now(&self) -> u64 {
         0
+    }
+}
+
+// Each capability reaches its context through its own view, as WASI does
+// through `WasiView`: the capabilities know their view, never this state.
+
+impl ClamavView for StageState {
+    fn clamav(&mut self) -> ClamavCtxView<'_> {
+        ClamavCtxView {
+            ctx: &mut self.clamav,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl LogView for StageState {
+    fn log(&mut self) -> LogCtxView<'_> {
+        LogCtxView {
+            ctx: &mut self.log,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl ObjectView for StageState {
+    fn object(&mut self) -> ObjectCtxView<'_> {
+        ObjectCtxView {
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl StageView for StageState {
+    fn stage(&mut self) -> StageCtxView<'_> {
+        StageCtxView {
+            ctx: &self.stage,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl StorageView for StageState {
+    fn storage(&mut self) -> StorageCtxView<'_> {
+        StorageCtxView {
+            ctx: &mut self.storage,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl HttpView for StageState {
+    fn http(&mut self) -> HttpCtxView<'_> {
+        HttpCtxView {
+            ctx: &mut self.http,
+            shared: &mut self.shared,
+        }
     }
 }

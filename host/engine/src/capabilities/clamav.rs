@@ -2,7 +2,7 @@
 //! go from the host to clamd and never through the plugin's memory.
 
 use crate::clamd::{Clamd, ClamdError};
-use crate::sandbox::{ScanObject, StageFailure, StageShared, StageState};
+use crate::shared::{ScanObject, StageFailure, StageShared};
 use bucketscan_core::grants::{Capability, NotGranted};
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,15 +55,6 @@ pub struct ClamavCtxView<'a> {
 /// The projection from a store's state to ClamAV.
 pub trait ClamavView: Send {
     fn clamav(&mut self) -> ClamavCtxView<'_>;
-}
-
-impl ClamavView for StageState {
-    fn clamav(&mut self) -> ClamavCtxView<'_> {
-        ClamavCtxView {
-            ctx: &mut self.clamav,
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks ClamAV for `add_to_linker`.

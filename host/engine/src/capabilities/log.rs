@@ -3,7 +3,7 @@
 //! cleaned (see `text`), and each stage has a budget of lines and bytes;
 //! past it the stage's further lines are dropped and one line says so.
 
-use crate::sandbox::{StageShared, StageState};
+use crate::shared::StageShared;
 use bucketscan_core::text::cap;
 use wasmtime::component::HasData;
 
@@ -40,15 +40,6 @@ pub struct LogCtxView<'a> {
 /// The projection from a store's state to logging.
 pub trait LogView: Send {
     fn log(&mut self) -> LogCtxView<'_>;
-}
-
-impl LogView for StageState {
-    fn log(&mut self) -> LogCtxView<'_> {
-        LogCtxView {
-            ctx: &mut self.log,
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks logging for `add_to_linker`.

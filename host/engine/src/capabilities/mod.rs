@@ -10,8 +10,11 @@
 //! - [`http`]: outbound POSTs (`grants.http`, `grants.http-private`).
 //!
 //! A capability's logic lives here, versionless; each contract series
-//! (`crate::contract`) binds its WIT to it. Adding a capability: a module
-//! here (context, view, logic), a field in `StageState`, and its binding in
+//! (`crate::contract`) binds its WIT to it, and `crate::contract::add_to_linker`
+//! links every series. A capability knows only its own context and the
+//! stage's shared part (`crate::shared`), never the whole store state.
+//! Adding a capability: a module here (context, view, logic), a field in
+//! `StageState` and its view impl (`crate::sandbox`), and its binding in
 //! the newest series. Every call is checked against the stage's grants
 //! first; a call that was not granted ends the stage (a trap whose cause
 //! the report names), a granted call that fails returns an error the
@@ -25,9 +28,7 @@ pub mod stage;
 pub mod storage;
 
 use crate::clamd::Clamd;
-use crate::sandbox::StageState;
 use std::sync::Arc;
-use wasmtime::component::Linker;
 
 pub use http::{AddressPolicy, HttpClients, check_resolved, is_always_forbidden, signature};
 
@@ -61,12 +62,4 @@ pub fn default_agent_id() -> String {
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "bucketscan".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// Adds WASI 0.2 and the capabilities of every supported contract series
-/// to `linker`.
-pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    crate::contract::v0_1::add_to_linker(linker)?;
-    crate::contract::v0_2::add_to_linker(linker)
 }

@@ -1,7 +1,7 @@
 //! The object under scan: its metadata and ranged reads. Always available.
 //! Objects live in the stage's resource table as [`ScanObject`]s.
 
-use crate::sandbox::{ScanObject, StageShared, StageState};
+use crate::shared::{ScanObject, StageShared};
 use wasmtime::component::{HasData, Resource};
 
 /// The most one `read` call returns, so a plugin cannot make the host copy a
@@ -16,14 +16,6 @@ pub struct ObjectCtxView<'a> {
 /// The projection from a store's state to object access.
 pub trait ObjectView: Send {
     fn object(&mut self) -> ObjectCtxView<'_>;
-}
-
-impl ObjectView for StageState {
-    fn object(&mut self) -> ObjectCtxView<'_> {
-        ObjectCtxView {
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks object access for `add_to_linker`.

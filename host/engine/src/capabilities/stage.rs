@@ -4,7 +4,7 @@
 //! settings and verdict over as parameters; 0.2 through the `stage`
 //! resource, so new inputs are new methods.)
 
-use crate::sandbox::{ScanObject, StageShared, StageState, StageTiming};
+use crate::shared::{ScanObject, StageShared, StageTiming};
 use bucketscan_core::Verdict;
 use bucketscan_core::config::SettingValue;
 use wasmtime::component::{HasData, Resource};
@@ -49,15 +49,6 @@ pub struct StageCtxView<'a> {
 /// The projection from a store's state to the stage's inputs.
 pub trait StageView: Send {
     fn stage(&mut self) -> StageCtxView<'_>;
-}
-
-impl StageView for StageState {
-    fn stage(&mut self) -> StageCtxView<'_> {
-        StageCtxView {
-            ctx: &self.stage,
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks the stage's inputs for `add_to_linker`.

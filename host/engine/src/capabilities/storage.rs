@@ -7,7 +7,7 @@
 //! deletes, the result tags on every copy) is the object's storage
 //! backend's: the scan path's.
 
-use crate::sandbox::{ScanObject, StageFailure, StageShared, StageState};
+use crate::shared::{ScanObject, StageFailure, StageShared};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::storage::{StorageAction, StorageBackend, StorageError};
 use bucketscan_core::text::cap;
@@ -57,15 +57,6 @@ pub struct StorageCtxView<'a> {
 /// The projection from a store's state to storage.
 pub trait StorageView: Send {
     fn storage(&mut self) -> StorageCtxView<'_>;
-}
-
-impl StorageView for StageState {
-    fn storage(&mut self) -> StorageCtxView<'_> {
-        StorageCtxView {
-            ctx: &mut self.storage,
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks storage for `add_to_linker`.

@@ -21,7 +21,7 @@ use semver::{Version, VersionReq};
 use serde::Serialize;
 use std::fmt;
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{InstancePre, Linker};
 
 /// The WIT package every plugin is built against.
 pub const PACKAGE: &str = "bucketscan:plugin";
@@ -247,6 +247,14 @@ pub(crate) mod limits {
             description: bucketscan_core::text::cap(&description, 1024),
         })
     }
+}
+
+/// Adds WASI 0.2 and the capabilities of every supported contract series
+/// to `linker`.
+pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
 }
 
 #[cfg(test)]

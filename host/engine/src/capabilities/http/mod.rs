@@ -19,7 +19,7 @@ pub use address::{AddressPolicy, ForbiddenAddress, is_always_forbidden, is_priva
 pub use client::{HttpClients, RefusedResolution, check_resolved};
 pub use headers::{SIGNATURE_HEADER, TIMESTAMP_HEADER, limits, signature};
 
-use crate::sandbox::{StageFailure, StageShared, StageState};
+use crate::shared::{StageFailure, StageShared};
 use bucketscan_core::grants::Grants;
 use client::post_once;
 use headers::header_problem;
@@ -104,15 +104,6 @@ pub struct HttpCtxView<'a> {
 /// The projection from a store's state to HTTP.
 pub trait HttpView: Send {
     fn http(&mut self) -> HttpCtxView<'_>;
-}
-
-impl HttpView for StageState {
-    fn http(&mut self) -> HttpCtxView<'_> {
-        HttpCtxView {
-            ctx: &mut self.http,
-            shared: &mut self.shared,
-        }
-    }
 }
 
 /// Marks HTTP for `add_to_linker`.
