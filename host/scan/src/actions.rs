@@ -177,44 +177,7 @@ impl ObjectActions {
             self.state.lock().unwrap().lasting_refusal = Some(why.clone());
             return Err(StorageError::Refused(why));
         }
-        let (values, contain, own) = {
-            let state = self.state.lock().unwrap();
-            let recorded = &state.recorded;
-            // The plugin's tags first: when the limit bites, the object's
-            // own tags give way before what the plugin asked for. Then the
-            // object's own as it arrived, then any a `tag` action added.
-            let mut own: Vec<(String, String)> = extra.to_vec();
-            for (k, v) in self
-                .keys
-                .foreign(&recorded.arrived)
-                .into_iter()
-                .chain(self.keys.foreign(&recorded.tags))
-            {
-                if !own.iter().any(|(existing, _)| *existing == k) {
-                    own.push((k, v));
-                }
-            }
-            (recorded.values.clone(), recorded.contain, own)
-        };
-        fn written<'a>(
-            bucket: &'a str,
-            key: &'a str,
-            etag: &'a str,
-            sha256: Option<&'a str>,
-            contain: bool,
-        ) -> TagTarget<'a> {
-            TagTarget {
-                subject: SealSubject {
-                    bucket,
-                    key,
-                    etag,
-                    version_id: None,
-                    sha256,
-                },
-                origin: SealOrigin::Written,
-                contain,
-            }
-        }
+        let (values, contain, own) = self.copy_tags(extra);
         let sha256 = object.sha256.as_deref();
         let expected_etag = object.etag.clone().unwrap_or_default();
         let plan = tags::plan(
@@ -270,26 +233,7 @@ impl ObjectActions {
                 &values,
                 written(bucket, key, &actual_etag, sha256, contain),
             );
-            // Errors here are the copy's, not the scanned object's: a copy
-            // that vanished or was overwritten is a failed action (retried),
-            // never `gone` or `replaced`, which would tell a plugin the
-            // scanned bytes themselves need no more handling.
-            let tagged = self
-                .store
-                .put_tags(&copy, &sealed.tags)
-                .await
-                .map_err(|err| match err {
-                    StorageError::Gone(why) | StorageError::Replaced(why) => {
-                        StorageError::Failed(format!("the copy {}: {why}", copy.url()))
-                    }
-                    other => other,
-                })?;
-            if let Some(now) = tagged {
-                take_back(&*self.store, &self.keys, &self.sealer, &copy, &values).await?;
-                return Err(StorageError::Failed(format!(
-                    "the copy s3://{bucket}/{key} was overwritten (now ETag {now}) while its tags were written"
-                )));
-            }
+            self.seal_copy(&copy, &sealed.tags, &values).await?;
         }
         self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
         let note = if shortened {
@@ -303,6 +247,56 @@ impl ObjectActions {
             object.url(),
             bucketscan_core::object::printable(key)
         ))
+    }
+
+    /// The tags a copy carries besides the result: the plugin's `extra`
+    /// first (when the limit bites, the object's own tags give way before
+    /// what the plugin asked for), then the object's own as it arrived,
+    /// then any a `tag` action added. With the result values and whether
+    /// the copy contains.
+    fn copy_tags(&self, extra: &[(String, String)]) -> (ResultValues, bool, Vec<(String, String)>) {
+        let state = self.state.lock().unwrap();
+        let recorded = &state.recorded;
+        let mut own: Vec<(String, String)> = extra.to_vec();
+        for (k, v) in self
+            .keys
+            .foreign(&recorded.arrived)
+            .into_iter()
+            .chain(self.keys.foreign(&recorded.tags))
+        {
+            if !own.iter().any(|(existing, _)| *existing == k) {
+                own.push((k, v));
+            }
+        }
+        (recorded.values.clone(), recorded.contain, own)
+    }
+
+    /// Writes the sealed result tags on a copy after the fact. Errors here
+    /// are the copy's, not the scanned object's: a copy that vanished or
+    /// was overwritten is a failed action (retried), never `gone` or
+    /// `replaced`, which would tell a plugin the scanned bytes themselves
+    /// need no more handling. A copy overwritten meanwhile loses the
+    /// result again.
+    async fn seal_copy(
+        &self,
+        copy: &ObjectInfo,
+        sealed: &[(String, String)],
+        values: &ResultValues,
+    ) -> Result<(), StorageError> {
+        let tagged = self.store.put_tags(copy, sealed).await.map_err(|err| match err {
+            StorageError::Gone(why) | StorageError::Replaced(why) => {
+                StorageError::Failed(format!("the copy {}: {why}", copy.url()))
+            }
+            other => other,
+        })?;
+        if let Some(now) = tagged {
+            take_back(&*self.store, &self.keys, &self.sealer, copy, values).await?;
+            return Err(StorageError::Failed(format!(
+                "the copy {} was overwritten (now ETag {now}) while its tags were written",
+                copy.url()
+            )));
+        }
+        Ok(())
     }
 
     /// The copy must hold the scanned bytes: compared by SHA-256 when the
@@ -493,6 +487,21 @@ impl StorageBackend for ObjectActions {
                 StorageAction::Tag { tags } => self.tag(object, &tags).await,
             }
         })
+    }
+}
+
+/// Whose a copy's seal says it is: an agent's write of these bytes.
+fn written<'a>(bucket: &'a str, key: &'a str, etag: &'a str, sha256: Option<&'a str>, contain: bool) -> TagTarget<'a> {
+    TagTarget {
+        subject: SealSubject {
+            bucket,
+            key,
+            etag,
+            version_id: None,
+            sha256,
+        },
+        origin: SealOrigin::Written,
+        contain,
     }
 }
 

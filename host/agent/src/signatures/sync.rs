@@ -12,6 +12,7 @@
 
 use super::SignaturesConfig;
 use super::database::SIGNATURE_EXTENSIONS;
+use super::trust::TrustPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -139,7 +140,40 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
 
     let policy = config.trust_policy();
     let mut synced = Synced::default();
-    // Everything wanted under the prefix: key -> (file name, ETag).
+    let listed = list_wanted(s3, bucket, config, &policy, &mut synced).await?;
+    check_one_key_per_file(bucket, &listed)?;
+    let mut refused_changed = false;
+    for (key, (file, etag)) in &listed {
+        let installed = Installed {
+            file: file.clone(),
+            etag: etag.clone(),
+        };
+        let at = Download { s3, bucket, key, dir };
+        refused_changed |= install(at, installed, &policy, &mut manifest, &mut synced).await?;
+    }
+    // Refusals of keys that are gone are forgotten with them.
+    let before = manifest.refused.len();
+    manifest.refused.retain(|key, _| listed.contains_key(key));
+    refused_changed |= manifest.refused.len() != before;
+    remove_gone(dir, &listed, &mut manifest, &mut synced)?;
+    if synced.changed() || refused_changed {
+        let json = serde_json::to_vec_pretty(&manifest).expect("a map of strings");
+        std::fs::write(&manifest_path, json)
+            .map_err(|err| local_failed(format!("writing {}", manifest_path.display()), err))?;
+    }
+    Ok(synced)
+}
+
+/// What is listed under the prefix and wanted: key -> (file name, ETag).
+/// Keys refused by name are never downloaded (an earlier install of one,
+/// from before the config said otherwise, goes like a deleted key).
+async fn list_wanted(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    config: &SignaturesConfig,
+    policy: &TrustPolicy,
+    synced: &mut Synced,
+) -> Result<BTreeMap<String, (String, String)>, SyncError> {
     let mut listed: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut pages = s3
         .list_objects_v2()
@@ -164,9 +198,6 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             if !wanted || name.starts_with('.') {
                 continue;
             }
-            // Refused by name: never downloaded, and an earlier install
-            // of it (before the config said otherwise) is removed below
-            // like a deleted key.
             if let Err(refused) = policy.admit_name(key) {
                 synced.refused.push(refused.to_string());
                 continue;
@@ -177,11 +208,17 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
             );
         }
     }
+    Ok(listed)
+}
+
+/// Two keys that would install as one file name: refused by name, since
+/// whichever came last would silently win.
+fn check_one_key_per_file(bucket: &str, listed: &BTreeMap<String, (String, String)>) -> Result<(), SyncError> {
     let mut by_file: BTreeMap<&str, &str> = BTreeMap::new();
-    for (key, (file, _)) in &listed {
+    for (key, (file, _)) in listed {
         if let Some(other) = by_file.insert(file, key) {
             return Err(SyncError::Collision {
-                bucket: bucket.clone(),
+                bucket: bucket.to_owned(),
                 first: other.to_owned(),
                 second: key.clone(),
                 file: file.clone(),
@@ -189,61 +226,83 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         }
     }
 
-    let mut refused_changed = false;
-    for (key, (file, etag)) in &listed {
-        let current = Installed {
-            file: file.clone(),
-            etag: etag.clone(),
-        };
-        if manifest.files.get(key) == Some(&current) && dir.join(file).exists() {
-            continue;
-        }
-        if let Some((refused_etag, why)) = manifest.refused.get(key)
-            && refused_etag == etag
-        {
-            synced.refused.push(why.clone());
-            continue;
-        }
-        let body = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), crate::aws::error_text(&err)))?
-            .body
-            .collect()
-            .await
-            .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), err))?
-            .into_bytes();
-        let refusal = policy
-            .admit_content(key, &body)
-            .and_then(|()| no_downgrade(key, &body, &dir.join(file), manifest.highest.get(file).copied()));
-        if let Err(refused) = refusal {
-            synced.refused.push(refused.to_string());
-            manifest
-                .refused
-                .insert(key.clone(), (etag.clone(), refused.to_string()));
-            refused_changed = true;
-            continue;
-        }
-        manifest.refused.remove(key);
-        // Write beside, then rename: clamd never loads half a file.
-        let partial = dir.join(format!(".{file}.partial"));
-        std::fs::write(&partial, &body).map_err(|err| local_failed(format!("writing {}", partial.display()), err))?;
-        std::fs::rename(&partial, dir.join(file)).map_err(|err| local_failed(format!("installing {file}"), err))?;
-        if let Some(version) = container_version(file, &body) {
-            let floor = manifest.highest.entry(file.clone()).or_default();
-            *floor = (*floor).max(version);
-        }
-        manifest.files.insert(key.clone(), current);
-        synced.installed.push(key.clone());
+    Ok(())
+}
+
+/// Where one signature file comes from and goes to.
+struct Download<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    key: &'a str,
+    dir: &'a Path,
+}
+
+/// Installs one listed key unless it is installed already or was refused
+/// as it is: downloaded, checked against the trust policy and the version
+/// floor, written beside and renamed into place. Returns whether the
+/// record of refusals changed.
+async fn install(
+    at: Download<'_>,
+    current: Installed,
+    policy: &TrustPolicy,
+    manifest: &mut Manifest,
+    synced: &mut Synced,
+) -> Result<bool, SyncError> {
+    let Download { s3, bucket, key, dir } = at;
+    let (file, etag) = (&current.file, &current.etag);
+    if manifest.files.get(key) == Some(&current) && dir.join(file).exists() {
+        return Ok(false);
     }
-    // Refusals of keys that are gone are forgotten with them.
-    let before = manifest.refused.len();
-    manifest.refused.retain(|key, _| listed.contains_key(key));
-    refused_changed |= manifest.refused.len() != before;
-    // Keys that are gone take their files with them.
+    if let Some((refused_etag, why)) = manifest.refused.get(key)
+        && refused_etag == etag
+    {
+        synced.refused.push(why.clone());
+        return Ok(false);
+    }
+    let body = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), crate::aws::error_text(&err)))?
+        .body
+        .collect()
+        .await
+        .map_err(|err| s3_failed(format!("downloading s3://{bucket}/{key}"), err))?
+        .into_bytes();
+    let refusal = policy
+        .admit_content(key, &body)
+        .and_then(|()| no_downgrade(key, &body, &dir.join(file), manifest.highest.get(file).copied()));
+    if let Err(refused) = refusal {
+        synced.refused.push(refused.to_string());
+        manifest
+            .refused
+            .insert(key.to_owned(), (etag.clone(), refused.to_string()));
+        return Ok(true);
+    }
+    let refused_changed = manifest.refused.remove(key).is_some();
+    // Write beside, then rename: clamd never loads half a file.
+    let partial = dir.join(format!(".{file}.partial"));
+    std::fs::write(&partial, &body).map_err(|err| local_failed(format!("writing {}", partial.display()), err))?;
+    std::fs::rename(&partial, dir.join(file)).map_err(|err| local_failed(format!("installing {file}"), err))?;
+    if let Some(version) = container_version(file, &body) {
+        let floor = manifest.highest.entry(file.clone()).or_default();
+        *floor = (*floor).max(version);
+    }
+    manifest.files.insert(key.to_owned(), current);
+    synced.installed.push(key.to_owned());
+    Ok(refused_changed)
+}
+
+/// Keys that are gone take their files with them (unless another key
+/// still installs the same file).
+fn remove_gone(
+    dir: &Path,
+    listed: &BTreeMap<String, (String, String)>,
+    manifest: &mut Manifest,
+    synced: &mut Synced,
+) -> Result<(), SyncError> {
     let gone: Vec<String> = manifest
         .files
         .keys()
@@ -262,10 +321,5 @@ pub async fn sync_once(s3: &aws_sdk_s3::Client, config: &SignaturesConfig) -> Re
         }
         synced.removed.push(key);
     }
-    if synced.changed() || refused_changed {
-        let json = serde_json::to_vec_pretty(&manifest).expect("a map of strings");
-        std::fs::write(&manifest_path, json)
-            .map_err(|err| local_failed(format!("writing {}", manifest_path.display()), err))?;
-    }
-    Ok(synced)
+    Ok(())
 }
