@@ -12,10 +12,10 @@
 //!
 //!   scripts/build-plugins && cargo bench -p bucketscan-benches --bench reload
 
-use bucketscan_agent::agent::Agent;
-use bucketscan_agent::config::Config;
-use bucketscan_agent::reload::{self, DEBOUNCE};
 use bucketscan_core::config::ConfigSource;
+use bucketscan_runtime::agent::Agent;
+use bucketscan_runtime::config::Config;
+use bucketscan_runtime::reload::{self, DEBOUNCE};
 use bucketscan_tests::component;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,9 +1,9 @@
 //! Config-driven pipelines: inspectors, then actions with storage grants,
 //! with the real components and dry-run storage.
 
-use bucketscan_agent::config::Config;
 use bucketscan_core::Verdict;
 use bucketscan_engine::{Engine, LoadedPipelines};
+use bucketscan_runtime::config::Config;
 use bucketscan_tests::host::{TestHost, object, test_limits};
 use bucketscan_tests::{clamd, config, samples};
 

@@ -280,7 +280,7 @@ grants = { storage = ["production"] }
                 .args(args)
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("BUCKETSCAN_LOG", "info,bucketscan_agent=debug")
+                .env("BUCKETSCAN_LOG", "info,bucketscan_agent=debug,bucketscan_runtime=debug")
                 .envs(env)
                 .stdout(std::fs::File::create(stdout_for_child).unwrap())
                 .stderr(std::fs::File::create(log_for_child).unwrap());

@@ -14,9 +14,9 @@
 //! timeout. Either way nothing is lost: a message is deleted only after
 //! its objects were fully handled.
 
-use crate::agent::{Agent, Handled};
-use crate::events::{Message, parse_message};
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
+use bucketscan_runtime::agent::{Agent, Handled};
+use bucketscan_runtime::events::{Message, ObjectEvent, parse_message};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, watch};
@@ -54,102 +54,166 @@ pub async fn run(
     settings: LoopSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let in_flight = InFlight::default();
-    let settings = Arc::new(settings);
-    tracing::info!(queues = ?settings.queue_urls, concurrency = settings.concurrency, "agent started");
+    let receiver = Receiver {
+        permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        in_flight: InFlight::default(),
+        settings: Arc::new(settings),
+        agent,
+        sqs,
+    };
+    tracing::info!(queues = ?receiver.settings.queue_urls, concurrency = receiver.settings.concurrency, "agent started");
     let mut not_ready: Option<String> = None;
     'receive: loop {
-        for queue in &settings.queue_urls {
+        for queue in &receiver.settings.queue_urls {
             if *shutdown.borrow() {
                 break 'receive;
             }
-            // Readiness gates consumption.
-            match crate::health::readiness(&agent).await {
-                Ok(()) => {
-                    if not_ready.take().is_some() {
-                        tracing::info!("ready again: receiving");
-                    }
-                }
-                Err(problems) => {
-                    let why = problems.join("; ");
-                    if not_ready.as_deref() != Some(why.as_str()) {
-                        tracing::warn!("not ready, not receiving: {why}");
-                        not_ready = Some(why);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(NOT_READY_PAUSE) => continue,
-                        _ = shutdown.changed() => break 'receive,
-                    }
-                }
-            }
-            // Wait for a free agent, then ask for no more messages than
-            // there are free agents, so none sit invisible waiting.
-            tokio::select! {
-                acquired = permits.acquire() => if acquired.is_err() { break 'receive },
-                _ = shutdown.changed() => break 'receive,
-            }
-            let free = permits.available_permits().clamp(1, 10) as i32;
-            let received = tokio::select! {
-                received = sqs
-                    .receive_message()
-                    .queue_url(queue)
-                    .max_number_of_messages(free)
-                    .wait_time_seconds(settings.wait_time.as_secs() as i32)
-                    .visibility_timeout(settings.visibility_timeout.as_secs() as i32)
-                    .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-                    .send() => received,
-                _ = shutdown.changed() => break 'receive,
+            let step = match receiver.wait_until_ready(&mut not_ready, &mut shutdown).await {
+                Step::Go => receiver.receive(queue, &mut shutdown).await,
+                other => other,
             };
-            let messages = match received {
-                Ok(out) => out.messages.unwrap_or_default(),
-                Err(err) => {
-                    tracing::warn!(
-                        queue,
-                        "ReceiveMessage failed: {}; retrying",
-                        crate::aws::error_text(&err)
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
-                }
-            };
-            for message in messages {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
-                let (agent, sqs, settings, queue) = (agent.clone(), sqs.clone(), settings.clone(), queue.clone());
-                let id = message.message_id().unwrap_or_default().to_owned();
-                if let Some(receipt) = message.receipt_handle() {
-                    in_flight
-                        .lock()
-                        .unwrap()
-                        .insert(id.clone(), (queue.clone(), receipt.to_owned()));
-                }
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    // Even a panic while handling frees the entry and the
-                    // permit (and its heartbeat stops with it, see below):
-                    // the message then returns after its visibility timeout.
-                    let _done = Finished {
-                        in_flight,
-                        id,
-                        _permit: permit,
-                    };
-                    handle_message(&agent, &sqs, &settings, &queue, message).await;
-                });
+            match step {
+                Step::Go => {}
+                Step::Next => continue,
+                Step::Stop => break 'receive,
             }
         }
     }
-    let running = in_flight.lock().unwrap().len();
-    tracing::info!(
-        in_flight = running,
-        stop_timeout_s = settings.stop_timeout.as_secs_f64(),
-        "agent stopping: no new messages; finishing objects in flight"
-    );
-    let all = permits.acquire_many(settings.concurrency.max(1) as u32);
-    if tokio::time::timeout(settings.stop_timeout, all).await.is_err() {
-        release(&sqs, &in_flight).await;
+    receiver.stop().await;
+}
+
+/// What the loop does after one of its steps.
+enum Step {
+    Go,
+    Next,
+    Stop,
+}
+
+/// The loop's shared parts: every handling task gets clones.
+struct Receiver {
+    agent: Arc<Agent>,
+    sqs: aws_sdk_sqs::Client,
+    settings: Arc<LoopSettings>,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+}
+
+impl Receiver {
+    /// Readiness gates consumption: while not ready, says why (once per
+    /// change) and pauses.
+    async fn wait_until_ready(&self, not_ready: &mut Option<String>, shutdown: &mut watch::Receiver<bool>) -> Step {
+        match bucketscan_runtime::health::readiness(&self.agent).await {
+            Ok(()) => {
+                if not_ready.take().is_some() {
+                    tracing::info!("ready again: receiving");
+                }
+                Step::Go
+            }
+            Err(problems) => {
+                let why = problems.join("; ");
+                if not_ready.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("not ready, not receiving: {why}");
+                    *not_ready = Some(why);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(NOT_READY_PAUSE) => Step::Next,
+                    _ = shutdown.changed() => Step::Stop,
+                }
+            }
+        }
     }
-    tracing::info!("agent stopped");
+
+    /// Waits for a free slot, receives from `queue` and starts a task per
+    /// message.
+    async fn receive(&self, queue: &str, shutdown: &mut watch::Receiver<bool>) -> Step {
+        // Wait for a free agent, then ask for no more messages than there
+        // are free agents, so none sit invisible waiting.
+        tokio::select! {
+            acquired = self.permits.acquire() => if acquired.is_err() { return Step::Stop },
+            _ = shutdown.changed() => return Step::Stop,
+        }
+        let free = self.permits.available_permits().clamp(1, 10) as i32;
+        let received = tokio::select! {
+            received = self.sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(free)
+                .wait_time_seconds(self.settings.wait_time.as_secs() as i32)
+                .visibility_timeout(self.settings.visibility_timeout.as_secs() as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send() => received,
+            _ = shutdown.changed() => return Step::Stop,
+        };
+        match received {
+            Ok(out) => {
+                for message in out.messages.unwrap_or_default() {
+                    self.spawn(queue, message).await;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(
+                    queue,
+                    "ReceiveMessage failed: {}; retrying",
+                    bucketscan_runtime::aws::error_text(&err)
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        Step::Go
+    }
+
+    /// Handles one message in its own task, holding a slot and an
+    /// in-flight entry until it ends, however it ends.
+    async fn spawn(&self, queue: &str, message: SqsMessage) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore stays open");
+        let id = message.message_id().unwrap_or_default().to_owned();
+        if let Some(receipt) = message.receipt_handle() {
+            self.in_flight
+                .lock()
+                .unwrap()
+                .insert(id.clone(), (queue.to_owned(), receipt.to_owned()));
+        }
+        let (agent, sqs, settings, queue) = (
+            self.agent.clone(),
+            self.sqs.clone(),
+            self.settings.clone(),
+            queue.to_owned(),
+        );
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            // Even a panic while handling frees the entry and the permit
+            // (and its heartbeat stops with it, see below): the message
+            // then returns after its visibility timeout.
+            let _done = Finished {
+                in_flight,
+                id,
+                _permit: permit,
+            };
+            handle_message(&agent, &sqs, &settings, &queue, message).await;
+        });
+    }
+
+    /// No new messages: gives those in flight until the stop timeout, then
+    /// releases what is still running.
+    async fn stop(self) {
+        let running = self.in_flight.lock().unwrap().len();
+        tracing::info!(
+            in_flight = running,
+            stop_timeout_s = self.settings.stop_timeout.as_secs_f64(),
+            "agent stopping: no new messages; finishing objects in flight"
+        );
+        let all = self.permits.acquire_many(self.settings.concurrency.max(1) as u32);
+        if tokio::time::timeout(self.settings.stop_timeout, all).await.is_err() {
+            release(&self.sqs, &self.in_flight).await;
+        }
+        tracing::info!("agent stopped");
+    }
 }
 
 /// Marks a message handled when dropped, however its task ended.
@@ -197,7 +261,7 @@ async fn release(sqs: &aws_sdk_sqs::Client, in_flight: &InFlight) {
             Err(err) => tracing::error!(
                 message = %id,
                 "stop timeout reached; releasing the message failed ({}); it returns after its visibility timeout",
-                crate::aws::error_text(&err)
+                bucketscan_runtime::aws::error_text(&err)
             ),
         }
     }
@@ -231,31 +295,43 @@ async fn handle_message(
             return;
         }
     };
-
     // Keep the message invisible while its objects are scanned.
-    let heartbeat = AbortOnDrop({
-        let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.clone());
-        let timeout = settings.visibility_timeout;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(timeout / 2).await;
-                let extended = sqs
-                    .change_message_visibility()
-                    .queue_url(&queue)
-                    .receipt_handle(&receipt)
-                    .visibility_timeout(timeout.as_secs() as i32)
-                    .send()
-                    .await;
-                if let Err(err) = extended {
-                    tracing::warn!("extending visibility: {}", crate::aws::error_text(&err));
-                }
+    let heartbeat = keep_invisible(sqs, queue, &receipt, settings.visibility_timeout);
+    let retry = handle_events(agent, settings, &id, &events).await;
+    drop(heartbeat);
+    if retry.is_empty() {
+        delete(sqs, queue, &receipt).await;
+    } else {
+        return_later(sqs, settings, queue, &message, &receipt, &retry).await;
+    }
+}
+
+/// Extends the message's visibility every half timeout until dropped.
+fn keep_invisible(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str, timeout: Duration) -> AbortOnDrop {
+    let (sqs, queue, receipt) = (sqs.clone(), queue.to_owned(), receipt.to_owned());
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(timeout / 2).await;
+            let extended = sqs
+                .change_message_visibility()
+                .queue_url(&queue)
+                .receipt_handle(&receipt)
+                .visibility_timeout(timeout.as_secs() as i32)
+                .send()
+                .await;
+            if let Err(err) = extended {
+                tracing::warn!("extending visibility: {}", bucketscan_runtime::aws::error_text(&err));
             }
-        })
-    });
+        }
+    }))
+}
+
+/// Handles each object of a message; returns why those to be tried again
+/// were not finished (empty when all were).
+async fn handle_events(agent: &Agent, settings: &LoopSettings, id: &str, events: &[ObjectEvent]) -> Vec<String> {
     let mut retry = Vec::new();
-    for event in &events {
-        let handled = tokio::time::timeout(settings.object_timeout, agent.handle(event)).await;
-        match handled {
+    for event in events {
+        match tokio::time::timeout(settings.object_timeout, agent.handle(event)).await {
             Ok(Handled::Scanned(report)) => {
                 tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
             }
@@ -276,26 +352,34 @@ async fn handle_message(
             }
         }
     }
-    drop(heartbeat);
+    retry
+}
 
-    if retry.is_empty() {
-        delete(sqs, queue, &receipt).await;
-    } else {
-        let count: u32 = message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
-        tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));
-        let _ = sqs
-            .change_message_visibility()
-            .queue_url(queue)
-            .receipt_handle(&receipt)
-            .visibility_timeout(backoff.as_secs() as i32)
-            .send()
-            .await;
-    }
+/// Leaves a message not fully handled on the queue, visible again after a
+/// backoff that grows with its receive count.
+async fn return_later(
+    sqs: &aws_sdk_sqs::Client,
+    settings: &LoopSettings,
+    queue: &str,
+    message: &SqsMessage,
+    receipt: &str,
+    retry: &[String],
+) {
+    let count: u32 = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
+    let id = message.message_id().unwrap_or("?");
+    tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));
+    let _ = sqs
+        .change_message_visibility()
+        .queue_url(queue)
+        .receipt_handle(receipt)
+        .visibility_timeout(backoff.as_secs() as i32)
+        .send()
+        .await;
 }
 
 async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
@@ -308,7 +392,7 @@ async fn delete(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str) {
     {
         // The message will come back and be handled again; handling is
         // idempotent (tags are merged, copies conditional).
-        tracing::warn!("DeleteMessage failed: {}", crate::aws::error_text(&err));
+        tracing::warn!("DeleteMessage failed: {}", bucketscan_runtime::aws::error_text(&err));
     }
 }
 

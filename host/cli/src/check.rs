@@ -1,8 +1,8 @@
 //! `bucketscan check --config FILE`: validate the config and load every
 //! plugin it names, so a broken config is caught before deployment.
 
-use bucketscan_agent::config::Config;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines};
+use bucketscan_runtime::config::Config;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `bucketscan protect` / `unprotect`.
 
-use bucketscan_agent::aws::Clients;
-use bucketscan_agent::protect;
+use bucketscan_runtime::aws::Clients;
+use bucketscan_runtime::protect;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]

@@ -3,10 +3,10 @@
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::Agent;
-use bucketscan_agent::config::Config;
-use bucketscan_agent::quarantine::{self, list, release};
 use bucketscan_core::allow::parse_s3_url;
+use bucketscan_runtime::agent::Agent;
+use bucketscan_runtime::config::Config;
+use bucketscan_runtime::quarantine::{self, list, release};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

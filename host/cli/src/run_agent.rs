@@ -1,10 +1,10 @@
 //! `bucketscan run`: the long-running agent.
 
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::Agent;
-use bucketscan_agent::metrics::{Metrics, MetricsFormat};
 use bucketscan_agent::receive::{self, LoopSettings};
 use bucketscan_core::config::ConfigSource;
+use bucketscan_runtime::agent::Agent;
+use bucketscan_runtime::metrics::{Metrics, MetricsFormat};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = args.config.source()?;
-    let config = bucketscan_agent::config::Config::load(&source)?;
+    let config = bucketscan_runtime::config::Config::load(&source)?;
     if config.agent.queues.is_empty() {
         bail!("{source}: [agent] queues is empty; name at least one SQS queue URL");
     }
@@ -54,7 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let agent = Arc::new(agent);
     let sqs = agent.clients.sqs.clone();
     if let Some(addr) = args.health_addr {
-        bucketscan_agent::health::serve(addr, agent.clone(), metrics).await?;
+        bucketscan_runtime::health::serve(addr, agent.clone(), metrics).await?;
     }
     start_background(&agent, signatures, source)?;
 
@@ -68,13 +68,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// SIGHUP), the allow-list object reloaded.
 pub(crate) fn start_background(
     agent: &Arc<Agent>,
-    signatures: Option<bucketscan_agent::signatures::SignaturesConfig>,
+    signatures: Option<bucketscan_runtime::signatures::SignaturesConfig>,
     source: ConfigSource,
 ) -> anyhow::Result<()> {
     if let (Some(config), Some(state)) = (signatures, agent.signatures.clone()) {
         // Synced, loaded and proven before the first scan: readiness waits
         // for this.
-        let keeper = bucketscan_agent::signatures::Keeper {
+        let keeper = bucketscan_runtime::signatures::Keeper {
             s3: agent.clients.s3.clone(),
             config,
             clamd: agent.clamd().clone(),
@@ -89,7 +89,7 @@ pub(crate) fn start_background(
             let _ = reload_tx.try_send(());
         }
     });
-    bucketscan_agent::reload::spawn(agent.clone(), source, reload_rx)?;
+    bucketscan_runtime::reload::spawn(agent.clone(), source, reload_rx)?;
     agent.spawn_allow_list_refresh();
     Ok(())
 }

@@ -9,7 +9,6 @@
 
 use crate::output::{self, Format};
 use anyhow::{Context as _, bail};
-use bucketscan_agent::config::Config;
 use bucketscan_core::allow::AllowList;
 use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
@@ -18,9 +17,10 @@ use bucketscan_core::seal::Sealer;
 use bucketscan_core::tags::TagKeys;
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, PipelineStage, Plugin, Services};
+use bucketscan_runtime::config::Config;
 use bucketscan_scan::local::{LocalFile, LocalStore};
 use bucketscan_scan::{OnePipeline, Publisher, Routing, Scanner, Target, WasmStages};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -93,54 +93,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(Engine::new(&limits)?);
     let bucket = args.bucket.clone().unwrap_or_else(|| "local".into());
     let key = object_key(&args);
-
-    // The same scan path as the agent's, on a store that writes nothing.
-    let (routing, tag_keys, publisher): (Box<dyn Routing>, TagKeys, Option<Arc<dyn Publisher>>) =
-        match (config, &args.plugin) {
-            (Some(config), _) => {
-                let tag_keys = config.tags.clone();
-                let publisher = config
-                    .notifications
-                    .topic_arn
-                    .clone()
-                    .map(|arn| Arc::new(DryRunPublisher(arn)) as Arc<dyn Publisher>);
-                let loaded = LoadedPipelines::load(&engine, config.pipelines()).await?;
-                if loaded.pipeline_for(&bucket, &key).is_none() {
-                    bail!("the config has no pipeline for s3://{bucket}/{key}");
-                }
-                (Box::new(loaded), tag_keys, publisher)
-            }
-            (None, Some(path)) => {
-                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
-                let mut plugin = Plugin::load(&engine, name, path, None).await?;
-                plugin.name = plugin.identity.name.clone();
-                let grants = Grants {
-                    clamav: true,
-                    http: args.allow_http.clone(),
-                    http_private: args.allow_private.clone(),
-                    any_bucket: true,
-                    ..Grants::default()
-                };
-                let stage = PipelineStage {
-                    plugin: Arc::new(plugin),
-                    settings: args
-                        .settings
-                        .iter()
-                        .map(|(k, v)| (k.clone(), SettingValue::from_command_line(v)))
-                        .collect(),
-                    grants,
-                    on: Vec::new(),
-                    signing_secret: None,
-                };
-                let routing = OnePipeline {
-                    stages: Arc::from(vec![stage]),
-                    max_object_bytes: clamav.stream_max_bytes,
-                };
-                (Box::new(routing), TagKeys::default(), None)
-            }
-            (None, None) => bail!("name a plugin component, or --config with --bucket"),
-        };
+    let route = match (config, &args.plugin) {
+        (Some(config), _) => Route::from_config(&engine, config, &bucket, &key).await?,
+        (None, Some(path)) => Route::one_plugin(&engine, &args, path, clamav.stream_max_bytes).await?,
+        (None, None) => bail!("name a plugin component, or --config with --bucket"),
+    };
     std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    // The same scan path as the agent's, on a store that writes nothing.
     let store = LocalStore::new(LocalFile {
         path: args.file.clone(),
         content_type: args.content_type.clone(),
@@ -154,14 +113,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             services: Arc::new(Services::new(Clamd::new(&clamav))),
         }),
         store: Arc::new(store),
-        publisher,
-        tag_keys,
+        publisher: route.publisher,
+        tag_keys: route.tag_keys,
         sealer: Sealer::ephemeral(),
         allow_list: Arc::new(arc_swap::ArcSwap::from_pointee(allow_list)),
         spool: bucketscan_scan::spool::SpoolConfig::in_temp_dir(64 << 30),
     };
-    let target = Target::new(&bucket, &key);
-    let report = scanner.scan(routing.as_ref(), &target).await;
+    let report = scanner.scan(route.routing.as_ref(), &Target::new(&bucket, &key)).await;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => output::print_report(&report),
@@ -171,6 +129,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What the dry run scans with: the pipeline(s), the tag keys and where it
+/// would publish.
+struct Route {
+    routing: Box<dyn Routing>,
+    tag_keys: TagKeys,
+    publisher: Option<Arc<dyn Publisher>>,
+}
+
+impl Route {
+    /// The config's pipeline for `s3://bucket/key`, as the agent would run it.
+    async fn from_config(engine: &Engine, config: Config, bucket: &str, key: &str) -> anyhow::Result<Self> {
+        let publisher = config
+            .notifications
+            .topic_arn
+            .clone()
+            .map(|arn| Arc::new(DryRunPublisher(arn)) as Arc<dyn Publisher>);
+        let loaded = LoadedPipelines::load(engine, config.pipelines()).await?;
+        if loaded.pipeline_for(bucket, key).is_none() {
+            bail!("the config has no pipeline for s3://{bucket}/{key}");
+        }
+        Ok(Self {
+            routing: Box::new(loaded),
+            tag_keys: config.tags,
+            publisher,
+        })
+    }
+
+    /// One plugin as the whole pipeline, with the grants the flags give.
+    async fn one_plugin(engine: &Engine, args: &RunArgs, path: &Path, max_object_bytes: u64) -> anyhow::Result<Self> {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+        let mut plugin = Plugin::load(engine, name, path, None).await?;
+        plugin.name = plugin.identity.name.clone();
+        let grants = Grants {
+            clamav: true,
+            http: args.allow_http.clone(),
+            http_private: args.allow_private.clone(),
+            any_bucket: true,
+            ..Grants::default()
+        };
+        let stage = PipelineStage {
+            plugin: Arc::new(plugin),
+            settings: args
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), SettingValue::from_command_line(v)))
+                .collect(),
+            grants,
+            on: Vec::new(),
+            signing_secret: None,
+        };
+        Ok(Self {
+            routing: Box::new(OnePipeline {
+                stages: Arc::from(vec![stage]),
+                max_object_bytes,
+            }),
+            tag_keys: TagKeys::default(),
+            publisher: None,
+        })
+    }
 }
 
 /// Says where the agent would publish, instead of publishing.

@@ -4,9 +4,9 @@
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::{Agent, Handled};
-use bucketscan_agent::config::Config;
-use bucketscan_agent::sweep::{self, SweepItem, SweepOptions};
+use bucketscan_runtime::agent::{Agent, Handled};
+use bucketscan_runtime::config::Config;
+use bucketscan_runtime::sweep::{self, SweepItem, SweepOptions};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 
 use crate::run_agent::{start_background, stop_on_signal};
 use anyhow::{Context as _, bail};
-use bucketscan_agent::agent::Agent;
+use bucketscan_runtime::agent::Agent;
 use bucketscan_serve::config::ServeConfig;
 use bucketscan_serve::{Api, auth};
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ pub struct ApiKeyArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = args.config.source()?;
-    let config = bucketscan_agent::config::Config::load(&source)?;
+    let config = bucketscan_runtime::config::Config::load(&source)?;
     let signatures = config.signatures.clone();
     let serve_config = ServeConfig::from_config(&config)?;
     let agent = Arc::new(Agent::from_config(config).await?);
@@ -110,7 +110,7 @@ pub fn api_key(args: ApiKeyArgs) -> anyhow::Result<ExitCode> {
 /// notification's `bucketscan-mark` with.
 pub fn notification_key(args: crate::config_args::ConfigArgs) -> anyhow::Result<ExitCode> {
     let source = args.source()?;
-    let config = bucketscan_agent::config::Config::load(&source)?;
+    let config = bucketscan_runtime::config::Config::load(&source)?;
     let Some(seal_key) = &config.agent.seal_key else {
         bail!("{source}: [agent] seal-key is not set, so every agent has its own random key and no mark would verify");
     };

@@ -2,8 +2,10 @@
 //!
 //! The Wasm host turns `storage` imports into [`StorageAction`]s, checks
 //! them against the stage's grants, and hands them to the object's
-//! [`StorageBackend`] (the scan path's, which performs them on S3 or, in a
-//! dry run, only reports them).
+//! [`StageStorage`]: the scan path's per-object actions, which perform them
+//! through its object store (`Store`: S3, a local file for dry runs, memory
+//! in tests) or, in a dry run, only report them. One name per idea: a
+//! *store* holds objects; *stage storage* is what a stage's actions reach.
 
 use crate::object::ObjectInfo;
 use serde::Serialize;
@@ -95,11 +97,12 @@ impl StorageError {
     }
 }
 
-/// A boxed future, so backends can be trait objects.
+/// A boxed future, so stage storage can be a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Performs the storage actions of one object's stages.
-pub trait StorageBackend: Send + Sync {
+/// Performs the storage actions of one object's stages (what the
+/// `storage` capability hands its checked actions to).
+pub trait StageStorage: Send + Sync {
     /// Performs `action` on the exact version of `object` that was scanned;
     /// returns a line saying what was done, for the report.
     fn perform<'a>(
@@ -109,12 +112,12 @@ pub trait StorageBackend: Send + Sync {
     ) -> BoxFuture<'a, Result<String, StorageError>>;
 }
 
-/// Refuses every action: the backend of load checks (`describe`), where no
+/// Refuses every action: the stage storage of load checks (`describe`), where no
 /// stage may touch storage.
 #[derive(Debug, Default)]
 pub struct NoStorage;
 
-impl StorageBackend for NoStorage {
+impl StageStorage for NoStorage {
     fn perform<'a>(
         &'a self,
         _object: &'a ObjectInfo,

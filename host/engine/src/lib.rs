@@ -15,7 +15,8 @@
 //!   table, clock, object — and how a stage fails: the leaf they build on.
 //! - [`capabilities`]: one module per capability, each owning its context
 //!   in the stage's store (versionless; the series bind to them).
-//! - [`clamd`]: the clamd client behind the `clamav` capability.
+//! - [`clamd`]: the clamd client, kept under the `clamav` capability it
+//!   serves (`capabilities::clamav::clamd`, re-exported here).
 //! - [`pipelines`]: a config's pipelines with their plugins loaded.
 //! - [`runner`]: runs a pipeline over one object and reports.
 //!
@@ -23,7 +24,6 @@
 //! stay inside `contract`.
 
 pub mod capabilities;
-pub mod clamd;
 pub mod config;
 pub mod contract;
 pub mod engine;
@@ -34,7 +34,7 @@ pub mod sandbox;
 pub mod shared;
 
 pub use capabilities::Services;
-pub use clamd::Clamd;
+pub use capabilities::clamav::clamd::{self, Clamd};
 pub use engine::Engine;
 pub use pipelines::{LoadedPipelines, PipelineStage};
 pub use plugin::{Plugin, PluginError};

@@ -3,7 +3,7 @@
 
 use crate::engine::Engine;
 use crate::plugin::{Plugin, PluginError};
-use bucketscan_core::config::{PipelinesConfig, SettingValue};
+use bucketscan_core::config::{PipelinesConfig, SettingValue, StageConfig};
 use bucketscan_core::grants::Grants;
 use bucketscan_core::pipeline::{ResultName, StageKind};
 use std::collections::BTreeMap;
@@ -52,27 +52,12 @@ impl LoadedPipelines {
         config: PipelinesConfig,
         previous: Option<&Self>,
     ) -> Result<Self, LoadError> {
-        let mut plugins = BTreeMap::new();
-        for (name, decl) in &config.plugins {
-            let path = config.plugin_path(decl);
-            let pin = decl.sha256.as_ref().map(|pin| pin.get_ref().as_str());
-            let unchanged = previous.and_then(|previous| previous.plugins.get(name)).filter(|old| {
-                old.path == path
-                    && pin.is_none_or(|pin| pin.eq_ignore_ascii_case(&old.sha256))
-                    && std::fs::read(&path).is_ok_and(|bytes| crate::plugin::sha256_hex(&bytes) == old.sha256)
-            });
-            let plugin = match unchanged {
-                Some(old) => old.clone(),
-                None => Arc::new(Plugin::load(engine, name, &path, pin).await?),
-            };
-            plugins.insert(name.clone(), plugin);
-        }
+        let plugins = load_plugins(engine, &config, previous).await?;
         let mut pipelines = BTreeMap::new();
         for (scope, stages) in config.pipelines() {
             let mut resolved = Vec::with_capacity(stages.len());
             let mut seen_action = false;
             for (index, stage) in stages.iter().enumerate() {
-                let plugin = plugins[stage.plugin.get_ref()].clone();
                 let at = || {
                     format!(
                         "{}: {scope}, stage {} (`{}`)",
@@ -81,41 +66,10 @@ impl LoadedPipelines {
                         stage.plugin.get_ref()
                     )
                 };
-                match plugin.kind {
-                    StageKind::Inspector if seen_action => {
-                        return Err(LoadError::Stage {
-                            at: at(),
-                            message: "an inspector cannot follow an action stage; put inspectors first".into(),
-                        });
-                    }
-                    StageKind::Inspector if !stage.on.get_ref().is_empty() => {
-                        return Err(LoadError::Stage {
-                            at: at(),
-                            message: format!(
-                                "`on` applies to action stages only, and `{}` is an inspector",
-                                plugin.label()
-                            ),
-                        });
-                    }
-                    StageKind::Inspector => {}
-                    StageKind::Action => seen_action = true,
-                }
-                let signing_secret = match &stage.signing_secret {
-                    Some(source) => Some(Arc::<[u8]>::from(source.get_ref().read().map_err(|err| {
-                        LoadError::Stage {
-                            at: at(),
-                            message: format!("signing-secret: {err}"),
-                        }
-                    })?)),
-                    None => None,
-                };
-                resolved.push(PipelineStage {
-                    plugin: plugin.clone(),
-                    settings: stage.settings(),
-                    grants: stage.grants.get_ref().clone(),
-                    on: stage.on.get_ref().clone(),
-                    signing_secret,
-                });
+                let plugin = &plugins[stage.plugin.get_ref()];
+                check_order(plugin, stage, seen_action).map_err(|message| LoadError::Stage { at: at(), message })?;
+                seen_action |= plugin.kind == StageKind::Action;
+                resolved.push(resolve(plugin, stage).map_err(|message| LoadError::Stage { at: at(), message })?);
             }
             pipelines.insert(
                 (scope.bucket.to_owned(), scope.prefix.map(str::to_owned)),
@@ -139,4 +93,64 @@ impl LoadedPipelines {
             .clone();
         Some((scope.to_string(), pipeline))
     }
+}
+
+/// Every declared plugin, reusing from `previous` those whose file is
+/// unchanged.
+async fn load_plugins(
+    engine: &Engine,
+    config: &PipelinesConfig,
+    previous: Option<&LoadedPipelines>,
+) -> Result<BTreeMap<String, Arc<Plugin>>, LoadError> {
+    let mut plugins = BTreeMap::new();
+    for (name, decl) in &config.plugins {
+        let path = config.plugin_path(decl);
+        let pin = decl.sha256.as_ref().map(|pin| pin.get_ref().as_str());
+        let unchanged = previous.and_then(|previous| previous.plugins.get(name)).filter(|old| {
+            old.path == path
+                && pin.is_none_or(|pin| pin.eq_ignore_ascii_case(&old.sha256))
+                && std::fs::read(&path).is_ok_and(|bytes| crate::plugin::sha256_hex(&bytes) == old.sha256)
+        });
+        let plugin = match unchanged {
+            Some(old) => old.clone(),
+            None => Arc::new(Plugin::load(engine, name, &path, pin).await?),
+        };
+        plugins.insert(name.clone(), plugin);
+    }
+    Ok(plugins)
+}
+
+/// Inspectors first, then actions; `on` belongs to actions only.
+fn check_order(plugin: &Plugin, stage: &StageConfig, seen_action: bool) -> Result<(), String> {
+    match plugin.kind {
+        StageKind::Inspector if seen_action => {
+            Err("an inspector cannot follow an action stage; put inspectors first".into())
+        }
+        StageKind::Inspector if !stage.on.get_ref().is_empty() => Err(format!(
+            "`on` applies to action stages only, and `{}` is an inspector",
+            plugin.label()
+        )),
+        StageKind::Inspector | StageKind::Action => Ok(()),
+    }
+}
+
+/// One stage with its plugin, settings, grants and signing secret (read
+/// now, so a missing secret refuses the config rather than a scan).
+fn resolve(plugin: &Arc<Plugin>, stage: &StageConfig) -> Result<PipelineStage, String> {
+    let signing_secret = match &stage.signing_secret {
+        Some(source) => Some(Arc::<[u8]>::from(
+            source
+                .get_ref()
+                .read()
+                .map_err(|err| format!("signing-secret: {err}"))?,
+        )),
+        None => None,
+    };
+    Ok(PipelineStage {
+        plugin: plugin.clone(),
+        settings: stage.settings(),
+        grants: stage.grants.get_ref().clone(),
+        on: stage.on.get_ref().clone(),
+        signing_secret,
+    })
 }

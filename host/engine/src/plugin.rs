@@ -103,124 +103,34 @@ impl Plugin {
     /// Loads the component at `path`, declared as `name`, refusing it when
     /// its sha256 differs from `pin`.
     pub async fn load(engine: &Engine, name: &str, path: &Path, pin: Option<&str>) -> Result<Self, PluginError> {
-        let at = || (name.to_owned(), path.to_owned());
-        let bytes = std::fs::read(path).map_err(|error| {
-            let (name, path) = at();
-            PluginError::Read { name, path, error }
-        })?;
-        let sha256 = sha256_hex(&bytes);
-        if let Some(expected) = pin
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            let (name, path) = at();
-            return Err(PluginError::PinMismatch {
-                name,
-                path,
-                expected: expected.to_owned(),
-                actual: sha256,
-            });
-        }
-        if !is_component_binary(&bytes) {
-            let (name, path) = at();
-            let detail = if bytes.starts_with(b"\0asm") {
-                "a core module"
-            } else {
-                "no Wasm header"
-            };
-            return Err(PluginError::NotAComponent {
-                name,
-                path,
-                detail: detail.into(),
-            });
-        }
+        let origin = Origin { name, path };
+        let (bytes, sha256) = origin.read_pinned(pin)?;
         let (component, cache) = engine.compile(bytes, sha256.clone()).await.map_err(|err| {
-            let (name, path) = at();
-            PluginError::NotAComponent {
+            origin.error(|name, path| PluginError::NotAComponent {
                 name,
                 path,
                 detail: format!("{err:#}"),
-            }
+            })
         })?;
-
-        let wasmtime = engine.wasmtime();
-        let ty = component.component_type();
-        let contract_error = |detail: String| {
-            let (name, path) = at();
-            PluginError::Contract { name, path, detail }
-        };
-        let mut kind = None;
-        let mut exports = Vec::new();
-        for (export, _) in ty.exports(wasmtime) {
-            exports.push(export.to_owned());
-            if let Some(parsed) = contract::parse_name(export) {
-                let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
-                if let Some(found) = contract::kind_of_export(&interface) {
-                    if kind.is_some() {
-                        return Err(contract_error(
-                            "exports both an inspector and an action; a plugin is one or the other".into(),
-                        ));
-                    }
-                    kind = Some((found, version));
-                }
-            }
-        }
-        let Some((kind, contract)) = kind else {
-            return Err(contract_error(format!(
-                "exports neither {p}/inspector nor {p}/action (its exports: {})",
-                if exports.is_empty() {
-                    "none".into()
-                } else {
-                    exports.join(", ")
-                },
-                p = contract::PACKAGE
-            )));
-        };
-        let unsupported = |found: Version| {
-            let (name, path) = at();
-            PluginError::UnsupportedContract {
-                name,
-                path,
-                found,
-                supported: contract::supported(),
-            }
-        };
-        let Some(series) = Series::of(&contract) else {
-            return Err(unsupported(contract));
-        };
-        let mut capabilities = Vec::new();
-        let mut imports = Vec::new();
-        for (import, _) in ty.imports(wasmtime) {
-            imports.push(import.to_owned());
-            if let Some(parsed) = contract::parse_name(import) {
-                let ContractName { interface, version } = parsed.map_err(|err| contract_error(err.to_string()))?;
-                // One component, one series: its imports come from the same
-                // contract as its export.
-                if Series::of(&version) != Some(series) {
-                    return Err(unsupported(version));
-                }
-                capabilities.extend(contract::capability_of_import(&interface));
-            }
-        }
-
+        let shape = origin.shape(engine, &component)?;
         let link_error = |err: wasmtime::Error| {
-            let (name, path) = at();
-            PluginError::Link {
+            origin.error(|name, path| PluginError::Link {
                 name,
                 path,
                 detail: format!("{err:#}"),
-            }
+            })
         };
         let instance_pre = engine.linker().instantiate_pre(&component).map_err(link_error)?;
-        let exports = Exports::new(kind, series, instance_pre).map_err(link_error)?;
+        let exports = Exports::new(shape.kind, shape.series, instance_pre).map_err(link_error)?;
         let mut plugin = Plugin {
             name: name.to_owned(),
             path: path.to_owned(),
             sha256,
-            kind,
-            contract,
-            series,
-            capabilities,
-            imports,
+            kind: shape.kind,
+            contract: shape.contract,
+            series: shape.series,
+            capabilities: shape.capabilities,
+            imports: shape.imports,
             identity: PluginIdentity {
                 name: name.to_owned(),
                 version: "?".into(),
@@ -230,10 +140,10 @@ impl Plugin {
             exports,
             label: Arc::from(""),
         };
-        plugin.identity = plugin.identify(engine).await.map_err(|detail| {
-            let (name, path) = at();
-            PluginError::Identify { name, path, detail }
-        })?;
+        plugin.identity = plugin
+            .identify(engine)
+            .await
+            .map_err(|detail| origin.error(|name, path| PluginError::Identify { name, path, detail }))?;
         plugin.label = Arc::from(format!("{}@{}", plugin.identity.name, plugin.identity.version));
         Ok(plugin)
     }
@@ -259,6 +169,132 @@ impl Plugin {
     /// load: every stage of every object names it).
     pub fn label(&self) -> Arc<str> {
         self.label.clone()
+    }
+}
+
+/// Where a plugin being loaded comes from: every refusal names both.
+struct Origin<'a> {
+    name: &'a str,
+    path: &'a Path,
+}
+
+/// What a component's type says it is: its stage kind, contract and imports.
+struct Shape {
+    kind: StageKind,
+    contract: Version,
+    series: Series,
+    capabilities: Vec<Capability>,
+    imports: Vec<String>,
+}
+
+impl Origin<'_> {
+    fn error(&self, make: impl FnOnce(String, PathBuf) -> PluginError) -> PluginError {
+        make(self.name.to_owned(), self.path.to_owned())
+    }
+
+    /// The file's bytes and sha256, refused when the pin differs or the
+    /// bytes are not a component.
+    fn read_pinned(&self, pin: Option<&str>) -> Result<(Vec<u8>, String), PluginError> {
+        let bytes = std::fs::read(self.path)
+            .map_err(|error| self.error(|name, path| PluginError::Read { name, path, error }))?;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(expected) = pin
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            let (expected, actual) = (expected.to_owned(), sha256);
+            return Err(self.error(|name, path| PluginError::PinMismatch {
+                name,
+                path,
+                expected,
+                actual,
+            }));
+        }
+        if !is_component_binary(&bytes) {
+            let detail = if bytes.starts_with(b"\0asm") {
+                "a core module"
+            } else {
+                "no Wasm header"
+            }
+            .to_owned();
+            return Err(self.error(|name, path| PluginError::NotAComponent { name, path, detail }));
+        }
+        Ok((bytes, sha256))
+    }
+
+    fn contract_error(&self, detail: String) -> PluginError {
+        self.error(|name, path| PluginError::Contract { name, path, detail })
+    }
+
+    fn unsupported(&self, found: Version) -> PluginError {
+        self.error(|name, path| PluginError::UnsupportedContract {
+            name,
+            path,
+            found,
+            supported: contract::supported(),
+        })
+    }
+
+    /// Reads the component's exports (one inspector or one action) and
+    /// imports (all from the same contract series).
+    fn shape(&self, engine: &Engine, component: &wasmtime::component::Component) -> Result<Shape, PluginError> {
+        let ty = component.component_type();
+        let (kind, contract) = self.stage_export(ty.exports(engine.wasmtime()).map(|(export, _)| export))?;
+        let series = Series::of(&contract).ok_or_else(|| self.unsupported(contract.clone()))?;
+        let mut capabilities = Vec::new();
+        let mut imports = Vec::new();
+        for (import, _) in ty.imports(engine.wasmtime()) {
+            imports.push(import.to_owned());
+            let Some(parsed) = contract::parse_name(import) else {
+                continue;
+            };
+            let ContractName { interface, version } = parsed.map_err(|err| self.contract_error(err.to_string()))?;
+            // One component, one series: its imports come from the same
+            // contract as its export.
+            if Series::of(&version) != Some(series) {
+                return Err(self.unsupported(version));
+            }
+            capabilities.extend(contract::capability_of_import(&interface));
+        }
+        Ok(Shape {
+            kind,
+            contract,
+            series,
+            capabilities,
+            imports,
+        })
+    }
+
+    /// The one stage interface the component exports, and its version.
+    fn stage_export<'e>(&self, exports: impl Iterator<Item = &'e str>) -> Result<(StageKind, Version), PluginError> {
+        let mut kind = None;
+        let mut names = Vec::new();
+        for export in exports {
+            names.push(export.to_owned());
+            let Some(parsed) = contract::parse_name(export) else {
+                continue;
+            };
+            let ContractName { interface, version } = parsed.map_err(|err| self.contract_error(err.to_string()))?;
+            let Some(found) = contract::kind_of_export(&interface) else {
+                continue;
+            };
+            if kind.is_some() {
+                return Err(
+                    self.contract_error("exports both an inspector and an action; a plugin is one or the other".into())
+                );
+            }
+            kind = Some((found, version));
+        }
+        kind.ok_or_else(|| {
+            let listed = if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            };
+            self.contract_error(format!(
+                "exports neither {p}/inspector nor {p}/action (its exports: {listed})",
+                p = contract::PACKAGE
+            ))
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use crate::sandbox::{ScanObject, StageEnv, StageFailure, StageState, StageTiming
 use bucketscan_core::formats::{Format, IncompleteKind};
 use bucketscan_core::pipeline::{Flow, StageKind, VerdictFold, action_applies};
 use bucketscan_core::report::{StageOutcome, StageReport};
-use bucketscan_core::storage::StorageBackend;
+use bucketscan_core::storage::StageStorage;
 use bucketscan_core::text::cap;
 use bucketscan_core::{Decision, UnscannableReason, Verdict};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub async fn inspect_with(
     let mut fold = VerdictFold::new();
     let mut flow = Flow::Next;
     // Inspectors never touch storage: their backend refuses everything.
-    let storage: Arc<dyn StorageBackend> = Arc::new(bucketscan_core::storage::NoStorage);
+    let storage: Arc<dyn StageStorage> = Arc::new(bucketscan_core::storage::NoStorage);
     for stage in stages.iter().filter(|s| s.plugin.kind == StageKind::Inspector) {
         if flow == Flow::Stop && !policy.keep_going {
             reports.push(skipped(stage, StageOutcome::Skipped));
@@ -177,7 +177,7 @@ pub async fn act(
     stages: &[PipelineStage],
     object: &ScanObject,
     verdict: &Verdict,
-    storage: &Arc<dyn StorageBackend>,
+    storage: &Arc<dyn StageStorage>,
     before: &[StageReport],
 ) -> Vec<StageReport> {
     let mut reports = before.to_vec();
@@ -236,7 +236,7 @@ fn failure_message(stage: &PipelineStage, failure: &StageFailure) -> String {
 fn stage_env(
     stage: &PipelineStage,
     verdict: Option<Verdict>,
-    storage: &Arc<dyn StorageBackend>,
+    storage: &Arc<dyn StageStorage>,
     before: &[StageReport],
 ) -> StageEnv {
     StageEnv {

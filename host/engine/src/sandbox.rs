@@ -21,7 +21,7 @@ use crate::config::EngineConfig;
 use bucketscan_core::Verdict;
 use bucketscan_core::config::SettingValue;
 use bucketscan_core::grants::Grants;
-use bucketscan_core::storage::{NoStorage, StorageBackend};
+use bucketscan_core::storage::{NoStorage, StageStorage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -103,7 +103,7 @@ pub struct StageEnv {
     /// The key the host signs this stage's HTTP requests with.
     pub signing_secret: Option<Arc<[u8]>>,
     /// Performs this object's storage actions (the scan path's, per object).
-    pub storage: Arc<dyn StorageBackend>,
+    pub storage: Arc<dyn StageStorage>,
     /// Earlier stages of this object's pipeline.
     pub timings: Vec<StageTiming>,
 }

@@ -20,7 +20,7 @@ use crate::store::{Copied, CopyDest, Store};
 use crate::take_back::take_back;
 use bucketscan_core::object::ObjectInfo;
 use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
-use bucketscan_core::storage::{BoxFuture, StorageAction, StorageBackend, StorageError};
+use bucketscan_core::storage::{BoxFuture, StageStorage, StorageAction, StorageError};
 use bucketscan_core::tags::{self, MAX_TAGS, ResultValues, TagKeys, TagTarget};
 use std::sync::{Arc, Mutex};
 
@@ -165,18 +165,8 @@ impl ObjectActions {
         key: &str,
         extra: &[(String, String)],
     ) -> Result<String, StorageError> {
-        // A destination past S3's key limit (a quarantine that prefixes
-        // the source bucket to a long key) would fail on every try and
-        // leave the object in staging: a copy that contains is shortened,
-        // with the source kept. A clean copy is never renamed behind its
-        // owner's back: refused, named.
-        let (key, shortened) = fitting_key(key);
+        let (key, shortened) = self.destination_key(bucket, key)?;
         let key = key.as_str();
-        if shortened && !self.state.lock().unwrap().recorded.contain {
-            let why = format!("copy to s3://{bucket}/…: the destination key is over S3's {MAX_KEY_BYTES} bytes");
-            self.state.lock().unwrap().lasting_refusal = Some(why.clone());
-            return Err(StorageError::Refused(why));
-        }
         let (values, contain, own) = self.copy_tags(extra);
         let sha256 = object.sha256.as_deref();
         let expected_etag = object.etag.clone().unwrap_or_default();
@@ -202,15 +192,11 @@ impl ObjectActions {
         } else {
             plan.tags.clone()
         };
-        let mut extra_metadata = dropped_metadata(object, &plan.dropped);
-        if shortened {
-            extra_metadata.extend(source_metadata(object, &extra_metadata));
-        }
         let dest = CopyDest {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             tags: first_tags,
-            extra_metadata,
+            extra_metadata: copy_metadata(object, &plan.dropped, shortened),
         };
         let copied = self.store.copy(object, &dest).await?;
         let copy = ObjectInfo {
@@ -247,6 +233,21 @@ impl ObjectActions {
             object.url(),
             bucketscan_core::object::printable(key)
         ))
+    }
+
+    /// A destination past S3's key limit (a quarantine that prefixes the
+    /// source bucket to a long key) would fail on every try and leave the
+    /// object in staging: a copy that contains is shortened, with the
+    /// source kept. A clean copy is never renamed behind its owner's back:
+    /// refused, named.
+    fn destination_key(&self, bucket: &str, key: &str) -> Result<(String, bool), StorageError> {
+        let (key, shortened) = fitting_key(key);
+        if shortened && !self.state.lock().unwrap().recorded.contain {
+            let why = format!("copy to s3://{bucket}/…: the destination key is over S3's {MAX_KEY_BYTES} bytes");
+            self.state.lock().unwrap().lasting_refusal = Some(why.clone());
+            return Err(StorageError::Refused(why));
+        }
+        Ok((key, shortened))
     }
 
     /// The tags a copy carries besides the result: the plugin's `extra`
@@ -435,6 +436,16 @@ fn source_metadata(object: &ObjectInfo, added: &[(String, String)]) -> Option<(S
     (used + SOURCE_METADATA.len() + source.len() <= MAX_METADATA).then(|| (SOURCE_METADATA.to_owned(), source))
 }
 
+/// What the copy's metadata adds: the tags that did not fit, and where a
+/// shortened copy came from.
+fn copy_metadata(object: &ObjectInfo, dropped: &[(String, String)], shortened: bool) -> Vec<(String, String)> {
+    let mut extra_metadata = dropped_metadata(object, dropped);
+    if shortened {
+        extra_metadata.extend(source_metadata(object, &extra_metadata));
+    }
+    extra_metadata
+}
+
 fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(String, String)> {
     if dropped.is_empty() {
         return Vec::new();
@@ -453,7 +464,7 @@ fn dropped_metadata(object: &ObjectInfo, dropped: &[(String, String)]) -> Vec<(S
     }
 }
 
-impl StorageBackend for ObjectActions {
+impl StageStorage for ObjectActions {
     fn perform<'a>(
         &'a self,
         object: &'a ObjectInfo,

@@ -38,24 +38,23 @@ struct LocalBody(PathBuf);
 impl PendingBody for LocalBody {
     async fn read(self: Box<Self>) -> Result<Body, FetchError> {
         let gone = |err: std::io::Error| FetchError::Gone(format!("{}: {err}", self.0.display()));
-        let sha256 = sha256_of_file(&self.0).map_err(gone)?;
-        let file = SpooledFile::open(&self.0).map_err(gone)?;
-        Ok(Body {
-            bytes: ObjectBody::File(Arc::new(file)),
-            sha256,
-        })
+        let bytes = ObjectBody::File(Arc::new(SpooledFile::open(&self.0).map_err(gone)?));
+        // Hashed through the handle the stages read: a file renamed over
+        // meanwhile cannot pass its digest to other bytes.
+        let sha256 = sha256_of(&bytes).map_err(gone)?;
+        Ok(Body { bytes, sha256 })
     }
 }
 
-/// SHA-256 (hex) of a file, read in chunks.
-fn sha256_of_file(path: &std::path::Path) -> std::io::Result<String> {
+/// SHA-256 (hex) of a body, read in chunks.
+fn sha256_of(body: &ObjectBody) -> std::io::Result<String> {
     use sha2::Digest;
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    let mut reader = body.reader();
     let mut hasher = sha2::Sha256::new();
     let mut chunk = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut chunk)?;
+        let n = reader.read(&mut chunk)?;
         if n == 0 {
             return Ok(hex::encode(hasher.finalize()));
         }

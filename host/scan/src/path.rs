@@ -17,7 +17,7 @@ use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, printable};
 use bucketscan_core::phases::{self, Admission};
 use bucketscan_core::report::{Outcome, ScanReport, StageReport};
 use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
-use bucketscan_core::storage::{StorageBackend, StorageError};
+use bucketscan_core::storage::{StageStorage, StorageError};
 use bucketscan_core::tags::{self, ResultValues, TagKeys, TagPlan, TagTarget};
 use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
@@ -466,7 +466,7 @@ impl Scanner {
             ));
         }
         let mut acted = if phases::runs_actions(&verdict, &plan) && !rollback {
-            let storage: Arc<dyn StorageBackend> = actions.clone();
+            let storage: Arc<dyn StageStorage> = actions.clone();
             self.stages
                 .act(&scan.stages, &object, &verdict, &storage, &stages)
                 .await

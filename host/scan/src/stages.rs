@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use bucketscan_core::object::ScanObject;
 use bucketscan_core::report::StageReport;
-use bucketscan_core::storage::StorageBackend;
+use bucketscan_core::storage::StageStorage;
 use bucketscan_core::verdict::Verdict;
 use bucketscan_engine::runner::{self, InspectPolicy, Inspected};
 use bucketscan_engine::{Engine, PipelineStage, Services};
@@ -25,7 +25,7 @@ pub trait Stages: Send + Sync {
         stages: &[PipelineStage],
         object: &ScanObject,
         verdict: &Verdict,
-        storage: &Arc<dyn StorageBackend>,
+        storage: &Arc<dyn StageStorage>,
         before: &[StageReport],
     ) -> Vec<StageReport>;
 
@@ -50,7 +50,7 @@ impl Stages for WasmStages {
         stages: &[PipelineStage],
         object: &ScanObject,
         verdict: &Verdict,
-        storage: &Arc<dyn StorageBackend>,
+        storage: &Arc<dyn StageStorage>,
         before: &[StageReport],
     ) -> Vec<StageReport> {
         runner::act(&self.engine, &self.services, stages, object, verdict, storage, before).await

@@ -13,7 +13,7 @@ use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, sha256_hex};
 use bucketscan_core::pipeline::StageKind;
 use bucketscan_core::report::{ScanReport, StageOutcome, StageReport};
 use bucketscan_core::seal::Sealer;
-use bucketscan_core::storage::{StorageAction, StorageBackend, StorageError};
+use bucketscan_core::storage::{StageStorage, StorageAction, StorageError};
 use bucketscan_core::tags::TagKeys;
 use bucketscan_core::verdict::Verdict;
 use bucketscan_engine::PipelineStage;
@@ -384,7 +384,7 @@ impl Stages for ScriptedStages {
         _stages: &[PipelineStage],
         object: &ScanObject,
         verdict: &Verdict,
-        storage: &Arc<dyn StorageBackend>,
+        storage: &Arc<dyn StageStorage>,
         _before: &[StageReport],
     ) -> Vec<StageReport> {
         let actions = if verdict.contains() {

@@ -3,8 +3,8 @@
 //! (the agent has no use for it); this crate reads it from the same text,
 //! so its errors name the file, line and field like every other section's.
 
-use bucketscan_agent::config::Config;
 use bucketscan_core::config::ConfigError;
+use bucketscan_runtime::config::Config;
 use serde::Deserialize;
 
 /// `[serve]` in the config.

@@ -16,7 +16,7 @@
 //! silence and total time ([`upload`], [`Api::router`]); every error is
 //! JSON with a stable code ([`errors`]). The routes are axum's, on the
 //! server skeleton the agent's health endpoints share
-//! (`bucketscan_agent::http`).
+//! (`bucketscan_runtime::http`).
 
 pub mod admission;
 pub mod auth;
@@ -38,8 +38,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{BoxError, Extension, Router};
-use bucketscan_agent::agent::Agent;
-use bucketscan_agent::http::{self, ServerLimits};
+use bucketscan_runtime::agent::Agent;
+use bucketscan_runtime::http::{self, ServerLimits};
 use errors::{ApiError, json_response};
 use jobs::Jobs;
 use serde_json::json;
@@ -202,12 +202,12 @@ async fn no_such_path(uri: Uri) -> ApiError {
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    match bucketscan_agent::health::cached_readiness(&api.agent).await {
+    match bucketscan_runtime::health::cached_readiness(&api.agent).await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
             &json!({
                 "status": "ready",
-                "notes": bucketscan_agent::health::notes(&api.agent),
+                "notes": bucketscan_runtime::health::notes(&api.agent),
             }),
         )),
         Err(problems) => Err(ApiError::not_ready(problems.join("; "))),

@@ -11,10 +11,12 @@ use crate::errors::{ApiError, json_response};
 use crate::upload;
 use axum::Extension;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bucketscan_core::object::{ObjectInfo, printable};
 use bucketscan_core::pipeline::StageKind;
+use bucketscan_core::report::ScanReport;
+use bucketscan_engine::PipelineStage;
 use bucketscan_scan::Routing;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,11 +30,7 @@ pub async fn handle(
     Extension(caller): Extension<Caller>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let query = request.uri().query().unwrap_or_default();
-    let pipeline = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "pipeline")
-        .map(|(_, value)| value.into_owned())
-        .ok_or_else(|| ApiError::bad_request("query parameter `pipeline` is missing: POST /v1/scan?pipeline=NAME"))?;
+    let pipeline = pipeline_param(request.uri().query().unwrap_or_default())?;
     if !caller.may_use_pipeline(&pipeline) {
         return Err(ApiError::forbidden(format!(
             "key `{}` may not use pipeline `{}`",
@@ -41,23 +39,7 @@ pub async fn handle(
         )));
     }
     let headers = request.headers();
-    let filename = match headers.get(FILENAME_HEADER) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ApiError::bad_request(format!("{FILENAME_HEADER} is not visible ASCII (percent-encode it)")))
-            .and_then(|name| {
-                percent_encoding::percent_decode_str(name)
-                    .decode_utf8()
-                    .map(|name| name.into_owned())
-                    .map_err(|_| ApiError::bad_request(format!("{FILENAME_HEADER} is not percent-encoded UTF-8")))
-            })?,
-        None => "upload".to_owned(),
-    };
-    if filename.is_empty() || filename.len() > MAX_FILENAME {
-        return Err(ApiError::bad_request(format!(
-            "{FILENAME_HEADER}: 1 to {MAX_FILENAME} bytes"
-        )));
-    }
+    let filename = filename(headers)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -66,26 +48,8 @@ pub async fn handle(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-
     let snapshot = api.agent.pipelines.snapshot();
-    let Some((_, stages)) = snapshot.route(&pipeline, &filename) else {
-        return Err(ApiError::not_found(
-            "unknown_pipeline",
-            format!(
-                "no pipeline `{}`: declare [buckets.NAME] with its stages",
-                printable(&pipeline)
-            ),
-        ));
-    };
-    if !stages.iter().any(|stage| stage.plugin.kind == StageKind::Inspector) {
-        return Err(ApiError::unprocessable(
-            "no_inspector",
-            format!(
-                "pipeline `{}` has no inspector: it could not judge a file",
-                printable(&pipeline)
-            ),
-        ));
-    }
+    let stages = inspectors_for(snapshot.as_ref(), &pipeline, &filename)?;
 
     // A slot before the body: an overloaded server reads nothing.
     let _slot = api.gate.admit(&caller.id).await?;
@@ -99,8 +63,9 @@ pub async fn handle(
         sha256: Some(received.sha256.clone()),
         ..ObjectInfo::default()
     };
-    let scanner = &api.agent.scanner;
-    let mut report = scanner
+    let mut report = api
+        .agent
+        .scanner
         .inspect_only(snapshot.as_ref(), &stages, info, received.body)
         .await
         .map_err(|err| ApiError::unfinished(err.to_string()))?;
@@ -120,7 +85,67 @@ pub async fn handle(
         verdict = report.result().as_str(),
         "api scan"
     );
-    let body = serde_json::to_value(&report).map_err(|err| ApiError::internal(err.to_string()))?;
+    answer(&report)
+}
+
+/// `?pipeline=NAME`, required.
+fn pipeline_param(query: &str) -> Result<String, ApiError> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "pipeline")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| ApiError::bad_request("query parameter `pipeline` is missing: POST /v1/scan?pipeline=NAME"))
+}
+
+/// The file's name from its percent-encoded header ("upload" without one).
+fn filename(headers: &HeaderMap) -> Result<String, ApiError> {
+    let filename = match headers.get(FILENAME_HEADER) {
+        Some(value) => {
+            let encoded = value.to_str().map_err(|_| {
+                ApiError::bad_request(format!("{FILENAME_HEADER} is not visible ASCII (percent-encode it)"))
+            })?;
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .map(|name| name.into_owned())
+                .map_err(|_| ApiError::bad_request(format!("{FILENAME_HEADER} is not percent-encoded UTF-8")))?
+        }
+        None => "upload".to_owned(),
+    };
+    if filename.is_empty() || filename.len() > MAX_FILENAME {
+        return Err(ApiError::bad_request(format!(
+            "{FILENAME_HEADER}: 1 to {MAX_FILENAME} bytes"
+        )));
+    }
+    Ok(filename)
+}
+
+/// The stages that would judge `filename` in `pipeline`; refused when the
+/// pipeline is unknown or has no inspector to judge with.
+fn inspectors_for(pipelines: &dyn Routing, pipeline: &str, filename: &str) -> Result<Arc<[PipelineStage]>, ApiError> {
+    let Some((_, stages)) = pipelines.route(pipeline, filename) else {
+        return Err(ApiError::not_found(
+            "unknown_pipeline",
+            format!(
+                "no pipeline `{}`: declare [buckets.NAME] with its stages",
+                printable(pipeline)
+            ),
+        ));
+    };
+    if !stages.iter().any(|stage| stage.plugin.kind == StageKind::Inspector) {
+        return Err(ApiError::unprocessable(
+            "no_inspector",
+            format!(
+                "pipeline `{}` has no inspector: it could not judge a file",
+                printable(pipeline)
+            ),
+        ));
+    }
+    Ok(stages)
+}
+
+/// 200 with the report for a finished scan, whatever its verdict; 503
+/// `scan_failed` (with the report) when the scan itself failed.
+fn answer(report: &ScanReport) -> Result<Response, ApiError> {
+    let body = serde_json::to_value(report).map_err(|err| ApiError::internal(err.to_string()))?;
     if let bucketscan_core::Verdict::Error { message } = &report.verdict {
         let mut response = json_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@
 //! hands whatever is still running (or still waiting for a slot) to the
 //! agents' queue as an on-demand scan, so nothing admitted is dropped.
 
-use bucketscan_agent::agent::Handled;
+use bucketscan_runtime::agent::Handled;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,15 +125,18 @@ impl Handoff {
                 );
                 continue;
             };
-            let body =
-                bucketscan_agent::events::on_demand_message(&target.bucket, &target.key, target.version_id.as_deref());
+            let body = bucketscan_runtime::events::on_demand_message(
+                &target.bucket,
+                &target.key,
+                target.version_id.as_deref(),
+            );
             match self.sqs.send_message().queue_url(queue).message_body(body).send().await {
                 Ok(_) => tracing::warn!("{what}: its on-demand scan did not finish here; handed to {queue}"),
                 Err(err) => {
                     all = false;
                     tracing::error!(
                         "{what}: handing its unfinished scan to {queue} failed ({}); scan it again",
-                        bucketscan_agent::aws::error_text(&err)
+                        bucketscan_runtime::aws::error_text(&err)
                     )
                 }
             }

@@ -27,7 +27,7 @@ pub mod object;
 pub mod stage;
 pub mod storage;
 
-use crate::clamd::Clamd;
+use crate::capabilities::clamav::clamd::Clamd;
 use std::sync::Arc;
 
 pub use http::{AddressPolicy, HttpClients, check_resolved, is_always_forbidden, signature};

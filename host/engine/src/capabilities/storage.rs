@@ -4,12 +4,12 @@
 //! bucket granted as well as its destination.
 //!
 //! What the host then does (conditions on the scanned version, deferred
-//! deletes, the result tags on every copy) is the object's storage
-//! backend's: the scan path's.
+//! deletes, the result tags on every copy) is the object's stage
+//! storage's: the scan path's.
 
 use crate::shared::{ScanObject, StageFailure, StageShared};
 use bucketscan_core::grants::Grants;
-use bucketscan_core::storage::{StorageAction, StorageBackend, StorageError};
+use bucketscan_core::storage::{StageStorage, StorageAction, StorageError};
 use bucketscan_core::text::cap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +24,7 @@ const MAX_LINE: usize = 1024;
 /// Storage's part of a stage.
 pub struct StorageCtx {
     grants: Grants,
-    backend: Arc<dyn StorageBackend>,
+    storage: Arc<dyn StageStorage>,
     calls: usize,
     /// What was done (or failed), for the report.
     pub actions: Vec<String>,
@@ -37,10 +37,10 @@ pub struct StorageCtx {
 }
 
 impl StorageCtx {
-    pub fn new(grants: Grants, backend: Arc<dyn StorageBackend>) -> Self {
+    pub fn new(grants: Grants, storage: Arc<dyn StageStorage>) -> Self {
         Self {
             grants,
-            backend,
+            storage,
             calls: 0,
             actions: Vec::new(),
             unresolved: None,
@@ -88,7 +88,7 @@ impl StorageCtxView<'_> {
         }
         let summary = action.summary(&info);
         let started = Instant::now();
-        let result = self.ctx.backend.clone().perform(&info, action).await;
+        let result = self.ctx.storage.clone().perform(&info, action).await;
         self.shared.host_time += started.elapsed();
         Ok(match result {
             Ok(done) => {

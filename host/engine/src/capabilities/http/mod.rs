@@ -95,6 +95,19 @@ impl std::fmt::Display for HttpFailure {
     }
 }
 
+impl HttpFailure {
+    /// The same failure, its message prefixed with `context` (the request).
+    fn within(self, context: String) -> Self {
+        let message = format!("{context}: {self}");
+        match self {
+            Self::NotAllowed(_) => Self::NotAllowed(message),
+            Self::Timeout(_) => Self::Timeout(message),
+            Self::Connection(_) => Self::Connection(message),
+            Self::Other(_) => Self::Other(message),
+        }
+    }
+}
+
 /// What HTTP sees of the store.
 pub struct HttpCtxView<'a> {
     pub ctx: &'a mut HttpCtx,
@@ -201,29 +214,38 @@ impl HttpCtxView<'_> {
         }
         let HttpRequest {
             url,
-            headers,
+            mut headers,
             body,
             timeout,
             attempts,
         } = request;
-        // Requests of every series pass here: the limits hold whatever
-        // built them.
-        if url.len() > limits::MAX_URL || headers.len() > limits::MAX_HEADERS || body.len() > limits::MAX_BODY {
-            return Ok(Err(HttpFailure::NotAllowed(format!(
-                "a request over the limits (URL {} bytes, {} headers, body {} bytes; at most {}, {}, {})",
-                url.len(),
-                headers.len(),
-                body.len(),
-                limits::MAX_URL,
-                limits::MAX_HEADERS,
-                limits::MAX_BODY
-            ))));
+        if let Some(refused) = over_limits(&url, &headers, &body) {
+            return Ok(Err(refused));
         }
         let url = bucketscan_core::text::cap(&url, limits::MAX_URL);
-        if let Some(problem) = headers.iter().find_map(|(name, value)| header_problem(name, value)) {
-            return Ok(Err(HttpFailure::NotAllowed(problem)));
+        let (parsed, policy) = match self.destination(&url)? {
+            Ok(destination) => destination,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if let Some(secret) = &self.ctx.signing_secret {
+            sign(secret, &mut headers, &body);
         }
-        let parsed = match url::Url::parse(&url) {
+        let timeout = timeout
+            .unwrap_or(DEFAULT_TIMEOUT)
+            .clamp(Duration::from_millis(1), MAX_TIMEOUT);
+        let attempts = attempts.unwrap_or(1).clamp(1, MAX_ATTEMPTS);
+        let started = Instant::now();
+        let client = self.ctx.clients.for_policy(&policy);
+        let outcome = post_with_retries(&client, &parsed, &headers, &body, timeout, attempts).await;
+        // Waiting on the network is not the plugin's own compute time.
+        self.shared.host_time += started.elapsed();
+        Ok(outcome.map_err(|failure| failure.within(format!("POST {url} ({attempts} attempt(s))"))))
+    }
+
+    /// Where `url` goes and the address policy that guards the connection;
+    /// a host outside the stage's grant traps it.
+    fn destination(&mut self, url: &str) -> wasmtime::Result<Result<(url::Url, AddressPolicy), HttpFailure>> {
+        let parsed = match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
             Ok(_) => {
                 return Ok(Err(HttpFailure::NotAllowed(format!(
@@ -246,46 +268,130 @@ impl HttpCtxView<'_> {
         {
             return Ok(Err(HttpFailure::NotAllowed(format!("`{url}`: {why}"))));
         }
-        let mut headers = headers;
-        if let Some(secret) = &self.ctx.signing_secret {
-            let timestamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs());
-            headers.push((TIMESTAMP_HEADER.into(), timestamp.to_string()));
-            headers.push((SIGNATURE_HEADER.into(), signature(secret, timestamp, &body)));
-        }
+        Ok(Ok((parsed, policy)))
+    }
+}
 
-        let timeout = timeout
-            .unwrap_or(DEFAULT_TIMEOUT)
-            .clamp(Duration::from_millis(1), MAX_TIMEOUT);
-        let attempts = attempts.unwrap_or(1).clamp(1, MAX_ATTEMPTS);
-        let started = Instant::now();
-        let client = self.ctx.clients.for_policy(&policy);
-        let mut backoff = FIRST_BACKOFF;
-        let mut outcome = Err(HttpFailure::Other(String::new()));
-        for attempt in 1..=attempts {
-            outcome = post_once(&client, &parsed, &headers, &body, timeout).await;
-            let retryable = match &outcome {
-                Ok(response) => response.status >= 500 || response.status == 429,
-                Err(HttpFailure::NotAllowed(_)) => false,
-                Err(_) => true,
-            };
-            if !retryable || attempt == attempts {
-                break;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+/// Requests of every series pass here: the limits hold whatever built
+/// them.
+fn over_limits(url: &str, headers: &[(String, String)], body: &[u8]) -> Option<HttpFailure> {
+    if url.len() > limits::MAX_URL || headers.len() > limits::MAX_HEADERS || body.len() > limits::MAX_BODY {
+        return Some(HttpFailure::NotAllowed(format!(
+            "a request over the limits (URL {} bytes, {} headers, body {} bytes; at most {}, {}, {})",
+            url.len(),
+            headers.len(),
+            body.len(),
+            limits::MAX_URL,
+            limits::MAX_HEADERS,
+            limits::MAX_BODY
+        )));
+    }
+    headers
+        .iter()
+        .find_map(|(name, value)| header_problem(name, value))
+        .map(HttpFailure::NotAllowed)
+}
+
+/// The host's signature of the body, so a receiver can tell the agent's
+/// requests from anyone else's (the secret never enters the plugin).
+fn sign(secret: &[u8], headers: &mut Vec<(String, String)>, body: &[u8]) {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    headers.push((TIMESTAMP_HEADER.into(), timestamp.to_string()));
+    headers.push((SIGNATURE_HEADER.into(), signature(secret, timestamp, body)));
+}
+
+/// Up to `attempts` POSTs, backing off between them, while the answer is a
+/// server error, 429 or a transport failure.
+async fn post_with_retries(
+    client: &reqwest::Client,
+    url: &url::Url,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+    attempts: u8,
+) -> Result<HttpResponse, HttpFailure> {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..attempts {
+        let outcome = post_once(client, url, headers, body, timeout).await;
+        let retryable = match &outcome {
+            Ok(response) => response.status >= 500 || response.status == 429,
+            Err(HttpFailure::NotAllowed(_)) => false,
+            Err(_) => true,
+        };
+        if !retryable {
+            return outcome;
         }
-        // Waiting on the network is not the plugin's own compute time.
-        self.shared.host_time += started.elapsed();
-        Ok(outcome.map_err(|failure| {
-            let message = format!("POST {url} ({attempts} attempt(s)): {failure}");
-            match failure {
-                HttpFailure::NotAllowed(_) => HttpFailure::NotAllowed(message),
-                HttpFailure::Timeout(_) => HttpFailure::Timeout(message),
-                HttpFailure::Connection(_) => HttpFailure::Connection(message),
-                HttpFailure::Other(_) => HttpFailure::Other(message),
-            }
-        }))
+        tracing::debug!(attempt, "POST {url}: retrying in {} ms", backoff.as_millis());
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    post_once(client, url, headers, body, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn a_request_within_the_limits_passes() {
+        let headers = [header("content-type", "application/json")];
+        assert_eq!(over_limits("https://hooks.example/x", &headers, b"{}"), None);
+    }
+
+    #[test]
+    fn a_request_over_any_limit_is_refused_naming_the_limits() {
+        let long_url = format!("https://hooks.example/{}", "a".repeat(limits::MAX_URL));
+        let many = vec![header("x-a", "1"); limits::MAX_HEADERS + 1];
+        let big = vec![0u8; limits::MAX_BODY + 1];
+        for refused in [
+            over_limits(&long_url, &[], b""),
+            over_limits("https://h/", &many, b""),
+            over_limits("https://h/", &[], &big),
+        ] {
+            let Some(HttpFailure::NotAllowed(why)) = refused else {
+                panic!("not refused: {refused:?}")
+            };
+            assert!(why.contains("over the limits"), "{why}");
+        }
+    }
+
+    #[test]
+    fn headers_that_route_frame_or_forge_the_signature_are_refused() {
+        for name in ["Host", "transfer-encoding", SIGNATURE_HEADER, "proxy-authorization"] {
+            let refused = over_limits("https://h/", &[header(name, "x")], b"");
+            assert!(
+                matches!(refused, Some(HttpFailure::NotAllowed(_))),
+                "{name}: {refused:?}"
+            );
+        }
+        let smuggled = over_limits("https://h/", &[header("x-a", "1\r\nHost: other")], b"");
+        assert!(matches!(smuggled, Some(HttpFailure::NotAllowed(_))));
+    }
+
+    #[test]
+    fn a_failure_keeps_its_kind_and_names_the_request() {
+        let failure = HttpFailure::Timeout("timed out".into()).within("POST https://h/ (3 attempt(s))".into());
+        assert_eq!(
+            failure,
+            HttpFailure::Timeout("POST https://h/ (3 attempt(s)): timed out".into())
+        );
+    }
+
+    #[test]
+    fn the_signature_headers_are_the_hosts_over_the_body_sent() {
+        let mut headers = vec![header("content-type", "application/json")];
+        sign(b"secret", &mut headers, b"{}");
+        let timestamp: u64 = headers[1].1.parse().unwrap();
+        assert_eq!(headers[1].0, TIMESTAMP_HEADER);
+        assert_eq!(
+            headers[2],
+            header(SIGNATURE_HEADER, &signature(b"secret", timestamp, b"{}"))
+        );
     }
 }

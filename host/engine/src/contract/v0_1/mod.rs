@@ -11,13 +11,13 @@ mod convert;
 
 pub(super) use calls::*;
 
+use crate::capabilities::clamav::clamd::ClamdError;
 use crate::capabilities::clamav::{ClamavCtxView, ClamavView, HasClamav};
 use crate::capabilities::http::{HasHttp, HttpCtxView, HttpRequest, HttpView};
 use crate::capabilities::log::{HasLog, Level as DomainLevel, LogCtxView, LogView};
 use crate::capabilities::object::{HasObject, ObjectCtxView, ObjectView, ReadError};
 use crate::capabilities::stage::{HasStage, StageCtxView, StageView};
 use crate::capabilities::storage::{HasStorage, StorageCtxView, StorageView};
-use crate::clamd::ClamdError;
 use crate::sandbox::ScanObject;
 use bucketscan_core::storage::StorageAction;
 use std::time::Duration;

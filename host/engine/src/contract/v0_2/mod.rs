@@ -14,13 +14,13 @@ pub(super) use calls::*;
 
 use convert::{outcome_to_wit, setting_to_wit, verdict_to_wit};
 
+use crate::capabilities::clamav::clamd::ClamdError;
 use crate::capabilities::clamav::{ClamavCtxView, ClamavView, HasClamav};
 use crate::capabilities::http::{HasHttp, HttpCtxView, HttpFailure, HttpRequest, HttpResponse, HttpView};
 use crate::capabilities::log::{HasLog, Level as DomainLevel, LogCtxView, LogView};
 use crate::capabilities::object::{HasObject, ObjectCtxView, ObjectView, ReadError};
 use crate::capabilities::stage::{HasStage, StageCtxView, StageHandle, StageView};
 use crate::capabilities::storage::{HasStorage, StorageCtxView, StorageView};
-use crate::clamd::ClamdError;
 use crate::sandbox::ScanObject;
 use bucketscan_core::storage::{StorageAction, StorageError};
 use std::time::Duration;

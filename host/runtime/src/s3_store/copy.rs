@@ -17,32 +17,9 @@ impl S3Store {
     /// the threshold, a multipart copy checked by size above it.
     pub(super) async fn copy_object(&self, object: &ObjectInfo, dest: &CopyDest) -> Result<Copied, StorageError> {
         let tagging = bucketscan_core::tags::encode_pairs(&dest.tags);
-        let where_ = format!("s3://{}/{}", dest.bucket, dest.key);
         if object.size > self.multipart_threshold {
             self.copy_multipart(object, dest, &tagging).await?;
-            // Parts have their own ETags: check the copy's size.
-            let head = self
-                .s3(&dest.bucket)
-                .head_object()
-                .bucket(&dest.bucket)
-                .key(&dest.key)
-                .set_expected_bucket_owner(self.owner(&dest.bucket))
-                .send()
-                .await
-                .map_err(|err| destination_error(&where_, "HeadObject (verifying the copy)", err))?;
-            let size = head.content_length().unwrap_or(-1);
-            if size != object.size as i64 {
-                return Err(StorageError::Failed(format!(
-                    "copy to {where_} has {size} bytes, the scanned object {}",
-                    object.size
-                )));
-            }
-            return Ok(Copied {
-                etag: head.e_tag().map(bare_etag),
-                version_id: real_version(head.version_id()),
-                // A copy in parts has no SHA-256 of the whole object.
-                sha256: None,
-            });
+            return self.verify_size(object, dest).await;
         }
         let mut request = self
             .s3(&dest.bucket)
@@ -62,11 +39,9 @@ impl S3Store {
             request.metadata_directive(MetadataDirective::Copy)
         } else {
             // Adding metadata means replacing it: carry every header over.
-            let mut metadata: HashMap<String, String> = object.metadata.iter().cloned().collect();
-            metadata.extend(dest.extra_metadata.iter().cloned());
             request
                 .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(metadata))
+                .set_metadata(Some(metadata_with_extra(object, dest)))
                 .set_content_type(object.content_type.clone())
                 .set_content_encoding(object.headers.content_encoding.clone())
                 .set_content_disposition(object.headers.content_disposition.clone())
@@ -88,10 +63,35 @@ impl S3Store {
         })
     }
 
+    /// A copy in parts has its own ETag and no SHA-256 of the whole
+    /// object: its size is what can be checked.
+    async fn verify_size(&self, object: &ObjectInfo, dest: &CopyDest) -> Result<Copied, StorageError> {
+        let where_ = format!("s3://{}/{}", dest.bucket, dest.key);
+        let head = self
+            .s3(&dest.bucket)
+            .head_object()
+            .bucket(&dest.bucket)
+            .key(&dest.key)
+            .set_expected_bucket_owner(self.owner(&dest.bucket))
+            .send()
+            .await
+            .map_err(|err| destination_error(&where_, "HeadObject (verifying the copy)", err))?;
+        let size = head.content_length().unwrap_or(-1);
+        if size != object.size as i64 {
+            return Err(StorageError::Failed(format!(
+                "copy to {where_} has {size} bytes, the scanned object {}",
+                object.size
+            )));
+        }
+        Ok(Copied {
+            etag: head.e_tag().map(bare_etag),
+            version_id: real_version(head.version_id()),
+            sha256: None,
+        })
+    }
+
     async fn copy_multipart(&self, object: &ObjectInfo, dest: &CopyDest, tagging: &str) -> Result<(), StorageError> {
         let where_ = format!("s3://{}/{}", dest.bucket, dest.key);
-        let mut metadata: HashMap<String, String> = object.metadata.iter().cloned().collect();
-        metadata.extend(dest.extra_metadata.iter().cloned());
         let s3 = self.s3(&dest.bucket);
         let upload = s3
             .create_multipart_upload()
@@ -102,7 +102,7 @@ impl S3Store {
             .set_content_disposition(object.headers.content_disposition.clone())
             .set_content_language(object.headers.content_language.clone())
             .set_cache_control(object.headers.cache_control.clone())
-            .set_metadata(Some(metadata))
+            .set_metadata(Some(metadata_with_extra(object, dest)))
             .tagging(tagging)
             .set_expected_bucket_owner(self.owner(&dest.bucket))
             .send()
@@ -123,34 +123,7 @@ impl S3Store {
             armed: true,
         };
         let result = async {
-            let mut parts = Vec::new();
-            let mut start = 0u64;
-            let mut number = 1;
-            while start < object.size {
-                let end = (start + self.part_size).min(object.size) - 1;
-                let out = s3
-                    .upload_part_copy()
-                    .bucket(&dest.bucket)
-                    .key(&dest.key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .copy_source(Self::copy_source(object))
-                    .copy_source_range(format!("bytes={start}-{end}"))
-                    .set_copy_source_if_match(Self::pin_etag(object))
-                    .set_expected_bucket_owner(self.owner(&dest.bucket))
-                    .set_expected_source_bucket_owner(self.owner(&object.bucket))
-                    .send()
-                    .await
-                    .map_err(|err| storage_error(&object.url(), &format!("UploadPartCopy part {number}"), err))?;
-                let etag = out
-                    .copy_part_result()
-                    .and_then(|r| r.e_tag())
-                    .unwrap_or_default()
-                    .to_owned();
-                parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
-                start = end + 1;
-                number += 1;
-            }
+            let parts = self.copy_parts(object, dest, &upload_id).await?;
             s3.complete_multipart_upload()
                 .bucket(&dest.bucket)
                 .key(&dest.key)
@@ -169,6 +142,53 @@ impl S3Store {
         }
         result
     }
+
+    /// Every part of `object`, copied in order, each pinned to the scanned
+    /// ETag.
+    async fn copy_parts(
+        &self,
+        object: &ObjectInfo,
+        dest: &CopyDest,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, StorageError> {
+        let s3 = self.s3(&dest.bucket);
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut number = 1;
+        while start < object.size {
+            let end = (start + self.part_size).min(object.size) - 1;
+            let out = s3
+                .upload_part_copy()
+                .bucket(&dest.bucket)
+                .key(&dest.key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .copy_source(Self::copy_source(object))
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .set_copy_source_if_match(Self::pin_etag(object))
+                .set_expected_bucket_owner(self.owner(&dest.bucket))
+                .set_expected_source_bucket_owner(self.owner(&object.bucket))
+                .send()
+                .await
+                .map_err(|err| storage_error(&object.url(), &format!("UploadPartCopy part {number}"), err))?;
+            let etag = out
+                .copy_part_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_owned();
+            parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
+            start = end + 1;
+            number += 1;
+        }
+        Ok(parts)
+    }
+}
+
+/// The object's own metadata with the destination's additions.
+fn metadata_with_extra(object: &ObjectInfo, dest: &CopyDest) -> HashMap<String, String> {
+    let mut metadata: HashMap<String, String> = object.metadata.iter().cloned().collect();
+    metadata.extend(dest.extra_metadata.iter().cloned());
+    metadata
 }
 
 /// A multipart upload not yet completed: aborted when dropped armed.

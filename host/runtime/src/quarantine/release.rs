@@ -349,39 +349,22 @@ async fn copy_back(
     said: &Provenance,
 ) -> Result<(ObjectInfo, TagPlan), ReleaseError> {
     let store = &agent.scanner.store;
-    let keys = &agent.scanner.tag_keys;
-    let own: Vec<(String, String)> = keys
-        .foreign(&held.info.tags)
-        .into_iter()
-        .filter(|(k, _)| k != QUARANTINE_TAG)
-        .collect();
-    let values = ResultValues {
-        result: keys.profile.allowed_value().to_owned(),
-        date: tags::sanitize(&said.at),
-        engine: held.engine.clone(),
-        signature: Some(tags::sanitize(&format!(
-            "released {}",
-            held.finding.as_deref().unwrap_or(held.was.as_str())
-        ))),
-        decoded: None,
-    };
-    let plan_for = |etag: &str| {
-        let subject = SealSubject {
-            bucket: to_bucket,
-            key: to_key,
-            etag,
-            version_id: None,
-            sha256: Some(&held.sha256),
-        };
-        let target = TagTarget {
-            subject,
-            origin: SealOrigin::Written,
-            contain: true,
-        };
-        tags::plan(keys, &agent.scanner.sealer, &own, &values, target)
+    let sealing = Sealing {
+        agent,
+        held,
+        to_bucket,
+        to_key,
+        own: agent
+            .scanner
+            .tag_keys
+            .foreign(&held.info.tags)
+            .into_iter()
+            .filter(|(k, _)| k != QUARANTINE_TAG)
+            .collect(),
+        values: released_values(agent, held, said),
     };
     let source_etag = held.info.etag.clone().unwrap_or_default();
-    let plan = plan_for(&source_etag);
+    let plan = sealing.plan(&source_etag);
     let copy_failed = |detail: String| ReleaseError::Copy {
         url: said.to.clone(),
         detail,
@@ -390,12 +373,7 @@ async fn copy_back(
         bucket: to_bucket.to_owned(),
         key: to_key.to_owned(),
         tags: plan.tags.clone(),
-        extra_metadata: vec![
-            (RELEASED_FROM.to_owned(), metadata_value(&said.from, 512)),
-            (RELEASED_BY.to_owned(), metadata_value(&said.by, 256)),
-            (RELEASED_AT.to_owned(), said.at.clone()),
-            (RELEASE_REASON.to_owned(), metadata_value(&said.reason, 512)),
-        ],
+        extra_metadata: provenance_metadata(said),
     };
     let copied = store
         .copy(&held.info, &dest)
@@ -424,12 +402,68 @@ async fn copy_back(
         return Ok((copy, plan));
     }
     // S3 gave the copy another ETag (KMS, parts): seal for that one.
-    let plan = plan_for(&actual_etag);
+    let plan = sealing.plan(&actual_etag);
     store
         .put_tags(&copy, &plan.tags)
         .await
         .map_err(|err| copy_failed(format!("re-sealing the copy's tags: {err}")))?;
     Ok((copy, plan))
+}
+
+/// What the released copy's tags are made of, before its ETag is known.
+struct Sealing<'a> {
+    agent: &'a Agent,
+    held: &'a Held,
+    to_bucket: &'a str,
+    to_key: &'a str,
+    /// The object's own tags (not ours, not the quarantine mark).
+    own: Vec<(String, String)>,
+    values: ResultValues,
+}
+
+impl Sealing<'_> {
+    /// The tags for the copy whose ETag is `etag`, sealed for it.
+    fn plan(&self, etag: &str) -> TagPlan {
+        let subject = SealSubject {
+            bucket: self.to_bucket,
+            key: self.to_key,
+            etag,
+            version_id: None,
+            sha256: Some(&self.held.sha256),
+        };
+        let target = TagTarget {
+            subject,
+            origin: SealOrigin::Written,
+            contain: true,
+        };
+        let scanner = &self.agent.scanner;
+        tags::plan(&scanner.tag_keys, &scanner.sealer, &self.own, &self.values, target)
+    }
+}
+
+/// The allowed result, saying what was released.
+fn released_values(agent: &Agent, held: &Held, said: &Provenance) -> ResultValues {
+    ResultValues {
+        result: agent.scanner.tag_keys.profile.allowed_value().to_owned(),
+        date: tags::sanitize(&said.at),
+        engine: held.engine.clone(),
+        signature: Some(tags::sanitize(&format!(
+            "released {}",
+            held.finding.as_deref().unwrap_or(held.was.as_str())
+        ))),
+        decoded: None,
+    }
+}
+
+/// Who released the object, from where, when and why, as the copy's
+/// metadata.
+fn provenance_metadata(said: &Provenance) -> Vec<(String, String)> {
+    vec![
+        (RELEASED_FROM.to_owned(), metadata_value(&said.from, 512)),
+        (RELEASED_BY.to_owned(), metadata_value(&said.by, 256)),
+        (RELEASED_AT.to_owned(), said.at.clone()),
+        (RELEASE_REASON.to_owned(), metadata_value(&said.reason, 512)),
+    ]
 }
 
 /// Step 4, announced: the released object, clean by an operator's word.

@@ -89,30 +89,17 @@ impl Agent {
             dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             budget: spool_budget.clone(),
         };
-        let pipelines_config = config.pipelines();
-        let owners: HashMap<String, String> = config
-            .buckets
-            .keys()
-            .filter_map(|bucket| Some((bucket.clone(), pipelines_config.expected_owner(bucket)?.to_owned())))
-            .collect();
-        let mut store = S3Store::new(clients.clone(), spool.clone(), owners);
-        store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
-        store.part_size = config.agent.multipart_copy_part_bytes;
-
-        let mut clamd = Clamd::new(&config.clamav);
+        let store = s3_store(&config, &clients, &spool);
         let signatures = config
             .signatures
             .as_ref()
             .map(|signatures| Arc::new(SignatureState::new(Duration::from_secs(signatures.max_age_secs))));
-        if let Some(state) = &signatures {
-            clamd = clamd.with_gate(state.clone());
-        }
         let agent_id = config
             .agent
             .agent_id
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
-        let services = Arc::new(Services::new(clamd).with_agent_id(agent_id.clone()));
+        let services = Arc::new(Services::new(clamd(&config, signatures.as_ref())).with_agent_id(agent_id.clone()));
         let sealer = match &config.agent.seal_key {
             Some(source) => Sealer::new(source.read()?),
             None => {
@@ -120,40 +107,11 @@ impl Agent {
                 Sealer::ephemeral()
             }
         };
-        let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
-        if let Some(arn) = &config.notifications.topic_arn {
-            publishers.push(Arc::new(SnsPublisher::new(
-                clients.sns.clone(),
-                arn.clone(),
-                agent_id.clone(),
-                sealer.clone(),
-            )));
-        }
-        if let Some(bus) = &config.notifications.event_bus {
-            let source = config
-                .notifications
-                .event_source
-                .clone()
-                .unwrap_or_else(|| NotificationsConfig::DEFAULT_EVENT_SOURCE.to_owned());
-            publishers.push(Arc::new(EventBridgePublisher::new(
-                clients.events.clone(),
-                bus.clone(),
-                source,
-                agent_id.clone(),
-            )));
-        }
-        let publisher = FanOut::of(publishers);
-
-        let allow_list = match crate::allow_list::load(&clients.s3, &config.allow_list, &sealer).await {
-            Ok(list) => list,
-            Err(err) => {
-                tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
-                AllowList::from_config(&config.allow_list)
-            }
-        };
-        let allow_list = Arc::new(ArcSwap::from_pointee(allow_list));
-        let tag_keys = config.tags.clone();
-        let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, pipelines_config).await?);
+        let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer);
+        let allow_list = Arc::new(ArcSwap::from_pointee(
+            initial_allow_list(&config, &clients, &sealer).await,
+        ));
+        let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, config.pipelines()).await?);
         Ok(Self {
             scanner: Scanner {
                 stages: Arc::new(WasmStages {
@@ -162,7 +120,7 @@ impl Agent {
                 }),
                 store: Arc::new(store),
                 publisher,
-                tag_keys,
+                tag_keys: config.tags.clone(),
                 sealer,
                 allow_list,
                 spool,
@@ -307,6 +265,73 @@ impl Agent {
                 }
             }
         });
+    }
+}
+
+/// The S3 store, knowing each bucket's expected owner and the multipart
+/// copy settings.
+fn s3_store(config: &Config, clients: &Clients, spool: &SpoolConfig) -> S3Store {
+    let pipelines = config.pipelines();
+    let owners: HashMap<String, String> = config
+        .buckets
+        .keys()
+        .filter_map(|bucket| Some((bucket.clone(), pipelines.expected_owner(bucket)?.to_owned())))
+        .collect();
+    let mut store = S3Store::new(clients.clone(), spool.clone(), owners);
+    store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
+    store.part_size = config.agent.multipart_copy_part_bytes;
+    store
+}
+
+/// The clamd client; with `[signatures]`, gated on a fresh database.
+fn clamd(config: &Config, signatures: Option<&Arc<SignatureState>>) -> Clamd {
+    let clamd = Clamd::new(&config.clamav);
+    match signatures {
+        Some(state) => clamd.with_gate(state.clone()),
+        None => clamd,
+    }
+}
+
+/// Every configured destination of results: SNS, EventBridge, both or none.
+fn publisher(
+    notifications: &NotificationsConfig,
+    clients: &Clients,
+    agent_id: &str,
+    sealer: &Sealer,
+) -> Option<Arc<dyn Publisher>> {
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    if let Some(arn) = &notifications.topic_arn {
+        publishers.push(Arc::new(SnsPublisher::new(
+            clients.sns.clone(),
+            arn.clone(),
+            agent_id.to_owned(),
+            sealer.clone(),
+        )));
+    }
+    if let Some(bus) = &notifications.event_bus {
+        let source = notifications
+            .event_source
+            .clone()
+            .unwrap_or_else(|| NotificationsConfig::DEFAULT_EVENT_SOURCE.to_owned());
+        publishers.push(Arc::new(EventBridgePublisher::new(
+            clients.events.clone(),
+            bus.clone(),
+            source,
+            agent_id.to_owned(),
+        )));
+    }
+    FanOut::of(publishers)
+}
+
+/// The allow-list at start; the config's entries alone while the stored
+/// list cannot be read.
+async fn initial_allow_list(config: &Config, clients: &Clients, sealer: &Sealer) -> AllowList {
+    match crate::allow_list::load(&clients.s3, &config.allow_list, sealer).await {
+        Ok(list) => list,
+        Err(err) => {
+            tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
+            AllowList::from_config(&config.allow_list)
+        }
     }
 }
 

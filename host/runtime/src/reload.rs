@@ -93,6 +93,11 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     changed
 }
 
+type Watcher = notify_debouncer_full::Debouncer<
+    notify_debouncer_full::notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
 /// Reloads on every change to the config file (when it is one) or a
 /// declared plugin file, and on every `trigger` (SIGHUP), until the process
 /// ends.
@@ -108,30 +113,21 @@ pub fn spawn(
         .transpose()
         .map_err(|err| watch_error(&err))?;
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = notify_debouncer_full::new_debouncer(
+    let mut watcher = notify_debouncer_full::new_debouncer(
         DEBOUNCE,
         None,
-        move |result: notify_debouncer_full::DebounceEventResult| {
-            match result {
-                Ok(events) => {
-                    // Reads (including our own, when a reload hashes the files)
-                    // and metadata changes are not changes.
-                    let paths: Vec<PathBuf> = events
-                        .into_iter()
-                        .filter(|event| match event.event.kind {
-                            EventKind::Create(_) | EventKind::Remove(_) => true,
-                            EventKind::Modify(ModifyKind::Metadata(_)) => false,
-                            EventKind::Modify(_) => true,
-                            _ => false,
-                        })
-                        .flat_map(|event| event.event.paths)
-                        .collect();
-                    if !paths.is_empty() {
-                        let _ = changed_tx.send(paths);
-                    }
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(events) => {
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|event| is_change(&event.event.kind))
+                    .flat_map(|event| event.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = changed_tx.send(paths);
                 }
-                Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
             }
+            Err(errors) => tracing::warn!("watching plugin and config files: {errors:?}"),
         },
     )
     .map_err(|err| watch_error(&err))?;
@@ -140,32 +136,12 @@ pub fn spawn(
         let mut watched_dirs = BTreeSet::new();
         let mut watched_files = watched(&agent, config_path.as_deref());
         loop {
-            // Directories, not files: an atomic replace (write to a temp
-            // name, rename over) gives the file a new inode.
-            let dirs: BTreeSet<PathBuf> = watched_files
-                .iter()
-                .filter_map(|f| f.parent().map(Path::to_owned))
-                .collect();
-            let new_dirs: Vec<&PathBuf> = dirs.difference(&watched_dirs).collect();
-            for dir in &new_dirs {
-                if let Err(err) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), "cannot watch for changes: {err}");
-                }
-            }
-            if !new_dirs.is_empty() {
-                tracing::info!(files = ?watched_files, "watching for changes (reload also on SIGHUP)");
-            }
-            watched_dirs = dirs;
-
+            watched_dirs = watch_dirs_of(&mut watcher, watched_dirs, &watched_files);
             let why = tokio::select! {
-                Some(paths) = changed_rx.recv() => {
-                    let hits: Vec<&PathBuf> = paths.iter().filter(|p| watched_files.contains(*p)).collect();
-                    if hits.is_empty() {
-                        continue;
-                    }
-                    let hits: BTreeSet<String> = hits.iter().map(|p| p.display().to_string()).collect();
-                    format!("changed: {}", hits.into_iter().collect::<Vec<_>>().join(", "))
-                }
+                Some(paths) = changed_rx.recv() => match changed_among(&paths, &watched_files) {
+                    Some(why) => why,
+                    None => continue,
+                },
                 Some(()) = trigger.recv() => "SIGHUP".to_owned(),
                 else => break,
             };
@@ -182,6 +158,44 @@ pub fn spawn(
     Ok(())
 }
 
+/// Reads (including our own, when a reload hashes the files) and metadata
+/// changes are not changes.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        _ => false,
+    }
+}
+
+/// Watches the directories of `files` not yet watched; returns the set now
+/// watched. Directories, not files: an atomic replace (write to a temp
+/// name, rename over) gives the file a new inode.
+fn watch_dirs_of(watcher: &mut Watcher, before: BTreeSet<PathBuf>, files: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+    let dirs: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_owned)).collect();
+    let new_dirs: Vec<&PathBuf> = dirs.difference(&before).collect();
+    for dir in &new_dirs {
+        if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch for changes: {err}");
+        }
+    }
+    if !new_dirs.is_empty() {
+        tracing::info!(files = ?files, "watching for changes (reload also on SIGHUP)");
+    }
+    dirs
+}
+
+/// "changed: FILES" for the watched files among `paths`, if any.
+fn changed_among(paths: &[PathBuf], watched: &BTreeSet<PathBuf>) -> Option<String> {
+    let hits: BTreeSet<String> = paths
+        .iter()
+        .filter(|p| watched.contains(*p))
+        .map(|p| p.display().to_string())
+        .collect();
+    (!hits.is_empty()).then(|| format!("changed: {}", hits.into_iter().collect::<Vec<_>>().join(", ")))
+}
+
 /// The config file and every plugin file of the running pipelines.
 fn watched(agent: &Agent, config_path: Option<&Path>) -> BTreeSet<PathBuf> {
     let running = agent.pipelines.snapshot();
@@ -193,4 +207,42 @@ fn watched(agent: &Agent, config_path: Option<&Path>) -> BTreeSet<PathBuf> {
         .collect();
     files.extend(config_path.map(Path::to_owned));
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify_debouncer_full::notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, RenameMode};
+
+    #[test]
+    fn writes_renames_creates_and_removes_are_changes_reads_and_metadata_are_not() {
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Remove(
+            notify_debouncer_full::notify::event::RemoveKind::File
+        )));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Data(DataChange::Content))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Name(RenameMode::To))));
+        // A reload hashing the plugin files reads them: no reload loop.
+        assert!(!is_change(&EventKind::Access(AccessKind::Read)));
+        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+    }
+
+    #[test]
+    fn only_watched_files_ask_for_a_reload_each_named_once() {
+        let watched: BTreeSet<PathBuf> = ["/etc/b/config.toml", "/p/a.wasm"].map(PathBuf::from).into();
+        let unrelated = [PathBuf::from("/p/a.wasm.tmp"), PathBuf::from("/etc/b/other")];
+        assert_eq!(changed_among(&unrelated, &watched), None);
+        let hits = [
+            PathBuf::from("/p/a.wasm"),
+            PathBuf::from("/p/a.wasm.tmp"),
+            PathBuf::from("/etc/b/config.toml"),
+            PathBuf::from("/p/a.wasm"),
+        ];
+        assert_eq!(
+            changed_among(&hits, &watched).as_deref(),
+            Some("changed: /etc/b/config.toml, /p/a.wasm")
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! ClamAV: streams the object to clamd. Grant: `clamav = true`. The bytes
 //! go from the host to clamd and never through the plugin's memory.
 
-use crate::clamd::{Clamd, ClamdError};
+pub mod clamd;
+
 use crate::shared::{ScanObject, StageFailure, StageShared};
 use bucketscan_core::grants::{Capability, NotGranted};
+use clamd::{Clamd, ClamdError};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{HasData, Resource};
