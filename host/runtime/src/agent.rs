@@ -82,7 +82,7 @@ impl Agent {
             tracing::warn!("{warning}");
         }
         let engine = Arc::new(Engine::new(&config.engine)?);
-        let clients = Clients::from_config(&config).await;
+        let clients = Clients::for_buckets(&config.buckets, config.agent.path_style).await;
         let spool_budget = Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes));
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,

@@ -4,9 +4,10 @@
 //! from STS AssumeRole; the SDK caches them and refreshes them before they
 //! expire.
 
-use crate::config::Config;
 use aws_config::BehaviorVersion;
 use aws_config::SdkConfig;
+use bucketscan_core::config::BucketConfig;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -44,12 +45,12 @@ impl Clients {
         }
     }
 
-    /// Clients for a config: the agent's own, plus one per bucket that
-    /// names a role to assume.
-    pub async fn from_config(config: &Config) -> Self {
+    /// The agent's own clients, plus an S3 client per bucket that names a
+    /// role to assume (`[buckets.NAME] role-arn`).
+    pub async fn for_buckets(buckets: &BTreeMap<String, BucketConfig>, path_style: bool) -> Self {
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let mut per_bucket = HashMap::new();
-        for (bucket, bucket_config) in &config.buckets {
+        for (bucket, bucket_config) in buckets {
             let Some(role_arn) = &bucket_config.role_arn else {
                 continue;
             };
@@ -60,13 +61,11 @@ impl Clients {
                 role = role.external_id(external_id);
             }
             let credentials = role.build().await;
-            let conf = s3_client(&shared, config.agent.path_style)
-                .credentials_provider(credentials)
-                .build();
+            let conf = s3_client(&shared, path_style).credentials_provider(credentials).build();
             per_bucket.insert(bucket.clone(), aws_sdk_s3::Client::from_conf(conf));
         }
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, config.agent.path_style).build()),
+            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, path_style).build()),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),
