@@ -9,7 +9,8 @@
 //!
 //! Pipeline `uploads`: filetype-filter + clamav-bridge. `[serve]
 //! concurrency = 4` on this 2-core machine; the wait queue is large
-//! enough that no request is refused.
+//! enough that no request is refused, and the one key the clients share
+//! may hold all of it (`per-key-concurrency`).
 
 use bucketscan_tests::{clamd, config, free_port, samples, wait_for_port};
 use sha2::{Digest, Sha256};
@@ -83,6 +84,8 @@ concurrency = 4
 queue = 256
 queue-wait-secs = 120
 max-body-bytes = 67108864
+# One key stands for every client here: it may hold every slot and place.
+per-key-concurrency = 260
 
 [[serve.keys]]
 id = "bench"
