@@ -35,13 +35,18 @@ impl Clients {
     /// servers do not resolve bucket subdomains) or when asked for.
     pub async fn from_env(path_style: bool) -> Self {
         let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_shared(&shared, path_style, HashMap::new())
+    }
+
+    /// Every client from one shared config, with the per-role S3 clients.
+    fn from_shared(shared: &SdkConfig, path_style: bool, per_bucket: HashMap<String, aws_sdk_s3::Client>) -> Self {
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, path_style).build()),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            sns: aws_sdk_sns::Client::new(&shared),
-            events: aws_sdk_eventbridge::Client::new(&shared),
-            sts: aws_sdk_sts::Client::new(&shared),
-            per_bucket: Arc::default(),
+            s3: aws_sdk_s3::Client::from_conf(s3_client(shared, path_style).build()),
+            sqs: aws_sdk_sqs::Client::new(shared),
+            sns: aws_sdk_sns::Client::new(shared),
+            events: aws_sdk_eventbridge::Client::new(shared),
+            sts: aws_sdk_sts::Client::new(shared),
+            per_bucket: Arc::new(per_bucket),
         }
     }
 
@@ -64,14 +69,7 @@ impl Clients {
             let conf = s3_client(&shared, path_style).credentials_provider(credentials).build();
             per_bucket.insert(bucket.clone(), aws_sdk_s3::Client::from_conf(conf));
         }
-        Self {
-            s3: aws_sdk_s3::Client::from_conf(s3_client(&shared, path_style).build()),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            sns: aws_sdk_sns::Client::new(&shared),
-            events: aws_sdk_eventbridge::Client::new(&shared),
-            sts: aws_sdk_sts::Client::new(&shared),
-            per_bucket: Arc::new(per_bucket),
-        }
+        Self::from_shared(&shared, path_style, per_bucket)
     }
 
     /// The S3 client to use for `bucket`.
