@@ -8,7 +8,10 @@
 //!    same pipeline of native Rust functions.
 //! 2. Instantiate + call cost of one Wasm stage per object.
 //! 3. Throughput of the filetype-filter + clamav-bridge pipeline against
-//!    clamd INSTREAM alone on the same files (100 KB, 1 MB, 50 MB).
+//!    clamd INSTREAM alone on the same files (10 KB to 50 MB), and each
+//!    stage's time alone; once against the one-line test database, once
+//!    against a synthetic one of realistic size (clamd's cost per byte
+//!    grows with its database).
 
 use bucketscan_core::Decision;
 use bucketscan_core::grants::Grants;
@@ -183,9 +186,37 @@ async fn languages(info: &Arc<ObjectInfo>, body: &ObjectBody) {
 }
 
 async fn clamd_throughput() {
-    // A clamd that accepts 50 MB streams.
-    let server = clamd::start_with_stream_max(128 * 1024 * 1024).unwrap();
-    let address = server.address();
+    // clamd's cost per byte grows with its database: measure against the
+    // one-line test database (the hardest case for the pipeline's share)
+    // and against one of realistic size.
+    let tiny = clamd::start_with_stream_max(STREAM_MAX).unwrap();
+    throughput_against(&tiny.address(), "the one-line test database", SIZES).await;
+    drop(tiny);
+    let db = tempfile::tempdir().unwrap();
+    bucketscan_tests::signatures::write_realistic_database(db.path()).unwrap();
+    let realistic = clamd::start_with_database(db.path(), bucketscan_tests::free_port(), STREAM_MAX).unwrap();
+    let label = format!(
+        "a realistic-size database ({} hash + {} body signatures)",
+        bucketscan_tests::signatures::REALISTIC_HASHES,
+        bucketscan_tests::signatures::REALISTIC_BODIES
+    );
+    // 50 MB against it takes minutes per run and says nothing new.
+    throughput_against(&realistic.address(), &label, &SIZES[..3]).await;
+}
+
+/// A clamd that accepts 50 MB streams.
+const STREAM_MAX: u64 = 128 * 1024 * 1024;
+
+/// Sizes of the throughput rows, with the calls each run times.
+const SIZES: &[(&str, usize, u32)] = &[
+    ("10KB", 10 * 1024, 300),
+    ("100KB", 100 * 1024, 100),
+    ("1MB", 1 << 20, 30),
+    ("50MB", 50 << 20, 3),
+];
+
+async fn throughput_against(address: &str, database: &str, sizes: &[(&str, usize, u32)]) {
+    let address = address.to_owned();
     let limits = EngineConfig {
         cache_dir: None,
         ..EngineConfig::default()
@@ -193,7 +224,7 @@ async fn clamd_throughput() {
     let host = Engine::new(&limits).unwrap();
     let clamav = ClamavConfig {
         address: address.clone(),
-        stream_max_bytes: 128 * 1024 * 1024,
+        stream_max_bytes: STREAM_MAX,
         ..ClamavConfig::default()
     };
     let services = Arc::new(Services::new(Clamd::new(&clamav)));
@@ -207,22 +238,19 @@ async fn clamd_throughput() {
             .await
             .unwrap(),
     );
-    let stages = vec![
-        stage(&filter, &[("deny", "executable")], Grants::default()),
-        stage(&bridge, &[], clamav_grant()),
-    ];
+    let filter_stage = stage(&filter, &[("deny", "executable")], Grants::default());
+    let bridge_stage = stage(&bridge, &[], clamav_grant());
+    let stages = vec![filter_stage.clone(), bridge_stage.clone()];
     let dir = tempfile::tempdir().unwrap();
 
-    println!("== throughput: filetype-filter + clamav-bridge pipeline vs clamd INSTREAM alone (same files)");
     println!(
-        "{:>7}  {:>12}  {:>12}  {:>16}",
-        "size", "clamd MB/s", "pipeline MB/s", "pipeline/clamd"
+        "== throughput: filetype-filter + clamav-bridge pipeline vs clamd INSTREAM alone (same files), clamd on {database}"
     );
-    for (label, size, iterations) in [
-        ("100KB", 100 * 1024, 100u32),
-        ("1MB", 1 << 20, 30),
-        ("50MB", 50 << 20, 3),
-    ] {
+    println!(
+        "{:>7}  {:>10}  {:>12}  {:>13}  {:>14}  {:>10}  {:>10}",
+        "size", "clamd MB/s", "pipeline MB/s", "pipeline/clamd", "clamd ms/obj", "filter ms", "bridge ms"
+    );
+    for &(label, size, iterations) in sizes {
         let path = dir.path().join(label);
         std::fs::write(
             &path,
@@ -247,21 +275,32 @@ async fn clamd_throughput() {
             }
         })
         .await;
-        let piped = per_call(iterations, 3, || {
-            let object = object(&info, &body);
-            let (host, services, stages) = (&host, &services, &stages);
-            async move {
-                let report = bucketscan_engine::runner::inspect(host, services, stages, &object).await;
-                assert!(report.verdict.is_clean(), "{:?}", report.verdict);
-            }
-        })
-        .await;
+        // The whole pipeline, then each stage alone: where the time goes.
+        let run = |stages: Vec<PipelineStage>, has_engine: bool| {
+            let (info, body, host, services) = (&info, &body, &host, &services);
+            per_call(iterations, 3, move || {
+                let object = object(info, body);
+                let stages = stages.clone();
+                async move {
+                    let report = bucketscan_engine::runner::inspect(host, services, &stages, &object).await;
+                    // A pipeline without an engine proves nothing clean.
+                    assert_eq!(report.verdict.is_clean(), has_engine, "{:?}", report.verdict);
+                }
+            })
+        };
+        let piped = run(stages.clone(), true).await;
+        let filter_only = run(vec![filter_stage.clone()], false).await;
+        let bridge_only = run(vec![bridge_stage.clone()], true).await;
         let mbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e6;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "{label:>7}  {:>12.1}  {:>12.1}  {:>15.2}x",
+            "{label:>7}  {:>10.1}  {:>12.1}  {:>13.2}x  {:>14.3}  {:>10.3}  {:>10.3}",
             mbps(alone),
             mbps(piped),
-            alone.as_secs_f64() / piped.as_secs_f64()
+            alone.as_secs_f64() / piped.as_secs_f64(),
+            ms(alone),
+            ms(filter_only),
+            ms(bridge_only),
         );
     }
 }
