@@ -41,6 +41,38 @@ async fn an_object_whose_request_never_answers_is_handled_by_the_next_try() {
     assert!(agent.log().contains("object-timeout-secs"), "{}", agent.log());
 }
 
+/// Found by the soak: a GET that S3 holds without answering kept its object
+/// until `object-timeout-secs` (an hour by default). The SDK's first-byte
+/// timeout now gives up on it and retries, within the same try.
+#[tokio::test]
+async fn a_request_held_without_an_answer_is_retried_after_the_first_byte_timeout() {
+    let world = World::new().await;
+    let recorder = Recorder::start(&world.moto.endpoint());
+    recorder.set_faults(&[
+        json!({"method": "GET", "path": "/staging/held/report.txt", "no_query": "tagging",
+                                 "stall": 600, "times": 1}),
+    ]);
+    let config = world.config(&clamd::shared().address(), "");
+    with_agent_settings(&config, "first-byte-timeout-secs = 3");
+    let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
+    world
+        .put("held/report.txt", samples::clean_text(), None, &[], &[])
+        .await;
+    world.wait_for(PRODUCTION, "held/report.txt", WITHIN, &agent).await;
+    assert_eq!(recorder.faulted().len(), 1, "the first GET was held");
+    let gets = recorder
+        .to_object(STAGING, "held/report.txt")
+        .into_iter()
+        .filter(|r| r["method"] == "GET" && !r["query"].as_str().unwrap_or_default().contains("tagging"))
+        .count();
+    assert!(gets >= 2, "held once, then fetched again: {gets} GETs");
+    assert!(
+        !agent.log().contains("object-timeout-secs"),
+        "the object did not wait for its deadline: {}",
+        agent.log()
+    );
+}
+
 /// `bucketscan serve` in this world, through `recorder`, with one key and
 /// a request timeout of 2 s.
 fn serve(world: &World, recorder: &Recorder, stop_timeout_secs: u64) -> (AgentProcess, u16, std::path::PathBuf) {

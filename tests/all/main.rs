@@ -20,5 +20,6 @@ mod reload;
 mod sandbox;
 mod serve;
 mod signatures;
+mod soak;
 mod unreadable;
 mod webhook;

@@ -72,7 +72,14 @@ pub fn start_with_stream_max(stream_max: u64) -> std::io::Result<ClamdServer> {
 pub fn start_on(port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("db");
-    std::fs::create_dir_all(&db)?;
+    copy_test_signatures(&db)?;
+    start_in(dir, &db, port, stream_max)
+}
+
+/// Fills `db` (created if missing) with the project's test signatures,
+/// plus the system database when one is installed.
+pub fn copy_test_signatures(db: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(db)?;
     let signatures = crate::workspace().join("tests/signatures");
     for entry in std::fs::read_dir(&signatures)? {
         let entry = entry?;
@@ -89,7 +96,7 @@ pub fn start_on(port: u16, stream_max: u64) -> std::io::Result<ClamdServer> {
             }
         }
     }
-    start_in(dir, &db, port, stream_max)
+    Ok(())
 }
 
 /// Starts clamd on `port` with the database directory `db`, as a test
@@ -176,6 +183,30 @@ pub fn spawn_quiet(program: std::path::PathBuf, args: Vec<String>) -> std::io::R
         command.args(args).stdout(Stdio::null()).stderr(Stdio::null());
         command
     })
+}
+
+/// Sends `command` (e.g. `RELOAD`) to the clamd on `port`; its answer.
+pub fn command(port: u16, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(format!("z{command}\0").as_bytes())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).trim_end_matches('\0').to_owned())
+}
+
+/// Scans `bytes` with INSTREAM on the clamd on `port`; its answer
+/// (e.g. `stream: OK`).
+pub fn scan(port: u16, bytes: &[u8]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(b"zINSTREAM\0")?;
+    stream.write_all(&(bytes.len() as u32).to_be_bytes())?;
+    stream.write_all(bytes)?;
+    stream.write_all(&0u32.to_be_bytes())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).trim_end_matches('\0').to_owned())
 }
 
 fn ping(port: u16) -> bool {

@@ -16,7 +16,8 @@ X-Amz-Target header, e.g. `AmazonSQS.ReceiveMessage`), and does one of:
   {"delay": 5}            wait, then forward;
   {"stall": 600}          hold the request without answering;
   {"reset": true}         close the connection without an answer.
-`times` limits how often a rule fires (default: always).
+`times` limits how often a rule fires (default: always); `every: N` fires
+it on every Nth request it matches (a share of requests, deterministic).
 Like real S3 (and unlike the local server), keys over 1024 bytes are
 refused with KeyTooLongError."""
 import argparse, http.client, http.server, json, os, socket, struct, threading, time, urllib.parse
@@ -29,11 +30,11 @@ parser.add_argument("--faults")
 args = parser.parse_args()
 lock = threading.Lock()
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
-rules, rules_mtime, fired = [], None, {}
+rules, rules_mtime, fired, matched = [], None, {}, {}
 
 
 def current_rules():
-    global rules, rules_mtime, fired
+    global rules, rules_mtime, fired, matched
     if not args.faults:
         return []
     try:
@@ -43,7 +44,7 @@ def current_rules():
     if mtime != rules_mtime:
         with open(args.faults) as f:
             text = f.read()
-        rules, rules_mtime, fired = (json.loads(text) if text.strip() else []), mtime, {}
+        rules, rules_mtime, fired, matched = (json.loads(text) if text.strip() else []), mtime, {}, {}
     return rules
 
 
@@ -63,6 +64,9 @@ def matching_rule(method, path, query, body, headers):
             if "target" in rule and rule["target"] != headers.get("x-amz-target", ""):
                 continue
             if "times" in rule and fired.get(index, 0) >= rule["times"]:
+                continue
+            matched[index] = matched.get(index, 0) + 1
+            if matched[index] % rule.get("every", 1) != 0:
                 continue
             fired[index] = fired.get(index, 0) + 1
             return rule

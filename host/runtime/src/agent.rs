@@ -82,13 +82,15 @@ impl Agent {
             tracing::warn!("{warning}");
         }
         let engine = Arc::new(Engine::new(&config.engine)?);
-        let clients = Clients::for_buckets(&config.buckets, config.agent.path_style).await;
+        let first_byte_timeout = std::time::Duration::from_secs(config.agent.first_byte_timeout_secs);
+        let clients = Clients::for_buckets(&config.buckets, config.agent.path_style, first_byte_timeout).await;
         let spool_budget = Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes));
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,
             dir: config.agent.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             budget: spool_budget.clone(),
         };
+        remove_orphaned_spool_files(&spool.dir);
         let store = s3_store(&config, &clients, &spool);
         let signatures = config
             .signatures
@@ -354,5 +356,25 @@ fn warn_without_seal_key(config: &Config) {
                 }
             }
         }
+    }
+}
+
+/// A process killed before its scans finished (SIGKILL, OOM) left its
+/// spool files behind: they take disk the budget no longer counts.
+fn remove_orphaned_spool_files(dir: &std::path::Path) {
+    match bucketscan_scan::spool::remove_orphans(dir) {
+        Ok(cleanup) => {
+            if cleanup.removed > 0 {
+                tracing::warn!(
+                    "removed {} spool file(s) in {} left by a process that no longer runs",
+                    cleanup.removed,
+                    dir.display()
+                );
+            }
+            for failure in cleanup.failed {
+                tracing::warn!("could not remove an orphaned spool file: {failure}");
+            }
+        }
+        Err(err) => tracing::warn!("could not look for orphaned spool files in {}: {err}", dir.display()),
     }
 }

@@ -10,6 +10,24 @@ use bucketscan_core::config::BucketConfig;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The first-byte timeout of clients built without a config (the CLI's
+/// one-off commands); the agent's comes from `[agent]`.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shared SDK config: the standard chain, and a limit on how long a
+/// request may wait for its answer to start (a stalled S3 request is
+/// retried, not waited on for ever).
+async fn shared_config(first_byte_timeout: Duration) -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .read_timeout(first_byte_timeout)
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
 
 /// The clients the agent uses.
 #[derive(Clone, Debug)]
@@ -34,7 +52,7 @@ impl Clients {
     /// addressing is used when an endpoint override is set (local S3
     /// servers do not resolve bucket subdomains) or when asked for.
     pub async fn from_env(path_style: bool) -> Self {
-        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let shared = shared_config(DEFAULT_FIRST_BYTE_TIMEOUT).await;
         Self::from_shared(&shared, path_style, HashMap::new())
     }
 
@@ -52,8 +70,12 @@ impl Clients {
 
     /// The agent's own clients, plus an S3 client per bucket that names a
     /// role to assume (`[buckets.NAME] role-arn`).
-    pub async fn for_buckets(buckets: &BTreeMap<String, BucketConfig>, path_style: bool) -> Self {
-        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    pub async fn for_buckets(
+        buckets: &BTreeMap<String, BucketConfig>,
+        path_style: bool,
+        first_byte_timeout: Duration,
+    ) -> Self {
+        let shared = shared_config(first_byte_timeout).await;
         let mut per_bucket = HashMap::new();
         for (bucket, bucket_config) in buckets {
             let Some(role_arn) = &bucket_config.role_arn else {

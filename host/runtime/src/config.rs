@@ -95,6 +95,10 @@ pub struct AgentConfig {
     /// (a hung S3 request, a stalled body); past it the object's message
     /// returns to the queue for another try.
     pub object_timeout_secs: u64,
+    /// How long any AWS request may wait for the first byte of its answer
+    /// before it is retried: a request S3 or SNS holds without answering
+    /// would otherwise hold its object until `object-timeout-secs`.
+    pub first_byte_timeout_secs: u64,
 }
 
 impl Default for AgentConfig {
@@ -115,6 +119,7 @@ impl Default for AgentConfig {
             multipart_copy_threshold_bytes: 5 * 1024 * 1024 * 1024,
             multipart_copy_part_bytes: 512 * 1024 * 1024,
             object_timeout_secs: 3600,
+            first_byte_timeout_secs: 60,
         }
     }
 }
@@ -210,6 +215,12 @@ impl Config {
         }
         if self.agent.wait_time_secs > 20 {
             return Err(error("[agent] wait-time-secs: SQS allows at most 20".into()));
+        }
+        if self.agent.first_byte_timeout_secs <= self.agent.wait_time_secs {
+            return Err(error(format!(
+                "[agent] first-byte-timeout-secs ({}) must exceed wait-time-secs ({}): a long poll answers only at its end",
+                self.agent.first_byte_timeout_secs, self.agent.wait_time_secs
+            )));
         }
         let pipelines = self.pipelines();
         pipelines.validate()?;
@@ -417,6 +428,25 @@ grants = { clamav = true, storage = ["production"] }
         );
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("could never be fetched"), "{err}");
+    }
+
+    #[test]
+    fn a_first_byte_timeout_a_long_poll_would_trip_is_refused() {
+        let err = parse(&format!(
+            "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 20\n{GOOD}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("first-byte-timeout-secs (20) must exceed wait-time-secs (20)"),
+            "{err}"
+        );
+        assert!(
+            parse(&format!(
+                "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 21\n{GOOD}"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]

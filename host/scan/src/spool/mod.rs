@@ -5,8 +5,10 @@
 //! source: S3 bodies, decoded content, API uploads.
 
 mod budget;
+mod orphans;
 
 pub use budget::{NoRoom, Reservation, SpoolBudget};
+pub use orphans::{Cleanup, remove_orphans};
 
 use bucketscan_core::object::{ObjectBody, SpooledFile};
 use sha2::Digest;
@@ -152,7 +154,7 @@ impl SpoolWriter {
         room.reserve_up_to(first, &self.config.budget)?;
         std::fs::create_dir_all(&self.config.dir).map_err(|err| io("creating the spool dir", err))?;
         let temp = tempfile::Builder::new()
-            .prefix("bucketscan-")
+            .prefix(&orphans::file_prefix())
             .tempfile_in(&self.config.dir)
             .map_err(|err| io("creating a spool file", err))?;
         let (mut handle, path) = temp.keep().map_err(|err| io("keeping a spool file", err.error))?;

@@ -1,0 +1,490 @@
+//! A soak with faults: a mixed workload through two agents on one queue
+//! while faults strike on a schedule (see `faults`), and a checker that
+//! watches the buckets the whole time and, at the end, asks every object
+//! for its one right place and its alert, production for never having
+//! held a bad object, the queue and DLQ for being empty, and the spool for
+//! holding no file. It prints the figures README's reliability section
+//! keeps. The suite runs a short version (every fault once);
+//! `scripts/soak` runs the same longer (BUCKETSCAN_SOAK_OBJECTS,
+//! BUCKETSCAN_SOAK_ROUNDS, BUCKETSCAN_SOAK_OUTAGE_SECS).
+
+mod checker;
+mod faults;
+mod workload;
+
+use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::clamd;
+use bucketscan_tests::recorder::Recorder;
+use checker::{Observations, Place, percentile_ms};
+use faults::Fault;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use workload::{Kind, Upload};
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Two agents on one queue, reaching AWS through a fault-injecting proxy,
+/// and the clamd they share.
+pub struct Fleet<'w> {
+    world: &'w World,
+    proxy: Recorder,
+    config: PathBuf,
+    spool: PathBuf,
+    agents: [AgentProcess; 2],
+    clamd: Option<clamd::ClamdServer>,
+    clamd_port: u16,
+    clamd_db: PathBuf,
+    /// How many objects the soak uploads (the signature update names the
+    /// late samples among them).
+    objects: usize,
+}
+
+impl<'w> Fleet<'w> {
+    /// clamd on a free port with the test signatures in `clamd_db`, the
+    /// proxy, and two agents running the soak config.
+    fn start(world: &'w World, spool: PathBuf, clamd_db: PathBuf, objects: usize) -> Self {
+        clamd::copy_test_signatures(&clamd_db).unwrap();
+        let clamd_port = bucketscan_tests::free_port();
+        let clamd = clamd::start_with_database(&clamd_db, clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
+        let config = soak_config(world, &clamd.address());
+        let proxy = Recorder::start(&world.moto.endpoint());
+        let agents = [
+            spawn_agent(world, &config, &spool, &proxy),
+            spawn_agent(world, &config, &spool, &proxy),
+        ];
+        Self {
+            world,
+            proxy,
+            config,
+            spool,
+            agents,
+            clamd: Some(clamd),
+            clamd_port,
+            clamd_db,
+            objects,
+        }
+    }
+
+    fn restart(&mut self, which: usize) {
+        self.agents[which] = spawn_agent(self.world, &self.config, &self.spool, &self.proxy);
+    }
+
+    fn clamd(&self) -> &clamd::ClamdServer {
+        self.clamd.as_ref().expect("clamd is running")
+    }
+
+    /// clamd on the soak's port and database (which outlives each clamd).
+    fn start_clamd(&mut self) {
+        self.clamd =
+            Some(clamd::start_with_database(&self.clamd_db, self.clamd_port, clamd::STREAM_MAX_BYTES).unwrap());
+    }
+
+    fn logs(&self) -> String {
+        self.agents.iter().map(|a| a.log()).collect::<Vec<_>>().join("\n----\n")
+    }
+}
+
+/// An agent with its spool in `spool`, reaching AWS through `proxy`.
+fn spawn_agent(world: &World, config: &Path, spool: &Path, proxy: &Recorder) -> AgentProcess {
+    world.start_agent_with_env(
+        config,
+        &[
+            ("TMPDIR", spool.to_str().unwrap()),
+            ("AWS_ENDPOINT_URL", &proxy.endpoint()),
+        ],
+    )
+}
+
+/// The standard pipeline for `soak/`, with the promoter moving (not
+/// copying) clean objects, and a spool budget two large objects overflow.
+fn soak_config(world: &World, clamd_address: &str) -> PathBuf {
+    let soak_prefix = format!(
+        r#"
+[[buckets.{STAGING}.prefixes]]
+prefix = "soak/"
+[[buckets.{STAGING}.prefixes.stages]]
+plugin = "filetype-filter"
+settings = {{ deny = ["executable"], block-mismatch = true }}
+[[buckets.{STAGING}.prefixes.stages]]
+plugin = "clamav-bridge"
+grants = {{ clamav = true }}
+[[buckets.{STAGING}.prefixes.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = {{ bucket = "{PRODUCTION}", delete-source = true }}
+grants = {{ storage = ["{PRODUCTION}", "{STAGING}"] }}
+[[buckets.{STAGING}.prefixes.stages]]
+plugin = "quarantine"
+on = ["infected", "blocked"]
+settings = {{ mode = "move", bucket = "{QUARANTINE}" }}
+grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
+"#
+    );
+    let path = world.config(clamd_address, &soak_prefix);
+    let budget = workload::LARGE_OBJECT_BYTES * 3 / 2;
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "spool-threshold-bytes = 65536",
+        &format!(
+            "spool-threshold-bytes = 65536\nspool-budget-bytes = {budget}\nmax-object-bytes = {budget}\n\
+             first-byte-timeout-secs = 5"
+        ),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How long each round's uploads are spread over.
+const ROUND: Duration = Duration::from_secs(10);
+
+/// Uploads `uploads` one after another, evenly spread over `over`.
+async fn upload_round(world: &Arc<World>, uploads: &[Upload], over: Duration, seen: &checker::Shared) {
+    let gap = over / uploads.len().max(1) as u32;
+    for upload in uploads {
+        let next = Instant::now() + gap;
+        if let Some(first) = &upload.first {
+            world
+                .put(&upload.key, first.clone(), upload.content_type, &[], &[])
+                .await;
+            tokio::time::sleep(upload.overwrite_after).await;
+        }
+        world
+            .put(&upload.key, upload.bytes.clone(), upload.content_type, &[], &[])
+            .await;
+        seen.lock().unwrap().uploaded.insert(upload.key.clone(), Instant::now());
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+/// Waits (up to `within`) until every object in `uploads` is in its one
+/// right place, then looks at all of them once more; the ones that are not.
+async fn wait_settled(world: &World, uploads: &[&Upload], within: Duration) -> Vec<(String, Kind, Place)> {
+    let deadline = Instant::now() + within;
+    let mut remaining: Vec<&Upload> = uploads.to_vec();
+    while !remaining.is_empty() && Instant::now() < deadline {
+        let now = checker::places(world, &remaining).await;
+        remaining.retain(|u| !now[&u.key].is_final_for(u.kind));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let now = checker::places(world, uploads).await;
+    uploads
+        .iter()
+        .filter(|u| !now[&u.key].is_final_for(u.kind))
+        .map(|u| (u.key.clone(), u.kind, now[&u.key]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() {
+    let per_round = setting("BUCKETSCAN_SOAK_OBJECTS", 88).div_ceil(faults::ALL.len());
+    let rounds = setting("BUCKETSCAN_SOAK_ROUNDS", faults::ALL.len());
+    let outage = Duration::from_secs(setting("BUCKETSCAN_SOAK_OUTAGE_SECS", 8) as u64);
+    let schedule: Vec<Fault> = (0..rounds).map(|r| faults::ALL[r % faults::ALL.len()]).collect();
+    let plan = workload::plan(&schedule, per_round);
+    let objects = plan.iter().map(|r| r.uploads.len()).sum::<usize>();
+
+    let world = Arc::new(World::new().await);
+    let spool = world.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut fleet = Fleet::start(&world, spool.clone(), world.dir.path().join("clamd-db"), objects);
+
+    let (mut calm_keys, mut uploads): (Vec<String>, Vec<&Upload>) = (Vec::new(), Vec::new());
+    let mut struck: BTreeMap<String, usize> = BTreeMap::new();
+    let seen: checker::Shared = Arc::new(Mutex::new(Observations::default()));
+    let all_uploads = Arc::new(
+        plan.iter()
+            .flat_map(|r| r.uploads.iter())
+            .map(clone_upload)
+            .collect::<Vec<_>>(),
+    );
+    let stop = Arc::new(Mutex::new(false));
+    let watcher = checker::watch(world.clone(), all_uploads.clone(), seen.clone(), stop.clone());
+
+    let mut faulted_phase: Option<Instant> = None;
+    let mut calm_rss_mib: Vec<u64> = Vec::new();
+    for round in &plan {
+        // A steady stream of uploads through the round; the fault strikes
+        // while they are in flight.
+        let stream = upload_round(&world, &round.uploads, ROUND, &seen);
+        uploads.extend(round.uploads.iter());
+        if round.fault == Fault::Calm {
+            // Undisturbed: the baseline for time to final place.
+            stream.await;
+            let unsettled = wait_settled(
+                &world,
+                &round.uploads.iter().collect::<Vec<_>>(),
+                Duration::from_secs(120),
+            )
+            .await;
+            assert!(
+                unsettled.is_empty(),
+                "calm round did not settle: {unsettled:?}\n{}",
+                fleet.logs()
+            );
+            calm_keys.extend(round.uploads.iter().map(|u| u.key.clone()));
+            calm_rss_mib = fleet.agents.iter().map(|a| rss_kib(a.child.id()) / 1024).collect();
+            continue;
+        }
+        faulted_phase.get_or_insert_with(Instant::now);
+        let strike = async {
+            tokio::time::sleep(ROUND * 2 / 5).await;
+            faults::strike(round.fault, &mut fleet, outage).await;
+        };
+        tokio::join!(stream, strike);
+        *struck.entry(format!("{:?}", round.fault)).or_default() += 1;
+    }
+
+    let unsettled = wait_settled(&world, &uploads, Duration::from_secs(120 + objects as u64)).await;
+    let faulted_elapsed = faulted_phase.map(|t| t.elapsed()).unwrap_or_default();
+    let lost: Vec<_> = unsettled.iter().filter(|(_, _, place)| place.is_nowhere()).collect();
+    assert!(lost.is_empty(), "objects lost (in no bucket): {lost:?}");
+    assert!(
+        unsettled.is_empty(),
+        "objects not in their one right place:\n{}\nlogs:\n{}",
+        unsettled
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        fleet.logs()
+    );
+
+    // Deletes of the last messages follow the moves: wait for an empty queue.
+    let drained = Instant::now() + Duration::from_secs(60);
+    while world.queue_depth().await > 0 && Instant::now() < drained {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    *stop.lock().unwrap() = true;
+    watcher.await.unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        seen.bad_in_production.is_empty(),
+        "bad objects seen in production: {:?}",
+        seen.bad_in_production
+    );
+    assert_eq!(
+        world.queue_depth().await,
+        0,
+        "messages left on the queue; logs:\n{}",
+        fleet.logs()
+    );
+    assert!(world.drain(&world.dlq_url).await.is_empty(), "messages in the DLQ");
+    assert_result_tags(&world, &uploads).await;
+    let duplicates = assert_every_bad_object_alerted(&world, &uploads).await;
+
+    // Stopped cleanly, no agent leaves a spool file, and the one killed
+    // mid-scan had its files removed by its successor.
+    let rss_mib: Vec<u64> = fleet.agents.iter().map(|a| rss_kib(a.child.id()) / 1024).collect();
+    for agent in &mut fleet.agents {
+        assert!(agent.terminate(Duration::from_secs(60)).is_some());
+    }
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("bucketscan-"))
+        .collect();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+
+    let faulted_requests = fleet.proxy.faulted();
+    assert!(
+        !faulted_requests.is_empty(),
+        "no fault was injected: the rules matched nothing"
+    );
+    let fetches = staging_fetches(&fleet.proxy.requests(), &uploads);
+    let bad = uploads.iter().filter(|u| u.kind.is_bad()).count();
+    let calm_times = seen.times_to_final_place(calm_keys.iter());
+    let calm_set: std::collections::HashSet<&String> = calm_keys.iter().collect();
+    let fault_times = seen.times_to_final_place(uploads.iter().map(|u| &u.key).filter(|k| !calm_set.contains(k)));
+    let faulted_objects = objects - calm_keys.len();
+    println!(
+        "soak figures ({objects} objects, {rounds} rounds, 2 agents, outages {} s):",
+        outage.as_secs()
+    );
+    println!(
+        "  objects/s held under faults: {:.2} ({faulted_objects} objects in {:.1} s)",
+        faulted_objects as f64 / faulted_elapsed.as_secs_f64(),
+        faulted_elapsed.as_secs_f64()
+    );
+    println!("  faults struck: {struck:?}");
+    println!("  S3/SNS requests faulted: {}", describe_faulted(&faulted_requests));
+    println!(
+        "  objects lost: 0; wrong final places: 0; bad-in-production moments: 0 ({} polls)",
+        seen.polls
+    );
+    println!(
+        "  duplicate alerts: {duplicates} of {bad} bad objects ({:.1}%)",
+        100.0 * duplicates as f64 / bad.max(1) as f64
+    );
+    let (calm_p50, calm_p99) = (percentile_ms(&calm_times, 50), percentile_ms(&calm_times, 99));
+    let (fault_p50, fault_p99) = (percentile_ms(&fault_times, 50), percentile_ms(&fault_times, 99));
+    println!(
+        "  time to final place p50/p99: calm {calm_p50:.0}/{calm_p99:.0} ms, under faults {fault_p50:.0}/{fault_p99:.0} ms \
+         (ratio {:.1}x/{:.1}x)",
+        fault_p50 / calm_p50,
+        fault_p99 / calm_p99
+    );
+    println!(
+        "  fetches per object: {:.2} (retries per object {:.2})",
+        fetches as f64 / objects as f64,
+        (fetches as f64 - objects as f64) / objects as f64
+    );
+    println!(
+        "  agent RSS after the calm round: {calm_rss_mib:?} MiB, at the end: {rss_mib:?} MiB; spool files left: 0"
+    );
+}
+
+/// What the watcher needs of an upload: its key, kind and (for
+/// overwritten objects, checked in production) its last bytes.
+fn clone_upload(upload: &Upload) -> Upload {
+    Upload {
+        key: upload.key.clone(),
+        kind: upload.kind,
+        bytes: if upload.kind == Kind::Overwritten {
+            upload.bytes.clone()
+        } else {
+            Vec::new()
+        },
+        content_type: upload.content_type,
+        first: None,
+        overwrite_after: Duration::ZERO,
+    }
+}
+
+async fn assert_result_tags(world: &World, uploads: &[&Upload]) {
+    for upload in uploads {
+        let (bucket, key) = match upload.kind {
+            Kind::Clean => (PRODUCTION, upload.key.clone()),
+            Kind::Unscannable => (STAGING, upload.key.clone()),
+            _ => (QUARANTINE, format!("{STAGING}/{}", upload.key)),
+        };
+        assert_eq!(
+            world.tag(bucket, &key, "bucketscan-result").await.as_deref(),
+            Some(upload.kind.expected_result()),
+            "{} ({:?})",
+            upload.key,
+            upload.kind
+        );
+        if upload.kind == Kind::Overwritten && world.exists(PRODUCTION, &upload.key).await {
+            assert_eq!(
+                world.body(PRODUCTION, &upload.key).await,
+                *upload.first.as_ref().unwrap(),
+                "{}: production holds other bytes than the clean first ones",
+                upload.key
+            );
+            assert_eq!(
+                world.tag(PRODUCTION, &upload.key, "bucketscan-result").await.as_deref(),
+                Some("clean")
+            );
+        }
+    }
+}
+
+/// Every bad object published at least once with its result; a retried
+/// one may publish twice (counted, not failed). Returns the duplicates.
+async fn assert_every_bad_object_alerted(world: &World, uploads: &[&Upload]) -> usize {
+    let mut alerts: HashMap<String, Vec<String>> = HashMap::new();
+    for notification in take_all(world, &world.results_url).await {
+        let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+        let key = body["key"].as_str().unwrap_or_default().to_owned();
+        let result = body["result"].as_str().unwrap_or_default().to_owned();
+        alerts.entry(key).or_default().push(result);
+    }
+    let mut duplicates = 0;
+    for upload in uploads.iter().filter(|u| u.kind.is_bad()) {
+        let results = alerts.get(&upload.key).cloned().unwrap_or_default();
+        let matching = results.iter().filter(|r| *r == upload.kind.expected_result()).count();
+        assert!(
+            matching > 0,
+            "no {} alert for {}: {results:?}",
+            upload.kind.expected_result(),
+            upload.key
+        );
+        duplicates += matching - 1;
+    }
+    duplicates
+}
+
+/// Every message on `url`, each deleted once read: a long soak's
+/// thousands of results take longer to read than a visibility timeout, and
+/// messages read but kept would come back as false duplicates.
+async fn take_all(world: &World, url: &str) -> Vec<serde_json::Value> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let mut all = Vec::new();
+    loop {
+        let out = world
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        let mut deletes = Vec::new();
+        for (n, message) in messages.iter().enumerate() {
+            all.push(serde_json::from_str(message.body().unwrap()).unwrap());
+            let entry = DeleteMessageBatchRequestEntry::builder()
+                .id(n.to_string())
+                .receipt_handle(message.receipt_handle().unwrap())
+                .build()
+                .unwrap();
+            deletes.push(entry);
+        }
+        let batch = world
+            .aws
+            .sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(deletes));
+        batch.send().await.unwrap();
+    }
+}
+
+/// GETs of the uploads' bytes the agents made (a retried object is
+/// fetched again).
+fn staging_fetches(requests: &[serde_json::Value], uploads: &[&Upload]) -> usize {
+    let paths: std::collections::HashSet<String> = uploads.iter().map(|u| format!("/{STAGING}/{}", u.key)).collect();
+    requests
+        .iter()
+        .filter(|r| r["method"] == "GET" && !r["query"].as_str().unwrap_or_default().contains("tagging"))
+        .filter(|r| r["path"].as_str().is_some_and(|p| paths.contains(p)))
+        .count()
+}
+
+/// "kind: count" of the requests the proxy failed.
+fn describe_faulted(faulted: &[serde_json::Value]) -> String {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for request in faulted {
+        let fault = &request["fault"];
+        let kind = if fault.get("reset").is_some() {
+            "reset".to_owned()
+        } else if fault.get("stall").is_some() {
+            "stall".to_owned()
+        } else {
+            format!("{} {}", fault["status"], fault["code"].as_str().unwrap_or_default())
+        };
+        *by_kind
+            .entry(format!("{} {kind}", request["method"].as_str().unwrap_or_default()))
+            .or_default() += 1;
+    }
+    format!("{by_kind:?}")
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
