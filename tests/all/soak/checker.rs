@@ -1,14 +1,14 @@
 //! Watches the buckets for the whole soak: when each object reached its
 //! one right place, and every moment a bad object was in production.
 
-use super::workload::{Kind, Upload};
+use super::workload::{Kind, Upload, VSTAGING};
 use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where an object is: in staging, in production, in quarantine (under
-/// `staging/KEY`), and whether staging's copy is tagged unscannable.
+/// Where an object is: in its staging bucket, in production, in quarantine
+/// (under `BUCKET/KEY`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Place {
     pub staging: bool,
@@ -26,6 +26,7 @@ impl Place {
             // Production may hold the clean first bytes (the watcher checks
             // it never holds the last ones).
             Kind::Overwritten => self.quarantine && !self.staging,
+            Kind::VersionedOverwrite => self.quarantine && self.production && !self.staging,
             _ => self.quarantine && !self.staging && !self.production,
         }
     }
@@ -62,18 +63,22 @@ pub async fn places(world: &World, uploads: &[&Upload]) -> HashMap<String, Place
         .min()
         .map(|k| k.chars().take(10).collect())
         .unwrap_or_default();
-    let (staging, production, quarantine) = (
+    let (staging, vstaging, production, quarantine) = (
         keys(world, STAGING, &from).await,
+        keys(world, VSTAGING, &from).await,
         keys(world, PRODUCTION, &from).await,
         keys(world, QUARANTINE, &format!("{STAGING}/{from}")).await,
     );
+    // Quarantine keys are `BUCKET/KEY`; every "vstaging/…" sorts after
+    // "staging/…", so one listing from `staging/FROM` on covers both.
     uploads
         .iter()
         .map(|u| {
+            let source = if u.bucket == VSTAGING { &vstaging } else { &staging };
             let place = Place {
-                staging: staging.contains(&u.key),
+                staging: source.contains(&u.key),
                 production: production.contains(&u.key),
-                quarantine: quarantine.contains(&format!("{STAGING}/{}", u.key)),
+                quarantine: quarantine.contains(&format!("{}/{}", u.bucket, u.key)),
             };
             (u.key.clone(), place)
         })
@@ -133,7 +138,7 @@ pub fn watch(
                 seen.polls += 1;
                 for upload in &pending {
                     let place = now_places[&upload.key];
-                    if upload.kind == Kind::Overwritten && place.production {
+                    if matches!(upload.kind, Kind::Overwritten | Kind::VersionedOverwrite) && place.production {
                         overwritten_in_production.push(*upload);
                     } else if upload.kind.is_bad() && place.production {
                         seen.bad_in_production.push(upload.key.clone());

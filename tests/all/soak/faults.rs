@@ -56,15 +56,29 @@ pub const ALL: [Fault; 11] = [
 const CLAMD_STALL: Duration = Duration::from_secs(20);
 
 fn s3_error_rules() -> Vec<serde_json::Value> {
-    vec![
-        json!({"method": "GET", "path": "/staging/soak/", "no_query": "tagging", "every": 2,
-               "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."}),
-        json!({"method": "PUT", "path": "/production/soak/", "no_query": "tagging", "every": 2,
-               "status": 500, "code": "InternalError", "message": "We encountered an internal error."}),
-        json!({"method": "PUT", "path": "/quarantine/staging/soak/", "no_query": "tagging", "every": 2,
-               "status": 500, "code": "InternalError", "message": "We encountered an internal error."}),
-        json!({"method": "HEAD", "path": "/soak/", "every": 3, "reset": true}),
+    let slow_down = json!({"method": "GET", "path": "/staging/soak/", "no_query": "tagging",
+                           "status": 503, "code": "SlowDown", "message": "Please reduce your request rate."});
+    let internal_error = |path: &str| {
+        json!({"method": "PUT", "path": path, "no_query": "tagging",
+               "status": 500, "code": "InternalError", "message": "We encountered an internal error."})
+    };
+    let reset = json!({"method": "HEAD", "path": "/soak/", "reset": true});
+    [
+        first_then_every(slow_down, 2),
+        first_then_every(internal_error("/production/soak/"), 2),
+        first_then_every(internal_error("/quarantine/staging/soak/"), 2),
+        first_then_every(reset, 3),
     ]
+    .concat()
+}
+
+/// `rule` for the first request it matches, then for every `n`th: each
+/// fault strikes at least once however few requests its window sees.
+fn first_then_every(rule: serde_json::Value, n: u32) -> Vec<serde_json::Value> {
+    let (mut first, mut every) = (rule.clone(), rule);
+    first["times"] = json!(1);
+    every["every"] = json!(n);
+    vec![first, every]
 }
 
 /// Strikes `fault` and returns once it is over (the system recovering is
@@ -95,9 +109,8 @@ pub async fn strike(fault: Fault, fleet: &mut Fleet<'_>, outage: Duration) {
         }
         Fault::S3Errors => outage_of(fleet, s3_error_rules(), outage).await,
         Fault::StallS3 => {
-            let rule = json!({"method": "GET", "path": "/staging/soak/", "no_query": "tagging", "every": 4,
-                              "stall": 600});
-            outage_of(fleet, vec![rule], outage).await
+            let rule = json!({"method": "GET", "path": "/staging/soak/", "no_query": "tagging", "stall": 600});
+            outage_of(fleet, first_then_every(rule, 4), outage).await
         }
         Fault::SnsOutage => {
             let rule = json!({"method": "POST", "body": "Action=Publish", "status": 500,

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use workload::{Kind, Upload};
+use workload::{Kind, Upload, VSTAGING};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -46,7 +46,9 @@ pub struct Fleet<'w> {
 impl<'w> Fleet<'w> {
     /// clamd on a free port with the test signatures in `clamd_db`, the
     /// proxy, and two agents running the soak config.
-    fn start(world: &'w World, spool: PathBuf, clamd_db: PathBuf, objects: usize) -> Self {
+    async fn start(world: &'w World, spool: PathBuf, clamd_db: PathBuf, objects: usize) -> Self {
+        world.aws.s3.create_bucket().bucket(VSTAGING).send().await.unwrap();
+        world.version(VSTAGING).await;
         clamd::copy_test_signatures(&clamd_db).unwrap();
         let clamd_port = bucketscan_tests::free_port();
         let clamd = clamd::start_with_database(&clamd_db, clamd_port, clamd::STREAM_MAX_BYTES).unwrap();
@@ -124,7 +126,25 @@ settings = {{ mode = "move", bucket = "{QUARANTINE}" }}
 grants = {{ storage = ["{QUARANTINE}", "{STAGING}"] }}
 "#
     );
-    let path = world.config(clamd_address, &soak_prefix);
+    let versioned = format!(
+        r#"
+[buckets.{VSTAGING}]
+[[buckets.{VSTAGING}.stages]]
+plugin = "clamav-bridge"
+grants = {{ clamav = true }}
+[[buckets.{VSTAGING}.stages]]
+plugin = "promoter"
+on = ["clean"]
+settings = {{ bucket = "{PRODUCTION}", delete-source = true }}
+grants = {{ storage = ["{PRODUCTION}", "{VSTAGING}"] }}
+[[buckets.{VSTAGING}.stages]]
+plugin = "quarantine"
+on = ["infected", "blocked"]
+settings = {{ mode = "move", bucket = "{QUARANTINE}" }}
+grants = {{ storage = ["{QUARANTINE}", "{VSTAGING}"] }}
+"#
+    );
+    let path = world.config(clamd_address, &format!("{soak_prefix}{versioned}"));
     let budget = workload::LARGE_OBJECT_BYTES * 3 / 2;
     let text = std::fs::read_to_string(&path).unwrap().replacen(
         "spool-threshold-bytes = 65536",
@@ -146,17 +166,88 @@ async fn upload_round(world: &Arc<World>, uploads: &[Upload], over: Duration, se
     let gap = over / uploads.len().max(1) as u32;
     for upload in uploads {
         let next = Instant::now() + gap;
-        if let Some(first) = &upload.first {
+        if upload.bucket == VSTAGING {
+            put_versions(world, upload).await;
+        } else {
+            if let Some(first) = &upload.first {
+                world
+                    .put(&upload.key, first.clone(), upload.content_type, &[], &[])
+                    .await;
+                tokio::time::sleep(upload.overwrite_after).await;
+            }
             world
-                .put(&upload.key, first.clone(), upload.content_type, &[], &[])
+                .put(&upload.key, upload.bytes.clone(), upload.content_type, &[], &[])
                 .await;
-            tokio::time::sleep(upload.overwrite_after).await;
         }
-        world
-            .put(&upload.key, upload.bytes.clone(), upload.content_type, &[], &[])
-            .await;
         seen.lock().unwrap().uploaded.insert(upload.key.clone(), Instant::now());
         tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+/// Puts `upload`'s first bytes, then its last ones, into the versioned
+/// bucket, and sends each version's event as S3 would: with its version ID.
+async fn put_versions(world: &World, upload: &Upload) {
+    let s3 = &world.aws.s3;
+    let mut versions = Vec::new();
+    for bytes in [upload.first.clone().unwrap(), upload.bytes.clone()] {
+        let out = s3
+            .put_object()
+            .bucket(VSTAGING)
+            .key(&upload.key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+        versions.push((
+            out.version_id().unwrap().to_owned(),
+            out.e_tag().unwrap().trim_matches('"').to_owned(),
+        ));
+        tokio::time::sleep(upload.overwrite_after).await;
+    }
+    for (version, etag) in versions {
+        let record = serde_json::json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": VSTAGING},
+            "object": {"key": upload.key, "versionId": version, "eTag": etag}}});
+        let body = serde_json::json!({ "Records": [record] }).to_string();
+        world
+            .aws
+            .sqs
+            .send_message()
+            .queue_url(&world.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// EICAR versions still in the versioned bucket (a quarantined version
+/// must be gone, not left behind as a noncurrent one).
+async fn eicar_versions_left(world: &World) -> Vec<String> {
+    let eicar_etag = format!("{:x}", md5::compute(bucketscan_tests::samples::eicar()));
+    let mut left = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let request = world.aws.s3.list_object_versions().bucket(VSTAGING);
+        let page = request
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
+            .send()
+            .await
+            .unwrap();
+        for version in page.versions() {
+            if version.e_tag().map(|e| e.trim_matches('"')) == Some(eicar_etag.as_str()) {
+                left.push(format!(
+                    "{} {}",
+                    version.key().unwrap_or_default(),
+                    version.version_id().unwrap_or_default()
+                ));
+            }
+        }
+        if !page.is_truncated().unwrap_or(false) {
+            return left;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
     }
 }
 
@@ -190,7 +281,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     let world = Arc::new(World::new().await);
     let spool = world.dir.path().join("spool");
     std::fs::create_dir_all(&spool).unwrap();
-    let mut fleet = Fleet::start(&world, spool.clone(), world.dir.path().join("clamd-db"), objects);
+    let mut fleet = Fleet::start(&world, spool.clone(), world.dir.path().join("clamd-db"), objects).await;
 
     let (mut calm_keys, mut uploads): (Vec<String>, Vec<&Upload>) = (Vec::new(), Vec::new());
     let mut struck: BTreeMap<String, usize> = BTreeMap::new();
@@ -273,6 +364,8 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
         fleet.logs()
     );
     assert!(world.drain(&world.dlq_url).await.is_empty(), "messages in the DLQ");
+    let lingering = eicar_versions_left(&world).await;
+    assert!(lingering.is_empty(), "EICAR versions left in {VSTAGING}: {lingering:?}");
     assert_result_tags(&world, &uploads).await;
     let duplicates = assert_every_bad_object_alerted(&world, &uploads).await;
 
@@ -290,6 +383,19 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     assert!(left.is_empty(), "spool files left: {left:?}");
 
     let faulted_requests = fleet.proxy.faulted();
+    let faulted_kinds = faulted_by_kind(&faulted_requests);
+    for kind in [
+        "GET 503 SlowDown",
+        "PUT 500 InternalError",
+        "HEAD reset",
+        "GET stall",
+        "POST 500 InternalError",
+    ] {
+        assert!(
+            faulted_kinds.contains_key(kind),
+            "no request faulted with {kind}: {faulted_kinds:?}"
+        );
+    }
     assert!(
         !faulted_requests.is_empty(),
         "no fault was injected: the rules matched nothing"
@@ -310,7 +416,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
         faulted_elapsed.as_secs_f64()
     );
     println!("  faults struck: {struck:?}");
-    println!("  S3/SNS requests faulted: {}", describe_faulted(&faulted_requests));
+    println!("  S3/SNS requests faulted: {faulted_kinds:?}");
     println!(
         "  objects lost: 0; wrong final places: 0; bad-in-production moments: 0 ({} polls)",
         seen.polls
@@ -328,7 +434,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
         fault_p99 / calm_p99
     );
     println!(
-        "  fetches per object: {:.2} (retries per object {:.2})",
+        "  fetches per object: {:.2} (retries per object {:.2}; an overwritten object has two events)",
         fetches as f64 / objects as f64,
         (fetches as f64 - objects as f64) / objects as f64
     );
@@ -343,7 +449,8 @@ fn clone_upload(upload: &Upload) -> Upload {
     Upload {
         key: upload.key.clone(),
         kind: upload.kind,
-        bytes: if upload.kind == Kind::Overwritten {
+        bucket: upload.bucket,
+        bytes: if matches!(upload.kind, Kind::Overwritten | Kind::VersionedOverwrite) {
             upload.bytes.clone()
         } else {
             Vec::new()
@@ -358,8 +465,8 @@ async fn assert_result_tags(world: &World, uploads: &[&Upload]) {
     for upload in uploads {
         let (bucket, key) = match upload.kind {
             Kind::Clean => (PRODUCTION, upload.key.clone()),
-            Kind::Unscannable => (STAGING, upload.key.clone()),
-            _ => (QUARANTINE, format!("{STAGING}/{}", upload.key)),
+            Kind::Unscannable => (upload.bucket, upload.key.clone()),
+            _ => (QUARANTINE, format!("{}/{}", upload.bucket, upload.key)),
         };
         assert_eq!(
             world.tag(bucket, &key, "bucketscan-result").await.as_deref(),
@@ -368,7 +475,8 @@ async fn assert_result_tags(world: &World, uploads: &[&Upload]) {
             upload.key,
             upload.kind
         );
-        if upload.kind == Kind::Overwritten && world.exists(PRODUCTION, &upload.key).await {
+        let overwritten = matches!(upload.kind, Kind::Overwritten | Kind::VersionedOverwrite);
+        if overwritten && world.exists(PRODUCTION, &upload.key).await {
             assert_eq!(
                 world.body(PRODUCTION, &upload.key).await,
                 *upload.first.as_ref().unwrap(),
@@ -452,7 +560,7 @@ async fn take_all(world: &World, url: &str) -> Vec<serde_json::Value> {
 /// GETs of the uploads' bytes the agents made (a retried object is
 /// fetched again).
 fn staging_fetches(requests: &[serde_json::Value], uploads: &[&Upload]) -> usize {
-    let paths: std::collections::HashSet<String> = uploads.iter().map(|u| format!("/{STAGING}/{}", u.key)).collect();
+    let paths: std::collections::HashSet<String> = uploads.iter().map(|u| format!("/{}/{}", u.bucket, u.key)).collect();
     requests
         .iter()
         .filter(|r| r["method"] == "GET" && !r["query"].as_str().unwrap_or_default().contains("tagging"))
@@ -460,8 +568,8 @@ fn staging_fetches(requests: &[serde_json::Value], uploads: &[&Upload]) -> usize
         .count()
 }
 
-/// "kind: count" of the requests the proxy failed.
-fn describe_faulted(faulted: &[serde_json::Value]) -> String {
+/// How many requests the proxy failed, by method and fault.
+fn faulted_by_kind(faulted: &[serde_json::Value]) -> BTreeMap<String, usize> {
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for request in faulted {
         let fault = &request["fault"];
@@ -476,7 +584,7 @@ fn describe_faulted(faulted: &[serde_json::Value]) -> String {
             .entry(format!("{} {kind}", request["method"].as_str().unwrap_or_default()))
             .or_default() += 1;
     }
-    format!("{by_kind:?}")
+    by_kind
 }
 
 /// Resident memory of process `pid`, in KiB.

@@ -24,6 +24,10 @@ pub enum Kind {
     /// end in quarantine and never in production; the clean first bytes
     /// may be promoted.
     Overwritten,
+    /// The same on the versioned bucket, whose events name their version:
+    /// the clean first version must be promoted, the EICAR version
+    /// quarantined, and no EICAR version left behind.
+    VersionedOverwrite,
 }
 
 impl Kind {
@@ -31,9 +35,12 @@ impl Kind {
     pub fn expected_result(self) -> &'static str {
         match self {
             Kind::Clean => "clean",
-            Kind::Infected | Kind::InfectedInZip | Kind::InfectedInTarGz | Kind::LateInfected | Kind::Overwritten => {
-                "infected"
-            }
+            Kind::Infected
+            | Kind::InfectedInZip
+            | Kind::InfectedInTarGz
+            | Kind::LateInfected
+            | Kind::Overwritten
+            | Kind::VersionedOverwrite => "infected",
             Kind::Blocked => "blocked",
             Kind::Unscannable => "unscannable",
         }
@@ -45,7 +52,13 @@ impl Kind {
     }
 }
 
+/// The versioned staging bucket (its events are sent by the soak, with
+/// version IDs, as S3 sends them: the local server's carry none).
+pub const VSTAGING: &str = "vstaging";
+
 pub struct Upload {
+    /// `staging` or `vstaging`.
+    pub bucket: &'static str,
     pub key: String,
     pub kind: Kind,
     /// What the key holds in the end.
@@ -59,6 +72,7 @@ pub struct Upload {
 impl Upload {
     fn new(key: String, kind: Kind, bytes: Vec<u8>, content_type: Option<&'static str>) -> Self {
         Self {
+            bucket: bucketscan_tests::agent::STAGING,
             key,
             kind,
             bytes,
@@ -94,14 +108,18 @@ pub fn plan(faults: &[Fault], per_round: usize) -> Vec<Round> {
             let i = index;
             index += 1;
             if i % 8 == 4 {
-                let mut upload = Upload::new(
-                    format!("soak/{i:05}-overwritten.txt"),
-                    Kind::Overwritten,
-                    eicar.clone(),
-                    None,
-                );
+                let versioned = (i / 8) % 2 == 1;
+                let kind = if versioned {
+                    Kind::VersionedOverwrite
+                } else {
+                    Kind::Overwritten
+                };
+                let mut upload = Upload::new(format!("soak/{i:05}-overwritten.txt"), kind, eicar.clone(), None);
+                if versioned {
+                    upload.bucket = VSTAGING;
+                }
                 upload.first = Some(samples::pseudo_random_text(2_000, i as u64 + 1));
-                upload.overwrite_after = std::time::Duration::from_millis(40 * (i as u64 / 8 % 6));
+                upload.overwrite_after = std::time::Duration::from_millis(40 * (i as u64 / 16 % 6));
                 uploads.push(upload);
                 continue;
             }
