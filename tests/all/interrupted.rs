@@ -53,7 +53,7 @@ async fn a_request_held_without_an_answer_is_retried_after_the_first_byte_timeou
                                  "stall": 600, "times": 1}),
     ]);
     let config = world.config(&clamd::shared().address(), "");
-    with_agent_settings(&config, "first-byte-timeout-secs = 3");
+    with_agent_settings(&config, "first-byte-timeout-secs = 11");
     let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
     world
         .put("held/report.txt", samples::clean_text(), None, &[], &[])

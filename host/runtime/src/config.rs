@@ -51,6 +51,10 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// How much longer than a long poll's wait a request may take before its
+/// first byte (a poll answers only at the end of its wait).
+const LONG_POLL_MARGIN_SECS: u64 = 10;
+
 /// `[agent]`: how `bucketscan run` consumes events and handles objects.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -216,9 +220,10 @@ impl Config {
         if self.agent.wait_time_secs > 20 {
             return Err(error("[agent] wait-time-secs: SQS allows at most 20".into()));
         }
-        if self.agent.first_byte_timeout_secs <= self.agent.wait_time_secs {
+        if self.agent.first_byte_timeout_secs < self.agent.wait_time_secs + LONG_POLL_MARGIN_SECS {
             return Err(error(format!(
-                "[agent] first-byte-timeout-secs ({}) must exceed wait-time-secs ({}): a long poll answers only at its end",
+                "[agent] first-byte-timeout-secs ({}) must be at least wait-time-secs ({}) + {LONG_POLL_MARGIN_SECS}: \
+                 a long poll answers only at its end, and one cut short leaves its messages invisible",
                 self.agent.first_byte_timeout_secs, self.agent.wait_time_secs
             )));
         }
@@ -433,17 +438,17 @@ grants = { clamav = true, storage = ["production"] }
     #[test]
     fn a_first_byte_timeout_a_long_poll_would_trip_is_refused() {
         let err = parse(&format!(
-            "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 20\n{GOOD}"
+            "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 29\n{GOOD}"
         ))
         .unwrap_err();
         assert!(
             err.message
-                .contains("first-byte-timeout-secs (20) must exceed wait-time-secs (20)"),
+                .contains("first-byte-timeout-secs (29) must be at least wait-time-secs (20) + 10"),
             "{err}"
         );
         assert!(
             parse(&format!(
-                "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 21\n{GOOD}"
+                "[agent]\nwait-time-secs = 20\nfirst-byte-timeout-secs = 30\n{GOOD}"
             ))
             .is_ok()
         );

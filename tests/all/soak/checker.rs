@@ -117,6 +117,7 @@ pub fn watch(
     uploads: Arc<Vec<Upload>>,
     seen: Shared,
     stop: Arc<Mutex<bool>>,
+    every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let all: Vec<&Upload> = uploads.iter().collect();
@@ -163,7 +164,7 @@ pub fn watch(
                     seen.lock().unwrap().settled.insert(key, now);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(every).await;
         }
     })
 }
@@ -171,8 +172,11 @@ pub fn watch(
 /// Whether `bucket/key` holds `bytes` now (by ETag: an MD5 for objects
 /// put or copied in one part).
 pub async fn holds(world: &World, bucket: &str, key: &str, bytes: &[u8]) -> bool {
-    let Ok(head) = world.aws.s3.head_object().bucket(bucket).key(key).send().await else {
-        return false;
+    let head = match world.aws.s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => head,
+        // Gone since the listing (moved): it holds nothing.
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => return false,
+        Err(err) => panic!("HEAD {bucket}/{key}: {err:?}"),
     };
     head.e_tag().map(|etag| etag.trim_matches('"')) == Some(&format!("{:x}", md5::compute(bytes)))
 }

@@ -2,8 +2,9 @@
 //! killed and scaled in, clamd killed, stalled and reloaded, S3 failing
 //! and stalling, SNS down, the config reloaded, the spool budget full.
 
-use super::Fleet;
-use super::workload;
+use super::checker::Shared;
+use super::workload::{self, Upload};
+use super::{Fleet, faulted_by_kind, upload_burst};
 use bucketscan_tests::clamd;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -67,6 +68,7 @@ fn s3_error_rules() -> Vec<serde_json::Value> {
         first_then_every(slow_down, 2),
         first_then_every(internal_error("/production/soak/"), 2),
         first_then_every(internal_error("/quarantine/staging/soak/"), 2),
+        first_then_every(internal_error("/quarantine/vstaging/soak/"), 2),
         first_then_every(reset, 3),
     ]
     .concat()
@@ -82,17 +84,16 @@ fn first_then_every(rule: serde_json::Value, n: u32) -> Vec<serde_json::Value> {
 }
 
 /// Strikes `fault` and returns once it is over (the system recovering is
-/// the checker's business).
-pub async fn strike(fault: Fault, fleet: &mut Fleet<'_>, outage: Duration) {
+/// the checker's business). `burst` is the round's large objects, uploaded
+/// here when the fault needs them in flight.
+pub async fn strike(fault: Fault, fleet: &mut Fleet<'_>, outage: Duration, burst: &[Upload], seen: &Shared) {
     match fault {
-        Fault::Calm | Fault::SpoolPressure => {}
-        Fault::KillAgent => {
-            fleet.agents[0].kill_hard();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            fleet.restart(0);
-        }
+        Fault::Calm => {}
+        Fault::KillAgent => kill_agent_holding_a_spool_file(fleet, burst, seen).await,
+        Fault::SpoolPressure => fill_the_spool_budget(fleet, burst, seen).await,
         Fault::ScaleIn => {
-            let stopped = fleet.agents[1].terminate(Duration::from_secs(60));
+            let agent = &mut fleet.agents[1];
+            let stopped = tokio::task::block_in_place(|| agent.terminate(Duration::from_secs(60)));
             assert!(stopped.is_some(), "SIGTERM did not stop the agent in 60 s");
             fleet.restart(1);
         }
@@ -102,30 +103,105 @@ pub async fn strike(fault: Fault, fleet: &mut Fleet<'_>, outage: Duration) {
             fleet.start_clamd();
         }
         Fault::StallClamd => {
-            let pid = fleet.clamd().pid() as i32;
-            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            let pause = ClamdPause::start(fleet);
             tokio::time::sleep(CLAMD_STALL).await;
-            unsafe { libc::kill(pid, libc::SIGCONT) };
+            drop(pause);
         }
-        Fault::S3Errors => outage_of(fleet, s3_error_rules(), outage).await,
+        Fault::S3Errors => {
+            let expect = ["GET 503 SlowDown", "PUT 500 InternalError", "HEAD reset"];
+            outage_of(fleet, s3_error_rules(), outage, &expect).await
+        }
         Fault::StallS3 => {
             let rule = json!({"method": "GET", "path": "/staging/soak/", "no_query": "tagging", "stall": 600});
-            outage_of(fleet, first_then_every(rule, 4), outage).await
+            outage_of(fleet, first_then_every(rule, 4), outage, &["GET stall"]).await
         }
         Fault::SnsOutage => {
             let rule = json!({"method": "POST", "body": "Action=Publish", "status": 500,
                               "code": "InternalError", "message": "SNS is down"});
-            outage_of(fleet, vec![rule], outage).await
+            outage_of(fleet, vec![rule], outage, &["POST 500 InternalError"]).await
         }
         Fault::SignatureUpdate => update_signatures(fleet).await,
         Fault::ConfigReload => reload_config(fleet).await,
     }
 }
 
-async fn outage_of(fleet: &Fleet<'_>, rules: Vec<serde_json::Value>, outage: Duration) {
+/// clamd stopped (SIGSTOP: it stops reading) until dropped.
+struct ClamdPause(i32);
+
+impl ClamdPause {
+    fn start(fleet: &Fleet<'_>) -> Self {
+        let pid = fleet.clamd().pid() as i32;
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Self(pid)
+    }
+}
+
+impl Drop for ClamdPause {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Sets `rules` for `outage`; each kind in `expect` ("METHOD fault") must
+/// have struck at least once in that window.
+async fn outage_of(fleet: &Fleet<'_>, rules: Vec<serde_json::Value>, outage: Duration, expect: &[&str]) {
+    let before = faulted_by_kind(&fleet.proxy.faulted());
     fleet.proxy.set_faults(&rules);
     tokio::time::sleep(outage).await;
     fleet.proxy.set_faults(&[]);
+    let after = faulted_by_kind(&fleet.proxy.faulted());
+    for kind in expect {
+        let struck = after.get(*kind).unwrap_or(&0) - before.get(*kind).unwrap_or(&0);
+        assert!(struck > 0, "no request faulted with {kind} in its window: {after:?}");
+    }
+}
+
+/// With clamd stopped, a large object is spooled and waits; the agent
+/// holding its spool file is killed with SIGKILL. Its successor must
+/// remove the file the dead agent could not.
+async fn kill_agent_holding_a_spool_file(fleet: &mut Fleet<'_>, burst: &[Upload], seen: &Shared) {
+    let pause = ClamdPause::start(fleet);
+    upload_burst(fleet.world, burst, seen).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (which, file) = loop {
+        if let Some(found) = fleet.agent_holding_a_spool_file() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no agent spooled the large object in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    fleet.agents[which].kill_hard();
+    // Old enough for the successor to tell it from a file being created.
+    tokio::time::sleep(ORPHAN_GRACE).await;
+    drop(pause);
+    fleet.restart(which);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed agent's spool file {file:?} was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A spool file younger than this may be a writer's being created (the
+/// agent's own grace, plus a second).
+const ORPHAN_GRACE: Duration = Duration::from_secs(6);
+
+/// With clamd stopped, large objects pile up in the agents until one does
+/// not fit its agent's spool budget and is refused for a retry. Objects
+/// already waiting may hold every slot (a long soak's backlog), so a window
+/// without a refusal is not failed here: the soak requires one over the run.
+async fn fill_the_spool_budget(fleet: &mut Fleet<'_>, burst: &[Upload], seen: &Shared) {
+    let pause = ClamdPause::start(fleet);
+    let refusals = fleet.spool_refusals();
+    upload_burst(fleet.world, burst, seen).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.spool_refusals() == refusals && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(pause);
 }
 
 /// Adds the late signatures to clamd's database and reloads it; returns

@@ -86,7 +86,11 @@ impl Upload {
 /// One round: its uploads, then its fault.
 pub struct Round {
     pub fault: Fault,
-    pub uploads: Vec<Upload>,
+    /// Streamed through the round.
+    pub uploads: std::sync::Arc<Vec<Upload>>,
+    /// Large objects the fault uploads itself, when it needs them in
+    /// flight (a spool file to orphan, a spool budget to fill).
+    pub burst: Vec<Upload>,
 }
 
 /// Large enough that two at once do not fit the soak's spool budget.
@@ -147,21 +151,30 @@ pub fn plan(faults: &[Fault], per_round: usize) -> Vec<Round> {
             };
             uploads.push(Upload::new(format!("soak/{i:05}-{name}"), kind, bytes, content_type));
         }
-        if fault == Fault::SpoolPressure {
-            for n in 0..4 {
-                let bytes = samples::pseudo_random_text(LARGE_OBJECT_BYTES, 7_000 + n as u64);
-                uploads.push(Upload::new(
-                    format!("soak/large-{n}-{index:05}.txt"),
-                    Kind::Clean,
-                    bytes,
-                    None,
-                ));
-            }
-        }
+        let burst = match fault {
+            Fault::KillAgent => large_objects(1, 1 << 20, index),
+            Fault::SpoolPressure => large_objects(4, LARGE_OBJECT_BYTES, index),
+            _ => Vec::new(),
+        };
         signatures_updated |= fault == Fault::SignatureUpdate;
-        rounds.push(Round { fault, uploads });
+        rounds.push(Round {
+            fault,
+            uploads: std::sync::Arc::new(uploads),
+            burst,
+        });
     }
     rounds
+}
+
+/// `count` clean objects of `size` bytes (past the spool threshold), named
+/// after the upload number they follow.
+fn large_objects(count: usize, size: usize, index: usize) -> Vec<Upload> {
+    (0..count)
+        .map(|n| {
+            let bytes = samples::pseudo_random_text(size, 7_000 + (index * 10 + n) as u64);
+            Upload::new(format!("soak/large-{index:05}-{n}.txt"), Kind::Clean, bytes, None)
+        })
+        .collect()
 }
 
 /// The bytes of late-infected object `index`: random text no signature

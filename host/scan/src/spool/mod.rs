@@ -67,9 +67,10 @@ pub struct SpoolWriter {
 }
 
 struct SpoolFile {
-    handle: std::fs::File,
-    /// Removes the file when dropped.
+    /// Removes the file when dropped: declared first, so it drops before
+    /// `handle` releases the file's lock.
     spooled: SpooledFile,
+    handle: std::fs::File,
     room: Room,
 }
 
@@ -133,8 +134,10 @@ impl SpoolWriter {
                 file.handle
                     .flush()
                     .map_err(|err| SpoolError::Io(format!("writing the spool file: {err}")))?;
-                let SpoolFile { spooled, room, .. } = file;
-                ObjectBody::File(Arc::new(spooled.with_guard(room.reservations)))
+                // The writer's handle keeps the file's lock as long as the
+                // file lives.
+                let SpoolFile { spooled, room, handle } = file;
+                ObjectBody::File(Arc::new(spooled.with_guard((room.reservations, handle))))
             }
             None => ObjectBody::from_bytes(self.memory),
         };
@@ -154,9 +157,11 @@ impl SpoolWriter {
         room.reserve_up_to(first, &self.config.budget)?;
         std::fs::create_dir_all(&self.config.dir).map_err(|err| io("creating the spool dir", err))?;
         let temp = tempfile::Builder::new()
-            .prefix(&orphans::file_prefix())
+            .prefix(orphans::PREFIX)
             .tempfile_in(&self.config.dir)
             .map_err(|err| io("creating a spool file", err))?;
+        // Held as long as the file lives: marks it as no orphan.
+        orphans::hold(temp.as_file()).map_err(|err| io("locking a spool file", err))?;
         let (mut handle, path) = temp.keep().map_err(|err| io("keeping a spool file", err.error))?;
         // From here on the file is removed when `spooled` drops, also on
         // error.
@@ -165,7 +170,7 @@ impl SpoolWriter {
             .write_all(&self.memory)
             .map_err(|err| io("writing a spool file", err))?;
         self.memory = Vec::new();
-        self.file = Some(SpoolFile { handle, spooled, room });
+        self.file = Some(SpoolFile { spooled, handle, room });
         Ok(())
     }
 }
