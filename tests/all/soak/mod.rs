@@ -322,8 +322,8 @@ async fn unsettled(world: &World, uploads: &[&Upload]) -> Vec<(String, Kind, Pla
 
 #[tokio::test(flavor = "multi_thread")]
 async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() {
-    let per_round = setting("BUCKETSCAN_SOAK_OBJECTS", 88).div_ceil(faults::ALL.len());
     let rounds = setting("BUCKETSCAN_SOAK_ROUNDS", faults::ALL.len());
+    let per_round = setting("BUCKETSCAN_SOAK_OBJECTS", 88).div_ceil(rounds);
     let outage = Duration::from_secs(setting("BUCKETSCAN_SOAK_OUTAGE_SECS", 8) as u64);
     let schedule: Vec<Fault> = (0..rounds).map(|r| faults::ALL[r % faults::ALL.len()]).collect();
     let plan = workload::plan(&schedule, per_round);
