@@ -459,8 +459,21 @@ grants = { storage = ["production"] }
         (url, arn)
     }
 
-    /// Every message body waiting in the queue at `url`.
+    /// Every message body waiting in the queue at `url` (read, left
+    /// there to come back after its visibility timeout).
     pub async fn drain(&self, url: &str) -> Vec<serde_json::Value> {
+        self.receive_all(url, false).await
+    }
+
+    /// Every message body in the queue at `url`, each deleted once read:
+    /// for queues that take longer to read than a visibility timeout, whose
+    /// messages would otherwise come back and be read twice.
+    pub async fn take_all(&self, url: &str) -> Vec<serde_json::Value> {
+        self.receive_all(url, true).await
+    }
+
+    async fn receive_all(&self, url: &str, delete: bool) -> Vec<serde_json::Value> {
+        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         let mut all = Vec::new();
         loop {
             let out = self
@@ -477,8 +490,23 @@ grants = { storage = ["production"] }
             if messages.is_empty() {
                 return all;
             }
-            for message in messages {
+            let mut deletes = Vec::new();
+            for (n, message) in messages.iter().enumerate() {
                 all.push(serde_json::from_str(message.body().unwrap()).unwrap());
+                let handle = message.receipt_handle().unwrap();
+                let entry = DeleteMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .receipt_handle(handle);
+                deletes.push(entry.build().unwrap());
+            }
+            if delete {
+                let batch = self
+                    .aws
+                    .sqs
+                    .delete_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(deletes));
+                batch.send().await.unwrap();
             }
         }
     }

@@ -99,11 +99,17 @@ impl<'w> Fleet<'w> {
 
     /// How often any agent so far refused an object for its spool budget.
     fn spool_refusals(&self) -> usize {
+        self.count_in_logs("the spool budget (")
+    }
+
+    /// How often an agent starting removed a dead one's spool files.
+    fn orphan_removals(&self) -> usize {
+        self.count_in_logs("left by a process that no longer runs")
+    }
+
+    fn count_in_logs(&self, text: &str) -> usize {
         let read = |log: &PathBuf| std::fs::read_to_string(log).unwrap_or_default();
-        self.logs
-            .iter()
-            .map(|log| read(log).matches("the spool budget (").count())
-            .sum()
+        self.logs.iter().map(|log| read(log).matches(text).count()).sum()
     }
 
     fn clamd(&self) -> &clamd::ClamdServer {
@@ -456,6 +462,8 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     let faulted_kinds = faulted_by_kind(&faulted_requests);
     let refusals = fleet.spool_refusals();
     assert!(refusals > 0, "no object was ever refused for the spool budget");
+    let orphan_removals = fleet.orphan_removals();
+    assert!(orphan_removals > 0, "no agent ever removed a killed agent's spool file");
     let fetches = staging_fetches(&fleet.proxy.requests(), &uploads);
     let bad = uploads.iter().filter(|u| u.kind.is_bad()).count();
     let calm_times = seen.times_to_final_place(calm_keys.iter());
@@ -472,7 +480,10 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
         faulted_elapsed.as_secs_f64()
     );
     println!("  faults struck: {struck:?}");
-    println!("  S3/SNS requests faulted: {faulted_kinds:?}; objects refused for the spool budget: {refusals}");
+    println!(
+        "  S3/SNS requests faulted: {faulted_kinds:?}; objects refused for the spool budget: {refusals}; \
+         starts that removed a killed agent's spool files: {orphan_removals}"
+    );
     println!(
         "  objects lost: 0; wrong final places: 0; bad-in-production moments: 0 ({} polls)",
         seen.polls
@@ -551,7 +562,7 @@ async fn assert_result_tags(world: &World, uploads: &[&Upload]) {
 /// one may publish twice (counted, not failed). Returns the duplicates.
 async fn assert_every_bad_object_alerted(world: &World, uploads: &[&Upload]) -> usize {
     let mut alerts: HashMap<String, Vec<String>> = HashMap::new();
-    for notification in take_all(world, &world.results_url).await {
+    for notification in world.take_all(&world.results_url).await {
         let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
         let key = body["key"].as_str().unwrap_or_default().to_owned();
         let result = body["result"].as_str().unwrap_or_default().to_owned();
@@ -570,47 +581,6 @@ async fn assert_every_bad_object_alerted(world: &World, uploads: &[&Upload]) -> 
         duplicates += matching - 1;
     }
     duplicates
-}
-
-/// Every message on `url`, each deleted once read: a long soak's
-/// thousands of results take longer to read than a visibility timeout, and
-/// messages read but kept would come back as false duplicates.
-async fn take_all(world: &World, url: &str) -> Vec<serde_json::Value> {
-    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-    let mut all = Vec::new();
-    loop {
-        let out = world
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return all;
-        }
-        let mut deletes = Vec::new();
-        for (n, message) in messages.iter().enumerate() {
-            all.push(serde_json::from_str(message.body().unwrap()).unwrap());
-            let entry = DeleteMessageBatchRequestEntry::builder()
-                .id(n.to_string())
-                .receipt_handle(message.receipt_handle().unwrap())
-                .build()
-                .unwrap();
-            deletes.push(entry);
-        }
-        let batch = world
-            .aws
-            .sqs
-            .delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(deletes));
-        batch.send().await.unwrap();
-    }
 }
 
 /// GETs of the uploads' bytes the agents made (a retried object is
