@@ -4,6 +4,8 @@
 //!   zstd, stacked), as every client undoes it;
 //! - [`survey`]: the container and compression formats inside, at any
 //!   depth the host can walk;
+//! - [`members`]: containers too large for an engine, walked member by
+//!   member;
 //! - [`samples`]: a payload wrapped in each format, to check what an
 //!   engine opens and to test the disguises an uploader would use.
 //!
@@ -11,6 +13,7 @@
 //! Wasm, and everything is bounded (bytes, depth, members).
 
 pub mod encoding;
+pub mod members;
 pub mod samples;
 pub mod survey;
 

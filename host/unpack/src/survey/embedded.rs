@@ -155,7 +155,7 @@ fn is_7z_start_header(bytes: &[u8]) -> bool {
 
 /// A zip's end-of-central-directory record, if the last 64 KiB hold one:
 /// (entries, directory size), from the zip64 record when there is one.
-pub(super) fn zip_directory<R: Read + Seek + ?Sized>(source: &mut R) -> io::Result<Option<(u64, u64)>> {
+pub(crate) fn zip_directory<R: Read + Seek + ?Sized>(source: &mut R) -> io::Result<Option<(u64, u64)>> {
     let len = source.seek(SeekFrom::End(0))?;
     let tail_len = len.min(65_557 + 20 + 56);
     source.seek(SeekFrom::Start(len - tail_len))?;

@@ -22,7 +22,8 @@
 use bucketscan_core::formats::{Contained, Format, Incomplete, IncompleteKind, SNIFF_BYTES, Survey, by_type, sniff};
 mod embedded;
 
-use embedded::{Window, zip_directory};
+use embedded::Window;
+pub(crate) use embedded::zip_directory;
 use std::any::Any;
 use std::cell::Cell;
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -315,33 +316,8 @@ impl Walker<'_> {
         input: Box<dyn Read + 's>,
         path: &str,
     ) -> Result<Box<dyn Read + 's>, Stop> {
-        let memory = self.limits.decoder_memory;
-        let refused =
-            |what: &str, err: &dyn std::fmt::Display| malformed(format!("{path}: not a readable {what}: {err}"));
-        Ok(match format {
-            Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-            Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-            Format::Xz => {
-                let stream = liblzma::stream::Stream::new_stream_decoder(memory, liblzma::stream::CONCATENATED)
-                    .map_err(|err| refused("xz stream", &err))?;
-                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
-            }
-            Format::Lzma => {
-                let stream =
-                    liblzma::stream::Stream::new_lzma_decoder(memory).map_err(|err| refused("lzma stream", &err))?;
-                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
-            }
-            Format::Zstd => {
-                let mut decoder =
-                    zstd::stream::read::Decoder::new(input).map_err(|err| refused("zstd stream", &err))?;
-                // A window of at most 32 MiB (zstd's `--long` archives need
-                // more, and are then unproven rather than a memory hazard).
-                decoder.window_log_max(25).map_err(|err| refused("zstd stream", &err))?;
-                Box::new(decoder)
-            }
-            Format::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
-            other => unreachable!("{other} is not a stream compression"),
-        })
+        decompressor(format, input, self.limits.decoder_memory)
+            .map_err(|err| malformed(format!("{path}: not a readable {err}")))
     }
 
     /// A zip, 7z or CAB needs its directory: a stream is spooled first,
@@ -673,7 +649,41 @@ fn read_head(source: Source<'_>) -> io::Result<(Vec<u8>, Source<'_>)> {
 }
 
 /// A name for what a stream compression holds: `a.tar.gz` → `a.tar`.
-fn inner_name(name: &str, format: Format) -> String {
+/// A decoder for the stream compression `format` over `input`, within
+/// `memory` bytes of dictionary or window; `Err` names what `input` is
+/// not (`xz stream: …`).
+pub(crate) fn decompressor<'s>(
+    format: Format,
+    input: Box<dyn Read + 's>,
+    memory: u64,
+) -> Result<Box<dyn Read + 's>, String> {
+    let refused = |what: &str, err: &dyn std::fmt::Display| format!("{what}: {err}");
+    Ok(match format {
+        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        Format::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(memory, liblzma::stream::CONCATENATED)
+                .map_err(|err| refused("xz stream", &err))?;
+            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+        }
+        Format::Lzma => {
+            let stream =
+                liblzma::stream::Stream::new_lzma_decoder(memory).map_err(|err| refused("lzma stream", &err))?;
+            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+        }
+        Format::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(input).map_err(|err| refused("zstd stream", &err))?;
+            // A window of at most 32 MiB (zstd's `--long` archives need
+            // more, and are then unproven rather than a memory hazard).
+            decoder.window_log_max(25).map_err(|err| refused("zstd stream", &err))?;
+            Box::new(decoder)
+        }
+        Format::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+        other => unreachable!("{other} is not a stream compression"),
+    })
+}
+
+pub(crate) fn inner_name(name: &str, format: Format) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
     let stripped = match format {
         Format::Gzip => base.strip_suffix(".gz").or_else(|| base.strip_suffix(".tgz")),
@@ -691,12 +701,12 @@ fn inner_name(name: &str, format: Format) -> String {
 }
 
 /// Member names are the uploader's: no control characters in reports.
-fn printable(name: &str) -> String {
+pub(crate) fn printable(name: &str) -> String {
     bucketscan_core::text::printable(name).into_owned()
 }
 
 /// APPNOTE's number for a zip compression method.
-fn zip_method(method: zip::CompressionMethod) -> u16 {
+pub(crate) fn zip_method(method: zip::CompressionMethod) -> u16 {
     #[allow(deprecated)]
     match method {
         zip::CompressionMethod::Stored => 0,

@@ -1,0 +1,270 @@
+//! The member walk's branches, on archives made in memory.
+
+use super::*;
+use crate::samples;
+
+/// What the walk handed over, in order.
+#[derive(Debug, Default)]
+struct Recorded {
+    members: Vec<(String, Vec<u8>)>,
+    not_handed: Vec<(String, UnscannableReason)>,
+    /// Stop after this many members.
+    stop_after: Option<usize>,
+}
+
+impl Sink for Recorded {
+    fn member(&mut self, path: &str, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+        let mut bytes = Vec::new();
+        if body.read_to_end(&mut bytes).is_err() {
+            return Err(Halt::BySink);
+        }
+        if let Some(size) = size {
+            assert_eq!(size, bytes.len() as u64, "{path}: the size the container says");
+        }
+        self.members.push((path.to_owned(), bytes));
+        match self.stop_after {
+            Some(n) if self.members.len() >= n => Err(Halt::BySink),
+            _ => Ok(()),
+        }
+    }
+
+    fn not_handed(&mut self, path: &str, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
+        self.not_handed.push((path.to_owned(), reason));
+        Ok(())
+    }
+}
+
+fn walk_with(bytes: Vec<u8>, name: &str, limits: &WalkLimits) -> (Result<Walked, Halt>, Recorded) {
+    let mut sink = Recorded::default();
+    let walked = walk(Cursor::new(bytes), name, limits, &mut sink);
+    (walked, sink)
+}
+
+fn paths(recorded: &Recorded) -> Vec<&str> {
+    recorded.members.iter().map(|(path, _)| path.as_str()).collect()
+}
+
+fn stopped(result: &Result<Walked, Halt>) -> (UnscannableReason, String) {
+    match result {
+        Err(Halt::Stop { reason, detail }) => (*reason, detail.clone()),
+        other => panic!("expected the walk to stop, got {other:?}"),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    samples::wrap(Format::Gzip, bytes, "x").unwrap()
+}
+
+#[test]
+fn only_strong_magic_numbers_are_walkable() {
+    assert_eq!(walkable(&samples::tar(&[("a", b"a")])), Some(Format::Tar));
+    assert_eq!(walkable(&samples::zip(&[("a", b"a")], 8)), Some(Format::Zip));
+    assert_eq!(walkable(&gzip(b"a")), Some(Format::Gzip));
+    assert_eq!(
+        walkable(&samples::wrap(Format::Zstd, b"a", "a").unwrap()),
+        Some(Format::Zstd)
+    );
+    assert_eq!(walkable(&samples::wrap(Format::Lzma, b"a", "a").unwrap()), None);
+    assert_eq!(walkable(b"plain text, nothing inside"), None);
+    assert_eq!(walkable(&samples::seven_zip(&[("a", b"a")])), None);
+}
+
+#[test]
+fn the_last_member_of_a_tar_gz_reaches_the_sink_with_its_path() {
+    let eicar = samples::eicar();
+    let tar = samples::tar(&[
+        ("docs/a.txt", b"first"),
+        ("docs/b.txt", b"second"),
+        ("bin/x.com", &eicar),
+    ]);
+    let (walked, recorded) = walk_with(gzip(&tar), "big.tar.gz", &WalkLimits::default());
+    let walked = walked.unwrap();
+    assert_eq!(
+        paths(&recorded),
+        [
+            "big.tar.gz!/big.tar!/docs/a.txt",
+            "big.tar.gz!/big.tar!/docs/b.txt",
+            "big.tar.gz!/big.tar!/bin/x.com"
+        ]
+    );
+    assert_eq!(recorded.members[2].1, eicar);
+    assert_eq!(walked.members, 3);
+    // The tar reader stops at the end-of-archive blocks, before the padding.
+    assert!(
+        walked.expanded > 3 * 512 && walked.expanded <= tar.len() as u64,
+        "{walked:?}"
+    );
+}
+
+#[test]
+fn a_zip_is_read_by_its_directory_and_a_tar_gz_inside_it_is_walked_too() {
+    let eicar = samples::eicar();
+    let inner = gzip(&samples::tar(&[("deep/x.com", &eicar)]));
+    let zip = samples::zip(&[("a.txt", b"hello"), ("nested/inner.tgz", &inner)], 8);
+    let (walked, recorded) = walk_with(zip, "outer.zip", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        paths(&recorded),
+        ["outer.zip!/a.txt", "outer.zip!/nested/inner.tgz!/inner!/deep/x.com"]
+    );
+}
+
+#[test]
+fn a_member_over_the_engine_limit_is_reported_too_large_and_the_walk_goes_on() {
+    let big = vec![b'x'; 4096];
+    let tar = samples::tar(&[("big.bin", &big), ("small.txt", b"ok")]);
+    let limits = WalkLimits {
+        member_bytes: 1024,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(tar, "t.tar", &limits);
+    walked.unwrap();
+    assert_eq!(
+        recorded.not_handed,
+        [("t.tar!/big.bin".to_owned(), UnscannableReason::TooLarge)]
+    );
+    assert_eq!(paths(&recorded), ["t.tar!/small.txt"]);
+}
+
+#[test]
+fn a_container_member_over_the_limit_is_walked_not_refused() {
+    let inner = samples::tar(&[("a.txt", &vec![b'a'; 2048]), ("b.txt", b"b")]);
+    let outer = samples::tar(&[("inner.tar", &inner)]);
+    let limits = WalkLimits {
+        member_bytes: 4096,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(outer, "o.tar", &limits);
+    walked.unwrap();
+    assert!(recorded.not_handed.is_empty());
+    assert_eq!(paths(&recorded), ["o.tar!/inner.tar!/a.txt", "o.tar!/inner.tar!/b.txt"]);
+}
+
+#[test]
+fn an_encrypted_zip_member_is_unscannable_and_the_rest_is_still_walked() {
+    let encrypted = samples::zip_encrypted_member("secret.exe");
+    let mut sink = Recorded::default();
+    walk(Cursor::new(encrypted), "e.zip", &WalkLimits::default(), &mut sink).unwrap();
+    assert_eq!(
+        sink.not_handed,
+        [("e.zip!/secret.exe".to_owned(), UnscannableReason::Encrypted)]
+    );
+    assert!(sink.members.is_empty());
+}
+
+#[test]
+fn a_truncated_tar_gz_is_malformed_never_finished() {
+    let tar = samples::tar(&[("a.txt", &vec![b'a'; 100_000]), ("b.txt", b"b")]);
+    let mut tgz = gzip(&tar);
+    tgz.truncate(tgz.len() / 2);
+    let (walked, _) = walk_with(tgz, "cut.tar.gz", &WalkLimits::default());
+    assert_eq!(stopped(&walked).0, UnscannableReason::Malformed);
+}
+
+#[test]
+fn a_truncated_zip_is_malformed() {
+    let mut zip = samples::zip(&[("a.txt", b"hello")], 8);
+    zip.truncate(zip.len() - 10);
+    let (walked, _) = walk_with(zip, "cut.zip", &WalkLimits::default());
+    assert_eq!(stopped(&walked).0, UnscannableReason::Malformed);
+}
+
+#[test]
+fn zip_members_sharing_bytes_are_refused_as_a_bomb() {
+    let mut zip = samples::zip(&[("a.txt", b"first member"), ("b.txt", b"second member")], 0);
+    // Point the second directory entry at the first member's header.
+    let second = memchr::memmem::find_iter(&zip, b"PK\x01\x02").nth(1).unwrap();
+    zip[second + 42..second + 46].copy_from_slice(&0u32.to_le_bytes());
+    let (walked, recorded) = walk_with(zip, "overlap.zip", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::Malformed);
+    assert!(detail.contains("overlap"), "{detail}");
+    assert!(recorded.members.is_empty(), "nothing handed over before the check");
+}
+
+#[test]
+fn a_stream_expanding_past_the_ratio_is_a_bomb_and_stops() {
+    let zeros = vec![0u8; 80 << 20];
+    let zst = samples::wrap(Format::Zstd, &zeros, "z").unwrap();
+    assert!(zst.len() < 80 << 10, "{} bytes", zst.len());
+    let (walked, _) = walk_with(zst, "bomb.zst", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded);
+    assert!(detail.contains("archive bomb"), "{detail}");
+}
+
+#[test]
+fn the_expansion_limit_stops_the_walk() {
+    let tar = samples::tar(&[("a.txt", &vec![b'a'; 10_000])]);
+    let limits = WalkLimits {
+        max_expanded: 4096,
+        ..WalkLimits::default()
+    };
+    let (walked, _) = walk_with(gzip(&tar), "t.tar.gz", &limits);
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded);
+    assert!(detail.contains("4096 bytes decompressed"), "{detail}");
+}
+
+#[test]
+fn the_member_count_limit_stops_the_walk() {
+    let tar = samples::tar(&[("1", b"1"), ("2", b"2"), ("3", b"3"), ("4", b"4")]);
+    let limits = WalkLimits {
+        max_members: 3,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(tar, "many.tar", &limits);
+    assert_eq!(stopped(&walked).0, UnscannableReason::LimitsExceeded);
+    assert_eq!(recorded.members.len(), 3);
+}
+
+#[test]
+fn a_zip_directory_naming_too_many_members_stops_before_any_is_read() {
+    let zip = samples::zip(&[("1", b"1"), ("2", b"2"), ("3", b"3")], 0);
+    let limits = WalkLimits {
+        max_members: 2,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(zip, "many.zip", &limits);
+    assert_eq!(stopped(&walked).0, UnscannableReason::LimitsExceeded);
+    assert!(recorded.members.is_empty());
+}
+
+#[test]
+fn nesting_past_the_depth_limit_stops_the_walk() {
+    let nested = gzip(&gzip(&gzip(&samples::tar(&[("x", b"x")]))));
+    let limits = WalkLimits {
+        max_depth: 2,
+        ..WalkLimits::default()
+    };
+    let (walked, _) = walk_with(nested, "n.gz", &limits);
+    assert_eq!(stopped(&walked).0, UnscannableReason::LimitsExceeded);
+}
+
+#[test]
+fn the_sink_stops_the_walk() {
+    let tar = samples::tar(&[("1", b"1"), ("2", b"2")]);
+    let mut sink = Recorded {
+        stop_after: Some(1),
+        ..Recorded::default()
+    };
+    let walked = walk(Cursor::new(tar), "t.tar", &WalkLimits::default(), &mut sink);
+    assert_eq!(walked, Err(Halt::BySink));
+    assert_eq!(sink.members.len(), 1);
+}
+
+#[test]
+fn bytes_that_are_no_walkable_container_are_refused() {
+    let (walked, _) = walk_with(b"just some text".to_vec(), "a.txt", &WalkLimits::default());
+    assert_eq!(stopped(&walked).0, UnscannableReason::UnsupportedContainer);
+}
+
+#[test]
+fn a_single_compressed_stream_is_its_one_member() {
+    let (walked, recorded) = walk_with(gzip(b"hello"), "notes.txt.gz", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        recorded.members,
+        [("notes.txt.gz!/notes.txt".to_owned(), b"hello".to_vec())]
+    );
+}
