@@ -14,6 +14,7 @@ mod hostile_uploads;
 mod image;
 mod interrupted;
 mod languages;
+mod large_objects;
 mod pipeline;
 mod release;
 mod reload;

@@ -265,6 +265,7 @@ mod tests {
             findings: vec![Finding {
                 engine: "clamav".into(),
                 signature: "Eicar".into(),
+                location: None,
             }],
         }
     }

@@ -24,6 +24,12 @@ pub struct ObjectInfo {
     /// SHA-256 (hex) of the bytes the agent read; `None` before they are
     /// read, and for objects never downloaded (over the size limit).
     pub sha256: Option<String>,
+    /// SHA-256 (hex) of an object over the size limit, computed while its
+    /// members were walked: copies are checked against it. Seals leave it
+    /// out: they bind such an object by version or ETag, the only identity
+    /// a later open (which reads no byte of it) can check.
+    #[serde(skip)]
+    pub walked_sha256: Option<String>,
     /// Headers a copy must carry over when it replaces the metadata.
     #[serde(skip)]
     pub headers: ObjectHeaders,

@@ -96,6 +96,7 @@ mod tests {
             findings: vec![Finding {
                 engine: "clamav".into(),
                 signature: "Eicar".into(),
+                location: None,
             }],
         }
     }

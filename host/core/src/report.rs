@@ -36,6 +36,30 @@ pub struct ScanReport {
     pub decoded: Option<Decoded>,
     /// The container and compression formats the host found inside.
     pub contents: Vec<Contained>,
+    /// How much of the object the verdict covers; `None` when its bytes
+    /// were not read.
+    pub coverage: Option<Coverage>,
+}
+
+/// How much of an object its verdict covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coverage {
+    /// What a client receives went through the inspectors at once.
+    Whole,
+    /// Too large for the engine whole, the object is a container the host
+    /// walked: each member went through the inspectors on its own
+    /// (findings name the member).
+    Members,
+}
+
+impl Coverage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Whole => "whole",
+            Self::Members => "members",
+        }
+    }
 }
 
 /// How one object's pass ended, for the event that brought it.
@@ -90,6 +114,7 @@ impl ScanReport {
             allowed: None,
             decoded: None,
             contents: Vec::new(),
+            coverage: None,
         }
     }
 
@@ -145,6 +170,8 @@ impl Serialize for ScanReport {
             decoded: &'a Option<Decoded>,
             #[serde(skip_serializing_if = "<[Contained]>::is_empty")]
             contents: &'a [Contained],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            coverage: Option<Coverage>,
         }
         Json {
             bucket: &self.bucket,
@@ -165,6 +192,7 @@ impl Serialize for ScanReport {
             allowed: &self.allowed,
             decoded: &self.decoded,
             contents: &self.contents,
+            coverage: self.coverage,
         }
         .serialize(serializer)
     }

@@ -141,6 +141,9 @@ pub struct TagKeys {
     /// The `Content-Encoding` the host undid before the scan (written only
     /// for objects that had one).
     pub decoded: String,
+    /// How the verdict covers an object too large for the engine whole
+    /// (`members`); not written for objects scanned whole.
+    pub coverage: String,
 }
 
 impl Default for TagKeys {
@@ -153,6 +156,7 @@ impl Default for TagKeys {
             engine: "bucketscan-engine".into(),
             signature: "bucketscan-signature".into(),
             decoded: "bucketscan-decoded".into(),
+            coverage: "bucketscan-coverage".into(),
         }
     }
 }
@@ -173,7 +177,7 @@ impl TagKeys {
     }
 
     /// Every key, most important first.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.result,
             &self.seal,
@@ -181,6 +185,7 @@ impl TagKeys {
             &self.engine,
             &self.signature,
             &self.decoded,
+            &self.coverage,
         ]
     }
 
@@ -232,6 +237,8 @@ pub struct ResultValues {
     pub signature: Option<String>,
     /// The codings undone (`gzip+br`), when there were any.
     pub decoded: Option<String>,
+    /// How the verdict covers the object, when not whole (`members`).
+    pub coverage: Option<String>,
 }
 
 impl ResultValues {
@@ -251,6 +258,7 @@ impl ResultValues {
             engine: engine.map(sanitize).filter(|e| !e.is_empty()),
             signature: signature.map(|s| sanitize(&s)).filter(|s| !s.is_empty()),
             decoded: None,
+            coverage: None,
         }
     }
 
@@ -268,6 +276,9 @@ impl ResultValues {
         }
         if let Some(decoded) = &self.decoded {
             pairs.push((keys.decoded.clone(), sanitize(decoded)));
+        }
+        if let Some(coverage) = &self.coverage {
+            pairs.push((keys.coverage.clone(), sanitize(coverage)));
         }
         pairs
     }
@@ -436,6 +447,7 @@ mod tests {
             findings: vec![Finding {
                 engine: "clamav".into(),
                 signature: "Eicar-Test-Signature.UNOFFICIAL".into(),
+                location: None,
             }],
         }
     }
@@ -475,7 +487,11 @@ mod tests {
         let plan = plan(&keys, &sealer(), &own(9), &values(&infected()), target(true));
         assert_eq!(plan.tags.len(), MAX_TAGS);
         assert_eq!(keys.result_of(&plan.tags), Some("infected"));
-        for key in keys.all().into_iter().filter(|k| *k != keys.decoded) {
+        for key in keys
+            .all()
+            .into_iter()
+            .filter(|k| *k != keys.decoded && *k != keys.coverage)
+        {
             assert!(
                 plan.tags.iter().any(|(k, _)| k == key),
                 "{key} missing: {:?}",

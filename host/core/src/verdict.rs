@@ -10,6 +10,21 @@ pub struct Finding {
     pub engine: String,
     /// Signature or rule name.
     pub signature: String,
+    /// Where in the object it was found, for an object scanned member by
+    /// member: the member's path (`big.zip!/dir/inner.tar!/x.exe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Finding {
+    /// A finding in the object as a whole.
+    pub fn new(engine: impl Into<String>, signature: impl Into<String>) -> Self {
+        Self {
+            engine: engine.into(),
+            signature: signature.into(),
+            location: None,
+        }
+    }
 }
 
 /// Why an object could not be scanned. None of these is clean.
@@ -182,6 +197,9 @@ impl fmt::Display for Verdict {
                         f.write_str(", ")?;
                     }
                     write!(f, "{}: {}", finding.engine, finding.signature)?;
+                    if let Some(location) = &finding.location {
+                        write!(f, " in {location}")?;
+                    }
                 }
                 f.write_str(")")
             }

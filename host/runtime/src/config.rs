@@ -256,7 +256,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bucketscan_core::config::SettingValue;
+    use bucketscan_core::config::{LargeObjects, SettingValue};
     use std::path::Path;
 
     const GOOD: &str = r#"
@@ -336,6 +336,25 @@ grants = { clamav = true, storage = ["production"] }
             pipelines.max_object_bytes("staging"),
             ClamavConfig::default().stream_max_bytes
         );
+    }
+
+    #[test]
+    fn large_objects_are_walked_by_default_and_their_limits_are_checked() {
+        let pipelines = parse(GOOD).unwrap().pipelines();
+        assert_eq!(pipelines.large_objects("staging"), LargeObjects::default());
+        assert!(LargeObjects::default().walk);
+        let text = format!(
+            "{GOOD}\n[buckets.staging.large-objects]\nwalk = false\nmax-members = 50000\nmax-expanded-bytes = 1000\n"
+        );
+        let large = parse(&text).unwrap().pipelines().large_objects("staging");
+        assert!(!large.walk);
+        assert_eq!((large.max_members, large.max_expanded_bytes), (50_000, 1000));
+        let too_many = format!("{GOOD}\n[buckets.staging.large-objects]\nmax-members = 2000000\n");
+        let err = parse(&too_many).unwrap_err().to_string();
+        assert!(err.contains("bucket `staging`: large-objects.max-members"), "{err}");
+        let unknown = format!("{GOOD}\n[buckets.staging.large-objects]\nmax-files = 5\n");
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("max-files"), "{err}");
     }
 
     #[test]

@@ -312,7 +312,8 @@ impl ObjectActions {
     ) -> Result<(), StorageError> {
         // The source changed under the scan: `replaced`. Bytes that cannot
         // be checked: `refused` (a config problem, versioning is off).
-        let problem = match (&object.sha256, &copied.sha256) {
+        let scanned = object.sha256.as_ref().or(object.walked_sha256.as_ref());
+        let problem = match (scanned, &copied.sha256) {
             (Some(scanned), Some(got)) if scanned != got => Some(StorageError::Replaced(format!(
                 "{}: the copy's bytes (SHA-256 {got}) are not the bytes scanned (SHA-256 {scanned}); the source \
                  changed between the scan and the copy",

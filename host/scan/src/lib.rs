@@ -15,6 +15,8 @@
 //!   reserved temp file), hashed as they arrive.
 //! - [`content`]: what a client receives: the `Content-Encoding` undone,
 //!   the containers inside surveyed.
+//! - `members`: objects too large for the engine whole that are
+//!   containers, scanned member by member (read by `ranged` GETs).
 //! - `take_back`: result tags off bytes they are not about.
 //! - [`testing`]: in-memory stand-ins for the ports, for tests of the
 //!   path's branches without wasm, clamd or AWS (always built: a cargo
@@ -24,7 +26,9 @@ pub mod actions;
 pub mod content;
 mod inspect_only;
 pub mod local;
+mod members;
 mod path;
+mod ranged;
 pub mod spool;
 pub mod stages;
 pub mod store;
@@ -32,9 +36,11 @@ mod take_back;
 pub mod testing;
 
 use async_trait::async_trait;
+use bucketscan_core::config::LargeObjects;
 use bucketscan_core::formats::Format;
 use bucketscan_core::report::ScanReport;
 use bucketscan_engine::{LoadedPipelines, PipelineStage};
+use bucketscan_unpack::members::WalkLimits;
 use std::sync::Arc;
 
 pub use path::Scanner;
@@ -52,6 +58,23 @@ pub trait Routing: Send + Sync {
     fn let_through(&self, _bucket: &str) -> Vec<Format> {
         Vec::new()
     }
+    /// How `bucket`'s objects over the size limit are walked member by
+    /// member; `None`: they are not.
+    fn walk_limits(&self, bucket: &str) -> Option<WalkLimits> {
+        walk_limits(&LargeObjects::default(), self.max_object_bytes(bucket))
+    }
+}
+
+/// The walk a bucket's `large-objects` settings allow, members up to
+/// `member_bytes` handed to the engine whole.
+fn walk_limits(large: &LargeObjects, member_bytes: u64) -> Option<WalkLimits> {
+    large.walk.then(|| WalkLimits {
+        max_depth: large.max_depth,
+        max_members: large.max_members,
+        max_expanded: large.max_expanded_bytes,
+        member_bytes,
+        ..WalkLimits::default()
+    })
 }
 
 impl Routing for LoadedPipelines {
@@ -65,6 +88,10 @@ impl Routing for LoadedPipelines {
 
     fn let_through(&self, bucket: &str) -> Vec<Format> {
         self.config.let_through(bucket).to_vec()
+    }
+
+    fn walk_limits(&self, bucket: &str) -> Option<WalkLimits> {
+        walk_limits(&self.config.large_objects(bucket), self.max_object_bytes(bucket))
     }
 }
 

@@ -92,6 +92,16 @@ impl Store for LocalStore {
         })
     }
 
+    async fn read_range(&self, _object: &ObjectInfo, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        use std::os::unix::fs::FileExt;
+        let gone = |err: std::io::Error| FetchError::Gone(format!("{}: {err}", self.file.path.display()));
+        let file = std::fs::File::open(&self.file.path).map_err(gone)?;
+        let size = file.metadata().map_err(gone)?.len();
+        let mut bytes = vec![0u8; len.min(size.saturating_sub(offset)) as usize];
+        file.read_exact_at(&mut bytes, offset).map_err(gone)?;
+        Ok(bytes)
+    }
+
     async fn put_tags(&self, _object: &ObjectInfo, _tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
         Ok(None)
     }

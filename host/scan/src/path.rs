@@ -13,9 +13,10 @@ use crate::take_back::take_back;
 use crate::{Publisher, Routing, now_rfc3339};
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::{AllowList, AllowMatch};
+use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, printable};
 use bucketscan_core::phases::{self, Admission};
-use bucketscan_core::report::{Outcome, ScanReport, StageReport};
+use bucketscan_core::report::{Coverage, Outcome, ScanReport, StageReport};
 use bucketscan_core::seal::{SealOrigin, SealSubject, Sealer};
 use bucketscan_core::storage::{StageStorage, StorageError};
 use bucketscan_core::tags::{self, ResultValues, TagKeys, TagPlan, TagTarget};
@@ -23,6 +24,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
+use bucketscan_unpack::members::walkable;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,6 +88,8 @@ pub(crate) struct Inspection {
     pub(crate) object: ScanObject,
     /// What the report should say about how it was reached.
     pub(crate) notes: Vec<String>,
+    /// How much of the object the verdict covers; `None`: not read.
+    pub(crate) coverage: Option<Coverage>,
 }
 
 /// The verdict to record, after the allow-list.
@@ -94,6 +98,7 @@ struct Decided {
     allowed: Option<AllowMatch>,
     stages: Vec<StageReport>,
     object: ScanObject,
+    coverage: Option<Coverage>,
 }
 
 /// The result as recorded on the object.
@@ -226,9 +231,7 @@ impl Scanner {
                 scan.info.sha256 = Some(body.sha256);
                 Ok(Fetched::Read(body.bytes))
             }
-            Err(FetchError::Gone(why)) => Err(skipped(scan.target, why)),
-            Err(FetchError::Replaced(why)) => Err(Pass::Superseded(why, None)),
-            Err(err) => Err(self.retry(scan, err.to_string())),
+            Err(err) => Err(self.read_failed(scan, err)),
         }
     }
 
@@ -298,11 +301,52 @@ impl Scanner {
                     .await;
                 inspected.map_err(|err| self.retry(scan, err.to_string()))
             }
+            (Fetched::NotRead(None), Admission::TooLarge(verdict)) => self.too_large(pipelines, scan, verdict).await,
             (_, Admission::TooLarge(verdict)) => Ok(not_read(verdict)),
             (Fetched::NotRead(None), Admission::Fetch) => Ok(not_read(Verdict::Unscannable {
                 reason: UnscannableReason::TooLarge,
                 detail: format!("over the {}-byte limit; not downloaded", scan.limit),
             })),
+        }
+    }
+
+    /// An object over the size limit: walked member by member when it is
+    /// a container the host reads (and its bucket lets it be), else
+    /// `verdict`, reached without its bytes.
+    async fn too_large(&self, pipelines: &dyn Routing, scan: &mut Scan<'_>, verdict: Verdict) -> Step<Inspection> {
+        let info = scan.info.clone();
+        let not_read = Inspection::decided(ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched), verdict);
+        let Some(limits) = pipelines.walk_limits(&info.bucket) else {
+            return Ok(not_read);
+        };
+        if info.headers.content_encoding.is_some() {
+            // A client receives the decoded stream, which cannot be read
+            // by ranges: what it holds stays unproven.
+            return Ok(not_read);
+        }
+        let head = match self.store.read_range(&info, 0, SNIFF_BYTES as u64).await {
+            Ok(head) => head,
+            Err(err) => return Err(self.read_failed(scan, err)),
+        };
+        if walkable(&head).is_none() {
+            return Ok(not_read);
+        }
+        match self.inspect_members(pipelines, &scan.stages, &info, limits).await {
+            Ok(mut inspection) => {
+                inspection.coverage = Some(Coverage::Members);
+                scan.info.walked_sha256 = inspection.object.info.walked_sha256.clone();
+                Ok(inspection)
+            }
+            Err(err) => Err(self.read_failed(scan, err)),
+        }
+    }
+
+    /// The end of a pass whose bytes could not be read.
+    fn read_failed(&self, scan: &mut Scan<'_>, err: FetchError) -> Pass {
+        match err {
+            FetchError::Gone(why) => skipped(scan.target, why),
+            FetchError::Replaced(why) => Pass::Superseded(why, None),
+            other => self.retry(scan, other.to_string()),
         }
     }
 
@@ -333,6 +377,7 @@ impl Scanner {
             stages: inspected.stages,
             object,
             notes: Vec::new(),
+            coverage: Some(Coverage::Whole),
         };
         if let Some(stored) = stored {
             // A client that does not decode gets the stored bytes.
@@ -361,6 +406,7 @@ impl Scanner {
             allowed,
             stages: inspection.stages,
             object: inspection.object,
+            coverage: inspection.coverage,
         }
     }
 
@@ -372,6 +418,7 @@ impl Scanner {
         report.allowed = decided.allowed.clone();
         report.decoded = decided.object.decoded.clone();
         report.contents = decided.object.survey.formats.clone();
+        report.coverage = decided.coverage;
         let values = self.result_values(&decided);
         let plan = tags::plan(
             &self.tag_keys,
@@ -425,6 +472,11 @@ impl Scanner {
             first_engine(&decided.stages),
         );
         values.decoded = decided.object.decoded.as_ref().map(|d| d.content_encoding.join("+"));
+        // Written only when not whole: a whole scan is what a result means.
+        values.coverage = decided
+            .coverage
+            .filter(|coverage| *coverage != Coverage::Whole)
+            .map(|coverage| coverage.as_str().to_owned());
         if let Some(allowed) = &decided.allowed {
             let what = match allowed.verdict.findings().first() {
                 Some(finding) => finding.signature.clone(),
@@ -612,6 +664,7 @@ impl Inspection {
             stages: Vec::new(),
             object,
             notes: Vec::new(),
+            coverage: None,
         }
     }
 

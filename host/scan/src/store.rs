@@ -159,6 +159,11 @@ pub trait Store: Send + Sync {
     /// is over `limit` bytes (then nothing of it is downloaded).
     async fn open(&self, target: &Target, limit: u64) -> Result<Opened, FetchError>;
 
+    /// Up to `len` bytes of exactly `object` from `offset` (fewer only at
+    /// its end), pinned to its version or ETag like every other request:
+    /// a key overwritten meanwhile is [`FetchError::Replaced`].
+    async fn read_range(&self, object: &ObjectInfo, offset: u64, len: u64) -> Result<Vec<u8>, FetchError>;
+
     /// Replaces the tags of exactly `object`. On an unversioned object the
     /// request cannot be pinned, so the store looks again afterwards and
     /// returns `Some(etag)` when the key then held other bytes: the tags

@@ -45,6 +45,8 @@ struct Stored {
 #[derive(Default, Clone)]
 pub struct Faults {
     pub open: Option<FetchError>,
+    /// Ranged reads fail after this many succeeded.
+    pub read_range_after: Option<(usize, FetchError)>,
     pub put_tags: Option<StorageError>,
     pub copy: Option<StorageError>,
     pub delete: Option<StorageError>,
@@ -204,6 +206,25 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn read_range(&self, object: &ObjectInfo, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        {
+            let mut faults = self.faults.lock().unwrap();
+            if let Some((left, err)) = &mut faults.read_range_after {
+                if *left == 0 {
+                    return Err(err.clone());
+                }
+                *left -= 1;
+            }
+        }
+        let stored = self.exact(object).map_err(FetchError::from_storage)?;
+        let size = stored.body.len().unwrap_or(0);
+        let len = len.min(size.saturating_sub(offset)) as usize;
+        stored
+            .body
+            .read_at(offset, len)
+            .map_err(|err| FetchError::Unavailable(err.to_string()))
+    }
+
     async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError> {
         if let Some(err) = self.fault(|f| f.put_tags.clone()) {
             return Err(err);
@@ -320,6 +341,7 @@ impl ScriptedStages {
                         findings: vec![bucketscan_core::verdict::Finding {
                             engine: "scripted".into(),
                             signature: signature.into(),
+                            location: None,
                         }],
                     }
                 } else {

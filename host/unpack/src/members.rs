@@ -248,7 +248,25 @@ impl Walker<'_> {
             let member_path = format!("{path}!/{}", printable(&name));
             self.member(Box::new(entry), &member_path, &name, Some(size), depth + 1)?;
         }
-        Ok(())
+        self.after_end(archive.into_inner(), path, depth)
+    }
+
+    /// What follows a tar's end-of-archive blocks: zeros (the padding
+    /// tools write), or bytes a tar reader never shows but that are in the
+    /// object all the same: handed over like a member.
+    fn after_end(&mut self, mut rest: Box<dyn Read + '_>, path: &str, depth: u32) -> Result<(), Halt> {
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = rest.read(&mut chunk).map_err(|err| self.io_stop(path, &err))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if let Some(at) = chunk[..n].iter().position(|byte| *byte != 0) {
+                let found = Cursor::new(chunk[at..n].to_vec()).chain(rest);
+                let name = "(after the end of the archive)";
+                return self.member(Box::new(found), &format!("{path}!/{name}"), name, None, depth + 1);
+            }
+        }
     }
 
     fn zip<R: Read + Seek>(&mut self, mut body: R, path: &str, depth: u32) -> Result<(), Halt> {
@@ -323,6 +341,48 @@ impl Walker<'_> {
                 limits: self.limits.clone(),
             };
             self.member(Box::new(counted), &member_path, &name, Some(size), depth + 1)?;
+        }
+        let directory = archive.central_directory_start();
+        self.zip_gaps(archive.into_inner(), path, &spans, directory)
+    }
+
+    /// Bytes of a zip no member holds (a self-extractor's stub, data
+    /// hidden between members where readers of local headers find it) go
+    /// to the sink like members: every byte of the object is looked at.
+    fn zip_gaps<R: Read + Seek>(
+        &mut self,
+        mut body: R,
+        path: &str,
+        spans: &[Span],
+        directory: u64,
+    ) -> Result<(), Halt> {
+        for (start, end) in gaps(spans, directory) {
+            let gap_path = format!("{path}!/(bytes {start}..{end} outside every member)");
+            self.count(&gap_path)?;
+            let len = end - start;
+            if len > self.limits.member_bytes {
+                self.sink.not_handed(
+                    &gap_path,
+                    UnscannableReason::TooLarge,
+                    format!(
+                        "{gap_path}: {len} bytes is over the {}-byte limit of the engine",
+                        self.limits.member_bytes
+                    ),
+                )?;
+                continue;
+            }
+            body.seek(SeekFrom::Start(start))
+                .map_err(|err| self.io_stop(path, &err))?;
+            let reader: Box<dyn Read + '_> = Box::new((&mut body).take(len));
+            let mut reader = Caught {
+                inner: reader,
+                error: None,
+            };
+            let handed = self.sink.member(&gap_path, Some(len), &mut reader);
+            if let Some(err) = reader.error.take() {
+                return Err(self.io_stop(path, &err));
+            }
+            handed?;
         }
         Ok(())
     }
@@ -402,6 +462,33 @@ fn check_no_overlap(spans: &[Span]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a data descriptor after a member's data may take: smaller gaps
+/// are no place for content.
+const DESCRIPTOR_SLACK: u64 = 32;
+
+/// The stretches before `directory` that no span covers, past the slack a
+/// data descriptor takes.
+fn gaps(spans: &[Span], directory: u64) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<&Span> = spans.iter().collect();
+    sorted.sort_by_key(|span| span.start);
+    let mut gaps = Vec::new();
+    let mut covered = 0u64;
+    let mut first = true;
+    for span in sorted
+        .iter()
+        .map(|span| (span.start, span.end))
+        .chain([(directory, directory)])
+    {
+        let slack = if first { 0 } else { DESCRIPTOR_SLACK };
+        if span.0 > covered + slack {
+            gaps.push((covered, span.0));
+        }
+        covered = covered.max(span.1);
+        first = false;
+    }
+    gaps
 }
 
 /// The first bytes of `reader`, and a reader that still yields them.

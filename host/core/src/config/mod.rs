@@ -11,7 +11,10 @@ mod pipelines;
 mod secret;
 mod settings;
 
-pub use pipelines::{BucketConfig, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig, StageConfig};
+pub use pipelines::{
+    BucketConfig, LargeObjects, MAX_MEMBERS_LIMIT, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig,
+    StageConfig,
+};
 pub use secret::{SecretError, SecretSource};
 pub use settings::SettingValue;
 

@@ -50,6 +50,10 @@ pub struct BucketConfig {
     /// The largest object this bucket's pipelines scan (default: `[agent]
     /// max-object-bytes`).
     pub max_object_bytes: Option<u64>,
+    /// Objects over `max-object-bytes`: walked member by member when they
+    /// are containers the host reads (`[buckets.NAME.large-objects]`).
+    #[serde(default)]
+    pub large_objects: LargeObjects,
     /// Not a bucket: a pipeline for `POST /v1/scan` uploads only. No S3
     /// request ever names it (the name may be somebody else's bucket).
     #[serde(default)]
@@ -75,6 +79,39 @@ impl BucketConfig {
         !self.stages.is_empty() || !self.prefixes.is_empty()
     }
 }
+
+/// `[buckets.NAME.large-objects]`: what happens to an object too large
+/// for the engine whole. A zip, tar, or tar in gzip/bzip2/xz/zstd is
+/// walked and each member scanned on its own (the verdict's coverage is
+/// then `members`); anything else, or everything with `walk = false`, is
+/// `unscannable (too-large)` unread. The limits are GuardDuty's published
+/// ones; past any of them the object is `unscannable (limits-exceeded)`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LargeObjects {
+    pub walk: bool,
+    /// Members in all, nested ones included (at most 1,000,000).
+    pub max_members: u64,
+    /// Bytes decompressed, in all layers.
+    pub max_expanded_bytes: u64,
+    /// Containers nested inside each other.
+    pub max_depth: u32,
+}
+
+impl Default for LargeObjects {
+    fn default() -> Self {
+        Self {
+            walk: true,
+            max_members: 10_000,
+            max_expanded_bytes: 100 << 30,
+            max_depth: 8,
+        }
+    }
+}
+
+/// The most members one walk may be allowed (a zip directory that size
+/// is about 100 MB in memory).
+pub const MAX_MEMBERS_LIMIT: u64 = 1_000_000;
 
 /// `[[buckets.NAME.prefixes]]`: a pipeline for keys under one prefix.
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +205,17 @@ impl PipelinesConfig {
                         format!("bucket `{bucket}`: expected-owner must be a 12-digit AWS account ID"),
                     ));
                 }
+            }
+            let large = &config.large_objects;
+            if !(1..=MAX_MEMBERS_LIMIT).contains(&large.max_members) || !(1..=17).contains(&large.max_depth) {
+                return Err(self.text.error(
+                    None,
+                    format!(
+                        "bucket `{bucket}`: large-objects.max-members must be 1 to {MAX_MEMBERS_LIMIT} and \
+                         large-objects.max-depth 1 to 17 (got {} and {})",
+                        large.max_members, large.max_depth
+                    ),
+                ));
             }
             for (index, prefix) in config.prefixes.iter().enumerate() {
                 if config.prefixes[..index]
@@ -273,6 +321,14 @@ impl PipelinesConfig {
             .get(bucket)
             .and_then(|b| b.max_object_bytes)
             .unwrap_or(self.default_max_object_bytes)
+    }
+
+    /// What `bucket` does with objects over its size limit.
+    pub fn large_objects(&self, bucket: &str) -> LargeObjects {
+        self.buckets
+            .get(bucket)
+            .map(|b| b.large_objects.clone())
+            .unwrap_or_default()
     }
 
     /// The formats `bucket` lets through unopened.

@@ -161,6 +161,7 @@ mod tests {
                 findings: vec![Finding {
                     engine: "clamav".into(),
                     signature: "Eicar.UNOFFICIAL".into(),
+                    location: None,
                 }],
             },
         );

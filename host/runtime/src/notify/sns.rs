@@ -28,6 +28,7 @@ fn bounded_verdict(verdict: &Verdict, findings: usize) -> Verdict {
                 .map(|f| Finding {
                     engine: trim(&f.engine, 256),
                     signature: trim(&f.signature, 256),
+                    location: f.location.as_deref().map(|l| trim(l, 1024)),
                 })
                 .collect(),
         },
@@ -203,6 +204,7 @@ mod tests {
             .map(|i| Finding {
                 engine: "e".repeat(1024),
                 signature: format!("{i}{}", "s".repeat(1023)),
+                location: Some("l".repeat(4096)),
             })
             .collect();
         let mut report = ScanReport::new(&ObjectInfo::default(), Verdict::Infected { findings });

@@ -130,6 +130,7 @@ fn recorded_verdict(result: Option<ResultName>, signature: Option<&str>, engine:
             findings: vec![Finding {
                 engine: engine.unwrap_or("unknown").to_owned(),
                 signature,
+                location: None,
             }],
         },
         Some(ResultName::Unscannable) => {
@@ -452,6 +453,7 @@ fn released_values(agent: &Agent, held: &Held, said: &Provenance) -> ResultValue
             held.finding.as_deref().unwrap_or(held.was.as_str())
         ))),
         decoded: None,
+        coverage: None,
     }
 }
 

@@ -65,6 +65,7 @@ pub(super) fn info_of(target: &Target, object: &GetObjectOutput) -> ObjectInfo {
         metadata: pairs(object.metadata()),
         tags: Vec::new(),
         sha256: None,
+        walked_sha256: None,
         headers: ObjectHeaders {
             content_encoding: object.content_encoding().map(str::to_owned),
             content_disposition: object.content_disposition().map(str::to_owned),

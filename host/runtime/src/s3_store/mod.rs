@@ -106,6 +106,7 @@ impl S3Store {
             metadata: pairs(head.metadata()),
             tags: Vec::new(),
             sha256: None,
+            walked_sha256: None,
             headers: ObjectHeaders {
                 content_encoding: head.content_encoding().map(str::to_owned),
                 content_disposition: head.content_disposition().map(str::to_owned),
@@ -194,6 +195,40 @@ impl Store for S3Store {
             info,
             body: Box::new(body),
         })
+    }
+
+    async fn read_range(&self, object: &ObjectInfo, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        let wanted = len.min(object.size.saturating_sub(offset));
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", offset + wanted - 1);
+        let part = self
+            .s3(&object.bucket)
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .range(&range)
+            .set_version_id(object.version_id.clone())
+            .set_if_match(Self::pin_etag(object))
+            .set_expected_bucket_owner(self.owner(&object.bucket))
+            .send()
+            .await
+            .map_err(|err| FetchError::from_storage(storage_error(&object.url(), "GetObject (range)", err)))?;
+        let bytes = part
+            .body
+            .collect()
+            .await
+            .map_err(|err| FetchError::Unavailable(format!("{}: reading {range}: {err}", object.url())))?
+            .to_vec();
+        if bytes.len() as u64 != wanted {
+            return Err(FetchError::Unavailable(format!(
+                "{}: {range} returned {} bytes",
+                object.url(),
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 
     async fn put_tags(&self, object: &ObjectInfo, tags: &[(String, String)]) -> Result<Option<String>, StorageError> {

@@ -268,3 +268,115 @@ async fn encoded_bytes_are_inspected_decoded_and_as_stored() {
     );
     assert!(report.decoded.is_some());
 }
+
+/// A tar.gz of `members` larger than the test pipeline's 1 MiB limit:
+/// two members of random filler the gzip cannot shrink come first.
+fn large_tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let filler: Vec<u8> = (0..(1 << 20) + 4096)
+        .map(|_| {
+            // xorshift64: bytes no compressor shrinks.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let half = filler.len() / 2;
+    let mut all: Vec<(&str, &[u8])> = vec![("filler-1.bin", &filler[..half]), ("filler-2.bin", &filler[half..])];
+    all.extend_from_slice(members);
+    let tar = bucketscan_unpack::samples::tar(&all);
+    let bytes = bucketscan_unpack::samples::wrap(bucketscan_core::formats::Format::Gzip, &tar, "big.tar").unwrap();
+    assert!(bytes.len() > 1 << 20, "over the limit: {}", bytes.len());
+    bytes
+}
+
+#[tokio::test]
+async fn a_container_over_the_limit_is_scanned_member_by_member_and_the_finding_names_the_member() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("docs/readme.txt", b"hello"), ("bin/last.exe", b"xx MALWARE-MARKER xx")]);
+    let report = world.upload_and_scan("big.tar.gz", &bytes).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    let finding = &report.verdict.findings()[0];
+    assert_eq!(finding.location.as_deref(), Some("big.tar.gz!/big.tar!/bin/last.exe"));
+    assert_eq!(report.coverage, Some(Coverage::Members));
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    let (held, _) = world.store.get(QUARANTINE, "big.tar.gz").expect("quarantined");
+    assert!(
+        held.tags.contains(&("bucketscan-coverage".into(), "members".into())),
+        "{:?}",
+        held.tags
+    );
+    assert_eq!(world.published().len(), 1);
+    assert_eq!(
+        world.stages.inspected.lock().unwrap().len(),
+        4,
+        "each member on its own"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_container_over_the_limit_is_promoted_with_coverage_members() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("a.txt", b"quarterly figures")]);
+    let report = world.upload_and_scan("data.tar.gz", &bytes).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    let (promoted, body) = world
+        .store
+        .get(PRODUCTION, "data.tar.gz")
+        .unwrap_or_else(|| panic!("not promoted: {report:#?}"));
+    assert_eq!(body, bytes);
+    assert!(
+        promoted
+            .tags
+            .contains(&("bucketscan-coverage".into(), "members".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_container_over_the_limit_is_unscannable_never_promoted() {
+    let world = World::new();
+    let mut bytes = large_tar_gz(&[("a.txt", b"quarterly figures")]);
+    bytes.truncate(bytes.len() - 100);
+    let report = world.upload_and_scan("cut.tar.gz", &bytes).await;
+    let Verdict::Unscannable { reason, .. } = &report.verdict else {
+        panic!("{report:#?}")
+    };
+    assert_eq!(*reason, UnscannableReason::Malformed);
+    assert!(world.store.keys(PRODUCTION).is_empty());
+}
+
+#[tokio::test]
+async fn a_read_that_fails_mid_walk_is_retried_and_nothing_is_written() {
+    let world = World::new();
+    let info = world
+        .store
+        .put(STAGING, "big.tar.gz", &large_tar_gz(&[("a.txt", b"x")]), &[]);
+    world.store.set_faults(Faults {
+        read_range_after: Some((3, FetchError::Unavailable("503 SlowDown".into()))),
+        ..Faults::default()
+    });
+    let report = world.scan(&info).await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{report:#?}");
+    assert!(
+        format!("{:?}", report.outcome).contains("503 SlowDown"),
+        "{:?}",
+        report.outcome
+    );
+    assert!(world.store.log().is_empty(), "{:#?}", world.store.log());
+}
+
+#[tokio::test]
+async fn an_encoded_container_over_the_limit_is_not_walked() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("a.txt", b"x")]);
+    let info = world
+        .store
+        .put_encoded(STAGING, "big.tar.gz", &bytes, &[], Some("gzip"));
+    let report = world.scan(&info).await;
+    let Verdict::Unscannable { reason, .. } = &report.verdict else {
+        panic!("{report:#?}")
+    };
+    assert_eq!(*reason, UnscannableReason::TooLarge);
+    assert!(world.stages.inspected.lock().unwrap().is_empty());
+}

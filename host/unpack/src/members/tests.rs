@@ -268,3 +268,89 @@ fn a_single_compressed_stream_is_its_one_member() {
         [("notes.txt.gz!/notes.txt".to_owned(), b"hello".to_vec())]
     );
 }
+
+#[test]
+fn bytes_outside_every_zip_member_are_handed_over_too() {
+    let eicar = samples::eicar();
+    let zip = samples::zip(&[("a.txt", b"hello")], 0);
+    // A payload between the last member and the directory, where readers
+    // of local headers (not of the directory) find it.
+    let directory = memchr::memmem::find(&zip, b"PK\x01\x02").unwrap();
+    let mut hidden = zip[..directory].to_vec();
+    hidden.extend_from_slice(&eicar);
+    hidden.extend_from_slice(&zip[directory..]);
+    let end = hidden.len() - 22;
+    let offset = u32::from_le_bytes(hidden[end + 16..end + 20].try_into().unwrap()) + eicar.len() as u32;
+    hidden[end + 16..end + 20].copy_from_slice(&offset.to_le_bytes());
+    let (walked, recorded) = walk_with(hidden, "hidden.zip", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(paths(&recorded)[0], "hidden.zip!/a.txt");
+    let (path, bytes) = &recorded.members[1];
+    assert!(path.contains("outside every member"), "{path}");
+    assert_eq!(bytes, &eicar);
+}
+
+#[test]
+fn data_descriptors_between_members_are_no_gap() {
+    assert_eq!(
+        gaps(
+            &[
+                Span {
+                    start: 0,
+                    end: 100,
+                    name: "a".into()
+                },
+                Span {
+                    start: 116,
+                    end: 200,
+                    name: "b".into()
+                },
+            ],
+            216
+        ),
+        []
+    );
+    assert_eq!(
+        gaps(
+            &[Span {
+                start: 10,
+                end: 100,
+                name: "a".into()
+            }],
+            300
+        ),
+        [(0, 10), (100, 300)]
+    );
+}
+
+#[test]
+fn bytes_appended_after_a_tar_are_handed_over_not_skipped() {
+    let eicar = samples::eicar();
+    let mut tar = samples::tar(&[("a.txt", b"hello")]);
+    tar.extend_from_slice(&eicar);
+    let (walked, recorded) = walk_with(tar, "t.tar", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        recorded.members[1],
+        ("t.tar!/(after the end of the archive)".to_owned(), eicar)
+    );
+}
+
+#[test]
+fn bytes_appended_after_a_compressed_stream_are_never_skipped() {
+    let eicar = samples::eicar();
+    for format in [Format::Gzip, Format::Bzip2, Format::Xz, Format::Zstd] {
+        let mut bytes = samples::wrap(format, &samples::tar(&[("a.txt", b"hello")]), "t.tar").unwrap();
+        bytes.extend_from_slice(&eicar);
+        let (walked, recorded) = walk_with(bytes, "t.tar.x", &WalkLimits::default());
+        let handed = recorded
+            .members
+            .iter()
+            .any(|(_, bytes)| bytes.windows(eicar.len()).any(|w| w == eicar));
+        assert!(
+            handed || matches!(walked, Err(Halt::Stop { .. })),
+            "{format}: the appended bytes were skipped: {walked:?} {:?}",
+            paths(&recorded)
+        );
+    }
+}

@@ -61,6 +61,7 @@ pub(super) fn verdict_from_wit(verdict: types::Verdict) -> Result<Verdict, Strin
                     Ok(Finding {
                         engine: text("finding engine", f.engine)?,
                         signature: text("finding signature", f.signature)?,
+                        location: None,
                     })
                 })
                 .collect::<Result<_, String>>()?;

@@ -1,0 +1,426 @@
+//! The members plan: an object over its pipeline's size limit that is a
+//! container the host walks (`bucketscan_unpack::members`) is read where
+//! it lies by ranged GETs, and each member goes through the inspectors as
+//! an object of its own, its key the member's path inside the object
+//! (`big.tar.gz!/big.tar!/dir/x.exe`). The member verdicts fold into the
+//! object's: any infected member makes it infected (the finding names the
+//! member) and ends the walk; else the first blocked, else the first
+//! unscannable member (or the walk's own stop: malformed, a limit, a
+//! bomb) decides; clean only when every member was read and found clean.
+//!
+//! The walk runs on a blocking thread and hands members over one at a
+//! time through a channel of one: at most two members are spooled at
+//! once, within the spool budget.
+
+use crate::path::Inspection;
+use crate::ranged::{Failure, RangedReader};
+use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
+use crate::store::FetchError;
+use crate::{Routing, Scanner};
+use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
+use bucketscan_core::report::StageReport;
+use bucketscan_core::{UnscannableReason, Verdict};
+use bucketscan_engine::PipelineStage;
+use bucketscan_unpack::members::{Halt, Sink, WalkLimits, Walked, walk};
+use std::io::Read;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the walk hands the scan.
+enum Item {
+    Member {
+        path: String,
+        body: ObjectBody,
+        sha256: String,
+        size: u64,
+    },
+    NotHanded {
+        path: String,
+        verdict: Verdict,
+    },
+}
+
+impl Scanner {
+    /// The members of `info` (a container over the size limit) through
+    /// `stages`; `Err` when the object could not be read now (a retry may).
+    pub(crate) async fn inspect_members(
+        &self,
+        pipelines: &dyn Routing,
+        stages: &[PipelineStage],
+        info: &ObjectInfo,
+        limits: WalkLimits,
+    ) -> Result<Inspection, FetchError> {
+        let failure = Failure::default();
+        let (sender, mut members) = mpsc::channel(1);
+        let reader = RangedReader::new(
+            self.store.clone(),
+            Arc::new(info.clone()),
+            tokio::runtime::Handle::current(),
+            failure.clone(),
+        );
+        let requests = reader.requests.clone();
+        let mut sink = ChannelSink {
+            sender,
+            spool: self.spool.clone(),
+            member_bytes: limits.member_bytes,
+            failure: failure.clone(),
+        };
+        let name = info.key.clone();
+        let walking = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let walked = walk(&mut reader, &name, &limits, &mut sink);
+            // The object's digest, for the seal and the copy check: free
+            // for a stream, a directory's read more for a zip.
+            let digest = match &walked {
+                Ok(_) => reader.digest(DIGEST_READ_MORE).ok().flatten(),
+                Err(_) => None,
+            };
+            (walked, digest)
+        });
+        let mut folded = MemberVerdicts::default();
+        while let Some(item) = members.recv().await {
+            let go_on = match item {
+                Item::Member {
+                    path,
+                    body,
+                    sha256,
+                    size,
+                } => {
+                    let member = member_info(info, &path, size, sha256);
+                    let limit = member.size;
+                    match self.inspect_bytes(pipelines, stages, &member, body, limit).await {
+                        Ok(inspection) => folded.add(&path, inspection.verdict, inspection.stages),
+                        Err(err) => {
+                            drop(members);
+                            let _ = walking.await;
+                            return Err(err);
+                        }
+                    }
+                }
+                Item::NotHanded { path, verdict } => folded.add(&path, verdict, Vec::new()),
+            };
+            if !go_on {
+                break;
+            }
+        }
+        // Dropping the receiver is what stops a walk still going.
+        drop(members);
+        let (walked, digest) = walking
+            .await
+            .map_err(|err| FetchError::Unavailable(format!("{}: walking its members: {err}", info.url())))?;
+        if !folded.infected() {
+            // A failed request shows to the walk as a broken container: it
+            // is a retry, not a verdict.
+            if let Some(err) = failure.lock().expect("the failure slot").take() {
+                return Err(err);
+            }
+        }
+        let requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+        let mut inspection = folded.into_inspection(info, walked, requests);
+        inspection.object.info = Arc::new(ObjectInfo {
+            walked_sha256: digest,
+            ..info.clone()
+        });
+        Ok(inspection)
+    }
+}
+
+/// The most the digest reads past what the walk read in order.
+const DIGEST_READ_MORE: u64 = 256 << 20;
+
+/// What a member is, as the inspectors see it: an object of its own under
+/// its path in the container, in the scanned object's bucket and version.
+fn member_info(object: &ObjectInfo, path: &str, size: u64, sha256: String) -> ObjectInfo {
+    ObjectInfo {
+        bucket: object.bucket.clone(),
+        key: path.to_owned(),
+        version_id: object.version_id.clone(),
+        size,
+        sha256: Some(sha256),
+        ..ObjectInfo::default()
+    }
+}
+
+/// The walk's side of the channel: spools each member and sends it.
+struct ChannelSink {
+    sender: mpsc::Sender<Item>,
+    spool: SpoolConfig,
+    member_bytes: u64,
+    failure: Failure,
+}
+
+impl ChannelSink {
+    fn send(&self, item: Item) -> Result<(), Halt> {
+        // A closed channel: the scan has its verdict, or gave up.
+        self.sender.blocking_send(item).map_err(|_| Halt::BySink)
+    }
+
+    fn fail(&self, err: FetchError) -> Halt {
+        self.failure.lock().expect("the failure slot").get_or_insert(err);
+        Halt::BySink
+    }
+}
+
+impl Sink for ChannelSink {
+    fn member(&mut self, path: &str, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+        let mut writer = SpoolWriter::new(&self.spool, size, self.member_bytes);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            // A read error is the walk's to name (it sees it too).
+            let n = body.read(&mut chunk).map_err(|_| Halt::BySink)?;
+            if n == 0 {
+                break;
+            }
+            match writer.append(&chunk[..n]) {
+                Ok(()) => {}
+                Err(SpoolError::TooLarge { limit }) => {
+                    let detail = format!("{path}: more than the {limit}-byte limit of the engine");
+                    return self.not_handed(path, UnscannableReason::TooLarge, detail);
+                }
+                Err(SpoolError::NoRoom(never @ NoRoom::Never { .. })) => {
+                    return self.not_handed(path, UnscannableReason::TooLarge, format!("{path}: {never}"));
+                }
+                Err(SpoolError::NoRoom(refusal)) => {
+                    return Err(self.fail(FetchError::OverBudget(format!("{path}: {refusal}"))));
+                }
+                Err(SpoolError::Io(err)) => return Err(self.fail(FetchError::Unavailable(format!("{path}: {err}")))),
+            }
+        }
+        let spooled = writer
+            .finish()
+            .map_err(|err| self.fail(FetchError::Unavailable(format!("{path}: {err}"))))?;
+        self.send(Item::Member {
+            path: path.to_owned(),
+            body: spooled.body,
+            sha256: spooled.sha256,
+            size: spooled.len,
+        })
+    }
+
+    fn not_handed(&mut self, path: &str, reason: UnscannableReason, detail: String) -> Result<(), Halt> {
+        self.send(Item::NotHanded {
+            path: path.to_owned(),
+            verdict: Verdict::Unscannable { reason, detail },
+        })
+    }
+}
+
+/// The member verdicts, folded as they come.
+#[derive(Default)]
+struct MemberVerdicts {
+    /// The verdict that decides so far, other than clean.
+    deciding: Option<Verdict>,
+    /// The stages of the member that decided, else of the last one read.
+    stages: Vec<StageReport>,
+    clean: u64,
+    other: u64,
+}
+
+impl MemberVerdicts {
+    /// Folds in `path`'s verdict; `false` when the walk may stop (the
+    /// object's verdict can no longer change but to its detriment).
+    fn add(&mut self, path: &str, verdict: Verdict, stages: Vec<StageReport>) -> bool {
+        let rank = |verdict: &Verdict| match verdict {
+            Verdict::Clean => 0,
+            Verdict::Unscannable { .. } => 1,
+            Verdict::Blocked { .. } => 2,
+            Verdict::Error { .. } => 3,
+            Verdict::Infected { .. } => 4,
+        };
+        if verdict.is_clean() {
+            self.clean += 1;
+        } else {
+            self.other += 1;
+        }
+        let current = self.deciding.as_ref().map_or(0, rank);
+        if rank(&verdict) > current || (current == 0 && !stages.is_empty()) {
+            self.stages = stages;
+        }
+        if rank(&verdict) > current {
+            self.deciding = Some(located(path, verdict));
+        }
+        !matches!(self.deciding, Some(Verdict::Infected { .. } | Verdict::Error { .. }))
+    }
+
+    fn infected(&self) -> bool {
+        matches!(self.deciding, Some(Verdict::Infected { .. }))
+    }
+
+    fn into_inspection(mut self, info: &ObjectInfo, walked: Result<Walked, Halt>, requests: u64) -> Inspection {
+        let mut notes = vec![format!(
+            "over the size limit, scanned member by member: {} clean, {} not, in {requests} ranged reads",
+            self.clean, self.other
+        )];
+        match walked {
+            Ok(walked) => {
+                if walked.members == 0 {
+                    self.add(
+                        &info.key,
+                        Verdict::Unscannable {
+                            reason: UnscannableReason::Malformed,
+                            detail: format!("{}: over the size limit, and no member in it", info.key),
+                        },
+                        Vec::new(),
+                    );
+                }
+                notes.push(format!("{} bytes decompressed", walked.expanded));
+            }
+            Err(Halt::Stop { reason, detail }) => {
+                notes.push(format!("the walk stopped: {detail}"));
+                self.add(&info.key, Verdict::Unscannable { reason, detail }, Vec::new());
+            }
+            Err(Halt::BySink) => {}
+        }
+        let object = ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched);
+        let mut inspection = Inspection::decided(object, self.deciding.unwrap_or(Verdict::Clean));
+        inspection.stages = self.stages;
+        inspection.notes = notes;
+        inspection
+    }
+}
+
+/// `verdict` about the member at `path`, saying where.
+fn located(path: &str, verdict: Verdict) -> Verdict {
+    let at = |text: String| {
+        if text.starts_with(path) {
+            text
+        } else {
+            format!("{path}: {text}")
+        }
+    };
+    match verdict {
+        Verdict::Infected { findings } => Verdict::Infected {
+            findings: findings
+                .into_iter()
+                .map(|mut finding| {
+                    finding.location.get_or_insert_with(|| path.to_owned());
+                    finding
+                })
+                .collect(),
+        },
+        Verdict::Blocked { reason } => Verdict::Blocked { reason: at(reason) },
+        Verdict::Unscannable { reason, detail } => Verdict::Unscannable {
+            reason,
+            detail: at(detail),
+        },
+        Verdict::Error { message } => Verdict::Error { message: at(message) },
+        Verdict::Clean => Verdict::Clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketscan_core::verdict::Finding;
+
+    fn infected() -> Verdict {
+        Verdict::Infected {
+            findings: vec![Finding::new("clamav", "Eicar")],
+        }
+    }
+
+    fn unscannable() -> Verdict {
+        Verdict::Unscannable {
+            reason: UnscannableReason::Encrypted,
+            detail: "encrypted".into(),
+        }
+    }
+
+    fn folded(verdicts: Vec<(&str, Verdict)>, walked: Result<Walked, Halt>) -> (Verdict, Vec<bool>) {
+        let mut folded = MemberVerdicts::default();
+        let go_on = verdicts
+            .into_iter()
+            .map(|(path, verdict)| folded.add(path, verdict, Vec::new()))
+            .collect();
+        let inspection = folded.into_inspection(&ObjectInfo::default(), walked, 0);
+        (inspection.verdict, go_on)
+    }
+
+    fn walked(members: u64) -> Result<Walked, Halt> {
+        Ok(Walked { members, expanded: 0 })
+    }
+
+    #[test]
+    fn clean_only_when_every_member_was_read_and_clean() {
+        let (verdict, go_on) = folded(vec![("a", Verdict::Clean), ("b", Verdict::Clean)], walked(2));
+        assert_eq!(verdict, Verdict::Clean);
+        assert_eq!(go_on, [true, true]);
+    }
+
+    #[test]
+    fn an_infected_member_makes_the_object_infected_names_the_member_and_stops_the_walk() {
+        let (verdict, go_on) = folded(
+            vec![("o.zip!/a", unscannable()), ("o.zip!/b.exe", infected())],
+            Err(Halt::BySink),
+        );
+        assert_eq!(verdict.findings()[0].location.as_deref(), Some("o.zip!/b.exe"));
+        assert_eq!(go_on, [true, false]);
+        assert!(verdict.to_string().contains("Eicar in o.zip!/b.exe"), "{verdict}");
+    }
+
+    #[test]
+    fn an_unscannable_member_keeps_the_object_out_and_the_walk_goes_on() {
+        let (verdict, go_on) = folded(
+            vec![("o.zip!/s", unscannable()), ("o.zip!/b", Verdict::Clean)],
+            walked(2),
+        );
+        let Verdict::Unscannable { reason, detail } = verdict else {
+            panic!("{verdict:?}")
+        };
+        assert_eq!(reason, UnscannableReason::Encrypted);
+        assert!(detail.starts_with("o.zip!/s: "), "{detail}");
+        assert_eq!(go_on, [true, true]);
+    }
+
+    #[test]
+    fn blocked_outranks_unscannable_and_infected_outranks_both() {
+        let blocked = Verdict::Blocked {
+            reason: "an executable".into(),
+        };
+        let (verdict, _) = folded(vec![("a", unscannable()), ("b", blocked.clone())], walked(2));
+        assert!(matches!(verdict, Verdict::Blocked { .. }), "{verdict:?}");
+        let (verdict, _) = folded(vec![("a", blocked), ("b", infected())], Err(Halt::BySink));
+        assert!(matches!(verdict, Verdict::Infected { .. }), "{verdict:?}");
+    }
+
+    #[test]
+    fn a_member_error_is_the_object_error_and_stops() {
+        let (verdict, go_on) = folded(vec![("a", Verdict::error("clamd down"))], Err(Halt::BySink));
+        assert!(matches!(verdict, Verdict::Error { .. }), "{verdict:?}");
+        assert_eq!(go_on, [false]);
+    }
+
+    #[test]
+    fn a_walk_that_stopped_is_never_clean() {
+        let stop = Halt::Stop {
+            reason: UnscannableReason::Malformed,
+            detail: "o.tar.gz: unexpected end".into(),
+        };
+        let (verdict, _) = folded(vec![("a", Verdict::Clean)], Err(stop));
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Unscannable {
+                    reason: UnscannableReason::Malformed,
+                    ..
+                }
+            ),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn a_container_with_no_member_is_not_clean() {
+        let (verdict, _) = folded(Vec::new(), walked(0));
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Unscannable {
+                    reason: UnscannableReason::Malformed,
+                    ..
+                }
+            ),
+            "{verdict:?}"
+        );
+    }
+}

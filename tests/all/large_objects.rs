@@ -1,0 +1,177 @@
+//! Objects over the pipeline's size limit, end to end through the local
+//! AWS server, clamd and the real agent: a container is read by ranged
+//! GETs and scanned member by member (the finding names the member, the
+//! object carries `bucketscan-coverage = members`); what is not a
+//! container, or is a broken one, is never promoted. The limit is set to
+//! 2 MiB here so that "large" costs a few megabytes; the same code paths
+//! carry multi-gigabyte archives (`benches/large.rs`).
+
+use bucketscan_core::formats::Format;
+use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::recorder::Recorder;
+use bucketscan_tests::{clamd, samples};
+use bucketscan_unpack::samples as archives;
+use std::time::{Duration, Instant};
+
+const WITHIN: Duration = Duration::from_secs(90);
+const LIMIT: usize = 2 << 20;
+
+/// Members of incompressible filler, each under the limit, together over
+/// it, then `last`.
+fn members_over_the_limit(last: (&'static str, Vec<u8>)) -> Vec<(String, Vec<u8>)> {
+    let mut members: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("data/part-{i}.bin"), incompressible(LIMIT / 2, i + 1)))
+        .collect();
+    members.push((last.0.to_owned(), last.1));
+    members
+}
+
+fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
+fn refs(members: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    members
+        .iter()
+        .map(|(name, data)| (name.as_str(), data.as_slice()))
+        .collect()
+}
+
+async fn result_of(world: &World, key: &str, agent: &AgentProcess) -> (String, Vec<(String, String)>) {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        for bucket in [STAGING, PRODUCTION, QUARANTINE] {
+            if world.exists(bucket, key).await {
+                let tags = world.tags(bucket, key).await;
+                if let Some((_, result)) = tags.iter().find(|(k, _)| k == "bucketscan-result") {
+                    return (format!("{bucket}:{result}"), tags.clone());
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{key}: no result:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn notification_for(world: &World, key: &str, agent: &AgentProcess) -> serde_json::Value {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        for notification in world.notifications().await {
+            let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+            if body["key"] == key {
+                return body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no notification for {key}:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn has(tags: &[(String, String)], key: &str, value: &str) -> bool {
+    tags.iter().any(|(k, v)| k == key && v == value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unproven_is_promoted() {
+    let world = World::new().await;
+    let recorder = Recorder::start(&world.moto.endpoint());
+    let config = world.config(&clamd::shared().address(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[agent]\n", &format!("[agent]\nmax-object-bytes = {LIMIT}\n"));
+    std::fs::write(&config, text).unwrap();
+    let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
+
+    // EICAR as the last member of a tar.gz, and inside a tar.gz inside a zip.
+    let eicar = samples::eicar();
+    let tgz_members = members_over_the_limit(("notes/eicar.txt", eicar.clone()));
+    let tar = archives::tar(&refs(&tgz_members));
+    let tgz = archives::wrap(Format::Gzip, &tar, "big.tar").unwrap();
+    let nested = archives::wrap(Format::Gzip, &archives::tar(&[("deep/eicar.txt", &eicar)]), "inner.tar").unwrap();
+    let zip_members = members_over_the_limit(("inner.tar.gz", nested));
+    let zip = archives::zip(&refs(&zip_members), 8);
+    // Clean: a zip of the same filler; broken: the tar.gz cut short;
+    // random text over the limit: no container at all.
+    let clean_members = members_over_the_limit(("notes/readme.txt", samples::clean_text()));
+    let clean = archives::zip(&refs(&clean_members), 8);
+    let mut cut = archives::wrap(Format::Gzip, &archives::tar(&refs(&clean_members)), "cut.tar").unwrap();
+    cut.truncate(cut.len() - 4096);
+    let uploads = [
+        ("large/big.tar.gz", tgz),
+        ("large/outer.zip", zip),
+        ("large/clean.zip", clean.clone()),
+        ("large/cut.tar.gz", cut),
+        ("large/plain.txt", samples::pseudo_random_text(LIMIT + 1, 5)),
+    ];
+    for (key, bytes) in &uploads {
+        assert!(bytes.len() > LIMIT, "{key} is over the limit");
+        world.put(key, bytes.clone(), None, &[], &[]).await;
+    }
+
+    let (place, tags) = result_of(&world, "large/big.tar.gz", &agent).await;
+    assert_eq!(place, "quarantine:infected");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    let alert = notification_for(&world, "large/big.tar.gz", &agent).await;
+    assert_eq!(alert["result"], "infected");
+    assert_eq!(alert["coverage"], "members");
+    assert_eq!(
+        alert["findings"][0]["location"], "large/big.tar.gz!/big.tar!/notes/eicar.txt",
+        "{alert}"
+    );
+
+    let (place, _) = result_of(&world, "large/outer.zip", &agent).await;
+    assert_eq!(place, "quarantine:infected");
+    let alert = notification_for(&world, "large/outer.zip", &agent).await;
+    assert_eq!(
+        alert["findings"][0]["location"], "large/outer.zip!/inner.tar.gz!/inner.tar!/deep/eicar.txt",
+        "{alert}"
+    );
+
+    let (place, tags) = result_of(&world, "large/clean.zip", &agent).await;
+    assert_eq!(place, "production:clean");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    assert_eq!(world.body(PRODUCTION, "large/clean.zip").await, clean);
+
+    let (place, tags) = result_of(&world, "large/cut.tar.gz", &agent).await;
+    assert_eq!(place, "staging:unscannable");
+    assert!(has(&tags, "bucketscan-signature", "malformed"), "{tags:?}");
+
+    let (place, tags) = result_of(&world, "large/plain.txt", &agent).await;
+    assert_eq!(place, "staging:unscannable");
+    assert!(has(&tags, "bucketscan-signature", "too-large"), "{tags:?}");
+    assert!(!tags.iter().any(|(k, _)| k == "bucketscan-coverage"), "{tags:?}");
+
+    // Every read of an object over the limit was a ranged GET, pinned.
+    for (key, _) in &uploads {
+        for request in recorder.to_object(STAGING, key) {
+            let query = request["query"].as_str().unwrap_or_default();
+            if request["method"] != "GET" || query.contains("tagging") {
+                continue;
+            }
+            let headers = &request["headers"];
+            assert!(headers["range"].is_string(), "{key}: a GET without a range: {request}");
+            assert!(
+                headers["if-match"].is_string(),
+                "{key}: a GET not pinned to the ETag: {request}"
+            );
+        }
+    }
+    // The plain text's bytes were never read past its first block.
+    let plain: Vec<serde_json::Value> = recorder
+        .to_object(STAGING, "large/plain.txt")
+        .into_iter()
+        .filter(|r| r["method"] == "GET" && !r["query"].as_str().unwrap_or_default().contains("tagging"))
+        .collect();
+    assert!(
+        plain.iter().all(|r| r["headers"]["range"] == "bytes=0-511"),
+        "{plain:?}"
+    );
+}
