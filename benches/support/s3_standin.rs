@@ -2,6 +2,7 @@
 //! the `s3s` framework over HTTP on loopback. It implements what a sweep
 //! asks of S3 — list, get, head, get and put tags — and nothing else, so
 //! the agent's own cost is what a benchmark sees, not a Python server's.
+//! Ranged GETs are served (the walk of an object over the size limit).
 //! Not for tests of behaviour: it checks no conditions (`If-Match`) and
 //! keeps no versions.
 
@@ -119,8 +120,17 @@ impl S3 for Standin {
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let stored = self.get(&req.input.bucket, &req.input.key)?;
-        let length = stored.bytes.len() as i64;
-        let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(stored.bytes) });
+        let bytes = match &req.input.range {
+            Some(range) => {
+                let wanted = range
+                    .check(stored.bytes.len() as u64)
+                    .map_err(|_| s3_error!(InvalidRange))?;
+                stored.bytes.slice(wanted.start as usize..wanted.end as usize)
+            }
+            None => stored.bytes.clone(),
+        };
+        let length = bytes.len() as i64;
+        let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(length),

@@ -59,6 +59,9 @@ impl Scanner {
             failure.clone(),
         );
         let requests = reader.requests.clone();
+        // However this ends (a verdict, a failure, the object's deadline
+        // dropping the scan), the walk stops reading.
+        let stop_walk = StopOnDrop(reader.canceller());
         let mut sink = ChannelSink {
             sender,
             spool: self.spool.clone(),
@@ -91,6 +94,7 @@ impl Scanner {
                     match self.inspect_bytes(pipelines, stages, &member, body, limit).await {
                         Ok(inspection) => folded.add(&path, inspection.verdict, inspection.stages),
                         Err(err) => {
+                            drop(stop_walk);
                             drop(members);
                             let _ = walking.await;
                             return Err(err);
@@ -103,7 +107,8 @@ impl Scanner {
                 break;
             }
         }
-        // Dropping the receiver is what stops a walk still going.
+        // A walk still going stops at its next read or send.
+        drop(stop_walk);
         drop(members);
         let (walked, digest) = walking
             .await
@@ -127,6 +132,15 @@ impl Scanner {
 
 /// The most the digest reads past what the walk read in order.
 const DIGEST_READ_MORE: u64 = 256 << 20;
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// What a member is, as the inspectors see it: an object of its own under
 /// its path in the container, in the scanned object's bucket and version.

@@ -24,7 +24,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
-use bucketscan_unpack::members::walkable;
+use bucketscan_unpack::members::{declared, walkable};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -328,8 +328,11 @@ impl Scanner {
             Ok(head) => head,
             Err(err) => return Err(self.read_failed(scan, err)),
         };
-        if walkable(&head).is_none() {
-            return Ok(not_read);
+        match walkable(&head) {
+            Some(format) if declared(&info.key, info.content_type.as_deref(), format) => {}
+            // No container, or one its name or type does not declare
+            // (what inspectors decide by name and type would not see it).
+            _ => return Ok(not_read),
         }
         match self.inspect_members(pipelines, &scan.stages, &info, limits).await {
             Ok(mut inspection) => {

@@ -10,6 +10,7 @@ use crate::store::{FetchError, Store};
 use bucketscan_core::object::ObjectInfo;
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -40,6 +41,9 @@ pub(crate) struct RangedReader {
     /// read in order (a tar.gz: all of it; a zip: up to its directory).
     hasher: sha2::Sha256,
     hashed: u64,
+    /// Set when the scan no longer needs the bytes: reads fail from then
+    /// on, so a walk draining a large member stops at once.
+    cancelled: Arc<AtomicBool>,
     /// Ranged GETs made.
     pub(crate) requests: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -74,8 +78,14 @@ impl RangedReader {
             failure,
             hasher: sha2::Sha256::default(),
             hashed: 0,
+            cancelled: Arc::default(),
             requests: Arc::default(),
         }
+    }
+
+    /// The flag that stops this reader.
+    pub(crate) fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
     }
 
     fn size(&self) -> u64 {
@@ -193,6 +203,9 @@ impl RangedReader {
 
 impl Read for RangedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the scan no longer needs the bytes"));
+        }
         if buf.is_empty() || self.position >= self.size() {
             return Ok(0);
         }

@@ -99,12 +99,48 @@ pub struct Walked {
 /// member by member. The magic numbers only: weak ones (lzma "alone")
 /// would make random bytes look like a broken container.
 pub fn walkable(head: &[u8]) -> Option<Format> {
-    sniff(head).filter(|format| {
-        matches!(
-            format,
-            Format::Zip | Format::Tar | Format::Gzip | Format::Bzip2 | Format::Xz | Format::Zstd
-        )
-    })
+    match sniff(head)? {
+        Format::Zip => Some(Format::Zip),
+        _ => stream_container(head),
+    }
+}
+
+/// The tar or compression `head` starts with, by a strong magic number
+/// (a tar by its `ustar` magic: an old tar's header checksum can hide in
+/// the DOS stub of an executable).
+fn stream_container(head: &[u8]) -> Option<Format> {
+    match sniff(head)? {
+        Format::Tar if head.get(257..262) == Some(b"ustar") => Some(Format::Tar),
+        format @ (Format::Gzip | Format::Bzip2 | Format::Xz | Format::Zstd) => Some(format),
+        _ => None,
+    }
+}
+
+/// Whether an object named `key`, of `content_type`, says it is the
+/// `format` its bytes start with: only then is it walked. Members are
+/// handed over under their own names, so an object whose name or type
+/// says otherwise (`setup.exe` that is a zip, a `text/html` page that
+/// starts with `PK`) would escape what the inspectors decide by name and
+/// type; it stays `unscannable (too-large)`.
+pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
+    let key = key.to_ascii_lowercase();
+    let extensions: &[&str] = match format {
+        Format::Zip => &[".zip"],
+        Format::Tar => &[".tar"],
+        Format::Gzip => &[".gz", ".tgz"],
+        Format::Bzip2 => &[".bz2", ".tbz", ".tbz2"],
+        Format::Xz => &[".xz", ".txz"],
+        Format::Zstd => &[".zst", ".zstd", ".tzst"],
+        _ => &[],
+    };
+    let named = extensions.iter().any(|extension| key.ends_with(extension));
+    let typed = content_type.is_none_or(|content_type| {
+        let content_type = content_type.to_ascii_lowercase();
+        ["zip", "tar", "gzip", "bzip", "xz", "zstd", "compressed", "octet-stream"]
+            .iter()
+            .any(|word| content_type.contains(word))
+    });
+    named && typed
 }
 
 /// Walks `body`, named `name`, handing its members to `sink`.
@@ -163,8 +199,11 @@ impl Walker<'_> {
         depth: u32,
     ) -> Result<(), Halt> {
         let (head, reader) = peek(reader).map_err(|err| self.io_stop(path, &err))?;
-        let container = walkable(&head).filter(|format| *format != Format::Zip);
-        if let Some(format) = container {
+        // What fits the engine goes to it whole, as a client gets it (a
+        // head that looks like a tar must not turn a script into members);
+        // only what is larger, or of a size no header tells, is walked.
+        let fits = size.is_some_and(|size| size <= self.limits.member_bytes);
+        if let Some(format) = stream_container(&head).filter(|_| !fits) {
             return self.stream_container(reader, path, name, format, depth);
         }
         self.count(path)?;
@@ -237,15 +276,27 @@ impl Walker<'_> {
             let entry = entry.map_err(|err| self.io_stop(path, &err))?;
             // Every entry with data, whatever its type flag says: tools
             // (and clamd) extract "contiguous" and unknown types as files.
+            let mut entry = entry;
             let size = entry.size();
-            if size == 0 {
-                continue;
-            }
             let name = entry
                 .path()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "?".into());
             let member_path = format!("{path}!/{}", printable(&name));
+            if is_sparse(&mut entry) {
+                // Holes a tar tool fills in make other bytes than the
+                // reader's: the member as a client extracts it is unknown.
+                self.count(&member_path)?;
+                self.sink.not_handed(
+                    &member_path,
+                    UnscannableReason::UnsupportedContainer,
+                    format!("{member_path}: a sparse file"),
+                )?;
+                continue;
+            }
+            if size == 0 {
+                continue;
+            }
             self.member(Box::new(entry), &member_path, &name, Some(size), depth + 1)?;
         }
         self.after_end(archive.into_inner(), path, depth)
@@ -255,14 +306,25 @@ impl Walker<'_> {
     /// tools write), or bytes a tar reader never shows but that are in the
     /// object all the same: handed over like a member.
     fn after_end(&mut self, mut rest: Box<dyn Read + '_>, path: &str, depth: u32) -> Result<(), Halt> {
-        let mut chunk = vec![0u8; 64 << 10];
+        let mut block = [0u8; 512];
         loop {
-            let n = rest.read(&mut chunk).map_err(|err| self.io_stop(path, &err))?;
-            if n == 0 {
+            let mut filled = 0;
+            while filled < block.len() {
+                match rest
+                    .read(&mut block[filled..])
+                    .map_err(|err| self.io_stop(path, &err))?
+                {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
                 return Ok(());
             }
-            if let Some(at) = chunk[..n].iter().position(|byte| *byte != 0) {
-                let found = Cursor::new(chunk[at..n].to_vec()).chain(rest);
+            // Whole blocks of zeros are padding; from the first block that
+            // is not, the rest is handed over as it lies.
+            if block[..filled].iter().any(|byte| *byte != 0) {
+                let found = Cursor::new(block[..filled].to_vec()).chain(rest);
                 let name = "(after the end of the archive)";
                 return self.member(Box::new(found), &format!("{path}!/{name}"), name, None, depth + 1);
             }
@@ -270,27 +332,39 @@ impl Walker<'_> {
     }
 
     fn zip<R: Read + Seek>(&mut self, mut body: R, path: &str, depth: u32) -> Result<(), Halt> {
-        let malformed = |detail: String| stop(UnscannableReason::Malformed, format!("{path}: {detail}"));
+        let limit = |detail: String| stop(UnscannableReason::LimitsExceeded, format!("{path}: {detail}"));
+        // The directory's size and count before the zip reader holds it
+        // all in memory.
         match zip_directory(&mut body).map_err(|err| self.io_stop(path, &err))? {
             Some((_, directory)) if directory > MAX_ZIP_DIRECTORY => {
-                return Err(stop(
-                    UnscannableReason::LimitsExceeded,
-                    format!("{path}: a zip directory of {directory} bytes"),
-                ));
+                return Err(limit(format!("a zip directory of {directory} bytes")));
             }
             Some((entries, _)) if entries > self.limits.max_members => {
-                return Err(stop(
-                    UnscannableReason::LimitsExceeded,
-                    format!("{path}: {entries} members; the limit is {}", self.limits.max_members),
-                ));
+                return Err(limit(format!(
+                    "{entries} members; the limit is {}",
+                    self.limits.max_members
+                )));
             }
             _ => {}
         }
         let mut archive = zip::ZipArchive::new(body).map_err(|err| self.zip_stop(path, err))?;
-        let spans = self.zip_spans(&mut archive, path)?;
-        check_no_overlap(&spans).map_err(malformed)?;
+        if archive.len() as u64 > self.limits.max_members {
+            return Err(limit(format!(
+                "{} members; the limit is {}",
+                archive.len(),
+                self.limits.max_members
+            )));
+        }
+        // Local headers that disagree with the directory, names listed
+        // twice (the reader keeps one), members that overlap, members only
+        // a reader of local headers finds: what one tool extracts another
+        // would not.
+        archive
+            .validate_header_consistency()
+            .map_err(|err| self.zip_stop(path, err))?;
+        let mut data = Vec::with_capacity(archive.len());
         for index in 0..archive.len() {
-            let (name, method, encrypted, is_dir, size, packed) = {
+            let (name, method, encrypted, is_dir, size, packed, crc, start) = {
                 let member = archive.by_index_raw(index).map_err(|err| self.zip_stop(path, err))?;
                 (
                     String::from_utf8_lossy(member.name_raw()).into_owned(),
@@ -299,107 +373,102 @@ impl Walker<'_> {
                     member.is_dir(),
                     member.size(),
                     member.compressed_size(),
+                    member.crc32(),
+                    member.data_start().unwrap_or(member.header_start()),
                 )
             };
-            if is_dir && size == 0 {
-                continue;
-            }
             let member_path = format!("{path}!/{}", printable(&name));
-            if encrypted {
-                self.count(&member_path)?;
-                self.sink.not_handed(
-                    &member_path,
-                    UnscannableReason::Encrypted,
-                    format!("{member_path}: encrypted"),
-                )?;
+            if is_dir && size == 0 && packed == 0 {
                 continue;
             }
-            if !WALKED_ZIP_METHODS.contains(&method) {
+            if encrypted || !WALKED_ZIP_METHODS.contains(&method) {
+                let (reason, why) = if encrypted {
+                    (UnscannableReason::Encrypted, "encrypted".to_owned())
+                } else {
+                    (
+                        UnscannableReason::UnsupportedContainer,
+                        format!("compressed with zip method {method}, which the host does not decode"),
+                    )
+                };
                 self.count(&member_path)?;
-                self.sink.not_handed(
-                    &member_path,
-                    UnscannableReason::UnsupportedContainer,
-                    format!("{member_path}: compressed with zip method {method}, which the host does not decode"),
-                )?;
+                self.sink
+                    .not_handed(&member_path, reason, format!("{member_path}: {why}"))?;
                 continue;
             }
             if size > RATIO_FLOOR && size / packed.max(1) > self.limits.max_ratio {
-                return Err(stop(
-                    UnscannableReason::LimitsExceeded,
-                    format!(
-                        "{member_path}: {packed} bytes that say they expand to {size}: over {}:1, an archive bomb",
-                        self.limits.max_ratio
-                    ),
-                ));
+                return Err(limit(format!(
+                    "{member_path}: {packed} bytes that say they expand to {size}: over {}:1, an archive bomb",
+                    self.limits.max_ratio
+                )));
             }
-            let member = archive
-                .by_index(index)
-                .map_err(|err| self.zip_stop(&member_path, err))?;
+            data.push((start, start.saturating_add(packed)));
+            let reader: Box<dyn Read + '_> = match method {
+                0 | 8 => {
+                    let raw = archive
+                        .by_index_raw(index)
+                        .map_err(|err| self.zip_stop(&member_path, err))?;
+                    Box::new(ZipMember::new(Box::new(raw), method == 8, size, crc))
+                }
+                // Deflate64 and bzip2: the zip reader's decoders (rare).
+                _ => Box::new(
+                    archive
+                        .by_index(index)
+                        .map_err(|err| self.zip_stop(&member_path, err))?,
+                ),
+            };
             let counted = Counted {
-                inner: Box::new(member),
+                inner: reader,
                 tally: self.tally.clone(),
                 limits: self.limits.clone(),
             };
             self.member(Box::new(counted), &member_path, &name, Some(size), depth + 1)?;
         }
-        let directory = archive.central_directory_start();
-        self.zip_gaps(archive.into_inner(), path, &spans, directory)
+        self.zip_outside_members(archive.into_inner(), path, &data)
     }
 
-    /// Bytes of a zip no member holds (a self-extractor's stub, data
-    /// hidden between members where readers of local headers find it) go
-    /// to the sink like members: every byte of the object is looked at.
-    fn zip_gaps<R: Read + Seek>(
+    /// Every byte of a zip that is no member's data — local headers and
+    /// their extra fields, bytes between members (a self-extractor's stub,
+    /// data hidden where readers of local headers find it), the directory
+    /// and its comments, whatever follows — goes to the sink as one more
+    /// member: nothing in the object goes unread.
+    fn zip_outside_members<R: Read + Seek>(
         &mut self,
         mut body: R,
         path: &str,
-        spans: &[Span],
-        directory: u64,
+        data: &[(u64, u64)],
     ) -> Result<(), Halt> {
-        for (start, end) in gaps(spans, directory) {
-            let gap_path = format!("{path}!/(bytes {start}..{end} outside every member)");
-            self.count(&gap_path)?;
-            let len = end - start;
-            if len > self.limits.member_bytes {
-                self.sink.not_handed(
-                    &gap_path,
-                    UnscannableReason::TooLarge,
-                    format!(
-                        "{gap_path}: {len} bytes is over the {}-byte limit of the engine",
-                        self.limits.member_bytes
-                    ),
-                )?;
-                continue;
-            }
-            body.seek(SeekFrom::Start(start))
-                .map_err(|err| self.io_stop(path, &err))?;
-            let reader: Box<dyn Read + '_> = Box::new((&mut body).take(len));
-            let mut reader = Caught {
-                inner: reader,
-                error: None,
-            };
-            let handed = self.sink.member(&gap_path, Some(len), &mut reader);
-            if let Some(err) = reader.error.take() {
-                return Err(self.io_stop(path, &err));
-            }
-            handed?;
+        let total = body.seek(SeekFrom::End(0)).map_err(|err| self.io_stop(path, &err))?;
+        let outside = complement(data, total);
+        let len: u64 = outside.iter().map(|(start, end)| end - start).sum::<u64>() + OUTSIDE_BANNER.len() as u64;
+        let outside_path = format!("{path}!/(headers, directory and bytes outside every member)");
+        if len == OUTSIDE_BANNER.len() as u64 {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Where each member's local header and data lie.
-    fn zip_spans<R: Read + Seek>(&self, archive: &mut zip::ZipArchive<R>, path: &str) -> Result<Vec<Span>, Halt> {
-        let mut spans = Vec::with_capacity(archive.len());
-        for index in 0..archive.len() {
-            let member = archive.by_index_raw(index).map_err(|err| self.zip_stop(path, err))?;
-            let data = member.data_start().unwrap_or(member.header_start());
-            spans.push(Span {
-                start: member.header_start(),
-                end: data.saturating_add(member.compressed_size()),
-                name: printable(&String::from_utf8_lossy(member.name_raw())),
-            });
+        self.count(&outside_path)?;
+        if len > self.limits.member_bytes {
+            return self.sink.not_handed(
+                &outside_path,
+                UnscannableReason::TooLarge,
+                format!(
+                    "{outside_path}: {len} bytes is over the {}-byte limit of the engine",
+                    self.limits.member_bytes
+                ),
+            );
         }
-        Ok(spans)
+        let ranges = Ranges {
+            body: &mut body,
+            ranges: outside.into_iter().collect(),
+            left: 0,
+        };
+        let mut reader = Caught {
+            inner: Box::new(Cursor::new(OUTSIDE_BANNER).chain(ranges)),
+            error: None,
+        };
+        let handed = self.sink.member(&outside_path, Some(len), &mut reader);
+        if let Some(err) = reader.error.take() {
+            return Err(self.io_stop(path, &err));
+        }
+        handed
     }
 
     fn count(&mut self, path: &str) -> Result<(), Halt> {
@@ -440,55 +509,140 @@ fn stop(reason: UnscannableReason, detail: String) -> Halt {
     Halt::Stop { reason, detail }
 }
 
-/// Where one zip member's header and data lie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Span {
-    start: u64,
-    end: u64,
-    name: String,
-}
+/// What the bytes outside every zip member start with when handed over:
+/// they begin with the first local header, and must not pass for a zip
+/// of their own (which, its offsets off, would be a broken one).
+const OUTSIDE_BANNER: &[u8] = b"bucketscan: the bytes of a zip outside its members' data, in order\n";
 
-/// Members that share bytes are how a zip bomb multiplies one compressed
-/// stream (and how two tools come to see different content): refused.
-fn check_no_overlap(spans: &[Span]) -> Result<(), String> {
-    let mut sorted: Vec<&Span> = spans.iter().collect();
-    sorted.sort_by_key(|span| span.start);
-    for pair in sorted.windows(2) {
-        if pair[1].start < pair[0].end {
-            return Err(format!(
-                "members `{}` and `{}` overlap (bytes {}..{} and {}..{}): an archive bomb or a disguise",
-                pair[0].name, pair[1].name, pair[0].start, pair[0].end, pair[1].start, pair[1].end
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// What a data descriptor after a member's data may take: smaller gaps
-/// are no place for content.
-const DESCRIPTOR_SLACK: u64 = 32;
-
-/// The stretches before `directory` that no span covers, past the slack a
-/// data descriptor takes.
-fn gaps(spans: &[Span], directory: u64) -> Vec<(u64, u64)> {
-    let mut sorted: Vec<&Span> = spans.iter().collect();
-    sorted.sort_by_key(|span| span.start);
-    let mut gaps = Vec::new();
+/// The stretches of `0..total` that none of `taken` (start, end) covers.
+fn complement(taken: &[(u64, u64)], total: u64) -> Vec<(u64, u64)> {
+    let mut sorted = taken.to_vec();
+    sorted.sort_unstable();
+    let mut outside = Vec::new();
     let mut covered = 0u64;
-    let mut first = true;
-    for span in sorted
-        .iter()
-        .map(|span| (span.start, span.end))
-        .chain([(directory, directory)])
-    {
-        let slack = if first { 0 } else { DESCRIPTOR_SLACK };
-        if span.0 > covered + slack {
-            gaps.push((covered, span.0));
+    for (start, end) in sorted.into_iter().chain([(total, total)]) {
+        let start = start.min(total);
+        if start > covered {
+            outside.push((covered, start));
         }
-        covered = covered.max(span.1);
-        first = false;
+        covered = covered.max(end.min(total));
     }
-    gaps
+    outside
+}
+
+/// Some stretches of a seekable body, read as one stream.
+struct Ranges<'b, R> {
+    body: &'b mut R,
+    ranges: std::collections::VecDeque<(u64, u64)>,
+    /// Bytes left in the stretch being read.
+    left: u64,
+}
+
+impl<R: Read + Seek> Read for Ranges<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            let Some((start, end)) = self.ranges.pop_front() else {
+                return Ok(0);
+            };
+            self.body.seek(SeekFrom::Start(start))?;
+            self.left = end - start;
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.body.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the object ended early"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A stored or deflated zip member, decompressed by the host from its raw
+/// bytes so that all of them are accounted for: a deflate stream that ends
+/// before the member's compressed size leaves bytes a reader of local
+/// headers takes for another member. Its size and CRC are checked at the
+/// end.
+struct ZipMember<'a> {
+    decoding: Option<Decoding<'a>>,
+    crc: crc32fast::Hasher,
+    expected_crc: u32,
+    expected_len: u64,
+    len: u64,
+}
+
+enum Decoding<'a> {
+    Stored(Box<dyn Read + 'a>),
+    Deflated(flate2::bufread::DeflateDecoder<io::BufReader<Box<dyn Read + 'a>>>),
+}
+
+impl<'a> ZipMember<'a> {
+    fn new(raw: Box<dyn Read + 'a>, deflated: bool, expected_len: u64, expected_crc: u32) -> Self {
+        let decoding = if deflated {
+            Decoding::Deflated(flate2::bufread::DeflateDecoder::new(io::BufReader::new(raw)))
+        } else {
+            Decoding::Stored(raw)
+        };
+        Self {
+            decoding: Some(decoding),
+            crc: crc32fast::Hasher::new(),
+            expected_crc,
+            expected_len,
+            len: 0,
+        }
+    }
+
+    /// At the end of the data: nothing left of the compressed bytes, and
+    /// the size and CRC the directory states.
+    fn finish(&mut self) -> io::Result<()> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        if let Some(Decoding::Deflated(decoder)) = self.decoding.take() {
+            let left = io::copy(&mut decoder.into_inner(), &mut io::sink())?;
+            if left > 0 {
+                return Err(invalid(format!(
+                    "{left} bytes after the member's deflate stream, inside its compressed size"
+                )));
+            }
+        }
+        let crc = std::mem::take(&mut self.crc).finalize();
+        if self.len != self.expected_len || crc != self.expected_crc {
+            return Err(invalid(format!(
+                "the member holds {} bytes with CRC {crc:08x}; its directory entry says {} bytes, CRC {:08x}",
+                self.len, self.expected_len, self.expected_crc
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Read for ZipMember<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.decoding {
+            None => return Ok(0),
+            Some(Decoding::Stored(raw)) => raw.read(buf)?,
+            Some(Decoding::Deflated(decoder)) => decoder.read(buf)?,
+        };
+        if n == 0 {
+            self.finish()?;
+            self.decoding = None;
+            return Ok(0);
+        }
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Whether a tar entry is a sparse file (GNU `S`, or PAX `GNU.sparse.*`).
+fn is_sparse<R: Read>(entry: &mut tar::Entry<'_, R>) -> bool {
+    if entry.header().entry_type().is_gnu_sparse() {
+        return true;
+    }
+    match entry.pax_extensions() {
+        Ok(Some(extensions)) => extensions
+            .flatten()
+            .any(|extension| extension.key_bytes().starts_with(b"GNU.sparse")),
+        _ => false,
+    }
 }
 
 /// The first bytes of `reader`, and a reader that still yields them.

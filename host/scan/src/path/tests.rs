@@ -380,3 +380,16 @@ async fn an_encoded_container_over_the_limit_is_not_walked() {
     assert_eq!(*reason, UnscannableReason::TooLarge);
     assert!(world.stages.inspected.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_container_over_the_limit_whose_name_hides_it_is_not_walked() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("a.txt", b"x")]);
+    let report = world.upload_and_scan("setup.exe", &bytes).await;
+    let Verdict::Unscannable { reason, .. } = &report.verdict else {
+        panic!("{report:#?}")
+    };
+    assert_eq!(*reason, UnscannableReason::TooLarge);
+    assert!(world.stages.inspected.lock().unwrap().is_empty());
+    assert!(world.store.keys(PRODUCTION).is_empty());
+}

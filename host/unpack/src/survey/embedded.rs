@@ -172,7 +172,12 @@ pub(crate) fn zip_directory<R: Read + Seek + ?Sized>(source: &mut R) -> io::Resu
     let le16 = |b: &[u8]| u64::from(u16::from_le_bytes([b[0], b[1]]));
     let le32 = |b: &[u8]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let (mut entries, mut size) = (le16(&record[10..12]), le32(&record[12..16]));
-    if (entries == 0xffff || size == 0xffff_ffff) && at >= 20 && &tail[at - 20..at - 16] == b"PK\x06\x07" {
+    // Any field at its maximum sends a zip reader to the zip64 record (the
+    // directory's offset too): so does this check, or a zip64 record
+    // naming millions of members would pass it.
+    let offset = le32(&record[16..20]);
+    let zip64 = entries == 0xffff || size == 0xffff_ffff || offset == 0xffff_ffff;
+    if zip64 && at >= 20 && &tail[at - 20..at - 16] == b"PK\x06\x07" {
         // The zip64 locator sits just before the record and points at the
         // zip64 end record.
         let locator = &tail[at - 20..at];
@@ -180,8 +185,8 @@ pub(crate) fn zip_directory<R: Read + Seek + ?Sized>(source: &mut R) -> io::Resu
         source.seek(SeekFrom::Start(zip64))?;
         let mut end = [0u8; 56];
         if source.read_exact(&mut end).is_ok() && &end[..4] == b"PK\x06\x06" {
-            entries = u64::from_le_bytes(end[32..40].try_into().expect("8 bytes"));
-            size = u64::from_le_bytes(end[40..48].try_into().expect("8 bytes"));
+            entries = entries.max(u64::from_le_bytes(end[32..40].try_into().expect("8 bytes")));
+            size = size.max(u64::from_le_bytes(end[40..48].try_into().expect("8 bytes")));
         }
         source.seek(SeekFrom::Start(0))?;
     }

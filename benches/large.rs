@@ -1,0 +1,194 @@
+//! Objects over the engine's size limit, walked member by member: `bucketscan
+//! scan` of one multi-gigabyte archive on the fast S3 stand-in (ranged
+//! GETs), side by side with clamd INSTREAM alone on the same members one
+//! after another (what the walk hands clamd), and the agent process's
+//! peak RSS while the archive goes through.
+//!
+//!   cargo build --release -p bucketscan && scripts/build-plugins
+//!   cargo bench -p bucketscan-benches --bench large
+//!   BUCKETSCAN_LARGE_GIB=10 cargo bench -p bucketscan-benches --bench large
+//!
+//! The archives: a tar and a zip64 (stored) of 64 MiB members of
+//! incompressible bytes, `BUCKETSCAN_LARGE_GIB` in all (default 4.5, past
+//! zip's 32-bit offsets); the zip's last member is EICAR. The stand-in holds
+//! them in memory, so the machine needs about twice that in RAM.
+
+#[path = "support/s3_standin.rs"]
+mod s3_standin;
+
+use bucketscan_tests::{clamd, config, samples};
+use s3_standin::Standin;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "bench";
+const MEMBER: usize = 64 << 20;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+fn bucketscan() -> std::path::PathBuf {
+    let path = bucketscan_tests::target_dir().join("release/bucketscan");
+    assert!(
+        path.exists(),
+        "{} missing: cargo build --release -p bucketscan",
+        path.display()
+    );
+    path
+}
+
+/// Member `i`: incompressible bytes, the same on every call.
+fn member(i: usize) -> Vec<u8> {
+    let mut state = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut bytes = Vec::with_capacity(MEMBER);
+    while bytes.len() < MEMBER {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes
+}
+
+fn tar_of(count: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::with_capacity(count * (MEMBER + 1024)));
+    for i in 0..count {
+        let data = member(i);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, format!("data/part-{i:04}.bin"), &data[..])
+            .unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A zip64 of stored members, EICAR last.
+fn zip_of(count: usize) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(count * (MEMBER + 1024))));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    for i in 0..count {
+        writer.start_file(format!("data/part-{i:04}.bin"), options).unwrap();
+        writer.write_all(&member(i)).unwrap();
+    }
+    writer.start_file("last/eicar.txt", options).unwrap();
+    writer.write_all(&samples::eicar()).unwrap();
+    writer.finish().unwrap().into_inner()
+}
+
+/// Peak RSS of the reaped children so far (the largest one), in MiB.
+fn children_peak_rss_mib() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// `bucketscan scan` of one key: the wall time and the JSON report.
+fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value) {
+    let started = Instant::now();
+    let out = Command::new(bucketscan())
+        .args(["scan", "--rescan", "--output", "json", "--config"])
+        .arg(config)
+        .arg(format!("s3://{BUCKET}/{key}"))
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("BENCH_SEAL_KEY", "a-benchmark-seal-key-0123456789abcdef")
+        .output()
+        .unwrap();
+    let wall = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
+    (wall, report)
+}
+
+/// clamd INSTREAM over the same members, one after another.
+async fn clamd_alone(address: &str, count: usize) -> Duration {
+    let mut total = Duration::ZERO;
+    for i in 0..count {
+        let bytes = member(i);
+        let started = Instant::now();
+        let tcp = clamav_client::tokio::Tcp { host_address: address };
+        let answer = clamav_client::tokio::scan_buffer(&bytes, tcp, None).await.unwrap();
+        total += started.elapsed();
+        assert!(clamav_client::clean(&answer).unwrap());
+    }
+    total
+}
+
+async fn run() {
+    let gib: f64 = std::env::var("BUCKETSCAN_LARGE_GIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4.5);
+    let count = ((gib * (1u64 << 30) as f64) / MEMBER as f64).ceil() as usize;
+    let server = clamd::start_with_stream_max(128 << 20).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"
+[agent]
+concurrency = 1
+seal-key = {{ env = "BENCH_SEAL_KEY" }}
+max-object-bytes = {limit}
+
+[buckets.{BUCKET}]
+stages = [
+  {{ plugin = "clamav-bridge", grants = {{ clamav = true }} }},
+]
+"#,
+        limit = 128 << 20
+    );
+    let config = config::write(dir.path(), &server.address(), &body);
+
+    let standin = Standin::default();
+    let tar = tar_of(count);
+    let tar_bytes = tar.len();
+    standin.insert(BUCKET, "big.tar", tar);
+    let endpoint = standin.clone().serve().await;
+    println!(
+        "== an archive over the size limit (128 MiB) walked member by member: {count} members of 64 MiB, fast S3 stand-in"
+    );
+    let (walk, report) = scan(&config, &endpoint, "big.tar");
+    let rss = children_peak_rss_mib();
+    assert_eq!(report["summary"]["clean"], 1, "{report}");
+    let alone = clamd_alone(&server.address(), count).await;
+    let mb = tar_bytes as f64 / 1e6;
+    println!(
+        "tar   {:>7.2} GiB  walk {:>6.1} s ({:>6.1} MB/s)  clamd INSTREAM alone {:>6.1} s ({:>6.1} MB/s)  walk/clamd {:.2}x  agent peak RSS {:.0} MiB",
+        tar_bytes as f64 / (1u64 << 30) as f64,
+        walk.as_secs_f64(),
+        mb / walk.as_secs_f64(),
+        alone.as_secs_f64(),
+        mb / alone.as_secs_f64(),
+        alone.as_secs_f64() / walk.as_secs_f64(),
+        rss
+    );
+    standin.insert(BUCKET, "big.tar", Vec::new());
+
+    let zip = zip_of(count);
+    let zip_bytes = zip.len();
+    standin.insert(BUCKET, "big.zip", zip);
+    let (walk, report) = scan(&config, &endpoint, "big.zip");
+    let rss = children_peak_rss_mib();
+    assert_eq!(report["summary"]["infected"], 1, "{report}");
+    println!(
+        "zip64 {:>7.2} GiB  walk {:>6.1} s ({:>6.1} MB/s), EICAR as its last member found: infected; agent peak RSS {:.0} MiB",
+        zip_bytes as f64 / (1u64 << 30) as f64,
+        walk.as_secs_f64(),
+        zip_bytes as f64 / 1e6 / walk.as_secs_f64(),
+        rss
+    );
+}
