@@ -107,7 +107,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         for k, v in response.getheaders():
             if k.lower() not in HOP and k.lower() != "content-length":
                 self.send_header(k, v)
-        self.send_header("content-length", str(len(data)))
+        # A HEAD answers with the object's length, not its empty body's.
+        length = response.getheader("content-length") if self.command == "HEAD" else None
+        self.send_header("content-length", length or str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

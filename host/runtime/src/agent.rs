@@ -218,6 +218,8 @@ impl Agent {
             version = report.version_id.as_deref().unwrap_or(""),
             verdict = report.result().as_str(),
             findings = ?report.findings().iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
+            detail = %report.verdict,
+            notes = ?report.host_actions,
             duration_ms = report.duration_ms,
             outcome = ?report.outcome,
             "scanned"

@@ -315,14 +315,21 @@ impl Scanner {
     /// `verdict`, reached without its bytes.
     async fn too_large(&self, pipelines: &dyn Routing, scan: &mut Scan<'_>, verdict: Verdict) -> Step<Inspection> {
         let info = scan.info.clone();
-        let not_read = Inspection::decided(ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched), verdict);
-        let Some(limits) = pipelines.walk_limits(&info.bucket) else {
-            return Ok(not_read);
+        let not_read = |why: String| {
+            let mut inspection = Inspection::decided(
+                ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched),
+                verdict.clone(),
+            );
+            inspection.notes.push(format!("not walked member by member: {why}"));
+            inspection
         };
-        if info.headers.content_encoding.is_some() {
+        let Some(limits) = pipelines.walk_limits(&info.bucket) else {
+            return Ok(not_read("large-objects.walk is off for this bucket".into()));
+        };
+        if let Some(coding) = &info.headers.content_encoding {
             // A client receives the decoded stream, which cannot be read
             // by ranges: what it holds stays unproven.
-            return Ok(not_read);
+            return Ok(not_read(format!("stored with Content-Encoding `{coding}`")));
         }
         let head = match self.store.read_range(&info, 0, SNIFF_BYTES as u64).await {
             Ok(head) => head,
@@ -330,9 +337,15 @@ impl Scanner {
         };
         match walkable(&head) {
             Some(format) if declared(&info.key, info.content_type.as_deref(), format) => {}
-            // No container, or one its name or type does not declare
-            // (what inspectors decide by name and type would not see it).
-            _ => return Ok(not_read),
+            // A container its name or type does not declare: what
+            // inspectors decide by name and type would not see it.
+            Some(format) => {
+                return Ok(not_read(format!(
+                    "a {format} whose name or Content-Type ({}) does not say so",
+                    info.content_type.as_deref().unwrap_or("none")
+                )));
+            }
+            None => return Ok(not_read("no container the host walks".into())),
         }
         match self.inspect_members(pipelines, &scan.stages, &info, limits).await {
             Ok(mut inspection) => {

@@ -88,9 +88,11 @@ impl EventBridgePublisher {
                 "findings": report.findings().iter().take(32).map(|f| json!({
                     "engine": trim(&f.engine, 256),
                     "signature": trim(&f.signature, 256),
+                    "location": f.location.as_deref().map(|l| trim(l, 1024)),
                 })).collect::<Vec<_>>(),
                 "allowed": report.allowed,
                 "decoded": report.decoded,
+                "coverage": report.coverage,
                 "agent": agent_id,
                 "duration_ms": report.duration_ms,
             },

@@ -91,7 +91,14 @@ impl SnsPublisher {
             .findings()
             .iter()
             .take(if summary_only { 8 } else { 64 })
-            .map(|f| json!({"engine": trim(&f.engine, 256), "signature": trim(&f.signature, 256)}))
+            .map(|f| {
+                json!({
+                    "engine": trim(&f.engine, 256),
+                    "signature": trim(&f.signature, 256),
+                    // The member it was found in, for an object scanned member by member.
+                    "location": f.location.as_deref().map(|l| trim(l, 1024)),
+                })
+            })
             .collect();
         let stages: Vec<serde_json::Value> = if summary_only {
             Vec::new()
@@ -131,6 +138,9 @@ impl SnsPublisher {
             // What the host decoded and found inside before the scan.
             "decoded": report.decoded,
             "contents": report.contents.iter().take(if summary_only { 8 } else { 256 }).collect::<Vec<_>>(),
+            // `members` when the object was over the size limit and its
+            // members were scanned one by one; `whole`; null when unread.
+            "coverage": report.coverage,
             "held": tags.and_then(|t| t.held.as_ref()),
             "dropped_tags": tags.map(|t| &t.dropped),
             "omitted_tags": tags.map(|t| &t.omitted),
