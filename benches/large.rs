@@ -96,7 +96,7 @@ fn children_peak_rss_mib() -> f64 {
 }
 
 /// `bucketscan scan` of one key: the wall time and the JSON report.
-fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value) {
+fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value, String) {
     let started = Instant::now();
     let out = Command::new(bucketscan())
         .args(["scan", "--rescan", "--output", "json", "--config"])
@@ -110,9 +110,9 @@ fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Valu
         .output()
         .unwrap();
     let wall = started.elapsed();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
-    (wall, report)
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {stderr}"));
+    (wall, report, stderr)
 }
 
 /// clamd INSTREAM over the same members, one after another.
@@ -161,9 +161,9 @@ stages = [
     println!(
         "== an archive over the size limit (128 MiB) walked member by member: {count} members of 64 MiB, fast S3 stand-in"
     );
-    let (walk, report) = scan(&config, &endpoint, "big.tar");
+    let (walk, report, log) = scan(&config, &endpoint, "big.tar");
     let rss = children_peak_rss_mib();
-    assert_eq!(report["summary"]["clean"], 1, "{report}");
+    assert_eq!(report["summary"]["clean"], 1, "{report}\n{log}");
     let alone = clamd_alone(&server.address(), count).await;
     let mb = tar_bytes as f64 / 1e6;
     println!(
@@ -181,9 +181,9 @@ stages = [
     let zip = zip_of(count);
     let zip_bytes = zip.len();
     standin.insert(BUCKET, "big.zip", zip);
-    let (walk, report) = scan(&config, &endpoint, "big.zip");
+    let (walk, report, log) = scan(&config, &endpoint, "big.zip");
     let rss = children_peak_rss_mib();
-    assert_eq!(report["summary"]["infected"], 1, "{report}");
+    assert_eq!(report["summary"]["infected"], 1, "{report}\n{log}");
     println!(
         "zip64 {:>7.2} GiB  walk {:>6.1} s ({:>6.1} MB/s), EICAR as its last member found: infected; agent peak RSS {:.0} MiB",
         zip_bytes as f64 / (1u64 << 30) as f64,

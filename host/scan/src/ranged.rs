@@ -171,7 +171,13 @@ impl RangedReader {
     /// The size of the `run`th part read on since a seek: doubling from
     /// [`FIRST_PART`] to [`PART`].
     fn part_len(&self, run: u32) -> u64 {
-        FIRST_PART.checked_shl(run).unwrap_or(PART).min(PART)
+        // (`checked_shl` checks the shift, not the overflow: past 48 parts
+        // 64 KiB << run wraps to 0, a part of nothing.)
+        if run >= PART.ilog2() - FIRST_PART.ilog2() {
+            PART
+        } else {
+            FIRST_PART << run
+        }
     }
 
     fn spawn(&self, start: u64, len: u64) -> JoinHandle<Result<Vec<u8>, FetchError>> {
@@ -323,6 +329,16 @@ mod tests {
             Handle::current(),
             Failure::default(),
         )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_grow_to_eight_mib_and_stay_there_however_long_the_read() {
+        let reader = dummy();
+        assert_eq!(reader.part_len(0), FIRST_PART);
+        assert_eq!(reader.part_len(1), 2 * FIRST_PART);
+        for run in [7, 8, 47, 48, 49, 64, 1000, u32::MAX] {
+            assert_eq!(reader.part_len(run), PART, "run {run}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
