@@ -173,9 +173,9 @@ struct Walker<'w> {
 impl Walker<'_> {
     fn top<R: Read + Seek>(&mut self, mut body: R, name: &str) -> Result<(), Halt> {
         let mut head = Vec::with_capacity(SNIFF_BYTES);
-        let read = (&mut body)
-            .take(SNIFF_BYTES as u64)
-            .read_to_end(&mut head)
+        let read = body
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| (&mut body).take(SNIFF_BYTES as u64).read_to_end(&mut head))
             .and_then(|_| body.seek(SeekFrom::Start(0)));
         read.map_err(|err| self.io_stop(name, &err))?;
         match walkable(&head) {

@@ -185,8 +185,19 @@ pub(crate) fn zip_directory<R: Read + Seek + ?Sized>(source: &mut R) -> io::Resu
         source.seek(SeekFrom::Start(zip64))?;
         let mut end = [0u8; 56];
         if source.read_exact(&mut end).is_ok() && &end[..4] == b"PK\x06\x06" {
-            entries = entries.max(u64::from_le_bytes(end[32..40].try_into().expect("8 bytes")));
-            size = size.max(u64::from_le_bytes(end[40..48].try_into().expect("8 bytes")));
+            // The larger of the two, a field at its maximum being only the
+            // mark that the zip64 record holds the value.
+            let larger = |short: u64, mark: u64, long: u64| if short == mark { long } else { short.max(long) };
+            entries = larger(
+                entries,
+                0xffff,
+                u64::from_le_bytes(end[32..40].try_into().expect("8 bytes")),
+            );
+            size = larger(
+                size,
+                0xffff_ffff,
+                u64::from_le_bytes(end[40..48].try_into().expect("8 bytes")),
+            );
         }
         source.seek(SeekFrom::Start(0))?;
     }
