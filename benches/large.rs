@@ -2,7 +2,7 @@
 //! scan` of one multi-gigabyte archive on the fast S3 stand-in (ranged
 //! GETs), side by side with clamd INSTREAM alone on the same members one
 //! after another (what the walk hands clamd), and the agent process's
-//! peak RSS while the archive goes through.
+//! peak RSS (its VmHWM) while the archive goes through.
 //!
 //!   cargo build --release -p bucketscan && scripts/build-plugins
 //!   cargo bench -p bucketscan-benches --bench large
@@ -87,18 +87,10 @@ fn zip_of(count: usize) -> Vec<u8> {
     writer.finish().unwrap().into_inner()
 }
 
-/// Peak RSS of the reaped children so far (the largest one), in MiB.
-fn children_peak_rss_mib() -> f64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss as f64 / 1024.0
-}
-
 /// `bucketscan scan` of one key: the wall time and the JSON report.
-fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value, String) {
+fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value, String, f64) {
     let started = Instant::now();
-    let out = Command::new(bucketscan())
+    let mut child = Command::new(bucketscan())
         .args(["scan", "--rescan", "--output", "json", "--config"])
         .arg(config)
         .arg(format!("s3://{BUCKET}/{key}"))
@@ -107,12 +99,40 @@ fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Valu
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("BENCH_SEAL_KEY", "a-benchmark-seal-key-0123456789abcdef")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The process's own high-water mark (VmHWM), read until it exits.
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut bytes).unwrap();
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut bytes).unwrap();
+        bytes
+    });
+    while child.try_wait().unwrap().is_none() {
+        if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let wall = started.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {stderr}"));
-    (wall, report, stderr)
+    let stdout = out.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_else(|err| panic!("{err}: {stderr}"));
+    (wall, report, stderr, peak_kib as f64 / 1024.0)
 }
 
 /// clamd INSTREAM over the same members, one after another.
@@ -161,8 +181,7 @@ stages = [
     println!(
         "== an archive over the size limit (128 MiB) walked member by member: {count} members of 64 MiB, fast S3 stand-in"
     );
-    let (walk, report, log) = scan(&config, &endpoint, "big.tar");
-    let rss = children_peak_rss_mib();
+    let (walk, report, log, rss) = scan(&config, &endpoint, "big.tar");
     assert_eq!(report["summary"]["clean"], 1, "{report}\n{log}");
     let alone = clamd_alone(&server.address(), count).await;
     let mb = tar_bytes as f64 / 1e6;
@@ -181,8 +200,7 @@ stages = [
     let zip = zip_of(count);
     let zip_bytes = zip.len();
     standin.insert(BUCKET, "big.zip", zip);
-    let (walk, report, log) = scan(&config, &endpoint, "big.zip");
-    let rss = children_peak_rss_mib();
+    let (walk, report, log, rss) = scan(&config, &endpoint, "big.zip");
     assert_eq!(report["summary"]["infected"], 1, "{report}\n{log}");
     println!(
         "zip64 {:>7.2} GiB  walk {:>6.1} s ({:>6.1} MB/s), EICAR as its last member found: infected; agent peak RSS {:.0} MiB",
