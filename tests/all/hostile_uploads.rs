@@ -77,16 +77,11 @@ async fn wait_until_read(agent: &AgentProcess, key: &str) {
 
 /// The notification published for `key`, waiting for it.
 async fn notification_for(world: &World, key: &str, agent: &AgentProcess) -> serde_json::Value {
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        for notification in world.notifications().await {
-            let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
-            if body["key"] == key {
-                return body;
-            }
-        }
-        assert!(Instant::now() < deadline, "no notification for {key}:\n{}", agent.log());
-    }
+    world
+        .notifications_for(&[key], WITHIN, agent)
+        .await
+        .remove(key)
+        .expect("found")
 }
 
 /// Percent-encodes everything but letters and digits (a tagging header).

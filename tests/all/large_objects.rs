@@ -66,20 +66,6 @@ async fn settled_in(world: &World, bucket: &str, key: &str, agent: &AgentProcess
     }
 }
 
-async fn notification_for(world: &World, key: &str, agent: &AgentProcess) -> serde_json::Value {
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        for notification in world.notifications().await {
-            let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
-            if body["key"] == key {
-                return body;
-            }
-        }
-        assert!(Instant::now() < deadline, "no notification for {key}:\n{}", agent.log());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn has(tags: &[(String, String)], key: &str, value: &str) -> bool {
     tags.iter().any(|(k, v)| k == key && v == value)
 }
@@ -124,7 +110,10 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let tags = settled_in(&world, QUARANTINE, "staging/large/big.tar.gz", &agent).await;
     assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
     assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
-    let alert = notification_for(&world, "large/big.tar.gz", &agent).await;
+    let mut alerts = world
+        .notifications_for(&["large/big.tar.gz", "large/outer.zip"], WITHIN, &agent)
+        .await;
+    let alert = alerts.remove("large/big.tar.gz").unwrap();
     assert_eq!(alert["result"], "infected");
     assert_eq!(alert["coverage"], "members");
     assert_eq!(
@@ -134,7 +123,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
 
     let tags = settled_in(&world, QUARANTINE, "staging/large/outer.zip", &agent).await;
     assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
-    let alert = notification_for(&world, "large/outer.zip", &agent).await;
+    let alert = alerts.remove("large/outer.zip").unwrap();
     // A member that fits goes to clamd whole; clamd opens the tar.gz.
     assert_eq!(
         alert["findings"][0]["location"], "large/outer.zip!/inner.tar.gz",

@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, Event, NotificationConfiguration, QueueConfiguration, Tag, Tagging,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -520,6 +521,36 @@ grants = { storage = ["production"] }
     /// Result notifications the topic delivered so far, as (attributes, body).
     pub async fn notifications(&self) -> Vec<serde_json::Value> {
         self.drain(&self.results_url).await
+    }
+
+    /// The result notification of each of `keys` (their message bodies),
+    /// waiting up to `within` for all of them. Reading notifications takes
+    /// them off the queue: ask for every key a test needs at once.
+    pub async fn notifications_for(
+        &self,
+        keys: &[&str],
+        within: Duration,
+        agent: &AgentProcess,
+    ) -> HashMap<String, serde_json::Value> {
+        let deadline = Instant::now() + within;
+        let mut found = HashMap::new();
+        while keys.iter().any(|key| !found.contains_key(*key)) {
+            for notification in self.notifications().await {
+                let body: serde_json::Value =
+                    serde_json::from_str(notification["Message"].as_str().unwrap_or_default()).unwrap();
+                if let Some(key) = body["key"].as_str().filter(|key| keys.contains(key)) {
+                    found.entry(key.to_owned()).or_insert(body);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no notification for {:?}:\n{}",
+                keys.iter().filter(|key| !found.contains_key(**key)).collect::<Vec<_>>(),
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        found
     }
 
     pub async fn set_tags(&self, key: &str, tags: &[(&str, &str)]) {
