@@ -221,17 +221,11 @@ impl Walker<'_> {
                 ),
             ),
             _ => {
-                // A read that fails inside the sink is the container's
-                // failure, whatever the sink then answers.
                 let mut reader = Caught {
                     inner: reader,
                     error: None,
                 };
-                let handed = self.sink.member(path, size, &mut reader);
-                if let Some(err) = reader.error.take() {
-                    return Err(self.io_stop(path, &err));
-                }
-                handed?;
+                self.hand_over(path, size, &mut reader)?;
                 // What the sink left unread (it gave up on an oversized
                 // member) still has to pass for the stream to go on.
                 io::copy(&mut reader, &mut io::sink())
@@ -364,8 +358,9 @@ impl Walker<'_> {
             .map_err(|err| self.zip_stop(path, err))?;
         let mut data = Vec::with_capacity(archive.len());
         for index in 0..archive.len() {
-            let (name, method, encrypted, is_dir, size, packed, crc, start) = {
-                let member = archive.by_index_raw(index).map_err(|err| self.zip_stop(path, err))?;
+            // From the directory, read once: no request per member here.
+            let (name, method, encrypted, is_dir, size, packed, crc) = {
+                let member = archive.by_index_data(index).map_err(|err| self.zip_stop(path, err))?;
                 (
                     String::from_utf8_lossy(member.name_raw()).into_owned(),
                     zip_method(member.compression()),
@@ -374,7 +369,6 @@ impl Walker<'_> {
                     member.size(),
                     member.compressed_size(),
                     member.crc32(),
-                    member.data_start().unwrap_or(member.header_start()),
                 )
             };
             let member_path = format!("{path}!/{}", printable(&name));
@@ -401,20 +395,17 @@ impl Walker<'_> {
                     self.limits.max_ratio
                 )));
             }
+            let opened = match method {
+                0 | 8 => archive.by_index_raw(index),
+                // Deflate64 and bzip2: the zip reader's decoders (rare).
+                _ => archive.by_index(index),
+            };
+            let file = opened.map_err(|err| self.zip_stop(&member_path, err))?;
+            let start = file.data_start().unwrap_or(file.header_start());
             data.push((start, start.saturating_add(packed)));
             let reader: Box<dyn Read + '_> = match method {
-                0 | 8 => {
-                    let raw = archive
-                        .by_index_raw(index)
-                        .map_err(|err| self.zip_stop(&member_path, err))?;
-                    Box::new(ZipMember::new(Box::new(raw), method == 8, size, crc))
-                }
-                // Deflate64 and bzip2: the zip reader's decoders (rare).
-                _ => Box::new(
-                    archive
-                        .by_index(index)
-                        .map_err(|err| self.zip_stop(&member_path, err))?,
-                ),
+                0 | 8 => Box::new(ZipMember::new(Box::new(file), method == 8, size, crc)),
+                _ => Box::new(file),
             };
             let counted = Counted {
                 inner: reader,
@@ -464,7 +455,14 @@ impl Walker<'_> {
             inner: Box::new(Cursor::new(OUTSIDE_BANNER).chain(ranges)),
             error: None,
         };
-        let handed = self.sink.member(&outside_path, Some(len), &mut reader);
+        self.hand_over(&outside_path, Some(len), &mut reader)
+    }
+
+    /// `reader`'s bytes to the sink as the member at `path`. A read that
+    /// fails inside the sink is the container's failure, whatever the
+    /// sink then answers.
+    fn hand_over(&mut self, path: &str, size: Option<u64>, reader: &mut Caught<'_>) -> Result<(), Halt> {
+        let handed = self.sink.member(path, size, reader);
         if let Some(err) = reader.error.take() {
             return Err(self.io_stop(path, &err));
         }
