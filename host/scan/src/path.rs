@@ -24,7 +24,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
-use bucketscan_unpack::members::{declared, walkable};
+use bucketscan_unpack::members::{declared, declares_a_container, walkable};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -330,6 +330,9 @@ impl Scanner {
             // A client receives the decoded stream, which cannot be read
             // by ranges: what it holds stays unproven.
             return Ok(not_read(format!("stored with Content-Encoding `{coding}`")));
+        }
+        if !declares_a_container(&info.key, info.content_type.as_deref()) {
+            return Ok(not_read("its name and type declare no container the host walks".into()));
         }
         let head = match self.store.read_range(&info, 0, SNIFF_BYTES as u64).await {
             Ok(head) => head,

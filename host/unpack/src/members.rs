@@ -116,6 +116,22 @@ fn stream_container(head: &[u8]) -> Option<Format> {
     }
 }
 
+/// Whether an object named `key`, of `content_type`, says it is any
+/// container the host walks: if not, its bytes need no look.
+pub fn declares_a_container(key: &str, content_type: Option<&str>) -> bool {
+    WALKED.iter().any(|format| declared(key, content_type, *format))
+}
+
+/// The containers the host walks member by member.
+const WALKED: [Format; 6] = [
+    Format::Zip,
+    Format::Tar,
+    Format::Gzip,
+    Format::Bzip2,
+    Format::Xz,
+    Format::Zstd,
+];
+
 /// Whether an object named `key`, of `content_type`, says it is the
 /// `format` its bytes start with: only then is it walked. Members are
 /// handed over under their own names, so an object whose name or type

@@ -513,3 +513,11 @@ fn a_zip64_past_four_gib_is_walked_to_its_last_member() {
     assert!(sink.not_handed.is_empty(), "{:?}", sink.not_handed);
     assert!(sink.bytes > 72 * (64 << 20), "{}", sink.bytes);
 }
+
+#[test]
+fn an_object_whose_name_declares_no_container_needs_no_look() {
+    assert!(declares_a_container("backups/2026.tar.gz", None));
+    assert!(declares_a_container("a.zip", Some("application/zip")));
+    assert!(!declares_a_container("movie.mp4", Some("video/mp4")));
+    assert!(!declares_a_container("page.zip", Some("text/html")));
+}
