@@ -34,27 +34,9 @@ fn main() {
     runtime.block_on(run());
 }
 
-fn bucketscan() -> std::path::PathBuf {
-    let path = bucketscan_tests::target_dir().join("release/bucketscan");
-    assert!(
-        path.exists(),
-        "{} missing: cargo build --release -p bucketscan",
-        path.display()
-    );
-    path
-}
-
 /// Member `i`: incompressible bytes, the same on every call.
 fn member(i: usize) -> Vec<u8> {
-    let mut state = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut bytes = Vec::with_capacity(MEMBER);
-    while bytes.len() < MEMBER {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes
+    bucketscan_unpack::samples::random_bytes(MEMBER, i as u64 + 1)
 }
 
 fn tar_of(count: usize) -> Vec<u8> {
@@ -90,7 +72,7 @@ fn zip_of(count: usize) -> Vec<u8> {
 /// `bucketscan scan` of one key: the wall time and the JSON report.
 fn scan(config: &Path, endpoint: &str, key: &str) -> (Duration, serde_json::Value, String, f64) {
     let started = Instant::now();
-    let mut child = Command::new(bucketscan())
+    let mut child = Command::new(bucketscan_tests::bucketscan_release_bin())
         .args(["scan", "--rescan", "--output", "json", "--config"])
         .arg(config)
         .arg(format!("s3://{BUCKET}/{key}"))

@@ -50,16 +50,6 @@ fn process_cpu(pid: u32) -> Duration {
     Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
 
-fn bucketscan() -> std::path::PathBuf {
-    let path = bucketscan_tests::target_dir().join("release/bucketscan");
-    assert!(
-        path.exists(),
-        "{} missing: cargo build --release -p bucketscan",
-        path.display()
-    );
-    path
-}
-
 struct Run {
     wall: Duration,
     agent_cpu: Duration,
@@ -75,7 +65,7 @@ fn sweep(config: &Path, endpoint: &str, clamd_pid: u32, concurrency: usize, coun
 fn sweep_prefix(config: &Path, endpoint: &str, clamd_pid: u32, concurrency: usize, count: usize, prefix: &str) -> Run {
     let (cpu_before, clamd_before) = (children_cpu(), process_cpu(clamd_pid));
     let started = Instant::now();
-    let out = Command::new(bucketscan())
+    let out = Command::new(bucketscan_tests::bucketscan_release_bin())
         .args([
             "scan",
             "--rescan",

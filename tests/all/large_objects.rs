@@ -20,22 +20,10 @@ const LIMIT: usize = 2 << 20;
 /// it, then `last`.
 fn members_over_the_limit(last: (&'static str, Vec<u8>)) -> Vec<(String, Vec<u8>)> {
     let mut members: Vec<(String, Vec<u8>)> = (0..3)
-        .map(|i| (format!("data/part-{i}.bin"), incompressible(LIMIT / 2, i + 1)))
+        .map(|i| (format!("data/part-{i}.bin"), archives::random_bytes(LIMIT / 2, i + 1)))
         .collect();
     members.push((last.0.to_owned(), last.1));
     members
-}
-
-fn incompressible(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
 }
 
 fn refs(members: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {

@@ -61,6 +61,17 @@ pub fn bucketscan_bin() -> PathBuf {
     path
 }
 
+/// The release `bucketscan` binary the benches run.
+pub fn bucketscan_release_bin() -> PathBuf {
+    let path = target_dir().join("release/bucketscan");
+    assert!(
+        path.exists(),
+        "{} missing: cargo build --release -p bucketscan",
+        path.display()
+    );
+    path
+}
+
 /// Waits until something listens on loopback `port`; panics naming `what`
 /// after `within`.
 pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {

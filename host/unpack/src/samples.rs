@@ -19,6 +19,21 @@ pub fn eicar() -> Vec<u8> {
     .into_bytes()
 }
 
+/// `len` bytes no compressor shrinks and no signature matches, the same
+/// for the same `seed` (xorshift64, eight bytes a step).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
 /// The formats [`probes`] checks, each with the payload inside.
 pub fn probes(payload: &[u8]) -> Vec<(Format, Vec<u8>)> {
     let mut samples: Vec<(Format, Vec<u8>)> = [

@@ -272,16 +272,7 @@ async fn encoded_bytes_are_inspected_decoded_and_as_stored() {
 /// A tar.gz of `members` larger than the test pipeline's 1 MiB limit:
 /// two members of random filler the gzip cannot shrink come first.
 fn large_tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let filler: Vec<u8> = (0..(1 << 20) + 4096)
-        .map(|_| {
-            // xorshift64: bytes no compressor shrinks.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    let filler = bucketscan_unpack::samples::random_bytes((1 << 20) + 4096, 1);
     let half = filler.len() / 2;
     let mut all: Vec<(&str, &[u8])> = vec![("filler-1.bin", &filler[..half]), ("filler-2.bin", &filler[half..])];
     all.extend_from_slice(members);
