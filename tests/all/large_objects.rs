@@ -158,3 +158,70 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         "{plain:?}"
     );
 }
+
+/// A file over the limit that is no container is still checked against
+/// the whole-file hash signatures clamd loads: here one synced from the
+/// signature bucket inside a `.cud`. A match is infected and quarantined;
+/// a file of the same size that matches nothing is read to its end and
+/// stays unscannable (too-large) with coverage `hashes`, never promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_signatures() {
+    use bucketscan_tests::signatures::{self, test_database};
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let known = archives::random_bytes(LIMIT + 4321, 21);
+    let unknown = archives::random_bytes(LIMIT + 4321, 22);
+    let line = format!(
+        "{:x}:{}:Bucketscan.Test.LargeHash\n",
+        md5::compute(&known),
+        known.len()
+    );
+    let database = test_database(2, std::time::SystemTime::now(), &line);
+    signatures::upload(&world, "clamav/daily.cud", database).await;
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[agent]\n", &format!("[agent]\nmax-object-bytes = {LIMIT}\n"));
+    std::fs::write(&config, text).unwrap();
+    let recorder = Recorder::start(&world.moto.endpoint());
+    let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
+    world.put("large/known.bin", known, None, &[], &[]).await;
+    world.put("large/unknown.bin", unknown.clone(), None, &[], &[]).await;
+
+    let tags = settled_in(&world, QUARANTINE, "staging/large/known.bin", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "hashes"), "{tags:?}");
+    assert!(
+        has(&tags, "bucketscan-signature", "Bucketscan.Test.LargeHash.UNOFFICIAL"),
+        "{tags:?}"
+    );
+    let alert = world
+        .notifications_for(&["large/known.bin"], WITHIN, &agent)
+        .await
+        .remove("large/known.bin")
+        .unwrap();
+    assert_eq!(alert["coverage"], "hashes", "{alert}");
+    assert_eq!(alert["findings"][0]["signature"], "Bucketscan.Test.LargeHash.UNOFFICIAL");
+
+    let tags = settled_in(&world, STAGING, "large/unknown.bin", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-signature", "too-large"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "hashes"), "{tags:?}");
+    assert!(!world.exists(PRODUCTION, "large/unknown.bin").await);
+    // Read to its end, by ranged GETs pinned to what was scanned.
+    let gets: Vec<serde_json::Value> = recorder
+        .to_object(STAGING, "large/unknown.bin")
+        .into_iter()
+        .filter(|r| r["method"] == "GET" && !r["query"].as_str().unwrap_or_default().contains("tagging"))
+        .collect();
+    assert!(!gets.is_empty());
+    for request in &gets {
+        assert!(request["headers"]["range"].is_string(), "{request}");
+        assert!(request["headers"]["if-match"].is_string(), "{request}");
+    }
+    let last = format!("-{}", unknown.len() - 1);
+    assert!(
+        gets.iter().any(|r| r["headers"]["range"].as_str().unwrap().ends_with(&last)),
+        "the last byte was never read: {gets:?}"
+    );
+}

@@ -85,6 +85,7 @@ impl TestHost {
             sealer: Sealer::ephemeral(),
             allow_list: Default::default(),
             spool: bucketscan_scan::spool::SpoolConfig::in_temp_dir(64 << 30),
+            hashes: None,
         };
         let routing = OnePipeline {
             stages: Arc::from(stages.to_vec()),

@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sealer: Sealer::ephemeral(),
         allow_list: Arc::new(arc_swap::ArcSwap::from_pointee(allow_list)),
         spool: bucketscan_scan::spool::SpoolConfig::in_temp_dir(64 << 30),
+        hashes: None,
     };
     let report = scanner.scan(route.routing.as_ref(), &Target::new(&bucket, &key)).await;
     match args.output {

@@ -10,6 +10,7 @@ pub mod allow;
 pub mod config;
 pub mod formats;
 pub mod grants;
+pub mod hashes;
 pub mod object;
 pub mod phases;
 pub mod pipeline;

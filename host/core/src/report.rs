@@ -51,6 +51,9 @@ pub enum Coverage {
     /// walked: each member went through the inspectors on its own
     /// (findings name the member).
     Members,
+    /// Too large for the engine and no container the host walks: only the
+    /// whole-file hash signatures were applied (every byte read once).
+    Hashes,
 }
 
 impl Coverage {
@@ -58,6 +61,7 @@ impl Coverage {
         match self {
             Self::Whole => "whole",
             Self::Members => "members",
+            Self::Hashes => "hashes",
         }
     }
 }

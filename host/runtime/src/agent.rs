@@ -92,10 +92,13 @@ impl Agent {
         };
         remove_orphaned_spool_files(&spool.dir);
         let store = s3_store(&config, &clients, &spool);
-        let signatures = config
-            .signatures
-            .as_ref()
-            .map(|signatures| Arc::new(SignatureState::new(Duration::from_secs(signatures.max_age_secs))));
+        let signatures = config.signatures.as_ref().map(|signatures| {
+            let max_age = Duration::from_secs(signatures.max_age_secs);
+            // A reload may lower a limit below this: the hash check
+            // then says it does not cover those sizes.
+            let hash_floor = config.pipelines().smallest_max_object_bytes();
+            Arc::new(SignatureState::new(max_age, hash_floor))
+        });
         let agent_id = config
             .agent
             .agent_id
@@ -126,6 +129,9 @@ impl Agent {
                 sealer,
                 allow_list,
                 spool,
+                hashes: signatures
+                    .clone()
+                    .map(|state| state as Arc<dyn bucketscan_scan::HashSource>),
             },
             engine,
             services,

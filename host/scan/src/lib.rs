@@ -17,6 +17,8 @@
 //!   the containers inside surveyed.
 //! - `members`: objects too large for the engine whole that are
 //!   containers, scanned member by member (read by `ranged` GETs).
+//! - `hashes`: objects too large for the engine that are not walked,
+//!   checked against the whole-file hash signatures ([`HashSource`]).
 //! - `take_back`: result tags off bytes they are not about.
 //! - [`testing`]: in-memory stand-ins for the ports, for tests of the
 //!   path's branches without wasm, clamd or AWS (always built: a cargo
@@ -24,6 +26,7 @@
 
 pub mod actions;
 pub mod content;
+mod hashes;
 mod inspect_only;
 pub mod local;
 mod members;
@@ -43,6 +46,7 @@ use bucketscan_engine::{LoadedPipelines, PipelineStage};
 use bucketscan_unpack::members::WalkLimits;
 use std::sync::Arc;
 
+pub use hashes::HashSource;
 pub use path::Scanner;
 pub use stages::{Stages, WasmStages};
 pub use store::{FetchError, Opened, PendingBody, Store, Target};
@@ -62,6 +66,11 @@ pub trait Routing: Send + Sync {
     /// member; `None`: they are not.
     fn walk_limits(&self, bucket: &str) -> Option<WalkLimits> {
         walk_limits(&LargeObjects::default(), self.max_object_bytes(bucket))
+    }
+    /// Whether `bucket` lets an object over the size limit that is not
+    /// walked be clean on the whole-file hash signatures alone.
+    fn hashes_suffice(&self, _bucket: &str) -> bool {
+        false
     }
 }
 
@@ -92,6 +101,10 @@ impl Routing for LoadedPipelines {
 
     fn walk_limits(&self, bucket: &str) -> Option<WalkLimits> {
         walk_limits(&self.config.large_objects(bucket), self.max_object_bytes(bucket))
+    }
+
+    fn hashes_suffice(&self, bucket: &str) -> bool {
+        self.config.large_objects(bucket).hashes_suffice
     }
 }
 

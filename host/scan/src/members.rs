@@ -13,7 +13,7 @@
 //! once, within the spool budget.
 
 use crate::path::Inspection;
-use crate::ranged::{Failure, RangedReader};
+use crate::ranged::{Failure, RangedReader, StopOnDrop};
 use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
 use crate::{Routing, Scanner};
@@ -132,15 +132,6 @@ impl Scanner {
 
 /// The most the digest reads past what the walk read in order.
 const DIGEST_READ_MORE: u64 = 256 << 20;
-
-/// Sets its flag when dropped.
-struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 /// What a member is, as the inspectors see it: an object of its own under
 /// its path in the container, in the scanned object's bucket and version.

@@ -6,6 +6,7 @@
 
 use crate::actions::{ObjectActions, Recorded};
 use crate::content::{self, Prepared};
+use crate::hashes::HashSource;
 use crate::spool::SpoolConfig;
 use crate::stages::Stages;
 use crate::store::{FetchError, Opened, Store, Target};
@@ -24,7 +25,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
-use bucketscan_unpack::members::{declared, declares_a_container, walkable};
+use bucketscan_unpack::members::{WalkLimits, declared, declares_a_container, walkable};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +42,9 @@ pub struct Scanner {
     pub allow_list: Arc<ArcSwap<AllowList>>,
     /// Where decoded content is spooled.
     pub spool: SpoolConfig,
+    /// The whole-file hash signatures clamd runs, for objects too large
+    /// for it that are not walked; `None`: no database is known.
+    pub hashes: Option<Arc<dyn HashSource>>,
 }
 
 /// How often one event may restart because the key was overwritten while
@@ -312,44 +316,22 @@ impl Scanner {
 
     /// An object over the size limit: walked member by member when it is
     /// a container the host reads (and its bucket lets it be), else
-    /// `verdict`, reached without its bytes.
+    /// checked against the whole-file hash signatures; what those do not
+    /// settle stays `verdict`.
     async fn too_large(&self, pipelines: &dyn Routing, scan: &mut Scan<'_>, verdict: Verdict) -> Step<Inspection> {
         let info = scan.info.clone();
-        let not_read = |why: String| {
-            let mut inspection = Inspection::decided(
-                ScanObject::new(Arc::new(info.clone()), ObjectBody::NotFetched),
-                verdict.clone(),
-            );
-            inspection.notes.push(format!("not walked member by member: {why}"));
-            inspection
-        };
-        let Some(limits) = pipelines.walk_limits(&info.bucket) else {
-            return Ok(not_read("large-objects.walk is off for this bucket".into()));
-        };
-        if let Some(coding) = &info.headers.content_encoding {
-            // A client receives the decoded stream, which cannot be read
-            // by ranges: what it holds stays unproven.
-            return Ok(not_read(format!("stored with Content-Encoding `{coding}`")));
-        }
-        if !declares_a_container(&info.key, info.content_type.as_deref()) {
-            return Ok(not_read("its name and type declare no container the host walks".into()));
-        }
-        let head = match self.store.read_range(&info, 0, SNIFF_BYTES as u64).await {
-            Ok(head) => head,
-            Err(err) => return Err(self.read_failed(scan, err)),
-        };
-        match walkable(&head) {
-            Some(format) if declared(&info.key, info.content_type.as_deref(), format) => {}
-            // A container its name or type does not declare: what
-            // inspectors decide by name and type would not see it.
-            Some(format) => {
-                return Ok(not_read(format!(
-                    "a {format} whose name or Content-Type ({}) does not say so",
-                    info.content_type.as_deref().unwrap_or("none")
-                )));
+        let limits = match self.walk_plan(pipelines, scan).await? {
+            Ok(limits) => limits,
+            Err(why) => {
+                let mut inspection =
+                    Inspection::decided(ScanObject::new(Arc::new(info), ObjectBody::NotFetched), verdict);
+                inspection.notes.push(format!("not walked member by member: {why}"));
+                let hashed = self.apply_hashes(pipelines, inspection).await;
+                let inspection = hashed.map_err(|err| self.read_failed(scan, err))?;
+                scan.info.walked_sha256 = inspection.object.info.walked_sha256.clone();
+                return Ok(inspection);
             }
-            None => return Ok(not_read("no container the host walks".into())),
-        }
+        };
         match self.inspect_members(pipelines, &scan.stages, &info, limits).await {
             Ok(mut inspection) => {
                 inspection.coverage = Some(Coverage::Members);
@@ -358,6 +340,37 @@ impl Scanner {
             }
             Err(err) => Err(self.read_failed(scan, err)),
         }
+    }
+
+    /// How the object is walked member by member, or why it is not (its
+    /// first bytes read when its name and type declare a container).
+    async fn walk_plan(&self, pipelines: &dyn Routing, scan: &mut Scan<'_>) -> Step<Result<WalkLimits, String>> {
+        let info = &scan.info;
+        let Some(limits) = pipelines.walk_limits(&info.bucket) else {
+            return Ok(Err("large-objects.walk is off for this bucket".into()));
+        };
+        if let Some(coding) = &info.headers.content_encoding {
+            // A client receives the decoded stream, which cannot be read
+            // by ranges: what it holds stays unproven.
+            return Ok(Err(format!("stored with Content-Encoding `{coding}`")));
+        }
+        if !declares_a_container(&info.key, info.content_type.as_deref()) {
+            return Ok(Err("its name and type declare no container the host walks".into()));
+        }
+        let head = match self.store.read_range(info, 0, SNIFF_BYTES as u64).await {
+            Ok(head) => head,
+            Err(err) => return Err(self.read_failed(scan, err)),
+        };
+        Ok(match walkable(&head) {
+            Some(format) if declared(&info.key, info.content_type.as_deref(), format) => Ok(limits),
+            // A container its name or type does not declare: what
+            // inspectors decide by name and type would not see it.
+            Some(format) => Err(format!(
+                "a {format} whose name or Content-Type ({}) does not say so",
+                info.content_type.as_deref().unwrap_or("none")
+            )),
+            None => Err("no container the host walks".into()),
+        })
     }
 
     /// The end of a pass whose bytes could not be read.

@@ -27,6 +27,15 @@ const IN_FLIGHT: usize = 4;
 /// a malformed container.
 pub(crate) type Failure = Arc<Mutex<Option<FetchError>>>;
 
+/// Sets a reader's cancel flag when dropped.
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct RangedReader {
     store: Arc<dyn Store>,
     object: Arc<ObjectInfo>,

@@ -479,6 +479,7 @@ pub fn scanner(store: Arc<MemoryStore>, stages: Arc<ScriptedStages>, publisher: 
         sealer: Sealer::ephemeral(),
         allow_list: Default::default(),
         spool: crate::spool::SpoolConfig::in_temp_dir(1 << 30),
+        hashes: None,
     }
 }
 

@@ -83,9 +83,12 @@ impl BucketConfig {
 /// `[buckets.NAME.large-objects]`: what happens to an object too large
 /// for the engine whole. A zip, tar, or tar in gzip/bzip2/xz/zstd is
 /// walked and each member scanned on its own (the verdict's coverage is
-/// then `members`); anything else, or everything with `walk = false`, is
-/// `unscannable (too-large)` unread. The limits are GuardDuty's published
-/// ones; past any of them the object is `unscannable (limits-exceeded)`.
+/// then `members`). Anything else, or everything with `walk = false`, is
+/// checked against the whole-file hash signatures (coverage `hashes`): a
+/// match is `infected`, else `unscannable (too-large)` — or `clean` when
+/// the bucket opted in with `hashes-suffice`. The limits are GuardDuty's
+/// published ones; past any of them the object is `unscannable
+/// (limits-exceeded)`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct LargeObjects {
@@ -96,6 +99,12 @@ pub struct LargeObjects {
     pub max_expanded_bytes: u64,
     /// Containers nested inside each other.
     pub max_depth: u32,
+    /// An object that is neither walked nor matched by a hash signature
+    /// is `clean` on that check alone (coverage `hashes`) instead of
+    /// `unscannable (too-large)`: its bytes were hashed, never scanned.
+    /// Off by default; for buckets of media or disk images whose owners
+    /// accept exactly that.
+    pub hashes_suffice: bool,
 }
 
 impl Default for LargeObjects {
@@ -105,6 +114,7 @@ impl Default for LargeObjects {
             max_members: 10_000,
             max_expanded_bytes: 100 << 30,
             max_depth: 8,
+            hashes_suffice: false,
         }
     }
 }
@@ -321,6 +331,15 @@ impl PipelinesConfig {
             .get(bucket)
             .and_then(|b| b.max_object_bytes)
             .unwrap_or(self.default_max_object_bytes)
+    }
+
+    /// The smallest size limit of any bucket (or the default): objects
+    /// over it may reach the host's whole-file hash check.
+    pub fn smallest_max_object_bytes(&self) -> u64 {
+        self.buckets
+            .keys()
+            .map(|bucket| self.max_object_bytes(bucket))
+            .fold(self.default_max_object_bytes, u64::min)
     }
 
     /// What `bucket` does with objects over its size limit.

@@ -14,9 +14,11 @@
 //! ready, and scans are `unscannable (stale-signatures)`, never clean.
 
 pub mod database;
+pub mod hashes;
 pub mod sync;
 pub mod trust;
 
+use bucketscan_core::hashes::HashSignatures;
 use bucketscan_engine::Clamd;
 use bucketscan_engine::clamd::{SignatureGate, Untrusted};
 use serde::Deserialize;
@@ -114,17 +116,46 @@ pub struct SignatureState {
     status: RwLock<Status>,
     /// Files in the signature bucket the last sync refused, and why.
     refused: RwLock<Vec<String>>,
+    /// The whole-file hash signatures of the databases clamd was last
+    /// proven to run, for objects over `hash_floor` bytes.
+    hashes: RwLock<Result<Arc<HashSignatures>, String>>,
+    hash_floor: u64,
 }
 
 impl SignatureState {
-    pub fn new(max_age: Duration) -> Self {
+    /// A state whose hash index keeps the signatures for objects over
+    /// `hash_floor` bytes (the smallest size limit: smaller objects go to
+    /// clamd whole, which applies every signature itself).
+    pub fn new(max_age: Duration, hash_floor: u64) -> Self {
         Self {
             max_age,
             status: RwLock::new(Status::Unproven(
                 "the signature database has not been checked yet".into(),
             )),
             refused: RwLock::default(),
+            hashes: RwLock::new(Err("the signature database has not been checked yet".into())),
+            hash_floor,
         }
+    }
+
+    /// Indexes the hash signatures of `dir` (clamd has just been proven to
+    /// run what it holds).
+    async fn index_hashes(&self, dir: &Path) {
+        let (dir, floor) = (dir.to_owned(), self.hash_floor);
+        let loaded = tokio::task::spawn_blocking(move || hashes::load(&dir, floor))
+            .await
+            .unwrap_or_else(|err| Err(format!("indexing the hash signatures: {err}")));
+        match &loaded {
+            Ok(index) => tracing::info!(
+                signatures = index.len(),
+                over_bytes = floor,
+                "whole-file hash signatures indexed"
+            ),
+            Err(why) => {
+                tracing::error!("whole-file hash signatures not indexed (large objects get no hash check): {why}")
+            }
+        }
+        *self.hashes.write().unwrap() = loaded.map(Arc::new);
     }
 
     /// What the signature bucket holds that the agent refuses to install
@@ -157,6 +188,15 @@ impl SignatureGate for SignatureState {
                 }
             }
         }
+    }
+}
+
+/// The scan path's hash signatures: those of the databases clamd runs,
+/// while they are fresh.
+impl bucketscan_scan::HashSource for SignatureState {
+    fn hash_signatures(&self) -> Result<Arc<HashSignatures>, String> {
+        self.check().map_err(|Untrusted(why)| why)?;
+        self.hashes.read().unwrap().clone()
     }
 }
 
@@ -286,6 +326,7 @@ impl Keeper {
         match self.load(canary).await {
             Ok(()) => {
                 tracing::info!(database = %build.file, version = build.version, "clamd runs the synced signatures");
+                self.state.index_hashes(dir).await;
                 self.state.set(Status::Loaded {
                     built: build.built,
                     from: format!("{} version {}", build.file, build.version),

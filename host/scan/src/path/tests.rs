@@ -384,3 +384,185 @@ async fn a_container_over_the_limit_whose_name_hides_it_is_not_walked() {
     assert!(world.stages.inspected.lock().unwrap().is_empty());
     assert!(world.store.keys(PRODUCTION).is_empty());
 }
+
+/// Random bytes over the test pipeline's 1 MiB limit that are no
+/// container: what only the whole-file hash signatures can judge.
+fn large_video() -> Vec<u8> {
+    bucketscan_unpack::samples::random_bytes((1 << 20) + 777, 9)
+}
+
+/// An index holding `line` (`hash:size:Name`) as `local.hdb` holds it.
+fn hash_signatures(line: &str) -> Arc<dyn HashSource> {
+    let mut index = bucketscan_core::hashes::HashSignatures::new(1 << 20);
+    index.add_file("local.hdb", false, line).unwrap();
+    Arc::new(Arc::new(index))
+}
+
+fn md5_line(bytes: &[u8], name: &str) -> String {
+    use sha2::Digest;
+    format!("{}:{}:{name}\n", hex::encode(md5::Md5::digest(bytes)), bytes.len())
+}
+
+/// Signatures that cannot be trusted now.
+struct Unproven;
+
+impl HashSource for Unproven {
+    fn hash_signatures(&self) -> Result<Arc<bucketscan_core::hashes::HashSignatures>, String> {
+        Err("clamd has not loaded the databases".into())
+    }
+}
+
+/// The test pipeline, with `large-objects.hashes-suffice`.
+struct HashesSuffice;
+
+impl Routing for HashesSuffice {
+    fn route(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        any_object().route(bucket, key)
+    }
+    fn max_object_bytes(&self, bucket: &str) -> u64 {
+        any_object().max_object_bytes(bucket)
+    }
+    fn hashes_suffice(&self, _bucket: &str) -> bool {
+        true
+    }
+}
+
+fn too_large(report: &ScanReport) -> &str {
+    match &report.verdict {
+        Verdict::Unscannable {
+            reason: UnscannableReason::TooLarge,
+            detail,
+        } => detail,
+        _ => panic!("not too-large: {report:#?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_large_non_container_whose_md5_is_a_signature_is_infected_and_quarantined() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let report = world.upload_and_scan("film.mp4", &video).await;
+    assert_eq!(
+        report.verdict.findings()[0].signature,
+        "Known.Big.UNOFFICIAL",
+        "{report:#?}"
+    );
+    assert_eq!(report.verdict.findings()[0].engine, "clamav");
+    assert_eq!(report.coverage, Some(Coverage::Hashes));
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    let (held, _) = world.store.get(QUARANTINE, "film.mp4").expect("quarantined");
+    assert!(
+        held.tags.contains(&("bucketscan-coverage".into(), "hashes".into())),
+        "{:?}",
+        held.tags
+    );
+    assert_eq!(world.published().len(), 1);
+    assert!(world.stages.inspected.lock().unwrap().is_empty(), "no inspector saw it");
+}
+
+#[tokio::test]
+async fn a_large_non_container_no_signature_matches_is_too_large_with_coverage_hashes() {
+    let mut world = World::new();
+    let video = large_video();
+    // A signature for another file of the same size: the bytes are read.
+    let mut other = video.clone();
+    other[0] ^= 1;
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&other, "Other.Big")));
+    let report = world.upload_and_scan("film.mp4", &video).await;
+    too_large(&report);
+    assert_eq!(report.coverage, Some(Coverage::Hashes));
+    let notes = report.host_actions.join("\n");
+    assert!(notes.contains("no whole-file hash signature matched"), "{notes}");
+    assert!(world.store.keys(PRODUCTION).is_empty(), "never promoted");
+}
+
+#[tokio::test]
+async fn no_byte_is_read_when_no_signature_is_for_the_objects_size() {
+    let mut world = World::new();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&large_video()[1..], "Smaller")));
+    let info = world.store.put(STAGING, "film.mp4", &large_video(), &[]);
+    world.store.set_faults(Faults {
+        read_range_after: Some((0, FetchError::Unavailable("read".into()))),
+        ..Faults::default()
+    });
+    let report = world.scan(&info).await;
+    too_large(&report);
+    assert_eq!(report.coverage, Some(Coverage::Hashes));
+    assert!(report.host_actions.join("\n").contains("nothing read"), "{report:#?}");
+}
+
+#[tokio::test]
+async fn hashes_suffice_makes_an_unmatched_large_object_clean_and_promotes_it() {
+    let mut world = World::new();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(b"unrelated", "Small")));
+    let video = large_video();
+    let info = world.store.put(STAGING, "film.mp4", &video, &[]);
+    let report = world.scanner.scan(&HashesSuffice, &event_for(&info)).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.coverage, Some(Coverage::Hashes));
+    assert!(report.host_actions.join("\n").contains("hashed, not scanned"));
+    let (promoted, body) = world.store.get(PRODUCTION, "film.mp4").expect("promoted");
+    assert_eq!(body, video);
+    assert!(promoted.tags.contains(&("bucketscan-coverage".into(), "hashes".into())));
+}
+
+#[tokio::test]
+async fn hashes_suffice_never_makes_clean_what_a_signature_matches_or_unproven_signatures_saw() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let info = world.store.put(STAGING, "film.mp4", &video, &[]);
+    let report = world.scanner.scan(&HashesSuffice, &event_for(&info)).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+
+    world.scanner.hashes = Some(Arc::new(Unproven));
+    let info = world.store.put(STAGING, "other.mp4", &video, &[]);
+    let report = world.scanner.scan(&HashesSuffice, &event_for(&info)).await;
+    too_large(&report);
+    assert_eq!(report.coverage, None);
+    assert!(
+        report
+            .host_actions
+            .join("\n")
+            .contains("clamd has not loaded the databases")
+    );
+    assert!(world.store.get(PRODUCTION, "other.mp4").is_none());
+}
+
+#[tokio::test]
+async fn a_read_failing_while_hashing_is_a_retry_not_a_verdict() {
+    let mut world = World::new();
+    let video = large_video();
+    let mut other = video.clone();
+    other[0] ^= 1;
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&other, "Other.Big")));
+    let info = world.store.put(STAGING, "film.mp4", &video, &[]);
+    world.store.set_faults(Faults {
+        read_range_after: Some((1, FetchError::Unavailable("503 SlowDown".into()))),
+        ..Faults::default()
+    });
+    let report = world.scan(&info).await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{report:#?}");
+    assert!(world.store.log().is_empty(), "{:#?}", world.store.log());
+}
+
+#[tokio::test]
+async fn an_index_built_for_larger_objects_does_not_speak_for_smaller_ones() {
+    let mut world = World::new();
+    let video = large_video();
+    let mut index = bucketscan_core::hashes::HashSignatures::new(64 << 20);
+    index
+        .add_file("local.hdb", false, &format!("{}:{}:Huge\n", "0".repeat(32), 100 << 20))
+        .unwrap();
+    world.scanner.hashes = Some(Arc::new(Arc::new(index)));
+    let report = world.upload_and_scan("film.mp4", &video).await;
+    too_large(&report);
+    assert_eq!(report.coverage, None);
+    assert!(
+        report
+            .host_actions
+            .join("\n")
+            .contains("indexed for objects over 67108864 bytes")
+    );
+}

@@ -1,0 +1,206 @@
+//! The hashes plan: an object over its pipeline's size limit that the
+//! host does not walk (a video, a disk image) is still checked against the
+//! whole-file hash signatures clamd loads (`bucketscan_core::hashes`). It
+//! is read once, front to back, by ranged GETs, hashed with the digests
+//! some signature for its size needs; a match is `infected`. When no
+//! signature is for its size at all, no byte needs reading to know that
+//! none matches.
+
+use crate::path::Inspection;
+use crate::ranged::{Failure, RangedReader, StopOnDrop};
+use crate::store::FetchError;
+use crate::{Routing, Scanner};
+use bucketscan_core::hashes::{HashKind, HashMatch, HashSignatures};
+use bucketscan_core::object::ObjectInfo;
+use bucketscan_core::report::Coverage;
+use bucketscan_core::{Finding, Verdict};
+use std::io::Read;
+use std::sync::Arc;
+
+/// Where the scan path gets the hash signatures clamd runs now.
+pub trait HashSource: Send + Sync {
+    /// The signatures, or why there are none to trust now (not proven
+    /// loaded, stale, a file the host cannot read).
+    fn hash_signatures(&self) -> Result<Arc<HashSignatures>, String>;
+}
+
+/// A fixed set of signatures (tests, and callers that load them once).
+impl HashSource for Arc<HashSignatures> {
+    fn hash_signatures(&self) -> Result<Arc<HashSignatures>, String> {
+        Ok(self.clone())
+    }
+}
+
+/// One read of the whole object.
+struct Hashed {
+    sha256: String,
+    found: Option<HashMatch>,
+    requests: u64,
+}
+
+impl Scanner {
+    /// Applies the whole-file hash signatures to `inspection`'s object
+    /// (over the size limit, not walked; `inspection` holds the verdict
+    /// reached without its bytes). `Err` when it could not be read now.
+    pub(crate) async fn apply_hashes(
+        &self,
+        pipelines: &dyn Routing,
+        mut inspection: Inspection,
+    ) -> Result<Inspection, FetchError> {
+        let info = inspection.object.info.clone();
+        let not_applied = |mut inspection: Inspection, why: String| {
+            inspection
+                .notes
+                .push(format!("whole-file hash signatures not applied: {why}"));
+            Ok(inspection)
+        };
+        if let Some(coding) = &info.headers.content_encoding {
+            let why = format!("stored with Content-Encoding `{coding}`, a client receives other bytes");
+            return not_applied(inspection, why);
+        }
+        let signatures = match self.hashes.as_ref().map(|source| source.hash_signatures()) {
+            Some(Ok(signatures)) => signatures,
+            Some(Err(why)) => return not_applied(inspection, why),
+            None => return not_applied(inspection, "no signature database is known ([signatures])".into()),
+        };
+        if !signatures.covers(info.size) {
+            let why = format!(
+                "they were indexed for objects over {} bytes (the size limits when the signatures loaded)",
+                signatures.floor()
+            );
+            return not_applied(inspection, why);
+        }
+        let suffice = pipelines.hashes_suffice(&info.bucket);
+        inspection.coverage = Some(Coverage::Hashes);
+        if signatures.kinds_for(info.size).is_empty() && !suffice {
+            inspection.notes.push(format!(
+                "no whole-file hash signature is for an object of {} bytes: none can match, nothing read",
+                info.size
+            ));
+            return Ok(inspection);
+        }
+        let hashed = self.hash_whole(&info, signatures).await?;
+        inspection.object.info = Arc::new(ObjectInfo {
+            walked_sha256: Some(hashed.sha256),
+            ..(*info).clone()
+        });
+        let read = format!("{} bytes read by {} ranged GETs", info.size, hashed.requests);
+        match hashed.found {
+            Some(found) => {
+                inspection.notes.push(format!(
+                    "its {} is that of a whole-file hash signature in {} ({read})",
+                    found.kind.as_str(),
+                    found.file
+                ));
+                inspection.verdict = Verdict::Infected {
+                    findings: vec![Finding::new("clamav", found.name)],
+                };
+            }
+            None if suffice => {
+                inspection.notes.push(format!(
+                    "clean on whole-file hash signatures alone (large-objects.hashes-suffice): hashed, not \
+                     scanned ({read})"
+                ));
+                inspection.verdict = Verdict::Clean;
+            }
+            None => inspection
+                .notes
+                .push(format!("no whole-file hash signature matched ({read})")),
+        }
+        Ok(inspection)
+    }
+
+    /// Reads `info` front to back and looks its digests up.
+    async fn hash_whole(&self, info: &Arc<ObjectInfo>, signatures: Arc<HashSignatures>) -> Result<Hashed, FetchError> {
+        let failure = Failure::default();
+        let reader = RangedReader::new(
+            self.store.clone(),
+            info.clone(),
+            tokio::runtime::Handle::current(),
+            failure.clone(),
+        );
+        let requests = reader.requests.clone();
+        // However this ends (the object's deadline dropping the scan
+        // included), the reading stops.
+        let _stop = StopOnDrop(reader.canceller());
+        let size = info.size;
+        let kinds = signatures.kinds_for(size);
+        let hashing = tokio::task::spawn_blocking(move || -> std::io::Result<(String, Option<HashMatch>)> {
+            let mut reader = reader;
+            let mut digests = Digests::for_kinds(&kinds);
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                digests.update(&buffer[..n]);
+            }
+            // The reader hashed every byte in order with SHA-256 already.
+            let sha256 = reader
+                .digest(0)?
+                .ok_or_else(|| std::io::Error::other("the object ended before its size"))?;
+            let raw_sha256 = hex::decode(&sha256).expect("hex of a digest");
+            let digests = digests.finish(&raw_sha256, &kinds);
+            let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
+            let found = signatures.lookup(&digests, size);
+            Ok((sha256, found))
+        });
+        let joined = hashing
+            .await
+            .map_err(|err| FetchError::Unavailable(format!("{}: hashing it: {err}", info.url())))?;
+        if let Some(err) = failure.lock().expect("the failure slot").take() {
+            return Err(err);
+        }
+        let (sha256, found) =
+            joined.map_err(|err| FetchError::Unavailable(format!("{}: hashing it: {err}", info.url())))?;
+        Ok(Hashed {
+            sha256,
+            found,
+            requests: requests.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
+/// The digests other than SHA-256 (which the reader keeps) that some
+/// signature needs.
+struct Digests {
+    md5: Option<md5::Md5>,
+    sha1: Option<sha1::Sha1>,
+}
+
+impl Digests {
+    fn for_kinds(kinds: &[HashKind]) -> Self {
+        use sha2::Digest;
+        Self {
+            md5: kinds.contains(&HashKind::Md5).then(md5::Md5::new),
+            sha1: kinds.contains(&HashKind::Sha1).then(sha1::Sha1::new),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        if let Some(md5) = &mut self.md5 {
+            md5.update(bytes);
+        }
+        if let Some(sha1) = &mut self.sha1 {
+            sha1.update(bytes);
+        }
+    }
+
+    /// Each wanted kind with its digest.
+    fn finish(self, sha256: &[u8], kinds: &[HashKind]) -> Vec<(HashKind, Vec<u8>)> {
+        use sha2::Digest;
+        let mut out = Vec::new();
+        if let Some(md5) = self.md5 {
+            out.push((HashKind::Md5, md5.finalize().to_vec()));
+        }
+        if let Some(sha1) = self.sha1 {
+            out.push((HashKind::Sha1, sha1.finalize().to_vec()));
+        }
+        if kinds.contains(&HashKind::Sha256) {
+            out.push((HashKind::Sha256, sha256.to_vec()));
+        }
+        out
+    }
+}
