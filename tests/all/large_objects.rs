@@ -171,11 +171,7 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
     let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
     let known = archives::random_bytes(LIMIT + 4321, 21);
     let unknown = archives::random_bytes(LIMIT + 4321, 22);
-    let line = format!(
-        "{:x}:{}:Bucketscan.Test.LargeHash\n",
-        md5::compute(&known),
-        known.len()
-    );
+    let line = format!("{:x}:{}:Bucketscan.Test.LargeHash\n", md5::compute(&known), known.len());
     let database = test_database(2, std::time::SystemTime::now(), &line);
     signatures::upload(&world, "clamav/daily.cud", database).await;
     let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
@@ -201,7 +197,10 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
         .remove("large/known.bin")
         .unwrap();
     assert_eq!(alert["coverage"], "hashes", "{alert}");
-    assert_eq!(alert["findings"][0]["signature"], "Bucketscan.Test.LargeHash.UNOFFICIAL");
+    assert_eq!(
+        alert["findings"][0]["signature"],
+        "Bucketscan.Test.LargeHash.UNOFFICIAL"
+    );
 
     let tags = settled_in(&world, STAGING, "large/unknown.bin", &agent).await;
     assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
@@ -221,7 +220,8 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
     }
     let last = format!("-{}", unknown.len() - 1);
     assert!(
-        gets.iter().any(|r| r["headers"]["range"].as_str().unwrap().ends_with(&last)),
+        gets.iter()
+            .any(|r| r["headers"]["range"].as_str().unwrap().ends_with(&last)),
         "the last byte was never read: {gets:?}"
     );
 }

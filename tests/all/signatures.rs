@@ -232,3 +232,51 @@ async fn a_rollback_is_refused_and_a_required_database_deleted_makes_scans_wait(
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!world.exists(PRODUCTION, "waits.txt").await);
 }
+
+/// `bucketscan scan` with `[signatures]` syncs and proves the databases
+/// before it reads an object: with a stale build it refuses to start
+/// (naming why) instead of reporting every object `stale-signatures`; with
+/// a fresh one it scans with what it synced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_proves_its_signatures_first_and_refuses_stale_ones() {
+    let world = World::new().await;
+    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let config = world.config(&clamd.address(), &signatures::synced_config(&clamd, 1, 60));
+    world.put("old/eicar.txt", samples::eicar(), None, &[], &[]).await;
+    let sweep = || {
+        world.cli(&[
+            "scan",
+            "--config",
+            config.to_str().unwrap(),
+            "s3://staging/old/",
+            "--output",
+            "json",
+        ])
+    };
+
+    signatures::upload(
+        &world,
+        "clamav/daily.cud",
+        test_database(5, SystemTime::now() - 3 * DAY, ""),
+    )
+    .await;
+    let out = sweep();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[signatures]: not proven loaded")
+            && stderr.contains("daily.cud version 5) was built 72 h ago"),
+        "{stderr}"
+    );
+    assert_eq!(
+        world.tag(STAGING, "old/eicar.txt", "bucketscan-result").await,
+        None,
+        "nothing scanned"
+    );
+
+    signatures::upload(&world, "clamav/daily.cud", test_database(6, SystemTime::now(), "")).await;
+    let out = sweep();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(json["summary"], serde_json::json!({"infected": 1}), "{json:#}");
+}

@@ -47,7 +47,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stop_timeout: Duration::from_secs(args.stop_timeout_secs),
         object_timeout: Duration::from_secs(config.agent.object_timeout_secs),
     };
-    let signatures = config.signatures.clone();
     let mut agent = Agent::from_config(config).await?;
     let metrics = Arc::new(Metrics::new(args.metrics));
     agent.metrics = metrics.clone();
@@ -56,7 +55,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.health_addr {
         bucketscan_runtime::health::serve(addr, agent.clone(), metrics).await?;
     }
-    start_background(&agent, signatures, source)?;
+    start_background(&agent, source)?;
 
     let stopped = stop_on_signal()?;
     receive::run(agent, sqs, settings, stopped).await;
@@ -66,20 +65,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// What every long-running command keeps going beside its work: the
 /// signature databases synced and proven, hot reload (file changes and
 /// SIGHUP), the allow-list object reloaded.
-pub(crate) fn start_background(
-    agent: &Arc<Agent>,
-    signatures: Option<bucketscan_runtime::signatures::SignaturesConfig>,
-    source: ConfigSource,
-) -> anyhow::Result<()> {
-    if let (Some(config), Some(state)) = (signatures, agent.signatures.clone()) {
-        // Synced, loaded and proven before the first scan: readiness waits
-        // for this.
-        let keeper = bucketscan_runtime::signatures::Keeper {
-            s3: agent.clients.s3.clone(),
-            config,
-            clamd: agent.clamd().clone(),
-            state,
-        };
+pub(crate) fn start_background(agent: &Arc<Agent>, source: ConfigSource) -> anyhow::Result<()> {
+    // Synced, loaded and proven before the first scan: readiness waits
+    // for this.
+    if let Some(keeper) = agent.signature_keeper() {
         tokio::spawn(keeper.run());
     }
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);

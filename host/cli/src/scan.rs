@@ -69,7 +69,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         rescan: args.rescan,
         concurrency: args.concurrency.unwrap_or(config.agent.concurrency),
     };
-    let agent = Arc::new(Agent::from_config(config).await.context("loading the config")?);
+    let agent = Arc::new(agent_with_signatures(config).await?);
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -126,6 +126,20 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// The agent a config describes, its `[signatures]` (when set) synced and
+/// proven loaded: a scan with databases clamd may not run would make every
+/// object `unscannable (stale-signatures)`; that is refused up front.
+async fn agent_with_signatures(config: Config) -> anyhow::Result<Agent> {
+    let agent = Agent::from_config(config).await.context("loading the config")?;
+    if let Some(keeper) = agent.signature_keeper() {
+        keeper
+            .prove()
+            .await
+            .map_err(|why| anyhow::anyhow!("[signatures]: not proven loaded: {why}"))?;
+    }
+    Ok(agent)
+}
+
 /// One exact version, through its bucket's pipeline with every action.
 async fn scan_version(
     config: Config,
@@ -134,7 +148,7 @@ async fn scan_version(
     version: &str,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let agent = Agent::from_config(config).await.context("loading the config")?;
+    let agent = agent_with_signatures(config).await?;
     let (report, code) = match agent.scan_on_demand(bucket, key, Some(version)).await {
         Handled::Scanned(report) => {
             let code = if report.verdict.is_clean() { 0 } else { 1 };

@@ -39,7 +39,6 @@ pub struct ApiKeyArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let source = args.config.source()?;
     let config = bucketscan_runtime::config::Config::load(&source)?;
-    let signatures = config.signatures.clone();
     let serve_config = ServeConfig::from_config(&config)?;
     let agent = Arc::new(Agent::from_config(config).await?);
     let api = Api::new(agent.clone(), serve_config.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?;
@@ -47,7 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    start_background(&agent, signatures, source)?;
+    start_background(&agent, source)?;
     let stopped = stop_on_signal()?;
     if serve_config.take_handoffs {
         take_handoffs(&agent, &serve_config, &args, stopped.clone())?;

@@ -153,6 +153,17 @@ impl Agent {
         &self.services.clamd
     }
 
+    /// What keeps `[signatures]` synced, loaded and proven for this agent;
+    /// `None` without that section.
+    pub fn signature_keeper(&self) -> Option<crate::signatures::Keeper> {
+        Some(crate::signatures::Keeper {
+            s3: self.clients.s3.clone(),
+            config: self.started_with.signatures.clone()?,
+            clamd: self.clamd().clone(),
+            state: self.signatures.clone()?,
+        })
+    }
+
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
         if event.on_demand {
             return self

@@ -395,6 +395,14 @@ impl Keeper {
         ))
     }
 
+    /// One round, for a command that scans once (`bucketscan scan`): the
+    /// databases synced and proven loaded, or why not.
+    pub async fn prove(&self) -> Result<(), String> {
+        let (mut canary, mut seen) = (None, None);
+        self.round(&mut canary, &mut seen).await;
+        self.state.check().map_err(|Untrusted(why)| why)
+    }
+
     /// Rounds forever: every `sync-interval-secs`, sooner while unproven.
     pub async fn run(self) {
         let (mut canary, mut seen) = (None, None);
