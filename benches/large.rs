@@ -2,7 +2,10 @@
 //! scan` of one multi-gigabyte archive on the fast S3 stand-in (ranged
 //! GETs), side by side with clamd INSTREAM alone on the same members one
 //! after another (what the walk hands clamd), and the agent process's
-//! peak RSS (its VmHWM) while the archive goes through.
+//! peak RSS (its VmHWM) while the archive goes through. Then the same
+//! bytes under names that declare no container: read front to back and
+//! checked against the whole-file hash signatures (one of them holds the
+//! tar's MD5), beside one plain GET of the same object.
 //!
 //!   cargo build --release -p bucketscan && scripts/build-plugins
 //!   cargo bench -p bucketscan-benches --bench large
@@ -16,7 +19,7 @@
 #[path = "support/s3_standin.rs"]
 mod s3_standin;
 
-use bucketscan_tests::{clamd, config, samples};
+use bucketscan_tests::{clamd, config, free_port, samples, signatures};
 use s3_standin::Standin;
 use std::io::Write;
 use std::path::Path;
@@ -137,10 +140,25 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4.5);
     let count = ((gib * (1u64 << 30) as f64) / MEMBER as f64).ceil() as usize;
-    let server = clamd::start_with_stream_max(128 << 20).unwrap();
+    let tar = tar_of(count);
+    let tar_bytes = tar.len();
+    // The tar's MD5 is a signature (as `daily.cud` would hold one), so the
+    // same bytes named `big.bin` are infected on their hash alone.
+    let line = format!("{:x}:{tar_bytes}:Bench.Large.Hash\n", md5::compute(&tar));
+    let db = tempfile::tempdir().unwrap();
+    std::fs::write(
+        db.path().join("daily.cud"),
+        signatures::test_database(1, std::time::SystemTime::now(), &line),
+    )
+    .unwrap();
+    let server = clamd::start_with_database(db.path(), free_port(), 128 << 20).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"
+[signatures]
+database-dir = "{db}"
+max-age-secs = 86400
+
 [agent]
 concurrency = 1
 seal-key = {{ env = "BENCH_SEAL_KEY" }}
@@ -151,13 +169,12 @@ stages = [
   {{ plugin = "clamav-bridge", grants = {{ clamav = true }} }},
 ]
 "#,
-        limit = 128 << 20
+        limit = 128 << 20,
+        db = db.path().display()
     );
     let config = config::write(dir.path(), &server.address(), &body);
 
     let standin = Standin::default();
-    let tar = tar_of(count);
-    let tar_bytes = tar.len();
     standin.insert(BUCKET, "big.tar", tar);
     let endpoint = standin.clone().serve().await;
     println!(
@@ -177,7 +194,9 @@ stages = [
         alone.as_secs_f64() / walk.as_secs_f64(),
         rss
     );
+    hashes(&standin, &config, &endpoint, tar_bytes).await;
     standin.insert(BUCKET, "big.tar", Vec::new());
+    standin.insert(BUCKET, "big.bin", Vec::new());
 
     let zip = zip_of(count);
     let zip_bytes = zip.len();
@@ -191,4 +210,46 @@ stages = [
         zip_bytes as f64 / 1e6 / walk.as_secs_f64(),
         rss
     );
+}
+
+/// The tar's bytes as `big.bin`, whose MD5 is a signature: hashed front to
+/// back by ranged GETs; beside it, one GET of the same bytes read to the
+/// end by the SDK, what a plain download costs.
+async fn hashes(standin: &Standin, config: &Path, endpoint: &str, size: usize) {
+    standin.alias(BUCKET, "big.tar", "big.bin");
+    println!("== the same bytes under names that declare no container: whole-file hash signatures only");
+    let (hashed, report, log, rss) = scan(config, endpoint, "big.bin");
+    assert_eq!(report["summary"]["infected"], 1, "{report}\n{log}");
+    assert_eq!(report["objects"][0]["detail"], "Bench.Large.Hash.UNOFFICIAL", "{report}");
+    let download = one_get(endpoint, "big.bin").await;
+    let mb = size as f64 / 1e6;
+    println!(
+        "hash  {:>7.2} GiB  md5+sha256 by ranged GETs {:>6.1} s ({:>6.1} MB/s), infected by its MD5  one plain GET {:>6.1} s ({:>6.1} MB/s)  hash/GET {:.2}x  agent peak RSS {:.0} MiB",
+        size as f64 / (1u64 << 30) as f64,
+        hashed.as_secs_f64(),
+        mb / hashed.as_secs_f64(),
+        download.as_secs_f64(),
+        mb / download.as_secs_f64(),
+        download.as_secs_f64() / hashed.as_secs_f64(),
+        rss
+    );
+}
+
+/// One GET of `key`, its body read to the end and dropped.
+async fn one_get(endpoint: &str, key: &str) -> Duration {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "bench"))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let started = Instant::now();
+    let mut body = s3.get_object().bucket(BUCKET).key(key).send().await.unwrap().body;
+    let mut read = 0usize;
+    while let Some(chunk) = body.try_next().await.unwrap() {
+        read += chunk.len();
+    }
+    assert!(read > 0);
+    started.elapsed()
 }

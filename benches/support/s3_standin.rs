@@ -41,6 +41,14 @@ impl Standin {
         );
     }
 
+    /// Serves what `bucket/from` holds at `bucket/to` too (no copy made).
+    #[allow(dead_code)] // each bench includes this file; only some alias
+    pub fn alias(&self, bucket: &str, from: &str, to: &str) {
+        let mut objects = self.objects.lock().unwrap();
+        let stored = objects[&(bucket.to_owned(), from.to_owned())].clone();
+        objects.insert((bucket.to_owned(), to.to_owned()), stored);
+    }
+
     fn get(&self, bucket: &str, key: &str) -> S3Result<Stored> {
         self.objects
             .lock()
