@@ -220,7 +220,10 @@ async fn hashes(standin: &Standin, config: &Path, endpoint: &str, size: usize) {
     println!("== the same bytes under names that declare no container: whole-file hash signatures only");
     let (hashed, report, log, rss) = scan(config, endpoint, "big.bin");
     assert_eq!(report["summary"]["infected"], 1, "{report}\n{log}");
-    assert_eq!(report["objects"][0]["detail"], "Bench.Large.Hash.UNOFFICIAL", "{report}");
+    assert_eq!(
+        report["objects"][0]["detail"], "Bench.Large.Hash.UNOFFICIAL",
+        "{report}"
+    );
     let download = one_get(endpoint, "big.bin").await;
     let mb = size as f64 / 1e6;
     println!(
@@ -240,10 +243,16 @@ async fn one_get(endpoint: &str, key: &str) -> Duration {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "bench"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
         .load()
         .await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
     let started = Instant::now();
     let mut body = s3.get_object().bucket(BUCKET).key(key).send().await.unwrap().body;
     let mut read = 0usize;

@@ -542,3 +542,38 @@ async fn one_key_cannot_take_every_slot_and_an_upload_pipeline_is_never_a_bucket
         assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
     }
 }
+
+/// An upload over its pipeline's size limit that is a container is walked
+/// member by member from the spooled body, as an object in a bucket is:
+/// EICAR as the last member of a tar.gz is found and named.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_over_the_limit_that_is_a_container_is_scanned_member_by_member() {
+    use bucketscan_unpack::samples as archives;
+    let world = World::new().await;
+    let config = serve_config(&world, "");
+    let limit = 2 << 20;
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[buckets.uploads]\napi-only = true\n",
+        &format!("[buckets.uploads]\napi-only = true\nmax-object-bytes = {limit}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let api = start(&world, &config);
+    let filler: Vec<Vec<u8>> = (0..3).map(|i| archives::random_bytes(limit / 2, 40 + i)).collect();
+    let eicar = samples::eicar();
+    let mut members: Vec<(&str, &[u8])> = vec![("a.bin", &filler[0]), ("b.bin", &filler[1]), ("c.bin", &filler[2])];
+    members.push(("last/eicar.txt", &eicar));
+    let tgz = archives::wrap(
+        bucketscan_core::formats::Format::Gzip,
+        &archives::tar(&members),
+        "big.tar",
+    )
+    .unwrap();
+    assert!(tgz.len() > limit && tgz.len() < MAX_BODY as usize);
+    let file = samples::write(world.dir.path(), "big.tar.gz", &tgz);
+    let header = "X-Bucketscan-Filename: big.tar.gz";
+    let (status, report, _) = curl_scan(&api, Some(CI_KEY), "uploads", &file, &["-H", header]);
+    assert_eq!(status, 200, "{report:#}\n{}", api.agent.log());
+    assert_eq!(report["result"], "infected", "{report:#}");
+    assert_eq!(report["coverage"], "members");
+    assert_eq!(report["findings"][0]["location"], "big.tar.gz!/big.tar!/last/eicar.txt");
+}

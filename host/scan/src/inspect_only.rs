@@ -3,10 +3,13 @@
 //! same preparation (survey), engine checks and allow-list as every
 //! object. Nothing is tagged, moved or published.
 
+use crate::members::Container;
 use crate::{Routing, Scanner};
+use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
-use bucketscan_core::report::ScanReport;
+use bucketscan_core::report::{Coverage, ScanReport};
 use bucketscan_engine::PipelineStage;
+use bucketscan_unpack::members::{declared, walkable};
 
 impl Scanner {
     /// Scans `body`, described by `info` (its `bucket` names the pipeline),
@@ -19,8 +22,22 @@ impl Scanner {
         info: ObjectInfo,
         body: ObjectBody,
     ) -> Result<ScanReport, crate::FetchError> {
-        let limit = pipelines.max_object_bytes(&info.bucket).max(info.size);
-        let inspected = self.inspect_bytes(pipelines, stages, &info, body, limit).await?;
+        let inspected = match self.upload_walk(pipelines, &info, &body) {
+            Some(limits) => {
+                let container = Container::Local(body);
+                let mut walked = self
+                    .inspect_members(pipelines, stages, &info, limits, container)
+                    .await?;
+                walked.coverage = Some(Coverage::Members);
+                walked
+            }
+            None => {
+                // Within the limit, or no container the host walks: whole,
+                // and an engine's own limit answers for what it cannot take.
+                let limit = pipelines.max_object_bytes(&info.bucket).max(info.size);
+                self.inspect_bytes(pipelines, stages, &info, body, limit).await?
+            }
+        };
         let (verdict, allowed) =
             self.allow_list
                 .load()
@@ -31,6 +48,25 @@ impl Scanner {
         report.allowed = allowed;
         report.decoded = inspected.object.decoded.clone();
         report.contents = inspected.object.survey.formats.clone();
+        report.coverage = inspected.coverage;
         Ok(report)
+    }
+
+    /// How an upload over its pipeline's size limit is walked member by
+    /// member, as an object would be (its name and type declaring the
+    /// container its first bytes are); `None`: it is not.
+    fn upload_walk(
+        &self,
+        pipelines: &dyn Routing,
+        info: &ObjectInfo,
+        body: &ObjectBody,
+    ) -> Option<bucketscan_unpack::members::WalkLimits> {
+        if info.size <= pipelines.max_object_bytes(&info.bucket) {
+            return None;
+        }
+        let limits = pipelines.walk_limits(&info.bucket)?;
+        let head = body.read_at(0, SNIFF_BYTES.min(info.size as usize)).ok()?;
+        let format = walkable(&head)?;
+        declared(&info.key, info.content_type.as_deref(), format).then_some(limits)
     }
 }

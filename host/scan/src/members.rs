@@ -40,6 +40,17 @@ enum Item {
     },
 }
 
+/// Where a walk reads the container.
+pub(crate) enum Container {
+    /// In the store, by ranged GETs pinned to the scanned version.
+    Stored,
+    /// Already here: an API upload, spooled.
+    Local(ObjectBody),
+}
+
+/// What reading the container took, for the report.
+type Describe = Box<dyn FnOnce() -> String + Send>;
+
 impl Scanner {
     /// The members of `info` (a container over the size limit) through
     /// `stages`; `Err` when the object could not be read now (a retry may).
@@ -49,19 +60,73 @@ impl Scanner {
         stages: &[PipelineStage],
         info: &ObjectInfo,
         limits: WalkLimits,
+        container: Container,
     ) -> Result<Inspection, FetchError> {
         let failure = Failure::default();
+        match container {
+            Container::Stored => {
+                let reader = RangedReader::new(
+                    self.store.clone(),
+                    Arc::new(info.clone()),
+                    tokio::runtime::Handle::current(),
+                    failure.clone(),
+                );
+                let requests = reader.requests.clone();
+                // However this ends (a verdict, a failure, the object's
+                // deadline dropping the scan), the walk stops reading.
+                let stop = StopOnDrop(reader.canceller());
+                let describe: Describe = Box::new(move || {
+                    format!(
+                        "in {} ranged reads",
+                        requests.load(std::sync::atomic::Ordering::Relaxed)
+                    )
+                });
+                // The object's digest, for the seal and the copy check:
+                // free for a stream, a directory's read more for a zip.
+                let digest = |reader: RangedReader| reader.digest(DIGEST_READ_MORE).ok().flatten();
+                let walk = Walk {
+                    limits,
+                    failure,
+                    describe,
+                };
+                self.walk_members(pipelines, stages, info, walk, reader, digest, Some(stop))
+                    .await
+            }
+            Container::Local(body) => {
+                let describe: Describe = Box::new(|| "from the spooled upload".to_owned());
+                let walk = Walk {
+                    limits,
+                    failure,
+                    describe,
+                };
+                // The upload's digest was taken as it arrived.
+                let known = info.sha256.clone();
+                let reader = body.reader();
+                self.walk_members(pipelines, stages, info, walk, reader, move |_| known, None)
+                    .await
+            }
+        }
+    }
+
+    /// Walks `reader` on a blocking thread, each member through the
+    /// inspectors as it comes, and folds their verdicts.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_members<R: Read + std::io::Seek + Send + 'static>(
+        &self,
+        pipelines: &dyn Routing,
+        stages: &[PipelineStage],
+        info: &ObjectInfo,
+        walk_with: Walk,
+        reader: R,
+        digest: impl FnOnce(R) -> Option<String> + Send + 'static,
+        stop_walk: Option<StopOnDrop>,
+    ) -> Result<Inspection, FetchError> {
+        let Walk {
+            limits,
+            failure,
+            describe,
+        } = walk_with;
         let (sender, mut members) = mpsc::channel(1);
-        let reader = RangedReader::new(
-            self.store.clone(),
-            Arc::new(info.clone()),
-            tokio::runtime::Handle::current(),
-            failure.clone(),
-        );
-        let requests = reader.requests.clone();
-        // However this ends (a verdict, a failure, the object's deadline
-        // dropping the scan), the walk stops reading.
-        let stop_walk = StopOnDrop(reader.canceller());
         let mut sink = ChannelSink {
             sender,
             spool: self.spool.clone(),
@@ -72,10 +137,8 @@ impl Scanner {
         let walking = tokio::task::spawn_blocking(move || {
             let mut reader = reader;
             let walked = walk(&mut reader, &name, &limits, &mut sink);
-            // The object's digest, for the seal and the copy check: free
-            // for a stream, a directory's read more for a zip.
             let digest = match &walked {
-                Ok(_) => reader.digest(DIGEST_READ_MORE).ok().flatten(),
+                Ok(_) => digest(reader),
                 Err(_) => None,
             };
             (walked, digest)
@@ -120,14 +183,20 @@ impl Scanner {
                 return Err(err);
             }
         }
-        let requests = requests.load(std::sync::atomic::Ordering::Relaxed);
-        let mut inspection = folded.into_inspection(info, walked, requests);
+        let mut inspection = folded.into_inspection(info, walked, &describe());
         inspection.object.info = Arc::new(ObjectInfo {
             walked_sha256: digest,
             ..info.clone()
         });
         Ok(inspection)
     }
+}
+
+/// One walk's limits, failure slot and account of its reads.
+struct Walk {
+    limits: WalkLimits,
+    failure: Failure,
+    describe: Describe,
 }
 
 /// The most the digest reads past what the walk read in order.
@@ -251,9 +320,9 @@ impl MemberVerdicts {
         matches!(self.deciding, Some(Verdict::Infected { .. }))
     }
 
-    fn into_inspection(mut self, info: &ObjectInfo, walked: Result<Walked, Halt>, requests: u64) -> Inspection {
+    fn into_inspection(mut self, info: &ObjectInfo, walked: Result<Walked, Halt>, read: &str) -> Inspection {
         let mut notes = vec![format!(
-            "over the size limit, scanned member by member: {} clean, {} not, in {requests} ranged reads",
+            "over the size limit, scanned member by member: {} clean, {} not, {read}",
             self.clean, self.other
         )];
         match walked {
@@ -337,7 +406,7 @@ mod tests {
             .into_iter()
             .map(|(path, verdict)| folded.add(path, verdict, Vec::new()))
             .collect();
-        let inspection = folded.into_inspection(&ObjectInfo::default(), walked, 0);
+        let inspection = folded.into_inspection(&ObjectInfo::default(), walked, "in 0 ranged reads");
         (inspection.verdict, go_on)
     }
 

@@ -7,6 +7,7 @@
 use crate::actions::{ObjectActions, Recorded};
 use crate::content::{self, Prepared};
 use crate::hashes::HashSource;
+use crate::members::Container;
 use crate::spool::SpoolConfig;
 use crate::stages::Stages;
 use crate::store::{FetchError, Opened, Store, Target};
@@ -332,7 +333,10 @@ impl Scanner {
                 return Ok(inspection);
             }
         };
-        match self.inspect_members(pipelines, &scan.stages, &info, limits).await {
+        let walked = self
+            .inspect_members(pipelines, &scan.stages, &info, limits, Container::Stored)
+            .await;
+        match walked {
             Ok(mut inspection) => {
                 inspection.coverage = Some(Coverage::Members);
                 scan.info.walked_sha256 = inspection.object.info.walked_sha256.clone();

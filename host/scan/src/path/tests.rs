@@ -566,3 +566,57 @@ async fn an_index_built_for_larger_objects_does_not_speak_for_smaller_ones() {
             .contains("indexed for objects over 67108864 bytes")
     );
 }
+
+#[tokio::test]
+async fn an_upload_over_the_limit_that_is_a_container_is_walked_from_its_spooled_bytes() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("docs/a.txt", b"hello"), ("bin/last.exe", b"xx MALWARE-MARKER xx")]);
+    let info = ObjectInfo {
+        bucket: "uploads".into(),
+        key: "big.tar.gz".into(),
+        size: bytes.len() as u64,
+        sha256: Some(bucketscan_core::object::sha256_hex(&bytes)),
+        ..ObjectInfo::default()
+    };
+    let body = ObjectBody::Memory(bytes.into());
+    let report = world
+        .scanner
+        .inspect_only(&any_object(), &[], info, body)
+        .await
+        .unwrap();
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert_eq!(
+        report.verdict.findings()[0].location.as_deref(),
+        Some("big.tar.gz!/big.tar!/bin/last.exe")
+    );
+    assert_eq!(report.coverage, Some(Coverage::Members));
+    assert!(
+        report.host_actions.join("\n").contains("from the spooled upload"),
+        "{report:#?}"
+    );
+    assert!(world.store.log().is_empty(), "nothing touched a bucket");
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_named_as_something_else_is_not_walked() {
+    let world = World::new();
+    let bytes = large_tar_gz(&[("bin/last.exe", b"xx MALWARE-MARKER xx")]);
+    let info = ObjectInfo {
+        bucket: "uploads".into(),
+        key: "report.pdf".into(),
+        size: bytes.len() as u64,
+        ..ObjectInfo::default()
+    };
+    let body = ObjectBody::Memory(bytes.clone().into());
+    let report = world
+        .scanner
+        .inspect_only(&any_object(), &[], info, body)
+        .await
+        .unwrap();
+    assert_eq!(report.coverage, Some(Coverage::Whole), "{report:#?}");
+    assert_eq!(
+        world.stages.inspected.lock().unwrap().as_slice(),
+        [bytes],
+        "whole, to the engine"
+    );
+}
