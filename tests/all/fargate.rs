@@ -100,6 +100,7 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let world = World::new().await;
     let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
     let agent_container = stack.container("agent");
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
 
     let task = TaskVolumes::new(&world).await;
     let health_port = free_port();
@@ -138,6 +139,7 @@ async fn the_task_definition_runs_the_agent_with_container_credentials() {
         task.signatures.join("bucketscan-canary.hsb").exists(),
         "the agent proved clamd loaded the volume"
     );
+    results_are_recorded_in_the_templates_table(&world, &agent).await;
 
     // JSON logs on stdout: one event per object with bucket, key, verdict
     // and duration; EMF lines beside them.
@@ -632,4 +634,38 @@ fn every_dead_letter_queue_raises_an_alarm() {
             );
         }
     }
+}
+
+/// Both results are in the table the template creates, under the keys its
+/// indexes name: the object's history, the day's infected results, the
+/// bytes' SHA-256.
+async fn results_are_recorded_in_the_templates_table(world: &World, agent: &AgentProcess) {
+    use bucketscan_runtime::results::{ResultsConfig, ResultsStore, record};
+    let store = ResultsStore::new(
+        world.aws.dynamodb.clone(),
+        ResultsConfig {
+            table: bucketscan_tests::results::TABLE.into(),
+            keep_days: 400,
+        },
+        "reader".into(),
+    );
+    // Recorded before the deferred delete, so present once it is gone.
+    let history = store.history(STAGING, "task/eicar.txt", 10).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}\n{}", agent.log());
+    let eicar = &history[0];
+    assert_eq!(eicar.result, "infected");
+    assert_eq!(eicar.detail, "Eicar-Test-Signature.UNOFFICIAL");
+    let report: Value = serde_json::from_str(&eicar.report).unwrap();
+    assert_eq!(report["findings"][0]["engine"], "clamav");
+    let day = record::today();
+    let infected = store.result_day("infected", &day, 10).await.unwrap();
+    assert!(infected.iter().any(|r| r.key == "task/eicar.txt"), "{infected:?}");
+    let in_bucket = store.bucket_day(STAGING, &day, 10).await.unwrap();
+    let keys: Vec<&str> = in_bucket.iter().map(|r| r.key.as_str()).collect();
+    assert!(
+        keys.contains(&"task/notes.txt") && keys.contains(&"task/eicar.txt"),
+        "{keys:?}"
+    );
+    let sha256 = eicar.sha256.as_deref().expect("the bytes were read");
+    assert_eq!(store.by_sha256(sha256, 10).await.unwrap().len(), 1);
 }

@@ -101,6 +101,7 @@ async fn the_task_runs_from_the_image_on_real_events() {
     );
     let world = World::new().await;
     let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
     let agent_definition = stack.container("agent");
     let clamd_definition = stack.container("clamd");
 

@@ -18,6 +18,7 @@ mod large_objects;
 mod pipeline;
 mod release;
 mod reload;
+mod results;
 mod sandbox;
 mod serve;
 mod signatures;

@@ -100,5 +100,6 @@ pub mod host;
 pub mod moto;
 pub mod podman;
 pub mod recorder;
+pub mod results;
 pub mod task;
 pub mod webhook;

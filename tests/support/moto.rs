@@ -66,6 +66,7 @@ impl MotoServer {
             sns: aws_sdk_sns::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
         }
     }
 
@@ -106,6 +107,7 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub sts: aws_sdk_sts::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl Clients {

@@ -13,13 +13,20 @@ use std::time::Duration;
 
 /// A template of `deploy/` as JSON, long-form intrinsics.
 pub fn template(name: &str) -> Value {
+    // Parsed once per test binary: a Python process per call adds up.
+    static PARSED: std::sync::Mutex<BTreeMap<String, Value>> = std::sync::Mutex::new(BTreeMap::new());
+    if let Some(parsed) = PARSED.lock().unwrap().get(name) {
+        return parsed.clone();
+    }
     let out = Command::new(target_dir().join("tools/venv/bin/python"))
         .arg(workspace().join("tests/support/cfn_to_json.py"))
         .arg(workspace().join("deploy").join(name))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PARSED.lock().unwrap().insert(name.to_owned(), parsed.clone());
+    parsed
 }
 
 /// A local stand-in for ECS's container credentials endpoint.
@@ -87,6 +94,7 @@ impl Stack {
                 ("StagingBucket", crate::agent::STAGING.to_owned()),
                 ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
                 ("QuarantineBucket", crate::agent::QUARANTINE.to_owned()),
+                ("ResultsTable", crate::results::TABLE.to_owned()),
                 ("DrainTimeout", "20".to_owned()),
                 // The tests' databases are built at test time, unsigned,
                 // and only a daily one.

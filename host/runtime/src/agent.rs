@@ -112,7 +112,14 @@ impl Agent {
                 Sealer::ephemeral()
             }
         };
-        let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer);
+        let results = config.results.clone().map(|results| {
+            Arc::new(crate::results::ResultsStore::new(
+                clients.dynamodb.clone(),
+                results,
+                agent_id.clone(),
+            ))
+        });
+        let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer, results.clone());
         let allow_list = Arc::new(ArcSwap::from_pointee(
             initial_allow_list(&config, &clients, &sealer).await,
         ));
@@ -319,8 +326,13 @@ fn publisher(
     clients: &Clients,
     agent_id: &str,
     sealer: &Sealer,
+    results: Option<Arc<crate::results::ResultsStore>>,
 ) -> Option<Arc<dyn Publisher>> {
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    // The record first: a notification names a result the store holds.
+    if let Some(results) = results {
+        publishers.push(results);
+    }
     if let Some(arn) = &notifications.topic_arn {
         publishers.push(Arc::new(SnsPublisher::new(
             clients.sns.clone(),

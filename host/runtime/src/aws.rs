@@ -37,6 +37,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
     pub events: aws_sdk_eventbridge::Client,
+    /// The results table (`[results]`).
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub sts: aws_sdk_sts::Client,
     /// S3 clients for buckets reached through an assumed role.
     per_bucket: Arc<HashMap<String, aws_sdk_s3::Client>>,
@@ -63,6 +65,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(shared),
             sns: aws_sdk_sns::Client::new(shared),
             events: aws_sdk_eventbridge::Client::new(shared),
+            dynamodb: aws_sdk_dynamodb::Client::new(shared),
             sts: aws_sdk_sts::Client::new(shared),
             per_bucket: Arc::new(per_bucket),
         }

@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub notifications: NotificationsConfig,
     pub signatures: Option<SignaturesConfig>,
+    /// Where every result is recorded (DynamoDB); none without it.
+    pub results: Option<crate::results::ResultsConfig>,
     #[serde(default)]
     pub allow_list: AllowListConfig,
     /// `[serve]`, for `bucketscan serve`: read and checked by the serve

@@ -11,6 +11,7 @@
 //! - [`aws`]: SDK clients from the standard environment (`AWS_ENDPOINT_URL`, credentials).
 //! - [`s3_store`]: the scan path's store on S3, pinned to the scanned bytes.
 //! - [`notify`]: results to SNS and EventBridge.
+//! - [`results`]: every result recorded in a DynamoDB table, and read back.
 //! - [`allow_list`]: the allow-list object, reloaded and appended to.
 //! - [`signatures`]: ClamAV databases synced from S3, loaded, proven and kept fresh.
 //! - [`agent`]: the agent a config describes — its scanner, pipelines,
@@ -39,6 +40,7 @@ pub mod notify;
 pub mod protect;
 pub mod quarantine;
 pub mod reload;
+pub mod results;
 pub mod s3_store;
 pub mod signatures;
 pub mod sweep;

@@ -80,6 +80,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     section("[tags]", running.tags != new.tags);
     section("[notifications]", running.notifications != new.notifications);
     section("[signatures]", running.signatures != new.signatures);
+    section("[results]", running.results != new.results);
     section("[allow-list]", running.allow_list != new.allow_list);
     section("[serve]", running.serve != new.serve);
     for (bucket, config) in &new.buckets {

@@ -1,0 +1,197 @@
+//! The results store: every result an agent publishes is also recorded in
+//! a DynamoDB table ([`record`] has its layout), which a fleet of tasks
+//! writes at once and nobody runs a server for. It is what answers "what
+//! happened to this object last Tuesday", the console's searches, and a
+//! sweep's progress.
+//!
+//! The store is one more destination of the publish step: the scan path
+//! records before it deletes anything, so a write that fails leaves the
+//! object in place and the event comes back, exactly like a failed SNS
+//! publish (containment already happened; only the deferred deletes
+//! wait). Failures are counted (`bucketscan_results_write_failures_total`).
+
+pub mod record;
+
+use crate::notify::SnsPublisher;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use bucketscan_core::report::ScanReport;
+use bucketscan_scan::{PublishError, Publisher};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use time::OffsetDateTime;
+
+/// `[results]`: the table results are recorded in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResultsConfig {
+    /// The DynamoDB table (name or ARN), as the templates create it.
+    pub table: String,
+    /// How long a result is kept, in days (the table's TTL); 0 keeps it.
+    #[serde(default = "ResultsConfig::default_keep_days")]
+    pub keep_days: u32,
+}
+
+impl ResultsConfig {
+    fn default_keep_days() -> u32 {
+        400
+    }
+}
+
+/// Writes (and reads) the results table.
+pub struct ResultsStore {
+    client: aws_sdk_dynamodb::Client,
+    config: ResultsConfig,
+    agent_id: String,
+    /// Writes that failed (each one sent its event back).
+    pub failures: AtomicU64,
+}
+
+impl ResultsStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, config: ResultsConfig, agent_id: String) -> Self {
+        Self {
+            client,
+            config,
+            agent_id,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `report` as this agent's, now.
+    pub async fn record(&self, report: &ScanReport) -> Result<(), String> {
+        let mut nonce = [0u8; 4];
+        getrandom::fill(&mut nonce).map_err(|err| err.to_string())?;
+        let nonce = hex::encode(nonce);
+        let recorded = record::Recorded {
+            agent: &self.agent_id,
+            at: OffsetDateTime::now_utc(),
+            keep_days: (self.config.keep_days > 0).then_some(self.config.keep_days),
+            nonce: &nonce,
+            body: SnsPublisher::body(report, &self.agent_id),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(record::item(report, &recorded)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())
+    }
+
+    /// Every recorded result of `bucket`/`key`, oldest first (at most
+    /// `limit`).
+    pub async fn history(&self, bucket: &str, key: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(record::object_pk(bucket, key)))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?
+            .items
+            .unwrap_or_default();
+        Ok(items.iter().map(StoredResult::from_item).collect())
+    }
+
+    /// The results recorded for `bucket` on `day` (`YYYY-MM-DD`, UTC),
+    /// newest first (at most `limit`).
+    pub async fn bucket_day(&self, bucket: &str, day: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        self.query_index(record::BY_BUCKET, "bucket_day", record::bucket_day(bucket, day), limit)
+            .await
+    }
+
+    /// The results with `result` recorded on `day`, newest first.
+    pub async fn result_day(&self, result: &str, day: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        self.query_index(record::BY_RESULT, "result_day", record::result_day(result, day), limit)
+            .await
+    }
+
+    /// Every recorded result of bytes with this SHA-256, newest first.
+    pub async fn by_sha256(&self, sha256: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        self.query_index(record::BY_SHA256, "sha256", sha256.to_owned(), limit)
+            .await
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        attribute: &str,
+        value: String,
+        limit: i32,
+    ) -> Result<Vec<StoredResult>, String> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", attribute)
+            .expression_attribute_values(":v", AttributeValue::S(value))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?
+            .items
+            .unwrap_or_default();
+        Ok(items.iter().map(StoredResult::from_item).collect())
+    }
+}
+
+/// A recorded result, as the queries return it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredResult {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub sha256: Option<String>,
+    pub result: String,
+    pub detail: String,
+    pub coverage: Option<String>,
+    pub agent: String,
+    pub recorded_at: String,
+    /// The report as published (JSON).
+    pub report: String,
+}
+
+impl StoredResult {
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Self {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(value)) => Some(value.clone()),
+            _ => None,
+        };
+        Self {
+            bucket: text("bucket").unwrap_or_default(),
+            key: text("key").unwrap_or_default(),
+            version_id: text("version_id"),
+            sha256: text("sha256"),
+            result: text("result").unwrap_or_default(),
+            detail: text("detail").unwrap_or_default(),
+            coverage: text("coverage"),
+            agent: text("agent").unwrap_or_default(),
+            recorded_at: text("recorded_at").unwrap_or_default(),
+            report: text("report").unwrap_or_default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for ResultsStore {
+    async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
+        match self.record(report).await {
+            Ok(()) => Ok(format!("recorded in {}", self.config.table)),
+            Err(detail) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(PublishError {
+                    destination: self.config.table.clone(),
+                    detail,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The results table as the agent's template creates it: the test reads
+//! `ResultsTable` from `deploy/bucketscan.yaml` and creates exactly that
+//! (keys, indexes) in the local AWS server, so what the agent writes and
+//! queries is checked against the template's schema, not a copy of it.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+use serde_json::Value;
+
+/// The table's name in tests (the stack's `Ref` resolves to it).
+pub const TABLE: &str = "bucketscan-results";
+
+fn key_schema(value: &Value) -> Vec<KeySchemaElement> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| {
+            KeySchemaElement::builder()
+                .attribute_name(key["AttributeName"].as_str().unwrap())
+                .key_type(KeyType::from(key["KeyType"].as_str().unwrap()))
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Creates the template's results table as [`TABLE`].
+pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
+    let template = crate::task::template("bucketscan.yaml");
+    let properties = &template["Resources"]["ResultsTable"]["Properties"];
+    let mut request = dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::from(properties["BillingMode"].as_str().unwrap()))
+        .set_key_schema(Some(key_schema(&properties["KeySchema"])));
+    for attribute in properties["AttributeDefinitions"].as_array().unwrap() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(attribute["AttributeType"].as_str().unwrap()))
+                .build()
+                .unwrap(),
+        );
+    }
+    for index in properties["GlobalSecondaryIndexes"].as_array().unwrap() {
+        let projection = ProjectionType::from(index["Projection"]["ProjectionType"].as_str().unwrap());
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                .projection(Projection::builder().projection_type(projection).build())
+                .build()
+                .unwrap(),
+        );
+    }
+    request.send().await.expect("creating the results table");
+}
