@@ -16,7 +16,14 @@ async fn a_results_table_that_cannot_be_written_holds_the_event_until_it_can() {
     let world = World::new().await;
     let extra = format!("[results]\ntable = \"{}\"\n", results::TABLE);
     let config = world.config(&clamd::shared().address(), &extra);
-    let agent = world.start_agent(&config);
+    let health = format!("127.0.0.1:{}", bucketscan_tests::free_port());
+    let agent = world.start_agent_with_env(
+        &config,
+        &[
+            ("BUCKETSCAN_HEALTH_ADDR", &health),
+            ("BUCKETSCAN_METRICS", "prometheus"),
+        ],
+    );
     world.put("held/eicar.txt", samples::eicar(), None, &[], &[]).await;
 
     // Contained at once: the copy in quarantine exists before the record.
@@ -33,6 +40,17 @@ async fn a_results_table_that_cannot_be_written_holds_the_event_until_it_can() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(agent.log().contains(results::TABLE), "{}", agent.log());
+    let metrics = reqwest::get(format!("http://{health}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("bucketscan_results_write_failures_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(failures.parse::<f64>().unwrap() >= 1.0, "{metrics}");
 
     results::create_table(&world.aws.dynamodb).await;
     let deadline = Instant::now() + WITHIN;

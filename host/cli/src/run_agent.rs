@@ -48,7 +48,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         object_timeout: Duration::from_secs(config.agent.object_timeout_secs),
     };
     let mut agent = Agent::from_config(config).await?;
-    let metrics = Arc::new(Metrics::new(args.metrics));
+    let mut metrics = Metrics::new(args.metrics);
+    if let Some(results) = &agent.results {
+        metrics = metrics.with_results_failures(results.failures.clone());
+    }
+    let metrics = Arc::new(metrics);
     agent.metrics = metrics.clone();
     let agent = Arc::new(agent);
     let sqs = agent.clients.sqs.clone();

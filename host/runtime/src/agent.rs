@@ -60,6 +60,8 @@ pub struct Agent {
     pub services: Arc<Services>,
     pub pipelines: LivePipelines,
     pub clients: Clients,
+    /// Set when `[results]` names a table.
+    pub results: Option<Arc<crate::results::ResultsStore>>,
     /// Set when `[signatures]` manages the databases.
     pub signatures: Option<Arc<SignatureState>>,
     /// Counts every object handled (set by `bucketscan run`; the default
@@ -145,6 +147,7 @@ impl Agent {
             pipelines,
             clients,
             signatures,
+            results,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
             readiness: Default::default(),
             started_with: config,

@@ -94,6 +94,17 @@ impl Metrics {
         }
     }
 
+    /// Counts the results store's failed writes as
+    /// `bucketscan_results_write_failures_total`.
+    pub fn with_results_failures(mut self, failures: Counter) -> Self {
+        self.registry.register(
+            "results_write_failures",
+            "Results that could not be recorded in the results table (their events came back)",
+            failures,
+        );
+        self
+    }
+
     pub fn format(&self) -> MetricsFormat {
         self.format
     }

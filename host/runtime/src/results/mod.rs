@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bucketscan_core::report::ScanReport;
 use bucketscan_scan::{PublishError, Publisher};
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
 
 /// `[results]`: the table results are recorded in.
@@ -44,8 +44,9 @@ pub struct ResultsStore {
     client: aws_sdk_dynamodb::Client,
     config: ResultsConfig,
     agent_id: String,
-    /// Writes that failed (each one sent its event back).
-    pub failures: AtomicU64,
+    /// Writes that failed (each one sent its event back); shared with
+    /// the metrics registry.
+    pub failures: Counter,
 }
 
 impl ResultsStore {
@@ -54,7 +55,7 @@ impl ResultsStore {
             client,
             config,
             agent_id,
-            failures: AtomicU64::new(0),
+            failures: Counter::default(),
         }
     }
 
@@ -186,7 +187,7 @@ impl Publisher for ResultsStore {
         match self.record(report).await {
             Ok(()) => Ok(format!("recorded in {}", self.config.table)),
             Err(detail) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.failures.inc();
                 Err(PublishError {
                     destination: self.config.table.clone(),
                     detail,
