@@ -10,6 +10,7 @@
 //! Allow entries (`.fp`, `.sfp`) and ignored names (`.ign`, `.ign2`) are
 //! honoured as clamd honours them, so both engines agree.
 
+use md5::Digest as _;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
@@ -56,7 +57,8 @@ impl HashFileRole {
     /// hashes (body signatures, section hashes, PUA databases clamd loads
     /// only when asked, the `.info` index…).
     pub fn of(name: &str) -> Option<Self> {
-        match name.rsplit_once('.')?.1 {
+        // clamd takes extensions in any case.
+        match name.rsplit_once('.')?.1.to_ascii_lowercase().as_str() {
             "hdb" | "hsb" => Some(Self::Detect),
             "fp" | "sfp" => Some(Self::Allow),
             "ign" | "ign2" => Some(Self::Ignore),
@@ -83,6 +85,8 @@ struct Entry {
     name: Box<str>,
     /// Out of a signed container: reported without `.UNOFFICIAL`.
     official: bool,
+    /// The MD5 of its database line (what `.ign2` entries may name).
+    line_md5: [u8; 16],
     file: Box<str>,
 }
 
@@ -115,7 +119,9 @@ pub struct HashSignatures {
     detect: HashMap<Key, Vec<Entry>>,
     sizes: HashMap<HashKind, Sizes>,
     allowed: HashSet<(HashKind, Box<[u8]>, Option<u64>)>,
-    ignored: HashSet<String>,
+    /// Ignored names; with digests, only the database lines whose MD5 is
+    /// one of them (`.ign2`'s `Name:md5`), as clamd reads them.
+    ignored: HashMap<String, Option<HashSet<[u8; 16]>>>,
     entries: usize,
 }
 
@@ -196,7 +202,8 @@ impl HashSignatures {
                         line: number,
                         problem,
                     })?;
-                    self.add_parsed(role, parsed, file, official);
+                    let line_md5 = md5::Md5::digest(line.as_bytes()).into();
+                    self.add_parsed(role, parsed, file, official, line_md5);
                 }
             }
         }
@@ -205,16 +212,39 @@ impl HashSignatures {
 
     fn add_ignored(&mut self, file: &str, line: &str) {
         let fields: Vec<&str> = line.split(':').collect();
-        // `.ign2`: `Name[:md5]`; `.ign`: `database:line:Name`.
-        let name = if file.ends_with(".ign") && fields.len() >= 3 {
-            fields[2]
+        // `.ign2`: `Name[:md5 of the line]`; `.ign`: `database:line:Name`.
+        let (name, line_md5) = if file.to_ascii_lowercase().ends_with(".ign") && fields.len() >= 3 {
+            (fields[2], None)
         } else {
-            fields[0]
+            let md5 = fields
+                .get(1)
+                .and_then(|hex| <[u8; 16]>::try_from(hex::decode(hex).ok()?).ok());
+            (fields[0], md5)
         };
-        self.ignored.insert(name.to_owned());
+        let entry = self
+            .ignored
+            .entry(name.to_owned())
+            .or_insert_with(|| Some(HashSet::new()));
+        match (entry, line_md5) {
+            // One line of that name.
+            (Some(lines), Some(md5)) => {
+                lines.insert(md5);
+            }
+            // Every line of that name.
+            (entry, _) => *entry = None,
+        }
     }
 
-    fn add_parsed(&mut self, role: HashFileRole, parsed: Parsed, file: &str, official: bool) {
+    /// Whether an ignore entry names `entry`.
+    fn is_ignored(&self, entry: &Entry) -> bool {
+        match self.ignored.get(&*entry.name) {
+            None => false,
+            Some(None) => true,
+            Some(Some(lines)) => lines.contains(&entry.line_md5),
+        }
+    }
+
+    fn add_parsed(&mut self, role: HashFileRole, parsed: Parsed, file: &str, official: bool, line_md5: [u8; 16]) {
         if parsed.size.is_some_and(|size| size <= self.floor) {
             return;
         }
@@ -234,6 +264,7 @@ impl HashSignatures {
             size: parsed.size,
             name: parsed.name.into(),
             official,
+            line_md5,
             file: file.into(),
         });
         self.entries += 1;
@@ -269,7 +300,7 @@ impl HashSignatures {
             entries
                 .iter()
                 .filter(|entry| entry.size.is_none_or(|wanted| wanted == size))
-                .find(|entry| !self.ignored.contains(&*entry.name))
+                .find(|entry| !self.is_ignored(entry))
                 .map(|entry| HashMatch {
                     name: entry.reported_name(),
                     kind: *kind,

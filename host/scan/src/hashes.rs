@@ -35,7 +35,21 @@ impl HashSource for Arc<HashSignatures> {
 struct Hashed {
     sha256: String,
     found: Option<HashMatch>,
+    /// Its first bytes, to tell what it is.
+    head: Vec<u8>,
     requests: u64,
+}
+
+/// How much of an object's start tells its media type.
+const HEAD_BYTES: usize = 8 << 10;
+
+/// The media type of `head` when its magic bytes say audio, video or an
+/// image: what `hashes-suffice` may call clean. Archives, documents,
+/// executables and anything unrecognised are not.
+fn media_type(head: &[u8]) -> Option<&'static str> {
+    use infer::MatcherType::{Audio, Image, Video};
+    let kind = infer::get(head)?;
+    matches!(kind.matcher_type(), Audio | Image | Video).then(|| kind.mime_type())
 }
 
 impl Scanner {
@@ -96,13 +110,21 @@ impl Scanner {
                     findings: vec![Finding::new("clamav", found.name)],
                 };
             }
-            None if suffice => {
-                inspection.notes.push(format!(
-                    "clean on whole-file hash signatures alone (large-objects.hashes-suffice): hashed, not \
-                     scanned ({read})"
-                ));
-                inspection.verdict = Verdict::Clean;
-            }
+            None if suffice => match media_type(&hashed.head) {
+                Some(media) => {
+                    inspection.notes.push(format!(
+                        "clean on whole-file hash signatures alone (large-objects.hashes-suffice; its first bytes \
+                         are {media}): hashed, not scanned ({read})"
+                    ));
+                    inspection.verdict = Verdict::Clean;
+                }
+                // A zip named `.mp4`, an executable padded past the limit:
+                // what hashes cannot speak for stays unproven.
+                None => inspection.notes.push(format!(
+                    "no whole-file hash signature matched ({read}); large-objects.hashes-suffice applies to audio, \
+                     video and images by their first bytes, and these bytes are none of those"
+                )),
+            },
             None => inspection
                 .notes
                 .push(format!("no whole-file hash signature matched ({read})")),
@@ -125,15 +147,19 @@ impl Scanner {
         let _stop = StopOnDrop(reader.canceller());
         let size = info.size;
         let kinds = signatures.kinds_for(size);
-        let hashing = tokio::task::spawn_blocking(move || -> std::io::Result<(String, Option<HashMatch>)> {
+        type Outcome = (String, Option<HashMatch>, Vec<u8>);
+        let hashing = tokio::task::spawn_blocking(move || -> std::io::Result<Outcome> {
             let mut reader = reader;
             let mut digests = Digests::for_kinds(&kinds);
             let mut buffer = vec![0u8; 1 << 20];
+            let mut head = Vec::new();
             loop {
                 let n = reader.read(&mut buffer)?;
                 if n == 0 {
                     break;
                 }
+                let wanted = HEAD_BYTES.saturating_sub(head.len()).min(n);
+                head.extend_from_slice(&buffer[..wanted]);
                 digests.update(&buffer[..n]);
             }
             // The reader hashed every byte in order with SHA-256 already.
@@ -144,7 +170,7 @@ impl Scanner {
             let digests = digests.finish(&raw_sha256, &kinds);
             let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
             let found = signatures.lookup(&digests, size);
-            Ok((sha256, found))
+            Ok((sha256, found, head))
         });
         let joined = hashing
             .await
@@ -152,11 +178,12 @@ impl Scanner {
         if let Some(err) = failure.lock().expect("the failure slot").take() {
             return Err(err);
         }
-        let (sha256, found) =
+        let (sha256, found, head) =
             joined.map_err(|err| FetchError::Unavailable(format!("{}: hashing it: {err}", info.url())))?;
         Ok(Hashed {
             sha256,
             found,
+            head,
             requests: requests.load(std::sync::atomic::Ordering::Relaxed),
         })
     }

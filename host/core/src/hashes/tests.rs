@@ -105,3 +105,27 @@ fn a_line_the_host_cannot_read_is_refused_with_its_file_and_line() {
         assert!(err.problem.contains(problem), "{err}");
     }
 }
+
+#[test]
+fn an_ignore_entry_with_a_line_digest_silences_that_line_only() {
+    use md5::Digest as _;
+    let other = "fedcba9876543210fedcba9876543210";
+    let first = format!("{MD5}:5000:Same.Name");
+    let second = format!("{other}:5000:Same.Name");
+    let first_md5 = hex::encode(md5::Md5::digest(first.as_bytes()));
+    let index = index(&[
+        ("a.hdb", false, &format!("{first}\n{second}\n")),
+        ("local.ign2", false, &format!("Same.Name:{first_md5}\n")),
+    ]);
+    assert_eq!(index.lookup(&[(HashKind::Md5, &digest(MD5))], 5000), None);
+    assert!(
+        index.lookup(&[(HashKind::Md5, &digest(other))], 5000).is_some(),
+        "the other line stays"
+    );
+}
+
+#[test]
+fn extensions_count_in_any_case() {
+    let index = index(&[("LOCAL.HDB", false, &format!("{MD5}:5000:Upper\n"))]);
+    assert_eq!(index.len(), 1);
+}

@@ -16,8 +16,10 @@ use bucketscan_core::report::ScanReport;
 use bucketscan_scan::{PublishError, Publisher};
 use std::sync::Arc;
 
-/// Publishes to every destination; fails if any one fails (the object's
-/// event then comes back, and destinations that took it see it again).
+/// Publishes to every destination, each whatever the others did — the
+/// results table being down must not silence the SNS alert; fails if any
+/// one failed (the object's event then comes back, and destinations that
+/// took it see it again).
 pub struct FanOut(pub Vec<Arc<dyn Publisher>>);
 
 impl FanOut {
@@ -35,9 +37,76 @@ impl FanOut {
 impl Publisher for FanOut {
     async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
         let mut lines = Vec::new();
+        let mut failed: Option<PublishError> = None;
         for publisher in &self.0 {
-            lines.push(publisher.publish(report).await?);
+            match publisher.publish(report).await {
+                Ok(line) => lines.push(line),
+                Err(err) => match &mut failed {
+                    None => failed = Some(err),
+                    Some(first) => first.detail = format!("{}; and {err}", first.detail),
+                },
+            }
         }
-        Ok(lines.join("; "))
+        match failed {
+            Some(mut err) if !lines.is_empty() => {
+                err.detail = format!("{} (published: {})", err.detail, lines.join("; "));
+                Err(err)
+            }
+            Some(err) => Err(err),
+            None => Ok(lines.join("; ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketscan_core::object::ObjectInfo;
+    use std::sync::Mutex;
+
+    /// A destination that records what it was given, or fails.
+    struct Destination {
+        name: &'static str,
+        fails: bool,
+        got: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Publisher for Destination {
+        async fn publish(&self, _report: &ScanReport) -> Result<String, PublishError> {
+            *self.got.lock().unwrap() += 1;
+            if self.fails {
+                return Err(PublishError {
+                    destination: self.name.into(),
+                    detail: "down".into(),
+                });
+            }
+            Ok(format!("published to {}", self.name))
+        }
+    }
+
+    fn destination(name: &'static str, fails: bool) -> Arc<Destination> {
+        Arc::new(Destination {
+            name,
+            fails,
+            got: Mutex::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_fails_first_does_not_keep_the_alert_from_the_others() {
+        let (table, topic, bus) = (
+            destination("table", true),
+            destination("topic", false),
+            destination("bus", false),
+        );
+        let fan_out = FanOut(vec![table.clone(), topic.clone(), bus.clone()]);
+        let report = ScanReport::new(&ObjectInfo::default(), bucketscan_core::Verdict::Clean);
+        let err = fan_out.publish(&report).await.unwrap_err();
+        assert_eq!(err.destination, "table");
+        assert!(err.detail.contains("published to topic; published to bus"), "{err}");
+        for published in [&table, &topic, &bus] {
+            assert_eq!(*published.got.lock().unwrap(), 1, "{} was tried", published.name);
+        }
     }
 }

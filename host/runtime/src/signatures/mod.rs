@@ -293,6 +293,11 @@ impl Keeper {
         *seen = Some(now);
         let proven = matches!(*self.state.status.read().unwrap(), Status::Loaded { .. });
         if !changed && proven {
+            // An index that failed (a file unreadable for a moment) is
+            // tried again; without it large objects get no hash check.
+            if self.state.hashes.read().unwrap().is_err() {
+                self.state.index_hashes(dir).await;
+            }
             return true;
         }
         if let Some(missing) = self.missing_required(dir) {

@@ -385,10 +385,13 @@ async fn a_container_over_the_limit_whose_name_hides_it_is_not_walked() {
     assert!(world.store.keys(PRODUCTION).is_empty());
 }
 
-/// Random bytes over the test pipeline's 1 MiB limit that are no
-/// container: what only the whole-file hash signatures can judge.
+/// Bytes over the test pipeline's 1 MiB limit that are no container but
+/// an MP4 by their first box: what only the whole-file hash signatures
+/// can judge.
 fn large_video() -> Vec<u8> {
-    bucketscan_unpack::samples::random_bytes((1 << 20) + 777, 9)
+    let mut video = bucketscan_unpack::samples::random_bytes((1 << 20) + 777, 9);
+    video[..12].copy_from_slice(b"\0\0\0\x18ftypisom");
+    video
 }
 
 /// An index holding `line` (`hash:size:Name`) as `local.hdb` holds it.
@@ -505,6 +508,28 @@ async fn hashes_suffice_makes_an_unmatched_large_object_clean_and_promotes_it() 
     let (promoted, body) = world.store.get(PRODUCTION, "film.mp4").expect("promoted");
     assert_eq!(body, video);
     assert!(promoted.tags.contains(&("bucketscan-coverage".into(), "hashes".into())));
+}
+
+#[tokio::test]
+async fn hashes_suffice_never_makes_clean_what_is_not_audio_video_or_an_image_by_its_bytes() {
+    let mut world = World::new();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(b"unrelated", "Small")));
+    // A container named as a video, and random bytes: neither is media.
+    let zip = large_tar_gz(&[("bin/last.exe", b"xx MALWARE-MARKER xx")]);
+    let noise = bucketscan_unpack::samples::random_bytes((1 << 20) + 777, 3);
+    for (key, bytes) in [("film.mp4", zip), ("disk.img", noise)] {
+        let info = world.store.put(STAGING, key, &bytes, &[]);
+        let report = world.scanner.scan(&HashesSuffice, &event_for(&info)).await;
+        too_large(&report);
+        assert!(
+            report
+                .host_actions
+                .join("\n")
+                .contains("applies to audio, video and images"),
+            "{report:#?}"
+        );
+        assert!(world.store.get(PRODUCTION, key).is_none(), "{key} promoted");
+    }
 }
 
 #[tokio::test]
