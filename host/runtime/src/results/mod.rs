@@ -84,19 +84,14 @@ impl ResultsStore {
     /// Every recorded result of `bucket`/`key`, oldest first (at most
     /// `limit`).
     pub async fn history(&self, bucket: &str, key: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
-        let items = self
+        let query = self
             .client
             .query()
             .table_name(&self.config.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(record::object_pk(bucket, key)))
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?
-            .items
-            .unwrap_or_default();
-        Ok(items.iter().map(StoredResult::from_item).collect())
+            .limit(limit);
+        Self::results_of(query).await
     }
 
     /// The results recorded for `bucket` on `day` (`YYYY-MM-DD`, UTC),
@@ -125,7 +120,7 @@ impl ResultsStore {
         value: String,
         limit: i32,
     ) -> Result<Vec<StoredResult>, String> {
-        let items = self
+        let query = self
             .client
             .query()
             .table_name(&self.config.table)
@@ -134,7 +129,15 @@ impl ResultsStore {
             .expression_attribute_names("#k", attribute)
             .expression_attribute_values(":v", AttributeValue::S(value))
             .scan_index_forward(false)
-            .limit(limit)
+            .limit(limit);
+        Self::results_of(query).await
+    }
+
+    /// The results one query returns.
+    async fn results_of(
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<StoredResult>, String> {
+        let items = query
             .send()
             .await
             .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?
