@@ -51,9 +51,13 @@ fn release(
 async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not() {
     let world = World::new().await;
     world.aws.s3.create_bucket().bucket(LISTS).send().await.unwrap();
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
     let config = world.config(
         &clamd::shared().address(),
-        &format!("[allow-list]\nobject = \"{ALLOW_LIST}\"\nrefresh-secs = 1\n"),
+        &format!(
+            "[allow-list]\nobject = \"{ALLOW_LIST}\"\nrefresh-secs = 1\n[results]\ntable = \"{}\"\n",
+            bucketscan_tests::results::TABLE
+        ),
     );
     let config_arg = config.to_str().unwrap();
     let agent = world.start_agent(&config);
@@ -126,6 +130,25 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
     assert_eq!(released["allow_list"], ALLOW_LIST);
     let by = released["by"].as_str().unwrap().to_owned();
     assert!(by.starts_with("arn:aws:"), "who, from STS: {by}");
+    // The object's history in the results table: the detection, then the
+    // release with who and why.
+    let store = bucketscan_runtime::results::ResultsStore::new(
+        world.aws.dynamodb.clone(),
+        bucketscan_runtime::results::ResultsConfig {
+            table: bucketscan_tests::results::TABLE.into(),
+            keep_days: 1,
+        },
+        "reader".into(),
+    );
+    let history = store.history(STAGING, "docs/vendor-test.txt", 10).await.unwrap();
+    let results: Vec<&str> = history.iter().map(|r| r.result.as_str()).collect();
+    assert_eq!(results, ["infected", "clean"], "{history:#?}");
+    assert!(
+        history[1].detail.starts_with(&format!("released by {by} at "))
+            && history[1].detail.ends_with(": vendor's test file, ticket SEC-42"),
+        "{:?}",
+        history[1].detail
+    );
     assert_eq!(
         world.body(STAGING, "docs/vendor-test.txt").await,
         eicar,

@@ -117,11 +117,19 @@ pub fn item(report: &ScanReport, recorded: &Recorded<'_>) -> HashMap<String, Att
     item
 }
 
-/// The signature names, or the reason: what a list of results shows.
+/// The signature names, or the reason; for bytes the allow-list passed
+/// (a release among them), on whose word and why: what a list of results
+/// shows, and the audit trail of releases.
 fn detail(report: &ScanReport) -> String {
     use bucketscan_core::Verdict;
     match &report.verdict {
-        Verdict::Clean => String::new(),
+        Verdict::Clean => match &report.allowed {
+            Some(allowed) => match &allowed.entry.note {
+                Some(note) => format!("{}: {note}", allowed.entry.source),
+                None => allowed.entry.source.clone(),
+            },
+            None => String::new(),
+        },
         Verdict::Infected { findings } => findings
             .iter()
             .map(|f| f.signature.as_str())
@@ -194,6 +202,26 @@ mod tests {
         assert_eq!(text(&item, "sha256"), "ab".repeat(32));
         assert_eq!(text(&item, "detail"), "Eicar-Test-Signature");
         assert_eq!(text(&item, "expires_at"), (1_796_000_000i64 + 90 * 86_400).to_string());
+    }
+
+    #[test]
+    fn a_release_records_on_whose_word_and_why() {
+        let mut report = report(Verdict::Clean);
+        report.allowed = Some(bucketscan_core::allow::AllowMatch {
+            sha256: "ab".repeat(32),
+            verdict: Verdict::Infected {
+                findings: vec![Finding::new("clamav", "Eicar")],
+            },
+            entry: bucketscan_core::allow::AllowEntry {
+                source: "released by arn:aws:iam::1:user/ana at 2026-12-04T10:00:00Z".into(),
+                note: Some("vendor test file".into()),
+            },
+        });
+        let item = item(&report, &recorded(Some(1)));
+        assert_eq!(
+            text(&item, "detail"),
+            "released by arn:aws:iam::1:user/ana at 2026-12-04T10:00:00Z: vendor test file"
+        );
     }
 
     #[test]
