@@ -9,7 +9,7 @@ use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::{Coverage, ScanReport};
 use bucketscan_engine::PipelineStage;
-use bucketscan_unpack::members::{declared, walkable};
+use bucketscan_unpack::members::declared_container;
 
 impl Scanner {
     /// Scans `body`, described by `info` (its `bucket` names the pipeline),
@@ -66,7 +66,7 @@ impl Scanner {
         }
         let limits = pipelines.walk_limits(&info.bucket)?;
         let head = body.read_at(0, SNIFF_BYTES.min(info.size as usize)).ok()?;
-        let format = walkable(&head)?;
-        declared(&info.key, info.content_type.as_deref(), format).then_some(limits)
+        declared_container(&info.key, info.content_type.as_deref(), &head).ok()?;
+        Some(limits)
     }
 }

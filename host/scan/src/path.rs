@@ -26,7 +26,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
-use bucketscan_unpack::members::{WalkLimits, declared, declares_a_container, walkable};
+use bucketscan_unpack::members::{WalkLimits, declared_container, declares_a_container};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -365,16 +365,7 @@ impl Scanner {
             Ok(head) => head,
             Err(err) => return Err(self.read_failed(scan, err)),
         };
-        Ok(match walkable(&head) {
-            Some(format) if declared(&info.key, info.content_type.as_deref(), format) => Ok(limits),
-            // A container its name or type does not declare: what
-            // inspectors decide by name and type would not see it.
-            Some(format) => Err(format!(
-                "a {format} whose name or Content-Type ({}) does not say so",
-                info.content_type.as_deref().unwrap_or("none")
-            )),
-            None => Err("no container the host walks".into()),
-        })
+        Ok(declared_container(&info.key, info.content_type.as_deref(), &head).map(|_| limits))
     }
 
     /// The end of a pass whose bytes could not be read.

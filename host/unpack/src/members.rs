@@ -159,6 +159,21 @@ pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
     named && typed
 }
 
+/// The container `head` (an object's first bytes) starts, when the host
+/// walks it and the object's name and type declare it; else why not.
+pub fn declared_container(key: &str, content_type: Option<&str>, head: &[u8]) -> Result<Format, String> {
+    match walkable(head) {
+        Some(format) if declared(key, content_type, format) => Ok(format),
+        // A container its name or type does not declare: what inspectors
+        // decide by name and type would not see it.
+        Some(format) => Err(format!(
+            "a {format} whose name or Content-Type ({}) does not say so",
+            content_type.unwrap_or("none")
+        )),
+        None => Err("no container the host walks".into()),
+    }
+}
+
 /// Walks `body`, named `name`, handing its members to `sink`.
 pub fn walk<R: Read + Seek>(body: R, name: &str, limits: &WalkLimits, sink: &mut dyn Sink) -> Result<Walked, Halt> {
     let tally = Rc::new(Tally::default());
