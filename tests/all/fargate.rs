@@ -640,15 +640,8 @@ fn every_dead_letter_queue_raises_an_alarm() {
 /// indexes name: the object's history, the day's infected results, the
 /// bytes' SHA-256.
 async fn results_are_recorded_in_the_templates_table(world: &World, agent: &AgentProcess) {
-    use bucketscan_runtime::results::{ResultsConfig, ResultsStore, record};
-    let store = ResultsStore::new(
-        world.aws.dynamodb.clone(),
-        ResultsConfig {
-            table: bucketscan_tests::results::TABLE.into(),
-            keep_days: 400,
-        },
-        "reader".into(),
-    );
+    use bucketscan_runtime::results::record;
+    let store = bucketscan_tests::results::reader(&world.aws.dynamodb);
     // Recorded before the deferred delete, so present once it is gone.
     let history = store.history(STAGING, "task/eicar.txt", 10).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}\n{}", agent.log());

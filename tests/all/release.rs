@@ -132,14 +132,7 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
     assert!(by.starts_with("arn:aws:"), "who, from STS: {by}");
     // The object's history in the results table: the detection, then the
     // release with who and why.
-    let store = bucketscan_runtime::results::ResultsStore::new(
-        world.aws.dynamodb.clone(),
-        bucketscan_runtime::results::ResultsConfig {
-            table: bucketscan_tests::results::TABLE.into(),
-            keep_days: 1,
-        },
-        "reader".into(),
-    );
+    let store = bucketscan_tests::results::reader(&world.aws.dynamodb);
     let history = store.history(STAGING, "docs/vendor-test.txt", 10).await.unwrap();
     let results: Vec<&str> = history.iter().map(|r| r.result.as_str()).collect();
     assert_eq!(results, ["infected", "clean"], "{history:#?}");

@@ -4,7 +4,6 @@
 //! the table is back, the retried event records the result and finishes.
 //! Nothing is lost and nothing is recorded twice as done.
 
-use bucketscan_runtime::results::{ResultsConfig, ResultsStore};
 use bucketscan_tests::agent::{QUARANTINE, STAGING, World};
 use bucketscan_tests::{clamd, results, samples};
 use std::time::{Duration, Instant};
@@ -58,14 +57,7 @@ async fn a_results_table_that_cannot_be_written_holds_the_event_until_it_can() {
         assert!(Instant::now() < deadline, "never finished:\n{}", agent.log());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let store = ResultsStore::new(
-        world.aws.dynamodb.clone(),
-        ResultsConfig {
-            table: results::TABLE.into(),
-            keep_days: 1,
-        },
-        "reader".into(),
-    );
+    let store = results::reader(&world.aws.dynamodb);
     let history = store.history(STAGING, "held/eicar.txt", 10).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].result, "infected");

@@ -27,6 +27,15 @@ fn key_schema(value: &Value) -> Vec<KeySchemaElement> {
         .collect()
 }
 
+/// A reader of [`TABLE`], as the console or an operator reads it.
+pub fn reader(dynamodb: &aws_sdk_dynamodb::Client) -> bucketscan_runtime::results::ResultsStore {
+    let config = bucketscan_runtime::results::ResultsConfig {
+        table: TABLE.into(),
+        keep_days: 1,
+    };
+    bucketscan_runtime::results::ResultsStore::new(dynamodb.clone(), config, "reader".into())
+}
+
 /// Creates the template's results table as [`TABLE`].
 pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
     let template = crate::task::template("bucketscan.yaml");
