@@ -95,7 +95,7 @@ pub fn item(report: &ScanReport, recorded: &Recorded<'_>) -> HashMap<String, Att
         ("recorded_at".to_owned(), s(&at)),
         ("bucket_day".to_owned(), s(&bucket_day(&report.bucket, &day))),
         ("result_day".to_owned(), s(&result_day(result, &day))),
-        ("outcome".to_owned(), s(outcome_name(report))),
+        ("outcome".to_owned(), s(report.outcome.status())),
         ("duration_ms".to_owned(), n(format!("{:.3}", report.duration_ms))),
         ("report".to_owned(), s(&recorded.body)),
     ]);
@@ -142,16 +142,6 @@ fn detail(report: &ScanReport) -> String {
     .chars()
     .take(1024)
     .collect()
-}
-
-fn outcome_name(report: &ScanReport) -> &'static str {
-    use bucketscan_core::report::Outcome;
-    match report.outcome {
-        Outcome::Done => "done",
-        Outcome::Held(_) => "held",
-        Outcome::Skipped(_) => "skipped",
-        Outcome::Retry(_) => "retry",
-    }
 }
 
 #[cfg(test)]
