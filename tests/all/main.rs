@@ -6,6 +6,7 @@ mod agent;
 mod clamav;
 mod cli;
 mod compat;
+mod console;
 mod contract;
 mod disguises;
 mod fargate;

@@ -95,8 +95,10 @@ pub fn free_port() -> u16 {
 }
 
 pub mod agent;
+pub mod browser;
 pub mod config;
 pub mod host;
+pub mod load_balancer;
 pub mod moto;
 pub mod podman;
 pub mod recorder;

@@ -21,6 +21,14 @@ pub struct ServeArgs {
     /// After SIGTERM, how long requests in flight may take.
     #[arg(long, env = "BUCKETSCAN_STOP_TIMEOUT_SECS", default_value_t = 25)]
     stop_timeout_secs: u64,
+    /// Serves the console (`/console/`) to this one user without sign-on:
+    /// for a local run, on a loopback address only.
+    #[arg(long, value_name = "NAME")]
+    console_dev_user: Option<String>,
+    /// The development user's role: viewer, releaser or admin.
+    #[arg(long, value_name = "ROLE", requires = "console_dev_user", default_value = "viewer",
+          value_parser = ["viewer", "releaser", "admin"])]
+    role: String,
 }
 
 #[derive(clap::Args)]
@@ -41,7 +49,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = bucketscan_runtime::config::Config::load(&source)?;
     let serve_config = ServeConfig::from_config(&config)?;
     let agent = Arc::new(Agent::from_config(config).await?);
-    let api = Api::new(agent.clone(), serve_config.clone()).map_err(|err| anyhow::anyhow!("{source}: {err}"))?;
+    let dev_user = args
+        .console_dev_user
+        .as_ref()
+        .map(|name| (dev_user(name, &args.role), args.listen));
+    let api = Api::with_console(agent.clone(), serve_config.clone(), dev_user)
+        .map_err(|err| anyhow::anyhow!("{source}: {err}"))?;
     let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -53,8 +66,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(addr = %args.listen, "serving the scanning API");
     eprintln!("bucketscan serve: listening on http://{}", args.listen);
+    if let Some(name) = &args.console_dev_user {
+        eprintln!(
+            "bucketscan serve: console for {name} ({}) at http://{}/console/",
+            args.role, args.listen
+        );
+    }
     bucketscan_serve::serve(listener, api, stopped, Duration::from_secs(args.stop_timeout_secs)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The local development user: every console request is theirs.
+fn dev_user(name: &str, role: &str) -> bucketscan_console::identity::User {
+    use bucketscan_console::config::{Claims, Role};
+    bucketscan_console::identity::User {
+        claims: Claims {
+            subject: name.to_owned(),
+            email: name.contains('@').then(|| name.to_owned()),
+            email_verified: false,
+            groups: Vec::new(),
+        },
+        role: Role::from_name(role),
+    }
 }
 
 /// Finishes, like an agent, the object scans handed to `[serve]

@@ -193,6 +193,19 @@ impl AllowList {
         self.entries.len()
     }
 
+    /// Every digest allowed now and why (revoked ones left out), in
+    /// digest order.
+    pub fn entries(&self) -> Vec<(&str, &AllowEntry)> {
+        let mut entries: Vec<(&str, &AllowEntry)> = self
+            .entries
+            .iter()
+            .filter(|(digest, _)| !self.revoked.contains(*digest))
+            .map(|(digest, entry)| (digest.as_str(), entry))
+            .collect();
+        entries.sort_by_key(|(digest, _)| *digest);
+        entries
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -49,6 +49,9 @@ pub struct ServeConfig {
     /// Pipelines anyone may use without a key. Empty: no anonymous access.
     pub anonymous_pipelines: Vec<String>,
     pub keys: Vec<ApiKeyConfig>,
+    /// `[serve.console]`: the console under `/console/`, behind the load
+    /// balancer's sign-on. None: no console (unless a local dev user).
+    pub console: Option<bucketscan_console::config::ConsoleConfig>,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +71,7 @@ impl Default for ServeConfig {
             job_timeout_secs: 3600,
             anonymous_pipelines: Vec::new(),
             keys: Vec::new(),
+            console: None,
         }
     }
 }
@@ -99,6 +103,9 @@ impl ServeConfig {
         }
         if self.per_key_concurrency == Some(0) {
             return Err("[serve] per-key-concurrency: at least 1".into());
+        }
+        if let Some(console) = &self.console {
+            console.validate()?;
         }
         if self.take_handoffs && self.handoff_queue.is_none() {
             return Err("[serve] take-handoffs: set handoff-queue, the queue to take them from".into());

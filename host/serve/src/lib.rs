@@ -69,15 +69,21 @@ pub struct Api {
     scans: Arc<scans::Scans>,
     /// Where scans still running at shutdown go.
     handoff: scans::Handoff,
+    /// The console under `/console/`, when it is on.
+    console: Option<Arc<bucketscan_console::Console>>,
 }
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "[serve]: no API key and no anonymous pipeline: nobody could use the API (`bucketscan api-key` makes a key)"
+        "[serve]: no API key, no anonymous pipeline and no console: nobody could use the API (`bucketscan api-key` makes a key)"
     )]
     NoCallers,
+    #[error(
+        "--console-dev-user: the server listens on {0}, not on loopback: a development user is for a local run only"
+    )]
+    DevUserNotLocal(std::net::SocketAddr),
     #[error(
         "[serve]: key `{0}` may scan objects, but no queue would take an object scan the server could not finish \
          (stopped, or S3/SNS failed midway): set [serve] handoff-queue, or [agent] queues"
@@ -89,10 +95,46 @@ impl Api {
     /// The API over `agent`'s pipelines, with `config` (its `[serve]`,
     /// from [`ServeConfig::from_config`]).
     pub fn new(agent: Arc<Agent>, config: ServeConfig) -> Result<Self, ServeError> {
+        Self::with_console(agent, config, None)
+    }
+
+    /// The API and, when `config` has `[serve.console]` or `dev_user` is
+    /// given (on a loopback `listen` only), the console.
+    pub fn with_console(
+        agent: Arc<Agent>,
+        config: ServeConfig,
+        dev_user: Option<(bucketscan_console::identity::User, std::net::SocketAddr)>,
+    ) -> Result<Self, ServeError> {
         let keys = Keys::new(&config);
-        if keys.is_empty() {
+        let sign_in = match (dev_user, &config.console) {
+            (Some((_, listen)), _) if !listen.ip().is_loopback() => return Err(ServeError::DevUserNotLocal(listen)),
+            (Some((user, _)), _) => Some(bucketscan_console::SignIn::DevUser(user)),
+            (None, Some(console)) => Some(bucketscan_console::SignIn::LoadBalancer(
+                bucketscan_console::identity::AlbVerifier::new(console.clone()),
+            )),
+            (None, None) => None,
+        };
+        if keys.is_empty() && sign_in.is_none() {
             return Err(ServeError::NoCallers);
         }
+        let console = sign_in.map(|sign_in| {
+            let entries = config
+                .keys
+                .iter()
+                .map(|key| bucketscan_console::KeyEntry {
+                    id: key.id.clone(),
+                    pipelines: key.pipelines.clone(),
+                    buckets: key.buckets.clone(),
+                })
+                .collect();
+            Arc::new(bucketscan_console::Console::new(
+                agent.clone(),
+                sign_in,
+                bucketscan_console::csrf::CsrfKey::from_env(),
+                entries,
+                auth::generate_key,
+            ))
+        });
         let started = &agent.started_with;
         let limits = BodyLimits {
             max_bytes: config.max_body_bytes.unwrap_or(started.clamav.stream_max_bytes),
@@ -120,6 +162,7 @@ impl Api {
             job_slots: tokio::sync::Semaphore::new((config.concurrency / 2).max(1)),
             scans: Arc::default(),
             handoff,
+            console,
             agent,
             keys,
             limits,
@@ -149,7 +192,11 @@ impl Api {
             .fallback(no_such_path)
             .layer(middleware::from_fn_with_state(self.clone(), authenticate));
         let timeout = self.request_timeout();
-        Router::new()
+        let mut router: Router<Arc<Self>> = Router::new();
+        if let Some(console) = &self.console {
+            router = router.merge(console.router());
+        }
+        router
             .route(
                 "/healthz",
                 any(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),

@@ -11,6 +11,7 @@
 //! wait). Failures are counted (`bucketscan_results_write_failures_total`).
 
 pub mod record;
+pub mod search;
 
 use crate::notify::SnsPublisher;
 use async_trait::async_trait;
@@ -148,7 +149,7 @@ impl ResultsStore {
 }
 
 /// A recorded result, as the queries return it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StoredResult {
     pub bucket: String,
     pub key: String,
@@ -159,6 +160,8 @@ pub struct StoredResult {
     pub coverage: Option<String>,
     pub agent: String,
     pub recorded_at: String,
+    /// How long the scan took, from the first byte read to the verdict.
+    pub duration_ms: Option<f64>,
     /// The report as published (JSON).
     pub report: String,
 }
@@ -179,6 +182,10 @@ impl StoredResult {
             coverage: text("coverage"),
             agent: text("agent").unwrap_or_default(),
             recorded_at: text("recorded_at").unwrap_or_default(),
+            duration_ms: match item.get("duration_ms") {
+                Some(AttributeValue::N(ms)) => ms.parse().ok(),
+                _ => None,
+            },
             report: text("report").unwrap_or_default(),
         }
     }

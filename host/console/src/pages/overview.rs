@@ -1,0 +1,280 @@
+//! The overview: this task's readiness and signatures, the queues, and
+//! the last 24 hours of results from the results table — counts by
+//! result, the agents that recorded them, and per-hour charts of
+//! throughput and time to verdict.
+
+use super::{Page, layout, result_badge, unavailable};
+use crate::Console;
+use crate::identity::User;
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::Extension;
+use axum::extract::State;
+use bucketscan_runtime::results::StoredResult;
+use bucketscan_runtime::results::search::{RESULTS, Search};
+use maud::{Markup, html};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Results counted per outcome; past it the count reads "N+".
+pub const COUNT_LIMIT: usize = 10_000;
+
+pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extension<User>) -> Page {
+    let body = html! {
+        h2 { "This task" }
+        (this_task(&console).await)
+        h2 { "Queues" }
+        (queues(&console).await)
+        h2 { "The last 24 hours" }
+        (last_day(&console).await)
+    };
+    layout(Some(&user), "Overview", body)
+}
+
+async fn this_task(console: &Console) -> Markup {
+    let agent = &console.agent;
+    let readiness = bucketscan_runtime::health::cached_readiness(agent).await;
+    let version = agent.clamd().version().await;
+    let notes = bucketscan_runtime::health::notes(agent);
+    html! {
+        table {
+            tr { th { "Readiness" } td {
+                @match &readiness {
+                    Ok(()) => span.ok { "ready" },
+                    Err(problems) => span.error { "not ready: " (problems.join("; ")) },
+                }
+            } }
+            tr { th { "ClamAV and signatures" } td {
+                @match &version {
+                    Ok(version) => (version),
+                    Err(err) => span.error { (err.to_string()) },
+                }
+            } }
+            tr { th { "Config" } td {
+                code { (agent.started_with.text.source.display().to_string()) }
+                " · running " code { (config_digest(agent)) }
+                " · pipelines reloaded " (agent.pipelines.generation().saturating_sub(1)) " times since"
+            } }
+            @for note in &notes { tr { th { "Note" } td { (note) } } }
+        }
+    }
+}
+
+/// The first 12 hex digits of the SHA-256 of the config whose pipelines
+/// this task runs now (after any reload): the same digest on two tasks
+/// means the same config.
+pub fn config_digest(agent: &bucketscan_runtime::agent::Agent) -> String {
+    use sha2::Digest as _;
+    let live = agent.pipelines.snapshot();
+    hex::encode(sha2::Sha256::digest(live.config.text.text.as_bytes()))[..12].to_owned()
+}
+
+async fn queues(console: &Console) -> Markup {
+    let agent = &console.agent;
+    let names = [
+        QueueAttributeName::ApproximateNumberOfMessages,
+        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+    ];
+    let mut rows = Vec::new();
+    for queue in &agent.started_with.agent.queues {
+        let answer = agent
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .set_attribute_names(Some(names.clone().to_vec()))
+            .send()
+            .await;
+        let counts = answer.map(|answer| {
+            let attributes = answer.attributes().cloned().unwrap_or_default();
+            names
+                .clone()
+                .map(|name| attributes.get(&name).cloned().unwrap_or_else(|| "?".into()))
+        });
+        rows.push((queue.clone(), counts));
+    }
+    html! {
+        @if rows.is_empty() { p { "This task reads no queue ([agent] queues is empty)." } }
+        @else {
+            table {
+                tr { th { "Queue" } th { "Waiting" } th { "Being scanned" } th { "Delayed" } }
+                @for (queue, counts) in &rows {
+                    tr {
+                        td.key { (queue) }
+                        @match counts {
+                            Ok([waiting, scanning, delayed]) => { td { (waiting) } td { (scanning) } td { (delayed) } },
+                            Err(err) => td colspan="3" { (unavailable("depth", &bucketscan_runtime::aws::error_text(err))) },
+                        }
+                    }
+                }
+            }
+            p { "The age of the oldest message is CloudWatch's ApproximateAgeOfOldestMessage; the stack's queue-depth alarm watches it." }
+        }
+    }
+}
+
+async fn last_day(console: &Console) -> Markup {
+    let Some(store) = &console.agent.results else {
+        return html! { p { "No results table is configured ([results]): counts and history need one." } };
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for result in RESULTS {
+        let search = Search {
+            result: Some(result.to_owned()),
+            from: Some(now - time::Duration::days(1)),
+            to: Some(now),
+            limit: COUNT_LIMIT,
+            ..Search::default()
+        };
+        match store.search(&search).await {
+            Ok(found) => {
+                counts.push((result, found.len()));
+                all.extend(found);
+            }
+            Err(err) => return unavailable("The results table", &err),
+        }
+    }
+    let hours = per_hour(&all, now);
+    html! {
+        div.cards {
+            @for (result, count) in &counts {
+                div.card {
+                    span.count id={ "count-" (result) } { (count) @if *count >= COUNT_LIMIT { "+" } }
+                    (result_badge(result))
+                }
+            }
+        }
+        h2 { "Results per hour" }
+        (bar_chart(&hours.iter().map(|h| h.count as f64).collect::<Vec<_>>(), "results"))
+        h2 { "Median time to verdict per hour (ms)" }
+        (bar_chart(&hours.iter().map(|h| h.median_ms).collect::<Vec<_>>(), "ms"))
+        h2 { "Agents that recorded results" }
+        (agents(&all))
+    }
+}
+
+/// One hour of the last 24: how many results, and their median time.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Hour {
+    pub count: usize,
+    pub median_ms: f64,
+}
+
+/// The last 24 hours before `now`, oldest first.
+pub fn per_hour(results: &[StoredResult], now: OffsetDateTime) -> Vec<Hour> {
+    let mut durations: Vec<Vec<f64>> = vec![Vec::new(); 24];
+    for result in results {
+        let Ok(at) = OffsetDateTime::parse(&result.recorded_at, &time::format_description::well_known::Rfc3339) else {
+            continue;
+        };
+        let ago = (now - at).whole_hours();
+        if (0..24).contains(&ago) {
+            durations[23 - ago as usize].push(result.duration_ms.unwrap_or(0.0));
+        }
+    }
+    durations
+        .into_iter()
+        .map(|mut hour| {
+            hour.sort_by(f64::total_cmp);
+            Hour {
+                count: hour.len(),
+                median_ms: hour.get(hour.len() / 2).copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
+}
+
+/// 24 bars, drawn on the server.
+fn bar_chart(values: &[f64], unit: &str) -> Markup {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 120.0;
+    let max = values.iter().copied().fold(0.0, f64::max).max(1.0);
+    let bar = WIDTH / values.len().max(1) as f64;
+    html! {
+        svg.chart width=(WIDTH) height=(HEIGHT + 14.0) viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 14.0) } role="img" {
+            title { "per hour, the last 24 hours, oldest on the left; highest " (format!("{max:.0}")) " " (unit) }
+            @for (index, value) in values.iter().enumerate() {
+                @let height = value / max * HEIGHT;
+                rect x=(format!("{:.1}", index as f64 * bar + 1.0)) y=(format!("{:.1}", HEIGHT - height))
+                     width=(format!("{:.1}", bar - 2.0)) height=(format!("{height:.1}")) {
+                    title { (format!("{value:.0}")) " " (unit) }
+                }
+            }
+            text x="2" y=(HEIGHT + 12.0) { "24 h ago" }
+            text x=(WIDTH - 30.0) y=(HEIGHT + 12.0) { "now" }
+            text x="2" y="10" { (format!("{max:.0}")) " " (unit) }
+        }
+    }
+}
+
+fn agents(results: &[StoredResult]) -> Markup {
+    let mut seen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for result in results {
+        let entry = seen.entry(result.agent.as_str()).or_insert((0, ""));
+        entry.0 += 1;
+        entry.1 = entry.1.max(result.recorded_at.as_str());
+    }
+    html! {
+        @if seen.is_empty() { p { "None in the last 24 hours." } }
+        @else {
+            table {
+                tr { th { "Agent" } th { "Results" } th { "Last recorded" } }
+                @for (agent, (count, last)) in &seen { tr { td { (agent) } td { (count) } td { (last) } } }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minutes_ago: i64, now: OffsetDateTime, ms: f64) -> StoredResult {
+        let when = now - time::Duration::minutes(minutes_ago);
+        StoredResult {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            sha256: None,
+            result: "clean".into(),
+            detail: String::new(),
+            coverage: None,
+            agent: "a".into(),
+            recorded_at: bucketscan_runtime::results::record::timestamp(when),
+            duration_ms: Some(ms),
+            report: String::new(),
+        }
+    }
+
+    #[test]
+    fn results_fall_in_their_hour_and_older_ones_out() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let results = [
+            at(5, now, 10.0),
+            at(20, now, 30.0),
+            at(50, now, 20.0),
+            at(90, now, 7.0),
+            at(60 * 30, now, 1.0),
+        ];
+        let hours = per_hour(&results, now);
+        assert_eq!(hours.len(), 24);
+        assert_eq!(
+            hours[23],
+            Hour {
+                count: 3,
+                median_ms: 20.0
+            }
+        );
+        assert_eq!(
+            hours[22],
+            Hour {
+                count: 1,
+                median_ms: 7.0
+            }
+        );
+        assert_eq!(hours.iter().map(|h| h.count).sum::<usize>(), 4);
+    }
+}
