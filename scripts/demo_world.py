@@ -1,6 +1,7 @@
 """The demo's AWS side, against the local AWS-compatible server (moto).
 
     demo_world.py setup  ENDPOINT            -> prints the queue URL and topic ARN
+                                                (and creates the template's results table)
     demo_world.py upload ENDPOINT DIR        -> uploads every file in DIR to s3://staging/
     demo_world.py report ENDPOINT NAMES...   -> waits for each upload's outcome and prints it
 
@@ -13,8 +14,10 @@ import sys
 import time
 
 import boto3
+import yaml
 
 STAGING, PRODUCTION, QUARANTINE = "staging", "production", "quarantine"
+RESULTS_TABLE = "bucketscan-results"
 
 
 def clients(endpoint):
@@ -41,8 +44,33 @@ def setup(endpoint):
     results = sqs.create_queue(QueueName="scan-results-subscriber")["QueueUrl"]
     results_arn = sqs.get_queue_attributes(QueueUrl=results, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=results_arn)
+    create_results_table(endpoint)
     print(queue)
     print(topic)
+
+
+def create_results_table(endpoint):
+    """The results table exactly as deploy/bucketscan.yaml declares it
+    (keys and indexes read from the template, not copied here)."""
+
+    class Template(yaml.SafeLoader):
+        pass
+
+    # CloudFormation's short forms (!Ref, !If, ...): not needed for the table's keys.
+    Template.add_multi_constructor("!", lambda loader, suffix, node: None)
+    with open(os.path.join(os.path.dirname(__file__), "..", "deploy", "bucketscan.yaml")) as f:
+        table = yaml.load(f, Loader=Template)["Resources"]["ResultsTable"]["Properties"]
+    dynamodb = boto3.client(
+        "dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    dynamodb.create_table(
+        TableName=RESULTS_TABLE,
+        BillingMode=table["BillingMode"],
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+        GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+    )
 
 
 def upload(endpoint, directory):

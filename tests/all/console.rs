@@ -261,6 +261,10 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
     // The audit trail: who, and why.
     let store = results::reader(&world.aws.dynamodb);
     let history = store.history(STAGING, "in/eicar.txt", 10).await.unwrap();
+    assert!(
+        history[0].duration_ms.unwrap_or(0.0) > 0.0,
+        "the scan's time is recorded: {history:#?}"
+    );
     let release = history.last().unwrap();
     assert_eq!(release.result, "clean", "{history:#?}");
     assert!(

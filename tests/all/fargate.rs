@@ -181,12 +181,22 @@ async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
     let mut stack = Stack::api_for_test(&world.topic_arn, &digest, "scans");
     let (handoff, _) = world.queue("api-handoff").await;
     stack.refs.insert("HandoffQueue", handoff);
+    // With sign-on for the console: the load balancer's ARN is the signer.
+    stack.refs.insert("ConsoleOidcIssuer", "https://idp.example.com".into());
+    stack
+        .refs
+        .insert("LoadBalancer", bucketscan_tests::load_balancer::SIGNER.into());
     let api_container = stack.container("api");
     let task = TaskVolumes::new(&world).await;
     let config = task.map(&stack.config("ApiConfig"));
     assert!(config.contains("event-bus = \"scans\""), "{config}");
+    assert!(config.contains("[serve.console]"), "{config}");
     let port = free_port();
     let mut env = stack.agent_environment(&api_container, &config, |value| value);
+    assert!(
+        env.iter().any(|(name, _)| name == "BUCKETSCAN_CONSOLE_SECRET"),
+        "{env:?}"
+    );
     env.extend(world.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
     let mut command = strings(&api_container["Command"]);
     assert_eq!(command[..3], ["serve", "--config-env", "BUCKETSCAN_CONFIG"]);
@@ -222,6 +232,14 @@ async fn the_api_task_serves_scans_with_the_config_its_template_writes() {
         .unwrap();
     assert_eq!(answer.status(), 200, "{}", api.log());
     assert!(world.exists(PRODUCTION, "api/notes.txt").await);
+    // The console is on, and answers only the load balancer's tokens.
+    let answer = client
+        .get(format!("http://{health_addr}/console/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.unwrap().contains("no x-amzn-oidc-data header"));
     let (status, _) = api.terminate(Duration::from_secs(30)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }

@@ -266,9 +266,18 @@ impl Stack {
             ));
         }
         for secret in agent["Secrets"].as_array().unwrap() {
+            // A secret only some stacks have (`!If [COND, SECRET, NoValue]`).
+            let secret = match secret.get("Fn::If").and_then(|args| args.as_array()) {
+                Some(args) => match &args[if self.condition(&args[0]) { 1 } else { 2 }] {
+                    chosen if chosen["Ref"] == "AWS::NoValue" => continue,
+                    chosen => chosen,
+                },
+                None => secret,
+            };
             let value = match secret["ValueFrom"]["Ref"].as_str() {
                 Some("AgentConfig" | "ApiConfig") => config.to_owned(),
                 Some("SealKey") => "a-generated-seal-key-for-this-test-0123456789".into(),
+                Some("ConsoleSecret") => "a-generated-console-secret-for-this-test-0123".into(),
                 other => panic!("unexpected secret source {other:?}"),
             };
             env.push((secret["Name"].as_str().unwrap().to_owned(), value));

@@ -73,6 +73,16 @@ struct Scan<'t> {
     limit: u64,
     info: ObjectInfo,
     host_actions: Vec<String>,
+    /// When this pass began: the published report says how long it took.
+    started: Instant,
+}
+
+impl Scan<'_> {
+    /// `report` with the actions so far and the time taken, as published.
+    fn to_publish(&self, report: &mut ScanReport) {
+        report.host_actions = self.host_actions.clone();
+        report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+    }
 }
 
 /// What opening found: the bytes to read, or why there are none.
@@ -199,6 +209,7 @@ impl Scanner {
             limit: pipelines.max_object_bytes(&target.bucket),
             info: ObjectInfo::default(),
             host_actions: Vec::new(),
+            started: Instant::now(),
         })
     }
 
@@ -575,7 +586,7 @@ impl Scanner {
     async fn actions_failed(&self, scan: &mut Scan<'_>, mut report: ScanReport) -> Pass {
         let errors: Vec<&str> = report.stages.iter().filter_map(|s| s.error.as_deref()).collect();
         let why = format!("{}: actions failed: {}", scan.info.url(), errors.join("; "));
-        report.host_actions = scan.host_actions.clone();
+        scan.to_publish(&mut report);
         report.outcome = Outcome::Retry(why.clone());
         if let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) {
             match publisher.publish(&report).await {
@@ -594,7 +605,7 @@ impl Scanner {
             "{}: {why}; held where it is (a retry would be refused again)",
             scan.info.url()
         );
-        report.host_actions = scan.host_actions.clone();
+        scan.to_publish(&mut report);
         report.outcome = Outcome::Held(why.clone());
         let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
             return finished(report, Outcome::Held(why));
@@ -610,7 +621,7 @@ impl Scanner {
 
     /// Notify: the result is published, before anything is deleted.
     async fn notify(&self, scan: &mut Scan<'_>, mut report: ScanReport, plan: &TagPlan) -> Step<ScanReport> {
-        report.host_actions = scan.host_actions.clone();
+        scan.to_publish(&mut report);
         report.outcome = settled(plan);
         let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
             return Ok(report);
