@@ -79,9 +79,16 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// How people and the audit trail name this user.
+    /// The address, when the provider says it verified it: an
+    /// unverified one is whatever the user typed, maybe someone else's.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
+    }
+
+    /// How people, the audit trail and form tokens name this user: the
+    /// verified address, else the provider's subject.
     pub fn name(&self) -> String {
-        self.email.clone().unwrap_or_else(|| self.subject.clone())
+        self.verified_email().unwrap_or(&self.subject).to_owned()
     }
 }
 
@@ -142,9 +149,7 @@ impl ConsoleConfig {
         // An email domain proves membership only when the provider says
         // it verified the address.
         let domain = claims
-            .email
-            .as_deref()
-            .filter(|_| claims.email_verified)
+            .verified_email()
             .and_then(|email| email.rsplit_once('@'))
             .map(|(_, domain)| domain.to_ascii_lowercase());
         self.roles
@@ -158,7 +163,7 @@ impl ConsoleConfig {
                     || grant
                         .users
                         .iter()
-                        .any(|u| *u == claims.subject || claims.email.as_deref() == Some(u.as_str()))
+                        .any(|u| *u == claims.subject || claims.verified_email() == Some(u.as_str()))
             })
             .map(|grant| grant.role)
             .max()
@@ -208,6 +213,31 @@ mod tests {
         claims.email = Some("ana@example.com.evil.test".into());
         claims.email_verified = true;
         assert_eq!(config.role_of(&claims), None);
+    }
+
+    #[test]
+    fn a_user_named_by_address_needs_it_verified() {
+        let config = config(vec![RoleGrant {
+            role: Role::Admin,
+            groups: vec![],
+            email_domains: vec![],
+            users: vec!["ana@example.com".into()],
+        }]);
+        let mut claims = Claims {
+            subject: "attacker-sub".into(),
+            email: Some("ana@example.com".into()),
+            email_verified: false,
+            groups: vec![],
+        };
+        assert_eq!(config.role_of(&claims), None, "an address anyone can type");
+        assert_eq!(
+            claims.name(),
+            "attacker-sub",
+            "nor does it name them in the audit trail"
+        );
+        claims.email_verified = true;
+        assert_eq!(config.role_of(&claims), Some(Role::Admin));
+        assert_eq!(claims.name(), "ana@example.com");
     }
 
     #[test]

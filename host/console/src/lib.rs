@@ -116,6 +116,17 @@ async fn sign_in(State(console): State<Arc<Console>>, mut request: Request, next
     if request.uri().path() == "/console/style.css" {
         return next.run(request).await;
     }
+    if matches!(console.sign_in, SignIn::DevUser(_)) {
+        let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+        if !host.is_some_and(is_loopback_host) {
+            // A page elsewhere whose name was rebound to 127.0.0.1 must not
+            // become the development user.
+            return pages::refused(
+                StatusCode::FORBIDDEN,
+                "the development user answers only requests for localhost, 127.0.0.1 or [::1]",
+            );
+        }
+    }
     let token = request
         .headers()
         .get(identity::TOKEN_HEADER)
@@ -137,6 +148,15 @@ async fn sign_in(State(console): State<Arc<Console>>, mut request: Request, next
 /// `Referrer-Policy: same-origin`, not `no-referrer`: under the latter
 /// browsers send `Origin: null` with the console's own forms, and the
 /// origin check could not tell them from a forgery.
+/// Whether a `Host` header names this machine's loopback (any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
+}
+
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -199,5 +219,24 @@ impl IntoResponse for pages::Page {
             self.markup.into_string(),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_names_reach_the_development_user() {
+        for host in ["localhost", "127.0.0.1:8080", "[::1]:9000", "localhost:1"] {
+            assert!(super::is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.test",
+            "evil.test:8080",
+            "127.0.0.1.evil.test",
+            "localhost.evil.test:80",
+            "[::2]:80",
+        ] {
+            assert!(!super::is_loopback_host(host), "{host}");
+        }
     }
 }

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// Results counted per outcome; past it the count reads "N+".
-pub const COUNT_LIMIT: usize = 10_000;
+/// Results the charts are drawn from (the newest); the counts are exact.
+pub const CHART_LIMIT: usize = 20_000;
 
 pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extension<User>) -> Page {
     let body = html! {
@@ -119,40 +119,45 @@ async fn last_day(console: &Console) -> Markup {
         return html! { p { "No results table is configured ([results]): counts and history need one." } };
     };
     let now = OffsetDateTime::now_utc();
+    let day = |result: Option<&str>, limit: usize| Search {
+        result: result.map(str::to_owned),
+        from: Some(now - time::Duration::days(1)),
+        to: Some(now),
+        limit,
+        summary_only: true,
+        ..Search::default()
+    };
     let mut counts = Vec::new();
-    let mut all = Vec::new();
     for result in RESULTS {
-        let search = Search {
-            result: Some(result.to_owned()),
-            from: Some(now - time::Duration::days(1)),
-            to: Some(now),
-            limit: COUNT_LIMIT,
-            ..Search::default()
-        };
-        match store.search(&search).await {
-            Ok(found) => {
-                counts.push((result, found.len()));
-                all.extend(found);
-            }
+        match store.count(&day(Some(result), 0)).await {
+            Ok((count, complete)) => counts.push((result, count, complete)),
             Err(err) => return unavailable("The results table", &err),
         }
     }
-    let hours = per_hour(&all, now);
+    let sample = match store.search(&day(None, CHART_LIMIT)).await {
+        Ok(sample) => sample,
+        Err(err) => return unavailable("The results table", &err),
+    };
+    let total: usize = counts.iter().map(|(_, count, _)| count).sum();
+    let hours = per_hour(&sample, now);
     html! {
         div.cards {
-            @for (result, count) in &counts {
+            @for (result, count, complete) in &counts {
                 div.card {
-                    span.count id={ "count-" (result) } { (count) @if *count >= COUNT_LIMIT { "+" } }
+                    span.count id={ "count-" (result) } { (count) @if !complete { "+" } }
                     (result_badge(result))
                 }
             }
+        }
+        @if total > sample.len() {
+            p { "The charts and the agents below are drawn from " (sample.len()) " of the " (total) " results." }
         }
         h2 { "Results per hour" }
         (bar_chart(&hours.iter().map(|h| h.count as f64).collect::<Vec<_>>(), "results"))
         h2 { "Median time to verdict per hour (ms)" }
         (bar_chart(&hours.iter().map(|h| h.median_ms).collect::<Vec<_>>(), "ms"))
         h2 { "Agents that recorded results" }
-        (agents(&all))
+        (agents(&sample))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::{Page, layout};
 use crate::Console;
+use crate::config::Role;
 use crate::identity::User;
 use axum::Extension;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extension<User>) -> Page {
     let live = console.agent.pipelines.snapshot();
     let body = html! {
+        @if !user.may(Role::Admin) { p { "Settings are listed by name; their values (a webhook URL can be a secret) are shown to admins." } }
         p { "The config this task runs: " code { (super::overview::config_digest(&console.agent)) }
             " (the first digits of its SHA-256; tasks showing the same digest run the same config)." }
         @for (scope, stages) in live.config.pipelines() {
@@ -28,7 +30,10 @@ pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extensio
                         td { @if let Some(plugin) = plugin { (json(&plugin.kind)) } }
                         td { @if let Some(plugin) = plugin { (plugin.contract.to_string()) " (series " (json(&plugin.series)) ")" } }
                         td.key {
-                            @for (name, value) in stage.settings.get_ref() { (name) " = " (value.to_string()) br; }
+                            // Values can be secrets themselves (a chat webhook's URL): admins only.
+                            @for (name, value) in stage.settings.get_ref() {
+                                (name) @if user.may(Role::Admin) { " = " (value.to_string()) } br;
+                            }
                         }
                         td.key { (json(stage.grants.get_ref())) }
                         td { @if stage.on.get_ref().is_empty() { "every result" } @else { (json(stage.on.get_ref())) } }

@@ -16,17 +16,26 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// Objects listed per quarantine bucket: each costs two S3 requests, and
+/// an uploader can fill a quarantine on purpose.
+const MAX_ROWS: usize = 200;
+
 pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extension<User>) -> Page {
     let token = console.csrf.token(&user.name());
     let buckets = bucketscan_runtime::quarantine::quarantine_buckets(&console.agent.started_with);
     let mut sections = Vec::new();
     for bucket in &buckets {
-        let held = bucketscan_runtime::quarantine::list::list(&console.agent, bucket).await;
+        let held = bucketscan_runtime::quarantine::list::list_first(&console.agent, bucket, MAX_ROWS).await;
         sections.push(html! {
             h2 { "s3://" (bucket) }
             @match &held {
                 Ok(held) if held.is_empty() => p { "Nothing held." },
-                Ok(held) => (held_table(held, &user, &token)),
+                Ok(held) => {
+                    @if held.len() >= MAX_ROWS {
+                        p { "The first " (MAX_ROWS) " objects in key order; " code { "bucketscan quarantine list" } " lists them all." }
+                    }
+                    (held_table(held, &user, &token))
+                },
                 Err(err) => (unavailable("The list", &err.to_string())),
             }
         });

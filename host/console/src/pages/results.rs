@@ -16,6 +16,8 @@ use time::OffsetDateTime;
 
 /// Rows one search shows.
 pub const PAGE_ROWS: usize = 200;
+/// The longest range one search reads (each day is its own partition).
+const MAX_DAYS: i64 = 31;
 
 /// The search form's fields (all optional).
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +68,12 @@ impl SearchForm {
             Some(from) => Some(from),
             None => to.map(|to| to - time::Duration::days(1)),
         };
+        let span_ends = (from, to.unwrap_or_else(OffsetDateTime::now_utc));
+        if let (Some(from), to) = span_ends
+            && to - from > time::Duration::days(MAX_DAYS)
+        {
+            return Err(format!("from–to: at most {MAX_DAYS} days at once"));
+        }
         let text = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
         Ok(Search {
             bucket: text(&self.bucket),
@@ -75,6 +83,7 @@ impl SearchForm {
             from,
             to,
             limit: PAGE_ROWS,
+            summary_only: false,
         })
     }
 }
@@ -143,8 +152,8 @@ pub struct ObjectForm {
     key: String,
 }
 
-/// Scans of one object kept at most (its whole history, for any real one).
-const HISTORY_LIMIT: i32 = 1000;
+/// Scans of one object shown, newest first.
+const HISTORY_LIMIT: i32 = 200;
 
 pub async fn history(
     State(console): State<Arc<Console>>,
@@ -154,9 +163,8 @@ pub async fn history(
     let title = format!("s3://{}/{}", form.bucket, bucketscan_core::object::printable(&form.key));
     let body = match &console.agent.results {
         None => unavailable("History", "no results table is configured ([results])"),
-        Some(store) => match store.history(&form.bucket, &form.key, HISTORY_LIMIT).await {
-            Ok(mut results) => {
-                results.reverse();
+        Some(store) => match store.latest_history(&form.bucket, &form.key, HISTORY_LIMIT).await {
+            Ok(results) => {
                 html! {
                     @if results.is_empty() { p { "Nothing recorded for this object." } }
                     @for result in &results { (one_scan(result)) }
@@ -269,6 +277,12 @@ mod tests {
             ..SearchForm::default()
         };
         assert!(bad_digest.search().unwrap_err().starts_with("sha256:"));
+        let a_year = SearchForm {
+            from: "2025-11-01".into(),
+            to: "2026-11-03".into(),
+            ..SearchForm::default()
+        };
+        assert_eq!(a_year.search().unwrap_err(), "from–to: at most 31 days at once");
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub struct ListError {
 
 /// Lists `bucket` (one GetObjectTagging per object).
 pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
+    list_first(agent, bucket, usize::MAX).await
+}
+
+/// The first `limit` objects of `bucket` in key order: what a page shows
+/// when an uploader may have filled the quarantine on purpose.
+pub async fn list_first(agent: &Agent, bucket: &str, limit: usize) -> Result<Vec<Held>, ListError> {
     let s3 = agent.clients.s3_for(bucket);
     let keys = &agent.scanner.tag_keys;
     let failed = |detail: String| ListError {
@@ -44,6 +50,9 @@ pub async fn list(agent: &Agent, bucket: &str) -> Result<Vec<Held>, ListError> {
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| failed(crate::aws::error_text(&err)))?;
         for object in page.contents() {
+            if held.len() >= limit {
+                return Ok(held);
+            }
             let Some(key) = object.key() else { continue };
             let tagging = s3
                 .get_object_tagging()

@@ -95,6 +95,21 @@ impl ResultsStore {
         Self::results_of(query).await
     }
 
+    /// The newest `limit` results of `bucket`/`key`, newest first: what
+    /// a page shows (an uploader who overwrote a key a thousand times
+    /// cannot push its latest scan out of view).
+    pub async fn latest_history(&self, bucket: &str, key: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(record::object_pk(bucket, key)))
+            .scan_index_forward(false)
+            .limit(limit);
+        Self::results_of(query).await
+    }
+
     /// The results recorded for `bucket` on `day` (`YYYY-MM-DD`, UTC),
     /// newest first (at most `limit`).
     pub async fn bucket_day(&self, bucket: &str, day: &str, limit: i32) -> Result<Vec<StoredResult>, String> {

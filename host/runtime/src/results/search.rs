@@ -11,9 +11,12 @@ use time::OffsetDateTime;
 
 /// Every result name the table is partitioned by.
 pub const RESULTS: [&str; 5] = ["clean", "infected", "blocked", "unscannable", "error"];
-/// Pages one partition is read for before a search gives up on filling
-/// its limit (a prefix that matches nothing in a busy bucket).
-const MAX_PAGES_PER_PARTITION: usize = 50;
+/// Pages one search reads at most, over all its partitions, before it
+/// gives up on filling its limit (a prefix that matches nothing in a busy
+/// bucket over a long range): a bound on what one request costs.
+const MAX_PAGES_PER_SEARCH: usize = 200;
+/// Pages one count reads at most (a page is up to 1 MB of items).
+const MAX_PAGES_PER_COUNT: usize = 2000;
 
 /// What to look for. Empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +28,9 @@ pub struct Search {
     pub from: Option<OffsetDateTime>,
     pub to: Option<OffsetDateTime>,
     pub limit: usize,
+    /// Only when, how long, by which agent and the result: what charts
+    /// need, a fraction of each item's bytes (no report).
+    pub summary_only: bool,
 }
 
 impl Search {
@@ -47,12 +53,16 @@ impl ResultsStore {
     pub async fn search(&self, search: &Search) -> Result<Vec<StoredResult>, String> {
         let (from, to) = search.range();
         let mut found = Vec::new();
+        let mut pages_left = MAX_PAGES_PER_SEARCH;
         for partition in partitions(search, from, to) {
             let left = search.limit.saturating_sub(found.len());
-            if left == 0 {
+            if left == 0 || pages_left == 0 {
                 break;
             }
-            found.extend(self.read_partition(&partition, search, from, to, left).await?);
+            found.extend(
+                self.read_partition(&partition, search, (from, to), left, &mut pages_left)
+                    .await?,
+            );
         }
         // Partitions of one day (all results at once) interleave in time.
         found.sort_by(|a, b| b.recorded_at.cmp(&a.recorded_at));
@@ -60,57 +70,59 @@ impl ResultsStore {
         Ok(found)
     }
 
+    /// How many results `search` names (its limit ignored): counted by
+    /// the table, nothing transferred but the count; `false` when it
+    /// stopped at its page bound (the count is then a lower bound).
+    pub async fn count(&self, search: &Search) -> Result<(usize, bool), String> {
+        let (from, to) = search.range();
+        let mut total = 0usize;
+        let mut pages_left = MAX_PAGES_PER_COUNT;
+        for partition in partitions(search, from, to) {
+            let expression = Expression::new(&partition, search, from, to);
+            let mut start = None;
+            loop {
+                if pages_left == 0 {
+                    return Ok((total, false));
+                }
+                pages_left -= 1;
+                let page = expression
+                    .query(self, &partition)
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?;
+                total += usize::try_from(page.count()).unwrap_or(0);
+                start = page.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok((total, true))
+    }
+
     /// Up to `limit` results of one partition within `from..=to`.
     async fn read_partition(
         &self,
         partition: &Partition,
         search: &Search,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
+        (from, to): (OffsetDateTime, OffsetDateTime),
         limit: usize,
+        pages_left: &mut usize,
     ) -> Result<Vec<StoredResult>, String> {
-        let mut names = HashMap::from([
-            ("#p".to_owned(), partition.attribute.to_owned()),
-            ("#t".to_owned(), "recorded_at".to_owned()),
-        ]);
-        let mut values = HashMap::from([
-            (":p".to_owned(), AttributeValue::S(partition.value.clone())),
-            (":from".to_owned(), AttributeValue::S(record::timestamp(from))),
-            (":to".to_owned(), AttributeValue::S(record::timestamp(to))),
-        ]);
-        let mut filters = Vec::new();
-        let mut narrow = |name: &str, attribute: &str, value: &Option<String>, condition: &str| {
-            if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
-                names.insert(format!("#{name}"), attribute.to_owned());
-                values.insert(format!(":{name}"), AttributeValue::S(value.clone()));
-                filters.push(condition.to_owned());
-            }
-        };
-        if partition.index != BY_BUCKET {
-            narrow("b", "bucket", &search.bucket, "#b = :b");
+        let mut expression = Expression::new(partition, search, from, to);
+        if search.summary_only {
+            expression.project(&["recorded_at", "duration_ms", "agent", "result", "bucket", "key"]);
         }
-        if partition.index != BY_RESULT {
-            narrow("r", "result", &search.result, "#r = :r");
-        }
-        narrow("k", "key", &search.key_prefix, "begins_with(#k, :k)");
         let mut found = Vec::new();
         let mut start = None;
-        for _ in 0..MAX_PAGES_PER_PARTITION {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.config.table)
-                .index_name(partition.index)
-                .key_condition_expression("#p = :p AND #t BETWEEN :from AND :to")
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
+        while *pages_left > 0 {
+            *pages_left -= 1;
+            let page = expression
+                .query(self, partition)
                 .limit(i32::try_from(limit.clamp(25, 1000)).unwrap_or(1000))
-                .set_exclusive_start_key(start.take());
-            if !filters.is_empty() {
-                query = query.filter_expression(filters.join(" AND "));
-            }
-            let page = query
+                .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?;
@@ -122,6 +134,83 @@ impl ResultsStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+/// One partition's key condition, filters and projection, with every
+/// value a placeholder: nothing a user types becomes expression text.
+struct Expression {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+    filters: Vec<String>,
+    projection: Option<String>,
+}
+
+impl Expression {
+    fn new(partition: &Partition, search: &Search, from: OffsetDateTime, to: OffsetDateTime) -> Self {
+        let mut expression = Self {
+            names: HashMap::from([
+                ("#p".to_owned(), partition.attribute.to_owned()),
+                ("#t".to_owned(), "recorded_at".to_owned()),
+            ]),
+            values: HashMap::from([
+                (":p".to_owned(), AttributeValue::S(partition.value.clone())),
+                (":from".to_owned(), AttributeValue::S(record::timestamp(from))),
+                (":to".to_owned(), AttributeValue::S(record::timestamp(to))),
+            ]),
+            filters: Vec::new(),
+            projection: None,
+        };
+        if partition.index != BY_BUCKET {
+            expression.narrow("b", "bucket", &search.bucket, "#b = :b");
+        }
+        if partition.index != BY_RESULT {
+            expression.narrow("r", "result", &search.result, "#r = :r");
+        }
+        expression.narrow("k", "key", &search.key_prefix, "begins_with(#k, :k)");
+        expression
+    }
+
+    fn narrow(&mut self, name: &str, attribute: &str, value: &Option<String>, condition: &str) {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+            self.names.insert(format!("#{name}"), attribute.to_owned());
+            self.values.insert(format!(":{name}"), AttributeValue::S(value.clone()));
+            self.filters.push(condition.to_owned());
+        }
+    }
+
+    /// Only `attributes` come back.
+    fn project(&mut self, attributes: &[&str]) {
+        let mut placeholders = Vec::new();
+        for (index, attribute) in attributes.iter().enumerate() {
+            let placeholder = format!("#a{index}");
+            self.names.insert(placeholder.clone(), (*attribute).to_owned());
+            placeholders.push(placeholder);
+        }
+        self.projection = Some(placeholders.join(", "));
+    }
+
+    fn query(
+        &self,
+        store: &ResultsStore,
+        partition: &Partition,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let mut query = store
+            .client
+            .query()
+            .table_name(&store.config.table)
+            .index_name(partition.index)
+            .key_condition_expression("#p = :p AND #t BETWEEN :from AND :to")
+            .set_expression_attribute_names(Some(self.names.clone()))
+            .set_expression_attribute_values(Some(self.values.clone()))
+            .scan_index_forward(false);
+        if !self.filters.is_empty() {
+            query = query.filter_expression(self.filters.join(" AND "));
+        }
+        if let Some(projection) = &self.projection {
+            query = query.projection_expression(projection);
+        }
+        query
     }
 }
 

@@ -1,0 +1,245 @@
+//! The console and the results store, side by side:
+//!
+//! 1. the results page of a bucket with 100,000 recorded results (the
+//!    release binary's `bucketscan serve`, a local dev user, the local AWS
+//!    server's DynamoDB), p50/p95 over repeated loads, beside the direct
+//!    query the page makes; and the overview, which counts them all;
+//! 2. what recording results costs the agent: its CPU time per object with
+//!    `[results]` and without, on the same uploads.
+//!
+//!   cargo build --release -p bucketscan && scripts/build-plugins
+//!   cargo bench -p bucketscan-benches --bench console
+//!
+//! `BUCKETSCAN_BENCH_RESULTS` sets how many results are recorded (default
+//! 100000); `BUCKETSCAN_BENCH=page|cpu` runs one part.
+
+use bucketscan_core::object::ObjectInfo;
+use bucketscan_core::report::ScanReport;
+use bucketscan_core::{Finding, Verdict};
+use bucketscan_runtime::results::record::{self, Recorded};
+use bucketscan_runtime::results::search::Search;
+use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
+use bucketscan_tests::{clamd, free_port, results, samples};
+use std::time::{Duration, Instant};
+
+const LOADS: usize = 40;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let only = std::env::var("BUCKETSCAN_BENCH").unwrap_or_default();
+    runtime.block_on(async {
+        if only.is_empty() || only == "page" {
+            results_page().await;
+        }
+        if only.is_empty() || only == "cpu" {
+            recording_cpu().await;
+        }
+    });
+}
+
+/// `n` results of `bucket` recorded today, one in twenty infected.
+async fn seed(world: &World, bucket: &str, n: usize) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let now = time::OffsetDateTime::now_utc();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let info = ObjectInfo {
+            bucket: bucket.into(),
+            key: format!("uploads/{:03}/file-{i:06}.pdf", i % 500),
+            version_id: Some(format!("v{i}")),
+            size: 1000 + i as u64,
+            sha256: Some(format!("{i:064x}")),
+            ..ObjectInfo::default()
+        };
+        let verdict = if i % 20 == 0 {
+            Verdict::Infected {
+                findings: vec![Finding::new("clamav", "Eicar-Test-Signature")],
+            }
+        } else {
+            Verdict::Clean
+        };
+        let mut report = ScanReport::new(&info, verdict);
+        report.duration_ms = 5.0 + (i % 50) as f64;
+        let nonce = format!("{i:08x}");
+        let recorded = Recorded {
+            agent: "bench-agent",
+            // Spread over the last 20 hours, newest last.
+            at: now - time::Duration::milliseconds(((n - i) as i64) * 72_000_000 / n as i64),
+            keep_days: Some(1),
+            nonce: &nonce,
+            body: bucketscan_runtime::notify::SnsPublisher::body(&report, "bench-agent"),
+        };
+        let item = record::item(&report, &recorded);
+        batch.push(
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build(),
+        );
+        if batch.len() == 25 || i + 1 == n {
+            world
+                .aws
+                .dynamodb
+                .batch_write_item()
+                .request_items(results::TABLE, std::mem::take(&mut batch))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// p50 and p95 of `durations`, in ms.
+fn percentiles(mut durations: Vec<Duration>) -> (f64, f64) {
+    durations.sort();
+    let at = |q: f64| durations[((durations.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.95))
+}
+
+async fn results_page() {
+    let n: usize = std::env::var("BUCKETSCAN_BENCH_RESULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let world = World::new().await;
+    results::create_table(&world.aws.dynamodb).await;
+    let started = Instant::now();
+    seed(&world, STAGING, n).await;
+    println!(
+        "== the console on {n} recorded results of one bucket (seeded in {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let config = world.config(
+        &clamd::shared().address(),
+        &format!("[results]\ntable = \"{}\"\n", results::TABLE),
+    );
+    let port = free_port();
+    let _console = world.spawn_agent(
+        vec![
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--console-dev-user".into(),
+            "bench".into(),
+        ],
+        world.env(),
+    );
+    bucketscan_tests::wait_for_port(port, Duration::from_secs(60), "bucketscan serve");
+    let http = reqwest::Client::new();
+    let page = |path: &str| format!("http://127.0.0.1:{port}/console/{path}");
+    let store = results::reader(&world.aws.dynamodb);
+    let direct = Search {
+        bucket: Some(STAGING.into()),
+        limit: 200,
+        ..Search::default()
+    };
+
+    let mut page_times = Vec::new();
+    let mut query_times = Vec::new();
+    for _ in 0..LOADS {
+        let started = Instant::now();
+        let answer = http
+            .get(page(&format!("results?bucket={STAGING}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body = answer.text().await.unwrap();
+        page_times.push(started.elapsed());
+        assert_eq!(body.matches("<tr>").count(), 201, "200 rows and the header");
+        let started = Instant::now();
+        assert_eq!(store.search(&direct).await.unwrap().len(), 200);
+        query_times.push(started.elapsed());
+    }
+    let (page50, page95) = percentiles(page_times);
+    let (query50, query95) = percentiles(query_times);
+    println!("{:<34} {:>9} {:>9}", "", "p50 ms", "p95 ms");
+    println!("{:<34} {query50:>9.1} {query95:>9.1}", "direct query (200 newest)");
+    println!("{:<34} {page50:>9.1} {page95:>9.1}", "results page (same query, HTML)");
+    println!(
+        "{:<34} {:>9.2} {:>9.2}",
+        "page / query",
+        page50 / query50,
+        page95 / query95
+    );
+
+    let mut overview_times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let body = http.get(page("")).send().await.unwrap().text().await.unwrap();
+        overview_times.push(started.elapsed());
+        let infected = n.div_ceil(20);
+        assert!(
+            body.contains(&format!("id=\"count-infected\">{infected}<")),
+            "the overview counts every result"
+        );
+    }
+    let (overview50, overview95) = percentiles(overview_times);
+    println!(
+        "{:<34} {overview50:>9.1} {overview95:>9.1}",
+        "overview (counts all, charts 20k)"
+    );
+}
+
+/// The agent's CPU seconds (user + system) so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+async fn recording_cpu() {
+    const OBJECTS: usize = 150;
+    println!("== what recording results costs the agent: CPU per object, {OBJECTS} uploads (1 KiB to 64 KiB)");
+    let mut per_object = Vec::new();
+    for recording in [false, true] {
+        let world = World::new().await;
+        let extra = if recording {
+            results::create_table(&world.aws.dynamodb).await;
+            format!("[results]\ntable = \"{}\"\n", results::TABLE)
+        } else {
+            String::new()
+        };
+        let config = world.config(&clamd::shared().address(), &extra);
+        let agent = world.start_agent(&config);
+        // Ready and idle: what starting cost is not counted.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = cpu_seconds(agent.child.id());
+        for i in 0..OBJECTS {
+            let size = 1024 << (i % 7);
+            let bytes = samples::pseudo_random_text(size, i as u64);
+            world
+                .put(&format!("cpu/{i}.txt"), bytes, Some("text/plain"), &[], &[])
+                .await;
+        }
+        for i in 0..OBJECTS {
+            world
+                .wait_for(PRODUCTION, &format!("cpu/{i}.txt"), Duration::from_secs(120), &agent)
+                .await;
+        }
+        let spent = cpu_seconds(agent.child.id()) - before;
+        assert!(!world.exists(QUARANTINE, "cpu/0.txt").await);
+        if recording {
+            let stored = results::reader(&world.aws.dynamodb)
+                .search(&Search {
+                    bucket: Some(STAGING.into()),
+                    limit: OBJECTS * 2,
+                    ..Search::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(stored.len(), OBJECTS, "every result recorded once");
+        }
+        per_object.push(spent / OBJECTS as f64 * 1000.0);
+    }
+    println!("{:<34} {:>12}", "", "CPU ms/object");
+    println!("{:<34} {:>12.2}", "agent without [results]", per_object[0]);
+    println!("{:<34} {:>12.2}", "agent with [results]", per_object[1]);
+    println!("{:<34} {:>12.3}", "with / without", per_object[1] / per_object[0]);
+}
