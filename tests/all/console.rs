@@ -17,6 +17,7 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(60);
 /// An uploader's key that is also markup: it must stay text.
 const HOSTILE_KEY: &str = "in/<img src=x onerror=alert(1)>.pdf";
+const CI_KEY: &str = "bsk_console-test-key-0123456789abcdefghijklmno";
 
 fn console_config(world: &World, keys: &KeyEndpoint) -> std::path::PathBuf {
     let extra = format!(
@@ -26,6 +27,15 @@ object = "s3://lists/allow-list.txt"
 refresh-secs = 1
 [results]
 table = "{table}"
+
+[buckets.uploads]
+api-only = true
+stages = [{{ plugin = "clamav-bridge", grants = {{ clamav = true }} }}]
+
+[[serve.keys]]
+id = "ci"
+sha256 = "{ci_key}"
+pipelines = ["uploads"]
 
 [serve.console]
 signer = "{SIGNER}"
@@ -39,6 +49,7 @@ groups = ["secops"]
 "#,
         table = results::TABLE,
         key_url = keys.url,
+        ci_key = hex::encode(Sha256::digest(CI_KEY)),
     );
     world.config(&clamd::shared().address(), &extra)
 }
@@ -150,6 +161,31 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
     let console = start_console(&world, &config);
     upload_mixed(&world, &agent).await;
 
+    // An upload scanned by the API is recorded too, apart from buckets.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/scan?pipeline=uploads", console.direct))
+        .bearer_auth(CI_KEY)
+        .header("x-bucketscan-filename", "report.txt")
+        .body(samples::eicar())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let uploads = results::reader(&world.aws.dynamodb)
+        .search(&Search {
+            bucket: Some("api:uploads".into()),
+            limit: 10,
+            ..Search::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(uploads.len(), 1, "{uploads:#?}");
+    assert_eq!(
+        (uploads[0].key.as_str(), uploads[0].result.as_str()),
+        ("report.txt", "infected")
+    );
+    assert!(uploads[0].agent.ends_with("(API key ci)"), "{:?}", uploads[0].agent);
+
     let releaser = SignedIn::start(&console.direct, user("rel", &["secops"])).await;
     let browser = Browser::start().await;
     // The browser's console log is read for real: a 404 shows in it.
@@ -172,11 +208,11 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
         let shown = text_of(&browser, &format!("#count-{result}")).await;
         assert_eq!(shown, count.to_string(), "{result}: page {shown}, table {count}");
     }
-    // EICAR is infected; the executable and the "PDF" that is text are
-    // blocked by the file-type stage before ClamAV.
+    // EICAR is infected, in the bucket and through the API; the executable
+    // and the "PDF" that is text are blocked by the file-type stage.
     assert_eq!(
         stored[..3],
-        [("clean", 1), ("infected", 1), ("blocked", 2)],
+        [("clean", 1), ("infected", 2), ("blocked", 2)],
         "{stored:?}"
     );
     assert_no_script_ran(&browser, "overview").await;

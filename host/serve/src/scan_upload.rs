@@ -85,6 +85,11 @@ pub async fn handle(
         verdict = report.result().as_str(),
         "api scan"
     );
+    if let Some(store) = &api.agent.results
+        && let Err(err) = store.record_upload(&report, &pipeline, &caller.id).await
+    {
+        tracing::warn!(error = %err, "api scan: not recorded in the results table");
+    }
     answer(&report)
 }
 

@@ -62,15 +62,35 @@ impl ResultsStore {
 
     /// Records `report` as this agent's, now.
     pub async fn record(&self, report: &ScanReport) -> Result<(), String> {
+        self.record_as(report, &self.agent_id).await
+    }
+
+    /// Records a `POST /v1/scan` upload: under the pseudo-bucket
+    /// `api:PIPELINE` (never a real bucket's history), by this agent for
+    /// the key `caller`. A failure is counted and returned; nothing waits
+    /// on it (no object to contain).
+    pub async fn record_upload(&self, report: &ScanReport, pipeline: &str, caller: &str) -> Result<(), String> {
+        let mut upload = report.clone();
+        upload.bucket = format!("api:{pipeline}");
+        let recorded = self
+            .record_as(&upload, &format!("{} (API key {caller})", self.agent_id))
+            .await;
+        if recorded.is_err() {
+            self.failures.inc();
+        }
+        recorded
+    }
+
+    async fn record_as(&self, report: &ScanReport, agent: &str) -> Result<(), String> {
         let mut nonce = [0u8; 4];
         getrandom::fill(&mut nonce).map_err(|err| err.to_string())?;
         let nonce = hex::encode(nonce);
         let recorded = record::Recorded {
-            agent: &self.agent_id,
+            agent,
             at: OffsetDateTime::now_utc(),
             keep_days: (self.config.keep_days > 0).then_some(self.config.keep_days),
             nonce: &nonce,
-            body: SnsPublisher::body(report, &self.agent_id),
+            body: SnsPublisher::body(report, agent),
         };
         self.client
             .put_item()
