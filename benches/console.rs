@@ -75,6 +75,7 @@ async fn seed(world: &World, bucket: &str, n: usize) {
             keep_days: Some(1),
             nonce: &nonce,
             body: bucketscan_runtime::notify::SnsPublisher::body(&report, "bench-agent"),
+            config: "0123456789ab",
         };
         let item = record::item(&report, &recorded);
         batch.push(

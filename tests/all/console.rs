@@ -215,6 +215,10 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
         [("clean", 1), ("infected", 2), ("blocked", 2)],
         "{stored:?}"
     );
+    // Which config each agent ran: the file both processes read.
+    let digest = bucketscan_runtime::config::digest(&std::fs::read_to_string(&config).unwrap());
+    let agents = text_of(&browser, "#agents").await;
+    assert!(agents.contains(&digest), "{agents} lacks {digest}");
     assert_no_script_ran(&browser, "overview").await;
 
     // Results: the markup key is text, linked to its history.

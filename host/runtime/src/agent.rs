@@ -115,11 +115,9 @@ impl Agent {
             }
         };
         let results = config.results.clone().map(|results| {
-            Arc::new(crate::results::ResultsStore::new(
-                clients.dynamodb.clone(),
-                results,
-                agent_id.clone(),
-            ))
+            let store = crate::results::ResultsStore::new(clients.dynamodb.clone(), results, agent_id.clone());
+            store.set_config_digest(crate::config::digest(&config.text.text));
+            Arc::new(store)
         });
         let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer, results.clone());
         let allow_list = Arc::new(ArcSwap::from_pointee(

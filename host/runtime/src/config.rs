@@ -53,6 +53,13 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The first 12 hex digits of the SHA-256 of a config's text: two agents
+/// showing the same digest run the same config.
+pub fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..12].to_owned()
+}
+
 /// How much longer than a long poll's wait a request may take before its
 /// first byte (a poll answers only at the end of its wait).
 const LONG_POLL_MARGIN_SECS: u64 = 10;

@@ -48,6 +48,7 @@ pub async fn reload(agent: &Agent, source: &ConfigSource) -> Result<u64, ReloadE
     for section in restart_only_changes(&agent.started_with, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
     }
+    let digest = crate::config::digest(&config.text.text);
     let loaded = LoadedPipelines::load_reusing(agent.engine(), config.pipelines(), Some(&running)).await?;
     let changed: Vec<String> = loaded
         .plugins
@@ -56,6 +57,9 @@ pub async fn reload(agent: &Agent, source: &ConfigSource) -> Result<u64, ReloadE
         .map(|(name, plugin)| format!("{name}@{} ({})", plugin.identity.version, &plugin.sha256[..12]))
         .collect();
     let generation = agent.pipelines.swap(loaded);
+    if let Some(results) = &agent.results {
+        results.set_config_digest(digest);
+    }
     tracing::info!(
         generation,
         config = %source,

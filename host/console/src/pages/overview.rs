@@ -60,13 +60,10 @@ async fn this_task(console: &Console) -> Markup {
     }
 }
 
-/// The first 12 hex digits of the SHA-256 of the config whose pipelines
-/// this task runs now (after any reload): the same digest on two tasks
-/// means the same config.
+/// The digest of the config whose pipelines this task runs now (after
+/// any reload): the same digest on two tasks means the same config.
 pub fn config_digest(agent: &bucketscan_runtime::agent::Agent) -> String {
-    use sha2::Digest as _;
-    let live = agent.pipelines.snapshot();
-    hex::encode(sha2::Sha256::digest(live.config.text.text.as_bytes()))[..12].to_owned()
+    bucketscan_runtime::config::digest(&agent.pipelines.snapshot().config.text.text)
 }
 
 async fn queues(console: &Console) -> Markup {
@@ -215,19 +212,26 @@ fn bar_chart(values: &[f64], unit: &str) -> Markup {
     }
 }
 
+/// Each agent: how many results, when it last recorded one, and the
+/// config it ran then.
 fn agents(results: &[StoredResult]) -> Markup {
-    let mut seen: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, (usize, &str, &str)> = BTreeMap::new();
     for result in results {
-        let entry = seen.entry(result.agent.as_str()).or_insert((0, ""));
+        let entry = seen.entry(result.agent.as_str()).or_insert((0, "", ""));
         entry.0 += 1;
-        entry.1 = entry.1.max(result.recorded_at.as_str());
+        if result.recorded_at.as_str() > entry.1 {
+            entry.1 = &result.recorded_at;
+            entry.2 = &result.config;
+        }
     }
     html! {
         @if seen.is_empty() { p { "None in the last 24 hours." } }
         @else {
-            table {
-                tr { th { "Agent" } th { "Results" } th { "Last recorded" } }
-                @for (agent, (count, last)) in &seen { tr { td { (agent) } td { (count) } td { (last) } } }
+            table id="agents" {
+                tr { th { "Agent" } th { "Results" } th { "Last recorded" } th { "Config then" } }
+                @for (agent, (count, last, config)) in &seen {
+                    tr { td { (agent) } td { (count) } td { (last) } td { code { (config) } } }
+                }
             }
         }
     }
@@ -248,6 +252,7 @@ mod tests {
             detail: String::new(),
             coverage: None,
             agent: "a".into(),
+            config: String::new(),
             recorded_at: bucketscan_runtime::results::record::timestamp(when),
             duration_ms: Some(ms),
             report: String::new(),

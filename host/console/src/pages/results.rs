@@ -301,6 +301,7 @@ mod tests {
             detail: "<script>alert(2)</script>".into(),
             coverage: Some("whole".into()),
             agent: "a".into(),
+            config: String::new(),
             recorded_at: "2026-12-01T00:00:00.000Z".into(),
             duration_ms: Some(3.5),
             report: report.to_string(),

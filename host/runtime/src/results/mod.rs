@@ -45,6 +45,10 @@ pub struct ResultsStore {
     client: aws_sdk_dynamodb::Client,
     config: ResultsConfig,
     agent_id: String,
+    /// The digest of the config this agent runs now (see
+    /// [`crate::config::digest`]): recorded with each result, so the
+    /// console can tell which config is live on which agent.
+    config_digest: arc_swap::ArcSwap<String>,
     /// Writes that failed (each one sent its event back); shared with
     /// the metrics registry.
     pub failures: Counter,
@@ -56,8 +60,15 @@ impl ResultsStore {
             client,
             config,
             agent_id,
+            config_digest: arc_swap::ArcSwap::from_pointee(String::new()),
             failures: Counter::default(),
         }
+    }
+
+    /// The config this agent runs from now on (at start, and after each
+    /// reload).
+    pub fn set_config_digest(&self, digest: String) {
+        self.config_digest.store(std::sync::Arc::new(digest));
     }
 
     /// Records `report` as this agent's, now.
@@ -91,6 +102,7 @@ impl ResultsStore {
             keep_days: (self.config.keep_days > 0).then_some(self.config.keep_days),
             nonce: &nonce,
             body: SnsPublisher::body(report, agent),
+            config: &self.config_digest.load(),
         };
         self.client
             .put_item()
@@ -194,6 +206,8 @@ pub struct StoredResult {
     pub detail: String,
     pub coverage: Option<String>,
     pub agent: String,
+    /// The digest of the config the agent ran (empty if not recorded).
+    pub config: String,
     pub recorded_at: String,
     /// How long the scan took, from the first byte read to the verdict.
     pub duration_ms: Option<f64>,
@@ -216,6 +230,7 @@ impl StoredResult {
             detail: text("detail").unwrap_or_default(),
             coverage: text("coverage"),
             agent: text("agent").unwrap_or_default(),
+            config: text("config").unwrap_or_default(),
             recorded_at: text("recorded_at").unwrap_or_default(),
             duration_ms: match item.get("duration_ms") {
                 Some(AttributeValue::N(ms)) => ms.parse().ok(),

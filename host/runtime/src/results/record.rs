@@ -73,6 +73,8 @@ pub struct Recorded<'a> {
     pub nonce: &'a str,
     /// The report as published (bounded JSON).
     pub body: String,
+    /// The digest of the config the agent runs (empty: unknown).
+    pub config: &'a str,
 }
 
 /// The item for `report`.
@@ -104,6 +106,7 @@ pub fn item(report: &ScanReport, recorded: &Recorded<'_>) -> HashMap<String, Att
         ("etag", report.etag.as_deref()),
         ("sha256", report.sha256.as_deref()),
         ("coverage", report.coverage.map(|c| c.as_str())),
+        ("config", Some(recorded.config)),
     ];
     for (name, value) in optional {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -169,6 +172,7 @@ mod tests {
             keep_days,
             nonce: "0a1b",
             body: "{}".into(),
+            config: "2e42c2ff6f57",
         }
     }
 
@@ -192,6 +196,7 @@ mod tests {
         assert_eq!(text(&item, "sha256"), "ab".repeat(32));
         assert_eq!(text(&item, "detail"), "Eicar-Test-Signature");
         assert_eq!(text(&item, "expires_at"), (1_796_000_000i64 + 90 * 86_400).to_string());
+        assert_eq!(text(&item, "config"), "2e42c2ff6f57");
     }
 
     #[test]

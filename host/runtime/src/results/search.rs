@@ -113,7 +113,15 @@ impl ResultsStore {
     ) -> Result<Vec<StoredResult>, String> {
         let mut expression = Expression::new(partition, search, from, to);
         if search.summary_only {
-            expression.project(&["recorded_at", "duration_ms", "agent", "result", "bucket", "key"]);
+            expression.project(&[
+                "recorded_at",
+                "duration_ms",
+                "agent",
+                "config",
+                "result",
+                "bucket",
+                "key",
+            ]);
         }
         let mut found = Vec::new();
         let mut start = None;
