@@ -680,3 +680,31 @@ async fn results_are_recorded_in_the_templates_table(world: &World, agent: &Agen
     let sha256 = eicar.sha256.as_deref().expect("the bytes were read");
     assert_eq!(store.by_sha256(sha256, 10).await.unwrap().len(), 1);
 }
+
+#[test]
+fn the_api_templates_console_reads_groups_where_its_sign_on_puts_them() {
+    let config_with = |refs: &[(&'static str, &str)]| {
+        let mut stack = Stack::api_for_test("topic", &"0".repeat(64), "");
+        stack.refs.insert(
+            "LoadBalancer",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/x/1".into(),
+        );
+        for (name, value) in refs {
+            stack.refs.insert(name, (*value).to_owned());
+        }
+        stack.config("ApiConfig")
+    };
+    assert!(!config_with(&[]).contains("[serve.console]"), "no sign-on, no console");
+    let oidc = config_with(&[("ConsoleOidcIssuer", "https://idp.example.com")]);
+    assert!(oidc.contains("group-claim = \"groups\""), "{oidc}");
+    assert!(oidc.contains("signer = \"arn:aws:elasticloadbalancing:"), "{oidc}");
+    let saml = config_with(&[
+        ("ConsoleSamlMetadataUrl", "https://idp.example.com/metadata.xml"),
+        ("ConsoleDomainName", "scan.example.com"),
+    ]);
+    assert!(saml.contains("group-claim = \"custom:groups\""), "{saml}");
+    assert!(
+        saml.contains("{ role = \"releaser\", groups = [\"bucketscan-releasers\"] }"),
+        "{saml}"
+    );
+}

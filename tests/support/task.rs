@@ -148,12 +148,15 @@ impl Stack {
         Self { template, refs }
     }
 
-    /// Evaluates a condition of the template (`Fn::Equals`, `Fn::Not`).
+    /// Evaluates a condition of the template (`Fn::Equals`, `Fn::Not`, `Fn::Or`).
     fn condition(&self, value: &Value) -> bool {
         match value {
             Value::String(name) => self.condition(&self.template["Conditions"][name]),
             Value::Object(map) if map.contains_key("Condition") => self.condition(&map["Condition"]),
             Value::Object(map) if map.contains_key("Fn::Not") => !self.condition(&map["Fn::Not"][0]),
+            Value::Object(map) if map.contains_key("Fn::Or") => {
+                map["Fn::Or"].as_array().unwrap().iter().any(|c| self.condition(c))
+            }
             Value::Object(map) if map.contains_key("Fn::Equals") => {
                 let args = map["Fn::Equals"].as_array().unwrap();
                 self.resolve(&args[0]) == self.resolve(&args[1])
