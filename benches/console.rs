@@ -173,9 +173,7 @@ async fn overview() {
     let store = results::reader(&world.aws.dynamodb);
     let http = reqwest::Client::new();
     let infected = n.div_ceil(20);
-    let mut page_times = Vec::new();
-    let mut count_times = Vec::new();
-    for _ in 0..3 {
+    let load = || async {
         let started = Instant::now();
         let body = http
             .get(format!("http://127.0.0.1:{port}/console/"))
@@ -185,29 +183,37 @@ async fn overview() {
             .text()
             .await
             .unwrap();
-        page_times.push(started.elapsed());
         assert!(
             body.contains(&format!("id=\"count-infected\">{infected}<")),
             "the overview counts every result"
         );
-        let started = Instant::now();
-        let clean = Search {
-            result: Some("clean".into()),
-            ..Search::default()
-        };
-        assert_eq!(store.count(&clean).await.unwrap(), (n - infected, true));
-        count_times.push(started.elapsed());
+        started.elapsed()
+    };
+    // The first view counts; the next ones (within 30 s) show its counts.
+    let first = load().await;
+    let mut cached = Vec::new();
+    for _ in 0..10 {
+        cached.push(load().await);
     }
-    let (page50, page95) = percentiles(page_times);
-    let (count50, count95) = percentiles(count_times);
-    println!("{:<34} {:>9} {:>9}", "", "p50 ms", "p95 ms");
-    println!("{:<34} {count50:>9.1} {count95:>9.1}", "direct count of `clean`");
-    println!("{:<34} {page50:>9.1} {page95:>9.1}", "overview (5 counts + 20k sample)");
+    let started = Instant::now();
+    let clean = Search {
+        result: Some("clean".into()),
+        ..Search::default()
+    };
+    assert_eq!(store.count(&clean).await.unwrap(), (n - infected, true));
+    let count = started.elapsed().as_secs_f64() * 1000.0;
+    let first = first.as_secs_f64() * 1000.0;
+    let (cached50, cached95) = percentiles(cached);
+    println!("{:<40} {:>10}", "", "ms");
+    println!("{:<40} {count:>10.1}", "one direct count (`clean`)");
     println!(
-        "{:<34} {:>9.2} {:>9.2}",
-        "overview / one count",
-        page50 / count50,
-        page95 / count95
+        "{:<40} {first:>10.1}  ({:.2}x the count)",
+        "overview, counted (5 counts + sample)",
+        first / count
+    );
+    println!(
+        "{:<40} {cached50:>10.1}  (p95 {cached95:.1})",
+        "overview within 30 s (counts kept)"
     );
 }
 

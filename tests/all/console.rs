@@ -128,8 +128,16 @@ async fn stored_counts(world: &World) -> Vec<(&'static str, usize)> {
     counts
 }
 
+/// The text of the element `css` finds, waiting for it up to 10 s (after a
+/// click, the next page may still be on its way).
 async fn text_of(browser: &Browser, css: &str) -> String {
-    match browser.client.find(Locator::Css(css)).await {
+    let found = browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await;
+    match found {
         Ok(element) => element.text().await.unwrap(),
         Err(err) => panic!("{css}: {err}\n{}", browser.client.source().await.unwrap_or_default()),
     }
@@ -239,7 +247,8 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
         .click()
         .await
         .unwrap();
-    let history = text_of(&browser, "main").await;
+    // An element only the history page has: the click's page, not the last.
+    let history = text_of(&browser, "section.scan").await;
     assert!(
         history.contains("extension claims pdf but the content is text"),
         "{history}"

@@ -60,6 +60,10 @@ pub struct Console {
     keys: Vec<KeyEntry>,
     /// Makes a new API key and its SHA-256 (the API's own maker).
     make_key: fn() -> (String, String),
+    /// The overview's last-24-hours part, recounted at most every
+    /// [`pages::overview::RECOUNT_AFTER`]: counting reads every result of
+    /// the day, and a viewer pressing reload must not repeat that.
+    last_day: tokio::sync::Mutex<Option<(std::time::Instant, maud::Markup)>>,
 }
 
 impl Console {
@@ -76,6 +80,7 @@ impl Console {
             csrf,
             keys,
             make_key,
+            last_day: tokio::sync::Mutex::default(),
         }
     }
 

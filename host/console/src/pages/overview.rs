@@ -111,9 +111,37 @@ async fn queues(console: &Console) -> Markup {
     }
 }
 
+/// How long the last-24-hours counts are shown before they are counted
+/// again (the page says when they were counted).
+pub const RECOUNT_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last 24 hours, from the cache when it is fresh. One recount at a
+/// time: viewers arriving meanwhile wait for it rather than start their own.
 async fn last_day(console: &Console) -> Markup {
+    let mut cached = console.last_day.lock().await;
+    if let Some((at, markup)) = cached.as_ref()
+        && at.elapsed() < RECOUNT_AFTER
+    {
+        return markup.clone();
+    }
+    match count_last_day(console).await {
+        Ok(counts) => {
+            let counted = html! {
+                p { "Counted at " (bucketscan_runtime::results::record::timestamp(OffsetDateTime::now_utc()))
+                    " (again at most every " (RECOUNT_AFTER.as_secs()) " s)." }
+                (counts)
+            };
+            *cached = Some((std::time::Instant::now(), counted.clone()));
+            counted
+        }
+        // A failure is not kept: the next view tries again.
+        Err(unavailable) => unavailable,
+    }
+}
+
+async fn count_last_day(console: &Console) -> Result<Markup, Markup> {
     let Some(store) = &console.agent.results else {
-        return html! { p { "No results table is configured ([results]): counts and history need one." } };
+        return Ok(html! { p { "No results table is configured ([results]): counts and history need one." } });
     };
     let now = OffsetDateTime::now_utc();
     let day = |result: Option<&str>, limit: usize| Search {
@@ -128,16 +156,16 @@ async fn last_day(console: &Console) -> Markup {
     for result in RESULTS {
         match store.count(&day(Some(result), 0)).await {
             Ok((count, complete)) => counts.push((result, count, complete)),
-            Err(err) => return unavailable("The results table", &err),
+            Err(err) => return Err(unavailable("The results table", &err)),
         }
     }
-    let sample = match store.search(&day(None, CHART_LIMIT)).await {
-        Ok(sample) => sample,
-        Err(err) => return unavailable("The results table", &err),
-    };
+    let sample = store
+        .search(&day(None, CHART_LIMIT))
+        .await
+        .map_err(|err| unavailable("The results table", &err))?;
     let total: usize = counts.iter().map(|(_, count, _)| count).sum();
     let hours = per_hour(&sample, now);
-    html! {
+    Ok(html! {
         div.cards {
             @for (result, count, complete) in &counts {
                 div.card {
@@ -155,7 +183,7 @@ async fn last_day(console: &Console) -> Markup {
         (bar_chart(&hours.iter().map(|h| h.median_ms).collect::<Vec<_>>(), "ms"))
         h2 { "Agents that recorded results" }
         (agents(&sample))
-    }
+    })
 }
 
 /// One hour of the last 24: how many results, and their median time.
