@@ -20,7 +20,7 @@ use bucketscan_core::{Finding, Verdict};
 use bucketscan_runtime::results::record::{self, Recorded};
 use bucketscan_runtime::results::search::Search;
 use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
-use bucketscan_tests::{clamd, free_port, results, samples};
+use bucketscan_tests::{clamd, results, samples};
 use std::time::{Duration, Instant};
 
 const LOADS: usize = 40;
@@ -224,19 +224,7 @@ fn serve_console(world: &World) -> (u16, bucketscan_tests::agent::AgentProcess) 
         &clamd::shared().address(),
         &format!("[results]\ntable = \"{}\"\n", results::TABLE),
     );
-    let port = free_port();
-    let console = world.spawn_agent(
-        vec![
-            "serve".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--console-dev-user".into(),
-            "bench".into(),
-        ],
-        world.env(),
-    );
+    let (console, port) = world.spawn_serve(&config, &["--console-dev-user", "bench"], world.env());
     bucketscan_tests::wait_for_port(port, Duration::from_secs(60), "bucketscan serve");
     (port, console)
 }

@@ -8,7 +8,7 @@ use bucketscan_runtime::results::search::{RESULTS, Search};
 use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::browser::Browser;
 use bucketscan_tests::load_balancer::{self, KeyEndpoint, SIGNER, SignedIn};
-use bucketscan_tests::{clamd, free_port, results, samples};
+use bucketscan_tests::{clamd, results, samples};
 use fantoccini::Locator;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -64,17 +64,7 @@ struct Console {
 }
 
 fn start_console(world: &World, config: &std::path::Path) -> Console {
-    let port = free_port();
-    let server = world.spawn_agent(
-        vec![
-            "serve".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        world.env(),
-    );
+    let (server, port) = world.spawn_serve(config, &[], world.env());
     let deadline = std::time::Instant::now() + WITHIN;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

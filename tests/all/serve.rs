@@ -2,7 +2,7 @@
 //! raw socket that stalls) against the API on loopback, real clamd, moto.
 
 use bucketscan_tests::agent::{AgentProcess, PRODUCTION, QUARANTINE, STAGING, World};
-use bucketscan_tests::{clamd, free_port, samples, wait_for_port};
+use bucketscan_tests::{clamd, samples, wait_for_port};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -70,17 +70,7 @@ buckets = ["*"]
 }
 
 fn start(world: &World, config: &std::path::Path) -> Api {
-    let port = free_port();
-    let agent = world.spawn_agent(
-        vec![
-            "serve".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        world.env(),
-    );
+    let (agent, port) = world.spawn_serve(config, &[], world.env());
     wait_for_port(port, Duration::from_secs(60), "bucketscan serve");
     Api {
         agent,

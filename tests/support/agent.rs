@@ -268,6 +268,22 @@ grants = { storage = ["production"] }
         self.spawn_agent(vec!["run".into(), "--config".into(), config.display().to_string()], env)
     }
 
+    /// `bucketscan serve --config CONFIG --listen 127.0.0.1:PORT EXTRA...`
+    /// with `env`, on a free port; the process and its port (not yet
+    /// waited for).
+    pub fn spawn_serve(&self, config: &Path, extra: &[&str], env: Vec<(String, String)>) -> (AgentProcess, u16) {
+        let port = crate::free_port();
+        let mut args = vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        (self.spawn_agent(args, env), port)
+    }
+
     /// `bucketscan ARGS` with exactly `env` (plus a debug log filter unless
     /// `env` sets one); stderr and stdout go to files in the world's dir.
     pub fn spawn_agent(&self, args: Vec<String>, env: Vec<(String, String)>) -> AgentProcess {

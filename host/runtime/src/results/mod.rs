@@ -117,27 +117,30 @@ impl ResultsStore {
     /// Every recorded result of `bucket`/`key`, oldest first (at most
     /// `limit`).
     pub async fn history(&self, bucket: &str, key: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.config.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(record::object_pk(bucket, key)))
-            .limit(limit);
-        Self::results_of(query).await
+        self.history_in_order(bucket, key, limit, true).await
     }
 
     /// The newest `limit` results of `bucket`/`key`, newest first: what
     /// a page shows (an uploader who overwrote a key a thousand times
     /// cannot push its latest scan out of view).
     pub async fn latest_history(&self, bucket: &str, key: &str, limit: i32) -> Result<Vec<StoredResult>, String> {
+        self.history_in_order(bucket, key, limit, false).await
+    }
+
+    async fn history_in_order(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: i32,
+        oldest_first: bool,
+    ) -> Result<Vec<StoredResult>, String> {
         let query = self
             .client
             .query()
             .table_name(&self.config.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(record::object_pk(bucket, key)))
-            .scan_index_forward(false)
+            .scan_index_forward(oldest_first)
             .limit(limit);
         Self::results_of(query).await
     }
