@@ -11,6 +11,7 @@ mod contract;
 mod disguises;
 mod fargate;
 mod filetype;
+mod fleet_sweep;
 mod hostile_uploads;
 mod image;
 mod interrupted;

@@ -6,6 +6,7 @@ use crate::output::Format;
 use anyhow::{Context as _, bail};
 use bucketscan_runtime::agent::{Agent, Handled};
 use bucketscan_runtime::config::Config;
+use bucketscan_runtime::fleet_sweep::{self, EnqueueOptions};
 use bucketscan_runtime::sweep::{self, SweepItem, SweepOptions};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -31,6 +32,24 @@ pub struct ScanArgs {
     /// even when already tagged, even when not the current version).
     #[arg(long, value_name = "VERSION")]
     version_id: Option<String>,
+    /// Scan nothing here: queue one sweep item per object for the fleet of
+    /// agents (`[agent] queues`, the first, or --queue).
+    #[arg(long, conflicts_with_all = ["version_id", "concurrency"])]
+    enqueue: bool,
+    /// The queue sweep items go to (default: the first of `[agent] queues`).
+    #[arg(long, requires = "enqueue", value_name = "URL")]
+    queue: Option<String>,
+    /// Sweep items queued per second at most.
+    #[arg(long, requires = "enqueue", default_value_t = 100)]
+    rate: u32,
+    /// Resume a sweep: list the keys after this one (the `last_key` a
+    /// stopped or finished sweep printed).
+    #[arg(long, requires = "enqueue", value_name = "KEY")]
+    start_after: Option<String>,
+    /// Names the sweep in its items and the agents' logs (default: made
+    /// from the time).
+    #[arg(long, requires = "enqueue", value_name = "ID")]
+    sweep_id: Option<String>,
 }
 
 fn parse_target(target: &str) -> anyhow::Result<(String, Option<String>)> {
@@ -62,6 +81,9 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             bail!("--version-id needs one object: s3://{bucket}/KEY");
         };
         return scan_version(config, &bucket, &key, version, args.output).await;
+    }
+    if args.enqueue {
+        return enqueue(config, &args, bucket, prefix).await;
     }
     let options = SweepOptions {
         bucket,
@@ -124,6 +146,76 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = items.iter().any(|i| i.outcome == "failed");
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Queues the listing as sweep items for the agents; prints what it
+/// queued (and, when it stops early, where to resume).
+async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option<String>) -> anyhow::Result<ExitCode> {
+    let Some(queue_url) = args.queue.clone().or_else(|| config.agent.queues.first().cloned()) else {
+        bail!(
+            "{}: --enqueue needs a queue: [agent] queues, or --queue URL",
+            args.config.display()
+        );
+    };
+    let options = EnqueueOptions {
+        sweep_id: args
+            .sweep_id
+            .clone()
+            .unwrap_or_else(|| format!("sweep-{}", now_compact())),
+        bucket,
+        prefix,
+        start_after: args.start_after.clone(),
+        queue_url,
+        rate: args.rate,
+        rescan: args.rescan,
+    };
+    let clients = bucketscan_runtime::aws::Clients::for_buckets(
+        &config.buckets,
+        config.agent.path_style,
+        std::time::Duration::from_secs(config.agent.first_byte_timeout_secs),
+    )
+    .await;
+    let quiet = args.output == Format::Json;
+    let done = fleet_sweep::enqueue(clients.s3_for(&options.bucket), &clients.sqs, &options, |done| {
+        if !quiet && done.queued % 1000 < 10 {
+            eprintln!(
+                "{}: queued {} (last {:?})",
+                done.sweep_id,
+                done.queued,
+                done.last_key.as_deref().unwrap_or("")
+            );
+        }
+    })
+    .await;
+    let (done, code) = match done {
+        Ok(done) => (done, ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("{err}");
+            (err.done, ExitCode::from(2))
+        }
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&done)?),
+        Format::Text => println!(
+            "sweep {}: queued {} objects ({:.1} MB) to {}; last key {:?}",
+            done.sweep_id,
+            done.queued,
+            done.bytes as f64 / 1e6,
+            options.queue_url,
+            done.last_key.as_deref().unwrap_or("")
+        ),
+    }
+    Ok(code)
+}
+
+/// Now as `YYYYMMDDTHHMMSSZ`.
+fn now_compact() -> String {
+    bucketscan_scan::now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(15)
+        .collect::<String>()
+        + "Z"
 }
 
 /// The agent a config describes, its `[signatures]` (when set) synced and

@@ -178,10 +178,22 @@ impl Agent {
                 .scan_on_demand(&event.bucket, &event.key, event.version_id.as_deref())
                 .await;
         }
+        // A sweep item skips what carries a result sealed from the
+        // signatures clamd runs now, as `bucketscan scan` does.
+        let skip_if_scanned_with = match event.is_sweep_item() {
+            true => self
+                .clamd()
+                .version()
+                .await
+                .ok()
+                .map(|v| bucketscan_core::tags::sanitize(&v)),
+            false => None,
+        };
         let target = Target {
             version_id: event.version_id.clone(),
             etag: event.etag.clone(),
             size: event.size,
+            skip_if_scanned_with,
             ..Target::new(&event.bucket, &event.key)
         };
         self.handle_target(&target).await

@@ -25,6 +25,15 @@ pub struct ObjectEvent {
     pub on_demand: bool,
 }
 
+impl ObjectEvent {
+    /// Whether this is an item of a sweep (`scan --enqueue`): an object
+    /// already in the bucket, skipped when it carries a result sealed from
+    /// the current signatures (unless the sweep asked for a rescan).
+    pub fn is_sweep_item(&self) -> bool {
+        self.event_name.starts_with(SWEEP_ITEM)
+    }
+}
+
 /// The `type` of a message that hands an on-demand scan to the agents.
 const ON_DEMAND: &str = "bucketscan:on-demand-scan";
 
@@ -36,6 +45,32 @@ pub fn on_demand_message(bucket: &str, key: &str, version_id: Option<&str>) -> S
         "bucket": bucket,
         "key": key,
         "version_id": version_id,
+    })
+    .to_string()
+}
+
+/// The `type` of a sweep item (`bucketscan scan --enqueue`).
+const SWEEP_ITEM: &str = "bucketscan:sweep-item";
+
+/// A queue message that asks the agents to scan `bucket`/`key` as a sweep
+/// listed it (its ETag and size), for sweep `sweep_id`; with `rescan`, even
+/// when it carries a current sealed result.
+pub fn sweep_item_message(
+    bucket: &str,
+    key: &str,
+    etag: Option<String>,
+    size: Option<u64>,
+    sweep_id: &str,
+    rescan: bool,
+) -> String {
+    serde_json::json!({
+        "type": SWEEP_ITEM,
+        "bucket": bucket,
+        "key": key,
+        "etag": etag,
+        "size": size,
+        "sweep": sweep_id,
+        "rescan": rescan,
     })
     .to_string()
 }
@@ -102,6 +137,24 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             size: None,
             event_name: ON_DEMAND.to_owned(),
             on_demand: true,
+        }]));
+    }
+    if value.get("type").and_then(Value::as_str) == Some(SWEEP_ITEM) {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| NotAnEvent(format!("{SWEEP_ITEM} without {name}")))
+        };
+        return Ok(Message::Objects(vec![ObjectEvent {
+            bucket: field("bucket")?.to_owned(),
+            key: field("key")?.to_owned(),
+            version_id: None,
+            etag: string(value, "etag"),
+            size: value.get("size").and_then(Value::as_u64),
+            event_name: format!("{SWEEP_ITEM}:{}", field("sweep")?),
+            // A rescan is scanned like an on-demand scan: even when tagged.
+            on_demand: value.get("rescan").and_then(Value::as_bool).unwrap_or(false),
         }]));
     }
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
@@ -206,6 +259,32 @@ mod tests {
     const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
         "s3":{"bucket":{"name":"staging"},"object":{"key":"reports/Q3+r%C3%A9sum%C3%A9%2B1.pdf","size":68,"eTag":"44d88612fea8a8f36de82e1278abb02f","versionId":"v1"}}},
         {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"staging"},"object":{"key":"gone"}}}]}"#;
+
+    #[test]
+    fn a_sweep_item_reads_back_as_the_listed_object_and_scans_tagged_ones_only_on_rescan() {
+        let body = sweep_item_message("staging", "old/a b.pdf", Some("e1".into()), Some(68), "sweep-1", false);
+        let Message::Objects(objects) = parse_message(&body).unwrap() else {
+            panic!()
+        };
+        let item = &objects[0];
+        assert_eq!((item.bucket.as_str(), item.key.as_str()), ("staging", "old/a b.pdf"));
+        assert_eq!(
+            (item.etag.as_deref(), item.size, item.version_id.as_deref()),
+            (Some("e1"), Some(68), None)
+        );
+        assert_eq!(item.event_name, "bucketscan:sweep-item:sweep-1");
+        assert!(
+            item.is_sweep_item() && !item.on_demand,
+            "a sealed current result is skipped"
+        );
+        let rescan = sweep_item_message("staging", "k", None, None, "s", true);
+        let Message::Objects(objects) = parse_message(&rescan).unwrap() else {
+            panic!()
+        };
+        assert!(objects[0].on_demand);
+        let broken = r#"{"type":"bucketscan:sweep-item","bucket":"staging","key":"k"}"#;
+        assert!(parse_message(broken).unwrap_err().0.contains("without sweep"));
+    }
 
     #[test]
     fn an_on_demand_scan_handed_over_reads_back_as_one() {

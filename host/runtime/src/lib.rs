@@ -32,6 +32,7 @@ pub mod aws;
 pub mod config;
 mod error;
 pub mod events;
+pub mod fleet_sweep;
 pub mod health;
 pub mod http;
 pub mod live;
