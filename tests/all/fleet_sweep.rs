@@ -125,3 +125,51 @@ async fn wait_until_handled(world: &World) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_queue_is_taken_from_beside_uploads() {
+    let world = World::new().await;
+    let (sweeps, _) = world.queue("sweeps").await;
+    let config = world.config(&clamd::shared().address(), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[agent]\n", &format!("[agent]\nsweep-queues = [\"{sweeps}\"]\n"), 1);
+    std::fs::write(&config, text).unwrap();
+    for i in 0..12 {
+        world
+            .put(
+                &format!("backlog/{i:02}.txt"),
+                samples::clean_text(),
+                Some("text/plain"),
+                &[],
+                &[],
+            )
+            .await;
+    }
+    world
+        .aws
+        .sqs
+        .purge_queue()
+        .queue_url(&world.queue_url)
+        .send()
+        .await
+        .unwrap();
+
+    // Without --queue, a sweep goes to the sweep queue, not the uploads'.
+    let done = enqueue(&world, &config, &[]);
+    assert_eq!(done["queued"], 12, "{done}");
+    assert_eq!(world.queue_depth().await, 0, "nothing on the event queue");
+
+    let agent = world.start_agent(&config);
+    world
+        .put("fresh/upload.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(QUARANTINE, "staging/fresh/upload.txt", WITHIN, &agent)
+        .await;
+    for i in 0..12 {
+        world
+            .wait_for(PRODUCTION, &format!("backlog/{i:02}.txt"), WITHIN, &agent)
+            .await;
+    }
+    assert!(agent.log().contains("sweep_queues=["), "{}", agent.log());
+}

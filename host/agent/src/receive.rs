@@ -25,6 +25,10 @@ use tokio::sync::{Semaphore, watch};
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
     pub queue_urls: Vec<String>,
+    /// Sweep items (`scan --enqueue`): received beside the event queues,
+    /// into the slots uploads leave free but one (kept for the next
+    /// upload, when there are several).
+    pub sweep_queue_urls: Vec<String>,
     pub concurrency: usize,
     pub visibility_timeout: Duration,
     pub wait_time: Duration,
@@ -48,12 +52,7 @@ const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown` turns true, then finishes or releases the
 /// messages in flight (see the module docs).
-pub async fn run(
-    agent: Arc<Agent>,
-    sqs: aws_sdk_sqs::Client,
-    settings: LoopSettings,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(agent: Arc<Agent>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, shutdown: watch::Receiver<bool>) {
     let receiver = Receiver {
         permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
         in_flight: InFlight::default(),
@@ -61,26 +60,23 @@ pub async fn run(
         agent,
         sqs,
     };
-    tracing::info!(queues = ?receiver.settings.queue_urls, concurrency = receiver.settings.concurrency, "agent started");
-    let mut not_ready: Option<String> = None;
-    'receive: loop {
-        for queue in &receiver.settings.queue_urls {
-            if *shutdown.borrow() {
-                break 'receive;
-            }
-            let step = match receiver.wait_until_ready(&mut not_ready, &mut shutdown).await {
-                Step::Go => receiver.receive(queue, &mut shutdown).await,
-                other => other,
-            };
-            match step {
-                Step::Go => {}
-                Step::Next => continue,
-                Step::Stop => break 'receive,
-            }
-        }
-    }
+    tracing::info!(
+        queues = ?receiver.settings.queue_urls,
+        sweep_queues = ?receiver.settings.sweep_queue_urls,
+        concurrency = receiver.settings.concurrency,
+        "agent started"
+    );
+    // Uploads and sweep items are received side by side, into one set of
+    // slots: sweeps only into the slots uploads leave free.
+    tokio::join!(
+        receiver.event_loop(shutdown.clone()),
+        receiver.sweep_loop(shutdown.clone())
+    );
     receiver.stop().await;
 }
+
+/// How often a sweep loop with no spare slot looks again.
+const SWEEP_SLOT_POLL: Duration = Duration::from_millis(50);
 
 /// What the loop does after one of its steps.
 enum Step {
@@ -99,6 +95,62 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// The event queues, round after round, long-polled, into any free slot.
+    async fn event_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut not_ready: Option<String> = None;
+        loop {
+            for queue in &self.settings.queue_urls {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
+                    Step::Go => self.receive(queue, self.settings.wait_time, 10, &mut shutdown).await,
+                    other => other,
+                };
+                if let Step::Stop = step {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The sweep queues: received from only while more slots are free than
+    /// the one kept for the next upload (when there are several), so a
+    /// sweep never makes an upload wait for a slot. Polling the free count
+    /// rather than queueing for slots keeps the semaphore's queue to the
+    /// uploads.
+    async fn sweep_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        if self.settings.sweep_queue_urls.is_empty() {
+            return;
+        }
+        let reserve = usize::from(self.settings.concurrency > 1);
+        let mut not_ready: Option<String> = None;
+        loop {
+            for queue in &self.settings.sweep_queue_urls {
+                let spare = loop {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    let free = self.permits.available_permits();
+                    if free > reserve {
+                        break free - reserve;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(SWEEP_SLOT_POLL) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                };
+                let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
+                    Step::Go => self.receive(queue, self.settings.wait_time, spare, &mut shutdown).await,
+                    other => other,
+                };
+                if let Step::Stop = step {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Readiness gates consumption: while not ready, says why (once per
     /// change) and pauses.
     async fn wait_until_ready(&self, not_ready: &mut Option<String>, shutdown: &mut watch::Receiver<bool>) -> Step {
@@ -123,22 +175,22 @@ impl Receiver {
         }
     }
 
-    /// Waits for a free slot, receives from `queue` and starts a task per
-    /// message.
-    async fn receive(&self, queue: &str, shutdown: &mut watch::Receiver<bool>) -> Step {
+    /// Waits for a free slot, receives from `queue` (at most `most`
+    /// messages, long-polling for `wait`) and starts a task per message.
+    async fn receive(&self, queue: &str, wait: Duration, most: usize, shutdown: &mut watch::Receiver<bool>) -> Step {
         // Wait for a free agent, then ask for no more messages than there
         // are free agents, so none sit invisible waiting.
         tokio::select! {
             acquired = self.permits.acquire() => if acquired.is_err() { return Step::Stop },
             _ = shutdown.changed() => return Step::Stop,
         }
-        let free = self.permits.available_permits().clamp(1, 10) as i32;
+        let free = self.permits.available_permits().clamp(1, most.clamp(1, 10)) as i32;
         let received = tokio::select! {
             received = self.sqs
                 .receive_message()
                 .queue_url(queue)
                 .max_number_of_messages(free)
-                .wait_time_seconds(self.settings.wait_time.as_secs() as i32)
+                .wait_time_seconds(wait.as_secs() as i32)
                 .visibility_timeout(self.settings.visibility_timeout.as_secs() as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)

@@ -40,6 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = LoopSettings {
         queue_urls: config.agent.queues.clone(),
+        sweep_queue_urls: config.agent.sweep_queues.clone(),
         concurrency: config.agent.concurrency,
         visibility_timeout: Duration::from_secs(config.agent.visibility_timeout_secs),
         wait_time: Duration::from_secs(config.agent.wait_time_secs),

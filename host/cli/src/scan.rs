@@ -33,10 +33,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "VERSION")]
     version_id: Option<String>,
     /// Scan nothing here: queue one sweep item per object for the fleet of
-    /// agents (`[agent] queues`, the first, or --queue).
+    /// agents (see --queue).
     #[arg(long, conflicts_with_all = ["version_id", "concurrency"])]
     enqueue: bool,
-    /// The queue sweep items go to (default: the first of `[agent] queues`).
+    /// The queue sweep items go to (default: the first of `[agent]
+    /// sweep-queues`, else of `queues`).
     #[arg(long, requires = "enqueue", value_name = "URL")]
     queue: Option<String>,
     /// Sweep items queued per second at most.
@@ -151,9 +152,10 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
 /// Queues the listing as sweep items for the agents; prints what it
 /// queued (and, when it stops early, where to resume).
 async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option<String>) -> anyhow::Result<ExitCode> {
-    let Some(queue_url) = args.queue.clone().or_else(|| config.agent.queues.first().cloned()) else {
+    let default_queue = config.agent.sweep_queues.first().or(config.agent.queues.first());
+    let Some(queue_url) = args.queue.clone().or_else(|| default_queue.cloned()) else {
         bail!(
-            "{}: --enqueue needs a queue: [agent] queues, or --queue URL",
+            "{}: --enqueue needs a queue: [agent] sweep-queues or queues, or --queue URL",
             args.config.display()
         );
     };

@@ -104,6 +104,7 @@ fn take_handoffs(
     let agent_config = &agent.started_with.agent;
     let settings = bucketscan_agent::receive::LoopSettings {
         queue_urls: vec![queue.clone()],
+        sweep_queue_urls: Vec::new(),
         concurrency: (config.concurrency / 2).max(1),
         visibility_timeout: Duration::from_secs(agent_config.visibility_timeout_secs),
         wait_time: Duration::from_secs(agent_config.wait_time_secs),

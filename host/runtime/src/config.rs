@@ -70,6 +70,10 @@ const LONG_POLL_MARGIN_SECS: u64 = 10;
 pub struct AgentConfig {
     /// SQS queue URLs carrying S3 event notifications.
     pub queues: Vec<String>,
+    /// Queues of sweep items (`bucketscan scan --enqueue --queue URL`),
+    /// taken from only when the event queues leave a slot free: uploads
+    /// come first.
+    pub sweep_queues: Vec<String>,
     /// Objects scanned at once.
     pub concurrency: usize,
     /// Visibility timeout set on received messages and extended while a
@@ -118,6 +122,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             queues: Vec::new(),
+            sweep_queues: Vec::new(),
             concurrency: 4,
             visibility_timeout_secs: 120,
             wait_time_secs: 20,
