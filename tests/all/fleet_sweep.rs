@@ -146,10 +146,25 @@ async fn a_sweep_queue_is_taken_from_beside_uploads() {
             .await;
     }
     world
+        .put("forged.txt", samples::clean_text(), Some("text/plain"), &[], &[])
+        .await;
+    world
         .aws
         .sqs
         .purge_queue()
         .queue_url(&world.queue_url)
+        .send()
+        .await
+        .unwrap();
+    // Whoever may write to the sweep queue gets no other kind of scan
+    // through it: an on-demand scan there is refused.
+    let forged = bucketscan_runtime::events::on_demand_message(STAGING, "forged.txt", None);
+    world
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&sweeps)
+        .message_body(forged)
         .send()
         .await
         .unwrap();
@@ -172,4 +187,10 @@ async fn a_sweep_queue_is_taken_from_beside_uploads() {
             .await;
     }
     assert!(agent.log().contains("sweep_queues=["), "{}", agent.log());
+    assert!(
+        agent.log().contains("not a sweep item, on a sweep queue"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(world.tag(STAGING, "forged.txt", "bucketscan-result").await, None);
 }

@@ -104,7 +104,7 @@ impl Receiver {
                     return;
                 }
                 let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
-                    Step::Go => self.receive(queue, self.settings.wait_time, 10, &mut shutdown).await,
+                    Step::Go => self.receive(queue, self.settings.wait_time, 10, 0, &mut shutdown).await,
                     other => other,
                 };
                 if let Step::Stop = step {
@@ -141,7 +141,10 @@ impl Receiver {
                     }
                 };
                 let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
-                    Step::Go => self.receive(queue, self.settings.wait_time, spare, &mut shutdown).await,
+                    Step::Go => {
+                        self.receive(queue, self.settings.wait_time, spare, reserve, &mut shutdown)
+                            .await
+                    }
                     other => other,
                 };
                 if let Step::Stop = step {
@@ -176,8 +179,17 @@ impl Receiver {
     }
 
     /// Waits for a free slot, receives from `queue` (at most `most`
-    /// messages, long-polling for `wait`) and starts a task per message.
-    async fn receive(&self, queue: &str, wait: Duration, most: usize, shutdown: &mut watch::Receiver<bool>) -> Step {
+    /// messages, long-polling for `wait`) and starts a task per message
+    /// while more than `keep_free` slots are free; the rest go straight
+    /// back to the queue.
+    async fn receive(
+        &self,
+        queue: &str,
+        wait: Duration,
+        most: usize,
+        keep_free: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Step {
         // Wait for a free agent, then ask for no more messages than there
         // are free agents, so none sit invisible waiting.
         tokio::select! {
@@ -200,7 +212,7 @@ impl Receiver {
         match received {
             Ok(out) => {
                 for message in out.messages.unwrap_or_default() {
-                    self.spawn(queue, message).await;
+                    self.spawn(queue, message, keep_free).await;
                 }
             }
             Err(err) => {
@@ -216,14 +228,19 @@ impl Receiver {
     }
 
     /// Handles one message in its own task, holding a slot and an
-    /// in-flight entry until it ends, however it ends.
-    async fn spawn(&self, queue: &str, message: SqsMessage) {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore stays open");
+    /// in-flight entry until it ends, however it ends. With no slot free
+    /// (beyond `keep_free`) — the other loop took it during this one's
+    /// poll — the message goes straight back to the queue: it never waits
+    /// here invisible, without a heartbeat, or holds up a shutdown.
+    async fn spawn(&self, queue: &str, message: SqsMessage, keep_free: usize) {
+        let permit = match self.permits.available_permits() > keep_free {
+            true => self.permits.clone().try_acquire_owned().ok(),
+            false => None,
+        };
+        let Some(permit) = permit else {
+            self.give_back(queue, &message).await;
+            return;
+        };
         let id = message.message_id().unwrap_or_default().to_owned();
         if let Some(receipt) = message.receipt_handle() {
             self.in_flight
@@ -249,6 +266,29 @@ impl Receiver {
             };
             handle_message(&agent, &sqs, &settings, &queue, message).await;
         });
+    }
+
+    /// Makes `message` visible again at once, for whichever agent has a
+    /// slot (if this fails, it returns after its visibility timeout).
+    async fn give_back(&self, queue: &str, message: &SqsMessage) {
+        let Some(receipt) = message.receipt_handle() else {
+            return;
+        };
+        let given = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        if let Err(err) = given {
+            tracing::warn!(
+                queue,
+                "no free slot, and the message could not be made visible again: {}; it returns after its visibility timeout",
+                bucketscan_runtime::aws::error_text(&err)
+            );
+        }
     }
 
     /// No new messages: gives those in flight until the stop timeout, then
@@ -337,6 +377,14 @@ async fn handle_message(
         Ok(Message::TestEvent) => {
             tracing::info!(message = %id, "s3:TestEvent acknowledged");
             delete(sqs, queue, &receipt).await;
+            return;
+        }
+        // A sweep queue carries sweep items only: whoever may write to it
+        // gets no on-demand scans of other objects through it.
+        Ok(Message::Objects(events))
+            if settings.sweep_queue_urls.iter().any(|q| q == queue) && !events.iter().all(|e| e.is_sweep_item()) =>
+        {
+            tracing::error!(message = %id, queue, "not a sweep item, on a sweep queue; left for the dead-letter queue");
             return;
         }
         Ok(Message::Objects(events)) => events,

@@ -63,7 +63,7 @@ pub fn sweep_item_message(
     sweep_id: &str,
     rescan: bool,
 ) -> String {
-    serde_json::json!({
+    ascii_json(&serde_json::json!({
         "type": SWEEP_ITEM,
         "bucket": bucket,
         "key": key,
@@ -71,8 +71,25 @@ pub fn sweep_item_message(
         "size": size,
         "sweep": sweep_id,
         "rescan": rescan,
-    })
-    .to_string()
+    }))
+}
+
+/// `value` as JSON with everything past ASCII escaped (`\uXXXX`): SQS
+/// refuses some characters S3 keys may hold (U+FFFE, U+FFFF), and one such
+/// key must not stop a sweep for good.
+fn ascii_json(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// What a queue message turned out to be.
@@ -282,6 +299,19 @@ mod tests {
             panic!()
         };
         assert!(objects[0].on_demand);
+        let odd = sweep_item_message(
+            "staging",
+            "r\u{e9}sum\u{e9}\u{fffe}\u{1f600}.pdf",
+            None,
+            None,
+            "s",
+            false,
+        );
+        assert!(odd.is_ascii(), "{odd}");
+        let Message::Objects(objects) = parse_message(&odd).unwrap() else {
+            panic!()
+        };
+        assert_eq!(objects[0].key, "r\u{e9}sum\u{e9}\u{fffe}\u{1f600}.pdf");
         let broken = r#"{"type":"bucketscan:sweep-item","bucket":"staging","key":"k"}"#;
         assert!(parse_message(broken).unwrap_err().0.contains("without sweep"));
     }
