@@ -2,6 +2,7 @@
 //! driven over WebDriver by `chromedriver` (both from `scripts/setup`).
 
 use fantoccini::{Client, ClientBuilder};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -15,10 +16,13 @@ pub struct Browser {
 impl Browser {
     pub async fn start() -> Self {
         let port = crate::free_port();
+        // Its own process group: the browsers it starts go with it, even
+        // when a test fails before closing its session.
         let driver = Command::new("chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver runs (scripts/setup installs chromium-driver)");
         crate::wait_for_port(port, Duration::from_secs(30), "chromedriver");
@@ -81,16 +85,21 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// chromedriver and every browser process it started (its group; and
+    /// anything still using this session's profile, should a browser have
+    /// left the group).
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        unsafe { libc::kill(-(self.driver.id() as i32), libc::SIGKILL) };
+        let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self._profile.path().display().to_string()])
+            .status();
     }
 }
 
