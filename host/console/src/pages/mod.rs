@@ -126,21 +126,16 @@ pub fn object_link(bucket: &str, key: &str) -> Markup {
     html! { a href=(href) { (bucket) "/" (bucketscan_core::object::printable(key)) } }
 }
 
-/// `value` encoded for a query string.
-pub fn query_value(value: &str) -> String {
-    url_encode(value)
-}
+/// Everything but RFC 3986's unreserved characters is encoded.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
-fn url_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// `value` encoded for a query string.
+fn query_value(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
