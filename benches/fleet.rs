@@ -63,10 +63,10 @@ async fn run() {
     let world = World::new().await;
     let (sweeps, _) = world.queue("sweeps").await;
     let config = world.config(&clamd::shared().address(), "");
+    World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
+    // The world's config says `concurrency = 2` further down [agent].
     let text = std::fs::read_to_string(&config).unwrap();
-    let text = text
-        .replacen("[agent]\n", &format!("[agent]\nsweep-queues = [\"{sweeps}\"]\n"), 1)
-        .replacen("concurrency = 2\n", &format!("concurrency = {concurrency}\n"), 1);
+    let text = text.replacen("concurrency = 2\n", &format!("concurrency = {concurrency}\n"), 1);
     std::fs::write(&config, text).unwrap();
     for i in 0..backlog {
         world
@@ -79,14 +79,7 @@ async fn run() {
             )
             .await;
     }
-    world
-        .aws
-        .sqs
-        .purge_queue()
-        .queue_url(&world.queue_url)
-        .send()
-        .await
-        .unwrap();
+    world.purge_events().await;
     let agent = world.start_agent(&config);
     tokio::time::sleep(Duration::from_secs(3)).await;
 

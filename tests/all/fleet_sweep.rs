@@ -44,14 +44,7 @@ async fn an_enqueued_sweep_is_scanned_by_the_agents_and_resumes_after_its_last_k
             .put(&format!("backlog/{i:02}.txt"), bytes, Some("text/plain"), &[], &[])
             .await;
     }
-    world
-        .aws
-        .sqs
-        .purge_queue()
-        .queue_url(&world.queue_url)
-        .send()
-        .await
-        .unwrap();
+    world.purge_events().await;
     assert_eq!(world.queue_depth().await, 0);
 
     // Resumed after 04: only 05..09 are queued.
@@ -131,9 +124,7 @@ async fn a_sweep_queue_is_taken_from_beside_uploads() {
     let world = World::new().await;
     let (sweeps, _) = world.queue("sweeps").await;
     let config = world.config(&clamd::shared().address(), "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replacen("[agent]\n", &format!("[agent]\nsweep-queues = [\"{sweeps}\"]\n"), 1);
-    std::fs::write(&config, text).unwrap();
+    World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
     for i in 0..12 {
         world
             .put(
@@ -148,14 +139,7 @@ async fn a_sweep_queue_is_taken_from_beside_uploads() {
     world
         .put("forged.txt", samples::clean_text(), Some("text/plain"), &[], &[])
         .await;
-    world
-        .aws
-        .sqs
-        .purge_queue()
-        .queue_url(&world.queue_url)
-        .send()
-        .await
-        .unwrap();
+    world.purge_events().await;
     // Whoever may write to the sweep queue gets no other kind of scan
     // through it: an on-demand scan there is refused.
     let forged = bucketscan_runtime::events::on_demand_message(STAGING, "forged.txt", None);

@@ -434,6 +434,26 @@ grants = { storage = ["production"] }
             .map(|(_, v)| v)
     }
 
+    /// Throws away the event queue's messages: objects already in the
+    /// bucket, as in one protected after the fact.
+    pub async fn purge_events(&self) {
+        self.aws
+            .sqs
+            .purge_queue()
+            .queue_url(&self.queue_url)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Sets `[agent] NAME = VALUE` (TOML) in a config [`config`](Self::config)
+    /// wrote: its `[agent]` table cannot be given twice through `extra`.
+    pub fn set_agent_field(config: &Path, name: &str, value: &str) {
+        let text = std::fs::read_to_string(config).unwrap();
+        let text = text.replacen("[agent]\n", &format!("[agent]\n{name} = {value}\n"), 1);
+        std::fs::write(config, text).unwrap();
+    }
+
     /// Messages (visible or in flight) still on the event queue.
     pub async fn queue_depth(&self) -> u64 {
         let (visible, in_flight) = self.queue_counts().await;
