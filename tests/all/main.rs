@@ -21,6 +21,7 @@ mod pipeline;
 mod release;
 mod reload;
 mod results;
+mod retro_scan;
 mod sandbox;
 mod serve;
 mod signatures;

@@ -39,6 +39,40 @@ pub struct ScanReport {
     /// How much of the object the verdict covers; `None` when its bytes
     /// were not read.
     pub coverage: Option<Coverage>,
+    /// Copies the actions made (a promotion, a quarantine): where the
+    /// scanned bytes now also live.
+    pub copies: Vec<CopyRef>,
+    /// Set when this was a retro-scan: an object found clean earlier,
+    /// scanned again where it lives because the signatures changed.
+    pub retro: Option<RetroScan>,
+}
+
+/// One copy an action made of the scanned bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CopyRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// What a retro-scan carries from the result it looks at again: the alert
+/// of a retro-detection says which database found what the earlier one
+/// missed, and since when the object was served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RetroScan {
+    /// The signature database whose installation asked for this rescan
+    /// (clamd's VERSION, as the `engine` tag has it).
+    pub database: String,
+    /// The engine and database of the earlier clean result, when recorded.
+    pub previous_engine: Option<String>,
+    /// When the earlier clean result was recorded (RFC 3339): the object
+    /// has been where it is since about then.
+    pub clean_since: String,
+    /// The object that earlier result was about (the upload in staging):
+    /// its bucket's pipeline scans the copy.
+    pub origin_bucket: String,
+    pub origin_key: String,
 }
 
 /// How much of an object its verdict covers.
@@ -119,6 +153,8 @@ impl ScanReport {
             decoded: None,
             contents: Vec::new(),
             coverage: None,
+            copies: Vec::new(),
+            retro: None,
         }
     }
 
@@ -176,6 +212,10 @@ impl Serialize for ScanReport {
             contents: &'a [Contained],
             #[serde(skip_serializing_if = "Option::is_none")]
             coverage: Option<Coverage>,
+            #[serde(skip_serializing_if = "<[CopyRef]>::is_empty")]
+            copies: &'a [CopyRef],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retro: &'a Option<RetroScan>,
         }
         Json {
             bucket: &self.bucket,
@@ -197,6 +237,8 @@ impl Serialize for ScanReport {
             decoded: &self.decoded,
             contents: &self.contents,
             coverage: self.coverage,
+            copies: &self.copies,
+            retro: &self.retro,
         }
         .serialize(serializer)
     }

@@ -64,6 +64,8 @@ pub struct Agent {
     pub results: Option<Arc<crate::results::ResultsStore>>,
     /// Set when `[signatures]` manages the databases.
     pub signatures: Option<Arc<SignatureState>>,
+    /// Set when a bucket asks for retro-scans (with `[results]`).
+    pub retro_scans: Option<Arc<crate::retro_scan::RetroScans>>,
     /// Counts every object handled (set by `bucketscan run`; the default
     /// counts without exposing anything).
     pub metrics: Arc<Metrics>,
@@ -120,6 +122,9 @@ impl Agent {
             Arc::new(store)
         });
         let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer, results.clone());
+        let retro_scans = results.clone().and_then(|results| {
+            crate::retro_scan::RetroScans::new(&config, results, clients.sqs.clone()).map(Arc::new)
+        });
         let allow_list = Arc::new(ArcSwap::from_pointee(
             initial_allow_list(&config, &clients, &sealer).await,
         ));
@@ -146,6 +151,7 @@ impl Agent {
             clients,
             signatures,
             results,
+            retro_scans,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
             readiness: Default::default(),
             started_with: config,
@@ -169,6 +175,7 @@ impl Agent {
             config: self.started_with.signatures.clone()?,
             clamd: self.clamd().clone(),
             state: self.signatures.clone()?,
+            retro_scans: self.retro_scans.clone(),
         })
     }
 
@@ -177,6 +184,22 @@ impl Agent {
             return self
                 .scan_on_demand(&event.bucket, &event.key, event.version_id.as_deref())
                 .await;
+        }
+        if let Some(retro) = &event.retro
+            && self
+                .started_with
+                .buckets
+                .get(&retro.origin_bucket)
+                .is_none_or(|bucket| bucket.retro_scan.is_none())
+        {
+            // Only a retro-scan of this fleet routes an object through
+            // another bucket's pipeline.
+            let why = format!(
+                "a retro-scan item for bucket `{}`, which asks for no retro-scan: ignored",
+                retro.origin_bucket
+            );
+            tracing::warn!("{why}");
+            return Handled::Skipped(why);
         }
         // A sweep item skips what carries a result sealed from the
         // signatures clamd runs now, as `bucketscan scan` does.
@@ -194,6 +217,11 @@ impl Agent {
             etag: event.etag.clone(),
             size: event.size,
             skip_if_scanned_with,
+            // A retro-scan rescans an agent's copy (a promotion): contained
+            // where it lives if it must be, never promoted again.
+            rescan: event.retro.is_some(),
+            contain_only: event.retro.is_some(),
+            retro: event.retro.clone(),
             ..Target::new(&event.bucket, &event.key)
         };
         self.handle_target(&target).await

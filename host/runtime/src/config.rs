@@ -241,6 +241,7 @@ impl Config {
                 self.agent.first_byte_timeout_secs, self.agent.wait_time_secs
             )));
         }
+        self.validate_retro_scans().map_err(error)?;
         let pipelines = self.pipelines();
         pipelines.validate()?;
         for bucket in self.buckets.keys() {
@@ -251,6 +252,33 @@ impl Config {
                      an object that size could never be fetched. Raise the budget or lower max-object-bytes",
                     self.agent.spool_budget_bytes
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A retro-scan reads the results store, is started by the signature
+    /// keeper, and queues on a sweep queue: each must be configured.
+    fn validate_retro_scans(&self) -> Result<(), String> {
+        for (bucket, config) in &self.buckets {
+            let Some(retro) = &config.retro_scan else { continue };
+            let missing = if self.results.is_none() {
+                Some("[results] (the clean results it rescans are read from there)")
+            } else if self.signatures.is_none() {
+                Some("[signatures] (a new database version is what starts it)")
+            } else if self.agent.sweep_queues.is_empty() {
+                Some("[agent] sweep-queues (its items wait there behind live uploads)")
+            } else {
+                None
+            };
+            if let Some(missing) = missing {
+                return Err(format!("bucket `{bucket}`: retro-scan needs {missing}"));
+            }
+            if !(1..=366).contains(&retro.within_days) {
+                return Err(format!(
+                    "bucket `{bucket}`: retro-scan within-days = {}: 1 to 366",
+                    retro.within_days
+                ));
             }
         }
         Ok(())
@@ -503,5 +531,26 @@ grants = { clamav = true, storage = ["production"] }
             "relative to the working directory"
         );
         unsafe { std::env::remove_var("BUCKETSCAN_TEST_CONFIG_ENV") };
+    }
+
+    #[test]
+    fn a_retro_scan_names_each_section_it_needs_and_its_window() {
+        let retro = "[buckets.staging.retro-scan]\nwithin-days = 3\n";
+        let results = "[results]\ntable = \"results\"\n";
+        let signatures = "[signatures]\ndatabase-dir = \"/var/lib/clamav\"\n";
+        let queue = "[agent]\nsweep-queues = [\"http://127.0.0.1/q\"]\n";
+        let error = |parts: &[&str]| parse(&format!("{GOOD}{}", parts.concat())).unwrap_err().to_string();
+        assert!(error(&[retro]).contains("bucket `staging`: retro-scan needs [results]"));
+        assert!(error(&[retro, results]).contains("retro-scan needs [signatures]"));
+        assert!(error(&[retro, results, signatures]).contains("retro-scan needs [agent] sweep-queues"));
+        let config = parse(&format!("{GOOD}{retro}{results}{signatures}{queue}")).unwrap();
+        let parsed = config.buckets["staging"].retro_scan.clone().unwrap();
+        assert_eq!((parsed.within_days, parsed.newest_first), (3, true));
+        let too_long = "[buckets.staging.retro-scan]\nwithin-days = 400\n";
+        assert!(
+            error(&[too_long, results, signatures, queue]).contains("within-days = 400: 1 to 366"),
+            "{}",
+            error(&[too_long, results, signatures, queue])
+        );
     }
 }

@@ -23,6 +23,9 @@ pub struct ObjectEvent {
     /// [`on_demand_message`]): scanned even when already tagged, and a
     /// version that is no longer current is contained, never promoted.
     pub on_demand: bool,
+    /// A retro-scan's item ([`retro_item_message`]): an object found clean
+    /// before the signatures changed, scanned again where it lives.
+    pub retro: Option<bucketscan_core::report::RetroScan>,
 }
 
 impl ObjectEvent {
@@ -71,6 +74,25 @@ pub fn sweep_item_message(
         "size": size,
         "sweep": sweep_id,
         "rescan": rescan,
+    }))
+}
+
+/// A sweep item of retro-scan `sweep_id`: `copy` (where bytes found clean
+/// earlier live now) to be scanned again as `retro` says.
+pub fn retro_item_message(
+    copy: &bucketscan_core::report::CopyRef,
+    retro: &bucketscan_core::report::RetroScan,
+    sweep_id: &str,
+) -> String {
+    ascii_json(&serde_json::json!({
+        "type": SWEEP_ITEM,
+        "bucket": copy.bucket,
+        "key": copy.key,
+        "version_id": copy.version_id,
+        "etag": copy.etag,
+        "sweep": sweep_id,
+        "rescan": false,
+        "retro": retro,
     }))
 }
 
@@ -154,6 +176,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             size: None,
             event_name: ON_DEMAND.to_owned(),
             on_demand: true,
+            retro: None,
         }]));
     }
     if value.get("type").and_then(Value::as_str) == Some(SWEEP_ITEM) {
@@ -166,12 +189,19 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
         return Ok(Message::Objects(vec![ObjectEvent {
             bucket: field("bucket")?.to_owned(),
             key: field("key")?.to_owned(),
-            version_id: None,
             etag: string(value, "etag"),
             size: value.get("size").and_then(Value::as_u64),
             event_name: format!("{SWEEP_ITEM}:{}", field("sweep")?),
             // A rescan is scanned like an on-demand scan: even when tagged.
             on_demand: value.get("rescan").and_then(Value::as_bool).unwrap_or(false),
+            version_id: string(value, "version_id"),
+            retro: match value.get("retro") {
+                None | Some(Value::Null) => None,
+                Some(retro) => Some(
+                    serde_json::from_value(retro.clone())
+                        .map_err(|err| NotAnEvent(format!("{SWEEP_ITEM}: retro: {err}")))?,
+                ),
+            },
         }]));
     }
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
@@ -207,6 +237,7 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         size: object.get("size").and_then(Value::as_u64),
         event_name: event_name.to_owned(),
         on_demand: false,
+        retro: None,
     }))
 }
 
@@ -242,6 +273,7 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
                 .unwrap_or("EventBridge")
         ),
         on_demand: false,
+        retro: None,
     }))
 }
 
@@ -379,5 +411,36 @@ mod tests {
                 .0
                 .contains("record 0")
         );
+    }
+
+    #[test]
+    fn a_retro_item_reads_back_with_its_copy_version_and_what_it_rescans_for() {
+        let copy = bucketscan_core::report::CopyRef {
+            bucket: "production".into(),
+            key: "in/é.pdf".into(),
+            version_id: Some("p7".into()),
+            etag: Some("e1".into()),
+        };
+        let retro = bucketscan_core::report::RetroScan {
+            database: "ClamAV 1.4.3/28001".into(),
+            previous_engine: Some("ClamAV 1.4.3/28000".into()),
+            clean_since: "2026-12-01T10:00:00.000Z".into(),
+            origin_bucket: "staging".into(),
+            origin_key: "in/é.pdf".into(),
+        };
+        let body = retro_item_message(&copy, &retro, "retro-1");
+        assert!(body.is_ascii(), "{body}");
+        let Message::Objects(objects) = parse_message(&body).unwrap() else {
+            panic!("{body}")
+        };
+        let item = &objects[0];
+        assert!(item.is_sweep_item() && !item.on_demand);
+        assert_eq!(
+            (item.bucket.as_str(), item.key.as_str(), item.version_id.as_deref()),
+            ("production", "in/é.pdf", Some("p7"))
+        );
+        assert_eq!(item.retro.as_ref(), Some(&retro));
+        let forged = body.replace("\"origin_bucket\"", "\"origin\"");
+        assert!(parse_message(&forged).unwrap_err().0.contains("retro"));
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// Messages per SendMessageBatch (SQS's most).
-const BATCH: usize = 10;
+pub(crate) const BATCH: usize = 10;
 /// Sends of one batch's failed entries before the sweep stops.
 const ATTEMPTS: u32 = 4;
 
@@ -117,7 +117,33 @@ async fn send(
     batch: &mut Vec<(String, u64, String)>,
     done: &mut Enqueued,
 ) -> Result<(), EnqueueError> {
-    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let bodies: Vec<&str> = batch.iter().map(|(_, _, body)| body.as_str()).collect();
+    let (sent, failure) = send_messages(sqs, &options.queue_url, &bodies).await;
+    for (key, size, _) in batch.drain(..sent) {
+        done.queued += 1;
+        done.bytes += size;
+        done.last_key = Some(key);
+    }
+    match failure {
+        None => Ok(()),
+        Some(detail) => Err(EnqueueError {
+            detail,
+            done: done.clone(),
+        }),
+    }
+}
+
+/// Sends up to ten `bodies` in one batch (its failed entries again, a few
+/// times). Returns how many *leading* bodies are sure to be queued, and
+/// why the rest are not: entries after the first failure that were sent
+/// are queued twice by a caller that resends from there (a duplicate,
+/// never a gap).
+pub(crate) async fn send_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bodies: &[&str],
+) -> (usize, Option<String>) {
+    let mut pending: Vec<usize> = (0..bodies.len()).collect();
     let mut last_error = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -128,14 +154,14 @@ async fn send(
             .map(|&i| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(&batch[i].2)
+                    .message_body(bodies[i])
                     .build()
                     .expect("id and body are set")
             })
             .collect();
         match sqs
             .send_message_batch()
-            .queue_url(&options.queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -150,24 +176,11 @@ async fn send(
             Err(err) => last_error = crate::aws::error_text(&err),
         }
         if pending.is_empty() {
-            break;
+            return (bodies.len(), None);
         }
     }
-    // Counted up to the first entry not sent (entries after it that were
-    // sent are queued twice on resume: a duplicate, never a gap).
-    let sent = pending.iter().min().copied().unwrap_or(batch.len());
-    for (key, size, _) in batch.drain(..sent) {
-        done.queued += 1;
-        done.bytes += size;
-        done.last_key = Some(key);
-    }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    Err(EnqueueError {
-        detail: format!("sending to {}: {last_error}", options.queue_url),
-        done: done.clone(),
-    })
+    let sent = pending.iter().min().copied().unwrap_or(bodies.len());
+    (sent, Some(format!("sending to {queue_url}: {last_error}")))
 }
 
 /// At most `rate` items a second, on average since the start.

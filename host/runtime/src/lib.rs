@@ -17,6 +17,8 @@
 //! - [`agent`]: the agent a config describes — its scanner, pipelines,
 //!   clients and signatures — and one object event, start to finish.
 //! - [`sweep`]: `bucketscan scan` over existing objects.
+//! - [`fleet_sweep`]: `bucketscan scan --enqueue`: a sweep as queue items for the fleet.
+//! - [`retro_scan`]: clean results rescanned when a new signature database arrives.
 //! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`quarantine`]: what the quarantine holds, and `release` of a false positive.
 //! - [`live`]: the pipelines objects are scanned with now, swapped whole.
@@ -42,6 +44,7 @@ pub mod protect;
 pub mod quarantine;
 pub mod reload;
 pub mod results;
+pub mod retro_scan;
 pub mod s3_store;
 pub mod signatures;
 pub mod sweep;

@@ -75,6 +75,8 @@ struct State {
     /// A refusal every retry would meet again (a clean copy's key over
     /// S3's limit): the object settles held instead of coming back.
     lasting_refusal: Option<String>,
+    /// Copies made, for the report (a retro-scan finds them there).
+    copies: Vec<bucketscan_core::report::CopyRef>,
 }
 
 impl ObjectActions {
@@ -88,6 +90,7 @@ impl ObjectActions {
                 deferred: Vec::new(),
                 dropped: Vec::new(),
                 lasting_refusal: None,
+                copies: Vec::new(),
             }),
         }
     }
@@ -100,6 +103,11 @@ impl ObjectActions {
     /// Own tags left off copies by the tag limit.
     pub fn dropped(&self) -> Vec<(String, String)> {
         self.state.lock().unwrap().dropped.clone()
+    }
+
+    /// The copies the actions made (none in a dry run).
+    pub fn copies(&self) -> Vec<bucketscan_core::report::CopyRef> {
+        self.state.lock().unwrap().copies.clone()
     }
 
     /// A refusal no retry can change, if an action met one.
@@ -221,7 +229,18 @@ impl ObjectActions {
             );
             self.seal_copy(&copy, &sealed.tags, &values).await?;
         }
-        self.state.lock().unwrap().dropped.extend(plan.dropped.iter().cloned());
+        {
+            let mut state = self.state.lock().unwrap();
+            state.dropped.extend(plan.dropped.iter().cloned());
+            if !self.store.dry_run() {
+                state.copies.push(bucketscan_core::report::CopyRef {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    version_id: copied.version_id.clone(),
+                    etag: Some(actual_etag.clone()),
+                });
+            }
+        }
         let note = if shortened {
             " (key shortened to S3's 1024 bytes)"
         } else {

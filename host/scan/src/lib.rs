@@ -124,6 +124,38 @@ impl Routing for OnePipeline {
     }
 }
 
+/// Every question about one bucket answered as for another bucket and key:
+/// a retro-scan of a promoted copy runs the pipeline of the upload it
+/// was copied from (the production bucket usually has none).
+pub struct RoutedAs<'a> {
+    pub inner: &'a dyn Routing,
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+impl Routing for RoutedAs<'_> {
+    fn route(&self, _bucket: &str, _key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        let (scope, stages) = self.inner.route(self.bucket, self.key)?;
+        Some((format!("{scope} (a retro-scan of its copy)"), stages))
+    }
+
+    fn max_object_bytes(&self, _bucket: &str) -> u64 {
+        self.inner.max_object_bytes(self.bucket)
+    }
+
+    fn let_through(&self, _bucket: &str) -> Vec<Format> {
+        self.inner.let_through(self.bucket)
+    }
+
+    fn walk_limits(&self, _bucket: &str) -> Option<WalkLimits> {
+        self.inner.walk_limits(self.bucket)
+    }
+
+    fn hashes_suffice(&self, _bucket: &str) -> bool {
+        self.inner.hashes_suffice(self.bucket)
+    }
+}
+
 /// Where results are published (SNS for the agent).
 #[async_trait]
 pub trait Publisher: Send + Sync {

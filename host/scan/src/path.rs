@@ -12,7 +12,7 @@ use crate::spool::SpoolConfig;
 use crate::stages::Stages;
 use crate::store::{FetchError, Opened, Store, Target};
 use crate::take_back::take_back;
-use crate::{Publisher, Routing, now_rfc3339};
+use crate::{Publisher, RoutedAs, Routing, now_rfc3339};
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::{AllowList, AllowMatch};
 use bucketscan_core::formats::SNIFF_BYTES;
@@ -81,6 +81,7 @@ impl Scan<'_> {
     /// `report` with the actions so far and the time taken, as published.
     fn to_publish(&self, report: &mut ScanReport) {
         report.host_actions = self.host_actions.clone();
+        report.retro = self.target.retro.clone();
         report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
     }
 }
@@ -129,6 +130,22 @@ impl Scanner {
     /// Takes `target` through the scan path with `pipelines`. The report's
     /// outcome says whether its event may be acknowledged.
     pub async fn scan(&self, pipelines: &dyn Routing, target: &Target) -> ScanReport {
+        let mut report = match &target.retro {
+            Some(retro) => {
+                let origin = RoutedAs {
+                    inner: pipelines,
+                    bucket: &retro.origin_bucket,
+                    key: &retro.origin_key,
+                };
+                self.scan_routed(&origin, target).await
+            }
+            None => self.scan_routed(pipelines, target).await,
+        };
+        report.retro = target.retro.clone();
+        report
+    }
+
+    async fn scan_routed(&self, pipelines: &dyn Routing, target: &Target) -> ScanReport {
         let started = Instant::now();
         let mut target = target.clone();
         let mut notes = Vec::new();
@@ -276,9 +293,11 @@ impl Scanner {
                     format!("{}: written by a bucketscan agent", info.url()),
                 ));
             }
-            if let Some(why) = self.already_current(info, trusted, scan.target) {
-                return Err(skipped(scan.target, why));
-            }
+        }
+        // Asked for by sweeps and retro-scans (a retro-scan rescans an
+        // agent's copy, yet not twice with one database).
+        if let Some(why) = self.already_current(info, trusted, scan.target) {
+            return Err(skipped(scan.target, why));
         }
         let foreign = self.tag_keys.foreign(&info.tags);
         if foreign.len() == info.tags.len() || trusted.or(written).is_some() {
@@ -550,10 +569,11 @@ impl Scanner {
         ));
         let rollback = scan.target.contain_only && !verdict.contains();
         if rollback {
-            scan.host_actions.push(format!(
-                "{}: not the current version; clean, so no action ran (promoting it would roll the key back)",
-                scan.info.url()
-            ));
+            let why = match scan.target.retro {
+                Some(_) => "a retro-scan where it lives; clean, so no action ran",
+                None => "not the current version; clean, so no action ran (promoting it would roll the key back)",
+            };
+            scan.host_actions.push(format!("{}: {why}", scan.info.url()));
         }
         let mut acted = if phases::runs_actions(&verdict, &plan) && !rollback {
             let storage: Arc<dyn StageStorage> = actions.clone();
@@ -565,6 +585,7 @@ impl Scanner {
         };
         stages.append(&mut acted);
         report.stages = stages;
+        report.copies = actions.copies();
         note_dropped(&mut report, &mut scan.host_actions, actions.dropped());
         if !phases::settles(&verdict) {
             let why = format!("{}: {verdict}; no action ran, the event comes back", scan.info.url());

@@ -30,6 +30,10 @@ pub struct Target {
     /// on-demand scan of a version that is not the current one: promoting
     /// it would roll the current object back to older bytes.
     pub contain_only: bool,
+    /// A retro-scan (signatures changed since this object was found
+    /// clean): routed through its origin's pipeline, contained if it must
+    /// be, never promoted again; the report (and the alert) carries it.
+    pub retro: Option<bucketscan_core::report::RetroScan>,
 }
 
 impl Target {
@@ -44,6 +48,7 @@ impl Target {
             rescan: false,
             skip_if_scanned_with: None,
             contain_only: false,
+            retro: None,
         }
     }
 

@@ -284,6 +284,7 @@ mod tests {
             recorded_at: bucketscan_runtime::results::record::timestamp(when),
             duration_ms: Some(ms),
             report: String::new(),
+            ..StoredResult::default()
         }
     }
 

@@ -305,6 +305,7 @@ mod tests {
             recorded_at: "2026-12-01T00:00:00.000Z".into(),
             duration_ms: Some(3.5),
             report: report.to_string(),
+            ..StoredResult::default()
         };
         let html = one_scan(&result).into_string();
         assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");

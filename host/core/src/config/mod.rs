@@ -13,7 +13,7 @@ mod settings;
 
 pub use pipelines::{
     BucketConfig, LargeObjects, MAX_MEMBERS_LIMIT, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig,
-    StageConfig,
+    RetroScanConfig, StageConfig,
 };
 pub use secret::{SecretError, SecretSource};
 pub use settings::SettingValue;

@@ -65,6 +65,10 @@ pub struct BucketConfig {
     /// (unsupported-container)`.
     #[serde(default, deserialize_with = "crate::formats::format_names")]
     pub let_through: Vec<crate::formats::Format>,
+    /// Rescans when the signatures change: objects of this bucket found
+    /// clean within the window are scanned again, where they live now,
+    /// once per new database version for the whole fleet.
+    pub retro_scan: Option<RetroScanConfig>,
     /// The pipeline for keys no `prefixes` entry matches.
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -115,6 +119,25 @@ impl Default for LargeObjects {
             max_expanded_bytes: 100 << 30,
             max_depth: 8,
             hashes_suffice: false,
+        }
+    }
+}
+
+/// `retro-scan = { within-days = 7, newest-first = true }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RetroScanConfig {
+    /// How far back clean results are looked at again, in days.
+    pub within_days: u32,
+    /// Enqueue the newest results first (the likeliest to be served now).
+    pub newest_first: bool,
+}
+
+impl Default for RetroScanConfig {
+    fn default() -> Self {
+        Self {
+            within_days: 7,
+            newest_first: true,
         }
     }
 }

@@ -95,6 +95,7 @@ impl EventBridgePublisher {
                 "coverage": report.coverage,
                 "agent": agent_id,
                 "duration_ms": report.duration_ms,
+                "retro": report.retro,
             },
         });
         if detail.to_string().len() <= MAX_DETAIL {

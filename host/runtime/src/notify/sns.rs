@@ -150,6 +150,11 @@ impl SnsPublisher {
             "outcome": bounded_outcome(&report.outcome),
             "duration_ms": report.duration_ms,
             "agent": agent_id,
+            // Where the actions copied the bytes (a promotion, a quarantine).
+            "copies": report.copies.iter().take(16).collect::<Vec<_>>(),
+            // Set for a retro-scan: found by `database`, clean by
+            // `previous_engine` since `clean_since`.
+            "retro": report.retro,
         })
     }
 }
@@ -183,15 +188,21 @@ impl Publisher for SnsPublisher {
         let result = report.result();
         let body = Self::body(report, &self.agent_id);
         let mark = self.sealer.mark_notification(&body);
+        let (subject, scan_kind) = match report.retro {
+            Some(_) => (format!("bucketscan: {result} (retro-scan)"), "retro-scan"),
+            None => (format!("bucketscan: {result}"), "scan"),
+        };
         self.sns
             .publish()
             .topic_arn(&self.topic_arn)
-            .subject(format!("bucketscan: {result}"))
+            .subject(subject)
             .message(body)
             .message_attributes(MARK_ATTRIBUTE, attribute(&mark)?)
             .message_attributes("bucket", attribute(&report.bucket)?)
             .message_attributes("scan-result", attribute(result.as_str())?)
             .message_attributes("outcome", attribute(report.outcome.status())?)
+            // Subscriptions can filter retro-detections on this.
+            .message_attributes("scan-kind", attribute(scan_kind)?)
             .send()
             .await
             .map_err(|err| failed(format!("SNS Publish: {}", crate::aws::error_text(&err))))?;

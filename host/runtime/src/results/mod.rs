@@ -10,6 +10,7 @@
 //! publish (containment already happened; only the deferred deletes
 //! wait). Failures are counted (`bucketscan_results_write_failures_total`).
 
+pub mod claims;
 pub mod record;
 pub mod search;
 
@@ -199,7 +200,7 @@ impl ResultsStore {
 }
 
 /// A recorded result, as the queries return it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StoredResult {
     pub bucket: String,
     pub key: String,
@@ -216,6 +217,11 @@ pub struct StoredResult {
     pub duration_ms: Option<f64>,
     /// The report as published (JSON).
     pub report: String,
+    pub etag: Option<String>,
+    /// The engine and database that reached the result (the `engine` tag).
+    pub engine: Option<String>,
+    /// Copies the actions made (a promotion): where the bytes also live.
+    pub copies: Vec<bucketscan_core::report::CopyRef>,
 }
 
 impl StoredResult {
@@ -240,6 +246,11 @@ impl StoredResult {
                 _ => None,
             },
             report: text("report").unwrap_or_default(),
+            etag: text("etag"),
+            engine: text("engine"),
+            copies: text("copies")
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         }
     }
 }

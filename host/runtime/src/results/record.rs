@@ -107,11 +107,17 @@ pub fn item(report: &ScanReport, recorded: &Recorded<'_>) -> HashMap<String, Att
         ("sha256", report.sha256.as_deref()),
         ("coverage", report.coverage.map(|c| c.as_str())),
         ("config", Some(recorded.config)),
+        ("engine", report.engine_version()),
     ];
     for (name, value) in optional {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             item.insert(name.to_owned(), s(value));
         }
+    }
+    if !report.copies.is_empty() {
+        // Where the bytes also live now: what a retro-scan rescans.
+        let copies = serde_json::to_string(&report.copies).unwrap_or_default();
+        item.insert("copies".to_owned(), s(&copies));
     }
     if let Some(days) = recorded.keep_days {
         let expires = recorded.at.unix_timestamp() + i64::from(days) * 86_400;

@@ -145,6 +145,66 @@ impl ResultsStore {
     }
 }
 
+/// Every result of a search, page by page: what a retro-scan walks (no
+/// limit, no page bound: the caller decides when to stop).
+pub struct Pages<'s> {
+    store: &'s ResultsStore,
+    search: Search,
+    range: (OffsetDateTime, OffsetDateTime),
+    newest_first: bool,
+    projection: Vec<&'static str>,
+    partitions: std::collections::VecDeque<Partition>,
+    start: Option<HashMap<String, AttributeValue>>,
+}
+
+impl<'s> Pages<'s> {
+    /// The next page (possibly empty: a page the filters emptied), or
+    /// `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Vec<StoredResult>>, String> {
+        let Some(partition) = self.partitions.front() else {
+            return Ok(None);
+        };
+        let (from, to) = self.range;
+        let mut expression = Expression::new(partition, &self.search, from, to);
+        expression.forward = !self.newest_first;
+        if !self.projection.is_empty() {
+            expression.project(&self.projection);
+        }
+        let page = expression
+            .query(self.store, partition)
+            .set_exclusive_start_key(self.start.take())
+            .send()
+            .await
+            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())?;
+        self.start = page.last_evaluated_key().cloned();
+        if self.start.is_none() {
+            self.partitions.pop_front();
+        }
+        Ok(Some(page.items().iter().map(StoredResult::from_item).collect()))
+    }
+}
+
+impl ResultsStore {
+    /// Walks every result `search` names, in day order (newest or oldest
+    /// first), returning only `projection` (all attributes when empty).
+    pub fn pages(&self, search: &Search, newest_first: bool, projection: &[&'static str]) -> Pages<'_> {
+        let (from, to) = search.range();
+        let mut partitions: std::collections::VecDeque<Partition> = partitions(search, from, to).into();
+        if !newest_first {
+            partitions = partitions.into_iter().rev().collect();
+        }
+        Pages {
+            store: self,
+            search: search.clone(),
+            range: (from, to),
+            newest_first,
+            projection: projection.to_vec(),
+            partitions,
+            start: None,
+        }
+    }
+}
+
 /// One partition's key condition, filters and projection, with every
 /// value a placeholder: nothing a user types becomes expression text.
 struct Expression {
@@ -152,6 +212,8 @@ struct Expression {
     values: HashMap<String, AttributeValue>,
     filters: Vec<String>,
     projection: Option<String>,
+    /// Oldest first (the default is newest first).
+    forward: bool,
 }
 
 impl Expression {
@@ -168,6 +230,7 @@ impl Expression {
             ]),
             filters: Vec::new(),
             projection: None,
+            forward: false,
         };
         if partition.index != BY_BUCKET {
             expression.narrow("b", "bucket", &search.bucket, "#b = :b");
@@ -211,7 +274,7 @@ impl Expression {
             .key_condition_expression("#p = :p AND #t BETWEEN :from AND :to")
             .set_expression_attribute_names(Some(self.names.clone()))
             .set_expression_attribute_values(Some(self.values.clone()))
-            .scan_index_forward(false);
+            .scan_index_forward(self.forward);
         if !self.filters.is_empty() {
             query = query.filter_expression(self.filters.join(" AND "));
         }

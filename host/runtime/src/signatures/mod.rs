@@ -262,6 +262,9 @@ pub struct Keeper {
     pub config: SignaturesConfig,
     pub clamd: Arc<Clamd>,
     pub state: Arc<SignatureState>,
+    /// Started after every round that proves the databases: a new
+    /// database version rescans what older ones called clean.
+    pub retro_scans: Option<Arc<crate::retro_scan::RetroScans>>,
 }
 
 impl Keeper {
@@ -408,11 +411,23 @@ impl Keeper {
         self.state.check().map_err(|Untrusted(why)| why)
     }
 
+    /// The retro-scans of the database clamd runs now, if not done yet.
+    async fn start_retro_scans(&self) {
+        let Some(retro_scans) = &self.retro_scans else { return };
+        match self.clamd.version().await {
+            Ok(database) => retro_scans.after_proven(&database),
+            Err(err) => tracing::warn!("retro-scans wait: clamd VERSION: {err}"),
+        }
+    }
+
     /// Rounds forever: every `sync-interval-secs`, sooner while unproven.
     pub async fn run(self) {
         let (mut canary, mut seen) = (None, None);
         loop {
             let proven = self.round(&mut canary, &mut seen).await;
+            if proven {
+                self.start_retro_scans().await;
+            }
             let wait = if proven {
                 Duration::from_secs(self.config.sync_interval_secs.max(1))
             } else {

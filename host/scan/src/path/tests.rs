@@ -645,3 +645,77 @@ async fn an_upload_over_the_limit_named_as_something_else_is_not_walked() {
         "whole, to the engine"
     );
 }
+
+/// Routes only `staging`: production has no pipeline of its own.
+struct StagingOnly;
+
+impl Routing for StagingOnly {
+    fn route(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
+        (bucket == STAGING).then(|| any_object().route(bucket, key)).flatten()
+    }
+
+    fn max_object_bytes(&self, _bucket: &str) -> u64 {
+        1 << 20
+    }
+}
+
+fn retro_of(copy: &ObjectInfo, origin_key: &str) -> Target {
+    Target {
+        rescan: true,
+        contain_only: true,
+        retro: Some(bucketscan_core::report::RetroScan {
+            database: "ClamAV 1.4.3/28001".into(),
+            previous_engine: Some("ClamAV 1.4.3/28000".into()),
+            clean_since: "2026-12-01T10:00:00.000Z".into(),
+            origin_bucket: STAGING.into(),
+            origin_key: origin_key.into(),
+        }),
+        ..event_for(copy)
+    }
+}
+
+#[tokio::test]
+async fn a_promotion_is_reported_as_a_copy_and_a_retro_scan_runs_its_origins_pipeline_where_it_lives() {
+    let world = World::new();
+    let report = world.upload_and_scan("a.txt", b"quarterly figures").await;
+    assert_eq!(report.copies.len(), 1, "{report:#?}");
+    assert_eq!(
+        (report.copies[0].bucket.as_str(), report.copies[0].key.as_str()),
+        (PRODUCTION, "a.txt")
+    );
+    let (copy, _) = world.store.get(PRODUCTION, "a.txt").unwrap();
+    // Without the origin, production has no pipeline: nothing to do.
+    let unrouted = world.scanner.scan(&StagingOnly, &event_for(&copy)).await;
+    assert!(matches!(unrouted.outcome, Outcome::Skipped(_)), "{unrouted:#?}");
+
+    // A clean copy scanned again (an agent's own write, yet rescanned):
+    // no action runs, nothing is promoted onto itself.
+    let again = world.scanner.scan(&StagingOnly, &retro_of(&copy, "a.txt")).await;
+    assert_eq!(again.outcome, Outcome::Done, "{again:#?}");
+    assert_eq!(again.result().as_str(), "clean");
+    assert!(again.copies.is_empty(), "{again:#?}");
+    assert!(
+        again
+            .host_actions
+            .iter()
+            .any(|a| a.contains("a retro-scan where it lives")),
+        "{again:#?}"
+    );
+    assert!(world.store.get(PRODUCTION, "a.txt").is_some());
+
+    // Bytes the new signatures catch, served from production: contained
+    // from there, and the alert says it is a retro-detection.
+    let served = world.store.put(PRODUCTION, "b.txt", b"..MALWARE-MARKER..", &[]);
+    let found = world.scanner.scan(&StagingOnly, &retro_of(&served, "b.txt")).await;
+    assert_eq!(found.outcome, Outcome::Done, "{found:#?}");
+    assert!(
+        world.store.get(PRODUCTION, "b.txt").is_none(),
+        "{:#?}",
+        world.store.log()
+    );
+    assert_eq!(world.result_tag(QUARANTINE, "b.txt").as_deref(), Some("infected"));
+    let alert = world.published().pop().unwrap();
+    let retro = alert.retro.expect("the alert names the retro-scan");
+    assert_eq!(retro.previous_engine.as_deref(), Some("ClamAV 1.4.3/28000"));
+    assert_eq!(retro.database, "ClamAV 1.4.3/28001");
+}
