@@ -98,7 +98,8 @@ impl TaskVolumes {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_definition_runs_the_agent_with_container_credentials() {
     let world = World::new().await;
-    let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
+    let (sweeps, _) = world.queue("sweeps").await;
+    let stack = Stack::for_test(&world.queue_url, &world.topic_arn).with_sweep_queue(&sweeps);
     let agent_container = stack.container("agent");
     bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
 
@@ -707,4 +708,85 @@ fn the_api_templates_console_reads_groups_where_its_sign_on_puts_them() {
         saml.contains("{ role = \"releaser\", groups = [\"bucketscan-releasers\"] }"),
         "{saml}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_sweep_runs_a_small_task_that_queues_the_bucket_for_the_agents() {
+    let world = World::new().await;
+    let (sweeps, _) = world.queue("sweeps").await;
+    let mut stack = Stack::for_test(&world.queue_url, &world.topic_arn).with_sweep_queue(&sweeps);
+    assert!(!stack.holds("HasSweepSchedule"), "no schedule unless one is given");
+    stack.refs.insert("SweepSchedule", "cron(0 3 ? * SUN *)".into());
+    stack.refs.insert("SweepPrefix", "backlog/".into());
+    assert!(stack.holds("HasSweepSchedule"));
+
+    let resources = &stack.template["Resources"];
+    let schedule = &resources["ScheduledSweep"]["Properties"];
+    assert_eq!(stack.resolve(&schedule["ScheduleExpression"]), "cron(0 3 ? * SUN *)");
+    let ecs = &schedule["Target"]["EcsParameters"];
+    assert_eq!(ecs["TaskDefinitionArn"]["Ref"], "SweepTaskDefinition");
+    assert_eq!(ecs["LaunchType"], "FARGATE");
+    // The sweep task lists and queues, nothing else: no clamd, no reads.
+    let statements = resources["SweepTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let actions: Vec<&str> = statements.iter().map(|s| s["Action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["s3:ListBucket", "sqs:SendMessage"]);
+    let containers = resources["SweepTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1);
+
+    for i in 0..3 {
+        world
+            .put(
+                &format!("backlog/{i}.txt"),
+                samples::clean_text(),
+                Some("text/plain"),
+                &[],
+                &[],
+            )
+            .await;
+    }
+    world
+        .put("elsewhere.txt", samples::clean_text(), Some("text/plain"), &[], &[])
+        .await;
+    world.purge_events().await;
+
+    // What the schedule starts, run as ECS would: its command, the config
+    // from the agents' SSM parameter, the local AWS server for AWS.
+    let sweep = stack.container_of("SweepTaskDefinition", "sweep");
+    let command: Vec<String> = sweep["Command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| stack.resolve(part))
+        .collect();
+    assert_eq!(
+        &command[..4],
+        ["scan", "--config-env", "BUCKETSCAN_CONFIG", "s3://staging/backlog/"]
+    );
+    let config = stack.agent_config();
+    assert!(config.contains(&format!("sweep-queues = [\"{sweeps}\"]")), "{config}");
+    let mut env = stack.agent_environment(&sweep, &config, |value| value);
+    env.extend(world.env());
+    let out = Command::new(bucketscan_tests::bucketscan_bin())
+        .args(&command)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut keys: Vec<String> = world
+        .drain(&sweeps)
+        .await
+        .iter()
+        .map(|item| {
+            assert_eq!(item["type"], "bucketscan:sweep-item", "{item}");
+            item["key"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["backlog/0.txt", "backlog/1.txt", "backlog/2.txt"]);
+    assert_eq!(world.queue_depth().await, 0, "nothing on the upload queue");
 }

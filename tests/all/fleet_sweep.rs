@@ -2,6 +2,7 @@
 //! listing into sweep items on the agents' queue, the real agent scans
 //! them like uploads, and a sweep resumes after the last key it queued.
 
+use bucketscan_runtime::inventory::InventoryRow;
 use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
 use bucketscan_tests::{clamd, samples};
 use std::time::Duration;
@@ -177,4 +178,290 @@ async fn a_sweep_queue_is_taken_from_beside_uploads() {
         agent.log()
     );
     assert_eq!(world.tag(STAGING, "forged.txt", "bucketscan-result").await, None);
+}
+
+const INVENTORY: &str = "inventory";
+
+/// `count` objects under `backlog/` (every hundredth EICAR), as an
+/// inventory lists them.
+async fn put_backlog(world: &World, count: usize) -> Vec<InventoryRow> {
+    let mut uploads = tokio::task::JoinSet::new();
+    let mut rows = Vec::new();
+    for i in 0..count {
+        let key = format!("backlog/{i:04}.txt");
+        let bytes = if i % 100 == 7 {
+            samples::eicar()
+        } else {
+            format!("clean file {i}\n").into_bytes()
+        };
+        rows.push(InventoryRow {
+            key: key.clone(),
+            version_id: None,
+            etag: Some(format!("{:x}", md5::compute(&bytes))),
+            size: bytes.len() as u64,
+            is_latest: true,
+            is_delete_marker: false,
+        });
+        let s3 = world.aws.s3.clone();
+        uploads.spawn(async move {
+            s3.put_object()
+                .bucket(STAGING)
+                .key(key)
+                .content_type("text/plain")
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+        });
+        if uploads.len() >= 32 {
+            uploads.join_next().await.unwrap().unwrap();
+        }
+    }
+    uploads.join_all().await;
+    rows
+}
+
+async fn upload(world: &World, key: &str, bytes: Vec<u8>) {
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket(INVENTORY)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A report under `prefix` with one data file per element of `files`,
+/// as S3 Inventory writes it; returns the manifest's URL.
+async fn upload_report(world: &World, prefix: &str, format: &str, schema: &str, files: Vec<Vec<u8>>) -> String {
+    let mut listed = Vec::new();
+    for (i, bytes) in files.into_iter().enumerate() {
+        let key = format!("{prefix}/data/{i}.{}", format.to_lowercase());
+        listed.push(serde_json::json!({
+            "key": key, "size": bytes.len(), "MD5checksum": format!("{:x}", md5::compute(&bytes)),
+        }));
+        upload(world, &key, bytes).await;
+    }
+    let manifest = serde_json::json!({
+        "sourceBucket": STAGING,
+        "destinationBucket": format!("arn:aws:s3:::{INVENTORY}"),
+        "version": "2016-11-30",
+        "creationTimestamp": "1796000000000",
+        "fileFormat": format,
+        "fileSchema": schema,
+        "files": listed,
+    });
+    let key = format!("{prefix}/2026-12-04T00-00Z/manifest.json");
+    upload(world, &key, manifest.to_string().into_bytes()).await;
+    format!("s3://{INVENTORY}/{key}")
+}
+
+/// A gzip CSV data file of `rows`, keys URL-encoded as S3 writes them.
+fn csv_file(rows: &[InventoryRow]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for row in rows {
+        let key: String = url::form_urlencoded::byte_serialize(row.key.as_bytes()).collect();
+        writeln!(
+            gz,
+            "\"{STAGING}\",\"{key}\",\"{}\",\"{}\",\"{}\",\"{}\",\"{}\"",
+            row.version_id.as_deref().unwrap_or(""),
+            row.is_latest,
+            row.is_delete_marker,
+            row.size,
+            row.etag.as_deref().unwrap_or("")
+        )
+        .unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+async fn depth(world: &World, queue: &str) -> u64 {
+    let attributes = world
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+async fn count_keys(world: &World, bucket: &str) -> usize {
+    let mut pages = world.aws.s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page.unwrap().contents().len();
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_objects_from_inventory_reports_are_scanned_once_through_a_stopped_sweep_and_a_killed_agent() {
+    let world = World::new().await;
+    let (sweeps, _) = world.queue("sweeps").await;
+    let config = world.config(&clamd::shared().address(), "");
+    World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
+    world.aws.s3.create_bucket().bucket(INVENTORY).send().await.unwrap();
+    let rows = put_backlog(&world, 1000).await;
+    world.purge_events().await;
+
+    // A CSV report of the first half in two files, with rows that are no
+    // object anyone is served; a Parquet report of the second half.
+    let mut first_file = csv_file(&rows[..250]);
+    let not_served = [
+        InventoryRow {
+            key: "backlog/deleted.txt".into(),
+            is_delete_marker: true,
+            ..rows[0].clone()
+        },
+        InventoryRow {
+            version_id: Some("old".into()),
+            is_latest: false,
+            ..rows[1].clone()
+        },
+    ];
+    first_file.extend(csv_file(&not_served));
+    let mut second_half: Vec<InventoryRow> = rows[500..].to_vec();
+    second_half.extend(not_served);
+    let csv_report = upload_report(
+        &world,
+        "csv",
+        "CSV",
+        "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, ETag",
+        vec![first_file, csv_file(&rows[250..500])],
+    )
+    .await;
+    let parquet = bucketscan_runtime::inventory::write_parquet(STAGING, &second_half).unwrap();
+    let parquet_report = upload_report(
+        &world,
+        "parquet",
+        "Parquet",
+        bucketscan_runtime::inventory::PARQUET_SCHEMA,
+        vec![parquet],
+    )
+    .await;
+
+    // Stopped part-way (Ctrl-C): it says where it got to.
+    let stopped = std::process::Command::new(bucketscan_tests::bucketscan_bin())
+        .args([
+            "scan",
+            "--config",
+            config.to_str().unwrap(),
+            "s3://staging",
+            "--enqueue",
+        ])
+        .args([
+            "--inventory",
+            &csv_report,
+            "--rate",
+            "60",
+            "--sweep-id",
+            "inv-1",
+            "--output",
+            "json",
+        ])
+        .envs(world.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WITHIN;
+    while depth(&world, &sweeps).await < 150 {
+        assert!(std::time::Instant::now() < deadline, "the sweep queued too little");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unsafe { libc::kill(stopped.id() as i32, libc::SIGINT) };
+    let out = stopped.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let queued_first = first["queued"].as_u64().unwrap();
+    assert!((150..500).contains(&queued_first), "{first}");
+    let resume_at = first["resume_at"].as_str().unwrap().to_owned();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("resume with --resume-at {resume_at}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rest = enqueue_inventory(&world, &config, &csv_report, &["--resume-at", &resume_at]);
+    // Batches are counted once sent: a stop between a send and its count
+    // queues at most one batch twice, never a gap.
+    let total = queued_first + rest["queued"].as_u64().unwrap();
+    assert!((500..=510).contains(&total), "{first} then {rest}");
+    // The rows of a delete marker and an old version are not queued.
+    let parquet_sweep = enqueue_inventory(&world, &config, &parquet_report, &[]);
+    assert_eq!(parquet_sweep["queued"], 500, "{parquet_sweep}");
+    assert_eq!(parquet_sweep["resume_at"], "0:500", "{parquet_sweep}");
+
+    // Two agents on the queue; one killed mid-sweep.
+    let mut first_agent = world.start_agent(&config);
+    let second_agent = world.start_agent(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while count_keys(&world, PRODUCTION).await < 200 {
+        assert!(std::time::Instant::now() < deadline, "{}", first_agent.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    first_agent.kill_hard();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while count_keys(&world, PRODUCTION).await < 990 || count_keys(&world, QUARANTINE).await < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every object reached its place:\n{}",
+            second_agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    while depth(&world, &sweeps).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "items left on the sweep queue");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count_keys(&world, PRODUCTION).await, 990);
+
+    // Each object published once; the killed agent may have published an
+    // object in flight before its message came back (at most its slots).
+    // Deleted as read: a thousand take longer to read than a visibility
+    // timeout, and would otherwise come back and be counted twice.
+    let mut published: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for notification in world.take_all(&world.results_url).await {
+        let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+        *published.entry(body["key"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(published.len(), 1000, "{published:?}");
+    let twice = published.values().filter(|n| **n > 1).count();
+    assert!(twice <= 2, "published more than once: {twice}");
+}
+
+fn enqueue_inventory(world: &World, config: &std::path::Path, manifest: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "scan",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://staging",
+        "--enqueue",
+        "--inventory",
+        manifest,
+        "--rate",
+        "1000",
+        "--sweep-id",
+        "inv-1",
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = world.cli(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -100,7 +100,8 @@ async fn the_task_runs_from_the_image_on_real_events() {
         "port {CLAMD_PORT} is taken; the task's clamd listens there"
     );
     let world = World::new().await;
-    let stack = Stack::for_test(&world.queue_url, &world.topic_arn);
+    let (sweeps, _) = world.queue("sweeps").await;
+    let stack = Stack::for_test(&world.queue_url, &world.topic_arn).with_sweep_queue(&sweeps);
     bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
     let agent_definition = stack.container("agent");
     let clamd_definition = stack.container("clamd");

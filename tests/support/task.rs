@@ -90,6 +90,9 @@ impl Stack {
             template("bucketscan.yaml"),
             [
                 ("EventQueue", queue_url.to_owned()),
+                // Nothing listens there: a test that runs the agent sets a
+                // real queue (`with_sweep_queue`).
+                ("SweepQueue", "http://127.0.0.1:9/no-sweep-queue".to_owned()),
                 ("ResultTopic", topic_arn.to_owned()),
                 ("StagingBucket", crate::agent::STAGING.to_owned()),
                 ("ProductionBucket", crate::agent::PRODUCTION.to_owned()),
@@ -230,14 +233,30 @@ impl Stack {
         }
     }
 
+    /// The stack with its sweep queue at `url`.
+    pub fn with_sweep_queue(mut self, url: &str) -> Self {
+        self.refs.insert("SweepQueue", url.to_owned());
+        self
+    }
+
+    /// Whether the template's condition `name` holds for this stack.
+    pub fn holds(&self, name: &str) -> bool {
+        self.condition(&Value::String(name.to_owned()))
+    }
+
     /// One container definition of the task, by name.
     pub fn container(&self, name: &str) -> Value {
-        self.template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+        self.container_of("TaskDefinition", name)
+    }
+
+    /// One container definition of task definition `definition`, by name.
+    pub fn container_of(&self, definition: &str, name: &str) -> Value {
+        self.template["Resources"][definition]["Properties"]["ContainerDefinitions"]
             .as_array()
             .unwrap()
             .iter()
             .find(|c| c["Name"] == name)
-            .unwrap_or_else(|| panic!("no container `{name}` in the task definition"))
+            .unwrap_or_else(|| panic!("no container `{name}` in {definition}"))
             .clone()
     }
 

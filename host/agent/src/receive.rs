@@ -387,7 +387,13 @@ async fn handle_message(
             tracing::error!(message = %id, queue, "not a sweep item, on a sweep queue; left for the dead-letter queue");
             return;
         }
-        Ok(Message::Objects(events)) => events,
+        Ok(Message::Objects(mut events)) => {
+            let redelivered = receive_count(&message) > 1;
+            for event in &mut events {
+                event.redelivered = redelivered;
+            }
+            events
+        }
         Err(err) => {
             // Left on the queue: after its redrive limit it lands in the
             // DLQ, where a person can look at it. Nothing is lost.
@@ -455,6 +461,15 @@ async fn handle_events(agent: &Agent, settings: &LoopSettings, id: &str, events:
     retry
 }
 
+/// How many times the queue has delivered `message` (this time included).
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Leaves a message not fully handled on the queue, visible again after a
 /// backoff that grows with its receive count.
 async fn return_later(
@@ -465,11 +480,7 @@ async fn return_later(
     receipt: &str,
     retry: &[String],
 ) {
-    let count: u32 = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
+    let count = receive_count(message);
     let backoff = (settings.retry_backoff * count).min(MAX_BACKOFF);
     let id = message.message_id().unwrap_or("?");
     tracing::warn!(message = %id, receive_count = count, retry_in_s = backoff.as_secs(), "not handled: {}", retry.join("; "));

@@ -1,4 +1,4 @@
-//! `--config FILE | --config-env VAR`, for the long-running commands.
+//! `--config FILE | --config-env VAR`, for the commands a task runs.
 
 use bucketscan_core::config::ConfigSource;
 use std::path::PathBuf;

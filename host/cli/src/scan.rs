@@ -6,7 +6,7 @@ use crate::output::Format;
 use anyhow::{Context as _, bail};
 use bucketscan_runtime::agent::{Agent, Handled};
 use bucketscan_runtime::config::Config;
-use bucketscan_runtime::fleet_sweep::{self, EnqueueOptions};
+use bucketscan_runtime::fleet_sweep::{self, EnqueueOptions, Listing};
 use bucketscan_runtime::sweep::{self, SweepItem, SweepOptions};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -16,8 +16,8 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
-    #[arg(long, short)]
-    config: std::path::PathBuf,
+    #[command(flatten)]
+    config: crate::config_args::ConfigArgs,
     /// What to sweep: s3://bucket or s3://bucket/prefix
     target: String,
     /// Scan objects again even when tagged from the current signature database.
@@ -45,8 +45,16 @@ pub struct ScanArgs {
     rate: u32,
     /// Resume a sweep: list the keys after this one (the `last_key` a
     /// stopped or finished sweep printed).
-    #[arg(long, requires = "enqueue", value_name = "KEY")]
+    #[arg(long, requires = "enqueue", value_name = "KEY", conflicts_with = "inventory")]
     start_after: Option<String>,
+    /// List the objects from an S3 Inventory report of the bucket (its
+    /// manifest.json, CSV or Parquet) instead of ListObjectsV2.
+    #[arg(long, requires = "enqueue", value_name = "s3://BUCKET/…/manifest.json")]
+    inventory: Option<String>,
+    /// Resume an inventory sweep at FILE:ROW (the `resume_at` a stopped
+    /// or finished sweep printed).
+    #[arg(long, requires = "inventory", value_name = "FILE:ROW")]
+    resume_at: Option<fleet_sweep::Position>,
     /// Names the sweep in its items and the agents' logs (default: made
     /// from the time).
     #[arg(long, requires = "enqueue", value_name = "ID")]
@@ -70,11 +78,12 @@ fn parse_target(target: &str) -> anyhow::Result<(String, Option<String>)> {
 
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let (bucket, prefix) = parse_target(&args.target)?;
-    let config = Config::load_file(&args.config)?;
+    let source = args.config.source()?;
+    let config = Config::load(&source)?;
     if !config.buckets.contains_key(&bucket) {
         bail!(
             "{}: bucket `{bucket}` is not declared; add [buckets.{bucket}] with its stages",
-            args.config.display()
+            source
         );
     }
     if let Some(version) = &args.version_id {
@@ -156,7 +165,7 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
     let Some(queue_url) = args.queue.clone().or_else(|| default_queue.cloned()) else {
         bail!(
             "{}: --enqueue needs a queue: [agent] sweep-queues or queues, or --queue URL",
-            args.config.display()
+            args.config.source()?
         );
     };
     let options = EnqueueOptions {
@@ -166,7 +175,15 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
             .unwrap_or_else(|| format!("sweep-{}", now_compact())),
         bucket,
         prefix,
-        start_after: args.start_after.clone(),
+        listing: match &args.inventory {
+            Some(manifest) => Listing::Inventory {
+                manifest: manifest.clone(),
+                resume_at: args.resume_at,
+            },
+            None => Listing::Bucket {
+                start_after: args.start_after.clone(),
+            },
+        },
         queue_url,
         rate: args.rate,
         rescan: args.rescan,
@@ -178,7 +195,24 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
     )
     .await;
     let quiet = args.output == Format::Json;
-    let done = fleet_sweep::enqueue(clients.s3_for(&options.bucket), &clients.sqs, &options, |done| {
+    // The inventory's bucket is read for its listing, not the swept one.
+    let listed_from = match &args.inventory {
+        Some(manifest) => {
+            bucketscan_core::allow::parse_s3_url(manifest)
+                .map_err(anyhow::Error::msg)?
+                .0
+        }
+        None => options.bucket.clone(),
+    };
+    // What is queued so far: a sweep stopped by a signal says where it
+    // got to (batches are counted once sent), and resumes from there.
+    let mut latest = fleet_sweep::Enqueued {
+        sweep_id: options.sweep_id.clone(),
+        ..Default::default()
+    };
+    let mut stopped = crate::run_agent::stop_on_signal()?;
+    let work = fleet_sweep::enqueue(clients.s3_for(&listed_from), &clients.sqs, &options, |done| {
+        latest = done.clone();
         if !quiet && done.queued % 1000 < 10 {
             eprintln!(
                 "{}: queued {} (last {:?})",
@@ -187,24 +221,36 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
                 done.last_key.as_deref().unwrap_or("")
             );
         }
-    })
-    .await;
-    let (done, code) = match done {
-        Ok(done) => (done, ExitCode::SUCCESS),
-        Err(err) => {
+    });
+    let finished = tokio::select! {
+        finished = work => Some(finished),
+        _ = stopped.wait_for(|stop| *stop) => None,
+    };
+    let (done, code) = match finished {
+        Some(Ok(done)) => (done, ExitCode::SUCCESS),
+        Some(Err(err)) => {
             eprintln!("{err}");
             (err.done, ExitCode::from(2))
+        }
+        None => {
+            eprintln!(
+                "{}: stopped by a signal after {} items; resume with {}",
+                latest.sweep_id,
+                latest.queued,
+                latest.resume_hint()
+            );
+            (latest, ExitCode::from(130))
         }
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&done)?),
         Format::Text => println!(
-            "sweep {}: queued {} objects ({:.1} MB) to {}; last key {:?}",
+            "sweep {}: queued {} objects ({:.1} MB) to {}; to go on from here: {}",
             done.sweep_id,
             done.queued,
             done.bytes as f64 / 1e6,
             options.queue_url,
-            done.last_key.as_deref().unwrap_or("")
+            done.resume_hint()
         ),
     }
     Ok(code)

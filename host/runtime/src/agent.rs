@@ -203,7 +203,9 @@ impl Agent {
         }
         // A sweep item skips what carries a result sealed from the
         // signatures clamd runs now, as `bucketscan scan` does.
-        let skip_if_scanned_with = match event.is_sweep_item() {
+        // Not for a redelivered one: the agent that had it may have died
+        // between writing the result and promoting the object.
+        let skip_if_scanned_with = match event.is_sweep_item() && !event.redelivered {
             true => self
                 .clamd()
                 .version()

@@ -26,6 +26,10 @@ pub struct ObjectEvent {
     /// A retro-scan's item ([`retro_item_message`]): an object found clean
     /// before the signatures changed, scanned again where it lives.
     pub retro: Option<bucketscan_core::report::RetroScan>,
+    /// The queue delivered this message before (an agent may have died
+    /// half-way through it): a sweep item is then scanned through, not
+    /// skipped on the result tags that agent may have left.
+    pub redelivered: bool,
 }
 
 impl ObjectEvent {
@@ -177,6 +181,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             event_name: ON_DEMAND.to_owned(),
             on_demand: true,
             retro: None,
+            redelivered: false,
         }]));
     }
     if value.get("type").and_then(Value::as_str) == Some(SWEEP_ITEM) {
@@ -202,6 +207,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
                         .map_err(|err| NotAnEvent(format!("{SWEEP_ITEM}: retro: {err}")))?,
                 ),
             },
+            redelivered: false,
         }]));
     }
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
@@ -238,6 +244,7 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         event_name: event_name.to_owned(),
         on_demand: false,
         retro: None,
+        redelivered: false,
     }))
 }
 
@@ -274,6 +281,7 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         ),
         on_demand: false,
         retro: None,
+        redelivered: false,
     }))
 }
 

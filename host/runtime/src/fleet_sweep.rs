@@ -8,10 +8,16 @@
 //! is skipped without a GET, as the upload path does — unless the sweep
 //! asks for a rescan.
 //!
-//! A sweep is resumable: it reports the last key it queued, and
-//! `--start-after KEY` lists from there.
+//! The listing is ListObjectsV2, or an S3 Inventory report
+//! ([`crate::inventory`]): a bucket of millions of objects is listed
+//! from the report S3 writes daily, not by a million list calls.
+//!
+//! A sweep is resumable: it reports the last key it queued (and, for an
+//! inventory, its position), and `--start-after KEY` (`--resume-at
+//! FILE:ROW`) goes on from there.
 
 use crate::events::sweep_item_message;
+use crate::inventory::Manifest;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -26,8 +32,8 @@ const ATTEMPTS: u32 = 4;
 pub struct EnqueueOptions {
     pub bucket: String,
     pub prefix: Option<String>,
-    /// List keys after this one (resume a sweep).
-    pub start_after: Option<String>,
+    /// Where the objects are listed from.
+    pub listing: Listing,
     pub queue_url: String,
     /// Names the sweep in every item (and in the agents' logs).
     pub sweep_id: String,
@@ -37,100 +43,275 @@ pub struct EnqueueOptions {
     pub rescan: bool,
 }
 
+/// Where a sweep's objects come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// ListObjectsV2 of the bucket, after this key (a resume).
+    Bucket { start_after: Option<String> },
+    /// An S3 Inventory report of the bucket: its `manifest.json` as
+    /// `s3://BUCKET/KEY`, from a position on (a resume).
+    Inventory {
+        manifest: String,
+        resume_at: Option<Position>,
+    },
+}
+
+/// A place in an inventory report: data file `file` (from 0, in the
+/// manifest's order), its rows from `row` on. Written `FILE:ROW`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub file: usize,
+    pub row: usize,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.row)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parsed = text
+            .split_once(':')
+            .and_then(|(file, row)| Some((file.parse().ok()?, row.parse().ok()?)));
+        let (file, row) = parsed.ok_or_else(|| format!("`{text}` is not a FILE:ROW position (e.g. 3:1500)"))?;
+        Ok(Self { file, row })
+    }
+}
+
 /// What an enqueue did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Enqueued {
     pub sweep_id: String,
     pub queued: u64,
     pub bytes: u64,
-    /// The last key queued: `--start-after` resumes after it.
+    /// The last key queued: `--start-after` resumes a listing after it.
     pub last_key: Option<String>,
+    /// For an inventory: `--resume-at` resumes from here.
+    pub resume_at: Option<String>,
+}
+
+impl Enqueued {
+    /// The option that resumes after what is done.
+    pub fn resume_hint(&self) -> String {
+        match &self.resume_at {
+            Some(position) => format!("--resume-at {position}"),
+            None => format!("--start-after {:?}", self.last_key.as_deref().unwrap_or("")),
+        }
+    }
 }
 
 /// Why an enqueue stopped; `done` says how far it got.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{detail} (queued {} so far; resume with --start-after {:?})", done.queued, done.last_key.as_deref().unwrap_or(""))]
+#[error("{detail} (queued {} so far; resume with {})", done.queued, done.resume_hint())]
 pub struct EnqueueError {
     pub detail: String,
     pub done: Enqueued,
 }
 
-/// Lists the bucket and queues an item per object, calling `progress`
-/// after each batch.
+/// One item ready to send, and where a resume would start after it.
+struct Pending {
+    key: String,
+    size: u64,
+    message: String,
+    resume_at: Option<Position>,
+}
+
+/// An enqueue under way: the batch being filled, the pace, the tally.
+struct Run<'a, P: FnMut(&Enqueued)> {
+    sqs: &'a aws_sdk_sqs::Client,
+    options: &'a EnqueueOptions,
+    done: Enqueued,
+    pace: Pace,
+    batch: Vec<Pending>,
+    progress: P,
+}
+
+impl<P: FnMut(&Enqueued)> Run<'_, P> {
+    fn fail(&self, detail: String) -> EnqueueError {
+        EnqueueError {
+            detail,
+            done: self.done.clone(),
+        }
+    }
+
+    /// Queues `key` as listed (sent with the next full batch).
+    async fn push(
+        &mut self,
+        key: &str,
+        etag: Option<String>,
+        size: u64,
+        resume_at: Option<Position>,
+    ) -> Result<(), EnqueueError> {
+        let options = self.options;
+        if options.prefix.as_deref().is_some_and(|prefix| !key.starts_with(prefix)) {
+            return Ok(());
+        }
+        let message = sweep_item_message(
+            &options.bucket,
+            key,
+            etag,
+            Some(size),
+            &options.sweep_id,
+            options.rescan,
+        );
+        self.batch.push(Pending {
+            key: key.to_owned(),
+            size,
+            message,
+            resume_at,
+        });
+        if self.batch.len() == BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch (its failed entries again, a few times), in
+    /// listing order: `done` only ever counts a prefix of the listing, so
+    /// a resume misses nothing.
+    async fn flush(&mut self) -> Result<(), EnqueueError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.pace.wait(self.batch.len()).await;
+        let bodies: Vec<&str> = self.batch.iter().map(|item| item.message.as_str()).collect();
+        let (sent, failure) = send_messages(self.sqs, &self.options.queue_url, &bodies).await;
+        for item in self.batch.drain(..sent) {
+            self.done.queued += 1;
+            self.done.bytes += item.size;
+            self.done.last_key = Some(item.key);
+            self.done.resume_at = item.resume_at.map(|p| p.to_string());
+        }
+        (self.progress)(&self.done);
+        match failure {
+            None => Ok(()),
+            Some(detail) => Err(self.fail(detail)),
+        }
+    }
+}
+
+/// Lists the bucket (or reads its inventory) and queues an item per
+/// object, calling `progress` after each batch. `s3` reads the bucket, or
+/// the inventory's bucket.
 pub async fn enqueue(
     s3: &aws_sdk_s3::Client,
     sqs: &aws_sdk_sqs::Client,
     options: &EnqueueOptions,
-    mut progress: impl FnMut(&Enqueued),
+    progress: impl FnMut(&Enqueued),
 ) -> Result<Enqueued, EnqueueError> {
-    let mut done = Enqueued {
-        sweep_id: options.sweep_id.clone(),
-        ..Enqueued::default()
+    let mut run = Run {
+        sqs,
+        options,
+        done: Enqueued {
+            sweep_id: options.sweep_id.clone(),
+            ..Enqueued::default()
+        },
+        pace: Pace::new(options.rate),
+        batch: Vec::with_capacity(BATCH),
+        progress,
     };
-    let mut pace = Pace::new(options.rate);
+    match &options.listing {
+        Listing::Bucket { start_after } => list_bucket(s3, &mut run, start_after.clone()).await?,
+        Listing::Inventory { manifest, resume_at } => {
+            read_inventory(s3, &mut run, manifest, resume_at.unwrap_or_default()).await?
+        }
+    }
+    run.flush().await?;
+    Ok(run.done)
+}
+
+async fn list_bucket<P: FnMut(&Enqueued)>(
+    s3: &aws_sdk_s3::Client,
+    run: &mut Run<'_, P>,
+    start_after: Option<String>,
+) -> Result<(), EnqueueError> {
+    let options = run.options;
     let mut pages = s3
         .list_objects_v2()
         .bucket(&options.bucket)
         .set_prefix(options.prefix.clone())
-        .set_start_after(options.start_after.clone())
+        .set_start_after(start_after)
         .into_paginator()
         .send();
-    let mut batch: Vec<(String, u64, String)> = Vec::with_capacity(BATCH);
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| EnqueueError {
-            detail: format!("listing s3://{}: {}", options.bucket, crate::aws::error_text(&err)),
-            done: done.clone(),
+        let page = page.map_err(|err| {
+            run.fail(format!(
+                "listing s3://{}: {}",
+                options.bucket,
+                crate::aws::error_text(&err)
+            ))
         })?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
             let size = object.size().unwrap_or(0).max(0) as u64;
-            let message = sweep_item_message(
-                &options.bucket,
-                key,
-                object.e_tag().map(crate::s3_store::bare_etag),
-                Some(size),
-                &options.sweep_id,
-                options.rescan,
-            );
-            batch.push((key.to_owned(), size, message));
-            if batch.len() == BATCH {
-                pace.wait(BATCH).await;
-                send(sqs, options, &mut batch, &mut done).await?;
-                progress(&done);
+            let etag = object.e_tag().map(crate::s3_store::bare_etag);
+            run.push(key, etag, size, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues the current objects an S3 Inventory report lists, file by file
+/// from `from` on.
+async fn read_inventory<P: FnMut(&Enqueued)>(
+    s3: &aws_sdk_s3::Client,
+    run: &mut Run<'_, P>,
+    manifest_url: &str,
+    from: Position,
+) -> Result<(), EnqueueError> {
+    let (bucket, key) = bucketscan_core::allow::parse_s3_url(manifest_url).map_err(|why| run.fail(why))?;
+    let json = get_bytes(s3, &bucket, &key).await.map_err(|why| run.fail(why))?;
+    let manifest = Manifest::parse(manifest_url, &json).map_err(|err| run.fail(err.to_string()))?;
+    let manifest = std::sync::Arc::new(manifest);
+    if manifest.source_bucket != run.options.bucket {
+        return Err(run.fail(format!(
+            "{manifest_url} is the inventory of bucket `{}`, not of `{}`",
+            manifest.source_bucket, run.options.bucket
+        )));
+    }
+    for (index, file) in manifest.files.iter().enumerate().skip(from.file) {
+        let bytes = get_bytes(s3, &manifest.destination_bucket, &file.key)
+            .await
+            .map_err(|why| run.fail(why))?;
+        let rows = {
+            let (reader, file) = (manifest.clone(), file.clone());
+            tokio::task::spawn_blocking(move || reader.rows(&file, bytes))
+                .await
+                .map_err(|err| run.fail(err.to_string()))?
+                .map_err(|err| run.fail(format!("s3://{}/{err}", manifest.destination_bucket)))?
+        };
+        let first = if index == from.file { from.row } else { 0 };
+        for (row_index, row) in rows.into_iter().enumerate().skip(first) {
+            if row.is_current_object() {
+                let after = Position {
+                    file: index,
+                    row: row_index + 1,
+                };
+                run.push(&row.key, row.etag, row.size, Some(after)).await?;
             }
         }
     }
-    if !batch.is_empty() {
-        pace.wait(batch.len()).await;
-        send(sqs, options, &mut batch, &mut done).await?;
-        progress(&done);
-    }
-    Ok(done)
+    Ok(())
 }
 
-/// Sends `batch` (its failed entries again, a few times), in key order:
-/// `done` only ever counts a prefix of the listing, so a resume misses
-/// nothing.
-async fn send(
-    sqs: &aws_sdk_sqs::Client,
-    options: &EnqueueOptions,
-    batch: &mut Vec<(String, u64, String)>,
-    done: &mut Enqueued,
-) -> Result<(), EnqueueError> {
-    let bodies: Vec<&str> = batch.iter().map(|(_, _, body)| body.as_str()).collect();
-    let (sent, failure) = send_messages(sqs, &options.queue_url, &bodies).await;
-    for (key, size, _) in batch.drain(..sent) {
-        done.queued += 1;
-        done.bytes += size;
-        done.last_key = Some(key);
-    }
-    match failure {
-        None => Ok(()),
-        Some(detail) => Err(EnqueueError {
-            detail,
-            done: done.clone(),
-        }),
-    }
+async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bytes::Bytes, String> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|err| format!("reading s3://{bucket}/{key}: {}", crate::aws::error_text(&err)))?;
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|err| format!("reading s3://{bucket}/{key}: {err}"))?;
+    Ok(body.into_bytes())
 }
 
 /// Sends up to ten `bodies` in one batch (its failed entries again, a few

@@ -18,6 +18,7 @@
 //!   clients and signatures — and one object event, start to finish.
 //! - [`sweep`]: `bucketscan scan` over existing objects.
 //! - [`fleet_sweep`]: `bucketscan scan --enqueue`: a sweep as queue items for the fleet.
+//! - [`inventory`]: S3 Inventory reports (CSV, Parquet) as a sweep's listing.
 //! - [`retro_scan`]: clean results rescanned when a new signature database arrives.
 //! - [`protect`]: the bucket notification to the agent's queue.
 //! - [`quarantine`]: what the quarantine holds, and `release` of a false positive.
@@ -37,6 +38,7 @@ pub mod events;
 pub mod fleet_sweep;
 pub mod health;
 pub mod http;
+pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod notify;
