@@ -9,7 +9,7 @@
 //! size is `BUCKETSCAN_BENCH_BIG_GIB` (default 5).
 
 use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World};
-use bucketscan_tests::recorder::Recorder;
+use bucketscan_tests::recorder::{Recorder, operation};
 use bucketscan_tests::{clamd, samples};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,31 +139,6 @@ async fn peak_rss() {
         hwm_kib >> 10,
         (hwm_kib << 10) as f64 / (gib << 30) as f64
     );
-}
-
-/// The operation a recorded request was: S3 by method, query and headers;
-/// SQS by its JSON target; SNS (query protocol) otherwise.
-fn operation(request: &serde_json::Value) -> String {
-    let method = request["method"].as_str().unwrap_or_default();
-    let query = request["query"].as_str().unwrap_or_default();
-    let headers = &request["headers"];
-    if let Some(target) = headers["x-amz-target"].as_str() {
-        return format!("SQS {}", target.trim_start_matches("AmazonSQS."));
-    }
-    if request["path"] == "/" && method == "POST" {
-        return "SNS Publish".into();
-    }
-    let tagging = query.split('&').any(|q| q == "tagging" || q.starts_with("tagging="));
-    match (method, tagging) {
-        ("GET", true) => "S3 GetObjectTagging".into(),
-        ("PUT", true) => "S3 PutObjectTagging".into(),
-        ("DELETE", true) => "S3 DeleteObjectTagging".into(),
-        ("PUT", _) if headers.get("x-amz-copy-source").is_some() => "S3 CopyObject".into(),
-        ("GET", _) => "S3 GetObject".into(),
-        ("HEAD", _) => "S3 HeadObject".into(),
-        ("DELETE", _) => "S3 DeleteObject".into(),
-        (other, _) => format!("S3 {other}"),
-    }
 }
 
 /// Requests per object, by outcome: a batch of clean files (promoted) and

@@ -730,8 +730,27 @@ async fn a_scheduled_sweep_runs_a_small_task_that_queues_the_bucket_for_the_agen
     let statements = resources["SweepTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         .as_array()
         .unwrap();
-    let actions: Vec<&str> = statements.iter().map(|s| s["Action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["s3:ListBucket", "sqs:SendMessage"]);
+    let actions: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            Value::Array(actions) => actions.iter().map(|a| a.as_str().unwrap()).collect(),
+            action => vec![action.as_str().unwrap()],
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "s3:ListBucket",
+            "sqs:SendMessage",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem"
+        ]
+    );
+    // The table's sweep records only.
+    assert_eq!(
+        statements[2]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"][0],
+        "sweep#*"
+    );
     let containers = resources["SweepTaskDefinition"]["Properties"]["ContainerDefinitions"]
         .as_array()
         .unwrap();
@@ -752,6 +771,7 @@ async fn a_scheduled_sweep_runs_a_small_task_that_queues_the_bucket_for_the_agen
         .put("elsewhere.txt", samples::clean_text(), Some("text/plain"), &[], &[])
         .await;
     world.purge_events().await;
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
 
     // What the schedule starts, run as ECS would: its command, the config
     // from the agents' SSM parameter, the local AWS server for AWS.
@@ -789,4 +809,10 @@ async fn a_scheduled_sweep_runs_a_small_task_that_queues_the_bucket_for_the_agen
     keys.sort();
     assert_eq!(keys, ["backlog/0.txt", "backlog/1.txt", "backlog/2.txt"]);
     assert_eq!(world.queue_depth().await, 0, "nothing on the upload queue");
+    // Its record, for `sweep status`, in the table the role may write.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let id = printed.split_whitespace().nth(1).unwrap().trim_end_matches(':');
+    let store = bucketscan_tests::results::reader(&world.aws.dynamodb);
+    let record = store.load_sweep(id).await.unwrap().expect("the sweep's record");
+    assert_eq!((record.queued, record.state.as_str()), (3, "queued"), "{record:?}");
 }

@@ -32,7 +32,11 @@ fn enqueue(world: &World, config: &std::path::Path, extra: &[&str]) -> serde_jso
 #[tokio::test(flavor = "multi_thread")]
 async fn an_enqueued_sweep_is_scanned_by_the_agents_and_resumes_after_its_last_key() {
     let world = World::new().await;
-    let config = world.config(&clamd::shared().address(), "");
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
+    let config = world.config(
+        &clamd::shared().address(),
+        &format!("[results]\ntable = \"{}\"\n", bucketscan_tests::results::TABLE),
+    );
     // Already in the bucket before anyone scanned it: the upload events
     // are thrown away, as for a bucket protected after the fact.
     for i in 0..10 {
@@ -109,6 +113,38 @@ async fn an_enqueued_sweep_is_scanned_by_the_agents_and_resumes_after_its_last_k
         "{}",
         agent.log()
     );
+
+    // Its progress, from the results table, over both runs of the sweep
+    // id: 5 + 9 queued, 10 scanned, 4 skipped as already current.
+    let out = world.cli(&[
+        "sweep",
+        "status",
+        "--config",
+        config.to_str().unwrap(),
+        "backlog-1",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["sweep"]["queued"], 14, "{status}");
+    assert_eq!(status["sweep"]["state"], "queued", "{status}");
+    assert_eq!(status["sweep"]["source"], "s3://staging/backlog/", "{status}");
+    assert_eq!(status["skipped"], 4, "{status}");
+    assert_eq!(status["remaining"], 0, "{status}");
+    let scanned: u64 = status["scanned"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(scanned, 10, "{status}");
+    assert_eq!(status["scanned"]["infected"], 1, "{status}");
+    let text = world.cli(&["sweep", "status", "--config", config.to_str().unwrap(), "backlog-1"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("skipped") && text.contains("remaining"), "{text}");
+    let unknown = world.cli(&["sweep", "status", "--config", config.to_str().unwrap(), "no-such-sweep"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no sweep `no-such-sweep`"));
 }
 
 /// Every message taken and deleted: each item fully handled.

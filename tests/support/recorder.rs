@@ -88,3 +88,34 @@ impl Recorder {
             .collect()
     }
 }
+
+/// The operation a recorded request was: S3 by method, query and headers;
+/// SQS and DynamoDB by their JSON target; SNS (query protocol) otherwise.
+pub fn operation(request: &serde_json::Value) -> String {
+    let method = request["method"].as_str().unwrap_or_default();
+    let query = request["query"].as_str().unwrap_or_default();
+    let headers = &request["headers"];
+    if let Some(target) = headers["x-amz-target"].as_str() {
+        if let Some(operation) = target.strip_prefix("DynamoDB_20120810.") {
+            return format!("DynamoDB {operation}");
+        }
+        return format!("SQS {}", target.trim_start_matches("AmazonSQS."));
+    }
+    if request["path"] == "/" && method == "POST" {
+        return "SNS Publish".into();
+    }
+    if query.split('&').any(|q| q == "list-type=2") {
+        return "S3 ListObjectsV2".into();
+    }
+    let tagging = query.split('&').any(|q| q == "tagging" || q.starts_with("tagging="));
+    match (method, tagging) {
+        ("GET", true) => "S3 GetObjectTagging".into(),
+        ("PUT", true) => "S3 PutObjectTagging".into(),
+        ("DELETE", true) => "S3 DeleteObjectTagging".into(),
+        ("PUT", _) if headers.get("x-amz-copy-source").is_some() => "S3 CopyObject".into(),
+        ("GET", _) => "S3 GetObject".into(),
+        ("HEAD", _) => "S3 HeadObject".into(),
+        ("DELETE", _) => "S3 DeleteObject".into(),
+        (other, _) => format!("S3 {other}"),
+    }
+}

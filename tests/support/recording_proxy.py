@@ -85,6 +85,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             "method": self.command,
             "path": path,
             "query": url.query,
+            "length": length,
             "headers": {k.lower(): v for k, v in self.headers.items()
                         if k.lower().startswith("x-amz-") or k.lower() in ("if-match", "range")},
         }

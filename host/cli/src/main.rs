@@ -15,6 +15,7 @@ mod run_plugin;
 mod scaffold;
 mod scan;
 mod serve;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     Health(health::HealthArgs),
     /// Scan the objects already in a bucket (or under a prefix).
     Scan(scan::ScanArgs),
+    /// Sweeps queued for the fleet (`scan --enqueue`).
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
     /// Send a bucket's upload events to the agent's queue (other notifications are kept).
     Protect(protect::ProtectArgs),
     /// Remove the notification `protect` added, and nothing else.
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run_agent::run(args).await,
             Command::Health(args) => health::run(args),
             Command::Scan(args) => scan::run(args).await,
+            Command::Sweep(command) => sweep::run(command).await,
             Command::Protect(args) => protect::protect(args).await,
             Command::Unprotect { bucket } => protect::unprotect(bucket).await,
             Command::Serve(args) => serve::run(args).await,

@@ -211,17 +211,41 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
         ..Default::default()
     };
     let mut stopped = crate::run_agent::stop_on_signal()?;
-    let work = fleet_sweep::enqueue(clients.s3_for(&listed_from), &clients.sqs, &options, |done| {
-        latest = done.clone();
-        if !quiet && done.queued % 1000 < 10 {
-            eprintln!(
-                "{}: queued {} (last {:?})",
-                done.sweep_id,
-                done.queued,
-                done.last_key.as_deref().unwrap_or("")
-            );
-        }
+    // With [results], the sweep's record: `bucketscan sweep status ID`.
+    let store = config.results.clone().map(|results| {
+        bucketscan_runtime::results::ResultsStore::new(clients.dynamodb.clone(), results, "scan --enqueue".into())
     });
+    let mut journal = match &store {
+        Some(store) => match fleet_sweep::Journal::open(store, &options).await {
+            Ok(journal) => Some(journal),
+            Err(err) => {
+                // The sweep matters more than its progress report.
+                tracing::warn!(
+                    "{}: no sweep record (`sweep status` will not know it): {err}",
+                    options.sweep_id
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let work = fleet_sweep::enqueue(
+        clients.s3_for(&listed_from),
+        &clients.sqs,
+        &options,
+        journal.as_mut(),
+        |done| {
+            latest = done.clone();
+            if !quiet && done.queued % 1000 < 10 {
+                eprintln!(
+                    "{}: queued {} (last {:?})",
+                    done.sweep_id,
+                    done.queued,
+                    done.last_key.as_deref().unwrap_or("")
+                );
+            }
+        },
+    );
     let finished = tokio::select! {
         finished = work => Some(finished),
         _ = stopped.wait_for(|stop| *stop) => None,
@@ -233,6 +257,9 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
             (err.done, ExitCode::from(2))
         }
         None => {
+            if let Some(journal) = journal.as_mut() {
+                journal.save(&latest, fleet_sweep::STOPPED, true).await;
+            }
             eprintln!(
                 "{}: stopped by a signal after {} items; resume with {}",
                 latest.sweep_id,

@@ -45,6 +45,8 @@ pub struct ScanReport {
     /// Set when this was a retro-scan: an object found clean earlier,
     /// scanned again where it lives because the signatures changed.
     pub retro: Option<RetroScan>,
+    /// The sweep (`scan --enqueue`, a retro-scan) that queued the object.
+    pub sweep: Option<String>,
 }
 
 /// One copy an action made of the scanned bytes.
@@ -155,6 +157,7 @@ impl ScanReport {
             coverage: None,
             copies: Vec::new(),
             retro: None,
+            sweep: None,
         }
     }
 
@@ -216,6 +219,8 @@ impl Serialize for ScanReport {
             copies: &'a [CopyRef],
             #[serde(skip_serializing_if = "Option::is_none")]
             retro: &'a Option<RetroScan>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sweep: &'a Option<String>,
         }
         Json {
             bucket: &self.bucket,
@@ -239,6 +244,7 @@ impl Serialize for ScanReport {
             coverage: self.coverage,
             copies: &self.copies,
             retro: &self.retro,
+            sweep: &self.sweep,
         }
         .serialize(serializer)
     }

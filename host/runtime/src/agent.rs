@@ -224,9 +224,30 @@ impl Agent {
             rescan: event.retro.is_some(),
             contain_only: event.retro.is_some(),
             retro: event.retro.clone(),
+            sweep: event.sweep_id().map(str::to_owned),
             ..Target::new(&event.bucket, &event.key)
         };
-        self.handle_target(&target).await
+        let handled = self.handle_target(&target).await;
+        if let Some(sweep) = &target.sweep {
+            self.count_sweep_item(sweep, &handled).await;
+        }
+        handled
+    }
+
+    /// A sweep's progress: its metric, and for an item skipped (nothing
+    /// recorded for it) the sweep record's counter.
+    async fn count_sweep_item(&self, sweep: &str, handled: &Handled) {
+        let outcome = match handled {
+            Handled::Scanned(_) => "scanned",
+            Handled::Skipped(_) => "skipped",
+            Handled::Retry { .. } => "retry",
+        };
+        self.metrics.record_sweep_item(outcome);
+        if let (Handled::Skipped(_), Some(results)) = (handled, &self.results)
+            && let Err(err) = results.count_skipped(sweep).await
+        {
+            tracing::warn!(sweep, "sweep progress not counted: {err}");
+        }
     }
 
     /// An on-demand scan (`scan --version-id`, `POST /v1/objects/scan`):

@@ -39,6 +39,13 @@ impl ObjectEvent {
     pub fn is_sweep_item(&self) -> bool {
         self.event_name.starts_with(SWEEP_ITEM)
     }
+
+    /// The sweep a sweep item belongs to.
+    pub fn sweep_id(&self) -> Option<&str> {
+        self.event_name
+            .strip_prefix(SWEEP_ITEM)
+            .and_then(|rest| rest.strip_prefix(':'))
+    }
 }
 
 /// The `type` of a message that hands an on-demand scan to the agents.

@@ -18,6 +18,7 @@
 
 use crate::events::sweep_item_message;
 use crate::inventory::Manifest;
+use crate::results::sweeps::SweepRecord;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -121,16 +122,17 @@ struct Pending {
 }
 
 /// An enqueue under way: the batch being filled, the pace, the tally.
-struct Run<'a, P: FnMut(&Enqueued)> {
+struct Run<'a, 'j, P: FnMut(&Enqueued)> {
     sqs: &'a aws_sdk_sqs::Client,
     options: &'a EnqueueOptions,
     done: Enqueued,
     pace: Pace,
     batch: Vec<Pending>,
     progress: P,
+    journal: Option<&'j mut Journal<'a>>,
 }
 
-impl<P: FnMut(&Enqueued)> Run<'_, P> {
+impl<P: FnMut(&Enqueued)> Run<'_, '_, P> {
     fn fail(&self, detail: String) -> EnqueueError {
         EnqueueError {
             detail,
@@ -187,6 +189,9 @@ impl<P: FnMut(&Enqueued)> Run<'_, P> {
             self.done.resume_at = item.resume_at.map(|p| p.to_string());
         }
         (self.progress)(&self.done);
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.save(&self.done, QUEUING, false).await;
+        }
         match failure {
             None => Ok(()),
             Some(detail) => Err(self.fail(detail)),
@@ -197,10 +202,11 @@ impl<P: FnMut(&Enqueued)> Run<'_, P> {
 /// Lists the bucket (or reads its inventory) and queues an item per
 /// object, calling `progress` after each batch. `s3` reads the bucket, or
 /// the inventory's bucket.
-pub async fn enqueue(
+pub async fn enqueue<'a>(
     s3: &aws_sdk_s3::Client,
-    sqs: &aws_sdk_sqs::Client,
-    options: &EnqueueOptions,
+    sqs: &'a aws_sdk_sqs::Client,
+    options: &'a EnqueueOptions,
+    journal: Option<&mut Journal<'a>>,
     progress: impl FnMut(&Enqueued),
 ) -> Result<Enqueued, EnqueueError> {
     let mut run = Run {
@@ -213,20 +219,29 @@ pub async fn enqueue(
         pace: Pace::new(options.rate),
         batch: Vec::with_capacity(BATCH),
         progress,
+        journal,
     };
+    let listed = list(s3, &mut run).await.and(run.flush().await);
+    if let Some(journal) = run.journal.as_deref_mut() {
+        let state = if listed.is_ok() { QUEUED } else { STOPPED };
+        journal.save(&run.done, state, true).await;
+    }
+    listed.map(|()| run.done)
+}
+
+async fn list<P: FnMut(&Enqueued)>(s3: &aws_sdk_s3::Client, run: &mut Run<'_, '_, P>) -> Result<(), EnqueueError> {
+    let options = run.options;
     match &options.listing {
-        Listing::Bucket { start_after } => list_bucket(s3, &mut run, start_after.clone()).await?,
+        Listing::Bucket { start_after } => list_bucket(s3, run, start_after.clone()).await,
         Listing::Inventory { manifest, resume_at } => {
-            read_inventory(s3, &mut run, manifest, resume_at.unwrap_or_default()).await?
+            read_inventory(s3, run, manifest, resume_at.unwrap_or_default()).await
         }
     }
-    run.flush().await?;
-    Ok(run.done)
 }
 
 async fn list_bucket<P: FnMut(&Enqueued)>(
     s3: &aws_sdk_s3::Client,
-    run: &mut Run<'_, P>,
+    run: &mut Run<'_, '_, P>,
     start_after: Option<String>,
 ) -> Result<(), EnqueueError> {
     let options = run.options;
@@ -259,7 +274,7 @@ async fn list_bucket<P: FnMut(&Enqueued)>(
 /// from `from` on.
 async fn read_inventory<P: FnMut(&Enqueued)>(
     s3: &aws_sdk_s3::Client,
-    run: &mut Run<'_, P>,
+    run: &mut Run<'_, '_, P>,
     manifest_url: &str,
     from: Position,
 ) -> Result<(), EnqueueError> {
@@ -362,6 +377,70 @@ pub(crate) async fn send_messages(
     }
     let sent = pending.iter().min().copied().unwrap_or(bodies.len());
     (sent, Some(format!("sending to {queue_url}: {last_error}")))
+}
+
+/// A sweep's record states (see `results::sweeps`).
+pub const QUEUING: &str = "queuing";
+pub const QUEUED: &str = "queued";
+pub const STOPPED: &str = "stopped";
+/// How often a running enqueue rewrites its record.
+const JOURNAL_EVERY: Duration = Duration::from_secs(5);
+
+/// Where an enqueue keeps its sweep's record (with `[results]`), for
+/// `bucketscan sweep status`.
+pub struct Journal<'a> {
+    store: &'a crate::results::ResultsStore,
+    /// What earlier runs of a resumed sweep queued.
+    before: SweepRecord,
+    saved: Option<Instant>,
+}
+
+impl<'a> Journal<'a> {
+    /// The journal of `options`' sweep; a sweep id used before (a resume,
+    /// or the same sweep queued again) goes on counting from its record,
+    /// as its results do.
+    pub async fn open(store: &'a crate::results::ResultsStore, options: &EnqueueOptions) -> Result<Self, String> {
+        let prior = store.load_sweep(&options.sweep_id).await?;
+        let now = bucketscan_scan::now_rfc3339();
+        let before = prior.unwrap_or_else(|| SweepRecord {
+            id: options.sweep_id.clone(),
+            bucket: options.bucket.clone(),
+            source: match &options.listing {
+                Listing::Inventory { manifest, .. } => manifest.clone(),
+                Listing::Bucket { .. } => {
+                    format!("s3://{}/{}", options.bucket, options.prefix.as_deref().unwrap_or(""))
+                }
+            },
+            started_at: now,
+            ..SweepRecord::default()
+        });
+        Ok(Self {
+            store,
+            before,
+            saved: None,
+        })
+    }
+
+    /// Records `done` in state `state` (at most every few seconds unless
+    /// `now`); a failed write is logged, and the sweep goes on.
+    pub async fn save(&mut self, done: &Enqueued, state: &str, now: bool) {
+        if !now && self.saved.is_some_and(|at| at.elapsed() < JOURNAL_EVERY) {
+            return;
+        }
+        self.saved = Some(Instant::now());
+        let record = SweepRecord {
+            state: state.to_owned(),
+            queued: self.before.queued + done.queued,
+            bytes: self.before.bytes + done.bytes,
+            last_key: done.last_key.clone().or(self.before.last_key.clone()),
+            resume_at: done.resume_at.clone().or(self.before.resume_at.clone()),
+            updated_at: bucketscan_scan::now_rfc3339(),
+            ..self.before.clone()
+        };
+        if let Err(err) = self.store.save_sweep(&record).await {
+            tracing::warn!(sweep = %record.id, "the sweep's record was not written (`sweep status` lags): {err}");
+        }
+    }
 }
 
 /// At most `rate` items a second, on average since the start.

@@ -32,6 +32,11 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     plugin: String,
     cause: String,
@@ -54,6 +59,7 @@ pub struct Metrics {
     latency: Histogram,
     plugin_failures: Family<FailureLabels, Counter>,
     queue_lag: Histogram,
+    sweep_items: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -83,6 +89,12 @@ impl Metrics {
             "How long an event message waited on the queue before the agent took it",
             queue_lag.clone(),
         );
+        let sweep_items = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sweep_items",
+            "Sweep items (scan --enqueue, retro-scans) handled, by outcome: scanned, skipped, retry",
+            sweep_items.clone(),
+        );
         Self {
             format,
             registry,
@@ -91,6 +103,7 @@ impl Metrics {
             latency,
             plugin_failures,
             queue_lag,
+            sweep_items,
         }
     }
 
@@ -132,6 +145,23 @@ impl Metrics {
         }
         if self.format == MetricsFormat::Emf {
             emit(&emf_object(sample, &failures));
+        }
+    }
+
+    /// One sweep item handled: `scanned`, `skipped` (already current,
+    /// gone) or `retry`.
+    pub fn record_sweep_item(&self, outcome: &str) {
+        self.sweep_items
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if self.format == MetricsFormat::Emf {
+            emit(&emf(
+                &[],
+                &[("SweepItems", "Count", json!(1))],
+                json!({ "outcome": outcome }),
+            ));
         }
     }
 
@@ -243,7 +273,13 @@ mod tests {
             stages: &[],
         });
         metrics.record_queue_lag(Duration::from_secs(2));
+        metrics.record_sweep_item("skipped");
+        metrics.record_sweep_item("skipped");
         let text = metrics.render_prometheus();
+        assert!(
+            text.contains(r#"bucketscan_sweep_items_total{outcome="skipped"} 2"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"bucketscan_objects_total{bucket="b",result="clean"} 1"#),
             "{text}"

@@ -58,6 +58,8 @@ pub struct Walked {
     pub current: u64,
     /// Items queued (each copy of each result, once).
     pub queued: u64,
+    /// Their sweep (`bucketscan sweep status ID`).
+    pub sweep_id: String,
 }
 
 impl RetroScans {
@@ -128,6 +130,7 @@ impl RetroScans {
                         results = walked.results,
                         current = walked.current,
                         queued = walked.queued,
+                        sweep = %walked.sweep_id,
                         "retro-scan queued"
                     );
                     let summary = format!("{} queued from {} clean results", walked.queued, walked.results);
@@ -184,6 +187,21 @@ impl RetroScans {
             self.results.renew(id, LEASE).await?;
         }
         walked.queued += self.send(&mut batch).await?;
+        let now = bucketscan_scan::now_rfc3339();
+        let record = crate::results::sweeps::SweepRecord {
+            id: sweep_id.clone(),
+            bucket: bucket.to_owned(),
+            source: format!("retro-scan of {bucket} for {database}"),
+            state: crate::fleet_sweep::QUEUED.to_owned(),
+            queued: walked.queued,
+            started_at: now.clone(),
+            updated_at: now,
+            ..Default::default()
+        };
+        if let Err(err) = self.results.save_sweep(&record).await {
+            tracing::warn!(sweep = %sweep_id, "the retro-scan's sweep record was not written: {err}");
+        }
+        walked.sweep_id = sweep_id;
         Ok(walked)
     }
 

@@ -82,6 +82,7 @@ impl Scan<'_> {
     fn to_publish(&self, report: &mut ScanReport) {
         report.host_actions = self.host_actions.clone();
         report.retro = self.target.retro.clone();
+        report.sweep = self.target.sweep.clone();
         report.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
     }
 }
@@ -142,6 +143,7 @@ impl Scanner {
             None => self.scan_routed(pipelines, target).await,
         };
         report.retro = target.retro.clone();
+        report.sweep = target.sweep.clone();
         report
     }
 

@@ -34,6 +34,9 @@ pub struct Target {
     /// clean): routed through its origin's pipeline, contained if it must
     /// be, never promoted again; the report (and the alert) carries it.
     pub retro: Option<bucketscan_core::report::RetroScan>,
+    /// The sweep that queued this object, when one did: recorded with
+    /// the result, so the sweep's progress can be counted.
+    pub sweep: Option<String>,
 }
 
 impl Target {
@@ -49,6 +52,7 @@ impl Target {
             skip_if_scanned_with: None,
             contain_only: false,
             retro: None,
+            sweep: None,
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod claims;
 pub mod record;
 pub mod search;
+pub mod sweeps;
 
 use crate::notify::SnsPublisher;
 use async_trait::async_trait;

@@ -8,6 +8,8 @@
 //! - index `by-result`: `result_day` = `RESULT#YYYY-MM-DD`, `recorded_at`;
 //! - index `by-sha256`: `sha256`, `recorded_at` (results of unread bytes
 //!   carry none and stay out of it);
+//! - index `by-sweep`: `sweep_result` = `SWEEP#RESULT#SHARD`, `recorded_at`
+//!   (results of a sweep's items only; counted by `sweeps`);
 //! - `expires_at`: the table's TTL attribute (epoch seconds).
 //!
 //! Partition keys of the indexes carry the day so that one busy bucket (or
@@ -22,6 +24,14 @@ use time::OffsetDateTime;
 pub const BY_BUCKET: &str = "by-bucket";
 pub const BY_RESULT: &str = "by-result";
 pub const BY_SHA256: &str = "by-sha256";
+pub const BY_SWEEP: &str = "by-sweep";
+/// Partitions of `by-sweep` per sweep and result.
+pub const SWEEP_SHARDS: u32 = 8;
+
+/// The `by-sweep` partition of `sweep`'s `result`s in `shard`.
+pub fn sweep_result(sweep: &str, result: &str, shard: u32) -> String {
+    format!("{sweep}#{result}#{shard}")
+}
 
 /// The history key of `bucket`/`key`.
 pub fn object_pk(bucket: &str, key: &str) -> String {
@@ -113,6 +123,17 @@ pub fn item(report: &ScanReport, recorded: &Recorded<'_>) -> HashMap<String, Att
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             item.insert(name.to_owned(), s(value));
         }
+    }
+    if let Some(sweep) = &report.sweep {
+        // Spread over shards: one sweep's results are not one hot
+        // partition of the index.
+        let shard = report
+            .key
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % SWEEP_SHARDS;
+        item.insert("sweep".to_owned(), s(sweep));
+        item.insert("sweep_result".to_owned(), s(&sweep_result(sweep, result, shard)));
     }
     if !report.copies.is_empty() {
         // Where the bytes also live now: what a retro-scan rescans.
