@@ -7,7 +7,8 @@
 //!   cargo bench -p bucketscan-benches --bench fleet
 //!
 //! `BUCKETSCAN_BENCH_BACKLOG` sets the backlog (default 600 objects),
-//! `BUCKETSCAN_BENCH_CONCURRENCY` the agent's slots (default 4).
+//! `BUCKETSCAN_BENCH_CONCURRENCY` the agent's slots (default 4),
+//! `BUCKETSCAN_BENCH_SWEEP_SLOTS` its `sweep-slots` (default: all but one).
 
 use bucketscan_tests::agent::{AgentProcess, PRODUCTION, World};
 use bucketscan_tests::{clamd, samples};
@@ -66,7 +67,10 @@ async fn run() {
     World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
     // The world's config says `concurrency = 2` further down [agent].
     let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replacen("concurrency = 2\n", &format!("concurrency = {concurrency}\n"), 1);
+    let mut text = text.replacen("concurrency = 2\n", &format!("concurrency = {concurrency}\n"), 1);
+    if let Ok(slots) = std::env::var("BUCKETSCAN_BENCH_SWEEP_SLOTS") {
+        text = text.replacen("[agent]\n", &format!("[agent]\nsweep-slots = {slots}\n"), 1);
+    }
     std::fs::write(&config, text).unwrap();
     for i in 0..backlog {
         world
@@ -115,7 +119,8 @@ async fn run() {
     );
 
     println!(
-        "== uploads (16 KiB, one at a time) while a sweep of {backlog} objects runs; agent concurrency {concurrency}, moto"
+        "== uploads (16 KiB, one at a time) while a sweep of {backlog} objects runs; agent concurrency {concurrency}, sweep-slots {}, moto",
+        std::env::var("BUCKETSCAN_BENCH_SWEEP_SLOTS").unwrap_or_else(|_| "default".into())
     );
     println!("{:<36} {:>14}", "", "median ms");
     println!(

@@ -169,4 +169,43 @@ async fn a_new_database_finds_in_production_what_an_older_one_promoted_and_the_f
         .await
         .unwrap();
     assert_eq!(rescans.len(), 1, "{rescans:#?}");
+
+    // Whoever else can write to the sweep queue cannot route an object
+    // through another bucket's pipeline: a retro item without the fleet's
+    // mark (here, one forged for the old clean file) is ignored.
+    let copy = bucketscan_core::report::CopyRef {
+        bucket: PRODUCTION.into(),
+        key: "old.txt".into(),
+        version_id: None,
+        etag: None,
+    };
+    let retro = bucketscan_core::report::RetroScan {
+        database: now.to_owned(),
+        previous_engine: None,
+        clean_since: "2026-12-01T00:00:00.000Z".into(),
+        origin_bucket: STAGING.into(),
+        origin_key: "old.txt".into(),
+    };
+    let forged = bucketscan_runtime::events::retro_item_message(
+        &copy,
+        &retro,
+        "forged",
+        &bucketscan_core::seal::Sealer::new(b"not the fleet's seal key".to_vec()),
+    );
+    world
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&sweeps)
+        .message_body(forged)
+        .send()
+        .await
+        .unwrap();
+    wait_until("the forged item refused", &first, || {
+        [&first, &second]
+            .iter()
+            .any(|agent| agent.log().contains("without a valid mark from the fleet's seal key"))
+    });
+    assert_eq!(world.tag(PRODUCTION, "old.txt", "bucketscan-engine").await, old_engine);
+    assert!(world.exists(PRODUCTION, "old.txt").await);
 }

@@ -30,6 +30,9 @@ pub struct LoopSettings {
     /// upload, when there are several).
     pub sweep_queue_urls: Vec<String>,
     pub concurrency: usize,
+    /// Sweep items handled at once at most: the CPU a sweep may take
+    /// from uploads (slots alone only keep uploads from queueing).
+    pub sweep_slots: usize,
     pub visibility_timeout: Duration,
     pub wait_time: Duration,
     /// A failed message becomes visible again after this times its
@@ -55,6 +58,7 @@ const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
 pub async fn run(agent: Arc<Agent>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, shutdown: watch::Receiver<bool>) {
     let receiver = Receiver {
         permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        sweep_permits: Arc::new(Semaphore::new(settings.sweep_slots.max(1))),
         in_flight: InFlight::default(),
         settings: Arc::new(settings),
         agent,
@@ -91,6 +95,8 @@ struct Receiver {
     sqs: aws_sdk_sqs::Client,
     settings: Arc<LoopSettings>,
     permits: Arc<Semaphore>,
+    /// Held by sweep items beside their slot (`sweep_slots`).
+    sweep_permits: Arc<Semaphore>,
     in_flight: InFlight,
 }
 
@@ -104,7 +110,10 @@ impl Receiver {
                     return;
                 }
                 let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
-                    Step::Go => self.receive(queue, self.settings.wait_time, 10, 0, &mut shutdown).await,
+                    Step::Go => {
+                        self.receive(queue, self.settings.wait_time, 10, 0, false, &mut shutdown)
+                            .await
+                    }
                     other => other,
                 };
                 if let Step::Stop = step {
@@ -132,8 +141,9 @@ impl Receiver {
                         return;
                     }
                     let free = self.permits.available_permits();
-                    if free > reserve {
-                        break free - reserve;
+                    let sweep_free = self.sweep_permits.available_permits();
+                    if free > reserve && sweep_free > 0 {
+                        break (free - reserve).min(sweep_free);
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(SWEEP_SLOT_POLL) => {}
@@ -142,7 +152,7 @@ impl Receiver {
                 };
                 let step = match self.wait_until_ready(&mut not_ready, &mut shutdown).await {
                     Step::Go => {
-                        self.receive(queue, self.settings.wait_time, spare, reserve, &mut shutdown)
+                        self.receive(queue, self.settings.wait_time, spare, reserve, true, &mut shutdown)
                             .await
                     }
                     other => other,
@@ -188,6 +198,7 @@ impl Receiver {
         wait: Duration,
         most: usize,
         keep_free: usize,
+        sweep: bool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Step {
         // Wait for a free agent, then ask for no more messages than there
@@ -212,7 +223,7 @@ impl Receiver {
         match received {
             Ok(out) => {
                 for message in out.messages.unwrap_or_default() {
-                    self.spawn(queue, message, keep_free).await;
+                    self.spawn(queue, message, keep_free, sweep).await;
                 }
             }
             Err(err) => {
@@ -232,12 +243,16 @@ impl Receiver {
     /// (beyond `keep_free`) — the other loop took it during this one's
     /// poll — the message goes straight back to the queue: it never waits
     /// here invisible, without a heartbeat, or holds up a shutdown.
-    async fn spawn(&self, queue: &str, message: SqsMessage, keep_free: usize) {
+    async fn spawn(&self, queue: &str, message: SqsMessage, keep_free: usize, sweep: bool) {
         let permit = match self.permits.available_permits() > keep_free {
             true => self.permits.clone().try_acquire_owned().ok(),
             false => None,
         };
-        let Some(permit) = permit else {
+        let sweep_permit = match sweep {
+            true => self.sweep_permits.clone().try_acquire_owned().ok().map(Some),
+            false => Some(None),
+        };
+        let (Some(permit), Some(sweep_permit)) = (permit, sweep_permit) else {
             self.give_back(queue, &message).await;
             return;
         };
@@ -263,6 +278,7 @@ impl Receiver {
                 in_flight,
                 id,
                 _permit: permit,
+                _sweep_permit: sweep_permit,
             };
             handle_message(&agent, &sqs, &settings, &queue, message).await;
         });
@@ -313,6 +329,7 @@ struct Finished {
     in_flight: InFlight,
     id: String,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _sweep_permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Finished {
@@ -537,6 +554,7 @@ mod tests {
                     in_flight,
                     id: "m1".into(),
                     _permit: permit,
+                    _sweep_permit: None,
                 };
                 let _heartbeat = AbortOnDrop(tokio::spawn(async move {
                     loop {

@@ -42,6 +42,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         queue_urls: config.agent.queues.clone(),
         sweep_queue_urls: config.agent.sweep_queues.clone(),
         concurrency: config.agent.concurrency,
+        sweep_slots: config.agent.sweep_slots(),
         visibility_timeout: Duration::from_secs(config.agent.visibility_timeout_secs),
         wait_time: Duration::from_secs(config.agent.wait_time_secs),
         retry_backoff: Duration::from_secs(config.agent.retry_backoff_secs),

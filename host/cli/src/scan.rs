@@ -168,6 +168,13 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
             args.config.source()?
         );
     };
+    if let Some(id) = args
+        .sweep_id
+        .as_deref()
+        .filter(|id| !bucketscan_runtime::events::valid_sweep_id(id))
+    {
+        bail!("--sweep-id `{id}`: 1 to 128 letters, digits, `.`, `_`, `:` or `-`");
+    }
     let options = EnqueueOptions {
         sweep_id: args
             .sweep_id
@@ -217,7 +224,10 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
     });
     let mut journal = match &store {
         Some(store) => match fleet_sweep::Journal::open(store, &options).await {
-            Ok(journal) => Some(journal),
+            Ok(journal) => {
+                journal.check_resume(&options).map_err(anyhow::Error::msg)?;
+                Some(journal)
+            }
             Err(err) => {
                 // The sweep matters more than its progress report.
                 tracing::warn!(

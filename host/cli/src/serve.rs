@@ -106,6 +106,7 @@ fn take_handoffs(
         queue_urls: vec![queue.clone()],
         sweep_queue_urls: Vec::new(),
         concurrency: (config.concurrency / 2).max(1),
+        sweep_slots: 1,
         visibility_timeout: Duration::from_secs(agent_config.visibility_timeout_secs),
         wait_time: Duration::from_secs(agent_config.wait_time_secs),
         retry_backoff: Duration::from_secs(agent_config.retry_backoff_secs),

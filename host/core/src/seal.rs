@@ -102,14 +102,7 @@ impl Sealer {
         if mac.len() != MAC_HEX {
             return None;
         }
-        let expected = self.mac(origin, subject, tags);
-        // Constant time: the comparison must not tell a forger how much of
-        // a guess was right.
-        let same = expected
-            .bytes()
-            .zip(mac.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b.to_ascii_lowercase()));
-        (same == 0).then_some(origin)
+        constant_time_eq(&self.mac(origin, subject, tags), mac).then_some(origin)
     }
 
     /// The mark that makes an allow-list line an agent's (`bucketscan
@@ -136,6 +129,20 @@ impl Sealer {
         format!("a1-{}", self.allow_mac(list, sha256, note))
     }
 
+    /// A mark binding `fields` for `purpose` (e.g. a retro-scan item, so
+    /// that only an agent of the fleet can queue one).
+    pub fn mark(&self, purpose: &str, fields: &[&str]) -> String {
+        format!("m1-{}", self.fields_mac(purpose, fields))
+    }
+
+    /// Whether `mark` is this key's mark of `fields` for `purpose`.
+    pub fn verify_mark(&self, purpose: &str, fields: &[&str], mark: &str) -> bool {
+        let Some(mac) = mark.strip_prefix("m1-") else {
+            return false;
+        };
+        mac.len() == MAC_HEX && constant_time_eq(&self.fields_mac(purpose, fields), mac)
+    }
+
     /// Whether `mark` is this key's mark for `sha256` and `note` in `list`.
     pub fn verify_allowed(&self, mark: &str, list: &str, sha256: &str, note: &str) -> bool {
         let Some(mac) = mark.strip_prefix("a1-") else {
@@ -144,25 +151,20 @@ impl Sealer {
         if mac.len() != MAC_HEX {
             return false;
         }
-        let expected = self.allow_mac(list, sha256, note);
-        let same = expected
-            .bytes()
-            .zip(mac.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b.to_ascii_lowercase()));
-        same == 0
+        constant_time_eq(&self.allow_mac(list, sha256, note), mac)
     }
 
     fn allow_mac(&self, list: &str, sha256: &str, note: &str) -> String {
+        self.fields_mac("bucketscan-allow/1", &[list, &sha256.to_ascii_lowercase(), note])
+    }
+
+    /// HMAC of `purpose` and `fields`, each length-prefixed (no two
+    /// different inputs share an encoding), truncated to 128 bits.
+    fn fields_mac(&self, purpose: &str, fields: &[&str]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        let sha256 = sha256.to_ascii_lowercase();
-        for bytes in [
-            &b"bucketscan-allow/1"[..],
-            list.as_bytes(),
-            sha256.as_bytes(),
-            note.as_bytes(),
-        ] {
+        for bytes in std::iter::once(purpose).chain(fields.iter().copied()) {
             mac.update(&(bytes.len() as u64).to_be_bytes());
-            mac.update(bytes);
+            mac.update(bytes.as_bytes());
         }
         let digest = mac.finalize().into_bytes();
         hex::encode(&digest[..MAC_HEX / 2])
@@ -191,6 +193,18 @@ impl Sealer {
         let digest = mac.finalize().into_bytes();
         hex::encode(&digest[..MAC_HEX / 2])
     }
+}
+
+/// Whether `expected` (lowercase hex) equals `given` (any case), in
+/// constant time: the comparison must not tell a forger how much of a
+/// guess was right.
+fn constant_time_eq(expected: &str, given: &str) -> bool {
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b.to_ascii_lowercase()))
+            == 0
 }
 
 #[cfg(test)]
@@ -299,5 +313,18 @@ mod tests {
         let b = tags(&[("y", "2"), ("x", "1")]);
         let seal = sealer.seal(SealOrigin::Scanned, SUBJECT, &a);
         assert!(sealer.verify(&seal, SUBJECT, &b).is_some());
+    }
+
+    #[test]
+    fn a_mark_binds_its_purpose_and_every_field() {
+        let sealer = Sealer::new(b"0123456789abcdef0123".to_vec());
+        let mark = sealer.mark("retro", &["production", "a.pdf"]);
+        assert!(sealer.verify_mark("retro", &["production", "a.pdf"], &mark));
+        assert!(!sealer.verify_mark("retro", &["production", "b.pdf"], &mark));
+        assert!(!sealer.verify_mark("other", &["production", "a.pdf"], &mark));
+        // Moving a character between fields changes the mark.
+        assert!(!sealer.verify_mark("retro", &["productiona", ".pdf"], &mark));
+        assert!(!Sealer::ephemeral().verify_mark("retro", &["production", "a.pdf"], &mark));
+        assert!(!sealer.verify_mark("retro", &["production", "a.pdf"], "m1-00"));
     }
 }

@@ -123,7 +123,7 @@ impl Agent {
         });
         let publisher = publisher(&config.notifications, &clients, &agent_id, &sealer, results.clone());
         let retro_scans = results.clone().and_then(|results| {
-            crate::retro_scan::RetroScans::new(&config, results, clients.sqs.clone()).map(Arc::new)
+            crate::retro_scan::RetroScans::new(&config, results, clients.sqs.clone(), sealer.clone()).map(Arc::new)
         });
         let allow_list = Arc::new(ArcSwap::from_pointee(
             initial_allow_list(&config, &clients, &sealer).await,
@@ -180,31 +180,31 @@ impl Agent {
     }
 
     pub async fn handle(&self, event: &ObjectEvent) -> Handled {
-        if event.on_demand {
-            return self
-                .scan_on_demand(&event.bucket, &event.key, event.version_id.as_deref())
-                .await;
-        }
-        if let Some(retro) = &event.retro
-            && self
-                .started_with
-                .buckets
-                .get(&retro.origin_bucket)
-                .is_none_or(|bucket| bucket.retro_scan.is_none())
-        {
-            // Only a retro-scan of this fleet routes an object through
-            // another bucket's pipeline.
-            let why = format!(
-                "a retro-scan item for bucket `{}`, which asks for no retro-scan: ignored",
-                retro.origin_bucket
-            );
+        if let Some(why) = self.refuse_retro_item(event) {
             tracing::warn!("{why}");
             return Handled::Skipped(why);
         }
+        let mut target = match event.on_demand {
+            true => {
+                self.on_demand_target(&event.bucket, &event.key, event.version_id.as_deref())
+                    .await
+            }
+            false => self.event_target(event).await,
+        };
+        target.sweep = event.sweep_id().map(str::to_owned);
+        let handled = self.handle_target(&target).await;
+        if let Some(sweep) = &target.sweep {
+            self.count_sweep_item(sweep, &handled).await;
+        }
+        handled
+    }
+
+    /// What an upload event or a sweep item asks to scan.
+    async fn event_target(&self, event: &ObjectEvent) -> Target {
         // A sweep item skips what carries a result sealed from the
-        // signatures clamd runs now, as `bucketscan scan` does.
-        // Not for a redelivered one: the agent that had it may have died
-        // between writing the result and promoting the object.
+        // signatures clamd runs now, as `bucketscan scan` does. Not a
+        // redelivered one: the agent that had it may have died between
+        // writing the result and promoting the object.
         let skip_if_scanned_with = match event.is_sweep_item() && !event.redelivered {
             true => self
                 .clamd()
@@ -214,7 +214,7 @@ impl Agent {
                 .map(|v| bucketscan_core::tags::sanitize(&v)),
             false => None,
         };
-        let target = Target {
+        Target {
             version_id: event.version_id.clone(),
             etag: event.etag.clone(),
             size: event.size,
@@ -224,14 +224,32 @@ impl Agent {
             rescan: event.retro.is_some(),
             contain_only: event.retro.is_some(),
             retro: event.retro.clone(),
-            sweep: event.sweep_id().map(str::to_owned),
             ..Target::new(&event.bucket, &event.key)
-        };
-        let handled = self.handle_target(&target).await;
-        if let Some(sweep) = &target.sweep {
-            self.count_sweep_item(sweep, &handled).await;
         }
-        handled
+    }
+
+    /// Why a retro item is not to be followed: only the fleet's own retro
+    /// walks (marked with the seal key) may route an object through
+    /// another bucket's pipeline, and only for a bucket that asks for it.
+    fn refuse_retro_item(&self, event: &ObjectEvent) -> Option<String> {
+        let retro = event.retro.as_ref()?;
+        if !event.retro_is_sealed(&self.scanner.sealer) {
+            return Some(format!(
+                "a retro-scan item for {} without a valid mark from the fleet's seal key: ignored",
+                bucketscan_scan::Target::new(&event.bucket, &event.key).url()
+            ));
+        }
+        let asks = self
+            .started_with
+            .buckets
+            .get(&retro.origin_bucket)
+            .is_some_and(|bucket| bucket.retro_scan.is_some());
+        (!asks).then(|| {
+            format!(
+                "a retro-scan item for bucket `{}`, which asks for no retro-scan: ignored",
+                retro.origin_bucket
+            )
+        })
     }
 
     /// A sweep's progress: its metric, and for an item skipped (nothing
@@ -255,6 +273,11 @@ impl Agent {
     /// tagged; a version that is not the current one is contained if it
     /// must be, never promoted.
     pub async fn scan_on_demand(&self, bucket: &str, key: &str, version: Option<&str>) -> Handled {
+        let target = self.on_demand_target(bucket, key, version).await;
+        self.handle_target(&target).await
+    }
+
+    async fn on_demand_target(&self, bucket: &str, key: &str, version: Option<&str>) -> Target {
         let mut target = Target {
             version_id: version.map(str::to_owned),
             rescan: true,
@@ -267,7 +290,7 @@ impl Agent {
                 _ => true,
             };
         }
-        self.handle_target(&target).await
+        target
     }
 
     pub async fn handle_target(&self, target: &Target) -> Handled {

@@ -74,6 +74,10 @@ pub struct AgentConfig {
     /// taken from only when the event queues leave a slot free: uploads
     /// come first.
     pub sweep_queues: Vec<String>,
+    /// Sweep items scanned at once at most (default: all slots but the
+    /// one kept for uploads). A slot kept free stops uploads from waiting
+    /// in line; this bounds the CPU a sweep takes from them.
+    pub sweep_slots: Option<usize>,
     /// Objects scanned at once.
     pub concurrency: usize,
     /// Visibility timeout set on received messages and extended while a
@@ -118,11 +122,21 @@ pub struct AgentConfig {
     pub first_byte_timeout_secs: u64,
 }
 
+impl AgentConfig {
+    /// Sweep items scanned at once at most.
+    pub fn sweep_slots(&self) -> usize {
+        self.sweep_slots
+            .unwrap_or(self.concurrency.saturating_sub(1))
+            .clamp(1, self.concurrency.max(1))
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             queues: Vec::new(),
             sweep_queues: Vec::new(),
+            sweep_slots: None,
             concurrency: 4,
             visibility_timeout_secs: 120,
             wait_time_secs: 20,
@@ -178,6 +192,7 @@ impl Config {
         config.text = text;
         config.tags = config.tags.with_profile_defaults();
         config.validate()?;
+        config.warnings.extend(config.retro_scan_warnings());
         Ok(config)
     }
 
@@ -268,6 +283,8 @@ impl Config {
                 Some("[signatures] (a new database version is what starts it)")
             } else if self.agent.sweep_queues.is_empty() {
                 Some("[agent] sweep-queues (its items wait there behind live uploads)")
+            } else if self.agent.seal_key.is_none() {
+                Some("[agent] seal-key (its items are marked with it: nobody else may queue one)")
             } else {
                 None
             };
@@ -282,6 +299,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Retro-scan windows longer than the results are kept: what expired
+    /// is not looked at again.
+    fn retro_scan_warnings(&self) -> Vec<String> {
+        let Some(keep_days) = self.results.as_ref().map(|r| r.keep_days).filter(|days| *days > 0) else {
+            return Vec::new();
+        };
+        self.buckets
+            .iter()
+            .filter_map(|(bucket, config)| Some((bucket, config.retro_scan.as_ref()?.within_days)))
+            .filter(|(_, within)| *within > keep_days)
+            .map(|(bucket, within)| {
+                format!(
+                    "bucket `{bucket}`: retro-scan within-days = {within} reaches past [results] keep-days = \
+                     {keep_days}; results older than that are gone and not scanned again"
+                )
+            })
+            .collect()
     }
 
     /// `[plugins]` and `[buckets]`, for the engine to load.
@@ -538,11 +574,25 @@ grants = { clamav = true, storage = ["production"] }
         let retro = "[buckets.staging.retro-scan]\nwithin-days = 3\n";
         let results = "[results]\ntable = \"results\"\n";
         let signatures = "[signatures]\ndatabase-dir = \"/var/lib/clamav\"\n";
-        let queue = "[agent]\nsweep-queues = [\"http://127.0.0.1/q\"]\n";
+        let queue = "[agent]\nsweep-queues = [\"http://127.0.0.1/q\"]\nseal-key = { env = \"K\" }\n";
         let error = |parts: &[&str]| parse(&format!("{GOOD}{}", parts.concat())).unwrap_err().to_string();
         assert!(error(&[retro]).contains("bucket `staging`: retro-scan needs [results]"));
         assert!(error(&[retro, results]).contains("retro-scan needs [signatures]"));
         assert!(error(&[retro, results, signatures]).contains("retro-scan needs [agent] sweep-queues"));
+        let unsealed = "[agent]\nsweep-queues = [\"http://127.0.0.1/q\"]\n";
+        assert!(error(&[retro, results, signatures, unsealed]).contains("retro-scan needs [agent] seal-key"));
+        let short_keep = parse(&format!(
+            "{GOOD}{retro}[results]\ntable = \"t\"\nkeep-days = 2\n{signatures}{queue}"
+        ))
+        .unwrap();
+        assert!(
+            short_keep
+                .warnings
+                .iter()
+                .any(|w| w.contains("within-days = 3 reaches past [results] keep-days = 2")),
+            "{:?}",
+            short_keep.warnings
+        );
         let config = parse(&format!("{GOOD}{retro}{results}{signatures}{queue}")).unwrap();
         let parsed = config.buckets["staging"].retro_scan.clone().unwrap();
         assert_eq!((parsed.within_days, parsed.newest_first), (3, true));
@@ -552,5 +602,18 @@ grants = { clamav = true, storage = ["production"] }
             "{}",
             error(&[too_long, results, signatures, queue])
         );
+    }
+
+    #[test]
+    fn sweeps_get_every_slot_but_one_unless_capped_and_never_more_than_there_are() {
+        let agent = |concurrency, sweep_slots| AgentConfig {
+            concurrency,
+            sweep_slots,
+            ..AgentConfig::default()
+        };
+        assert_eq!(agent(4, None).sweep_slots(), 3);
+        assert_eq!(agent(1, None).sweep_slots(), 1);
+        assert_eq!(agent(4, Some(1)).sweep_slots(), 1);
+        assert_eq!(agent(4, Some(10)).sweep_slots(), 4);
     }
 }

@@ -30,6 +30,9 @@ pub struct ObjectEvent {
     /// half-way through it): a sweep item is then scanned through, not
     /// skipped on the result tags that agent may have left.
     pub redelivered: bool,
+    /// A retro item's mark ([`retro_fields`]): only an agent holding the
+    /// fleet's seal key can queue one.
+    pub mark: Option<String>,
 }
 
 impl ObjectEvent {
@@ -89,12 +92,22 @@ pub fn sweep_item_message(
 }
 
 /// A sweep item of retro-scan `sweep_id`: `copy` (where bytes found clean
-/// earlier live now) to be scanned again as `retro` says.
+/// earlier live now) to be scanned again as `retro` says, marked by
+/// `sealer` (see [`retro_fields`]).
 pub fn retro_item_message(
     copy: &bucketscan_core::report::CopyRef,
     retro: &bucketscan_core::report::RetroScan,
     sweep_id: &str,
+    sealer: &bucketscan_core::seal::Sealer,
 ) -> String {
+    let fields = retro_fields(
+        &copy.bucket,
+        &copy.key,
+        copy.version_id.as_deref(),
+        copy.etag.as_deref(),
+        retro,
+        sweep_id,
+    );
     ascii_json(&serde_json::json!({
         "type": SWEEP_ITEM,
         "bucket": copy.bucket,
@@ -104,7 +117,74 @@ pub fn retro_item_message(
         "sweep": sweep_id,
         "rescan": false,
         "retro": retro,
+        "mark": sealer.mark(RETRO_MARK, &fields),
     }))
+}
+
+/// What a retro item's mark is for.
+pub const RETRO_MARK: &str = "bucketscan-retro-item/1";
+
+/// Everything a retro item's mark binds: a retro item routes an object
+/// through another bucket's pipeline, so none of it may be chosen by
+/// whoever else can write to the sweep queue.
+pub fn retro_fields<'a>(
+    bucket: &'a str,
+    key: &'a str,
+    version_id: Option<&'a str>,
+    etag: Option<&'a str>,
+    retro: &'a bucketscan_core::report::RetroScan,
+    sweep_id: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        bucket,
+        key,
+        version_id.unwrap_or(""),
+        etag.unwrap_or(""),
+        sweep_id,
+        &retro.database,
+        retro.previous_engine.as_deref().unwrap_or(""),
+        &retro.clean_since,
+        &retro.origin_bucket,
+        &retro.origin_key,
+    ]
+}
+
+impl ObjectEvent {
+    /// Whether this retro item carries a mark `sealer` made.
+    pub fn retro_is_sealed(&self, sealer: &bucketscan_core::seal::Sealer) -> bool {
+        let (Some(retro), Some(mark), Some(sweep)) = (&self.retro, &self.mark, self.sweep_id()) else {
+            return false;
+        };
+        let fields = retro_fields(
+            &self.bucket,
+            &self.key,
+            self.version_id.as_deref(),
+            self.etag.as_deref(),
+            retro,
+            sweep,
+        );
+        sealer.verify_mark(RETRO_MARK, &fields, mark)
+    }
+}
+
+fn sweep_id(id: &str) -> Result<&str, NotAnEvent> {
+    if valid_sweep_id(id) {
+        Ok(id)
+    } else {
+        Err(NotAnEvent(format!(
+            "{SWEEP_ITEM}: sweep id `{}` is not 1 to {MAX_SWEEP_ID} letters, digits, `.`, `_`, `:` or `-`",
+            bucketscan_core::text::cap(id, 40)
+        )))
+    }
+}
+
+/// The longest sweep id, and what it may be made of: it names DynamoDB
+/// items and log lines.
+const MAX_SWEEP_ID: usize = 128;
+
+/// Whether `id` is a sweep id bucketscan accepts.
+pub fn valid_sweep_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_SWEEP_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// `value` as JSON with everything past ASCII escaped (`\uXXXX`): SQS
@@ -189,6 +269,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             on_demand: true,
             retro: None,
             redelivered: false,
+            mark: None,
         }]));
     }
     if value.get("type").and_then(Value::as_str) == Some(SWEEP_ITEM) {
@@ -203,10 +284,13 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             key: field("key")?.to_owned(),
             etag: string(value, "etag"),
             size: value.get("size").and_then(Value::as_u64),
-            event_name: format!("{SWEEP_ITEM}:{}", field("sweep")?),
+            event_name: format!("{SWEEP_ITEM}:{}", sweep_id(field("sweep")?)?),
             // A rescan is scanned like an on-demand scan: even when tagged.
             on_demand: value.get("rescan").and_then(Value::as_bool).unwrap_or(false),
-            version_id: string(value, "version_id"),
+            // Only a retro item pins a version (its copy's): a plain sweep
+            // item naming an old version would promote it over the current.
+            version_id: string(value, "version_id").filter(|_| value.get("retro").is_some_and(|r| !r.is_null())),
+            mark: string(value, "mark"),
             retro: match value.get("retro") {
                 None | Some(Value::Null) => None,
                 Some(retro) => Some(
@@ -252,6 +336,7 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         on_demand: false,
         retro: None,
         redelivered: false,
+        mark: None,
     }))
 }
 
@@ -289,6 +374,7 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         on_demand: false,
         retro: None,
         redelivered: false,
+        mark: None,
     }))
 }
 
@@ -443,7 +529,8 @@ mod tests {
             origin_bucket: "staging".into(),
             origin_key: "in/é.pdf".into(),
         };
-        let body = retro_item_message(&copy, &retro, "retro-1");
+        let sealer = bucketscan_core::seal::Sealer::new(b"the fleet's seal key".to_vec());
+        let body = retro_item_message(&copy, &retro, "retro-1", &sealer);
         assert!(body.is_ascii(), "{body}");
         let Message::Objects(objects) = parse_message(&body).unwrap() else {
             panic!("{body}")
@@ -455,7 +542,40 @@ mod tests {
             ("production", "in/é.pdf", Some("p7"))
         );
         assert_eq!(item.retro.as_ref(), Some(&retro));
+        assert!(item.retro_is_sealed(&sealer));
+        assert!(!item.retro_is_sealed(&bucketscan_core::seal::Sealer::ephemeral()));
+        // Pointed at another object, or routed through another key's
+        // pipeline, the mark no longer holds.
+        for (from, to) in [
+            ("\"key\":\"in", "\"key\":\"xx"),
+            ("\"origin_key\":\"in", "\"origin_key\":\"xx"),
+        ] {
+            let Message::Objects(moved) = parse_message(&body.replacen(from, to, 1)).unwrap() else {
+                panic!()
+            };
+            assert!(!moved[0].retro_is_sealed(&sealer), "{from}");
+        }
         let forged = body.replace("\"origin_bucket\"", "\"origin\"");
         assert!(parse_message(&forged).unwrap_err().0.contains("retro"));
+    }
+
+    #[test]
+    fn a_plain_sweep_item_pins_no_version_and_a_sweep_id_is_a_short_plain_name() {
+        let body = sweep_item_message("staging", "k", Some("e".into()), Some(1), "s-1", false).replacen(
+            "\"type\"",
+            "\"version_id\":\"old\",\"type\"",
+            1,
+        );
+        let Message::Objects(items) = parse_message(&body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            items[0].version_id, None,
+            "an old version would be promoted over the current one"
+        );
+        for bad in ["", "a b", "sweep#x", &"x".repeat(129)] {
+            let body = sweep_item_message("staging", "k", None, None, bad, false);
+            assert!(parse_message(&body).unwrap_err().0.contains("sweep id"), "{bad}");
+        }
     }
 }

@@ -17,7 +17,7 @@
 //! FILE:ROW`) goes on from there.
 
 use crate::events::sweep_item_message;
-use crate::inventory::Manifest;
+use crate::inventory::{MAX_FILE_BYTES, Manifest};
 use crate::results::sweeps::SweepRecord;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::Serialize;
@@ -278,39 +278,70 @@ async fn read_inventory<P: FnMut(&Enqueued)>(
     manifest_url: &str,
     from: Position,
 ) -> Result<(), EnqueueError> {
-    let (bucket, key) = bucketscan_core::allow::parse_s3_url(manifest_url).map_err(|why| run.fail(why))?;
-    let json = get_bytes(s3, &bucket, &key).await.map_err(|why| run.fail(why))?;
-    let manifest = Manifest::parse(manifest_url, &json).map_err(|err| run.fail(err.to_string()))?;
+    let manifest = open_manifest(s3, manifest_url, &run.options.bucket)
+        .await
+        .map_err(|why| run.fail(why))?;
     let manifest = std::sync::Arc::new(manifest);
-    if manifest.source_bucket != run.options.bucket {
-        return Err(run.fail(format!(
-            "{manifest_url} is the inventory of bucket `{}`, not of `{}`",
-            manifest.source_bucket, run.options.bucket
-        )));
-    }
     for (index, file) in manifest.files.iter().enumerate().skip(from.file) {
+        if file.size > MAX_FILE_BYTES {
+            return Err(run.fail(format!(
+                "s3://{}/{}: {} bytes; data files over {MAX_FILE_BYTES} are not read",
+                manifest.destination_bucket, file.key, file.size
+            )));
+        }
         let bytes = get_bytes(s3, &manifest.destination_bucket, &file.key)
             .await
             .map_err(|why| run.fail(why))?;
-        let rows = {
-            let (reader, file) = (manifest.clone(), file.clone());
-            tokio::task::spawn_blocking(move || reader.rows(&file, bytes))
-                .await
-                .map_err(|err| run.fail(err.to_string()))?
-                .map_err(|err| run.fail(format!("s3://{}/{err}", manifest.destination_bucket)))?
-        };
+        // Parsed on a blocking thread, a chunk of rows at a time.
+        let (chunks, mut received) = tokio::sync::mpsc::channel(4);
+        let (reader, file) = (manifest.clone(), file.clone());
+        let parsing = tokio::task::spawn_blocking(move || {
+            reader.read_rows(&file, bytes, |chunk| {
+                chunks.blocking_send(chunk).map_err(|_| "the sweep stopped".to_owned())
+            })
+        });
         let first = if index == from.file { from.row } else { 0 };
-        for (row_index, row) in rows.into_iter().enumerate().skip(first) {
-            if row.is_current_object() {
-                let after = Position {
-                    file: index,
-                    row: row_index + 1,
-                };
-                run.push(&row.key, row.etag, row.size, Some(after)).await?;
+        let mut row_index = 0;
+        while let Some(chunk) = received.recv().await {
+            for row in chunk {
+                row_index += 1;
+                if row_index > first && row.is_current_object() {
+                    let after = Position {
+                        file: index,
+                        row: row_index,
+                    };
+                    run.push(&row.key, row.etag, row.size, Some(after)).await?;
+                }
             }
         }
+        parsing
+            .await
+            .map_err(|err| run.fail(err.to_string()))?
+            .map_err(|err| run.fail(format!("s3://{}/{err}", manifest.destination_bucket)))?;
     }
     Ok(())
+}
+
+/// The manifest at `url`, if it is a report of `bucket` whose data files
+/// are beside it: a manifest that sends the sweep to read another
+/// bucket is refused.
+async fn open_manifest(s3: &aws_sdk_s3::Client, url: &str, bucket: &str) -> Result<Manifest, String> {
+    let (manifest_bucket, key) = bucketscan_core::allow::parse_s3_url(url)?;
+    let json = get_bytes(s3, &manifest_bucket, &key).await?;
+    let manifest = Manifest::parse(url, &json).map_err(|err| err.to_string())?;
+    if manifest.source_bucket != bucket {
+        return Err(format!(
+            "{url} is the inventory of bucket `{}`, not of `{bucket}`",
+            manifest.source_bucket
+        ));
+    }
+    if manifest.destination_bucket != manifest_bucket {
+        return Err(format!(
+            "{url} puts its data files in bucket `{}`, not beside it in `{manifest_bucket}`",
+            manifest.destination_bucket
+        ));
+    }
+    Ok(manifest)
 }
 
 async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bytes::Bytes, String> {
@@ -419,6 +450,21 @@ impl<'a> Journal<'a> {
             before,
             saved: None,
         })
+    }
+
+    /// A resume at a position is one in the report the sweep started
+    /// from: tomorrow's report has other rows at that position.
+    pub fn check_resume(&self, options: &EnqueueOptions) -> Result<(), String> {
+        match &options.listing {
+            Listing::Inventory {
+                manifest,
+                resume_at: Some(position),
+            } if self.before.queued > 0 && self.before.source != *manifest => Err(format!(
+                "sweep `{}` was queued from {}, not {manifest}: --resume-at {position} is a position in that report",
+                options.sweep_id, self.before.source
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Records `done` in state `state` (at most every few seconds unless

@@ -114,9 +114,32 @@ impl Manifest {
         })
     }
 
-    /// The rows of data file `file`, whose bytes are `bytes`: checked
-    /// against the manifest's MD5 first.
+    /// The rows of data file `file`, whose bytes are `bytes`, all at once
+    /// (see [`Manifest::read_rows`]).
     pub fn rows(&self, file: &DataFile, bytes: bytes::Bytes) -> Result<Vec<InventoryRow>, InventoryError> {
+        let mut rows = Vec::new();
+        self.read_rows(file, bytes, |chunk| {
+            rows.extend(chunk);
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Hands the rows of data file `file` (its bytes `bytes`, checked
+    /// against the manifest's size and MD5 first) to `each`, a chunk at a
+    /// time: a file of millions of rows is never all in memory as rows.
+    pub fn read_rows(
+        &self,
+        file: &DataFile,
+        bytes: bytes::Bytes,
+        mut each: impl FnMut(Vec<InventoryRow>) -> Result<(), String>,
+    ) -> Result<(), InventoryError> {
+        if bytes.len() as u64 != file.size {
+            return Err(InventoryError::new(
+                &file.key,
+                format!("{} bytes read, the manifest lists {}", bytes.len(), file.size),
+            ));
+        }
         let md5 = hex::encode(md5::Md5::digest(&bytes));
         if !md5.eq_ignore_ascii_case(&file.md5) {
             return Err(InventoryError::new(
@@ -129,10 +152,22 @@ impl Manifest {
                 ),
             ));
         }
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut push = |row: InventoryRow| {
+            chunk.push(row);
+            match chunk.len() == CHUNK {
+                true => each(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))),
+                false => Ok(()),
+            }
+        };
         match self.format {
-            FileFormat::Csv => csv_rows(&self.columns, &bytes),
-            FileFormat::Parquet => parquet_rows(bytes),
+            FileFormat::Csv => csv_rows(&self.columns, &bytes, &mut push),
+            FileFormat::Parquet => parquet_rows(bytes, &mut push),
         }
+        .and_then(|()| match chunk.is_empty() {
+            true => Ok(()),
+            false => each(chunk),
+        })
         .map_err(|detail| InventoryError::new(&file.key, detail))
     }
 }
@@ -145,9 +180,35 @@ impl InventoryRow {
     }
 }
 
+/// Rows handed on at once.
+const CHUNK: usize = 1000;
+/// The largest data file read (compressed), and what a CSV one may
+/// expand to: a report of a bucket that size is split into more files.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+const MAX_EXPANDED_BYTES: u64 = 16 << 30;
+
+type RowSink<'a> = dyn FnMut(InventoryRow) -> Result<(), String> + 'a;
+
+/// A reader that fails past `left` bytes: a gzip bomb stops there.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.left = self
+            .left
+            .checked_sub(read as u64)
+            .ok_or_else(|| std::io::Error::other(format!("expands past {MAX_EXPANDED_BYTES} bytes")))?;
+        Ok(read)
+    }
+}
+
 /// Rows of a gzip-compressed CSV file without a header; `columns` from
 /// the manifest. CSV inventories URL-encode keys.
-fn csv_rows(columns: &[String], gz: &[u8]) -> Result<Vec<InventoryRow>, String> {
+fn csv_rows(columns: &[String], gz: &[u8], push: &mut RowSink<'_>) -> Result<(), String> {
     let column = |name: &str| columns.iter().position(|c| c == name);
     let key_at = column("Key").ok_or("fileSchema has no Key column")?;
     let (version_at, latest_at, marker_at, size_at, etag_at) = (
@@ -160,8 +221,10 @@ fn csv_rows(columns: &[String], gz: &[u8]) -> Result<Vec<InventoryRow>, String> 
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(flate2::read::MultiGzDecoder::new(gz));
-    let mut rows = Vec::new();
+        .from_reader(Capped {
+            inner: flate2::read::MultiGzDecoder::new(gz),
+            left: MAX_EXPANDED_BYTES,
+        });
     for (line, record) in reader.records().enumerate() {
         let record = record.map_err(|err| format!("line {}: {err}", line + 1))?;
         let field = |at: Option<usize>| at.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
@@ -174,7 +237,7 @@ fn csv_rows(columns: &[String], gz: &[u8]) -> Result<Vec<InventoryRow>, String> 
                 .map_err(|_| format!("line {}: size `{size}` is not a number", line + 1))?,
             None => 0,
         };
-        rows.push(InventoryRow {
+        push(InventoryRow {
             key,
             version_id: field(version_at).map(str::to_owned),
             etag: field(etag_at).map(crate::s3_store::bare_etag),
@@ -182,17 +245,16 @@ fn csv_rows(columns: &[String], gz: &[u8]) -> Result<Vec<InventoryRow>, String> 
             // Without the column the report lists current objects only.
             is_latest: field(latest_at).is_none_or(|v| v.eq_ignore_ascii_case("true")),
             is_delete_marker: field(marker_at).is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        });
+        })?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Rows of a Parquet file; columns by their inventory names.
-fn parquet_rows(bytes: bytes::Bytes) -> Result<Vec<InventoryRow>, String> {
+fn parquet_rows(bytes: bytes::Bytes, push: &mut RowSink<'_>) -> Result<(), String> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
     let reader = SerializedFileReader::new(bytes).map_err(|err| format!("not a Parquet file: {err}"))?;
-    let mut rows = Vec::new();
     for (index, row) in reader.get_row_iter(None).map_err(|err| err.to_string())?.enumerate() {
         let row = row.map_err(|err| format!("row {index}: {err}"))?;
         let mut listed = InventoryRow {
@@ -217,9 +279,9 @@ fn parquet_rows(bytes: bytes::Bytes) -> Result<Vec<InventoryRow>, String> {
         if listed.key.is_empty() {
             return Err(format!("row {index}: no key"));
         }
-        rows.push(listed);
+        push(listed)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// The Parquet schema S3 Inventory writes (the columns bucketscan reads).
@@ -358,11 +420,28 @@ mod tests {
         let cut = bytes::Bytes::copy_from_slice(&csv[..csv.len() - 4]);
         let err = manifest.rows(&manifest.files[0], cut).unwrap_err();
         assert_eq!(err.file, "inv/data/1");
+        assert!(err.detail.contains("bytes read, the manifest lists"), "{err}");
+        let mut swapped = csv.clone();
+        let last = swapped.len() - 1;
+        swapped[last] ^= 1;
+        let err = manifest.rows(&manifest.files[0], swapped.into()).unwrap_err();
         assert!(err.detail.contains("is not the manifest's"), "{err}");
         let orc = serde_json::json!({
             "sourceBucket": "s", "destinationBucket": "d", "fileFormat": "ORC", "files": []
         });
         let err = Manifest::parse("s3://d/m.json", orc.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().starts_with("s3://d/m.json: fileFormat `ORC`"), "{err}");
+    }
+
+    #[test]
+    fn a_capped_reader_fails_past_its_limit_instead_of_stopping_short() {
+        use std::io::Read as _;
+        let mut capped = Capped {
+            inner: &[7u8; 100][..],
+            left: 64,
+        };
+        let mut out = Vec::new();
+        let err = capped.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("expands past"), "{err}");
     }
 }

@@ -40,6 +40,8 @@ const PROJECTION: [&str; 7] = ["bucket", "key", "version_id", "etag", "recorded_
 pub struct RetroScans {
     results: Arc<ResultsStore>,
     sqs: aws_sdk_sqs::Client,
+    /// Marks the items: only the fleet may queue a retro item.
+    sealer: bucketscan_core::seal::Sealer,
     /// The sweep queue the items go to.
     queue_url: String,
     buckets: Vec<(String, RetroScanConfig)>,
@@ -60,12 +62,20 @@ pub struct Walked {
     pub queued: u64,
     /// Their sweep (`bucketscan sweep status ID`).
     pub sweep_id: String,
+    /// Results recorded before results named their copies: the upload
+    /// itself is rescanned, a promoted copy of it is not.
+    pub unknown_copies: u64,
 }
 
 impl RetroScans {
     /// The retro-scans `config` asks for; `None` when no bucket does (or
     /// the sections they need are missing: the config check refuses that).
-    pub fn new(config: &crate::config::Config, results: Arc<ResultsStore>, sqs: aws_sdk_sqs::Client) -> Option<Self> {
+    pub fn new(
+        config: &crate::config::Config,
+        results: Arc<ResultsStore>,
+        sqs: aws_sdk_sqs::Client,
+        sealer: bucketscan_core::seal::Sealer,
+    ) -> Option<Self> {
         let buckets: Vec<(String, RetroScanConfig)> = config
             .buckets
             .iter()
@@ -75,6 +85,7 @@ impl RetroScans {
         (!buckets.is_empty()).then(|| Self {
             results,
             sqs,
+            sealer,
             queue_url,
             buckets,
             settled: Mutex::default(),
@@ -124,6 +135,15 @@ impl RetroScans {
             }
             match self.walk(&id, bucket, config, database).await {
                 Ok(walked) => {
+                    if walked.unknown_copies > 0 {
+                        tracing::warn!(
+                            bucket,
+                            results = walked.unknown_copies,
+                            "retro-scan: these clean results predate recorded copies, so only their uploads are \
+                             rescanned; sweep the buckets they were promoted to (scan --enqueue --rescan) to cover \
+                             the copies"
+                        );
+                    }
                     tracing::info!(
                         bucket,
                         database,
@@ -174,10 +194,15 @@ impl RetroScans {
                     walked.current += 1;
                     continue;
                 }
+                if result.engine.is_none() {
+                    // Recorded before results kept their copies: where a
+                    // promotion put the bytes is not known.
+                    walked.unknown_copies += 1;
+                }
                 let retro = retro_of(&result, database);
                 for place in where_it_lives(&result) {
                     if seen.insert((place.bucket.clone(), place.key.clone(), place.version_id.clone())) {
-                        batch.push(retro_item_message(&place, &retro, &sweep_id));
+                        batch.push(retro_item_message(&place, &retro, &sweep_id, &self.sealer));
                         if batch.len() == BATCH {
                             walked.queued += self.send(&mut batch).await?;
                         }
