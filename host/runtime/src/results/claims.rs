@@ -5,7 +5,7 @@
 //! whose holder died (lease run out, not done) can be taken over, so a
 //! task stopped mid-way loses nothing.
 
-use super::ResultsStore;
+use super::{ResultsStore, error_text, text_of};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -31,10 +31,6 @@ fn pk(id: &str) -> String {
 
 fn now_secs() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn error_text<E: std::error::Error + 'static>(err: aws_sdk_dynamodb::error::SdkError<E>) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string()
 }
 
 impl ResultsStore {
@@ -123,24 +119,9 @@ impl ResultsStore {
 
     /// Who holds `id`, and whether it is done.
     async fn holder(&self, id: &str) -> Result<Claim, String> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(pk(id)))
-            .key("sk", AttributeValue::S(SK.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(error_text)?
-            .item
-            .unwrap_or_default();
-        let text = |name: &str| match item.get(name) {
-            Some(AttributeValue::S(v)) => v.clone(),
-            _ => String::new(),
-        };
-        let by = text("agent");
-        Ok(match text("state").as_str() {
+        let item = self.get_item(&pk(id), SK).await?;
+        let by = text_of(&item, "agent").unwrap_or_default();
+        Ok(match text_of(&item, "state").unwrap_or_default().as_str() {
             DONE => Claim::Done { by },
             _ => Claim::Held { by },
         })

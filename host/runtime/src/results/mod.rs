@@ -186,6 +186,23 @@ impl ResultsStore {
         Self::results_of(query).await
     }
 
+    /// The item under `pk`/`sk` (a claim, a sweep's record), read
+    /// consistently; empty when there is none.
+    async fn get_item(&self, pk: &str, sk: &str) -> Result<HashMap<String, AttributeValue>, String> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error_text)?
+            .item
+            .unwrap_or_default())
+    }
+
     /// The results one query returns.
     async fn results_of(
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
@@ -197,6 +214,27 @@ impl ResultsStore {
             .items
             .unwrap_or_default();
         Ok(items.iter().map(StoredResult::from_item).collect())
+    }
+}
+
+/// A DynamoDB request's error in one line.
+fn error_text<E: std::error::Error + 'static>(err: aws_sdk_dynamodb::error::SdkError<E>) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string()
+}
+
+/// A text attribute of `item`.
+fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// A number attribute of `item` (0 when absent).
+fn number_of(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().unwrap_or(0),
+        _ => 0,
     }
 }
 

@@ -4,9 +4,9 @@
 //! index by result) and what they skipped (already current, gone: a
 //! counter on the same item). `bucketscan sweep status ID` reads it.
 
-use super::ResultsStore;
 use super::record::{self, BY_SWEEP, SWEEP_SHARDS};
 use super::search::RESULTS;
+use super::{ResultsStore, error_text, number_of, text_of};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -15,10 +15,6 @@ const SK: &str = "sweep";
 
 fn pk(id: &str) -> String {
     format!("sweep#{id}")
-}
-
-fn error_text<E: std::error::Error + 'static>(err: aws_sdk_dynamodb::error::SdkError<E>) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string()
 }
 
 /// What `scan --enqueue` says of a sweep.
@@ -97,28 +93,12 @@ impl ResultsStore {
 
     /// The sweep's record, if `scan --enqueue` wrote one.
     pub async fn load_sweep(&self, id: &str) -> Result<Option<SweepRecord>, String> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(pk(id)))
-            .key("sk", AttributeValue::S(SK.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(error_text)?
-            .item;
-        let Some(item) = item.filter(|item| item.contains_key("queued")) else {
+        let item = self.get_item(&pk(id), SK).await?;
+        if !item.contains_key("queued") {
             return Ok(None);
-        };
-        let text = |name: &str| match item.get(name) {
-            Some(AttributeValue::S(v)) => Some(v.clone()),
-            _ => None,
-        };
-        let number = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
-            _ => 0,
-        };
+        }
+        let text = |name: &str| text_of(&item, name);
+        let number = |name: &str| number_of(&item, name);
         Ok(Some(SweepRecord {
             id: id.to_owned(),
             bucket: text("bucket").unwrap_or_default(),
@@ -168,22 +148,7 @@ impl ResultsStore {
     }
 
     async fn skipped(&self, id: &str) -> Result<u64, String> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .key("pk", AttributeValue::S(pk(id)))
-            .key("sk", AttributeValue::S(SK.to_owned()))
-            .projection_expression("skipped")
-            .send()
-            .await
-            .map_err(error_text)?
-            .item
-            .unwrap_or_default();
-        Ok(match item.get("skipped") {
-            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-            _ => 0,
-        })
+        Ok(number_of(&self.get_item(&pk(id), SK).await?, "skipped"))
     }
 
     async fn count_partition(&self, value: &str) -> Result<u64, String> {
