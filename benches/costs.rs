@@ -10,7 +10,7 @@
 //! (retro items: clean again). Signature syncs and long polls are
 //! per-task, not per-object: shown apart, left out of the totals.
 
-use bucketscan_tests::agent::{PRODUCTION, QUARANTINE, STAGING, World, health, wait_until};
+use bucketscan_tests::agent::{PRODUCTION, World, health, wait_until};
 use bucketscan_tests::recorder::{Recorder, operation};
 use bucketscan_tests::signatures::{self, test_database};
 use bucketscan_tests::{free_port, results, samples};
@@ -102,21 +102,7 @@ fn report(name: &str, tally: &Tally) -> f64 {
 
 async fn run() {
     let world = World::new().await;
-    results::create_table(&world.aws.dynamodb).await;
-    let (sweeps, _) = world.queue("sweeps").await;
-    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
-    let extra = format!(
-        "{}[results]\ntable = \"{}\"\n[buckets.{STAGING}.retro-scan]\nwithin-days = 7\n",
-        signatures::synced_config(&clamd, 5, 60),
-        results::TABLE
-    );
-    let config = world.config(&clamd.address(), &extra);
-    World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("storage = [\"{QUARANTINE}\", \"{STAGING}\"]"),
-        &format!("storage = [\"{QUARANTINE}\", \"{STAGING}\", \"{PRODUCTION}\"]"),
-    );
-    std::fs::write(&config, text).unwrap();
+    let (config, sweeps, _clamd, _db) = signatures::retro_world(&world, 5).await;
     for i in 0..OBJECTS {
         world
             .put(
@@ -201,23 +187,7 @@ async fn run() {
 
 /// The sweep queue drained and the last acknowledgements landed.
 async fn settle(world: &World, sweeps: &str, deadline: Instant) {
-    loop {
-        let attributes = world
-            .aws
-            .sqs
-            .get_queue_attributes()
-            .queue_url(sweeps)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let waiting: u64 = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-            .iter()
-            .filter_map(|name| attributes.attributes()?.get(&(*name).into())?.parse::<u64>().ok())
-            .sum();
-        if waiting == 0 {
-            break;
-        }
+    while world.depth_of(sweeps).await > 0 {
         assert!(Instant::now() < deadline, "the sweep queue never drained");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

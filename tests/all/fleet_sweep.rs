@@ -315,27 +315,6 @@ fn csv_file(rows: &[InventoryRow]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-async fn depth(world: &World, queue: &str) -> u64 {
-    let attributes = world
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let count = |name| {
-        attributes
-            .attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-}
-
 async fn count_keys(world: &World, bucket: &str) -> usize {
     let mut pages = world.aws.s3.list_objects_v2().bucket(bucket).into_paginator().send();
     let mut count = 0;
@@ -416,7 +395,7 @@ async fn a_thousand_objects_from_inventory_reports_are_scanned_once_through_a_st
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + WITHIN;
-    while depth(&world, &sweeps).await < 150 {
+    while world.depth_of(&sweeps).await < 150 {
         assert!(std::time::Instant::now() < deadline, "the sweep queued too little");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -460,7 +439,7 @@ async fn a_thousand_objects_from_inventory_reports_are_scanned_once_through_a_st
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    while depth(&world, &sweeps).await > 0 {
+    while world.depth_of(&sweeps).await > 0 {
         assert!(std::time::Instant::now() < deadline, "items left on the sweep queue");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

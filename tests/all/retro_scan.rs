@@ -55,26 +55,9 @@ fn start_ready(world: &World, config: &std::path::Path) -> AgentProcess {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_database_finds_in_production_what_an_older_one_promoted_and_the_fleet_walks_once() {
     let world = World::new().await;
-    results::create_table(&world.aws.dynamodb).await;
-    let (sweeps, _) = world.queue("sweeps").await;
-    let (clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
-    let extra = format!(
-        "{}[results]\ntable = \"{}\"\n[buckets.{STAGING}.retro-scan]\nwithin-days = 7\n",
-        signatures::synced_config(&clamd, 1, 60),
-        results::TABLE
-    );
-    let config = world.config(&clamd.address(), &extra);
-    World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
     // Containing a copy where it lives moves it out of production: the
     // quarantine stage is granted that bucket too.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let granted = format!("storage = [\"{QUARANTINE}\", \"{STAGING}\"]");
-    assert!(text.contains(&granted));
-    let text = text.replace(
-        &granted,
-        &format!("storage = [\"{QUARANTINE}\", \"{STAGING}\", \"{PRODUCTION}\"]"),
-    );
-    std::fs::write(&config, text).unwrap();
+    let (config, sweeps, _clamd, _db) = signatures::retro_world(&world, 1).await;
     let first = start_ready(&world, &config);
     let second = start_ready(&world, &config);
 

@@ -456,17 +456,27 @@ grants = { storage = ["production"] }
 
     /// Messages (visible or in flight) still on the event queue.
     pub async fn queue_depth(&self) -> u64 {
-        let (visible, in_flight) = self.queue_counts().await;
+        self.depth_of(&self.queue_url).await
+    }
+
+    /// Messages (visible or in flight) still on the queue at `url`.
+    pub async fn depth_of(&self, url: &str) -> u64 {
+        let (visible, in_flight) = self.counts_of(url).await;
         visible + in_flight
     }
 
     /// Messages on the event queue: (visible, in flight).
     pub async fn queue_counts(&self) -> (u64, u64) {
+        self.counts_of(&self.queue_url).await
+    }
+
+    /// Messages on the queue at `url`: (visible, in flight).
+    pub async fn counts_of(&self, url: &str) -> (u64, u64) {
         let out = self
             .aws
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.queue_url)
+            .queue_url(url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()

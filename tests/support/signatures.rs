@@ -140,3 +140,34 @@ pub fn write_realistic_database(dir: &std::path::Path) -> std::io::Result<()> {
     }
     bodies.flush()
 }
+
+/// A world set up for retro-scans: the template's results table, a sweep
+/// queue, clamd on a fresh synced database (synced every `interval` s),
+/// and the staging pipeline with `retro-scan` (7 days) whose quarantine
+/// is also granted production (a retro hit is moved out of it). Returns
+/// the config, the sweep queue's URL, clamd and its database directory.
+pub async fn retro_world(
+    world: &crate::agent::World,
+    interval: u64,
+) -> (std::path::PathBuf, String, crate::clamd::ClamdServer, tempfile::TempDir) {
+    use crate::agent::{PRODUCTION, QUARANTINE, STAGING};
+    crate::results::create_table(&world.aws.dynamodb).await;
+    let (sweeps, _) = world.queue("sweeps").await;
+    let (clamd, db) = clamd_with_fresh_database(world).await;
+    let extra = format!(
+        "{}[results]\ntable = \"{}\"\n[buckets.{STAGING}.retro-scan]\nwithin-days = 7\n",
+        synced_config(&clamd, interval, 60),
+        crate::results::TABLE
+    );
+    let config = world.config(&clamd.address(), &extra);
+    crate::agent::World::set_agent_field(&config, "sweep-queues", &format!("[\"{sweeps}\"]"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let granted = format!("storage = [\"{QUARANTINE}\", \"{STAGING}\"]");
+    assert!(text.contains(&granted), "the world's quarantine grant changed");
+    let text = text.replace(
+        &granted,
+        &format!("storage = [\"{QUARANTINE}\", \"{STAGING}\", \"{PRODUCTION}\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, sweeps, clamd, db)
+}
