@@ -1,5 +1,5 @@
-//! Running as an ECS/Fargate task, as closely as this machine allows: the
-//! CloudFormation templates pass cfn-lint; the agent container's command,
+//! Running as an ECS/Fargate task, as closely as this machine allows (the
+//! templates' static checks are in `templates`): the agent container's command,
 //! environment and config (the SSM parameter's value) are read from the
 //! template and run with the task's volume paths mapped to local dirs and
 //! credentials from a local container credentials endpoint; SIGTERM
@@ -21,28 +21,6 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-#[test]
-fn cloudformation_templates_pass_cfn_lint() {
-    let lint = target_dir().join("tools/venv/bin/cfn-lint");
-    for template in [
-        "deploy/bucketscan.yaml",
-        "deploy/bucketscan-api.yaml",
-        "deploy/cross-account-role.yaml",
-        "deploy/protected-bucket-policy.yaml",
-    ] {
-        let out = Command::new(&lint)
-            .arg(workspace().join(template))
-            .output()
-            .expect("cfn-lint runs (scripts/setup)");
-        assert!(
-            out.status.success(),
-            "{template}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 /// A task's volumes mapped to local directories as a container runtime
 /// would mount them, the signature mirror bucket as a mirror fills it (the

@@ -26,5 +26,6 @@ mod sandbox;
 mod serve;
 mod signatures;
 mod soak;
+mod templates;
 mod unreadable;
 mod webhook;

@@ -127,6 +127,15 @@ impl Stack {
         )
     }
 
+    /// A template with `parameters` set and every other at its default:
+    /// what a stack deployed with those would hold ([`materialize`](Self::materialize)).
+    pub fn with_parameters(name: &str, parameters: &[(&'static str, &str)]) -> Self {
+        Self::with_refs(
+            template(name),
+            parameters.iter().map(|(name, value)| (*name, (*value).to_owned())),
+        )
+    }
+
     fn with_refs(template: Value, refs: impl IntoIterator<Item = (&'static str, String)>) -> Self {
         let mut refs: BTreeMap<&'static str, String> = [
             ("AWS::StackName", "bucketscan-test".to_owned()),
@@ -159,6 +168,9 @@ impl Stack {
             Value::Object(map) if map.contains_key("Fn::Not") => !self.condition(&map["Fn::Not"][0]),
             Value::Object(map) if map.contains_key("Fn::Or") => {
                 map["Fn::Or"].as_array().unwrap().iter().any(|c| self.condition(c))
+            }
+            Value::Object(map) if map.contains_key("Fn::And") => {
+                map["Fn::And"].as_array().unwrap().iter().all(|c| self.condition(c))
             }
             Value::Object(map) if map.contains_key("Fn::Equals") => {
                 let args = map["Fn::Equals"].as_array().unwrap();
@@ -230,6 +242,56 @@ impl Stack {
                 text
             }
             other => panic!("unexpected intrinsic {other}"),
+        }
+    }
+
+    /// The template as CloudFormation would create it for these
+    /// parameters: resources and outputs whose condition is false dropped,
+    /// every `Fn::If` replaced by its branch, `AWS::NoValue` removed, the
+    /// parameters' defaults set to the values given (so that cfn-lint
+    /// checks this very combination).
+    pub fn materialize(&self) -> Value {
+        let mut template = self.template.clone();
+        for section in ["Resources", "Outputs"] {
+            let Some(entries) = template[section].as_object_mut() else {
+                continue;
+            };
+            entries.retain(|_, entry| entry.get("Condition").is_none_or(|c| self.condition(c)));
+            for entry in entries.values_mut() {
+                entry.as_object_mut().unwrap().remove("Condition");
+            }
+        }
+        let mut template = self.prune(&template).unwrap();
+        let object = template.as_object_mut().unwrap();
+        object.remove("Conditions");
+        for (name, parameter) in object["Parameters"].as_object_mut().unwrap() {
+            let given = self.refs.get(name.as_str());
+            let default = parameter
+                .get("Default")
+                .map(|d| d.as_str().map(str::to_owned).unwrap_or(d.to_string()));
+            if let Some(value) = given.filter(|value| default.as_ref() != Some(value)) {
+                parameter["Default"] = Value::String(value.clone());
+            }
+        }
+        template
+    }
+
+    /// `value` with every `Fn::If` decided; `None` for `AWS::NoValue`.
+    fn prune(&self, value: &Value) -> Option<Value> {
+        match value {
+            Value::Object(map) if map.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue") => None,
+            Value::Object(map) if map.contains_key("Fn::If") => {
+                let args = map["Fn::If"].as_array().unwrap();
+                let branch = if self.condition(&args[0]) { &args[1] } else { &args[2] };
+                self.prune(branch)
+            }
+            Value::Object(map) => Some(Value::Object(
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.prune(v)?)))
+                    .collect(),
+            )),
+            Value::Array(items) => Some(Value::Array(items.iter().filter_map(|v| self.prune(v)).collect())),
+            other => Some(other.clone()),
         }
     }
 

@@ -239,23 +239,18 @@ async fn enqueue(config: Config, args: &ScanArgs, bucket: String, prefix: Option
         },
         None => None,
     };
-    let work = fleet_sweep::enqueue(
-        clients.s3_for(&listed_from),
-        &clients.sqs,
-        &options,
-        journal.as_mut(),
-        |done| {
-            latest = done.clone();
-            if !quiet && done.queued % 1000 < 10 {
-                eprintln!(
-                    "{}: queued {} (last {:?})",
-                    done.sweep_id,
-                    done.queued,
-                    done.last_key.as_deref().unwrap_or("")
-                );
-            }
-        },
-    );
+    let listing_s3 = clients.s3_for(&listed_from);
+    let work = fleet_sweep::enqueue(&listing_s3, &clients.sqs, &options, journal.as_mut(), |done| {
+        latest = done.clone();
+        if !quiet && done.queued % 1000 < 10 {
+            eprintln!(
+                "{}: queued {} (last {:?})",
+                done.sweep_id,
+                done.queued,
+                done.last_key.as_deref().unwrap_or("")
+            );
+        }
+    });
     let finished = tokio::select! {
         finished = work => Some(finished),
         _ = stopped.wait_for(|stop| *stop) => None,

@@ -34,7 +34,7 @@ pub enum LoadError {
 pub struct LoadedPipelines {
     pub config: PipelinesConfig,
     pub plugins: BTreeMap<String, Arc<Plugin>>,
-    /// Keyed by bucket and prefix (`None`: the bucket's own stages).
+    /// Keyed by [`PipelineScope::key`](bucketscan_core::config::PipelineScope::key).
     pipelines: BTreeMap<(String, Option<String>), Arc<[PipelineStage]>>,
 }
 
@@ -71,10 +71,7 @@ impl LoadedPipelines {
                 seen_action |= plugin.kind == StageKind::Action;
                 resolved.push(resolve(plugin, stage).map_err(|message| LoadError::Stage { at: at(), message })?);
             }
-            pipelines.insert(
-                (scope.bucket.to_owned(), scope.prefix.map(str::to_owned)),
-                Arc::from(resolved),
-            );
+            pipelines.insert(scope.key(), Arc::from(resolved));
         }
         Ok(Self {
             config,
@@ -87,10 +84,7 @@ impl LoadedPipelines {
     /// `None` when the bucket is not scanned.
     pub fn pipeline_for(&self, bucket: &str, key: &str) -> Option<(String, Arc<[PipelineStage]>)> {
         let (scope, _) = self.config.pipeline_for(bucket, key)?;
-        let pipeline = self
-            .pipelines
-            .get(&(scope.bucket.to_owned(), scope.prefix.map(str::to_owned)))?
-            .clone();
+        let pipeline = self.pipelines.get(&scope.key())?.clone();
         Some((scope.to_string(), pipeline))
     }
 }

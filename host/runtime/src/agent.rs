@@ -10,6 +10,7 @@ use crate::events::ObjectEvent;
 use crate::live::LivePipelines;
 use crate::metrics::{Metrics, MetricsFormat, ObjectSample};
 use crate::notify::{EventBridgePublisher, FanOut, SnsPublisher};
+use crate::organization::{Admission, Organization};
 use crate::s3_store::S3Store;
 use crate::signatures::SignatureState;
 use arc_swap::ArcSwap;
@@ -66,6 +67,8 @@ pub struct Agent {
     pub signatures: Option<Arc<SignatureState>>,
     /// Set when a bucket asks for retro-scans (with `[results]`).
     pub retro_scans: Option<Arc<crate::retro_scan::RetroScans>>,
+    /// Set with `[organization]`: member accounts' tagged buckets.
+    pub organization: Option<Arc<Organization>>,
     /// Counts every object handled (set by `bucketscan run`; the default
     /// counts without exposing anything).
     pub metrics: Arc<Metrics>,
@@ -87,7 +90,13 @@ impl Agent {
         }
         let engine = Arc::new(Engine::new(&config.engine)?);
         let first_byte_timeout = std::time::Duration::from_secs(config.agent.first_byte_timeout_secs);
-        let clients = Clients::for_buckets(&config.buckets, config.agent.path_style, first_byte_timeout).await;
+        let clients = Clients::for_buckets(&config.buckets, config.agent.path_style, first_byte_timeout)
+            .await
+            .with_organization(config.organization.clone(), config.enrolled.clone());
+        let organization = config
+            .organization
+            .clone()
+            .map(|organization| Arc::new(Organization::new(organization, config.enrolled.clone())));
         let spool_budget = Arc::new(SpoolBudget::new(config.agent.spool_budget_bytes));
         let spool = SpoolConfig {
             threshold_bytes: config.agent.spool_threshold_bytes,
@@ -152,6 +161,7 @@ impl Agent {
             signatures,
             results,
             retro_scans,
+            organization,
             metrics: Arc::new(Metrics::new(MetricsFormat::None)),
             readiness: Default::default(),
             started_with: config,
@@ -183,6 +193,9 @@ impl Agent {
         if let Some(why) = self.refuse_retro_item(event) {
             tracing::warn!("{why}");
             return Handled::Skipped(why);
+        }
+        if let Some(refused) = self.admit_member_event(event).await {
+            return refused;
         }
         let mut target = match event.on_demand {
             true => {
@@ -250,6 +263,29 @@ impl Agent {
                 retro.origin_bucket
             )
         })
+    }
+
+    /// A member account's event for a bucket the config does not declare
+    /// is scanned only when the account has a pipeline and the bucket's
+    /// tag opts in; `None`: go on.
+    async fn admit_member_event(&self, event: &ObjectEvent) -> Option<Handled> {
+        let account = event.account.as_deref()?;
+        let organization = self.organization.as_ref()?;
+        let pipelines = self.pipelines.snapshot();
+        if pipelines.config.buckets.contains_key(&event.bucket) {
+            return None;
+        }
+        match organization
+            .admit(&self.clients, &pipelines.config, &event.bucket, account)
+            .await
+        {
+            Ok(Admission::Protected) => None,
+            Ok(Admission::NotProtected(why)) => {
+                tracing::info!("{why}");
+                Some(Handled::Skipped(why))
+            }
+            Err(why) => Some(Handled::retry(why)),
+        }
     }
 
     /// A sweep's progress: its metric, and for an item skipped (nothing
@@ -392,7 +428,7 @@ fn s3_store(config: &Config, clients: &Clients, spool: &SpoolConfig) -> S3Store 
         .keys()
         .filter_map(|bucket| Some((bucket.clone(), pipelines.expected_owner(bucket)?.to_owned())))
         .collect();
-    let mut store = S3Store::new(clients.clone(), spool.clone(), owners);
+    let mut store = S3Store::new(clients.clone(), spool.clone(), owners).with_enrolled(config.enrolled.clone());
     store.multipart_threshold = config.agent.multipart_copy_threshold_bytes;
     store.part_size = config.agent.multipart_copy_part_bytes;
     store
@@ -465,7 +501,7 @@ fn warn_without_seal_key(config: &Config) {
                     .buckets
                     .get(bucket)
                     .is_some_and(|b| !b.stages.is_empty() || !b.prefixes.is_empty());
-                if watched && bucket != scope.bucket {
+                if watched && scope.bucket() != Some(bucket.as_str()) {
                     tracing::warn!(
                         "{scope} writes into bucket `{bucket}`, which has a pipeline of its own, and [agent] seal-key is \
                          not set: other agents will scan this agent's writes again. Give every agent the same seal-key"

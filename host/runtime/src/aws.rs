@@ -6,10 +6,10 @@
 
 use aws_config::BehaviorVersion;
 use aws_config::SdkConfig;
-use bucketscan_core::config::BucketConfig;
+use bucketscan_core::config::{BucketConfig, Enrolled, OrganizationConfig};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The first-byte timeout of clients built without a config (the CLI's
@@ -42,6 +42,20 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// S3 clients for buckets reached through an assumed role.
     per_bucket: Arc<HashMap<String, aws_sdk_s3::Client>>,
+    /// Member accounts' S3 clients, made the first time each is needed.
+    members: MemberClients,
+}
+
+/// The S3 clients of member accounts (`[organization]`): one per account,
+/// through the role the member template created there, for the buckets
+/// enrolled from it.
+#[derive(Clone, Debug, Default)]
+struct MemberClients {
+    organization: Option<Arc<OrganizationConfig>>,
+    enrolled: Enrolled,
+    shared: Option<SdkConfig>,
+    path_style: bool,
+    by_account: Arc<RwLock<HashMap<String, aws_sdk_s3::Client>>>,
 }
 
 fn s3_client(shared: &SdkConfig, path_style: bool) -> aws_sdk_s3::config::Builder {
@@ -68,7 +82,48 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(shared),
             sts: aws_sdk_sts::Client::new(shared),
             per_bucket: Arc::new(per_bucket),
+            members: MemberClients {
+                shared: Some(shared.clone()),
+                path_style,
+                ..MemberClients::default()
+            },
         }
+    }
+
+    /// Lets these clients reach member accounts' enrolled buckets.
+    pub fn with_organization(mut self, organization: Option<OrganizationConfig>, enrolled: Enrolled) -> Self {
+        self.members.organization = organization.map(Arc::new);
+        self.members.enrolled = enrolled;
+        self
+    }
+
+    /// The S3 client of member `account`, through its role; `None` without
+    /// `[organization]`.
+    pub async fn member_s3(&self, account: &str) -> Option<aws_sdk_s3::Client> {
+        let members = &self.members;
+        let organization = members.organization.as_ref()?;
+        if let Some(client) = members
+            .by_account
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+        {
+            return Some(client.clone());
+        }
+        let shared = members.shared.as_ref()?;
+        let client = assumed_role_client(
+            shared,
+            members.path_style,
+            &organization.role_arn(account),
+            organization.external_id.as_deref(),
+        )
+        .await;
+        members
+            .by_account
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account.to_owned(), client.clone());
+        Some(client)
     }
 
     /// The agent's own clients, plus an S3 client per bucket that names a
@@ -84,23 +139,43 @@ impl Clients {
             let Some(role_arn) = &bucket_config.role_arn else {
                 continue;
             };
-            let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-                .session_name("bucketscan")
-                .configure(&shared);
-            if let Some(external_id) = &bucket_config.external_id {
-                role = role.external_id(external_id);
-            }
-            let credentials = role.build().await;
-            let conf = s3_client(&shared, path_style).credentials_provider(credentials).build();
-            per_bucket.insert(bucket.clone(), aws_sdk_s3::Client::from_conf(conf));
+            let client = assumed_role_client(&shared, path_style, role_arn, bucket_config.external_id.as_deref()).await;
+            per_bucket.insert(bucket.clone(), client);
         }
         Self::from_shared(&shared, path_style, per_bucket)
     }
 
-    /// The S3 client to use for `bucket`.
-    pub fn s3_for(&self, bucket: &str) -> &aws_sdk_s3::Client {
-        self.per_bucket.get(bucket).unwrap_or(&self.s3)
+    /// The S3 client to use for `bucket`: its role's, its member account's
+    /// once enrolled, else the agent's own.
+    pub fn s3_for(&self, bucket: &str) -> aws_sdk_s3::Client {
+        if let Some(client) = self.per_bucket.get(bucket) {
+            return client.clone();
+        }
+        let member = self.members.enrolled.account_of(bucket).and_then(|account| {
+            let clients = self.members.by_account.read().unwrap_or_else(|e| e.into_inner());
+            clients.get(&account).cloned()
+        });
+        member.unwrap_or_else(|| self.s3.clone())
     }
+}
+
+/// An S3 client whose credentials come from assuming `role_arn`; the SDK
+/// caches them and refreshes them before they expire.
+async fn assumed_role_client(
+    shared: &SdkConfig,
+    path_style: bool,
+    role_arn: &str,
+    external_id: Option<&str>,
+) -> aws_sdk_s3::Client {
+    let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name("bucketscan")
+        .configure(shared);
+    if let Some(external_id) = external_id {
+        role = role.external_id(external_id);
+    }
+    let credentials = role.build().await;
+    let conf = s3_client(shared, path_style).credentials_provider(credentials).build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// An AWS SDK error in one line for logs, reports and alerts: the

@@ -9,7 +9,8 @@
 use crate::signatures::SignaturesConfig;
 use bucketscan_core::allow::AllowListConfig;
 use bucketscan_core::config::{
-    BucketConfig, ConfigError, ConfigSource, ConfigText, PipelinesConfig, PluginDecl, SecretSource,
+    BucketConfig, ConfigError, ConfigSource, ConfigText, Enrolled, OrganizationConfig, PipelinesConfig, PluginDecl,
+    SecretSource,
 };
 use bucketscan_core::tags::{self, TagKeys};
 use bucketscan_engine::config::{ClamavConfig, EngineConfig};
@@ -30,6 +31,10 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginDecl>,
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketConfig>,
+    /// Member accounts whose tagged buckets are scanned (`[organization]`).
+    pub organization: Option<OrganizationConfig>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, BucketConfig>,
     #[serde(default)]
     pub agent: AgentConfig,
     #[serde(default)]
@@ -51,6 +56,10 @@ pub struct Config {
     /// What in the text still works but should change (old names).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The member-account buckets this process has taken in: one set for
+    /// the process, handed from the running config to a reloaded one.
+    #[serde(skip)]
+    pub enrolled: Enrolled,
 }
 
 /// The first 12 hex digits of the SHA-256 of a config's text: two agents
@@ -325,6 +334,9 @@ impl Config {
         PipelinesConfig {
             plugins: self.plugins.clone(),
             buckets: self.buckets.clone(),
+            accounts: self.accounts.clone(),
+            organization: self.organization.clone(),
+            enrolled: self.enrolled.clone(),
             text: self.text.clone(),
             default_max_object_bytes: self.agent.max_object_bytes.unwrap_or(self.clamav.stream_max_bytes),
         }
@@ -446,6 +458,93 @@ grants = { clamav = true, storage = ["production"] }
         assert_eq!(stages.len(), 2);
         assert!(pipelines.pipeline_for("production", "x").is_none());
         assert!(pipelines.pipeline_for("unknown", "x").is_none());
+    }
+
+    const ORGANIZATION: &str = r#"
+[organization]
+role-name = "bucketscan-scanner"
+external-id = "shared-secret"
+
+[accounts."111122223333"]
+[[accounts."111122223333".stages]]
+plugin = "clamav-bridge"
+grants = { clamav = true }
+
+[accounts."*"]
+max-object-bytes = 1000
+[[accounts."*".stages]]
+plugin = "filetype-filter"
+"#;
+
+    #[test]
+    fn an_enrolled_bucket_takes_its_accounts_pipeline_and_owner() {
+        let config = parse(&format!("{GOOD}{ORGANIZATION}")).unwrap();
+        let pipelines = config.pipelines();
+        assert!(
+            pipelines.pipeline_for("member-uploads", "x").is_none(),
+            "not enrolled yet"
+        );
+        config.enrolled.enroll("member-uploads", "111122223333");
+        config.enrolled.enroll("other-uploads", "444455556666");
+        let (scope, stages) = pipelines.pipeline_for("member-uploads", "x").unwrap();
+        assert_eq!(scope.to_string(), "account `111122223333`");
+        assert_eq!(stages[0].plugin.get_ref(), "clamav-bridge");
+        assert_eq!(
+            pipelines.expected_owner("member-uploads").as_deref(),
+            Some("111122223333")
+        );
+        let (scope, _) = pipelines.pipeline_for("other-uploads", "x").unwrap();
+        assert_eq!(scope.to_string(), "accounts `*`");
+        assert_eq!(pipelines.max_object_bytes("other-uploads"), 1000);
+        assert_eq!(
+            pipelines.expected_owner("other-uploads").as_deref(),
+            Some("444455556666")
+        );
+        // A declared bucket keeps its own pipeline, whoever enrolls it.
+        config.enrolled.enroll("staging", "111122223333");
+        assert_eq!(
+            pipelines.pipeline_for("staging", "x").unwrap().0.to_string(),
+            "bucket `staging`"
+        );
+        assert_eq!(pipelines.expected_owner("staging"), None);
+        assert_eq!(
+            config.organization.unwrap().role_arn("111122223333"),
+            "arn:aws:iam::111122223333:role/bucketscan-scanner"
+        );
+    }
+
+    #[test]
+    fn accounts_are_refused_with_what_is_wrong() {
+        let cases = [
+            (
+                ORGANIZATION.replace(
+                    "[organization]\nrole-name = \"bucketscan-scanner\"\nexternal-id = \"shared-secret\"\n",
+                    "",
+                ),
+                "[accounts] needs [organization]",
+            ),
+            (
+                ORGANIZATION.replace("\"111122223333\"", "\"1111\""),
+                "[accounts.\"1111\"]: expected a 12-digit",
+            ),
+            (
+                ORGANIZATION.replace("max-object-bytes = 1000", "expected-owner = \"111122223333\""),
+                "[accounts.\"*\"] expected-owner",
+            ),
+            (
+                ORGANIZATION.replace("max-object-bytes = 1000", "role-arn = \"arn:aws:iam::1:role/x\""),
+                "[accounts.\"*\"] role-arn",
+            ),
+            (
+                ORGANIZATION.replace("bucketscan-scanner", "no/slashes"),
+                "role-name `no/slashes`",
+            ),
+            (format!("{ORGANIZATION}\n[accounts.\"222233334444\"]\n"), "no stages"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&format!("{GOOD}{text}")).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct ObjectEvent {
     /// A retro item's mark ([`retro_fields`]): only an agent holding the
     /// fleet's seal key can queue one.
     pub mark: Option<String>,
+    /// The account that owns the bucket, as EventBridge states it on the
+    /// events it forwards (member accounts, `[organization]`). Only AWS
+    /// sets it: no one may put an event with source `aws.s3`.
+    pub account: Option<String>,
 }
 
 impl ObjectEvent {
@@ -270,6 +274,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             retro: None,
             redelivered: false,
             mark: None,
+            account: None,
         }]));
     }
     if value.get("type").and_then(Value::as_str) == Some(SWEEP_ITEM) {
@@ -291,6 +296,7 @@ fn parse_value(value: &Value, depth: u8) -> Result<Message, NotAnEvent> {
             // item naming an old version would promote it over the current.
             version_id: string(value, "version_id").filter(|_| value.get("retro").is_some_and(|r| !r.is_null())),
             mark: string(value, "mark"),
+            account: None,
             retro: match value.get("retro") {
                 None | Some(Value::Null) => None,
                 Some(retro) => Some(
@@ -337,6 +343,7 @@ fn parse_s3_record(record: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         retro: None,
         redelivered: false,
         mark: None,
+        account: None,
     }))
 }
 
@@ -375,6 +382,15 @@ fn parse_eventbridge(value: &Value) -> Result<Option<ObjectEvent>, NotAnEvent> {
         retro: None,
         redelivered: false,
         mark: None,
+        account: match value.get("account").and_then(Value::as_str) {
+            None => None,
+            Some(account) if bucketscan_core::config::is_account_id(account) => Some(account.to_owned()),
+            Some(other) => {
+                return Err(NotAnEvent(format!(
+                    "EventBridge event with account `{other}`: not an account ID"
+                )));
+            }
+        },
     }))
 }
 
@@ -496,6 +512,14 @@ mod tests {
         assert_eq!(objects[0].key, "a b+c.txt", "EventBridge keys are not encoded");
         assert_eq!(objects[0].version_id.as_deref(), Some("v9"));
         assert_eq!(objects[0].event_name, "ObjectCreated:PutObject");
+        assert_eq!(objects[0].account, None);
+        let forwarded = body.replacen("{", r#"{"account":"111122223333","#, 1);
+        let Message::Objects(objects) = parse_message(&forwarded).unwrap() else {
+            panic!()
+        };
+        assert_eq!(objects[0].account.as_deref(), Some("111122223333"));
+        let forged = body.replacen("{", r#"{"account":"../../x","#, 1);
+        assert!(parse_message(&forged).unwrap_err().0.contains("not an account ID"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod organization;
 pub mod protect;
 pub mod quarantine;
 pub mod reload;

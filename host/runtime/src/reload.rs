@@ -43,7 +43,8 @@ pub enum ReloadError {
 /// the new generation.
 pub async fn reload(agent: &Agent, source: &ConfigSource) -> Result<u64, ReloadError> {
     let started = Instant::now();
-    let config = Config::load(source)?;
+    let mut config = Config::load(source)?;
+    config.enrolled = agent.started_with.enrolled.clone();
     let running = agent.pipelines.snapshot();
     for section in restart_only_changes(&agent.started_with, &config) {
         tracing::warn!(config = %source, "{section} changed; it takes effect at the next restart");
@@ -86,6 +87,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     section("[signatures]", running.signatures != new.signatures);
     section("[results]", running.results != new.results);
     section("[allow-list]", running.allow_list != new.allow_list);
+    section("[organization]", running.organization != new.organization);
     section("[serve]", running.serve != new.serve);
     for (bucket, config) in &new.buckets {
         let old = running.buckets.get(bucket);

@@ -7,13 +7,15 @@
 //! `[signatures]` to the agent; `[serve]` to the serve crate), and the
 //! agent, the application that reads the whole file, composes them.
 
+mod organization;
 mod pipelines;
 mod secret;
 mod settings;
 
+pub use organization::{ANY_ACCOUNT, Enrolled, OrganizationConfig, PROTECT_TAG, is_account_id};
 pub use pipelines::{
     BucketConfig, LargeObjects, MAX_MEMBERS_LIMIT, PipelineScope, PipelinesConfig, PluginDecl, PrefixConfig,
-    RetroScanConfig, StageConfig,
+    RetroScanConfig, ScopeOwner, StageConfig,
 };
 pub use secret::{SecretError, SecretSource};
 pub use settings::SettingValue;

@@ -14,6 +14,7 @@
 //! grants = { clamav = true }
 //! ```
 
+use super::organization::{ANY_ACCOUNT, Enrolled, OrganizationConfig, is_account_id};
 use super::{ConfigError, ConfigText, SecretSource, SettingValue};
 use crate::grants::Grants;
 use crate::verdict::ResultName;
@@ -193,15 +194,48 @@ fn unspanned<T: Default>() -> Spanned<T> {
 /// Where a pipeline applies: a bucket and, optionally, a key prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineScope<'a> {
-    pub bucket: &'a str,
+    pub owner: ScopeOwner<'a>,
     pub prefix: Option<&'a str>,
+}
+
+/// Whose pipeline it is: a declared bucket's, or a member account's (for
+/// each of its enrolled buckets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeOwner<'a> {
+    Bucket(&'a str),
+    Account(&'a str),
+}
+
+impl PipelineScope<'_> {
+    /// A key naming the pipeline (accounts and buckets never collide,
+    /// though a bucket may be named with 12 digits).
+    pub fn key(&self) -> (String, Option<String>) {
+        let owner = match self.owner {
+            ScopeOwner::Bucket(bucket) => bucket.to_owned(),
+            ScopeOwner::Account(account) => format!("account:{account}"),
+        };
+        (owner, self.prefix.map(str::to_owned))
+    }
+
+    /// The bucket, when the pipeline is a declared bucket's.
+    pub fn bucket(&self) -> Option<&str> {
+        match self.owner {
+            ScopeOwner::Bucket(bucket) => Some(bucket),
+            ScopeOwner::Account(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for PipelineScope<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.owner {
+            ScopeOwner::Bucket(bucket) => write!(f, "bucket `{bucket}`")?,
+            ScopeOwner::Account(ANY_ACCOUNT) => write!(f, "accounts `*`")?,
+            ScopeOwner::Account(account) => write!(f, "account `{account}`")?,
+        }
         match self.prefix {
-            Some(prefix) => write!(f, "bucket `{}` prefix `{prefix}`", self.bucket),
-            None => write!(f, "bucket `{}`", self.bucket),
+            Some(prefix) => write!(f, " prefix `{prefix}`"),
+            None => Ok(()),
         }
     }
 }
@@ -212,6 +246,11 @@ impl fmt::Display for PipelineScope<'_> {
 pub struct PipelinesConfig {
     pub plugins: BTreeMap<String, PluginDecl>,
     pub buckets: BTreeMap<String, BucketConfig>,
+    /// Pipelines for member accounts' tagged buckets (`[accounts]`).
+    pub accounts: BTreeMap<String, BucketConfig>,
+    pub organization: Option<OrganizationConfig>,
+    /// The member-account buckets taken in so far.
+    pub enrolled: Enrolled,
     pub text: ConfigText,
     pub default_max_object_bytes: u64,
 }
@@ -229,7 +268,9 @@ impl PipelinesConfig {
                 }
             }
         }
-        for (bucket, config) in &self.buckets {
+        self.validate_accounts()
+            .map_err(|message| self.text.error(None, message))?;
+        for (bucket, config) in self.buckets.iter().chain(&self.accounts) {
             if let Some(owner) = &config.expected_owner {
                 let valid = owner.get_ref().len() == 12 && owner.get_ref().chars().all(|c| c.is_ascii_digit());
                 if !valid {
@@ -304,13 +345,21 @@ impl PipelinesConfig {
 
     /// Every pipeline with where it applies.
     pub fn pipelines(&self) -> impl Iterator<Item = (PipelineScope<'_>, &[StageConfig])> {
-        self.buckets.iter().flat_map(|(bucket, config)| {
-            let whole =
-                (!config.stages.is_empty()).then(|| (PipelineScope { bucket, prefix: None }, config.stages.as_slice()));
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|(name, config)| (ScopeOwner::Bucket(name), config));
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|(id, config)| (ScopeOwner::Account(id), config));
+        buckets.chain(accounts).flat_map(|(owner, config)| {
+            let whole = (!config.stages.is_empty())
+                .then_some((PipelineScope { owner, prefix: None }, config.stages.as_slice()));
             whole.into_iter().chain(config.prefixes.iter().map(move |prefix| {
                 (
                     PipelineScope {
-                        bucket,
+                        owner,
                         prefix: Some(prefix.prefix.get_ref().as_str()),
                     },
                     prefix.stages.as_slice(),
@@ -319,11 +368,31 @@ impl PipelinesConfig {
         })
     }
 
+    /// What scans `bucket` and who owns that config: its own entry under
+    /// `[buckets]`, else — when it was enrolled from a member account —
+    /// that account's entry (or `[accounts."*"]`).
+    pub fn bucket_config(&self, bucket: &str) -> Option<(ScopeOwner<'_>, &BucketConfig)> {
+        if let Some((name, config)) = self.buckets.get_key_value(bucket) {
+            return Some((ScopeOwner::Bucket(name), config));
+        }
+        let account = self.enrolled.account_of(bucket)?;
+        let (id, config) = self
+            .accounts
+            .get_key_value(&account)
+            .or_else(|| self.accounts.get_key_value(ANY_ACCOUNT))?;
+        Some((ScopeOwner::Account(id), config))
+    }
+
+    /// The config for `account`'s tagged buckets, when it has one.
+    pub fn account_config(&self, account: &str) -> Option<&BucketConfig> {
+        self.accounts.get(account).or_else(|| self.accounts.get(ANY_ACCOUNT))
+    }
+
     /// The pipeline for one object: the longest matching prefix of its
     /// bucket, else the bucket's own stages. `None` when the bucket is not
     /// scanned.
     pub fn pipeline_for(&self, bucket: &str, key: &str) -> Option<(PipelineScope<'_>, &[StageConfig])> {
-        let (name, config) = self.buckets.get_key_value(bucket)?;
+        let (owner, config) = self.bucket_config(bucket)?;
         let by_prefix = config
             .prefixes
             .iter()
@@ -332,27 +401,20 @@ impl PipelinesConfig {
         match by_prefix {
             Some(p) => Some((
                 PipelineScope {
-                    bucket: name,
+                    owner,
                     prefix: Some(p.prefix.get_ref()),
                 },
                 &p.stages,
             )),
-            None if !config.stages.is_empty() => Some((
-                PipelineScope {
-                    bucket: name,
-                    prefix: None,
-                },
-                &config.stages,
-            )),
+            None if !config.stages.is_empty() => Some((PipelineScope { owner, prefix: None }, &config.stages)),
             None => None,
         }
     }
 
     /// The largest object `bucket`'s pipelines scan.
     pub fn max_object_bytes(&self, bucket: &str) -> u64 {
-        self.buckets
-            .get(bucket)
-            .and_then(|b| b.max_object_bytes)
+        self.bucket_config(bucket)
+            .and_then(|(_, b)| b.max_object_bytes)
             .unwrap_or(self.default_max_object_bytes)
     }
 
@@ -360,34 +422,85 @@ impl PipelinesConfig {
     /// over it may reach the host's whole-file hash check.
     pub fn smallest_max_object_bytes(&self) -> u64 {
         self.buckets
-            .keys()
-            .map(|bucket| self.max_object_bytes(bucket))
+            .values()
+            .chain(self.accounts.values())
+            .map(|config| config.max_object_bytes.unwrap_or(self.default_max_object_bytes))
             .fold(self.default_max_object_bytes, u64::min)
     }
 
     /// What `bucket` does with objects over its size limit.
     pub fn large_objects(&self, bucket: &str) -> LargeObjects {
-        self.buckets
-            .get(bucket)
-            .map(|b| b.large_objects.clone())
+        self.bucket_config(bucket)
+            .map(|(_, b)| b.large_objects.clone())
             .unwrap_or_default()
     }
 
     /// The formats `bucket` lets through unopened.
     pub fn let_through(&self, bucket: &str) -> &[crate::formats::Format] {
-        self.buckets
-            .get(bucket)
-            .map(|b| b.let_through.as_slice())
+        self.bucket_config(bucket)
+            .map(|(_, b)| b.let_through.as_slice())
             .unwrap_or_default()
     }
 
-    /// The account `bucket` must belong to, when the config says.
-    pub fn expected_owner(&self, bucket: &str) -> Option<&str> {
-        self.buckets
-            .get(bucket)?
-            .expected_owner
-            .as_ref()
-            .map(|owner| owner.get_ref().as_str())
+    /// The account `bucket` must belong to, when the config says: an
+    /// enrolled bucket belongs to the account it was enrolled from.
+    pub fn expected_owner(&self, bucket: &str) -> Option<String> {
+        match self.buckets.get(bucket) {
+            Some(config) => config.expected_owner.as_ref().map(|owner| owner.get_ref().clone()),
+            None => self.enrolled.account_of(bucket),
+        }
+    }
+
+    /// `[accounts]` needs `[organization]` (the role to assume), and its
+    /// keys are account IDs or `*`. What belongs to one bucket (its owner,
+    /// a role of its own, retro-scans, the API) has no meaning there.
+    fn validate_accounts(&self) -> Result<(), String> {
+        if !self.accounts.is_empty() && self.organization.is_none() {
+            return Err("[accounts] needs [organization] role-name: the role the agents assume in each account".into());
+        }
+        for (account, config) in &self.accounts {
+            if account != ANY_ACCOUNT && !is_account_id(account) {
+                return Err(format!(
+                    "[accounts.\"{account}\"]: expected a 12-digit AWS account ID or \"*\""
+                ));
+            }
+            let refused = [
+                ("role-arn", config.role_arn.is_some()),
+                ("external-id", config.external_id.is_some()),
+                ("expected-owner", config.expected_owner.is_some()),
+                ("api-only", config.api_only),
+                ("retro-scan", config.retro_scan.is_some()),
+            ];
+            if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "[accounts.\"{account}\"] {field}: not for an account's tagged buckets (the owner is the account and \
+                     the role [organization]'s; declare the bucket under [buckets] for this)"
+                ));
+            }
+            if !config.is_scanned() {
+                return Err(format!(
+                    "[accounts.\"{account}\"]: no stages: nothing would scan its buckets"
+                ));
+            }
+        }
+        if let Some(organization) = &self.organization {
+            let valid_name = !organization.role_name.is_empty()
+                && organization.role_name.len() <= 64
+                && organization
+                    .role_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            if !valid_name {
+                return Err(format!(
+                    "[organization] role-name `{}`: an IAM role name (1 to 64 of A-Z a-z 0-9 +=,.@_-)",
+                    organization.role_name
+                ));
+            }
+            if organization.tag_check_secs == 0 {
+                return Err("[organization] tag-check-secs: at least 1".into());
+            }
+        }
+        Ok(())
     }
 
     /// A declared plugin's component path, resolved against the config

@@ -19,6 +19,7 @@ use errors::{fetch_error, is_not_found, storage_error, unreadable};
 use crate::aws::Clients;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{Tag, Tagging};
+use bucketscan_core::config::Enrolled;
 use bucketscan_core::object::{ObjectHeaders, ObjectInfo};
 use bucketscan_core::storage::StorageError;
 use bucketscan_core::{UnscannableReason, Verdict};
@@ -44,6 +45,8 @@ pub struct S3Store {
     spool: SpoolConfig,
     /// Bucket -> the account that must own it.
     owners: HashMap<String, String>,
+    /// Member-account buckets: owned by the account they came from.
+    enrolled: Enrolled,
     /// Copies of objects larger than this go part by part.
     pub multipart_threshold: u64,
     pub part_size: u64,
@@ -55,17 +58,27 @@ impl S3Store {
             clients,
             spool,
             owners,
+            enrolled: Enrolled::default(),
             multipart_threshold: MAX_SINGLE_COPY,
             part_size: 512 * 1024 * 1024,
         }
     }
 
-    fn s3(&self, bucket: &str) -> &aws_sdk_s3::Client {
+    /// Lets the store answer for member accounts' enrolled buckets.
+    pub fn with_enrolled(mut self, enrolled: Enrolled) -> Self {
+        self.enrolled = enrolled;
+        self
+    }
+
+    fn s3(&self, bucket: &str) -> aws_sdk_s3::Client {
         self.clients.s3_for(bucket)
     }
 
     fn owner(&self, bucket: &str) -> Option<String> {
-        self.owners.get(bucket).cloned()
+        self.owners
+            .get(bucket)
+            .cloned()
+            .or_else(|| self.enrolled.account_of(bucket))
     }
 
     fn copy_source(object: &ObjectInfo) -> String {

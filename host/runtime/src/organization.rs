@@ -1,0 +1,113 @@
+//! Member accounts' buckets (`[organization]`, `[accounts]`): an event
+//! EventBridge forwarded from a member account may name a bucket the
+//! config does not declare. It is scanned by the account's pipeline when
+//! the bucket's tag `bucketscan:protect` says `true` — read through the account's role,
+//! from the account that must own the bucket, and trusted for
+//! `tag-check-secs` — so a bucket is protected by tagging it.
+
+use crate::aws::Clients;
+use bucketscan_core::config::{Enrolled, OrganizationConfig, PROTECT_TAG, PipelinesConfig};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Whether a member account's event is to be scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The bucket is enrolled: its account's pipeline scans it.
+    Protected,
+    /// Not to be scanned, and why (the message is done with).
+    NotProtected(String),
+}
+
+/// The tag answers of member buckets, and the enrolment they lead to.
+pub struct Organization {
+    config: OrganizationConfig,
+    enrolled: Enrolled,
+    /// Bucket → (owning account, protected, when read).
+    answers: Mutex<HashMap<String, (String, bool, Instant)>>,
+}
+
+impl Organization {
+    pub fn new(config: OrganizationConfig, enrolled: Enrolled) -> Self {
+        Self {
+            config,
+            enrolled,
+            answers: Mutex::default(),
+        }
+    }
+
+    /// Whether `bucket`'s event from `account` is scanned. `Err` when the
+    /// tag could not be read (the message waits for another try: an
+    /// account whose role is missing must not lose its uploads).
+    pub async fn admit(
+        &self,
+        clients: &Clients,
+        pipelines: &PipelinesConfig,
+        bucket: &str,
+        account: &str,
+    ) -> Result<Admission, String> {
+        if pipelines.account_config(account).is_none() {
+            return Ok(Admission::NotProtected(format!(
+                "bucket `{bucket}` of account {account}: the account has no [accounts] entry (and no \"*\")"
+            )));
+        }
+        let protected = match self.fresh_answer(bucket, account) {
+            Some(protected) => protected,
+            None => {
+                let protected = self.read_tag(clients, bucket, account).await?;
+                self.remember(bucket, account, protected);
+                protected
+            }
+        };
+        if !protected {
+            return Ok(Admission::NotProtected(format!(
+                "bucket `{bucket}` of account {account} is not tagged {PROTECT_TAG}=true: not protected"
+            )));
+        }
+        self.enrolled.enroll(bucket, account);
+        Ok(Admission::Protected)
+    }
+
+    fn fresh_answer(&self, bucket: &str, account: &str) -> Option<bool> {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let (owner, protected, at) = answers.get(bucket)?;
+        let fresh = at.elapsed() < Duration::from_secs(self.config.tag_check_secs);
+        (fresh && owner == account).then_some(*protected)
+    }
+
+    fn remember(&self, bucket: &str, account: &str, protected: bool) {
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(bucket.to_owned(), (account.to_owned(), protected, Instant::now()));
+    }
+
+    /// The bucket's protect tag, read through the account's role from the
+    /// account that must own it: a bucket of another account answers
+    /// `AccessDenied`, never its tags.
+    async fn read_tag(&self, clients: &Clients, bucket: &str, account: &str) -> Result<bool, String> {
+        let s3 = clients
+            .member_s3(account)
+            .await
+            .ok_or_else(|| "[organization] is not configured".to_owned())?;
+        let answer = s3
+            .get_bucket_tagging()
+            .bucket(bucket)
+            .expected_bucket_owner(account)
+            .send()
+            .await;
+        match answer {
+            Ok(tagging) => Ok(tagging
+                .tag_set()
+                .iter()
+                .any(|tag| tag.key() == PROTECT_TAG && tag.value().eq_ignore_ascii_case("true"))),
+            Err(err) if err.as_service_error().and_then(|e| e.meta().code()) == Some("NoSuchTagSet") => Ok(false),
+            Err(err) => Err(format!(
+                "reading the tags of bucket `{bucket}` through {}: {}",
+                self.config.role_arn(account),
+                crate::aws::error_text(&err)
+            )),
+        }
+    }
+}
