@@ -17,6 +17,7 @@ mod image;
 mod interrupted;
 mod languages;
 mod large_objects;
+mod organization;
 mod pipeline;
 mod release;
 mod reload;

@@ -72,17 +72,26 @@ impl MotoServer {
 
     /// An S3 client with other credentials (e.g. an assumed role's).
     pub async fn s3_with(&self, credentials: &aws_sdk_s3::config::Credentials) -> aws_sdk_s3::Client {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(self.endpoint())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .load()
-            .await;
+        let shared = self.config_with(credentials).await;
         aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(true)
                 .build(),
         )
+    }
+
+    /// An EventBridge client with other credentials (another account's).
+    pub async fn events_with(&self, credentials: &aws_sdk_s3::config::Credentials) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.config_with(credentials).await)
+    }
+
+    async fn config_with(&self, credentials: &aws_sdk_s3::config::Credentials) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .load()
+            .await
     }
 
     /// moto's recorded state of one service (`/moto-api/data.json`).

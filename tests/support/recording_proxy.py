@@ -9,8 +9,10 @@ Faults: --faults names a JSON file of rules, re-read whenever it changes,
 so a test can start and stop failures while the agent runs. A rule matches
 on any of `method`, `path` (substring of the decoded path), `query`
 (substring), `no_query` (substring that must be absent), `body`
-(substring of the request body, e.g. `Action=Publish`) and `target` (the
-X-Amz-Target header, e.g. `AmazonSQS.ReceiveMessage`), and does one of:
+(substring of the request body, e.g. `Action=Publish`), `target` (the
+X-Amz-Target header, e.g. `AmazonSQS.ReceiveMessage`) and `header` (a
+[name, value] pair the request must carry, e.g. an x-amz-expected-bucket-owner
+that S3 would refuse), and does one of:
   {"status": 403, "code": "AccessDenied", "message": "..."}  answer with an
       S3-style XML error (a bare status for HEAD), never forwarding;
   {"delay": 5}            wait, then forward;
@@ -62,6 +64,8 @@ def matching_rule(method, path, query, body, headers):
             if "body" in rule and rule["body"].encode() not in (body or b""):
                 continue
             if "target" in rule and rule["target"] != headers.get("x-amz-target", ""):
+                continue
+            if "header" in rule and headers.get(rule["header"][0]) != rule["header"][1]:
                 continue
             if "times" in rule and fired.get(index, 0) >= rule["times"]:
                 continue
