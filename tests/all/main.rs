@@ -27,6 +27,7 @@ mod sandbox;
 mod serve;
 mod signatures;
 mod soak;
+mod teardown;
 mod templates;
 mod unreadable;
 mod webhook;
