@@ -270,3 +270,52 @@ fn a_dry_run_shows_exactly_what_the_agent_would_do() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_network_names_the_endpoint_this_machine_cannot_reach() {
+    let world = bucketscan_tests::agent::World::new().await;
+    let config = world.config("127.0.0.1:9", "");
+    let check = |extra: &[(&str, String)]| {
+        Command::new(bucketscan_bin())
+            .args(["check", "--config", config.to_str().unwrap(), "--network"])
+            .args(["--network-timeout-secs", "5"])
+            .envs(world.env())
+            .envs(extra.iter().map(|(k, v)| (*k, v.clone())))
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "sts       GetCallerIdentity",
+        "sqs       GetQueueAttributes",
+        "sns       GetTopicAttributes",
+        "s3        HeadBucket staging",
+    ] {
+        assert!(
+            text.contains(&format!("ok                     {line}")),
+            "{line}:\n{text}"
+        );
+    }
+
+    // SQS behind an endpoint nothing answers on, as in a private subnet
+    // without its interface endpoint: named, and the check fails.
+    let nowhere = format!("http://127.0.0.1:{}", bucketscan_tests::free_port());
+    let out = check(&[("AWS_ENDPOINT_URL_SQS", nowhere.clone())]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "UNREACHABLE            sqs       GetQueueAttributes {}",
+            world.queue_url
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("via {nowhere}")), "{text}");
+    assert!(text.contains("cannot reach sqs: in private subnets"), "{text}");
+    assert!(
+        text.contains("ok                     s3        HeadBucket staging"),
+        "{text}"
+    );
+}

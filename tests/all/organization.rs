@@ -34,12 +34,27 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
     }
     let tag = Tag::builder().key("bucketscan:protect").value("true").build().unwrap();
     let tagging = Tagging::builder().tag_set(tag).build().unwrap();
-    let put_tagging = member.put_bucket_tagging().bucket("member-tagged").tagging(tagging.clone());
+    let put_tagging = member
+        .put_bucket_tagging()
+        .bucket("member-tagged")
+        .tagging(tagging.clone());
     put_tagging.send().await.unwrap();
     // A bucket of the central account, tagged too: a member must not be
     // able to get it scanned through its own role.
-    world.aws.s3.create_bucket().bucket("central-private").send().await.unwrap();
-    let central_tagging = world.aws.s3.put_bucket_tagging().bucket("central-private").tagging(tagging);
+    world
+        .aws
+        .s3
+        .create_bucket()
+        .bucket("central-private")
+        .send()
+        .await
+        .unwrap();
+    let central_tagging = world
+        .aws
+        .s3
+        .put_bucket_tagging()
+        .bucket("central-private")
+        .tagging(tagging);
     central_tagging.send().await.unwrap();
     let central_object = world.aws.s3.put_object().bucket("central-private").key("secret.txt");
     central_object.body(samples::eicar().into()).send().await.unwrap();
@@ -56,7 +71,11 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
     }
     let events = wait_for_messages(&world, &intake, uploads.len()).await;
     for event in &events {
-        assert_eq!((event["source"].as_str(), event["detail-type"].as_str()), (Some("aws.s3"), Some("Object Created")), "{event}");
+        assert_eq!(
+            (event["source"].as_str(), event["detail-type"].as_str()),
+            (Some("aws.s3"), Some("Object Created")),
+            "{event}"
+        );
     }
 
     // moto re-puts a forwarded event under the central account; EventBridge
@@ -101,7 +120,13 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
     let result = |bucket: &'static str, key: &'static str| {
         let member = member.clone();
         async move {
-            let tags = member.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
+            let tags = member
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
             tags.tag_set()
                 .iter()
                 .find(|t| t.key() == "bucketscan-result")
@@ -112,11 +137,19 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
     while result("member-tagged", "eicar.txt").await.as_deref() != Some("infected")
         || result("member-tagged", "notes.txt").await.as_deref() != Some("clean")
     {
-        assert!(Instant::now() < deadline, "no results in member-tagged:\n{}", agent.log());
+        assert!(
+            Instant::now() < deadline,
+            "no results in member-tagged:\n{}",
+            agent.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let alerts = world.notifications_for(&["eicar.txt"], WITHIN, &agent).await;
-    assert_eq!(alerts["eicar.txt"]["bucket"], "member-tagged", "{:#}", alerts["eicar.txt"]);
+    assert_eq!(
+        alerts["eicar.txt"]["bucket"], "member-tagged",
+        "{:#}",
+        alerts["eicar.txt"]
+    );
     assert_eq!(alerts["eicar.txt"]["result"], "infected");
 
     wait_until("the untagged and stranger events handled", &agent, || {
@@ -124,7 +157,11 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
         log.contains("bucket `member-untagged` of account 222222222222 is not tagged bucketscan:protect=true")
             && log.contains("account 333333333333: the account has no [accounts] entry")
     });
-    assert_eq!(result("member-untagged", "eicar.txt").await, None, "an untagged bucket was scanned");
+    assert_eq!(
+        result("member-untagged", "eicar.txt").await,
+        None,
+        "an untagged bucket was scanned"
+    );
 
     // Every request to the member's buckets went through its role and
     // named it as the owner; the central bucket was never read, and its
@@ -142,12 +179,26 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
         !requests.iter().any(|r| r["path"] == "/central-private/secret.txt"),
         "the central bucket's object was read through the member's event"
     );
-    assert!(!recorder.faulted().is_empty(), "the forged event's tag read was never refused");
-    assert!(agent.log().contains("reading the tags of bucket `central-private`"), "{}", agent.log());
+    assert!(
+        !recorder.faulted().is_empty(),
+        "the forged event's tag read was never refused"
+    );
+    assert!(
+        agent.log().contains("reading the tags of bucket `central-private`"),
+        "{}",
+        agent.log()
+    );
     let (visible, in_flight) = world.queue_counts().await;
     let dead = world.depth_of(&world.dlq_url).await;
-    assert_eq!(visible + in_flight + dead, 1, "the forged event is kept for retries, nothing else is left");
-    let roles = world.moto.state("sts")["AssumedRole"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        visible + in_flight + dead,
+        1,
+        "the forged event is kept for retries, nothing else is left"
+    );
+    let roles = world.moto.state("sts")["AssumedRole"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         roles
             .iter()
@@ -163,31 +214,62 @@ async fn wire_eventbridge(world: &World, member_credentials: &aws_sdk_s3::config
     let central = Stack::with_parameters("bucketscan.yaml", &[("OrganizationId", "o-a1b2c3d4e5")]).materialize();
     let member_stack = Stack::with_parameters(
         "member-account.yaml",
-        &[("AgentTaskRoleArn", "arn:aws:iam::123456789012:role/task"), ("ExternalId", EXTERNAL_ID)],
+        &[
+            ("AgentTaskRoleArn", "arn:aws:iam::123456789012:role/task"),
+            ("ExternalId", EXTERNAL_ID),
+        ],
     )
     .materialize();
     let pattern = |template: &Value, rule: &str| template["Resources"][rule]["Properties"]["EventPattern"].to_string();
     let (intake_url, intake_arn) = world.queue("organization-intake").await;
     let events = &world.aws.events;
-    let bus = events.create_event_bus().name("bucketscan-organization").send().await.unwrap();
+    let bus = events
+        .create_event_bus()
+        .name("bucketscan-organization")
+        .send()
+        .await
+        .unwrap();
     let bus_arn = bus.event_bus_arn().unwrap().to_owned();
     assert!(bus_arn.contains(CENTRAL));
-    let rule = events.put_rule().name("to-queue").event_bus_name("bucketscan-organization");
-    rule.event_pattern(pattern(&central, "OrganizationObjectCreatedRule")).send().await.unwrap();
-    let target = aws_sdk_eventbridge::types::Target::builder().id("queue").arn(intake_arn).build().unwrap();
-    let targets = events.put_targets().rule("to-queue").event_bus_name("bucketscan-organization");
+    let rule = events
+        .put_rule()
+        .name("to-queue")
+        .event_bus_name("bucketscan-organization");
+    rule.event_pattern(pattern(&central, "OrganizationObjectCreatedRule"))
+        .send()
+        .await
+        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("queue")
+        .arn(intake_arn)
+        .build()
+        .unwrap();
+    let targets = events
+        .put_targets()
+        .rule("to-queue")
+        .event_bus_name("bucketscan-organization");
     targets.targets(target).send().await.unwrap();
 
     let member_events = world.moto.events_with(member_credentials).await;
     let forward = member_events.put_rule().name("bucketscan-forward");
-    forward.event_pattern(pattern(&member_stack, "ForwardObjectCreatedRule")).send().await.unwrap();
+    forward
+        .event_pattern(pattern(&member_stack, "ForwardObjectCreatedRule"))
+        .send()
+        .await
+        .unwrap();
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id("central-bus")
         .arn(bus_arn)
         .role_arn("arn:aws:iam::222222222222:role/forward")
         .build()
         .unwrap();
-    member_events.put_targets().rule("bucketscan-forward").targets(target).send().await.unwrap();
+    member_events
+        .put_targets()
+        .rule("bucketscan-forward")
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
     intake_url
 }
 
@@ -195,7 +277,11 @@ async fn wait_for_messages(world: &World, url: &str, count: usize) -> Vec<Value>
     let deadline = Instant::now() + WITHIN;
     let mut all = Vec::new();
     while all.len() < count {
-        assert!(Instant::now() < deadline, "only {} of {count} events arrived: {all:#?}", all.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} events arrived: {all:#?}",
+            all.len()
+        );
         all.extend(world.take_all(url).await);
     }
     all

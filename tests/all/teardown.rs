@@ -4,9 +4,7 @@
 //! resource's code is read from deploy/bucketscan.yaml and run as Lambda
 //! would, against the local AWS server (tests/support/custom_resource.py).
 
-use aws_sdk_s3::types::{
-    Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration,
-};
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
 use bucketscan_tests::agent::{World, queue_arn};
 use bucketscan_tests::task::template;
 use bucketscan_tests::{target_dir, workspace};
@@ -50,8 +48,16 @@ async fn protect_then_stack_delete_removes_ours_and_keeps_every_other_notificati
 
     let answer = run_custom_resource(&world, "Delete", BUCKET, &ours);
     assert_eq!(answer["Status"], "SUCCESS", "{answer}");
-    assert_eq!(answer["PhysicalResourceId"], format!("bucketscan-notification:{BUCKET}"));
-    let left = s3.get_bucket_notification_configuration().bucket(BUCKET).send().await.unwrap();
+    assert_eq!(
+        answer["PhysicalResourceId"],
+        format!("bucketscan-notification:{BUCKET}")
+    );
+    let left = s3
+        .get_bucket_notification_configuration()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(queue_ids(&world).await, ["audit"], "ours is gone, theirs stays");
     assert_eq!(left.topic_configurations()[0].id(), Some("theirs"));
     // (EventBridge delivery is kept the same way, passed back as read; the
@@ -70,10 +76,18 @@ async fn the_stack_owns_its_notification_from_create_to_delete() {
         let answer = run_custom_resource(&world, request, BUCKET, &ours);
         assert_eq!(answer["Status"], "SUCCESS", "{request}: {answer}");
     }
-    let config = s3.get_bucket_notification_configuration().bucket(BUCKET).send().await.unwrap();
+    let config = s3
+        .get_bucket_notification_configuration()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     let queues = config.queue_configurations();
     assert_eq!(queues.len(), 1, "{queues:?}");
-    assert_eq!((queues[0].id(), queues[0].queue_arn()), (Some("bucketscan"), ours.as_str()));
+    assert_eq!(
+        (queues[0].id(), queues[0].queue_arn()),
+        (Some("bucketscan"), ours.as_str())
+    );
 
     // Another stack's notification of the same name, to its own queue, is
     // not this stack's to remove.
@@ -101,7 +115,10 @@ async fn the_stack_owns_its_notification_from_create_to_delete() {
     let answer = run_custom_resource(&world, "Create", "deleted-already", &ours);
     assert_eq!(answer["Status"], "FAILED", "{answer}");
     let reason = answer["Reason"].as_str().unwrap();
-    assert!(reason.starts_with("s3://deleted-already: ") && reason.contains("NoSuchBucket"), "{reason}");
+    assert!(
+        reason.starts_with("s3://deleted-already: ") && reason.contains("NoSuchBucket"),
+        "{reason}"
+    );
 }
 
 async fn queue_ids(world: &World) -> Vec<String> {

@@ -1,13 +1,30 @@
 //! `bucketscan check --config FILE`: validate the config and load every
-//! plugin it names, so a broken config is caught before deployment.
+//! plugin it names, so a broken config is caught before deployment; with
+//! `--network`, also reach every AWS endpoint it needs (`network_check`).
 
+use crate::config_args::ConfigArgs;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines};
 use bucketscan_runtime::config::Config;
-use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load_file(path)?;
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also call every AWS endpoint the config needs (queues, topic, bus,
+    /// results table, buckets) and name those this machine cannot reach.
+    #[arg(long)]
+    network: bool,
+    /// How long each call may take to answer (--network).
+    #[arg(long, default_value_t = 10)]
+    network_timeout_secs: u64,
+}
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let source = args.config.source()?;
+    let config = Config::load(&source)?;
+    let path = source;
     // `[serve]` is the API's; checked here too, so a bad one fails before
     // a deployment rather than at the API task's start.
     bucketscan_serve::config::ServeConfig::from_config(&config)?;
@@ -17,7 +34,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(&config.engine)?;
     let clamd = Clamd::new(&config.clamav);
     let loaded = LoadedPipelines::load(&engine, config.pipelines()).await?;
-    println!("{}: ok", path.display());
+    println!("{path}: ok");
     for (name, plugin) in &loaded.plugins {
         let capabilities: Vec<&str> = plugin.capabilities.iter().map(|c| c.as_str()).collect();
         println!(
@@ -36,5 +53,18 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if let Err(err) = clamd.ping().await {
         println!("  note: {err}; scans will report errors until it answers");
     }
-    Ok(ExitCode::SUCCESS)
+    if !args.network {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("network:");
+    let clients = bucketscan_runtime::aws::Clients::from_env(config.agent.path_style).await;
+    let deadline = Duration::from_secs(args.network_timeout_secs);
+    let probes = crate::network_check::probe_all(&config, &clients, deadline).await;
+    let (report, all_reached) = crate::network_check::report(&probes);
+    print!("{report}");
+    Ok(if all_reached {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -7,6 +7,7 @@ mod clamd_sidecar;
 mod config_args;
 mod health;
 mod inspect;
+mod network_check;
 mod output;
 mod protect;
 mod quarantine;
@@ -35,11 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a config file and load every plugin it names.
-    Check {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    /// Validate a config and load every plugin it names; with --network,
+    /// also call every AWS endpoint it needs and name those out of reach.
+    Check(check::CheckArgs),
     /// Run the agent: consume S3 events from SQS and scan each object.
     Run(run_agent::RunArgs),
     /// Ask a running agent whether it is alive (or ready): the container health check.
@@ -99,7 +98,7 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Check { config } => check::run(&config).await,
+            Command::Check(args) => check::run(args).await,
             Command::Run(args) => run_agent::run(args).await,
             Command::Health(args) => health::run(args),
             Command::Scan(args) => scan::run(args).await,
