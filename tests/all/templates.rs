@@ -49,6 +49,26 @@ fn central_stacks() -> Vec<(String, Stack)> {
     stacks
 }
 
+/// The API stack, public and private.
+fn api_stacks() -> Vec<(String, Stack)> {
+    ["off", "on"]
+        .into_iter()
+        .map(|private| {
+            let parameters = [
+                ("PrivateNetworking", private),
+                ("Scheme", "internal"),
+                ("AssignPublicIp", "ENABLED"),
+                ("VpcId", "vpc-0123456789abcdef0"),
+                ("Subnets", "subnet-0123456789abcdef0"),
+                ("LoadBalancerSubnets", "subnet-0123456789abcdef0,subnet-0123456789abcdef1"),
+                ("AllowedCidr", "10.0.0.0/16"),
+                ("Image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/bucketscan:1"),
+            ];
+            (format!("api private={private}"), Stack::with_parameters("bucketscan-api.yaml", &parameters))
+        })
+        .collect()
+}
+
 fn member_stacks() -> Vec<(String, Stack)> {
     ["", "uploads-a,uploads-b"]
         .into_iter()
@@ -88,7 +108,7 @@ fn every_template_and_combination_passes_cfn_lint() {
     .collect();
     cfn_lint(&templates, &[], "the templates");
     let dir = tempfile::tempdir().unwrap();
-    for (name, stack) in central_stacks().into_iter().chain(member_stacks()) {
+    for (name, stack) in central_stacks().into_iter().chain(api_stacks()).chain(member_stacks()) {
         let path = dir.path().join("combination.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&stack.materialize()).unwrap()).unwrap();
         // A parameter only a dropped branch used is unused here.
@@ -112,7 +132,7 @@ fn cfn_lint(files: &[String], options: &[&str], what: &str) {
 
 #[test]
 fn private_networking_leaves_no_public_ip_and_no_route_out() {
-    for (name, stack) in central_stacks() {
+    for (name, stack) in central_stacks().into_iter().chain(api_stacks()) {
         let template = stack.materialize();
         for (id, resource) in resources(&template) {
             let kind = resource["Type"].as_str().unwrap();
@@ -140,6 +160,9 @@ fn private_networking_leaves_no_public_ip_and_no_route_out() {
             .filter(|(_, r)| r["Type"] == "AWS::EC2::VPCEndpoint")
             .map(|(_, r)| stack.resolve(&r["Properties"]["ServiceName"]))
             .collect();
+        if name.starts_with("api") {
+            continue;
+        }
         if stack.holds("CreatesEndpoints") {
             for service in [
                 "sqs",
@@ -182,7 +205,7 @@ fn private_networking_leaves_no_public_ip_and_no_route_out() {
 
 #[test]
 fn no_policy_writes_everywhere_without_a_condition() {
-    for (name, stack) in central_stacks().into_iter().chain(member_stacks()) {
+    for (name, stack) in central_stacks().into_iter().chain(api_stacks()).chain(member_stacks()) {
         let template = stack.materialize();
         let mut checked = 0;
         for (id, resource) in resources(&template) {
