@@ -60,11 +60,17 @@ fn api_stacks() -> Vec<(String, Stack)> {
                 ("AssignPublicIp", "ENABLED"),
                 ("VpcId", "vpc-0123456789abcdef0"),
                 ("Subnets", "subnet-0123456789abcdef0"),
-                ("LoadBalancerSubnets", "subnet-0123456789abcdef0,subnet-0123456789abcdef1"),
+                (
+                    "LoadBalancerSubnets",
+                    "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+                ),
                 ("AllowedCidr", "10.0.0.0/16"),
                 ("Image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/bucketscan:1"),
             ];
-            (format!("api private={private}"), Stack::with_parameters("bucketscan-api.yaml", &parameters))
+            (
+                format!("api private={private}"),
+                Stack::with_parameters("bucketscan-api.yaml", &parameters),
+            )
         })
         .collect()
 }

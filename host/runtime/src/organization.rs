@@ -111,3 +111,39 @@ impl Organization {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn organization(tag_check_secs: u64) -> Organization {
+        let config = OrganizationConfig {
+            role_name: "bucketscan-scanner".into(),
+            external_id: None,
+            tag_check_secs,
+            partition: "aws".into(),
+        };
+        Organization::new(config, Enrolled::default())
+    }
+
+    #[test]
+    fn a_tag_answer_holds_for_its_time_and_its_account_only() {
+        let organization = organization(60);
+        assert_eq!(organization.fresh_answer("uploads", "111122223333"), None);
+        organization.remember("uploads", "111122223333", true);
+        assert_eq!(organization.fresh_answer("uploads", "111122223333"), Some(true));
+        // The same name from another account is another bucket (deleted
+        // and re-created elsewhere): asked again.
+        assert_eq!(organization.fresh_answer("uploads", "444455556666"), None);
+        organization.remember("uploads", "111122223333", false);
+        assert_eq!(organization.fresh_answer("uploads", "111122223333"), Some(false));
+    }
+
+    #[test]
+    fn an_old_tag_answer_is_asked_again() {
+        let organization = organization(1);
+        organization.remember("uploads", "111122223333", true);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(organization.fresh_answer("uploads", "111122223333"), None);
+    }
+}
