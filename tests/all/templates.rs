@@ -19,9 +19,15 @@ fn central_stacks() -> Vec<(String, Stack)> {
     let mut stacks = Vec::new();
     for private in ["off", "create-endpoints", "existing-endpoints"] {
         for organization in ["", ORGANIZATION] {
-            for (notification, schedule, retention, retro) in [
-                ("true", "", "Retain", "7"),
-                ("false", "cron(0 3 ? * SUN *)", "Delete", "0"),
+            for (notification, schedule, retention, retro, extra_buckets) in [
+                ("true", "", "Retain", "7", ""),
+                (
+                    "false",
+                    "cron(0 3 ? * SUN *)",
+                    "Delete",
+                    "0",
+                    "api-uploads,linked-uploads",
+                ),
             ] {
                 let parameters = [
                     ("PrivateNetworking", private),
@@ -32,6 +38,8 @@ fn central_stacks() -> Vec<(String, Stack)> {
                     ("ResultsOnDelete", retention),
                     ("RetroScanDays", retro),
                     ("RouteTableIds", "rtb-0123456789abcdef0"),
+                    ("EndpointClientCidr", "10.0.0.0/16"),
+                    ("GatewayExtraBuckets", extra_buckets),
                     ("VpcId", "vpc-0123456789abcdef0"),
                     ("Subnets", "subnet-0123456789abcdef0"),
                     ("SecurityGroups", "sg-0123456789abcdef0"),
@@ -199,6 +207,15 @@ fn private_networking_leaves_no_public_ip_and_no_route_out() {
                 .flat_map(|s| names(&stack, &s["Resource"]))
                 .collect();
             assert!(allowed.contains(&"arn:aws:s3:::uploads/*".to_owned()), "{allowed:?}");
+            if stack.holds("HasGatewayExtraBuckets") {
+                for extra in ["arn:aws:s3:::api-uploads", "arn:aws:s3:::linked-uploads/*"] {
+                    assert!(allowed.contains(&extra.to_owned()), "{name}: {extra}: {allowed:?}");
+                }
+            }
+            assert!(
+                allowed.contains(&"arn:aws:s3:::cloudformation-custom-resource-response-useast1/*".to_owned()),
+                "{allowed:?}"
+            );
             assert!(
                 allowed.iter().all(|r| !r.starts_with("arn:aws:s3:::*") && r != "*"),
                 "{name}: the S3 gateway lets through any bucket: {allowed:?}"
@@ -345,6 +362,10 @@ fn list(value: &Value) -> Vec<Value> {
 /// make of it; what only exists once deployed (`Fn::GetAtt`, a resource's
 /// `${X.Arn}`) stays a `<placeholder>`, which names one resource.
 fn names(stack: &Stack, value: &Value) -> Vec<String> {
+    // A Ref to a CommaDelimitedList parameter is a list too.
+    if value.get("Ref").is_some() {
+        return text(stack, value).split(',').map(str::to_owned).collect();
+    }
     list(value)
         .iter()
         .flat_map(|item| match item.get("Fn::Split") {
@@ -378,11 +399,7 @@ fn text(stack: &Stack, value: &Value) -> String {
         return out;
     }
     if let Some(args) = map.get("Fn::Join") {
-        let items: Vec<String> = match &args[1] {
-            Value::Array(items) => items.iter().map(|item| text(stack, item)).collect(),
-            other => vec![text(stack, other)],
-        };
-        return items.join(args[0].as_str().unwrap());
+        return names(stack, &args[1]).join(args[0].as_str().unwrap());
     }
     format!("<{}>", map.keys().next().unwrap())
 }

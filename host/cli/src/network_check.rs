@@ -66,6 +66,7 @@ fn buckets(config: &Config) -> Vec<String> {
         .map(|(name, _)| name.clone());
     let signatures = config.signatures.as_ref().and_then(|s| s.bucket.clone());
     let mut all: Vec<String> = declared.chain(signatures).collect();
+    all.sort();
     all.dedup();
     all
 }
@@ -84,7 +85,7 @@ where
     let outcome = match tokio::time::timeout(deadline, call).await {
         Err(_) => Outcome::Unreachable(format!("no answer within {} s", deadline.as_secs())),
         Ok(Ok(_)) => Outcome::Reached,
-        Ok(Err(err @ (SdkError::ServiceError(_) | SdkError::ResponseError(_)))) => Outcome::Refused(error_text(&err)),
+        Ok(Err(err @ (SdkError::ServiceError(_) | SdkError::ResponseError(_)))) => refused(error_text(&err)),
         Ok(Err(err)) => Outcome::Unreachable(error_text(&err)),
     };
     Probe {
@@ -92,6 +93,14 @@ where
         what,
         endpoint: endpoint_of(service),
         outcome,
+    }
+}
+
+/// A refusal; one by a VPC endpoint's policy is a way that is closed.
+fn refused(why: String) -> Outcome {
+    match why.contains("VPC endpoint") {
+        true => Outcome::Unreachable(format!("refused by the VPC endpoint's policy: {why}")),
+        false => Outcome::Refused(why),
     }
 }
 
@@ -134,6 +143,7 @@ pub fn report(probes: &[Probe]) -> (String, bool) {
         .collect();
     if !unreachable.is_empty() {
         let mut services = unreachable.clone();
+        services.sort();
         services.dedup();
         text.push_str(&format!(
             "  cannot reach {}: in private subnets, each needs a VPC endpoint (gateway for s3 and dynamodb) \
@@ -181,5 +191,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cannot reach sqs: in private subnets"), "{text}");
+        let denied =
+            "AccessDenied: User is not authorized because no VPC endpoint policy allows the s3:ListBucket action";
+        assert!(
+            matches!(refused(denied.into()), Outcome::Unreachable(why) if why.starts_with("refused by the VPC endpoint's policy"))
+        );
+        assert_eq!(
+            refused("AccessDenied: no".into()),
+            Outcome::Refused("AccessDenied: no".into())
+        );
     }
 }

@@ -97,8 +97,10 @@ impl Clients {
         self
     }
 
-    /// The S3 client of member `account`, through its role; `None` without
-    /// `[organization]`.
+    /// The S3 client of member `account`, through its role; `None`
+    /// without `[organization]`. Made anew until one has worked
+    /// ([`keep_member_s3`](Self::keep_member_s3)): an account named by an
+    /// event whose role does not answer costs nothing kept.
     pub async fn member_s3(&self, account: &str) -> Option<aws_sdk_s3::Client> {
         let members = &self.members;
         let organization = members.organization.as_ref()?;
@@ -111,19 +113,14 @@ impl Clients {
             return Some(client.clone());
         }
         let shared = members.shared.as_ref()?;
-        let client = assumed_role_client(
-            shared,
-            members.path_style,
-            &organization.role_arn(account),
-            organization.external_id.as_deref(),
-        )
-        .await;
-        members
-            .by_account
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account.to_owned(), client.clone());
-        Some(client)
+        let role = organization.role_arn(account);
+        Some(assumed_role_client(shared, members.path_style, &role, organization.external_id.as_deref()).await)
+    }
+
+    /// Keeps the client of a member account whose role answered.
+    pub fn keep_member_s3(&self, account: &str, client: aws_sdk_s3::Client) {
+        let mut clients = self.members.by_account.write().unwrap_or_else(|e| e.into_inner());
+        clients.entry(account.to_owned()).or_insert(client);
     }
 
     /// The agent's own clients, plus an S3 client per bucket that names a

@@ -28,6 +28,13 @@ pub struct Organization {
     answers: Mutex<HashMap<String, (String, bool, Instant)>>,
 }
 
+/// How long "not tagged" is believed: briefly, so that an upload right
+/// after the bucket was tagged is not dropped on an old answer.
+const NOT_TAGGED_SECS: u64 = 5;
+
+/// Answers kept at most; past it, those too old to be used go.
+const MAX_ANSWERS: usize = 10_000;
+
 impl Organization {
     pub fn new(config: OrganizationConfig, enrolled: Enrolled) -> Self {
         Self {
@@ -72,15 +79,23 @@ impl Organization {
     fn fresh_answer(&self, bucket: &str, account: &str) -> Option<bool> {
         let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         let (owner, protected, at) = answers.get(bucket)?;
-        let fresh = at.elapsed() < Duration::from_secs(self.config.tag_check_secs);
+        let fresh = at.elapsed() < self.lifetime(*protected);
         (fresh && owner == account).then_some(*protected)
     }
 
+    fn lifetime(&self, protected: bool) -> Duration {
+        match protected {
+            true => Duration::from_secs(self.config.tag_check_secs),
+            false => Duration::from_secs(NOT_TAGGED_SECS.min(self.config.tag_check_secs)),
+        }
+    }
+
     fn remember(&self, bucket: &str, account: &str, protected: bool) {
-        self.answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(bucket.to_owned(), (account.to_owned(), protected, Instant::now()));
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= MAX_ANSWERS {
+            answers.retain(|_, (_, protected, at)| at.elapsed() < self.lifetime(*protected));
+        }
+        answers.insert(bucket.to_owned(), (account.to_owned(), protected, Instant::now()));
     }
 
     /// The bucket's protect tag, read through the account's role from the
@@ -91,17 +106,17 @@ impl Organization {
             .member_s3(account)
             .await
             .ok_or_else(|| "[organization] is not configured".to_owned())?;
-        let answer = s3
-            .get_bucket_tagging()
-            .bucket(bucket)
-            .expected_bucket_owner(account)
-            .send()
-            .await;
+        let answer = Self::get_tags(&s3, bucket, account).await;
+        if answer.is_ok() {
+            // The role works: keep its client for this account's buckets.
+            clients.keep_member_s3(account, s3);
+        }
         match answer {
+            // Exactly `true`: the member role's tag condition compares so.
             Ok(tagging) => Ok(tagging
                 .tag_set()
                 .iter()
-                .any(|tag| tag.key() == PROTECT_TAG && tag.value().eq_ignore_ascii_case("true"))),
+                .any(|tag| tag.key() == PROTECT_TAG && tag.value() == "true")),
             Err(err) if err.as_service_error().and_then(|e| e.meta().code()) == Some("NoSuchTagSet") => Ok(false),
             Err(err) => Err(format!(
                 "reading the tags of bucket `{bucket}` through {}: {}",
@@ -109,6 +124,21 @@ impl Organization {
                 crate::aws::error_text(&err)
             )),
         }
+    }
+
+    async fn get_tags(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        account: &str,
+    ) -> Result<
+        aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingOutput,
+        aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_bucket_tagging::GetBucketTaggingError>,
+    > {
+        s3.get_bucket_tagging()
+            .bucket(bucket)
+            .expected_bucket_owner(account)
+            .send()
+            .await
     }
 }
 
@@ -137,6 +167,7 @@ mod tests {
         assert_eq!(organization.fresh_answer("uploads", "444455556666"), None);
         organization.remember("uploads", "111122223333", false);
         assert_eq!(organization.fresh_answer("uploads", "111122223333"), Some(false));
+        assert_eq!(organization.lifetime(false), Duration::from_secs(NOT_TAGGED_SECS));
     }
 
     #[test]
