@@ -76,13 +76,14 @@ pub mod action_bindings {
         export_macro_name: "__export_action_world",
         default_bindings_module: "::bucketscan_plugin_sdk::action_bindings",
         with: {
-            "bucketscan:plugin/types@0.2.0": crate::bindings::bucketscan::plugin::types,
-            "bucketscan:plugin/object@0.2.0": crate::bindings::bucketscan::plugin::object,
-            "bucketscan:plugin/stage@0.2.0": crate::bindings::bucketscan::plugin::stage,
-            "bucketscan:plugin/log@0.2.0": crate::bindings::bucketscan::plugin::log,
-            "bucketscan:plugin/clamav@0.2.0": crate::bindings::bucketscan::plugin::clamav,
-            "bucketscan:plugin/storage@0.2.0": crate::bindings::bucketscan::plugin::storage,
-            "bucketscan:plugin/http@0.2.0": crate::bindings::bucketscan::plugin::http,
+            "bucketscan:plugin/types@0.2.1": crate::bindings::bucketscan::plugin::types,
+            "bucketscan:plugin/object@0.2.1": crate::bindings::bucketscan::plugin::object,
+            "bucketscan:plugin/stage@0.2.1": crate::bindings::bucketscan::plugin::stage,
+            "bucketscan:plugin/log@0.2.1": crate::bindings::bucketscan::plugin::log,
+            "bucketscan:plugin/clamav@0.2.1": crate::bindings::bucketscan::plugin::clamav,
+            "bucketscan:plugin/yara@0.2.1": crate::bindings::bucketscan::plugin::yara,
+            "bucketscan:plugin/storage@0.2.1": crate::bindings::bucketscan::plugin::storage,
+            "bucketscan:plugin/http@0.2.1": crate::bindings::bucketscan::plugin::http,
         },
     });
 }
@@ -97,6 +98,11 @@ pub use bindings::bucketscan::plugin::types::{
 /// ClamAV through the host (grant: `clamav = true`).
 pub mod clamav {
     pub use crate::bindings::bucketscan::plugin::clamav::{ClamdAnswer, ScanError, scan};
+}
+
+/// YARA rule sets run by the host (grant: `yara = [rule sets]`).
+pub mod yara {
+    pub use crate::bindings::bucketscan::plugin::yara::{PatternMatch, RuleMatch, ScanError, YaraAnswer, scan};
 }
 
 /// Storage actions on the object under scan (grant: `storage = [buckets]`).

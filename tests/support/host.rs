@@ -65,6 +65,19 @@ impl TestHost {
         )
     }
 
+    /// A plugin as the 0.2.0 contract built it, before `yara` was added
+    /// (`tests/fixtures/released-0.2.0/`).
+    pub async fn plugin_of_0_2_0(&self, component: &str) -> Arc<Plugin> {
+        let path = crate::workspace()
+            .join("tests/fixtures/released-0.2.0")
+            .join(format!("{component}.wasm"));
+        Arc::new(
+            Plugin::load(&self.host, component, &path, None)
+                .await
+                .expect("0.2.0 plugin loads"),
+        )
+    }
+
     /// Takes `object` through the scan path with `stages`.
     pub async fn run(&self, stages: &[PipelineStage], object: ScanObject) -> ScanReport {
         self.run_recorded(stages, object).await.0

@@ -77,6 +77,11 @@ pub(crate) fn start_background(agent: &Arc<Agent>, source: ConfigSource) -> anyh
     if let Some(keeper) = agent.signature_keeper() {
         tokio::spawn(keeper.run());
     }
+    // Compiled and swapped in as the bucket changes; readiness waits for
+    // every set's first version.
+    if let Some(keeper) = agent.rule_keeper() {
+        tokio::spawn(keeper.run());
+    }
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {

@@ -33,6 +33,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("wit/stage.wit", include_str!("../../../wit/stage.wit")),
     ("wit/log.wit", include_str!("../../../wit/log.wit")),
     ("wit/clamav.wit", include_str!("../../../wit/clamav.wit")),
+    ("wit/yara.wit", include_str!("../../../wit/yara.wit")),
     ("wit/storage.wit", include_str!("../../../wit/storage.wit")),
     ("wit/http.wit", include_str!("../../../wit/http.wit")),
     ("wit/worlds.wit", include_str!("../../../wit/worlds.wit")),

@@ -299,7 +299,7 @@ fn now_compact() -> String {
 }
 
 /// The agent a config describes, its `[signatures]` (when set) synced and
-/// proven loaded: a scan with databases clamd may not run would make every
+/// proven loaded and its `[yara]` rule sets compiled: a scan with databases clamd may not run would make every
 /// object `unscannable (stale-signatures)`; that is refused up front.
 async fn agent_with_signatures(config: Config) -> anyhow::Result<Agent> {
     let agent = Agent::from_config(config).await.context("loading the config")?;
@@ -308,6 +308,12 @@ async fn agent_with_signatures(config: Config) -> anyhow::Result<Agent> {
             .prove()
             .await
             .map_err(|why| anyhow::anyhow!("[signatures]: not proven loaded: {why}"))?;
+    }
+    // The same for YARA: every rule set compiled, or the scan is refused.
+    agent.load_rules_once().await;
+    let problems = agent.services.yara.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("[yara]: {}", problems.join("; "));
     }
     Ok(agent)
 }

@@ -15,6 +15,9 @@ pub struct Grants {
     /// May scan the object with ClamAV.
     #[serde(default)]
     pub clamav: bool,
+    /// YARA rule sets (`[yara.rule-sets.NAME]`) this stage may run.
+    #[serde(default)]
+    pub yara: Vec<String>,
     /// Buckets this stage may write to (copy, move, delete, tag).
     #[serde(default)]
     pub storage: Vec<String>,
@@ -38,6 +41,7 @@ pub struct Grants {
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     Clamav,
+    Yara,
     Storage,
     Http,
 }
@@ -46,6 +50,7 @@ impl Capability {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Clamav => "clamav",
+            Self::Yara => "yara",
             Self::Storage => "storage",
             Self::Http => "http",
         }
@@ -74,6 +79,17 @@ impl Grants {
             Err(NotGranted {
                 capability: Capability::Clamav,
                 detail: "the stage has no `clamav = true` grant".into(),
+            })
+        }
+    }
+
+    pub fn check_yara(&self, rule_set: &str) -> Result<(), NotGranted> {
+        if self.yara.iter().any(|granted| granted == rule_set) {
+            Ok(())
+        } else {
+            Err(NotGranted {
+                capability: Capability::Yara,
+                detail: format!("rule set `{rule_set}` is not in the stage's yara grant {:?}", self.yara),
             })
         }
     }

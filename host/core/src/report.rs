@@ -181,6 +181,17 @@ impl ScanReport {
     pub fn engine_version(&self) -> Option<&str> {
         self.stages.iter().find_map(|stage| stage.engine_version.as_deref())
     }
+
+    /// Every YARA rule set the stages ran, `NAME@VERSION`, once each.
+    pub fn rule_sets(&self) -> Vec<&str> {
+        let mut sets: Vec<&str> = Vec::new();
+        for set in self.stages.iter().flat_map(|stage| &stage.rule_sets) {
+            if !sets.contains(&set.as_str()) {
+                sets.push(set);
+            }
+        }
+        sets
+    }
 }
 
 impl Serialize for ScanReport {
@@ -221,6 +232,9 @@ impl Serialize for ScanReport {
             retro: &'a Option<RetroScan>,
             #[serde(skip_serializing_if = "Option::is_none")]
             sweep: &'a Option<String>,
+            /// The YARA rule sets that ran, `NAME@VERSION`.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            rule_sets: Vec<&'a str>,
         }
         Json {
             bucket: &self.bucket,
@@ -245,6 +259,7 @@ impl Serialize for ScanReport {
             copies: &self.copies,
             retro: &self.retro,
             sweep: &self.sweep,
+            rule_sets: self.rule_sets(),
         }
         .serialize(serializer)
     }
@@ -344,5 +359,8 @@ pub struct StageReport {
     pub cause: Option<FailureCause>,
     /// clamd's VERSION answer when the stage scanned with ClamAV.
     pub engine_version: Option<String>,
+    /// The YARA rule sets the stage ran, `NAME@VERSION` (empty: none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule_sets: Vec<String>,
     pub duration_ms: f64,
 }

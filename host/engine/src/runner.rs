@@ -264,6 +264,7 @@ struct StageRun<'a> {
     /// A storage failure no later action made good.
     unresolved: Option<String>,
     engine_version: Option<String>,
+    rule_sets: Vec<String>,
     /// The stage asked clamd, and clamd answered.
     clamd_answered: bool,
     duration: Duration,
@@ -284,6 +285,7 @@ impl StageRun<'_> {
             actions: self.actions.clone(),
             error,
             engine_version: self.engine_version.clone(),
+            rule_sets: self.rule_sets.clone(),
             duration_ms: millis(self.duration),
         }
     }
@@ -299,6 +301,7 @@ fn skipped(stage: &PipelineStage, outcome: StageOutcome) -> StageReport {
         error: None,
         cause: None,
         engine_version: None,
+        rule_sets: Vec::new(),
         duration_ms: 0.0,
     }
 }
@@ -333,6 +336,7 @@ async fn run_stage<'a, R>(
         actions: std::mem::take(&mut state.storage.actions),
         unresolved: state.storage.unresolved.take(),
         engine_version: state.clamav.engine_version.take(),
+        rule_sets: std::mem::take(&mut state.yara.ran),
         clamd_answered: state.clamav.answered(),
         duration: started.elapsed(),
     };

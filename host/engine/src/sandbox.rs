@@ -17,6 +17,7 @@ use crate::capabilities::log::{LogCtx, LogCtxView, LogView};
 use crate::capabilities::object::{ObjectCtxView, ObjectView};
 use crate::capabilities::stage::{StageCtx, StageCtxView, StageView};
 use crate::capabilities::storage::{StorageCtx, StorageCtxView, StorageView};
+use crate::capabilities::yara::{YaraCtx, YaraCtxView, YaraView};
 use crate::config::EngineConfig;
 use bucketscan_core::Verdict;
 use bucketscan_core::config::SettingValue;
@@ -131,6 +132,7 @@ pub struct StageState {
     pub stage: StageCtx,
     pub log: LogCtx,
     pub clamav: ClamavCtx,
+    pub yara: YaraCtx,
     pub storage: StorageCtx,
     pub http: HttpCtx,
 }
@@ -159,6 +161,7 @@ impl StageState {
             ),
             log: LogCtx::default(),
             clamav: ClamavCtx::new(env.grants.clamav, services.clamd.clone()),
+            yara: YaraCtx::new(env.grants.clone(), services.yara.clone()),
             storage: StorageCtx::new(env.grants.clone(), env.storage),
             http: HttpCtx::new(env.grants, env.signing_secret, services.http.clone()),
         }
@@ -220,6 +223,15 @@ impl ClamavView for StageState {
     fn clamav(&mut self) -> ClamavCtxView<'_> {
         ClamavCtxView {
             ctx: &mut self.clamav,
+            shared: &mut self.shared,
+        }
+    }
+}
+
+impl YaraView for StageState {
+    fn yara(&mut self) -> YaraCtxView<'_> {
+        YaraCtxView {
+            ctx: &mut self.yara,
             shared: &mut self.shared,
         }
     }

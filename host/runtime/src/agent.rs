@@ -117,7 +117,12 @@ impl Agent {
             .agent_id
             .clone()
             .unwrap_or_else(bucketscan_engine::capabilities::default_agent_id);
-        let services = Arc::new(Services::new(clamd(&config, signatures.as_ref())).with_agent_id(agent_id.clone()));
+        let yara = Arc::new(config.yara.as_ref().map(|yara| yara.library()).unwrap_or_default());
+        let services = Arc::new(
+            Services::new(clamd(&config, signatures.as_ref()))
+                .with_agent_id(agent_id.clone())
+                .with_yara(yara),
+        );
         let sealer = match &config.agent.seal_key {
             Some(source) => Sealer::new(source.read()?),
             None => {
@@ -175,6 +180,28 @@ impl Agent {
 
     pub fn clamd(&self) -> &Arc<Clamd> {
         &self.services.clamd
+    }
+
+    /// What keeps `[yara]`'s rule sets compiled and current; `None`
+    /// without that section.
+    pub fn rule_keeper(&self) -> Option<crate::yara_rules::RuleKeeper> {
+        let config = self.started_with.yara.clone()?;
+        let base_dir = self.started_with.text.resolve(std::path::Path::new(""));
+        Some(crate::yara_rules::RuleKeeper::new(
+            config,
+            self.services.yara.clone(),
+            self.clients.s3.clone(),
+            base_dir,
+        ))
+    }
+
+    /// Reads every rule set once, for commands that scan and end (the
+    /// long-running ones keep a [`RuleKeeper`](crate::yara_rules::RuleKeeper)
+    /// running instead).
+    pub async fn load_rules_once(&self) {
+        if let Some(keeper) = self.rule_keeper() {
+            keeper.sync_all().await;
+        }
     }
 
     /// What keeps `[signatures]` synced, loaded and proven for this agent;

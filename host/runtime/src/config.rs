@@ -44,6 +44,8 @@ pub struct Config {
     pub signatures: Option<SignaturesConfig>,
     /// Where every result is recorded (DynamoDB); none without it.
     pub results: Option<crate::results::ResultsConfig>,
+    /// YARA rule sets stages may be granted.
+    pub yara: Option<crate::yara_rules::YaraConfig>,
     #[serde(default)]
     pub allow_list: AllowListConfig,
     /// `[serve]`, for `bucketscan serve`: read and checked by the serve
@@ -266,6 +268,7 @@ impl Config {
             )));
         }
         self.validate_retro_scans().map_err(error)?;
+        self.validate_yara().map_err(error)?;
         let pipelines = self.pipelines();
         pipelines.validate()?;
         for bucket in self.buckets.keys() {
@@ -276,6 +279,30 @@ impl Config {
                      an object that size could never be fetched. Raise the budget or lower max-object-bytes",
                     self.agent.spool_budget_bytes
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[yara]` is whole, and every `yara` grant names one of its sets.
+    fn validate_yara(&self) -> Result<(), String> {
+        if let Some(problem) = self.yara.as_ref().and_then(|yara| yara.problem()) {
+            return Err(problem);
+        }
+        let pipelines = self.pipelines();
+        for (scope, stages) in pipelines.pipelines() {
+            for (index, stage) in stages.iter().enumerate() {
+                for set in &stage.grants.get_ref().yara {
+                    let declared = self.yara.as_ref().is_some_and(|y| y.rule_sets.contains_key(set));
+                    if !declared {
+                        return Err(format!(
+                            "{scope}, stage {} (`{}`): grants.yara names rule set `{set}`, which is not declared; \
+                             add [yara.rule-sets.{set}]",
+                            index + 1,
+                            stage.plugin.get_ref()
+                        ));
+                    }
+                }
             }
         }
         Ok(())

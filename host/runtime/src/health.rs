@@ -31,6 +31,7 @@ pub async fn readiness(agent: &Agent) -> Result<(), Vec<String>> {
     {
         problems.push(format!("signatures: {why}"));
     }
+    problems.extend(agent.services.yara.problems().into_iter().map(|p| format!("yara: {p}")));
     if agent.pipelines.snapshot().config.pipelines().next().is_none() {
         problems.push("no pipeline is configured".into());
     }

@@ -51,5 +51,6 @@ pub mod retro_scan;
 pub mod s3_store;
 pub mod signatures;
 pub mod sweep;
+pub mod yara_rules;
 
 pub use error::StartError;

@@ -256,6 +256,7 @@ mod tests {
             error: Some("timeout".into()),
             cause: Some(bucketscan_core::report::FailureCause::Timeout),
             engine_version: None,
+            rule_sets: Vec::new(),
             duration_ms: 5.0,
         };
         metrics.record_object(&ObjectSample {

@@ -88,6 +88,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<String> {
     section("[results]", running.results != new.results);
     section("[allow-list]", running.allow_list != new.allow_list);
     section("[organization]", running.organization != new.organization);
+    section("[yara]", running.yara != new.yara);
     section("[serve]", running.serve != new.serve);
     for (bucket, config) in &new.buckets {
         let old = running.buckets.get(bucket);

@@ -524,11 +524,12 @@ impl Scanner {
 
     /// The result tags' values for a decided verdict.
     fn result_values(&self, decided: &Decided) -> ResultValues {
+        let engine = engine_tag(&decided.stages);
         let mut values = ResultValues::new(
             self.tag_keys.profile,
             &decided.verdict,
             &now_rfc3339(),
-            first_engine(&decided.stages),
+            engine.as_deref(),
         );
         values.decoded = decided.object.decoded.as_ref().map(|d| d.content_encoding.join("+"));
         // Written only when not whole: a whole scan is what a result means.
@@ -691,7 +692,7 @@ impl Scanner {
             .tags
             .iter()
             .find(|(k, _)| *k == self.tag_keys.engine)
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| clamd_part(v));
         let settled = !matches!(result, ResultName::Error | ResultName::Unscannable);
         (tagged_engine == Some(engine) && settled).then(|| format!("{}: already {result} with {engine}", info.url()))
     }
@@ -813,6 +814,33 @@ fn replaced(info: &ObjectInfo, now: &str) -> String {
 
 fn first_engine(stages: &[StageReport]) -> Option<&str> {
     stages.iter().find_map(|stage| stage.engine_version.as_deref())
+}
+
+/// Between clamd's version and the YARA rule sets in the `engine` tag.
+const RULES_IN_ENGINE_TAG: &str = " + yara ";
+
+/// The `engine` tag: clamd's version, then the YARA rule sets that ran
+/// (`ClamAV 1.4.3/27000/… + yara webshells@3f2a…`).
+fn engine_tag(stages: &[StageReport]) -> Option<String> {
+    let mut sets: Vec<&str> = Vec::new();
+    for set in stages.iter().flat_map(|stage| &stage.rule_sets) {
+        if !sets.contains(&set.as_str()) {
+            sets.push(set);
+        }
+    }
+    match (first_engine(stages), sets.is_empty()) {
+        (engine, true) => engine.map(str::to_owned),
+        (engine, false) => Some(format!(
+            "{}{RULES_IN_ENGINE_TAG}{}",
+            engine.unwrap_or("no clamd"),
+            sets.join(" ")
+        )),
+    }
+}
+
+/// The clamd part of an `engine` tag.
+fn clamd_part(tag: &str) -> &str {
+    tag.split(RULES_IN_ENGINE_TAG).next().unwrap_or(tag)
 }
 
 /// A report for an object the path did not scan.

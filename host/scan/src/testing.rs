@@ -383,6 +383,7 @@ fn report(kind: StageKind, outcome: StageOutcome, actions: Vec<String>, error: O
         error,
         cause: None,
         engine_version: None,
+        rule_sets: Vec::new(),
         duration_ms: 0.0,
     }
 }

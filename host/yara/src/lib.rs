@@ -12,6 +12,10 @@
 //! host or anywhere. A set that does not compile is refused whole, with
 //! the file, line and column of the first error; nothing of it is used.
 
+pub mod library;
+
+pub use library::{Bytes, Library, Limits, Unavailable};
+
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -127,10 +131,20 @@ impl RuleSet {
 
     /// Runs the rules over `bytes`, stopping at `deadline`.
     pub fn scan(&self, bytes: &[u8], deadline: Duration) -> Result<Vec<RuleMatch>, ScanError> {
+        self.scan_data(Bytes::Memory(bytes), deadline)
+    }
+
+    /// Runs the rules over bytes in memory or in a file (mapped, not
+    /// read into memory), stopping at `deadline`.
+    pub fn scan_data(&self, data: Bytes<'_>, deadline: Duration) -> Result<Vec<RuleMatch>, ScanError> {
         let mut scanner = yara_x::Scanner::new(&self.rules);
         scanner.set_timeout(deadline);
         scanner.max_matches_per_pattern(MAX_MATCHES_COUNTED);
-        let results = scanner.scan(bytes).map_err(|err| match err {
+        let results = match data {
+            Bytes::Memory(bytes) => scanner.scan(bytes),
+            Bytes::File(path) => scanner.scan_file(path),
+        };
+        let results = results.map_err(|err| match err {
             yara_x::errors::ScanError::Timeout => ScanError::Timeout(deadline),
             other => ScanError::Other(other.to_string()),
         })?;

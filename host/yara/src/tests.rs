@@ -92,3 +92,45 @@ fn matches_shown_per_pattern_are_capped() {
     let matches = set.scan(&[b'A'; 10_000], Duration::from_secs(5)).unwrap();
     assert_eq!(matches[0].patterns.len(), MAX_MATCHES_SHOWN);
 }
+
+#[test]
+fn a_library_keeps_the_last_good_version_and_says_why_not_ready() {
+    let library = Library::new(["webshells".to_owned()], Limits::default());
+    assert!(matches!(library.get("webshells"), Err(Unavailable::NotLoaded { .. })));
+    assert!(matches!(library.get("other"), Err(Unavailable::Unknown(_))));
+    library.refuse("webshells", "bad.yar:4:13: unknown pattern".into());
+    let not_ready = library.problems().join("\n");
+    assert!(not_ready.contains("not loaded yet: bad.yar:4:13"), "{not_ready}");
+    let set = RuleSet::compile("webshells", &[file("php.yar", WEBSHELL)]).unwrap();
+    let version = set.version().to_owned();
+    library.install(set);
+    library.refuse("webshells", "bad.yar:4:13: unknown pattern".into());
+    assert_eq!(
+        library.get("webshells").unwrap().version(),
+        version,
+        "the good one keeps running"
+    );
+    assert!(library.problems().is_empty());
+    let stale = Library::new(
+        ["s".to_owned()],
+        Limits {
+            max_age: Some(Duration::ZERO),
+            ..Limits::default()
+        },
+    );
+    stale.install(RuleSet::compile("s", &[file("a.yar", "rule a { condition: true }")]).unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(matches!(stale.get("s"), Err(Unavailable::Stale { .. })));
+}
+
+#[test]
+fn a_file_is_scanned_where_it_lies() {
+    let set = RuleSet::compile("webshells", &[file("php.yar", WEBSHELL)]).unwrap();
+    let dir = std::env::temp_dir().join(format!("bucketscan-yara-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("upload.php");
+    std::fs::write(&path, b"<?php eval($_REQUEST['c']); ?>").unwrap();
+    let matches = set.scan_data(Bytes::File(&path), Duration::from_secs(5)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(matches.len(), 1);
+}

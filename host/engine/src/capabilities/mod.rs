@@ -6,6 +6,7 @@
 //! - [`stage`]: the stage's inputs — settings, verdict, earlier stages;
 //! - [`log`]: log lines, capped and budgeted (always available);
 //! - [`clamav`]: clamd scans (`grants.clamav`);
+//! - [`yara`]: YARA rule sets run by the host (`grants.yara`);
 //! - [`storage`]: copy, move, delete, tag (`grants.storage`);
 //! - [`http`]: outbound POSTs (`grants.http`, `grants.http-private`).
 //!
@@ -26,6 +27,7 @@ pub mod log;
 pub mod object;
 pub mod stage;
 pub mod storage;
+pub mod yara;
 
 use crate::capabilities::clamav::clamd::Clamd;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct Services {
     /// Who is scanning, for the stage's `agent-id`.
     pub agent_id: String,
     pub http: Arc<HttpClients>,
+    /// The YARA rule sets stages may be granted (none by default).
+    pub yara: Arc<bucketscan_yara::Library>,
 }
 
 impl Services {
@@ -47,7 +51,13 @@ impl Services {
             clamd: Arc::new(clamd),
             agent_id: default_agent_id(),
             http: Arc::default(),
+            yara: Arc::default(),
         }
+    }
+
+    pub fn with_yara(mut self, library: Arc<bucketscan_yara::Library>) -> Self {
+        self.yara = library;
+        self
     }
 
     pub fn with_agent_id(mut self, agent_id: impl Into<String>) -> Self {

@@ -27,7 +27,7 @@ use wasmtime::component::{InstancePre, Linker};
 pub const PACKAGE: &str = "bucketscan:plugin";
 
 /// The newest contract this host was built from (`wit/`).
-pub const HOST_VERSION: &str = "0.2.0";
+pub const HOST_VERSION: &str = "0.2.1";
 
 /// A contract series this host runs. Before 1.0 the second number is the
 /// major: 0.1.x plugins run on the 0.1 bindings, 0.2.x on the 0.2 ones.
@@ -110,6 +110,7 @@ pub fn kind_of_export(interface: &str) -> Option<StageKind> {
 pub fn capability_of_import(interface: &str) -> Option<Capability> {
     match interface {
         "clamav" => Some(Capability::Clamav),
+        "yara" => Some(Capability::Yara),
         "storage" => Some(Capability::Storage),
         "http" => Some(Capability::Http),
         _ => None,

@@ -239,6 +239,7 @@ mod tests {
                 error: None,
                 cause: None,
                 engine_version: None,
+                rule_sets: Vec::new(),
                 duration_ms: 1.0,
             })
             .collect();

@@ -1,7 +1,7 @@
 //! Contract 0.2 types to and from the domain's (`bucketscan-core`), checked
 //! on the way in: a plugin's output is untrusted.
 
-use super::inspector::bucketscan::plugin::types;
+use super::inspector::bucketscan::plugin::{types, yara};
 use crate::contract::limits::{MAX_FINDINGS, text};
 use bucketscan_core::config::SettingValue;
 use bucketscan_core::report::StageOutcome;
@@ -123,5 +123,24 @@ pub(super) fn verdict_to_wit(verdict: &Verdict) -> types::Verdict {
             types::Verdict::Unscannable(types::Unscannable { reason, detail })
         }
         Verdict::Error { message } => types::Verdict::Error(message.clone()),
+    }
+}
+
+/// A rule that matched, as 0.2 plugins receive it.
+pub(super) fn rule_match_to_wit(m: bucketscan_yara::RuleMatch) -> yara::RuleMatch {
+    yara::RuleMatch {
+        rule: m.rule,
+        namespace: m.namespace,
+        tags: m.tags,
+        metadata: m.metadata,
+        patterns: m
+            .patterns
+            .into_iter()
+            .map(|p| yara::PatternMatch {
+                pattern: p.pattern,
+                offset: p.offset,
+                length: p.length,
+            })
+            .collect(),
     }
 }

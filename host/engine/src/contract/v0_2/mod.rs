@@ -21,6 +21,7 @@ use crate::capabilities::log::{HasLog, Level as DomainLevel, LogCtxView, LogView
 use crate::capabilities::object::{HasObject, ObjectCtxView, ObjectView, ReadError};
 use crate::capabilities::stage::{HasStage, StageCtxView, StageHandle, StageView};
 use crate::capabilities::storage::{HasStorage, StorageCtxView, StorageView};
+use crate::capabilities::yara::{HasYara, YaraCtxView, YaraError, YaraView};
 use crate::sandbox::ScanObject;
 use bucketscan_core::storage::{StorageAction, StorageError};
 use std::time::Duration;
@@ -53,24 +54,26 @@ pub mod action {
             "bucketscan:plugin/stage": super::inspector::bucketscan::plugin::stage,
             "bucketscan:plugin/log": super::inspector::bucketscan::plugin::log,
             "bucketscan:plugin/clamav": super::inspector::bucketscan::plugin::clamav,
+            "bucketscan:plugin/yara": super::inspector::bucketscan::plugin::yara,
             "bucketscan:plugin/storage": super::inspector::bucketscan::plugin::storage,
             "bucketscan:plugin/http": super::inspector::bucketscan::plugin::http,
         },
     });
 }
 
-use inspector::bucketscan::plugin::{clamav, http, log, object, stage, storage, types};
+use inspector::bucketscan::plugin::{clamav, http, log, object, stage, storage, types, yara};
 
 /// Binds the 0.2 imports to the capabilities of `T`'s stores.
 pub fn add_to_linker<T>(linker: &mut Linker<T>) -> wasmtime::Result<()>
 where
-    T: ObjectView + StageView + LogView + ClamavView + StorageView + HttpView + 'static,
+    T: ObjectView + StageView + LogView + ClamavView + YaraView + StorageView + HttpView + 'static,
 {
     types::add_to_linker::<T, HasObject>(linker, T::object)?;
     object::add_to_linker::<T, HasObject>(linker, T::object)?;
     stage::add_to_linker::<T, HasStage>(linker, T::stage)?;
     log::add_to_linker::<T, HasLog>(linker, T::log)?;
     clamav::add_to_linker::<T, HasClamav>(linker, T::clamav)?;
+    yara::add_to_linker::<T, HasYara>(linker, T::yara)?;
     storage::add_to_linker::<T, HasStorage>(linker, T::storage)?;
     http::add_to_linker::<T, HasHttp>(linker, T::http)
 }
@@ -226,6 +229,33 @@ impl clamav::Host for ClamavCtxView<'_> {
                     ClamdError::StaleSignatures(_) => clamav::ScanError::StaleSignatures(message),
                     ClamdError::Read(_) => clamav::ScanError::Read(message),
                     ClamdError::Protocol(_) => clamav::ScanError::Other(message),
+                })
+            }
+        })
+    }
+}
+
+impl yara::Host for YaraCtxView<'_> {
+    async fn scan(
+        &mut self,
+        object: Resource<ScanObject>,
+        rule_set: String,
+    ) -> wasmtime::Result<Result<yara::YaraAnswer, yara::ScanError>> {
+        Ok(match YaraCtxView::scan(self, &object, &rule_set).await? {
+            Ok(answer) => Ok(yara::YaraAnswer {
+                matches: answer.matches.into_iter().map(convert::rule_match_to_wit).collect(),
+                rule_set: answer.rule_set,
+                version: answer.version,
+            }),
+            Err(err) => {
+                let message = err.to_string();
+                Err(match err {
+                    YaraError::UnknownRuleSet(_) => yara::ScanError::UnknownRuleSet(message),
+                    YaraError::NotReady(_) => yara::ScanError::NotReady(message),
+                    YaraError::SizeLimit(_) => yara::ScanError::SizeLimit(message),
+                    YaraError::Timeout(_) => yara::ScanError::Timeout(message),
+                    YaraError::Read(_) => yara::ScanError::Read(message),
+                    YaraError::Other(_) => yara::ScanError::Other(message),
                 })
             }
         })
