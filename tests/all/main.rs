@@ -31,3 +31,4 @@ mod teardown;
 mod templates;
 mod unreadable;
 mod webhook;
+mod yara;

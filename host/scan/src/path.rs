@@ -820,7 +820,8 @@ fn first_engine(stages: &[StageReport]) -> Option<&str> {
 const RULES_IN_ENGINE_TAG: &str = " + yara ";
 
 /// The `engine` tag: clamd's version, then the YARA rule sets that ran
-/// (`ClamAV 1.4.3/27000/… + yara webshells@3f2a…`).
+/// (`ClamAV 1.4.3/27000/… + yara webshells@3f2a…`; `yara webshells@3f2a…`
+/// when a rule decided before clamd ran).
 fn engine_tag(stages: &[StageReport]) -> Option<String> {
     let mut sets: Vec<&str> = Vec::new();
     for set in stages.iter().flat_map(|stage| &stage.rule_sets) {
@@ -828,13 +829,12 @@ fn engine_tag(stages: &[StageReport]) -> Option<String> {
             sets.push(set);
         }
     }
+    let rules = sets.join(" ");
     match (first_engine(stages), sets.is_empty()) {
         (engine, true) => engine.map(str::to_owned),
-        (engine, false) => Some(format!(
-            "{}{RULES_IN_ENGINE_TAG}{}",
-            engine.unwrap_or("no clamd"),
-            sets.join(" ")
-        )),
+        (Some(engine), false) => Some(format!("{engine}{RULES_IN_ENGINE_TAG}{rules}")),
+        // A rule decided before clamd ran.
+        (None, false) => Some(format!("yara {rules}")),
     }
 }
 

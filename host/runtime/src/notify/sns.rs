@@ -116,6 +116,7 @@ impl SnsPublisher {
                         "error": stage.error.as_deref().map(|e| trim(e, 1024)),
                         "cause": stage.cause,
                         "engine_version": stage.engine_version,
+                        "rule_sets": stage.rule_sets,
                         "duration_ms": stage.duration_ms,
                     })
                 })
@@ -155,6 +156,8 @@ impl SnsPublisher {
             // Set for a retro-scan: found by `database`, clean by
             // `previous_engine` since `clean_since`.
             "retro": report.retro,
+            // The YARA rule sets that ran, `NAME@VERSION`.
+            "rule_sets": report.rule_sets().into_iter().take(16).collect::<Vec<_>>(),
         })
     }
 }

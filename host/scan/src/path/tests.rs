@@ -719,3 +719,35 @@ async fn a_promotion_is_reported_as_a_copy_and_a_retro_scan_runs_its_origins_pip
     assert_eq!(retro.previous_engine.as_deref(), Some("ClamAV 1.4.3/28000"));
     assert_eq!(retro.database, "ClamAV 1.4.3/28001");
 }
+
+fn engine_stage(engine: Option<&str>, rule_sets: &[&str]) -> StageReport {
+    StageReport {
+        plugin: "p".into(),
+        plugin_version: "0".into(),
+        kind: bucketscan_core::pipeline::StageKind::Inspector,
+        outcome: bucketscan_core::report::StageOutcome::Continue,
+        actions: Vec::new(),
+        error: None,
+        cause: None,
+        engine_version: engine.map(str::to_owned),
+        rule_sets: rule_sets.iter().map(|s| s.to_string()).collect(),
+        duration_ms: 0.0,
+    }
+}
+
+#[test]
+fn the_engine_tag_names_clamd_and_the_rule_sets_and_sweeps_compare_clamd_only() {
+    let clamd = "ClamAV 1.4.3/27000/Tue Dec  2 09:00:00 2026";
+    assert_eq!(engine_tag(&[engine_stage(Some(clamd), &[])]).as_deref(), Some(clamd));
+    let both = [
+        engine_stage(None, &["webshells@abc"]),
+        engine_stage(Some(clamd), &["webshells@abc", "docs@def"]),
+    ];
+    let tag = engine_tag(&both).unwrap();
+    assert_eq!(tag, format!("{clamd} + yara webshells@abc docs@def"));
+    assert_eq!(clamd_part(&tag), clamd);
+    let rules_only = engine_tag(&[engine_stage(None, &["webshells@abc"])]).unwrap();
+    assert_eq!(rules_only, "yara webshells@abc");
+    assert_ne!(clamd_part(&rules_only), clamd, "a rule's verdict is not clamd's");
+    assert_eq!(engine_tag(&[engine_stage(None, &[])]), None);
+}
