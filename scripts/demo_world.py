@@ -17,6 +17,8 @@ import boto3
 import yaml
 
 STAGING, PRODUCTION, QUARANTINE = "staging", "production", "quarantine"
+RULES = "security-rules"
+RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "yara")
 RESULTS_TABLE = "bucketscan-results"
 
 
@@ -27,8 +29,12 @@ def clients(endpoint):
 
 def setup(endpoint):
     s3, sqs, sns = clients(endpoint)
-    for bucket in (STAGING, PRODUCTION, QUARANTINE):
+    for bucket in (STAGING, PRODUCTION, QUARANTINE, RULES):
         s3.create_bucket(Bucket=bucket)
+    # The YARA rule set the agent syncs (examples/yara/).
+    for name in os.listdir(RULES_DIR):
+        with open(os.path.join(RULES_DIR, name), "rb") as f:
+            s3.put_object(Bucket=RULES, Key=f"yara/webshells/{name}", Body=f.read())
     dlq = sqs.create_queue(QueueName="scan-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue = sqs.create_queue(

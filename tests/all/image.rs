@@ -67,6 +67,7 @@ fn the_image_holds_what_the_task_runs_and_nothing_else() {
         "etc/bucketscan/clamd.conf",
         "opt/bucketscan/plugins/clamav_bridge.wasm",
         "opt/bucketscan/plugins/quarantine.wasm",
+        "opt/bucketscan/plugins/yara_bridge.wasm",
         "etc/ssl/certs/ca-certificates.crt",
     ] {
         assert!(has(needed), "{needed} missing from the image");
