@@ -19,14 +19,15 @@ fn central_stacks() -> Vec<(String, Stack)> {
     let mut stacks = Vec::new();
     for private in ["off", "create-endpoints", "existing-endpoints"] {
         for organization in ["", ORGANIZATION] {
-            for (notification, schedule, retention, retro, extra_buckets) in [
-                ("true", "", "Retain", "7", ""),
+            for (notification, schedule, retention, retro, extra_buckets, yara) in [
+                ("true", "", "Retain", "7", "", ""),
                 (
                     "false",
                     "cron(0 3 ? * SUN *)",
                     "Delete",
                     "0",
                     "api-uploads,linked-uploads",
+                    "yara/",
                 ),
             ] {
                 let parameters = [
@@ -40,6 +41,7 @@ fn central_stacks() -> Vec<(String, Stack)> {
                     ("RouteTableIds", "rtb-0123456789abcdef0"),
                     ("EndpointClientCidr", "10.0.0.0/16"),
                     ("GatewayExtraBuckets", extra_buckets),
+                    ("YaraRulesPrefix", yara),
                     ("VpcId", "vpc-0123456789abcdef0"),
                     ("Subnets", "subnet-0123456789abcdef0"),
                     ("SecurityGroups", "sg-0123456789abcdef0"),
@@ -314,6 +316,24 @@ fn the_organization_doors_carry_the_organization() {
     }
 }
 
+#[test]
+fn the_agent_config_of_every_combination_is_valid() {
+    for (name, stack) in central_stacks() {
+        let template = stack.materialize();
+        let text = text(&stack, &template["Resources"]["AgentConfig"]["Properties"]["Value"]);
+        let config = bucketscan_runtime::config::Config::parse(bucketscan_core::config::ConfigText::new(
+            "$BUCKETSCAN_CONFIG",
+            &text,
+        ))
+        .unwrap_or_else(|err| panic!("{name}: {err}\n{text}"));
+        assert_eq!(config.organization.is_some(), stack.holds("OrganizationOn"), "{name}");
+        assert_eq!(config.yara.is_some(), stack.holds("YaraOn"), "{name}");
+        let stages = &config.buckets["uploads"].stages;
+        let has_yara_stage = stages.iter().any(|s| s.plugin.get_ref() == "yara-bridge");
+        assert_eq!(has_yara_stage, stack.holds("YaraOn"), "{name}");
+    }
+}
+
 /// Every `Key: value` anywhere under `value`.
 fn values_of(value: &Value, key: &str) -> Vec<Value> {
     match value {
@@ -397,6 +417,9 @@ fn text(stack: &Stack, value: &Value) -> String {
             out = out.replace(&format!("${{{name}}}"), value);
         }
         return out;
+    }
+    if map.contains_key("Fn::FindInMap") {
+        return stack.resolve(value);
     }
     if let Some(args) = map.get("Fn::Join") {
         return names(stack, &args[1]).join(args[0].as_str().unwrap());

@@ -275,3 +275,62 @@ fn swapped_versions(agent: &AgentProcess, count: usize) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_over_the_yara_limit_is_read_member_by_member_by_the_rules() {
+    use bucketscan_unpack::samples as archives;
+    const LIMIT: usize = 2 << 20;
+    let world = World::new().await;
+    world.aws.s3.create_bucket().bucket(RULES).send().await.unwrap();
+    put_rules(&world, "yara/webshells/webshells.yar", WEBSHELLS).await;
+    let first_stage = "[[buckets.staging.stages]]\nplugin = \"yara-bridge\"\nsettings = { rule-set = \"webshells\" }\n\
+                       grants = { yara = [\"webshells\"] }\n";
+    let extra = format!(
+        "[plugins.yara-bridge]\npath = \"{}\"\n\n[yara]\nmax-object-bytes = {LIMIT}\nsync-interval-secs = 1\n\
+         [yara.rule-sets.webshells]\nbucket = \"{RULES}\"\nprefix = \"yara/webshells/\"\n",
+        component("yara_bridge").display()
+    );
+    let config = world.config_with(
+        &clamd::shared().address(),
+        first_stage,
+        "deny = [\"executable\"]",
+        &extra,
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[agent]\n", &format!("[agent]\nmax-object-bytes = {LIMIT}\n")),
+    )
+    .unwrap();
+    let agent = world.start_agent(&config);
+    swapped_versions(&agent, 1);
+
+    // Three megabytes of filler, then the webshell: too large for the
+    // rules whole, each member within their reach.
+    let mut members: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("site/blob-{i}.bin"), archives::random_bytes(LIMIT / 2, i + 1)))
+        .collect();
+    members.push(("site/upload.php".into(), WEBSHELL.to_vec()));
+    let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    world
+        .put(
+            "large/site.zip",
+            archives::zip(&refs, 8),
+            Some("application/zip"),
+            &[],
+            &[],
+        )
+        .await;
+    world
+        .wait_for(QUARANTINE, &format!("{STAGING}/large/site.zip"), WITHIN, &agent)
+        .await;
+    let alerts = world.notifications_for(&["large/site.zip"], WITHIN, &agent).await;
+    let alert = &alerts["large/site.zip"];
+    assert_eq!(alert["result"], "infected", "{alert:#}");
+    assert_eq!(alert["coverage"], "members");
+    assert_eq!(
+        alert["findings"][0]["signature"],
+        "YARA.webshells_yar.php_eval_of_request"
+    );
+    assert_eq!(alert["findings"][0]["location"], "large/site.zip!/site/upload.php");
+}

@@ -204,6 +204,7 @@ impl Config {
         config.tags = config.tags.with_profile_defaults();
         config.validate()?;
         config.warnings.extend(config.retro_scan_warnings());
+        config.warnings.extend(config.yara_limit_warnings());
         Ok(config)
     }
 
@@ -335,6 +336,34 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A pipeline running YARA whose size limit is above `[yara]
+    /// max-object-bytes`: objects in between are read whole by clamd but
+    /// not by the rules (the bridge's `over-limit` decides). At the YARA
+    /// limit, larger containers are walked member by member instead, and
+    /// each member meets both engines.
+    fn yara_limit_warnings(&self) -> Vec<String> {
+        let Some(yara) = &self.yara else { return Vec::new() };
+        let pipelines = self.pipelines();
+        let mut warned = Vec::new();
+        for (scope, stages) in pipelines.pipelines() {
+            let Some(bucket) = scope.bucket() else { continue };
+            let limit = pipelines.max_object_bytes(bucket);
+            let runs_yara = stages.iter().any(|stage| !stage.grants.get_ref().yara.is_empty());
+            if runs_yara
+                && limit > yara.max_object_bytes
+                && !warned.iter().any(|w: &String| w.contains(&format!("`{bucket}`")))
+            {
+                warned.push(format!(
+                    "bucket `{bucket}`: objects up to {limit} bytes are scanned, but YARA reads {} at most ([yara] \
+                     max-object-bytes); set the bucket's max-object-bytes to it and larger containers are walked \
+                     member by member through both engines",
+                    yara.max_object_bytes
+                ));
+            }
+        }
+        warned
     }
 
     /// Retro-scan windows longer than the results are kept: what expired
