@@ -23,7 +23,11 @@ use bucketscan_tests::host::{clamav_grant, stage};
 use bucketscan_tests::{clamd, component};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/timing.rs"]
+mod timing;
+use timing::per_call;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,24 +44,6 @@ fn main() {
             clamd_throughput().await;
         }
     });
-}
-
-/// Median of `runs` timings of `iterations` calls each, per call.
-async fn per_call<F, Fut>(iterations: u32, runs: usize, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        for _ in 0..iterations {
-            f().await;
-        }
-        samples.push(started.elapsed() / iterations);
-    }
-    samples.sort();
-    samples[runs / 2]
 }
 
 fn object(info: &Arc<ObjectInfo>, body: &ObjectBody) -> ScanObject {

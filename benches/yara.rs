@@ -19,6 +19,10 @@ use bucketscan_yara::{Bytes, Library, Limits, RuleFile, RuleSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "support/timing.rs"]
+mod timing;
+use timing::per_call;
+
 const RULES: usize = 1_000;
 const STREAM_MAX: u64 = 128 * 1024 * 1024;
 const SIZES: &[(&str, usize, u32)] = &[("100KB", 100 * 1024, 40), ("1MB", 1 << 20, 15), ("50MB", 50 << 20, 3)];
@@ -166,21 +170,4 @@ fn rule_files(count: usize) -> Vec<RuleFile> {
             RuleFile { name: format!("bench-{file}.yar"), source }
         })
         .collect()
-}
-
-async fn per_call<F, Fut>(iterations: u32, runs: usize, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        for _ in 0..iterations {
-            f().await;
-        }
-        samples.push(started.elapsed() / iterations);
-    }
-    samples.sort();
-    samples[runs / 2]
 }
