@@ -184,14 +184,20 @@ impl ScanReport {
 
     /// Every YARA rule set the stages ran, `NAME@VERSION`, once each.
     pub fn rule_sets(&self) -> Vec<&str> {
-        let mut sets: Vec<&str> = Vec::new();
-        for set in self.stages.iter().flat_map(|stage| &stage.rule_sets) {
-            if !sets.contains(&set.as_str()) {
-                sets.push(set);
-            }
-        }
-        sets
+        rule_sets_of(&self.stages)
     }
+}
+
+/// Every YARA rule set `stages` ran, `NAME@VERSION`, once each, in the
+/// order they ran.
+pub fn rule_sets_of(stages: &[StageReport]) -> Vec<&str> {
+    let mut sets: Vec<&str> = Vec::new();
+    for set in stages.iter().flat_map(|stage| &stage.rule_sets) {
+        if !sets.contains(&set.as_str()) {
+            sets.push(set);
+        }
+    }
+    sets
 }
 
 impl Serialize for ScanReport {

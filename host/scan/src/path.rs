@@ -823,12 +823,7 @@ const RULES_IN_ENGINE_TAG: &str = " + yara ";
 /// (`ClamAV 1.4.3/27000/… + yara webshells@3f2a…`; `yara webshells@3f2a…`
 /// when a rule decided before clamd ran).
 fn engine_tag(stages: &[StageReport]) -> Option<String> {
-    let mut sets: Vec<&str> = Vec::new();
-    for set in stages.iter().flat_map(|stage| &stage.rule_sets) {
-        if !sets.contains(&set.as_str()) {
-            sets.push(set);
-        }
-    }
+    let sets = bucketscan_core::report::rule_sets_of(stages);
     let rules = sets.join(" ");
     match (first_engine(stages), sets.is_empty()) {
         (engine, true) => engine.map(str::to_owned),
