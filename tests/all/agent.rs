@@ -566,15 +566,10 @@ async fn a_bucket_in_a_linked_account_is_scanned_through_its_role() {
 
     // The agent got its credentials from STS for exactly that role, with
     // the external ID the trust policy asks for.
-    let roles = world.moto.state("sts")["AssumedRole"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     assert!(
-        roles
-            .iter()
-            .any(|r| r["role_arn"] == role && r["external_id"] == "shared-secret" && r["session_name"] == "bucketscan"),
-        "{roles:#?}"
+        world.moto.agent_assumed(role, "shared-secret"),
+        "{:#?}",
+        world.moto.state("sts")["AssumedRole"]
     );
 }
 

@@ -195,15 +195,10 @@ async fn a_member_accounts_tagged_bucket_is_scanned_through_its_role_and_nothing
         1,
         "the forged event is kept for retries, nothing else is left"
     );
-    let roles = world.moto.state("sts")["AssumedRole"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     assert!(
-        roles
-            .iter()
-            .any(|r| r["role_arn"] == ROLE && r["external_id"] == EXTERNAL_ID && r["session_name"] == "bucketscan"),
-        "{roles:#?}"
+        world.moto.agent_assumed(ROLE, EXTERNAL_ID),
+        "{:#?}",
+        world.moto.state("sts")["AssumedRole"]
     );
 }
 

@@ -94,6 +94,15 @@ impl MotoServer {
             .await
     }
 
+    /// Whether an agent (session `bucketscan`) assumed `role_arn` with
+    /// `external_id`, as the role's trust policy asks.
+    pub fn agent_assumed(&self, role_arn: &str, external_id: &str) -> bool {
+        let roles = self.state("sts")["AssumedRole"].as_array().cloned().unwrap_or_default();
+        roles
+            .iter()
+            .any(|r| r["role_arn"] == role_arn && r["external_id"] == external_id && r["session_name"] == "bucketscan")
+    }
+
     /// moto's recorded state of one service (`/moto-api/data.json`).
     pub fn state(&self, service: &str) -> serde_json::Value {
         use std::io::{Read, Write};
