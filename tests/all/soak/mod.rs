@@ -125,6 +125,19 @@ impl<'w> Fleet<'w> {
     fn logs(&self) -> String {
         self.agents.iter().map(|a| a.log()).collect::<Vec<_>>().join("\n----\n")
     }
+
+    /// The lines of every agent's log so far that name one of `keys`, at
+    /// most `max` (a long soak's whole logs are hundreds of megabytes).
+    fn logs_about(&self, keys: &[&str], max: usize) -> String {
+        let read = |log: &PathBuf| std::fs::read_to_string(log).unwrap_or_default();
+        let texts: Vec<String> = self.logs.iter().map(read).collect();
+        let lines = texts.iter().flat_map(|text| text.lines());
+        let about: Vec<&str> = lines
+            .filter(|line| keys.iter().any(|k| line.contains(k)))
+            .take(max)
+            .collect();
+        about.join("\n")
+    }
 }
 
 /// An agent with its spool in `spool`, reaching AWS through `proxy`.
@@ -290,16 +303,44 @@ async fn eicar_versions_left(world: &World) -> Vec<String> {
 
 /// Waits (up to `within`) until every object in `uploads` is in its one
 /// right place, then looks at all of them once more; the ones that are not.
+/// Stops waiting early when nothing can move them any more: a message in
+/// the DLQ, or the event queue empty with no object settled for
+/// `STALL`. (A long soak's deadline is hours; a stuck object must not
+/// hold the verdict that long.)
 async fn wait_settled(world: &World, uploads: &[&Upload], within: Duration) -> Vec<(String, Kind, Place)> {
+    const STALL: Duration = Duration::from_secs(180);
     let deadline = Instant::now() + within;
     let mut remaining: Vec<&Upload> = uploads.to_vec();
+    let (mut last_progress, mut reported) = (Instant::now(), Instant::now());
     while !remaining.is_empty() && Instant::now() < deadline {
         let left: HashSet<String> = unsettled(world, &remaining)
             .await
             .into_iter()
             .map(|(key, ..)| key)
             .collect();
+        if left.len() < remaining.len() {
+            last_progress = Instant::now();
+        }
         remaining.retain(|u| left.contains(&u.key));
+        if reported.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "soak: waiting for {} of {} objects to settle",
+                remaining.len(),
+                uploads.len()
+            );
+            reported = Instant::now();
+        }
+        if world.depth_of(&world.dlq_url).await > 0 {
+            eprintln!("soak: a message reached the DLQ; {} objects unsettled", remaining.len());
+            break;
+        }
+        if last_progress.elapsed() > STALL && world.queue_depth().await == 0 {
+            eprintln!(
+                "soak: queue empty and no object settled for {STALL:?}; {} unsettled",
+                remaining.len()
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     unsettled(world, uploads).await
@@ -408,16 +449,22 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     let unsettled = wait_settled(&world, &uploads, Duration::from_secs(120 + objects as u64)).await;
     let faulted_elapsed = faulted_phase.map(|t| t.elapsed()).unwrap_or_default();
     let lost: Vec<_> = unsettled.iter().filter(|(_, _, place)| place.is_nowhere()).collect();
-    assert!(lost.is_empty(), "objects lost (in no bucket): {lost:?}");
+    let unsettled_keys: Vec<&str> = unsettled.iter().map(|(key, ..)| key.as_str()).collect();
+    assert!(
+        lost.is_empty(),
+        "objects lost (in no bucket): {lost:?}\nlogs about them:\n{}",
+        fleet.logs_about(&unsettled_keys, 400)
+    );
     assert!(
         unsettled.is_empty(),
-        "objects not in their one right place:\n{}\nlogs:\n{}",
+        "objects not in their one right place:\n{}\nDLQ: {:?}\nlogs about them:\n{}",
         unsettled
             .iter()
             .map(|u| format!("{u:?}"))
             .collect::<Vec<_>>()
             .join("\n"),
-        fleet.logs()
+        world.drain(&world.dlq_url).await,
+        fleet.logs_about(&unsettled_keys, 400)
     );
 
     // Deletes of the last messages follow the moves: wait for an empty queue.
@@ -442,7 +489,9 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     assert!(world.drain(&world.dlq_url).await.is_empty(), "messages in the DLQ");
     let lingering = eicar_versions_left(&world).await;
     assert!(lingering.is_empty(), "EICAR versions left in {VSTAGING}: {lingering:?}");
+    eprintln!("soak: checking the result tag of {} objects", uploads.len());
     assert_result_tags(&world, &uploads).await;
+    eprintln!("soak: reading the alerts");
     let duplicates = assert_every_bad_object_alerted(&world, &uploads).await;
 
     // Stopped cleanly, no agent leaves a spool file, and the one killed
