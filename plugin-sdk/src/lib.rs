@@ -76,14 +76,14 @@ pub mod action_bindings {
         export_macro_name: "__export_action_world",
         default_bindings_module: "::bucketscan_plugin_sdk::action_bindings",
         with: {
-            "bucketscan:plugin/types@0.2.1": crate::bindings::bucketscan::plugin::types,
-            "bucketscan:plugin/object@0.2.1": crate::bindings::bucketscan::plugin::object,
-            "bucketscan:plugin/stage@0.2.1": crate::bindings::bucketscan::plugin::stage,
-            "bucketscan:plugin/log@0.2.1": crate::bindings::bucketscan::plugin::log,
-            "bucketscan:plugin/clamav@0.2.1": crate::bindings::bucketscan::plugin::clamav,
-            "bucketscan:plugin/yara@0.2.1": crate::bindings::bucketscan::plugin::yara,
-            "bucketscan:plugin/storage@0.2.1": crate::bindings::bucketscan::plugin::storage,
-            "bucketscan:plugin/http@0.2.1": crate::bindings::bucketscan::plugin::http,
+            "bucketscan:plugin/types@0.2.2": crate::bindings::bucketscan::plugin::types,
+            "bucketscan:plugin/object@0.2.2": crate::bindings::bucketscan::plugin::object,
+            "bucketscan:plugin/stage@0.2.2": crate::bindings::bucketscan::plugin::stage,
+            "bucketscan:plugin/log@0.2.2": crate::bindings::bucketscan::plugin::log,
+            "bucketscan:plugin/clamav@0.2.2": crate::bindings::bucketscan::plugin::clamav,
+            "bucketscan:plugin/yara@0.2.2": crate::bindings::bucketscan::plugin::yara,
+            "bucketscan:plugin/storage@0.2.2": crate::bindings::bucketscan::plugin::storage,
+            "bucketscan:plugin/http@0.2.2": crate::bindings::bucketscan::plugin::http,
         },
     });
 }

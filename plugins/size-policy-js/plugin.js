@@ -17,7 +17,7 @@
 //
 // Build: node scripts/componentize-js.mjs plugins/size-policy-js/plugin.js size_policy_js.wasm
 
-import { log } from 'bucketscan:plugin/log@0.2.1';
+import { log } from 'bucketscan:plugin/log@0.2.2';
 
 const UNITS = { '': 1n, B: 1n, KB: 1024n, MB: 1024n ** 2n, GB: 1024n ** 3n };
 const KNOWN = ['max-size', 'min-size', 'allow-content-types', 'deny-extensions'];

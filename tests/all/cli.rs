@@ -34,7 +34,7 @@ fn check_loads_every_plugin_and_lists_pipelines() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("plugin clamav-bridge: inspector clamav-bridge@0.1.0, contract 0.2.1, imports [clamav]"),
+        text.contains("plugin clamav-bridge: inspector clamav-bridge@0.1.0, contract 0.2.2, imports [clamav]"),
         "{text}"
     );
     assert!(
@@ -77,7 +77,7 @@ fn inspect_shows_name_version_contract_and_capabilities() {
     assert_eq!(json["name"], "clamav-bridge");
     assert_eq!(json["version"], "0.1.0");
     assert_eq!(json["kind"], "inspector");
-    assert_eq!(json["contract"], "bucketscan:plugin@0.2.1");
+    assert_eq!(json["contract"], "bucketscan:plugin@0.2.2");
     assert_eq!(json["capabilities"], serde_json::json!(["clamav"]));
 }
 

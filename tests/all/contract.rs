@@ -29,7 +29,7 @@ async fn kind_contract_and_capabilities_come_from_the_component() {
     for (name, kind, capabilities) in cases {
         let plugin = Plugin::load(&host, name, &component(name), None).await.unwrap();
         assert_eq!(plugin.kind, kind, "{name}");
-        assert_eq!(plugin.contract.to_string(), "0.2.1", "{name}");
+        assert_eq!(plugin.contract.to_string(), "0.2.2", "{name}");
         assert_eq!(plugin.series, contract::Series::V0_2, "{name}");
         assert_eq!(plugin.capabilities, capabilities, "{name}");
     }
@@ -38,13 +38,13 @@ async fn kind_contract_and_capabilities_come_from_the_component() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_built_against_an_earlier_compatible_contract_still_runs() {
     // tests/plugins/legacy is built with plain wit-bindgen against the frozen
-    // tests/contracts/0.1.0; the host's newest contract is 0.2.1. It runs
+    // tests/contracts/0.1.0; the host's newest contract is 0.2.2. It runs
     // on the 0.1 bindings, in one pipeline with a 0.2 plugin.
     let host = TestHost::with_clamd(test_limits());
     let legacy = host.plugin("test_plugin_legacy").await;
     assert_eq!(legacy.contract.to_string(), "0.1.0");
     assert_eq!(legacy.series, contract::Series::V0_1);
-    assert_eq!(contract::HOST_VERSION, "0.2.1");
+    assert_eq!(contract::HOST_VERSION, "0.2.2");
     let bridge = host.plugin("clamav_bridge").await;
     let stages = [
         stage(&legacy, &[], Grants::default()),
@@ -85,7 +85,7 @@ async fn an_incompatible_contract_is_refused_with_the_supported_range() {
         .to_string();
     assert!(
         err.contains(
-            "built against contract bucketscan:plugin@0.3.0, but this host supports ^0.1, ^0.2 (contract bucketscan:plugin@0.2.1)"
+            "built against contract bucketscan:plugin@0.3.0, but this host supports ^0.1, ^0.2 (contract bucketscan:plugin@0.2.2)"
         ),
         "{err}"
     );
@@ -175,7 +175,7 @@ async fn shipped_pipeline_runs(mix: Mix) {
         } else {
             host.plugin(name).await
         };
-        let expected = if released { "0.1.1" } else { "0.2.1" };
+        let expected = if released { "0.1.1" } else { "0.2.2" };
         assert_eq!(plugin.contract.to_string(), expected, "{name}");
         plugin
     };
@@ -348,10 +348,10 @@ async fn an_agent_protects_a_bucket_with_plugins_of_both_series() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn plugins_built_against_0_2_0_run_on_the_0_2_1_host() {
+async fn plugins_built_against_0_2_0_run_on_a_newer_0_2_host() {
     // Built before `yara` joined the contract, kept in
     // tests/fixtures/released-0.2.0: their imports name 0.2.0, which the
-    // host's 0.2.1 definitions satisfy (an addition, semver-compatible).
+    // host's newer 0.2 definitions satisfy (an addition, semver-compatible).
     let host = TestHost::with_clamd(test_limits());
     let mut plugins = Vec::new();
     for name in ["filetype_filter", "clamav_bridge", "promoter", "quarantine"] {

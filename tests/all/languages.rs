@@ -136,7 +136,7 @@ async fn javascript_size_policy_blocks_by_size_type_and_extension() {
 async fn c_entropy_check_blocks_random_bytes_that_claim_to_be_text() {
     let host = TestHost::with_clamd(test_limits());
     let entropy = host.plugin("entropy_c").await;
-    assert_eq!(entropy.contract.to_string(), "0.2.1");
+    assert_eq!(entropy.contract.to_string(), "0.2.2");
     let stages = [stage(
         &entropy,
         &[
@@ -325,7 +325,7 @@ fn scaffolded_plugins_build_and_pass_their_own_tests() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(&format!("ok: {name} blocks report.block")), "{stdout}");
-        assert!(stdout.contains("contract:     bucketscan:plugin@0.2.1"), "{stdout}");
+        assert!(stdout.contains("contract:     bucketscan:plugin@0.2.2"), "{stdout}");
     }
     // A second scaffold into the same place is refused, not overwritten.
     let out = Command::new(bucketscan_bin())

@@ -1,5 +1,6 @@
 //! Objects over the pipeline's size limit, end to end through the local
-//! AWS server, clamd and the real agent: a container is read by ranged
+//! AWS server, clamd and the real agent: a container (zip, 7z, tar and
+//! compressed streams) is read by ranged
 //! GETs and scanned member by member (the finding names the member, the
 //! object carries `bucketscan-coverage = members`); what is not a
 //! container, or is a broken one, is never promoted. The limit is set to
@@ -83,8 +84,11 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let clean = archives::zip(&refs(&clean_members), 8);
     let mut cut = archives::wrap(Format::Gzip, &archives::tar(&refs(&clean_members)), "cut.tar").unwrap();
     cut.truncate(cut.len() - 4096);
+    // A 7z (LZMA2, one solid block), EICAR its last member.
+    let seven = archives::seven_zip(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))));
     let uploads = [
         ("large/big.tar.gz", tgz),
+        ("large/bundle.7z", seven),
         ("large/outer.zip", zip),
         ("large/clean.zip", clean.clone()),
         ("large/cut.tar.gz", cut),
@@ -99,7 +103,11 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
     assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
     let mut alerts = world
-        .notifications_for(&["large/big.tar.gz", "large/outer.zip"], WITHIN, &agent)
+        .notifications_for(
+            &["large/big.tar.gz", "large/outer.zip", "large/bundle.7z"],
+            WITHIN,
+            &agent,
+        )
         .await;
     let alert = alerts.remove("large/big.tar.gz").unwrap();
     assert_eq!(alert["result"], "infected");
@@ -115,6 +123,15 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     // A member that fits goes to clamd whole; clamd opens the tar.gz.
     assert_eq!(
         alert["findings"][0]["location"], "large/outer.zip!/inner.tar.gz",
+        "{alert}"
+    );
+
+    let tags = settled_in(&world, QUARANTINE, "staging/large/bundle.7z", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    let alert = alerts.remove("large/bundle.7z").unwrap();
+    assert_eq!(
+        alert["findings"][0]["location"], "large/bundle.7z!/notes/eicar.txt",
         "{alert}"
     );
 
@@ -224,4 +241,94 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
             .any(|r| r["headers"]["range"].as_str().unwrap().ends_with(&last)),
         "the last byte was never read: {gets:?}"
     );
+}
+
+/// Contract 0.2.2: an inspector sees where a member lies (`container-key`
+/// and `member-path`, each name whole), and a 0.1 plugin, which has no
+/// such methods, still runs on every member. A zip member named to pass
+/// for a nested one (`a.zip!/tools/payload.bin`) is one name to the
+/// plugin, not the member the location string suggests.
+#[tokio::test(flavor = "multi_thread")]
+async fn inspectors_see_where_a_member_lies_and_0_1_plugins_still_run_on_members() {
+    let world = World::new().await;
+    let probes = format!(
+        r#"
+[[buckets.{STAGING}.stages]]
+plugin = "legacy"
+[[buckets.{STAGING}.stages]]
+plugin = "member-probe"
+settings = {{ block-names = ["tools/payload.bin"] }}
+"#
+    );
+    let plugins = format!(
+        "[plugins.legacy]\npath = \"{}\"\n[plugins.member-probe]\npath = \"{}\"\n",
+        bucketscan_tests::component("test_plugin_legacy").display(),
+        bucketscan_tests::component("test_plugin_member_probe").display()
+    );
+    let config = world.config_with(&clamd::shared().address(), &probes, "", &plugins);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[agent]\n", &format!("[agent]\nmax-object-bytes = {LIMIT}\n"));
+    std::fs::write(&config, text).unwrap();
+    let agent = world.start_agent(&config);
+
+    let gzip_of = |members: &[(String, Vec<u8>)], name: &str| {
+        archives::wrap(Format::Gzip, &archives::tar(&refs(members)), name).unwrap()
+    };
+    let named = gzip_of(
+        &members_over_the_limit(("tools/payload.bin", b"harmless bytes".to_vec())),
+        "tools.tar",
+    );
+    let legacy = gzip_of(
+        &members_over_the_limit(("x/legacy.bin", b"LEGACY-BLOCK and more".to_vec())),
+        "legacy.tar",
+    );
+    let trick = archives::zip(
+        &refs(&members_over_the_limit((
+            "a.zip!/tools/payload.bin",
+            b"harmless bytes".to_vec(),
+        ))),
+        8,
+    );
+    let uploads = [
+        ("large/tools.tar.gz", named),
+        ("large/legacy.tar.gz", legacy),
+        ("large/trick.zip", trick.clone()),
+    ];
+    for (key, bytes) in &uploads {
+        assert!(bytes.len() > LIMIT, "{key} is over the limit");
+        world.put(key, bytes.clone(), None, &[], &[]).await;
+    }
+    // A whole object is no member, whatever its key.
+    world
+        .put("large/tools/payload.bin", b"harmless bytes".to_vec(), None, &[], &[])
+        .await;
+
+    let mut alerts = world
+        .notifications_for(&["large/tools.tar.gz", "large/legacy.tar.gz"], WITHIN, &agent)
+        .await;
+    let alert = alerts.remove("large/tools.tar.gz").unwrap();
+    assert_eq!(alert["result"], "blocked", "{alert}");
+    let expected = r#"large/tools.tar.gz!/tools.tar!/tools/payload.bin: member-path [\"tools.tar\", \"tools/payload.bin\"] in \"large/tools.tar.gz\""#;
+    assert!(alert.to_string().contains(expected), "{alert}");
+    let tags = settled_in(&world, QUARANTINE, "staging/large/tools.tar.gz", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "blocked"), "{tags:?}");
+
+    // The 0.1 plugin read the member's bytes and blocked it.
+    let alert = alerts.remove("large/legacy.tar.gz").unwrap();
+    assert_eq!(alert["result"], "blocked", "{alert}");
+    assert!(
+        alert
+            .to_string()
+            .contains("large/legacy.tar.gz!/legacy.tar!/x/legacy.bin: legacy rule matched"),
+        "{alert}"
+    );
+    settled_in(&world, QUARANTINE, "staging/large/legacy.tar.gz", &agent).await;
+
+    let tags = settled_in(&world, PRODUCTION, "large/trick.zip", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    assert_eq!(world.body(PRODUCTION, "large/trick.zip").await, trick);
+    let tags = settled_in(&world, PRODUCTION, "large/tools/payload.bin", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");
 }

@@ -33,6 +33,19 @@ pub struct ObjectInfo {
     /// Headers a copy must carry over when it replaces the metadata.
     #[serde(skip)]
     pub headers: ObjectHeaders,
+    /// Set on a member of a container walked member by member: where it
+    /// lies (its `key` is then its location, `KEY!/NAME…`).
+    #[serde(skip)]
+    pub member: Option<MemberOf>,
+}
+
+/// Where a member of a walked container lies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberOf {
+    /// The key of the object walked.
+    pub container_key: String,
+    /// The member's names inside it, outermost first.
+    pub path: Vec<String>,
 }
 
 /// HTTP headers of an object that S3 stores with it, besides its type.

@@ -17,11 +17,11 @@ use crate::ranged::{Failure, RangedReader, StopOnDrop};
 use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
 use crate::{Routing, Scanner};
-use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject};
+use bucketscan_core::object::{MemberOf, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::report::StageReport;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
-use bucketscan_unpack::members::{Halt, Sink, WalkLimits, Walked, walk};
+use bucketscan_unpack::members::{Halt, MemberPath, Sink, WalkLimits, Walked, walk};
 use std::io::Read;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 /// What the walk hands the scan.
 enum Item {
     Member {
-        path: String,
+        path: MemberPath,
         body: ObjectBody,
         sha256: String,
         size: u64,
@@ -155,7 +155,7 @@ impl Scanner {
                     let member = member_info(info, &path, size, sha256);
                     let limit = member.size;
                     match self.inspect_bytes(pipelines, stages, &member, body, limit).await {
-                        Ok(inspection) => folded.add(&path, inspection.verdict, inspection.stages),
+                        Ok(inspection) => folded.add(&member.key, inspection.verdict, inspection.stages),
                         Err(err) => {
                             drop(stop_walk);
                             drop(members);
@@ -202,15 +202,20 @@ struct Walk {
 /// The most the digest reads past what the walk read in order.
 const DIGEST_READ_MORE: u64 = 256 << 20;
 
-/// What a member is, as the inspectors see it: an object of its own under
-/// its path in the container, in the scanned object's bucket and version.
-fn member_info(object: &ObjectInfo, path: &str, size: u64, sha256: String) -> ObjectInfo {
+/// What a member is, as the inspectors see it: an object of its own keyed
+/// by its location in the container, in the scanned object's bucket and
+/// version, which says where it lies.
+fn member_info(object: &ObjectInfo, path: &MemberPath, size: u64, sha256: String) -> ObjectInfo {
     ObjectInfo {
         bucket: object.bucket.clone(),
-        key: path.to_owned(),
+        key: path.to_string(),
         version_id: object.version_id.clone(),
         size,
         sha256: Some(sha256),
+        member: Some(MemberOf {
+            container_key: object.key.clone(),
+            path: path.names().to_vec(),
+        }),
         ..ObjectInfo::default()
     }
 }
@@ -236,7 +241,7 @@ impl ChannelSink {
 }
 
 impl Sink for ChannelSink {
-    fn member(&mut self, path: &str, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+    fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
         let mut writer = SpoolWriter::new(&self.spool, size, self.member_bytes);
         let mut chunk = vec![0u8; 1 << 20];
         loop {
@@ -264,16 +269,16 @@ impl Sink for ChannelSink {
             .finish()
             .map_err(|err| self.fail(FetchError::Unavailable(format!("{path}: {err}"))))?;
         self.send(Item::Member {
-            path: path.to_owned(),
+            path: path.clone(),
             body: spooled.body,
             sha256: spooled.sha256,
             size: spooled.len,
         })
     }
 
-    fn not_handed(&mut self, path: &str, reason: UnscannableReason, detail: String) -> Result<(), Halt> {
+    fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt> {
         self.send(Item::NotHanded {
-            path: path.to_owned(),
+            path: path.to_string(),
             verdict: Verdict::Unscannable { reason, detail },
         })
     }

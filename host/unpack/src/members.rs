@@ -4,6 +4,7 @@
 //!
 //! - a zip by its central directory, each member read where it lies
 //!   (through a `Read + Seek` that may be ranged GETs: no full download);
+//! - a 7z by its header, its packed streams decoded front to back;
 //! - tar, and tar inside gzip, bzip2, xz or zstd, in one sequential pass;
 //! - a single compressed stream as its one member.
 //!
@@ -71,11 +72,59 @@ const WALKED_ZIP_METHODS: [u16; 4] = [0, 8, 9, 12];
 /// Where the members go.
 pub trait Sink {
     /// A member of at most [`WalkLimits::member_bytes`] (`size` when the
-    /// container says it), its bytes in `body`. `path` names it inside the
-    /// object (`big.tar.gz!/big.tar!/dir/x.exe`).
-    fn member(&mut self, path: &str, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt>;
+    /// container says it), its bytes in `body`. `path` says where it lies
+    /// in the object (`big.tar.gz!/big.tar!/dir/x.exe`).
+    fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt>;
     /// A member that cannot be handed over, and why.
-    fn not_handed(&mut self, path: &str, reason: UnscannableReason, detail: String) -> Result<(), Halt>;
+    fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt>;
+}
+
+/// Where a member lies in the walked object: the object's name, then its
+/// name inside each container from the outermost in. Shown as its
+/// location, `big.tar.gz!/big.tar!/dir/x.exe`; kept as parts because the
+/// uploader picks the names, `!/` included, so a location cannot be split
+/// back into them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPath {
+    object: String,
+    names: Vec<String>,
+}
+
+impl MemberPath {
+    /// The walked object itself.
+    pub fn of(object: &str) -> Self {
+        Self {
+            object: object.to_owned(),
+            names: Vec::new(),
+        }
+    }
+
+    /// The member named `name` inside this one.
+    pub fn join(&self, name: &str) -> Self {
+        let mut names = self.names.clone();
+        names.push(name.to_owned());
+        Self {
+            object: self.object.clone(),
+            names,
+        }
+    }
+
+    /// The walked object's name.
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    /// The names inside the object, outermost first; none for the object.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+impl std::fmt::Display for MemberPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.object)?;
+        self.names.iter().try_for_each(|name| write!(f, "!/{name}"))
+    }
 }
 
 /// Why a walk ended early.
@@ -100,7 +149,7 @@ pub struct Walked {
 /// would make random bytes look like a broken container.
 pub fn walkable(head: &[u8]) -> Option<Format> {
     match sniff(head)? {
-        Format::Zip => Some(Format::Zip),
+        format @ (Format::Zip | Format::SevenZip) => Some(format),
         _ => stream_container(head),
     }
 }
@@ -123,8 +172,9 @@ pub fn declares_a_container(key: &str, content_type: Option<&str>) -> bool {
 }
 
 /// The containers the host walks member by member.
-const WALKED: [Format; 6] = [
+const WALKED: [Format; 7] = [
     Format::Zip,
+    Format::SevenZip,
     Format::Tar,
     Format::Gzip,
     Format::Bzip2,
@@ -142,6 +192,7 @@ pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
     let key = key.to_ascii_lowercase();
     let extensions: &[&str] = match format {
         Format::Zip => &[".zip"],
+        Format::SevenZip => &[".7z"],
         Format::Tar => &[".tar"],
         Format::Gzip => &[".gz", ".tgz"],
         Format::Bzip2 => &[".bz2", ".tbz", ".tbz2"],
@@ -152,9 +203,19 @@ pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
     let named = extensions.iter().any(|extension| key.ends_with(extension));
     let typed = content_type.is_none_or(|content_type| {
         let content_type = content_type.to_ascii_lowercase();
-        ["zip", "tar", "gzip", "bzip", "xz", "zstd", "compressed", "octet-stream"]
-            .iter()
-            .any(|word| content_type.contains(word))
+        [
+            "zip",
+            "7z",
+            "tar",
+            "gzip",
+            "bzip",
+            "xz",
+            "zstd",
+            "compressed",
+            "octet-stream",
+        ]
+        .iter()
+        .any(|word| content_type.contains(word))
     });
     named && typed
 }
@@ -203,15 +264,17 @@ struct Walker<'w> {
 
 impl Walker<'_> {
     fn top<R: Read + Seek>(&mut self, mut body: R, name: &str) -> Result<(), Halt> {
+        let path = MemberPath::of(name);
         let mut head = Vec::with_capacity(SNIFF_BYTES);
         let read = body
             .seek(SeekFrom::Start(0))
             .and_then(|_| (&mut body).take(SNIFF_BYTES as u64).read_to_end(&mut head))
             .and_then(|_| body.seek(SeekFrom::Start(0)));
-        read.map_err(|err| self.io_stop(name, &err))?;
+        read.map_err(|err| self.io_stop(&path, &err))?;
         match walkable(&head) {
-            Some(Format::Zip) => self.zip(body, name, 0),
-            Some(format) => self.stream_container(Box::new(body), name, name, format, 0),
+            Some(Format::Zip) => self.zip(body, &path, 0),
+            Some(Format::SevenZip) => self.seven_zip(body, &path, 0),
+            Some(format) => self.stream_container(Box::new(body), &path, name, format, 0),
             None => Err(stop(
                 UnscannableReason::UnsupportedContainer,
                 format!("{name}: no container the host walks member by member"),
@@ -224,7 +287,7 @@ impl Walker<'_> {
     fn member(
         &mut self,
         reader: Box<dyn Read + '_>,
-        path: &str,
+        path: &MemberPath,
         name: &str,
         size: Option<u64>,
         depth: u32,
@@ -269,7 +332,7 @@ impl Walker<'_> {
     fn stream_container(
         &mut self,
         reader: Box<dyn Read + '_>,
-        path: &str,
+        path: &MemberPath,
         name: &str,
         format: Format,
         depth: u32,
@@ -291,10 +354,10 @@ impl Walker<'_> {
             limits: self.limits.clone(),
         };
         let inner = inner_name(name, format);
-        self.member(Box::new(counted), &format!("{path}!/{inner}"), &inner, None, depth + 1)
+        self.member(Box::new(counted), &path.join(&inner), &inner, None, depth + 1)
     }
 
-    fn tar(&mut self, reader: Box<dyn Read + '_>, path: &str, depth: u32) -> Result<(), Halt> {
+    fn tar(&mut self, reader: Box<dyn Read + '_>, path: &MemberPath, depth: u32) -> Result<(), Halt> {
         let mut archive = tar::Archive::new(reader);
         let entries = archive.entries().map_err(|err| self.io_stop(path, &err))?;
         for entry in entries {
@@ -307,7 +370,7 @@ impl Walker<'_> {
                 .path()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "?".into());
-            let member_path = format!("{path}!/{}", printable(&name));
+            let member_path = path.join(&printable(&name));
             if is_sparse(&mut entry) {
                 // Holes a tar tool fills in make other bytes than the
                 // reader's: the member as a client extracts it is unknown.
@@ -330,7 +393,7 @@ impl Walker<'_> {
     /// What follows a tar's end-of-archive blocks: zeros (the padding
     /// tools write), or bytes a tar reader never shows but that are in the
     /// object all the same: handed over like a member.
-    fn after_end(&mut self, mut rest: Box<dyn Read + '_>, path: &str, depth: u32) -> Result<(), Halt> {
+    fn after_end(&mut self, mut rest: Box<dyn Read + '_>, path: &MemberPath, depth: u32) -> Result<(), Halt> {
         let mut block = [0u8; 512];
         loop {
             let mut filled = 0;
@@ -351,12 +414,12 @@ impl Walker<'_> {
             if block[..filled].iter().any(|byte| *byte != 0) {
                 let found = Cursor::new(block[..filled].to_vec()).chain(rest);
                 let name = "(after the end of the archive)";
-                return self.member(Box::new(found), &format!("{path}!/{name}"), name, None, depth + 1);
+                return self.member(Box::new(found), &path.join(name), name, None, depth + 1);
             }
         }
     }
 
-    fn zip<R: Read + Seek>(&mut self, mut body: R, path: &str, depth: u32) -> Result<(), Halt> {
+    fn zip<R: Read + Seek>(&mut self, mut body: R, path: &MemberPath, depth: u32) -> Result<(), Halt> {
         let limit = |detail: String| stop(UnscannableReason::LimitsExceeded, format!("{path}: {detail}"));
         // The directory's size and count before the zip reader holds it
         // all in memory.
@@ -402,7 +465,7 @@ impl Walker<'_> {
                     member.crc32(),
                 )
             };
-            let member_path = format!("{path}!/{}", printable(&name));
+            let member_path = path.join(&printable(&name));
             if is_dir && size == 0 && packed == 0 {
                 continue;
             }
@@ -445,24 +508,131 @@ impl Walker<'_> {
             };
             self.member(Box::new(counted), &member_path, &name, Some(size), depth + 1)?;
         }
-        self.zip_outside_members(archive.into_inner(), path, &data)
+        self.outside_members(archive.into_inner(), path, &data)
     }
 
-    /// Every byte of a zip that is no member's data — local headers and
-    /// their extra fields, bytes between members (a self-extractor's stub,
-    /// data hidden where readers of local headers find it), the directory
-    /// and its comments, whatever follows — goes to the sink as one more
-    /// member: nothing in the object goes unread.
-    fn zip_outside_members<R: Read + Seek>(
+    /// A 7z: its header read at open (through the end of the object), then
+    /// each block's packed stream decoded front to back, each member with
+    /// data handed over. Encrypted blocks are `encrypted`; a coder the host
+    /// does not decode is `unsupported-container`; CRCs are checked, and a
+    /// block that decodes to more than its members is malformed. The bytes
+    /// outside every packed stream (signature and encoded headers, gaps)
+    /// go to the sink as one more member, as for a zip.
+    fn seven_zip<R: Read + Seek>(&mut self, mut body: R, path: &MemberPath, depth: u32) -> Result<(), Halt> {
+        let memory_kb = (self.limits.decoder_memory / 1024) as usize;
+        let opened =
+            sevenz_rust2::ArchiveReader::new_with_memory_limit(&mut body, sevenz_rust2::Password::empty(), memory_kb);
+        let mut archive = opened.map_err(|err| self.seven_zip_stop(path, err))?;
+        archive.set_thread_count(1);
+        let files = archive.archive().files.len() as u64;
+        if files > self.limits.max_members {
+            return Err(stop(
+                UnscannableReason::LimitsExceeded,
+                format!("{path}: {files} members; the limit is {}", self.limits.max_members),
+            ));
+        }
+        let packed_start = SEVEN_ZIP_SIGNATURE_HEADER + archive.archive().pack_pos();
+        let packed_len: u64 = archive.archive().pack_sizes().iter().sum();
+        let encrypted: Vec<bool> = (0..archive.archive().files.len())
+            .map(|index| archive.archive().is_file_encrypted(index))
+            .collect();
+        let mut halted: Option<Halt> = None;
+        let mut index = 0usize;
+        let walked = archive.for_each_entries(|entry, reader| {
+            let this = index;
+            index += 1;
+            if !entry.has_stream || entry.is_directory || entry.size == 0 {
+                return Ok(true);
+            }
+            let member_path = path.join(&printable(&entry.name));
+            let handed = if encrypted.get(this).copied().unwrap_or(false) {
+                // Its block cannot be decoded without the password, nor
+                // skipped: the walk ends here, never clean.
+                Err(stop(UnscannableReason::Encrypted, format!("{member_path}: encrypted")))
+            } else {
+                let mut counted = Counted {
+                    inner: Box::new(reader),
+                    tally: self.tally.clone(),
+                    limits: self.limits.clone(),
+                };
+                // What the member walk leaves unread (a member too large
+                // to hand over) the 7z reader would decode anyway to reach
+                // the next one: it goes through the counters too.
+                self.member(
+                    Box::new(&mut counted),
+                    &member_path,
+                    &entry.name,
+                    Some(entry.size),
+                    depth + 1,
+                )
+                .and_then(|()| {
+                    io::copy(&mut counted, &mut io::sink())
+                        .map(|_| ())
+                        .map_err(|err| self.io_stop(&member_path, &err))
+                })
+            };
+            match handed {
+                Ok(()) => Ok(true),
+                Err(halt) => {
+                    halted = Some(halt);
+                    Err(sevenz_rust2::Error::Other("the walk stopped".into()))
+                }
+            }
+        });
+        if let Some(halt) = halted {
+            return Err(halt);
+        }
+        walked.map_err(|err| self.seven_zip_stop(path, err))?;
+        let end = packed_start.saturating_add(packed_len);
+        self.outside_members(body, path, &[(packed_start, end)])
+    }
+
+    /// Why a 7z could not be read, as the verdict's reason: a limit the
+    /// counters tripped or the decoder's memory, a password, a coder the
+    /// host lacks, else broken bytes.
+    fn seven_zip_stop(&self, path: &MemberPath, err: sevenz_rust2::Error) -> Halt {
+        use sevenz_rust2::Error;
+        if let Some(why) = self.tally.over.borrow().clone() {
+            return stop(UnscannableReason::LimitsExceeded, format!("{path}: {why}"));
+        }
+        match &err {
+            Error::PasswordRequired | Error::MaybeBadPassword(_) => {
+                stop(UnscannableReason::Encrypted, format!("{path}: encrypted 7z headers"))
+            }
+            Error::UnsupportedCompressionMethod(_) | Error::Unsupported(_) => stop(
+                UnscannableReason::UnsupportedContainer,
+                format!("{path}: a 7z coder or feature the host does not decode: {err}"),
+            ),
+            Error::MaxMemLimited { .. } => stop(
+                UnscannableReason::LimitsExceeded,
+                format!(
+                    "{path}: a 7z decoder would need more than {} bytes of memory",
+                    self.limits.decoder_memory
+                ),
+            ),
+            _ => stop(
+                UnscannableReason::Malformed,
+                format!("{path}: not a readable 7z archive: {err}"),
+            ),
+        }
+    }
+
+    /// Every byte of a zip or 7z that is no member's data — a zip's local
+    /// headers and their extra fields, bytes between members (a
+    /// self-extractor's stub, data hidden where readers of local headers
+    /// find it), the directory and its comments, a 7z's headers, whatever
+    /// follows — goes to the sink as one more member: nothing in the
+    /// object goes unread.
+    fn outside_members<R: Read + Seek>(
         &mut self,
         mut body: R,
-        path: &str,
+        path: &MemberPath,
         data: &[(u64, u64)],
     ) -> Result<(), Halt> {
         let total = body.seek(SeekFrom::End(0)).map_err(|err| self.io_stop(path, &err))?;
         let outside = complement(data, total);
         let len: u64 = outside.iter().map(|(start, end)| end - start).sum::<u64>() + OUTSIDE_BANNER.len() as u64;
-        let outside_path = format!("{path}!/(headers, directory and bytes outside every member)");
+        let outside_path = path.join("(headers, directory and bytes outside every member)");
         if len == OUTSIDE_BANNER.len() as u64 {
             return Ok(());
         }
@@ -492,7 +662,7 @@ impl Walker<'_> {
     /// `reader`'s bytes to the sink as the member at `path`. A read that
     /// fails inside the sink is the container's failure, whatever the
     /// sink then answers.
-    fn hand_over(&mut self, path: &str, size: Option<u64>, reader: &mut Caught<'_>) -> Result<(), Halt> {
+    fn hand_over(&mut self, path: &MemberPath, size: Option<u64>, reader: &mut Caught<'_>) -> Result<(), Halt> {
         let handed = self.sink.member(path, size, reader);
         if let Some(err) = reader.error.take() {
             return Err(self.io_stop(path, &err));
@@ -500,7 +670,7 @@ impl Walker<'_> {
         handed
     }
 
-    fn count(&mut self, path: &str) -> Result<(), Halt> {
+    fn count(&mut self, path: &MemberPath) -> Result<(), Halt> {
         self.members += 1;
         if self.members > self.limits.max_members {
             return Err(stop(
@@ -516,14 +686,14 @@ impl Walker<'_> {
 
     /// An I/O error on the way: a limit the counters tripped, or bytes
     /// that are not what their container says.
-    fn io_stop(&self, path: &str, err: &io::Error) -> Halt {
+    fn io_stop(&self, path: &MemberPath, err: &io::Error) -> Halt {
         match self.tally.over.borrow().clone() {
             Some(why) => stop(UnscannableReason::LimitsExceeded, format!("{path}: {why}")),
             None => stop(UnscannableReason::Malformed, format!("{path}: {err}")),
         }
     }
 
-    fn zip_stop(&self, path: &str, err: zip::result::ZipError) -> Halt {
+    fn zip_stop(&self, path: &MemberPath, err: zip::result::ZipError) -> Halt {
         match err {
             zip::result::ZipError::Io(err) => self.io_stop(path, &err),
             other => stop(
@@ -538,10 +708,14 @@ fn stop(reason: UnscannableReason, detail: String) -> Halt {
     Halt::Stop { reason, detail }
 }
 
-/// What the bytes outside every zip member start with when handed over:
-/// they begin with the first local header, and must not pass for a zip
-/// of their own (which, its offsets off, would be a broken one).
-const OUTSIDE_BANNER: &[u8] = b"bucketscan: the bytes of a zip outside its members' data, in order\n";
+/// A 7z's signature header: its packed streams start after it.
+const SEVEN_ZIP_SIGNATURE_HEADER: u64 = 32;
+
+/// What the bytes outside every member of a zip or 7z start with when
+/// handed over: they begin with the archive's own header, and must not
+/// pass for an archive of their own (which, its offsets off, would be a
+/// broken one).
+const OUTSIDE_BANNER: &[u8] = b"bucketscan: the bytes of an archive outside its members' data, in order\n";
 
 /// The stretches of `0..total` that none of `taken` (start, end) covers.
 fn complement(taken: &[(u64, u64)], total: u64) -> Vec<(u64, u64)> {

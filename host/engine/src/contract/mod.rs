@@ -27,7 +27,7 @@ use wasmtime::component::{InstancePre, Linker};
 pub const PACKAGE: &str = "bucketscan:plugin";
 
 /// The newest contract this host was built from (`wit/`).
-pub const HOST_VERSION: &str = "0.2.1";
+pub const HOST_VERSION: &str = "0.2.2";
 
 /// A contract series this host runs. Before 1.0 the second number is the
 /// major: 0.1.x plugins run on the 0.1 bindings, 0.2.x on the 0.2 ones.

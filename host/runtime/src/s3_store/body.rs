@@ -66,6 +66,7 @@ pub(super) fn info_of(target: &Target, object: &GetObjectOutput) -> ObjectInfo {
         tags: Vec::new(),
         sha256: None,
         walked_sha256: None,
+        member: None,
         headers: ObjectHeaders {
             content_encoding: object.content_encoding().map(str::to_owned),
             content_disposition: object.content_disposition().map(str::to_owned),

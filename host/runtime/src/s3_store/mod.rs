@@ -120,6 +120,7 @@ impl S3Store {
             tags: Vec::new(),
             sha256: None,
             walked_sha256: None,
+            member: None,
             headers: ObjectHeaders {
                 content_encoding: head.content_encoding().map(str::to_owned),
                 content_disposition: head.content_disposition().map(str::to_owned),

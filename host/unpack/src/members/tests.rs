@@ -8,12 +8,14 @@ use crate::samples;
 struct Recorded {
     members: Vec<(String, Vec<u8>)>,
     not_handed: Vec<(String, UnscannableReason)>,
+    /// Where each member handed over lies, as parts.
+    paths: Vec<MemberPath>,
     /// Stop after this many members.
     stop_after: Option<usize>,
 }
 
 impl Sink for Recorded {
-    fn member(&mut self, path: &str, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+    fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
         let mut bytes = Vec::new();
         if body.read_to_end(&mut bytes).is_err() {
             return Err(Halt::BySink);
@@ -21,15 +23,16 @@ impl Sink for Recorded {
         if let Some(size) = size {
             assert_eq!(size, bytes.len() as u64, "{path}: the size the container says");
         }
-        self.members.push((path.to_owned(), bytes));
+        self.members.push((path.to_string(), bytes));
+        self.paths.push(path.clone());
         match self.stop_after {
             Some(n) if self.members.len() >= n => Err(Halt::BySink),
             _ => Ok(()),
         }
     }
 
-    fn not_handed(&mut self, path: &str, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
-        self.not_handed.push((path.to_owned(), reason));
+    fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
+        self.not_handed.push((path.to_string(), reason));
         Ok(())
     }
 }
@@ -75,7 +78,75 @@ fn only_strong_magic_numbers_are_walkable() {
     );
     assert_eq!(walkable(&samples::wrap(Format::Lzma, b"a", "a").unwrap()), None);
     assert_eq!(walkable(b"plain text, nothing inside"), None);
-    assert_eq!(walkable(&samples::seven_zip(&[("a", b"a")])), None);
+    assert_eq!(walkable(&samples::seven_zip(&[("a", b"a")])), Some(Format::SevenZip));
+}
+
+#[test]
+fn a_7z_is_walked_member_by_member_and_its_headers_are_handed_over_too() {
+    let eicar = samples::eicar();
+    let seven = samples::seven_zip(&[("a.txt", b"hello"), ("bin/x.com", &eicar), ("c.txt", b"")]);
+    assert!(declared(
+        "up/t.7z",
+        Some("application/x-7z-compressed"),
+        Format::SevenZip
+    ));
+    let (walked, recorded) = walk_with(seven.clone(), "up/t.7z", &WalkLimits::default());
+    let walked = walked.unwrap();
+    let found = paths(&recorded);
+    assert_eq!(found[..2], ["up/t.7z!/a.txt", "up/t.7z!/bin/x.com"]);
+    assert_eq!(recorded.members[1].1, eicar);
+    assert_eq!(recorded.paths[1].names(), ["bin/x.com"]);
+    // The headers (at the end of a 7z) are no member's data: handed over
+    // behind the banner, never skipped.
+    let (outside, bytes) = &recorded.members[2];
+    assert!(outside.contains("outside every member"), "{outside}");
+    assert!(bytes.starts_with(OUTSIDE_BANNER) && contains(bytes, b"7z\xbc\xaf\x27\x1c"));
+    assert_eq!(recorded.members.len(), 3, "{found:?}");
+    assert_eq!(walked.members, 3);
+}
+
+#[test]
+fn a_7z_in_another_coder_is_walked_and_a_broken_one_is_malformed() {
+    let seven = samples::seven_zip_with(&[("a.txt", b"hello bzip2")], sevenz_rust2::EncoderMethod::BZIP2);
+    let (walked, recorded) = walk_with(seven.clone(), "b.7z", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(recorded.members[0], ("b.7z!/a.txt".to_owned(), b"hello bzip2".to_vec()));
+
+    let big = samples::random_bytes(200_000, 3);
+    let mut cut = samples::seven_zip(&[("big.bin", &big)]);
+    cut.truncate(cut.len() / 2);
+    let (walked, _) = walk_with(cut, "cut.7z", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::Malformed, "{detail}");
+    assert!(detail.starts_with("cut.7z: "), "{detail}");
+}
+
+#[test]
+fn a_7z_with_more_members_than_the_limit_stops_before_any_is_read() {
+    let seven = samples::seven_zip(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+    let limits = WalkLimits {
+        max_members: 2,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(seven, "many.7z", &limits);
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(recorded.members.is_empty());
+}
+
+#[test]
+fn a_7z_whose_block_expands_past_the_ratio_is_a_bomb() {
+    let zeros = vec![0u8; 80 << 20];
+    let seven = samples::seven_zip(&[("zeros.bin", &zeros)]);
+    assert!(seven.len() < 1 << 20, "{}", seven.len());
+    let limits = WalkLimits {
+        member_bytes: 1 << 20,
+        max_ratio: 100,
+        ..WalkLimits::default()
+    };
+    let (walked, _) = walk_with(seven, "bomb.7z", &limits);
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
 }
 
 #[test]
@@ -123,6 +194,24 @@ fn a_zip_is_read_by_its_directory_and_a_tar_gz_inside_it_is_walked_too() {
         paths(&recorded),
         ["outer.zip!/a.txt", "outer.zip!/nested/inner.tgz!/inner!/deep/x.com"]
     );
+}
+
+#[test]
+fn a_members_path_keeps_each_name_whole_even_one_that_looks_like_a_location() {
+    let inner = gzip(&samples::tar(&[("deep/x.com", &samples::random_bytes(60, 1))]));
+    // A name chosen to pass for a nested member in the location string.
+    let zip = samples::zip(&[("a.zip!/evil.exe", b"hello"), ("nested/inner.tgz", &inner)], 8);
+    let limits = WalkLimits {
+        member_bytes: 100,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = walk_with(zip, "up/outer.zip", &limits);
+    walked.unwrap();
+    assert_eq!(recorded.paths[0].to_string(), "up/outer.zip!/a.zip!/evil.exe");
+    assert_eq!(recorded.paths[0].object(), "up/outer.zip");
+    assert_eq!(recorded.paths[0].names(), ["a.zip!/evil.exe"]);
+    assert_eq!(recorded.paths[1].names(), ["nested/inner.tgz", "inner", "deep/x.com"]);
+    assert_eq!(MemberPath::of("k").names(), [] as [String; 0]);
 }
 
 #[test]
@@ -465,7 +554,7 @@ struct Counting {
 }
 
 impl Sink for Counting {
-    fn member(&mut self, path: &str, _size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+    fn member(&mut self, path: &MemberPath, _size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
         let mut head = Vec::new();
         (&mut *body)
             .take(1024)
@@ -473,12 +562,12 @@ impl Sink for Counting {
             .map_err(|_| Halt::BySink)?;
         self.bytes += head.len() as u64 + io::copy(body, &mut io::sink()).map_err(|_| Halt::BySink)?;
         self.members += 1;
-        self.last = (path.to_owned(), head);
+        self.last = (path.to_string(), head);
         Ok(())
     }
 
-    fn not_handed(&mut self, path: &str, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
-        self.not_handed.push((path.to_owned(), reason));
+    fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
+        self.not_handed.push((path.to_string(), reason));
         Ok(())
     }
 }

@@ -132,6 +132,16 @@ impl object::HostObject for ObjectCtxView<'_> {
         )
     }
 
+    async fn container_key(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<Option<String>> {
+        let member = self.get(&object)?.info.member.as_ref();
+        Ok(member.map(|member| member.container_key.clone()))
+    }
+
+    async fn member_path(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<Vec<String>> {
+        let member = self.get(&object)?.info.member.as_ref();
+        Ok(member.map(|member| member.path.clone()).unwrap_or_default())
+    }
+
     async fn drop(&mut self, object: Resource<ScanObject>) -> wasmtime::Result<()> {
         ObjectCtxView::drop(self, object)
     }
