@@ -178,7 +178,8 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
 
 /// A file over the limit that is no container is still checked against
 /// the whole-file hash signatures clamd loads: here one synced from the
-/// signature bucket inside a `.cud`. A match is infected and quarantined;
+/// signature bucket inside a `.cud`; so is such a file as a member of a
+/// walked zip. A match is infected and quarantined;
 /// a file of the same size that matches nothing is read to its end and
 /// stays unscannable (too-large) with coverage `hashes`, never promoted.
 #[tokio::test(flavor = "multi_thread")]
@@ -198,8 +199,12 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
     std::fs::write(&config, text).unwrap();
     let recorder = Recorder::start(&world.moto.endpoint());
     let agent = world.start_agent_with_env(&config, &[("AWS_ENDPOINT_URL", &recorder.endpoint())]);
+    // The same bytes as a zip member: too large for the engine, hashed
+    // as they are read where they lie.
+    let zipped = archives::zip(&[("readme.txt", b"see inside"), ("tools/known.bin", &known)], 0);
     world.put("large/known.bin", known, None, &[], &[]).await;
     world.put("large/unknown.bin", unknown.clone(), None, &[], &[]).await;
+    world.put("large/bundle.zip", zipped, None, &[], &[]).await;
 
     let tags = settled_in(&world, QUARANTINE, "staging/large/known.bin", &agent).await;
     assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
@@ -208,16 +213,25 @@ async fn a_large_file_that_is_no_container_is_checked_against_the_synced_hash_si
         has(&tags, "bucketscan-signature", "Bucketscan.Test.LargeHash.UNOFFICIAL"),
         "{tags:?}"
     );
-    let alert = world
-        .notifications_for(&["large/known.bin"], WITHIN, &agent)
-        .await
-        .remove("large/known.bin")
-        .unwrap();
+    let mut alerts = world
+        .notifications_for(&["large/known.bin", "large/bundle.zip"], WITHIN, &agent)
+        .await;
+    let alert = alerts.remove("large/known.bin").unwrap();
     assert_eq!(alert["coverage"], "hashes", "{alert}");
     assert_eq!(
         alert["findings"][0]["signature"],
         "Bucketscan.Test.LargeHash.UNOFFICIAL"
     );
+
+    let alert = alerts.remove("large/bundle.zip").unwrap();
+    assert_eq!(alert["result"], "infected", "{alert}");
+    assert_eq!(alert["coverage"], "members", "{alert}");
+    assert_eq!(alert["findings"][0]["location"], "large/bundle.zip!/tools/known.bin");
+    assert_eq!(
+        alert["findings"][0]["signature"],
+        "Bucketscan.Test.LargeHash.UNOFFICIAL"
+    );
+    settled_in(&world, QUARANTINE, "staging/large/bundle.zip", &agent).await;
 
     let tags = settled_in(&world, STAGING, "large/unknown.bin", &agent).await;
     assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");

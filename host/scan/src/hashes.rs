@@ -189,6 +189,42 @@ impl Scanner {
     }
 }
 
+/// Hashes `body`, which its container says holds `size` bytes, with the
+/// digests some signature for that size needs, and looks them up: a
+/// member too large for the engine gets the same check as an object.
+/// `Ok(None)` when none matches; an error when `body` fails or holds
+/// another size.
+pub(crate) fn match_stream(
+    signatures: &HashSignatures,
+    size: u64,
+    body: &mut dyn Read,
+) -> std::io::Result<Option<HashMatch>> {
+    use sha2::Digest;
+    let kinds = signatures.kinds_for(size);
+    let mut digests = Digests::for_kinds(&kinds);
+    let mut sha256 = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        let n = body.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        digests.update(&buffer[..n]);
+        sha256.update(&buffer[..n]);
+    }
+    if read != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it holds {read} bytes; its container says {size}"),
+        ));
+    }
+    let digests = digests.finish(&sha256.finalize(), &kinds);
+    let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
+    Ok(signatures.lookup(&digests, size))
+}
+
 /// The digests other than SHA-256 (which the reader keeps) that some
 /// signature needs.
 struct Digests {

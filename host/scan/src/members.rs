@@ -16,10 +16,11 @@ use crate::path::Inspection;
 use crate::ranged::{Failure, RangedReader, StopOnDrop};
 use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
-use crate::{Routing, Scanner};
+use crate::{Routing, Scanner, hashes};
+use bucketscan_core::hashes::HashSignatures;
 use bucketscan_core::object::{MemberOf, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::report::StageReport;
-use bucketscan_core::{UnscannableReason, Verdict};
+use bucketscan_core::{Finding, UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_unpack::members::{Halt, MemberPath, Sink, WalkLimits, Walked, walk};
 use std::io::Read;
@@ -132,6 +133,7 @@ impl Scanner {
             spool: self.spool.clone(),
             member_bytes: limits.member_bytes,
             failure: failure.clone(),
+            hashes: self.hashes.as_ref().and_then(|source| source.hash_signatures().ok()),
         };
         let name = info.key.clone();
         let walking = tokio::task::spawn_blocking(move || {
@@ -226,6 +228,9 @@ struct ChannelSink {
     spool: SpoolConfig,
     member_bytes: u64,
     failure: Failure,
+    /// The whole-file hash signatures clamd runs, for members too large
+    /// for it; none when they cannot be trusted now.
+    hashes: Option<Arc<HashSignatures>>,
 }
 
 impl ChannelSink {
@@ -274,6 +279,34 @@ impl Sink for ChannelSink {
             sha256: spooled.sha256,
             size: spooled.len,
         })
+    }
+
+    /// A member too large for the engine, checked against the whole-file
+    /// hash signatures when some is for its size: a match is infected; no
+    /// match leaves it too large, never clean.
+    fn oversized(&mut self, path: &MemberPath, size: u64, body: &mut dyn Read, detail: String) -> Result<(), Halt> {
+        let signatures = self.hashes.clone();
+        let Some(signatures) = signatures.filter(|s| s.covers(size) && !s.kinds_for(size).is_empty()) else {
+            return self.not_handed(path, UnscannableReason::TooLarge, detail);
+        };
+        match hashes::match_stream(&signatures, size, body) {
+            Ok(Some(found)) => self.send(Item::NotHanded {
+                path: path.to_string(),
+                verdict: Verdict::Infected {
+                    findings: vec![Finding::new("clamav", found.name)],
+                },
+            }),
+            Ok(None) => {
+                let detail = format!("{detail}; no whole-file hash signature matched its bytes");
+                self.not_handed(path, UnscannableReason::TooLarge, detail)
+            }
+            // The walk names a failed read (it sees it too).
+            Err(err) if err.kind() != std::io::ErrorKind::InvalidData => Err(Halt::BySink),
+            Err(err) => Err(Halt::Stop {
+                reason: UnscannableReason::Malformed,
+                detail: format!("{path}: {err}"),
+            }),
+        }
     }
 
     fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt> {

@@ -77,6 +77,14 @@ pub trait Sink {
     fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt>;
     /// A member that cannot be handed over, and why.
     fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt>;
+    /// A member of `size` bytes, over [`WalkLimits::member_bytes`] and no
+    /// container the walk enters: never handed over whole, but the sink may
+    /// read `body` (to hash it). `detail` says why it is too large. By
+    /// default it is reported too large, unread.
+    fn oversized(&mut self, path: &MemberPath, _size: u64, body: &mut dyn Read, detail: String) -> Result<(), Halt> {
+        let _unread = body;
+        self.not_handed(path, UnscannableReason::TooLarge, detail)
+    }
 }
 
 /// Where a member lies in the walked object: the object's name, then its
@@ -302,18 +310,26 @@ impl Walker<'_> {
         }
         self.count(path)?;
         match size {
-            Some(size) if size > self.limits.member_bytes => self.sink.not_handed(
-                path,
-                UnscannableReason::TooLarge,
-                format!(
+            Some(size) if size > self.limits.member_bytes => {
+                let detail = format!(
                     "{path}: {size} bytes is over the {}-byte limit of the engine{}",
                     self.limits.member_bytes,
                     match sniff(&head) {
                         Some(format) => format!(", and a {format} inside a stream is not walked"),
                         None => String::new(),
                     }
-                ),
-            ),
+                );
+                let mut reader = Caught {
+                    inner: reader,
+                    error: None,
+                };
+                let told = self.sink.oversized(path, size, &mut reader, detail);
+                // A read that failed under the sink is the container's.
+                match reader.error.take() {
+                    Some(err) => Err(self.io_stop(path, &err)),
+                    None => told,
+                }
+            }
             _ => {
                 let mut reader = Caught {
                     inner: reader,

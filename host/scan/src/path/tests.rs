@@ -441,6 +441,52 @@ fn too_large(report: &ScanReport) -> &str {
 }
 
 #[tokio::test]
+async fn a_member_too_large_for_the_engine_whose_md5_is_a_signature_is_infected_and_named() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let bytes = large_tar_gz(&[("media/film.mp4", &video), ("after.txt", b"never reached")]);
+    let report = world.upload_and_scan("media.tar.gz", &bytes).await;
+    let finding = &report.verdict.findings()[0];
+    assert_eq!(finding.signature, "Known.Big.UNOFFICIAL", "{report:#?}");
+    assert_eq!(
+        finding.location.as_deref(),
+        Some("media.tar.gz!/media.tar!/media/film.mp4")
+    );
+    assert_eq!(report.coverage, Some(Coverage::Members));
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    assert!(world.store.get(QUARANTINE, "media.tar.gz").is_some());
+}
+
+#[tokio::test]
+async fn a_member_too_large_for_the_engine_that_no_signature_matches_stays_too_large() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(b"other bytes", "Other")));
+    let bytes = large_tar_gz(&[("media/film.mp4", &video)]);
+    let report = world.upload_and_scan("media.tar.gz", &bytes).await;
+    let detail = too_large(&report);
+    assert!(
+        detail.starts_with("media.tar.gz!/media.tar!/media/film.mp4: "),
+        "{detail}"
+    );
+    // No signature is for its size: nothing to hash, and it says so not.
+    assert!(!detail.contains("hash"), "{detail}");
+
+    let mut world = World::new();
+    let mut other = video.clone();
+    other[100] ^= 1;
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&other, "Near.Miss")));
+    let report = world.upload_and_scan("media.tar.gz", &bytes).await;
+    let detail = too_large(&report);
+    assert!(
+        detail.ends_with("no whole-file hash signature matched its bytes"),
+        "{detail}"
+    );
+    assert!(world.store.keys(PRODUCTION).is_empty());
+}
+
+#[tokio::test]
 async fn a_large_non_container_whose_md5_is_a_signature_is_infected_and_quarantined() {
     let mut world = World::new();
     let video = large_video();
