@@ -86,9 +86,11 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     cut.truncate(cut.len() - 4096);
     // A 7z (LZMA2, one solid block), EICAR its last member.
     let seven = archives::seven_zip(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))));
+    let clean_seven = archives::seven_zip(&refs(&clean_members));
     let uploads = [
         ("large/big.tar.gz", tgz),
         ("large/bundle.7z", seven),
+        ("large/clean.7z", clean_seven),
         ("large/outer.zip", zip),
         ("large/clean.zip", clean.clone()),
         ("large/cut.tar.gz", cut),
@@ -134,6 +136,13 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         alert["findings"][0]["location"], "large/bundle.7z!/notes/eicar.txt",
         "{alert}"
     );
+
+    // Every member clean, and still not promoted: a 7z's packed bytes
+    // cannot be proven read to their end.
+    let tags = settled_in(&world, STAGING, "large/clean.7z", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-signature", "unsupported-container"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
 
     let tags = settled_in(&world, PRODUCTION, "large/clean.zip", &agent).await;
     assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");

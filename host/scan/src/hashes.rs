@@ -205,6 +205,9 @@ pub(crate) fn match_stream(
     let mut sha256 = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut read = 0u64;
+    // One byte past the stated size tells a longer member without
+    // decoding the rest of it.
+    let mut body = body.take(size.saturating_add(1));
     loop {
         let n = body.read(&mut buffer)?;
         if n == 0 {

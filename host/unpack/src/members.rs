@@ -369,7 +369,7 @@ impl Walker<'_> {
             tally: self.tally.clone(),
             limits: self.limits.clone(),
         };
-        let inner = inner_name(name, format);
+        let inner = printable(&inner_name(name, format));
         self.member(Box::new(counted), &path.join(&inner), &inner, None, depth + 1)
     }
 
@@ -527,14 +527,23 @@ impl Walker<'_> {
         self.outside_members(archive.into_inner(), path, &data)
     }
 
-    /// A 7z: its header read at open (through the end of the object), then
-    /// each block's packed stream decoded front to back, each member with
-    /// data handed over. Encrypted blocks are `encrypted`; a coder the host
-    /// does not decode is `unsupported-container`; CRCs are checked, and a
-    /// block that decodes to more than its members is malformed. The bytes
-    /// outside every packed stream (signature and encoded headers, gaps)
-    /// go to the sink as one more member, as for a zip.
+    /// A 7z: its start header checked here, its header read at open, then
+    /// each block's packed stream decoded front to back and each member
+    /// with data handed over; the bytes outside every packed stream
+    /// (headers, gaps) go to the sink as one more member, as for a zip.
+    ///
+    /// Never clean: a 7z decoder may stop before the end of its packed
+    /// stream, and a pack stream may belong to no block, so bytes inside
+    /// the packed range can go undecoded without any reader noticing. The
+    /// walk finds what its members hold (an infected one decides), then
+    /// ends `unsupported-container`.
     fn seven_zip<R: Read + Seek>(&mut self, mut body: R, path: &MemberPath, depth: u32) -> Result<(), Halt> {
+        seven_zip_start_header(&mut body).map_err(|why| {
+            stop(
+                UnscannableReason::Malformed,
+                format!("{path}: not a readable 7z archive: {why}"),
+            )
+        })?;
         let memory_kb = (self.limits.decoder_memory / 1024) as usize;
         let opened =
             sevenz_rust2::ArchiveReader::new_with_memory_limit(&mut body, sevenz_rust2::Password::empty(), memory_kb);
@@ -547,34 +556,46 @@ impl Walker<'_> {
                 format!("{path}: {files} members; the limit is {}", self.limits.max_members),
             ));
         }
-        let packed_start = SEVEN_ZIP_SIGNATURE_HEADER + archive.archive().pack_pos();
-        let packed_len: u64 = archive.archive().pack_sizes().iter().sum();
-        let encrypted: Vec<bool> = (0..archive.archive().files.len())
-            .map(|index| archive.archive().is_file_encrypted(index))
-            .collect();
+        let encrypted = archive.archive().blocks.iter().any(|block| {
+            block
+                .coders
+                .iter()
+                .any(|coder| coder.encoder_method_id() == SEVEN_ZIP_AES)
+        });
+        if encrypted {
+            return Err(stop(UnscannableReason::Encrypted, format!("{path}: an encrypted 7z")));
+        }
+        let packed = archive
+            .archive()
+            .pack_sizes()
+            .iter()
+            .try_fold(0u64, |sum, size| sum.checked_add(*size));
+        let packed_range = packed.and_then(|len| {
+            let start = SEVEN_ZIP_SIGNATURE_HEADER.checked_add(archive.archive().pack_pos())?;
+            Some((start, start.checked_add(len)?))
+        });
+        let Some(packed_range) = packed_range else {
+            return Err(stop(
+                UnscannableReason::Malformed,
+                format!("{path}: packed streams past any possible end"),
+            ));
+        };
         let mut halted: Option<Halt> = None;
-        let mut index = 0usize;
         let walked = archive.for_each_entries(|entry, reader| {
-            let this = index;
-            index += 1;
             if !entry.has_stream || entry.is_directory || entry.size == 0 {
                 return Ok(true);
             }
             let member_path = path.join(&printable(&entry.name));
-            let handed = if encrypted.get(this).copied().unwrap_or(false) {
-                // Its block cannot be decoded without the password, nor
-                // skipped: the walk ends here, never clean.
-                Err(stop(UnscannableReason::Encrypted, format!("{member_path}: encrypted")))
-            } else {
-                let mut counted = Counted {
-                    inner: Box::new(reader),
-                    tally: self.tally.clone(),
-                    limits: self.limits.clone(),
-                };
-                // What the member walk leaves unread (a member too large
-                // to hand over) the 7z reader would decode anyway to reach
-                // the next one: it goes through the counters too.
-                self.member(
+            let mut counted = Counted {
+                inner: Box::new(reader),
+                tally: self.tally.clone(),
+                limits: self.limits.clone(),
+            };
+            // What the member walk leaves unread (a member too large to
+            // hand over) the 7z reader would decode anyway to reach the
+            // next one: it goes through the counters too.
+            let handed = self
+                .member(
                     Box::new(&mut counted),
                     &member_path,
                     &entry.name,
@@ -585,8 +606,7 @@ impl Walker<'_> {
                     io::copy(&mut counted, &mut io::sink())
                         .map(|_| ())
                         .map_err(|err| self.io_stop(&member_path, &err))
-                })
-            };
+                });
             match handed {
                 Ok(()) => Ok(true),
                 Err(halt) => {
@@ -599,8 +619,14 @@ impl Walker<'_> {
             return Err(halt);
         }
         walked.map_err(|err| self.seven_zip_stop(path, err))?;
-        let end = packed_start.saturating_add(packed_len);
-        self.outside_members(body, path, &[(packed_start, end)])
+        self.outside_members(body, path, &[packed_range])?;
+        Err(stop(
+            UnscannableReason::UnsupportedContainer,
+            format!(
+                "{path}: every member of the 7z was scanned, but a 7z's packed streams cannot be proven read to \
+                 their last byte: not clean"
+            ),
+        ))
     }
 
     /// Why a 7z could not be read, as the verdict's reason: a limit the
@@ -612,8 +638,13 @@ impl Walker<'_> {
             return stop(UnscannableReason::LimitsExceeded, format!("{path}: {why}"));
         }
         match &err {
+            // Without the AES coder built in, an encrypted header fails
+            // as a method this reader lacks.
             Error::PasswordRequired | Error::MaybeBadPassword(_) => {
-                stop(UnscannableReason::Encrypted, format!("{path}: encrypted 7z headers"))
+                stop(UnscannableReason::Encrypted, format!("{path}: an encrypted 7z"))
+            }
+            Error::UnsupportedCompressionMethod(method) if method.contains("AES") => {
+                stop(UnscannableReason::Encrypted, format!("{path}: an encrypted 7z"))
             }
             Error::UnsupportedCompressionMethod(_) | Error::Unsupported(_) => stop(
                 UnscannableReason::UnsupportedContainer,
@@ -726,6 +757,40 @@ fn stop(reason: UnscannableReason, detail: String) -> Halt {
 
 /// A 7z's signature header: its packed streams start after it.
 const SEVEN_ZIP_SIGNATURE_HEADER: u64 = 32;
+
+/// The 7z coder ID of AES-256 + SHA-256.
+const SEVEN_ZIP_AES: &[u8] = sevenz_rust2::EncoderMethod::ID_AES256_SHA256;
+
+/// Checks a 7z's start header before any reader trusts it: its CRC, and a
+/// next header inside the object. (Readers given a zeroed one search the
+/// object's last megabyte for a header byte by byte; through ranged GETs
+/// that is a request per byte.)
+fn seven_zip_start_header<R: Read + Seek>(body: &mut R) -> Result<(), String> {
+    let len = body.seek(SeekFrom::End(0)).map_err(|err| err.to_string())?;
+    let mut header = [0u8; SEVEN_ZIP_SIGNATURE_HEADER as usize];
+    body.seek(SeekFrom::Start(0))
+        .and_then(|_| body.read_exact(&mut header))
+        .map_err(|err| err.to_string())?;
+    let field = |at: usize, n: usize| {
+        header[at..at + n]
+            .iter()
+            .rev()
+            .fold(0u64, |v, b| v << 8 | u64::from(*b))
+    };
+    let (crc, offset, size) = (field(8, 4), field(12, 8), field(20, 8));
+    if crc != u64::from(crc32fast::hash(&header[12..32])) {
+        return Err("its start header's CRC does not match".into());
+    }
+    let end = SEVEN_ZIP_SIGNATURE_HEADER
+        .checked_add(offset)
+        .and_then(|start| start.checked_add(size));
+    match end {
+        Some(end) if size > 0 && end <= len => Ok(()),
+        _ => Err(format!(
+            "its next header ({size} bytes at {offset}) is not inside its {len} bytes"
+        )),
+    }
+}
 
 /// What the bytes outside every member of a zip or 7z start with when
 /// handed over: they begin with the archive's own header, and must not

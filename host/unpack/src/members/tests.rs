@@ -91,7 +91,11 @@ fn a_7z_is_walked_member_by_member_and_its_headers_are_handed_over_too() {
         Format::SevenZip
     ));
     let (walked, recorded) = walk_with(seven.clone(), "up/t.7z", &WalkLimits::default());
-    let walked = walked.unwrap();
+    // Every member is handed over, and still the walk ends short of
+    // clean: a 7z's packed bytes cannot be proven read to their end.
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::UnsupportedContainer, "{detail}");
+    assert!(detail.contains("not clean"), "{detail}");
     let found = paths(&recorded);
     assert_eq!(found[..2], ["up/t.7z!/a.txt", "up/t.7z!/bin/x.com"]);
     assert_eq!(recorded.members[1].1, eicar);
@@ -102,14 +106,26 @@ fn a_7z_is_walked_member_by_member_and_its_headers_are_handed_over_too() {
     assert!(outside.contains("outside every member"), "{outside}");
     assert!(bytes.starts_with(OUTSIDE_BANNER) && contains(bytes, b"7z\xbc\xaf\x27\x1c"));
     assert_eq!(recorded.members.len(), 3, "{found:?}");
-    assert_eq!(walked.members, 3);
+}
+
+#[test]
+fn a_7z_whose_start_header_fails_its_crc_is_malformed_before_any_reader_searches_it() {
+    let mut seven = samples::seven_zip(&[("a.txt", b"hello")]);
+    // Zeroed, a reader would look for a header byte by byte through the
+    // last megabyte: a ranged GET each.
+    seven[8..32].fill(0);
+    let (walked, recorded) = walk_with(seven, "z.7z", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::Malformed, "{detail}");
+    assert!(detail.contains("CRC"), "{detail}");
+    assert!(recorded.members.is_empty());
 }
 
 #[test]
 fn a_7z_in_another_coder_is_walked_and_a_broken_one_is_malformed() {
     let seven = samples::seven_zip_with(&[("a.txt", b"hello bzip2")], sevenz_rust2::EncoderMethod::BZIP2);
     let (walked, recorded) = walk_with(seven.clone(), "b.7z", &WalkLimits::default());
-    walked.unwrap();
+    assert_eq!(stopped(&walked).0, UnscannableReason::UnsupportedContainer);
     assert_eq!(recorded.members[0], ("b.7z!/a.txt".to_owned(), b"hello bzip2".to_vec()));
 
     let big = samples::random_bytes(200_000, 3);
