@@ -529,8 +529,9 @@ impl Walker<'_> {
 
     /// A 7z: its start header checked here, its header read at open, then
     /// each block's packed stream decoded front to back and each member
-    /// with data handed over; the bytes outside every packed stream
-    /// (headers, gaps) go to the sink as one more member, as for a zip.
+    /// with data handed over; the bytes outside the start header and every
+    /// packed stream (the header, gaps) go to the sink as one more member,
+    /// as for a zip.
     ///
     /// Never clean: a 7z decoder may stop before the end of its packed
     /// stream, and a pack stream may belong to no block, so bytes inside
@@ -619,7 +620,11 @@ impl Walker<'_> {
             return Err(halt);
         }
         walked.map_err(|err| self.seven_zip_stop(path, err))?;
-        self.outside_members(body, path, &[packed_range])?;
+        // The start header was read whole and checked above (magic,
+        // version, CRC over the rest): nothing hides there, and handed
+        // over it would make the bytes after it look like a 7z of their
+        // own to the inspectors.
+        self.outside_members(body, path, &[(0, SEVEN_ZIP_SIGNATURE_HEADER), packed_range])?;
         Err(stop(
             UnscannableReason::UnsupportedContainer,
             format!(
