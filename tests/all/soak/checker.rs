@@ -169,6 +169,29 @@ pub fn watch(
     })
 }
 
+/// Takes the alerts off the results queue every `every` until `stop`,
+/// then once more; all of them. The queue is kept short on purpose: the
+/// local AWS server looks at every message on each SQS call, so draining
+/// ten thousand alerts at the end takes hours (the first 10,000-object
+/// soak's final check never finished).
+pub fn collect_alerts(
+    world: Arc<World>,
+    stop: Arc<Mutex<bool>>,
+    every: Duration,
+) -> tokio::task::JoinHandle<Vec<serde_json::Value>> {
+    tokio::spawn(async move {
+        let mut alerts = Vec::new();
+        loop {
+            let stopping = *stop.lock().unwrap();
+            alerts.extend(world.take_all(&world.results_url).await);
+            if stopping {
+                return alerts;
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
 /// Whether `bucket/key` holds `bytes` now (by ETag: an MD5 for objects
 /// put or copied in one part).
 pub async fn holds(world: &World, bucket: &str, key: &str, bytes: &[u8]) -> bool {

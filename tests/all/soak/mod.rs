@@ -395,6 +395,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     // agents do: it polls less often (BUCKETSCAN_SOAK_POLL_MS).
     let poll = Duration::from_millis(setting("BUCKETSCAN_SOAK_POLL_MS", 200) as u64);
     let watcher = checker::watch(world.clone(), all_uploads.clone(), seen.clone(), stop.clone(), poll);
+    let alerts = checker::collect_alerts(world.clone(), stop.clone(), Duration::from_secs(2));
 
     let mut faulted_phase: Option<Instant> = None;
     let mut calm_rss_mib: Vec<u64> = Vec::new();
@@ -484,6 +485,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     }
     *stop.lock().unwrap() = true;
     watcher.await.unwrap();
+    let alerts = alerts.await.unwrap();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
         seen.bad_in_production.is_empty(),
@@ -501,8 +503,7 @@ async fn under_faults_every_object_ends_in_its_one_right_place_with_its_alert() 
     assert!(lingering.is_empty(), "EICAR versions left in {VSTAGING}: {lingering:?}");
     eprintln!("soak: checking the result tag of {} objects", uploads.len());
     assert_result_tags(&world, &uploads).await;
-    eprintln!("soak: reading the alerts");
-    let duplicates = assert_every_bad_object_alerted(&world, &uploads).await;
+    let duplicates = assert_every_bad_object_alerted(&alerts, &uploads);
 
     // Stopped cleanly, no agent leaves a spool file, and the one killed
     // mid-scan had its files removed by its successor.
@@ -619,9 +620,9 @@ async fn assert_result_tags(world: &World, uploads: &[&Upload]) {
 
 /// Every bad object published at least once with its result; a retried
 /// one may publish twice (counted, not failed). Returns the duplicates.
-async fn assert_every_bad_object_alerted(world: &World, uploads: &[&Upload]) -> usize {
+fn assert_every_bad_object_alerted(notifications: &[serde_json::Value], uploads: &[&Upload]) -> usize {
     let mut alerts: HashMap<String, Vec<String>> = HashMap::new();
-    for notification in world.take_all(&world.results_url).await {
+    for notification in notifications {
         let body: serde_json::Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
         let key = body["key"].as_str().unwrap_or_default().to_owned();
         let result = body["result"].as_str().unwrap_or_default().to_owned();
