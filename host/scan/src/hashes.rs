@@ -167,9 +167,7 @@ impl Scanner {
                 .digest(0)?
                 .ok_or_else(|| std::io::Error::other("the object ended before its size"))?;
             let raw_sha256 = hex::decode(&sha256).expect("hex of a digest");
-            let digests = digests.finish(&raw_sha256, &kinds);
-            let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
-            let found = signatures.lookup(&digests, size);
+            let found = digests.look_up(&raw_sha256, &kinds, &signatures, size);
             Ok((sha256, found, head))
         });
         let joined = hashing
@@ -223,9 +221,7 @@ pub(crate) fn match_stream(
             format!("it holds {read} bytes; its container says {size}"),
         ));
     }
-    let digests = digests.finish(&sha256.finalize(), &kinds);
-    let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
-    Ok(signatures.lookup(&digests, size))
+    Ok(digests.look_up(&sha256.finalize(), &kinds, signatures, size))
 }
 
 /// The digests other than SHA-256 (which the reader keeps) that some
@@ -252,6 +248,13 @@ impl Digests {
         if let Some(sha1) = &mut self.sha1 {
             sha1.update(bytes);
         }
+    }
+
+    /// The signature these digests (and `sha256`) match for `size`, if any.
+    fn look_up(self, sha256: &[u8], kinds: &[HashKind], signatures: &HashSignatures, size: u64) -> Option<HashMatch> {
+        let digests = self.finish(sha256, kinds);
+        let digests: Vec<(HashKind, &[u8])> = digests.iter().map(|(kind, digest)| (*kind, &digest[..])).collect();
+        signatures.lookup(&digests, size)
     }
 
     /// Each wanted kind with its digest.
