@@ -561,7 +561,7 @@ impl Walker<'_> {
             block
                 .coders
                 .iter()
-                .any(|coder| coder.encoder_method_id() == SEVEN_ZIP_AES)
+                .any(|coder| coder.encoder_method_id() == sevenz_rust2::EncoderMethod::ID_AES256_SHA256)
         });
         if encrypted {
             return Err(stop(UnscannableReason::Encrypted, format!("{path}: an encrypted 7z")));
@@ -762,9 +762,6 @@ fn stop(reason: UnscannableReason, detail: String) -> Halt {
 
 /// A 7z's signature header: its packed streams start after it.
 const SEVEN_ZIP_SIGNATURE_HEADER: u64 = 32;
-
-/// The 7z coder ID of AES-256 + SHA-256.
-const SEVEN_ZIP_AES: &[u8] = sevenz_rust2::EncoderMethod::ID_AES256_SHA256;
 
 /// Checks a 7z's start header before any reader trusts it: its CRC, and a
 /// next header inside the object. (Readers given a zeroed one search the
