@@ -109,6 +109,8 @@ type Key = (HashKind, Box<[u8]>);
 #[derive(Debug, Default, Clone)]
 struct Sizes {
     exact: HashSet<u64>,
+    /// The largest of `exact`.
+    largest: u64,
     any: bool,
 }
 
@@ -257,6 +259,7 @@ impl HashSignatures {
         match parsed.size {
             Some(size) => {
                 sizes.exact.insert(size);
+                sizes.largest = sizes.largest.max(size);
             }
             None => sizes.any = true,
         }
@@ -278,6 +281,20 @@ impl HashSignatures {
             .sizes
             .iter()
             .filter(|(_, sizes)| sizes.any || sizes.exact.contains(&size))
+            .map(|(kind, _)| *kind)
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    /// The digests an object of unknown size, known to be over `size`
+    /// bytes, must be hashed with: the kinds some kept signature is for a
+    /// larger size (or any size). Empty: no signature can match it.
+    pub fn kinds_over(&self, size: u64) -> Vec<HashKind> {
+        let mut kinds: Vec<HashKind> = self
+            .sizes
+            .iter()
+            .filter(|(_, sizes)| sizes.any || sizes.largest > size)
             .map(|(kind, _)| *kind)
             .collect();
         kinds.sort();

@@ -4,8 +4,9 @@
 //! - [`cap`]: at most `max` bytes (cut on a character boundary, marked with
 //!   `…`), control characters (newlines, ANSI escapes) replaced, so nobody
 //!   can forge log lines or flood them;
-//! - [`printable`]: nothing dropped, control characters escaped (`\n`),
-//!   for names an operator must be able to read back exactly;
+//! - [`printable`]: nothing dropped, control and invisible characters
+//!   escaped (`\n`, `\u{202e}`) and `\` doubled, for names an operator
+//!   must be able to read back exactly;
 //! - [`cap_start`]: the end kept, for columns where the end says most (a
 //!   key's file name).
 //!
@@ -19,7 +20,7 @@ pub fn cap(text: &str, max: usize) -> String {
     let cleaned: String = chars
         .by_ref()
         .take(max)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| if is_hidden(c) { '\u{fffd}' } else { c })
         .collect();
     let complete = chars.next().is_none();
     if complete && cleaned.len() <= max {
@@ -32,23 +33,54 @@ pub fn cap(text: &str, max: usize) -> String {
     format!("{}…", &cleaned[..end])
 }
 
-/// `text` with control characters escaped (`\n`, `\u{1b}`), for logs and
-/// messages: keys and plugin text come from outside, and must not forge
-/// log lines or drive a terminal.
+/// `text` with control and invisible characters escaped (`\n`, `\u{1b}`,
+/// `\u{202e}`) and `\` doubled, for logs and messages: keys and plugin
+/// text come from outside, and must not forge log lines, drive a terminal,
+/// reorder what is shown (bidirectional overrides) or pass for another
+/// name. Doubling `\` keeps the escaping one-to-one: a name holding a
+/// backslash and an `n` never reads like one holding a newline.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(|c| c == '\\' || is_hidden(c)) {
         return std::borrow::Cow::Borrowed(text);
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            c if is_hidden(c) => escaped.extend(c.escape_default()),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
+}
+
+/// Characters that change how text around them is shown, or show as
+/// nothing: controls, line and paragraph separators, bidirectional marks,
+/// embeddings, overrides and isolates (the "Trojan Source" set), and the
+/// format characters and fillers that render blank — zero-width
+/// characters, the soft hyphen, variation selectors, tag characters, the
+/// Hangul fillers, the BOM.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
+                | '\u{e0100}'..='\u{e01ef}'
+        )
 }
 
 /// At most `max` characters of `text`, keeping its end: `…` and the last
@@ -91,6 +123,31 @@ mod tests {
     fn printable_escapes_control_characters_and_keeps_the_rest() {
         assert_eq!(printable("a/b é.txt"), "a/b é.txt");
         assert_eq!(printable("a\nb\x1b"), "a\\nb\\u{1b}");
+    }
+
+    #[test]
+    fn printable_is_one_to_one_for_backslashes() {
+        // A real backslash-n and a newline must not read the same.
+        assert_eq!(printable("a\\nb"), "a\\\\nb");
+        assert_ne!(printable("a\\nb"), printable("a\nb"));
+        assert_eq!(printable("dir\\x.exe"), "dir\\\\x.exe");
+    }
+
+    #[test]
+    fn bidirectional_overrides_and_zero_width_characters_are_shown() {
+        // `invoice\u{202e}fdp.exe` shows as `invoiceexe.pdf` unescaped.
+        assert_eq!(printable("invoice\u{202e}fdp.exe"), "invoice\\u{202e}fdp.exe");
+        assert_eq!(printable("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        assert_eq!(printable("x\u{2066}y\u{2069}"), "x\\u{2066}y\\u{2069}");
+        assert!(!cap("invoice\u{202e}fdp.exe", 64).contains('\u{202e}'));
+        // Line separators, soft hyphens, tag characters, Hangul fillers.
+        for hidden in ['\u{2028}', '\u{ad}', '\u{e0041}', '\u{3164}', '\u{fe0f}', '\u{206f}'] {
+            let shown = printable(&format!("a{hidden}b")).into_owned();
+            assert!(
+                !shown.contains(hidden) && shown.starts_with("a\\u{"),
+                "{hidden:?}: {shown}"
+            );
+        }
     }
 
     #[test]

@@ -392,7 +392,7 @@ impl Agent {
             version = report.version_id.as_deref().unwrap_or(""),
             verdict = report.result().as_str(),
             findings = ?report.findings().iter().map(|f| f.signature.as_str()).collect::<Vec<_>>(),
-            detail = %report.verdict,
+            detail = %printable(&report.verdict.to_string()),
             notes = ?report.host_actions,
             duration_ms = report.duration_ms,
             outcome = ?report.outcome,

@@ -196,32 +196,78 @@ pub(crate) fn match_stream(
     signatures: &HashSignatures,
     size: u64,
     body: &mut dyn Read,
+    stop: &dyn Fn() -> bool,
 ) -> std::io::Result<Option<HashMatch>> {
-    use sha2::Digest;
-    let kinds = signatures.kinds_for(size);
-    let mut digests = Digests::for_kinds(&kinds);
-    let mut sha256 = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut read = 0u64;
+    let mut hash = StreamHash::new(signatures.kinds_for(size));
     // One byte past the stated size tells a longer member without
     // decoding the rest of it.
-    let mut body = body.take(size.saturating_add(1));
-    loop {
-        let n = body.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-        digests.update(&buffer[..n]);
-        sha256.update(&buffer[..n]);
-    }
-    if read != size {
+    hash.read_all(&mut body.take(size.saturating_add(1)), stop)?;
+    if hash.len != size {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("it holds {read} bytes; its container says {size}"),
+            format!("it holds {} bytes; its container says {size}", hash.len),
         ));
     }
-    Ok(digests.look_up(&sha256.finalize(), &kinds, signatures, size))
+    Ok(hash.look_up(signatures))
+}
+
+/// The whole-file digests of a stream fed to it piece by piece, for a
+/// member whose size is known only at its end.
+pub(crate) struct StreamHash {
+    kinds: Vec<HashKind>,
+    digests: Digests,
+    sha256: sha2::Sha256,
+    len: u64,
+}
+
+impl StreamHash {
+    /// Hashes with `kinds` (what some signature needs).
+    pub(crate) fn new(kinds: Vec<HashKind>) -> Self {
+        use sha2::Digest;
+        Self {
+            digests: Digests::for_kinds(&kinds),
+            kinds,
+            sha256: sha2::Sha256::new(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.digests.update(bytes);
+        if self.kinds.contains(&HashKind::Sha256) {
+            self.sha256.update(bytes);
+        }
+        self.len += bytes.len() as u64;
+    }
+
+    /// Feeds the rest of `body`; asks `stop` before each read, and fails
+    /// when it says stop (nobody wants the answer any more).
+    pub(crate) fn read_all(&mut self, body: &mut dyn Read, stop: &dyn Fn() -> bool) -> std::io::Result<()> {
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            if stop() {
+                return Err(std::io::Error::other("stopped: nobody waits for the digests"));
+            }
+            let n = body.read(&mut buffer)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.update(&buffer[..n]);
+        }
+    }
+
+    /// Bytes hashed so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The signature the stream's bytes match, for its length.
+    pub(crate) fn look_up(self, signatures: &HashSignatures) -> Option<HashMatch> {
+        use sha2::Digest;
+        let sha256 = self.sha256.finalize();
+        self.digests.look_up(&sha256, &self.kinds, signatures, self.len)
+    }
 }
 
 /// The digests other than SHA-256 (which the reader keeps) that some
@@ -271,5 +317,48 @@ impl Digests {
             out.push((HashKind::Sha256, sha256.to_vec()));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signatures(line: &str, file: &str) -> HashSignatures {
+        let mut index = HashSignatures::new(10);
+        index.add_file(file, false, line).unwrap();
+        index
+    }
+
+    #[test]
+    fn a_stream_hash_matches_a_sha256_only_signature_by_its_final_length() {
+        use sha2::Digest;
+        let bytes = vec![7u8; 3000];
+        let line = format!("{}:3000:Only.Sha256\n", hex::encode(sha2::Sha256::digest(&bytes)));
+        let index = signatures(&line, "local.hsb");
+        assert_eq!(index.kinds_over(100), [HashKind::Sha256]);
+        let mut hash = StreamHash::new(index.kinds_over(100));
+        hash.update(&bytes[..1000]);
+        hash.read_all(&mut &bytes[1000..], &|| false).unwrap();
+        assert_eq!(hash.len(), 3000);
+        assert_eq!(hash.look_up(&index).unwrap().name, "Only.Sha256.UNOFFICIAL");
+        // One byte more is another file.
+        let mut hash = StreamHash::new(index.kinds_over(100));
+        hash.read_all(&mut &[bytes.as_slice(), b"x"].concat()[..], &|| false)
+            .unwrap();
+        assert_eq!(hash.look_up(&index), None);
+    }
+
+    #[test]
+    fn hashing_stops_when_nobody_waits_and_a_member_of_another_size_is_malformed() {
+        let index = signatures(&format!("{}:3000:Big\n", "0".repeat(32)), "local.hdb");
+        let stopped = match_stream(&index, 3000, &mut &[0u8; 3000][..], &|| true).unwrap_err();
+        assert_ne!(stopped.kind(), std::io::ErrorKind::InvalidData, "{stopped}");
+        let longer = match_stream(&index, 3000, &mut &[0u8; 3001][..], &|| false).unwrap_err();
+        assert_eq!(longer.kind(), std::io::ErrorKind::InvalidData, "{longer}");
+        assert_eq!(
+            match_stream(&index, 3000, &mut &[0u8; 3000][..], &|| false).unwrap(),
+            None
+        );
     }
 }

@@ -8,6 +8,7 @@ use crate::{Routing, Scanner};
 use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::{Coverage, ScanReport};
+use bucketscan_core::{Finding, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_unpack::members::declared_container;
 
@@ -34,8 +35,14 @@ impl Scanner {
             None => {
                 // Within the limit, or no container the host walks: whole,
                 // and an engine's own limit answers for what it cannot take.
+                let over_limit = info.size > pipelines.max_object_bytes(&info.bucket);
+                let hash_body = over_limit.then(|| body.clone());
                 let limit = pipelines.max_object_bytes(&info.bucket).max(info.size);
-                self.inspect_bytes(pipelines, stages, &info, body, limit).await?
+                let mut inspected = self.inspect_bytes(pipelines, stages, &info, body, limit).await?;
+                if let Some(body) = hash_body {
+                    self.hash_upload(&info, body, &mut inspected).await;
+                }
+                inspected
             }
         };
         let (verdict, allowed) =
@@ -50,6 +57,65 @@ impl Scanner {
         report.contents = inspected.object.survey.formats.clone();
         report.coverage = inspected.coverage;
         Ok(report)
+    }
+
+    /// An upload over its pipeline's size limit that is not walked gets
+    /// the whole-file hash signatures too, as an object would: the engine
+    /// may have refused it for its size. A match makes it infected.
+    async fn hash_upload(&self, info: &ObjectInfo, body: ObjectBody, inspected: &mut crate::path::Inspection) {
+        if matches!(inspected.verdict, Verdict::Infected { .. }) {
+            return;
+        }
+        let signatures = match self.hashes.as_ref().map(|source| source.hash_signatures()) {
+            Some(Ok(signatures)) if signatures.covers(info.size) => signatures,
+            Some(Ok(signatures)) => {
+                let why = format!("they were indexed for uploads over {} bytes", signatures.floor());
+                return inspected
+                    .notes
+                    .push(format!("whole-file hash signatures not applied: {why}"));
+            }
+            Some(Err(why)) => {
+                return inspected
+                    .notes
+                    .push(format!("whole-file hash signatures not applied: {why}"));
+            }
+            None => {
+                let why = "no signature database is known ([signatures])";
+                return inspected
+                    .notes
+                    .push(format!("whole-file hash signatures not applied: {why}"));
+            }
+        };
+        if signatures.kinds_for(info.size).is_empty() {
+            return inspected.notes.push(format!(
+                "no whole-file hash signature is for {} bytes: none can match",
+                info.size
+            ));
+        }
+        let size = info.size;
+        let matched = tokio::task::spawn_blocking(move || {
+            crate::hashes::match_stream(&signatures, size, &mut body.reader(), &|| false)
+        })
+        .await;
+        match matched {
+            Ok(Ok(Some(found))) => {
+                inspected.notes.push(format!(
+                    "its {} is that of a whole-file hash signature in {}",
+                    found.kind.as_str(),
+                    found.file
+                ));
+                inspected.verdict = Verdict::Infected {
+                    findings: vec![Finding::new("clamav", found.name)],
+                };
+            }
+            Ok(Ok(None)) => inspected.notes.push("no whole-file hash signature matched".into()),
+            Ok(Err(err)) => inspected.notes.push(format!(
+                "whole-file hash signatures not applied: reading the upload: {err}"
+            )),
+            Err(err) => inspected
+                .notes
+                .push(format!("whole-file hash signatures not applied: {err}")),
+        }
     }
 
     /// How an upload over its pipeline's size limit is walked member by

@@ -17,7 +17,7 @@ use crate::ranged::{Failure, RangedReader, StopOnDrop};
 use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
 use crate::{Routing, Scanner, hashes};
-use bucketscan_core::hashes::HashSignatures;
+use bucketscan_core::hashes::{HashKind, HashMatch, HashSignatures};
 use bucketscan_core::object::{MemberOf, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::report::StageReport;
 use bucketscan_core::{Finding, UnscannableReason, Verdict};
@@ -186,11 +186,35 @@ impl Scanner {
             }
         }
         let mut inspection = folded.into_inspection(info, walked, &describe());
+        let infected = matches!(inspection.verdict, Verdict::Infected { .. });
+        let whole = digest.as_deref().filter(|_| !infected);
+        if let Some(found) = whole.and_then(|sha256| self.whole_sha256_signature(info, sha256)) {
+            inspection.notes.push(format!(
+                "its sha256 is that of a whole-file hash signature in {}",
+                found.file
+            ));
+            inspection.verdict = Verdict::Infected {
+                findings: vec![Finding::new("clamav", found.name)],
+            };
+        }
         inspection.object.info = Arc::new(ObjectInfo {
             walked_sha256: digest,
             ..info.clone()
         });
         Ok(inspection)
+    }
+}
+
+impl Scanner {
+    /// The SHA-256 whole-file signature for a walked object's size that its
+    /// digest (taken as the walk read every byte in order) matches: a
+    /// container known bad as a whole is infected whatever its members
+    /// hold. MD5 and SHA-1 ones would need a hash pass of their own.
+    fn whole_sha256_signature(&self, info: &ObjectInfo, sha256: &str) -> Option<HashMatch> {
+        let signatures = self.hashes.as_ref()?.hash_signatures().ok()?;
+        let for_its_size = signatures.covers(info.size) && signatures.kinds_for(info.size).contains(&HashKind::Sha256);
+        let raw = hex::decode(sha256).ok().filter(|_| for_its_size)?;
+        signatures.lookup(&[(HashKind::Sha256, &raw)], info.size)
     }
 }
 
@@ -243,11 +267,62 @@ impl ChannelSink {
         self.failure.lock().expect("the failure slot").get_or_insert(err);
         Halt::BySink
     }
+
+    /// For a member whose size is known only at its end (a compressed
+    /// stream's content): the signatures and a hash to feed from its first
+    /// byte, when some signature is for a size over the engine's limit, so
+    /// that it gets the check a member of known size gets if it turns out
+    /// too large. None costs nothing.
+    fn hash_for_unknown_size(&self) -> Option<(Arc<HashSignatures>, hashes::StreamHash)> {
+        let signatures = self.hashes.clone()?;
+        let kinds = signatures.kinds_over(self.member_bytes);
+        (!kinds.is_empty()).then(|| (signatures, hashes::StreamHash::new(kinds)))
+    }
+
+    /// A member found too large mid-stream: too large, unless it is being
+    /// hashed; then the rest of its bytes are hashed (the walk's expansion
+    /// limits still bound them) and looked up for its full length.
+    fn too_large_midway(
+        &mut self,
+        path: &MemberPath,
+        hash: Option<(Arc<HashSignatures>, hashes::StreamHash)>,
+        body: &mut dyn Read,
+        detail: String,
+    ) -> Result<(), Halt> {
+        let Some((signatures, mut hash)) = hash else {
+            return self.not_handed(path, UnscannableReason::TooLarge, detail);
+        };
+        // A read error is the walk's to name (it sees it too); a closed
+        // channel means the scan has its verdict or gave up: stop reading.
+        let sender = self.sender.clone();
+        hash.read_all(body, &|| sender.is_closed()).map_err(|_| Halt::BySink)?;
+        let signatures = &*signatures;
+        let len = hash.len();
+        if !signatures.covers(len) {
+            return self.not_handed(path, UnscannableReason::TooLarge, detail);
+        }
+        match hash.look_up(signatures) {
+            Some(found) => self.send(Item::NotHanded {
+                path: path.to_string(),
+                verdict: Verdict::Infected {
+                    findings: vec![Finding::new("clamav", found.name)],
+                },
+            }),
+            None => {
+                let detail = format!("{detail}; no whole-file hash signature matched its {len} bytes");
+                self.not_handed(path, UnscannableReason::TooLarge, detail)
+            }
+        }
+    }
 }
 
 impl Sink for ChannelSink {
     fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
         let mut writer = SpoolWriter::new(&self.spool, size, self.member_bytes);
+        let mut hash = match size {
+            None => self.hash_for_unknown_size(),
+            Some(_) => None,
+        };
         let mut chunk = vec![0u8; 1 << 20];
         loop {
             // A read error is the walk's to name (it sees it too).
@@ -255,14 +330,21 @@ impl Sink for ChannelSink {
             if n == 0 {
                 break;
             }
+            if let Some((_, hash)) = &mut hash {
+                hash.update(&chunk[..n]);
+            }
             match writer.append(&chunk[..n]) {
                 Ok(()) => {}
                 Err(SpoolError::TooLarge { limit }) => {
+                    // Its spool file and budget are freed before the rest
+                    // is read.
+                    drop(writer);
                     let detail = format!("{path}: more than the {limit}-byte limit of the engine");
-                    return self.not_handed(path, UnscannableReason::TooLarge, detail);
+                    return self.too_large_midway(path, hash, body, detail);
                 }
                 Err(SpoolError::NoRoom(never @ NoRoom::Never { .. })) => {
-                    return self.not_handed(path, UnscannableReason::TooLarge, format!("{path}: {never}"));
+                    drop(writer);
+                    return self.too_large_midway(path, hash, body, format!("{path}: {never}"));
                 }
                 Err(SpoolError::NoRoom(refusal)) => {
                     return Err(self.fail(FetchError::OverBudget(format!("{path}: {refusal}"))));
@@ -289,7 +371,8 @@ impl Sink for ChannelSink {
         let Some(signatures) = signatures.filter(|s| s.covers(size) && !s.kinds_for(size).is_empty()) else {
             return self.not_handed(path, UnscannableReason::TooLarge, detail);
         };
-        match hashes::match_stream(&signatures, size, body) {
+        let sender = self.sender.clone();
+        match hashes::match_stream(&signatures, size, body, &|| sender.is_closed()) {
             Ok(Some(found)) => self.send(Item::NotHanded {
                 path: path.to_string(),
                 verdict: Verdict::Infected {

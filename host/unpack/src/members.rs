@@ -19,7 +19,9 @@
 //! overlap) ends the walk with [`Halt::Stop`]; the caller's verdict is
 //! then `unscannable`, never clean.
 
-use crate::survey::{decompressor, inner_name, printable, zip_directory, zip_method};
+use crate::survey::{
+    DECOMPRESSED, decompressor, inner_name, member_name, shown_inner_name, tar_entry_name, zip_directory, zip_method,
+};
 use bucketscan_core::UnscannableReason;
 use bucketscan_core::formats::{Format, SNIFF_BYTES, sniff};
 use std::cell::{Cell, RefCell};
@@ -369,8 +371,9 @@ impl Walker<'_> {
             tally: self.tally.clone(),
             limits: self.limits.clone(),
         };
-        let inner = printable(&inner_name(name, format));
-        self.member(Box::new(counted), &path.join(&inner), &inner, None, depth + 1)
+        let inner = inner_name(name, format).unwrap_or(DECOMPRESSED);
+        let inner_path = path.join(&shown_inner_name(name, format));
+        self.member(Box::new(counted), &inner_path, inner, None, depth + 1)
     }
 
     fn tar(&mut self, reader: Box<dyn Read + '_>, path: &MemberPath, depth: u32) -> Result<(), Halt> {
@@ -382,11 +385,8 @@ impl Walker<'_> {
             // (and clamd) extract "contiguous" and unknown types as files.
             let mut entry = entry;
             let size = entry.size();
-            let name = entry
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "?".into());
-            let member_path = path.join(&printable(&name));
+            let (name, shown) = tar_entry_name(&entry);
+            let member_path = path.join(&shown);
             if is_sparse(&mut entry) {
                 // Holes a tar tool fills in make other bytes than the
                 // reader's: the member as a client extracts it is unknown.
@@ -481,7 +481,7 @@ impl Walker<'_> {
                     member.crc32(),
                 )
             };
-            let member_path = path.join(&printable(&name));
+            let member_path = path.join(&member_name(&name));
             if is_dir && size == 0 && packed == 0 {
                 continue;
             }
@@ -586,7 +586,7 @@ impl Walker<'_> {
             if !entry.has_stream || entry.is_directory || entry.size == 0 {
                 return Ok(true);
             }
-            let member_path = path.join(&printable(&entry.name));
+            let member_path = path.join(&member_name(&entry.name));
             let mut counted = Counted {
                 inner: Box::new(reader),
                 tally: self.tally.clone(),

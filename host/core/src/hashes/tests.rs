@@ -129,3 +129,16 @@ fn extensions_count_in_any_case() {
     let index = index(&[("LOCAL.HDB", false, &format!("{MD5}:5000:Upper\n"))]);
     assert_eq!(index.len(), 1);
 }
+
+#[test]
+fn kinds_over_a_size_are_those_of_larger_signatures_and_of_any_size() {
+    let index = index(&[
+        ("local.hdb", false, &format!("{MD5}:5000:Big.Bad\n")),
+        ("local.hsb", false, &format!("{SHA256}:*:Any.Size:73\n")),
+    ]);
+    assert_eq!(index.kinds_over(4999), [HashKind::Md5, HashKind::Sha256]);
+    // Nothing larger than 5000 but the any-size SHA-256.
+    assert_eq!(index.kinds_over(5000), [HashKind::Sha256]);
+    let md5_only = self::index(&[("local.hdb", false, &format!("{MD5}:5000:Big.Bad\n"))]);
+    assert!(md5_only.kinds_over(5000).is_empty());
+}

@@ -458,6 +458,79 @@ async fn a_member_too_large_for_the_engine_whose_md5_is_a_signature_is_infected_
     assert!(world.store.get(QUARANTINE, "media.tar.gz").is_some());
 }
 
+/// A gzip of `bytes`, over the test pipeline's limit.
+fn large_gz(bytes: &[u8], name: &str) -> Vec<u8> {
+    let gz = bucketscan_unpack::samples::wrap(bucketscan_core::formats::Format::Gzip, bytes, name).unwrap();
+    assert!(gz.len() > 1 << 20, "over the limit: {}", gz.len());
+    gz
+}
+
+#[tokio::test]
+async fn a_stream_content_of_unknown_size_too_large_for_the_engine_still_gets_the_hash_check() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let report = world
+        .upload_and_scan("film.mp4.gz", &large_gz(&video, "film.mp4"))
+        .await;
+    let finding = &report.verdict.findings()[0];
+    assert_eq!(finding.signature, "Known.Big.UNOFFICIAL", "{report:#?}");
+    assert_eq!(finding.location.as_deref(), Some("film.mp4.gz!/film.mp4"));
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    assert!(world.store.get(QUARANTINE, "film.mp4.gz").is_some());
+
+    // The same size, other bytes: too large, and it says it was hashed.
+    let mut world = World::new();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let mut other = video.clone();
+    other[100] ^= 1;
+    let report = world
+        .upload_and_scan("film.mp4.gz", &large_gz(&other, "film.mp4"))
+        .await;
+    let detail = too_large(&report);
+    assert!(
+        detail.ends_with(&format!(
+            "no whole-file hash signature matched its {} bytes",
+            other.len()
+        )),
+        "{detail}"
+    );
+    assert!(world.store.keys(PRODUCTION).is_empty());
+}
+
+#[tokio::test]
+async fn a_walked_container_whose_sha256_is_a_signature_is_infected_whatever_its_members_hold() {
+    use sha2::Digest;
+    let mut world = World::new();
+    let bytes = large_tar_gz(&[("docs/readme.txt", b"hello")]);
+    let line = format!(
+        "{}:{}:Known.Bundle\n",
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        bytes.len()
+    );
+    let mut index = bucketscan_core::hashes::HashSignatures::new(1 << 20);
+    index.add_file("local.hsb", false, &line).unwrap();
+    world.scanner.hashes = Some(Arc::new(Arc::new(index)));
+    let report = world.upload_and_scan("bundle.tar.gz", &bytes).await;
+    assert_eq!(
+        report.verdict.findings()[0].signature,
+        "Known.Bundle.UNOFFICIAL",
+        "{report:#?}"
+    );
+    assert_eq!(report.coverage, Some(Coverage::Members));
+    assert!(world.store.keys(PRODUCTION).is_empty());
+    assert!(world.store.get(QUARANTINE, "bundle.tar.gz").is_some());
+    // Other bytes of the same size: the members decide (clean).
+    let mut world = World::new();
+    let other = large_tar_gz(&[("docs/readme.txt", b"hellp")]);
+    assert_eq!(other.len(), bytes.len());
+    let mut index = bucketscan_core::hashes::HashSignatures::new(1 << 20);
+    index.add_file("local.hsb", false, &line).unwrap();
+    world.scanner.hashes = Some(Arc::new(Arc::new(index)));
+    let report = world.upload_and_scan("bundle.tar.gz", &other).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Clean, "{report:#?}");
+}
+
 #[tokio::test]
 async fn a_member_too_large_for_the_engine_that_no_signature_matches_stays_too_large() {
     let mut world = World::new();
@@ -690,6 +763,53 @@ async fn an_upload_over_the_limit_named_as_something_else_is_not_walked() {
         [bytes],
         "whole, to the engine"
     );
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_that_is_not_walked_still_gets_the_hash_check() {
+    let mut world = World::new();
+    let video = large_video();
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&video, "Known.Big")));
+    let upload = |bytes: &[u8]| ObjectInfo {
+        bucket: "uploads".into(),
+        key: "film.mp4".into(),
+        size: bytes.len() as u64,
+        ..ObjectInfo::default()
+    };
+    let body = ObjectBody::Memory(video.clone().into());
+    let report = world
+        .scanner
+        .inspect_only(&any_object(), &[], upload(&video), body)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict.findings()[0].signature,
+        "Known.Big.UNOFFICIAL",
+        "{report:#?}"
+    );
+    assert!(
+        report
+            .host_actions
+            .join("\n")
+            .contains("whole-file hash signature in local.hdb")
+    );
+
+    let mut other = video.clone();
+    other[100] ^= 1;
+    let body = ObjectBody::Memory(other.clone().into());
+    let report = world
+        .scanner
+        .inspect_only(&any_object(), &[], upload(&other), body)
+        .await
+        .unwrap();
+    assert_ne!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert!(
+        report
+            .host_actions
+            .join("\n")
+            .contains("no whole-file hash signature matched")
+    );
+    assert!(world.store.log().is_empty(), "nothing touched a bucket");
 }
 
 /// Routes only `staging`: production has no pipeline of its own.

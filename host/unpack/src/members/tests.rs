@@ -226,9 +226,10 @@ fn a_members_path_keeps_each_name_whole_even_one_that_looks_like_a_location() {
     };
     let (walked, recorded) = walk_with(zip, "up/outer.zip", &limits);
     walked.unwrap();
-    assert_eq!(recorded.paths[0].to_string(), "up/outer.zip!/a.zip!/evil.exe");
+    // The name is one part, and shows as one: its `!/` is escaped.
+    assert_eq!(recorded.paths[0].to_string(), "up/outer.zip!/a.zip\\!/evil.exe");
     assert_eq!(recorded.paths[0].object(), "up/outer.zip");
-    assert_eq!(recorded.paths[0].names(), ["a.zip!/evil.exe"]);
+    assert_eq!(recorded.paths[0].names(), ["a.zip\\!/evil.exe"]);
     assert_eq!(recorded.paths[1].names(), ["nested/inner.tgz", "inner", "deep/x.com"]);
     assert_eq!(MemberPath::of("k").names(), [] as [String; 0]);
 }
@@ -628,4 +629,60 @@ fn an_object_whose_name_declares_no_container_needs_no_look() {
     assert!(declares_a_container("a.zip", Some("application/zip")));
     assert!(!declares_a_container("movie.mp4", Some("video/mp4")));
     assert!(!declares_a_container("page.zip", Some("text/html")));
+}
+
+#[test]
+fn a_member_cannot_pass_for_the_walks_own_members() {
+    // The uploader names members; one named like the bytes outside every
+    // member, or like a stream's content, still shows as its own.
+    let zip = samples::zip(
+        &[
+            ("(headers, directory and bytes outside every member)", b"mine"),
+            ("(decompressed)", b"also mine"),
+            ("(after the end of the archive)", b"mine too"),
+            // One name that reads like two parts.
+            ("x.gz!/(decompressed)", b"and this"),
+        ],
+        0,
+    );
+    let (walked, recorded) = walk_with(zip, "z.zip", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        paths(&recorded),
+        [
+            "z.zip!/\\(headers, directory and bytes outside every member)",
+            "z.zip!/\\(decompressed)",
+            "z.zip!/\\(after the end of the archive)",
+            "z.zip!/x.gz\\!/(decompressed)",
+            "z.zip!/(headers, directory and bytes outside every member)",
+        ]
+    );
+    let (walked, recorded) = walk_with(gzip(b"x"), "(weird).gz", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(paths(&recorded), ["(weird).gz!/\\(weird)"]);
+    let (walked, recorded) = walk_with(gzip(b"x"), ".gz", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(paths(&recorded), [".gz!/(decompressed)"]);
+}
+
+#[test]
+fn member_names_are_shown_escaped_and_one_to_one() {
+    let zip = samples::zip(
+        &[
+            ("evil\u{202e}fdp.exe", b"a"),
+            ("dir\\x.exe", b"b"),
+            ("line\nforged", b"c"),
+        ],
+        0,
+    );
+    let (walked, recorded) = walk_with(zip, "n.zip", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        &paths(&recorded)[..3],
+        [
+            "n.zip!/evil\\u{202e}fdp.exe",
+            "n.zip!/dir\\\\x.exe",
+            "n.zip!/line\\nforged"
+        ]
+    );
 }

@@ -258,12 +258,12 @@ impl Walker<'_> {
                     inner: decoded,
                     budget: self.budget.clone(),
                 };
-                let inner = inner_name(name, format);
-                let inner_path = format!("{path}!/{inner}");
+                let inner = inner_name(name, format).unwrap_or(DECOMPRESSED);
+                let inner_path = format!("{path}!/{}", shown_inner_name(name, format));
                 self.visit(
                     Source::Stream(Box::new(counted)),
                     &inner_path,
-                    &inner,
+                    inner,
                     None,
                     depth + 1,
                     layers + 1,
@@ -402,7 +402,7 @@ impl Walker<'_> {
                 let name = String::from_utf8_lossy(member.name_raw()).into_owned();
                 (name, zip_method(member.compression()), member.encrypted())
             };
-            let member_path = format!("{path}!/{}", printable(&name));
+            let member_path = format!("{path}!/{}", member_name(&name));
             self.count_entries(&member_path, 1)?;
             if encrypted {
                 self.record(&member_path, Format::Encrypted);
@@ -451,11 +451,8 @@ impl Walker<'_> {
             if entry.header().entry_size().unwrap_or(0) == 0 {
                 continue;
             }
-            let name = entry
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "?".into());
-            let member_path = format!("{path}!/{}", printable(&name));
+            let (name, shown) = tar_entry_name(&entry);
+            let member_path = format!("{path}!/{shown}");
             self.count_entries(&member_path, 1)?;
             self.visit(Source::Stream(Box::new(entry)), &member_path, &name, None, depth + 1, 0)?;
         }
@@ -499,7 +496,7 @@ impl Walker<'_> {
             if !entry.has_stream || entry.is_directory {
                 return Ok(true);
             }
-            let member_path = format!("{path}!/{}", printable(&entry.name));
+            let member_path = format!("{path}!/{}", member_name(&entry.name));
             let mut counted = Counted {
                 inner: Box::new(reader),
                 budget: self.budget.clone(),
@@ -567,7 +564,7 @@ impl Walker<'_> {
         }
         self.budget.left.set(self.budget.left.get() - cost);
         for name in names {
-            let member_path = format!("{path}!/{}", printable(&name));
+            let member_path = format!("{path}!/{}", member_name(&name));
             self.count_entries(&member_path, 1)?;
             let reader = cabinet
                 .read_file(&name)
@@ -683,7 +680,9 @@ pub(crate) fn decompressor<'s>(
     })
 }
 
-pub(crate) fn inner_name(name: &str, format: Format) -> String {
+/// What a compressed stream named `name` holds is called: its name without
+/// the compression's suffix, or `None` when that leaves nothing.
+pub(crate) fn inner_name(name: &str, format: Format) -> Option<&str> {
     let base = name.rsplit('/').next().unwrap_or(name);
     let stripped = match format {
         Format::Gzip => base.strip_suffix(".gz").or_else(|| base.strip_suffix(".tgz")),
@@ -694,15 +693,47 @@ pub(crate) fn inner_name(name: &str, format: Format) -> String {
         Format::Lz4 => base.strip_suffix(".lz4"),
         _ => None,
     };
-    stripped
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| "(decompressed)".into())
+    stripped.filter(|s| !s.is_empty())
 }
 
-/// Member names are the uploader's: no control characters in reports.
-pub(crate) fn printable(name: &str) -> String {
-    bucketscan_core::text::printable(name).into_owned()
+/// The walk's name for a compressed stream's content when the stream's own
+/// name gives none.
+pub(crate) const DECOMPRESSED: &str = "(decompressed)";
+
+/// How a compressed stream's content is shown in a member's location.
+pub(crate) fn shown_inner_name(name: &str, format: Format) -> String {
+    inner_name(name, format).map_or_else(|| DECOMPRESSED.to_owned(), member_name)
+}
+
+/// How a member's name is shown in its location. Names are the uploader's:
+/// control and invisible characters are escaped and `\\` doubled
+/// (`text::printable`); then `!/`, which separates the parts of a
+/// location, becomes `\\!/`, and a name starting with `(` gets a `\\`
+/// before it. Only the walk's own members (`(decompressed)`, the bytes
+/// outside every member, what follows the end of an archive) start a part
+/// with a bare `(`, so no upload passes a member of its own for one of
+/// them, nor a name for two parts; and since every other `\\` is doubled,
+/// the escaping stays one-to-one.
+pub(crate) fn member_name(name: &str) -> String {
+    let shown = bucketscan_core::text::printable(name).replace("!/", "\\!/");
+    if shown.starts_with('(') {
+        format!("\\{shown}")
+    } else {
+        shown
+    }
+}
+
+/// A tar entry's name, and how it is shown; the walk's own
+/// `(unreadable name)` when it has none it can read.
+pub(crate) fn tar_entry_name<R: std::io::Read>(entry: &tar::Entry<'_, R>) -> (String, String) {
+    match entry.path() {
+        Ok(path) => {
+            let name = path.to_string_lossy().into_owned();
+            let shown = member_name(&name);
+            (name, shown)
+        }
+        Err(_) => ("(unreadable name)".into(), "(unreadable name)".into()),
+    }
 }
 
 /// APPNOTE's number for a zip compression method.
