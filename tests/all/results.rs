@@ -62,3 +62,52 @@ async fn a_results_table_that_cannot_be_written_holds_the_event_until_it_can() {
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].result, "infected");
 }
+
+/// Results of scans that finish together (eight at once): each is
+/// recorded exactly once, with its own key and result.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_that_finish_together_are_each_recorded_once() {
+    use bucketscan_tests::agent::PRODUCTION;
+    let world = World::new().await;
+    results::create_table(&world.aws.dynamodb).await;
+    let extra = format!("[results]\ntable = \"{}\"\n", results::TABLE);
+    let config = world.config(&clamd::shared().address(), &extra);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("concurrency = 2\n"), "{text}");
+    let text = text.replace("concurrency = 2\n", "concurrency = 8\n");
+    std::fs::write(&config, text).unwrap();
+    let agent = world.start_agent(&config);
+    const UPLOADS: usize = 40;
+    for i in 0..UPLOADS {
+        let bytes = if i % 8 == 0 {
+            samples::eicar()
+        } else {
+            samples::pseudo_random_text(2048, i as u64)
+        };
+        world.put(&format!("many/{i}.txt"), bytes, None, &[], &[]).await;
+    }
+    for i in 0..UPLOADS {
+        let (bucket, key) = if i % 8 == 0 {
+            (QUARANTINE, format!("staging/many/{i}.txt"))
+        } else {
+            (PRODUCTION, format!("many/{i}.txt"))
+        };
+        world.wait_for(bucket, &key, WITHIN, &agent).await;
+    }
+    let store = results::reader(&world.aws.dynamodb);
+    for i in 0..UPLOADS {
+        let key = format!("many/{i}.txt");
+        let deadline = Instant::now() + WITHIN;
+        let history = loop {
+            let history = store.history(STAGING, &key, 10).await.unwrap();
+            if !history.is_empty() || Instant::now() > deadline {
+                break history;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(history.len(), 1, "{key}: {history:?}\n{}", agent.log());
+        let expected = if i % 8 == 0 { "infected" } else { "clean" };
+        assert_eq!(history[0].result, expected, "{key}");
+        assert_eq!(history[0].key, key);
+    }
+}
