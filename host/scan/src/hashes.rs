@@ -100,16 +100,7 @@ impl Scanner {
         });
         let read = format!("{} bytes read by {} ranged GETs", info.size, hashed.requests);
         match hashed.found {
-            Some(found) => {
-                inspection.notes.push(format!(
-                    "its {} is that of a whole-file hash signature in {} ({read})",
-                    found.kind.as_str(),
-                    found.file
-                ));
-                inspection.verdict = Verdict::Infected {
-                    findings: vec![Finding::new("clamav", found.name)],
-                };
-            }
+            Some(found) => inspection.verdict = infected_by(found, &mut inspection.notes, Some(&read)),
             None if suffice => match media_type(&hashed.head) {
                 Some(media) => {
                     inspection.notes.push(format!(
@@ -184,6 +175,21 @@ impl Scanner {
             head,
             requests: requests.load(std::sync::atomic::Ordering::Relaxed),
         })
+    }
+}
+
+/// What a whole-file hash signature's match makes the bytes: infected,
+/// under clamd's name for the signature; a note says which digest of
+/// which database file matched (and `how` the bytes were read).
+pub(crate) fn infected_by(found: HashMatch, notes: &mut Vec<String>, how: Option<&str>) -> Verdict {
+    let how = how.map(|how| format!(" ({how})")).unwrap_or_default();
+    notes.push(format!(
+        "its {} is that of a whole-file hash signature in {}{how}",
+        found.kind.as_str(),
+        found.file
+    ));
+    Verdict::Infected {
+        findings: vec![Finding::new("clamav", found.name)],
     }
 }
 

@@ -5,10 +5,10 @@
 
 use crate::members::Container;
 use crate::{Routing, Scanner};
+use bucketscan_core::Verdict;
 use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::{Coverage, ScanReport};
-use bucketscan_core::{Finding, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_unpack::members::declared_container;
 
@@ -98,16 +98,7 @@ impl Scanner {
         })
         .await;
         match matched {
-            Ok(Ok(Some(found))) => {
-                inspected.notes.push(format!(
-                    "its {} is that of a whole-file hash signature in {}",
-                    found.kind.as_str(),
-                    found.file
-                ));
-                inspected.verdict = Verdict::Infected {
-                    findings: vec![Finding::new("clamav", found.name)],
-                };
-            }
+            Ok(Ok(Some(found))) => inspected.verdict = crate::hashes::infected_by(found, &mut inspected.notes, None),
             Ok(Ok(None)) => inspected.notes.push("no whole-file hash signature matched".into()),
             Ok(Err(err)) => inspected.notes.push(format!(
                 "whole-file hash signatures not applied: reading the upload: {err}"

@@ -189,13 +189,7 @@ impl Scanner {
         let infected = matches!(inspection.verdict, Verdict::Infected { .. });
         let whole = digest.as_deref().filter(|_| !infected);
         if let Some(found) = whole.and_then(|sha256| self.whole_sha256_signature(info, sha256)) {
-            inspection.notes.push(format!(
-                "its sha256 is that of a whole-file hash signature in {}",
-                found.file
-            ));
-            inspection.verdict = Verdict::Infected {
-                findings: vec![Finding::new("clamav", found.name)],
-            };
+            inspection.verdict = hashes::infected_by(found, &mut inspection.notes, None);
         }
         inspection.object.info = Arc::new(ObjectInfo {
             walked_sha256: digest,
