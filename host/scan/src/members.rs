@@ -197,9 +197,7 @@ impl Scanner {
         });
         Ok(inspection)
     }
-}
 
-impl Scanner {
     /// The SHA-256 whole-file signature for a walked object's size that its
     /// digest (taken as the walk read every byte in order) matches: a
     /// container known bad as a whole is infected whatever its members
@@ -262,6 +260,17 @@ impl ChannelSink {
         Halt::BySink
     }
 
+    /// A member whose bytes a whole-file hash signature matched: infected,
+    /// under clamd's name for the signature.
+    fn matched_by_hash(&self, path: &MemberPath, found: HashMatch) -> Result<(), Halt> {
+        self.send(Item::NotHanded {
+            path: path.to_string(),
+            verdict: Verdict::Infected {
+                findings: vec![Finding::new("clamav", found.name)],
+            },
+        })
+    }
+
     /// For a member whose size is known only at its end (a compressed
     /// stream's content): the signatures and a hash to feed from its first
     /// byte, when some signature is for a size over the engine's limit, so
@@ -296,12 +305,7 @@ impl ChannelSink {
             return self.not_handed(path, UnscannableReason::TooLarge, detail);
         }
         match hash.look_up(signatures) {
-            Some(found) => self.send(Item::NotHanded {
-                path: path.to_string(),
-                verdict: Verdict::Infected {
-                    findings: vec![Finding::new("clamav", found.name)],
-                },
-            }),
+            Some(found) => self.matched_by_hash(path, found),
             None => {
                 let detail = format!("{detail}; no whole-file hash signature matched its {len} bytes");
                 self.not_handed(path, UnscannableReason::TooLarge, detail)
@@ -367,12 +371,7 @@ impl Sink for ChannelSink {
         };
         let sender = self.sender.clone();
         match hashes::match_stream(&signatures, size, body, &|| sender.is_closed()) {
-            Ok(Some(found)) => self.send(Item::NotHanded {
-                path: path.to_string(),
-                verdict: Verdict::Infected {
-                    findings: vec![Finding::new("clamav", found.name)],
-                },
-            }),
+            Ok(Some(found)) => self.matched_by_hash(path, found),
             Ok(None) => {
                 let detail = format!("{detail}; no whole-file hash signature matched its bytes");
                 self.not_handed(path, UnscannableReason::TooLarge, detail)
