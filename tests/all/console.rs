@@ -412,3 +412,171 @@ async fn a_dev_user_is_for_loopback_only() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not on loopback"), "{stderr}");
 }
+
+/// Releases `held` (a quarantine key) with the CLI, as `bucketscan release`.
+fn release_with_cli(world: &World, config: &std::path::Path, held: &str, digest: &str) -> std::process::Output {
+    let object = format!("s3://{QUARANTINE}/{held}");
+    world.cli(&[
+        "release",
+        "--config",
+        config.to_str().unwrap(),
+        &object,
+        "--reason",
+        "vendor test file",
+        "--sha256",
+        digest,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_in_the_console_outlives_an_older_list_written_back() {
+    let world = World::new().await;
+    world.aws.s3.create_bucket().bucket("lists").send().await.unwrap();
+    results::create_table(&world.aws.dynamodb).await;
+    let keys = KeyEndpoint::start().await;
+    let config = console_config(&world, &keys);
+    let mut agent = world.start_agent(&config);
+    let console = start_console(&world, &config);
+    let digest = hex::encode(Sha256::digest(samples::eicar()));
+    let held = |key: &str| format!("{STAGING}/{key}");
+
+    // Released with the CLI: the same bytes uploaded again pass.
+    world
+        .put("in/first.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world.wait_for(QUARANTINE, &held("in/first.txt"), WITHIN, &agent).await;
+    let out = release_with_cli(&world, &config, &held("in/first.txt"), &digest);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list_before = world.body("lists", "allow-list.txt").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world
+        .put("in/second.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world.wait_for(PRODUCTION, "in/second.txt", WITHIN, &agent).await;
+
+    // A viewer may not revoke: no form, and a forged POST is refused.
+    let viewer = SignedIn::start(&console.direct, user("view", &["staff"])).await;
+    let forged = reqwest::Client::new()
+        .post(format!("{}/console/allow-list/revoke", viewer.url))
+        .form(&[
+            ("csrf", "00"),
+            ("sha256", digest.as_str()),
+            ("confirm", digest.as_str()),
+            ("reason", "forged"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.text().await.unwrap().contains("takes the releaser role"));
+    let page = reqwest::get(format!("{}/console/quarantine", viewer.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&digest) && !page.contains("form class=\"revoke\""),
+        "{page}"
+    );
+
+    // A releaser revokes it in the browser, with a reason.
+    let releaser = SignedIn::start(&console.direct, user("rel", &["secops"])).await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("{}/console/quarantine", releaser.url))
+        .await
+        .unwrap();
+    let row = browser
+        .client
+        .find(Locator::XPath(&format!(
+            "//table[@id='allow-list']//tr[td[text()='{digest}']]"
+        )))
+        .await
+        .unwrap();
+    row.find(Locator::Css("input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("a real sample after all, ticket SEC-9")
+        .await
+        .unwrap();
+    row.find(Locator::Css("input[name=confirm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    row.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let revoked = text_of(&browser, "#revoked-now").await;
+    assert!(revoked.contains(&digest), "{revoked}");
+    assert_no_script_ran(&browser, "revoke").await;
+    browser
+        .client
+        .goto(&format!("{}/console/quarantine", releaser.url))
+        .await
+        .unwrap();
+    let shown = text_of(&browser, "#revoked").await;
+    assert!(shown.contains(&digest) && shown.contains("SEC-9"), "{shown}");
+    browser.close().await;
+
+    // Kept in both places, with who, why and from where.
+    let stored = results::reader(&world.aws.dynamodb).revocations().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    assert_eq!(
+        (
+            stored[0].sha256.as_str(),
+            stored[0].by.as_str(),
+            stored[0].reason.as_str()
+        ),
+        (
+            digest.as_str(),
+            "rel@example.com (console)",
+            "a real sample after all, ticket SEC-9"
+        )
+    );
+    let list = String::from_utf8(world.body("lists", "allow-list.txt").await).unwrap();
+    assert!(
+        list.contains(&format!("revoke {digest} revoked by rel@example.com (console) at ")),
+        "{list}"
+    );
+
+    // Whoever can write the list puts the copy from before the revocation
+    // back. The running agent, and one started after it, both quarantine
+    // the bytes again.
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket("lists")
+        .key("allow-list.txt")
+        .body(list_before.into())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .put("in/third.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world.wait_for(QUARANTINE, &held("in/third.txt"), WITHIN, &agent).await;
+    assert!(!world.exists(PRODUCTION, "in/third.txt").await);
+    agent.terminate(WITHIN);
+    let fresh = world.start_agent(&config);
+    world
+        .put("in/fourth.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world.wait_for(QUARANTINE, &held("in/fourth.txt"), WITHIN, &fresh).await;
+    assert!(!world.exists(PRODUCTION, "in/fourth.txt").await, "{}", fresh.log());
+
+    // And nobody releases those bytes while the revocation stands.
+    let out = release_with_cli(&world, &config, &held("in/third.txt"), &digest);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("allow-list entry was revoked"), "{stderr}");
+    assert!(world.exists(QUARANTINE, &held("in/third.txt")).await);
+}

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             Command::ApiKey(args) => serve::api_key(args),
             Command::NotificationKey(args) => serve::notification_key(args),
             Command::Release(args) => quarantine::release_command(*args).await,
-            Command::Quarantine(command) => quarantine::list_command(command).await,
+            Command::Quarantine(command) => quarantine::command(command).await,
             Command::Plugin(PluginCommand::Inspect { file, output }) => inspect::run(&file, output).await,
             Command::Plugin(PluginCommand::Run(args)) => run_plugin::run(*args).await,
             Command::Plugin(PluginCommand::New(args)) => scaffold::run(args),

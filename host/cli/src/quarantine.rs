@@ -1,5 +1,6 @@
-//! `bucketscan quarantine list` and `bucketscan release`: what the
-//! quarantine holds, and a false positive given back.
+//! `bucketscan quarantine list`, `bucketscan release` and `bucketscan
+//! quarantine revoke`: what the quarantine holds, a false positive given
+//! back, and an allow-list entry taken back.
 
 use crate::output::Format;
 use anyhow::{Context as _, bail};
@@ -7,6 +8,7 @@ use bucketscan_core::allow::parse_s3_url;
 use bucketscan_runtime::agent::Agent;
 use bucketscan_runtime::config::Config;
 use bucketscan_runtime::quarantine::{self, list, release};
+use bucketscan_runtime::results::revocations::StoredRevocation;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +24,21 @@ pub enum QuarantineCommand {
         bucket: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         output: Format,
+    },
+    /// Revoke an allow-listed digest for the whole fleet: recorded in the results store
+    /// and the allow-list object; bytes with it are scanned as usual again.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The SHA-256 to revoke.
+        #[arg(value_name = "HEX")]
+        sha256: String,
+        /// Why these bytes are no longer allowed.
+        #[arg(long)]
+        reason: String,
+        /// Who revokes it (default: the caller's identity from STS).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -51,9 +68,46 @@ pub struct ReleaseArgs {
     output: Format,
 }
 
-pub async fn list_command(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
-    let QuarantineCommand::List { config, bucket, output } = command;
-    let path = config;
+pub async fn command(command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        QuarantineCommand::List { config, bucket, output } => list_command(config, bucket, output).await,
+        QuarantineCommand::Revoke {
+            config,
+            sha256,
+            reason,
+            by,
+        } => revoke_command(&config, &sha256, &reason, by).await,
+    }
+}
+
+async fn revoke_command(
+    path: &std::path::Path,
+    sha256: &str,
+    reason: &str,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    if reason.trim().is_empty() {
+        bail!("--reason is empty: say why these bytes are no longer allowed");
+    }
+    bucketscan_core::allow::check_digest(sha256).map_err(|why| anyhow::anyhow!("the SHA-256: {why}"))?;
+    let config = Config::load_file(path)?;
+    let agent = Agent::from_config(config).await.context("loading the config")?;
+    let by = release::identity(&agent, by).await;
+    let revocation = StoredRevocation::now(sha256, &by, reason.trim(), "cli");
+    let revoked = agent.revoke_allowed(revocation).await?;
+    println!("revoked {}", revoked.revocation.sha256);
+    println!("  by        {} at {}", revoked.revocation.by, revoked.revocation.at);
+    println!("  reason    {}", revoked.revocation.reason);
+    if revoked.recorded {
+        println!("  recorded  in the results store: agents drop it at their next reload");
+    }
+    if let Some(list) = &revoked.list {
+        println!("  written   to {list}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_command(path: PathBuf, bucket: Option<String>, output: Format) -> anyhow::Result<ExitCode> {
     let config = Config::load_file(&path)?;
     let buckets: Vec<String> = match bucket {
         Some(bucket) => vec![bucket],

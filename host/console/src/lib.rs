@@ -94,6 +94,7 @@ impl Console {
             .route("/console/object", get(pages::results::history))
             .route("/console/quarantine", get(pages::quarantine::page))
             .route("/console/quarantine/release", post(pages::quarantine::release))
+            .route("/console/allow-list/revoke", post(pages::quarantine::revoke))
             .route("/console/pipelines", get(pages::pipelines::page))
             .route("/console/keys", get(pages::keys::page).post(pages::keys::create))
             .route("/console/style.css", get(pages::stylesheet))

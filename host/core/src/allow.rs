@@ -12,6 +12,16 @@
 //! ([`Sealer::mark_allowed`]): whoever can write the object but does not
 //! hold the key cannot add an entry. Lines without a valid mark are
 //! skipped and reported; the others still apply.
+//!
+//! A line `revoke HEX-SHA256 [note]` revokes a digest (the console's
+//! revoke button writes one). It needs no mark: a revocation only ever
+//! allows less, which whoever can write the object can already do by
+//! deleting lines. What it must survive is the opposite, an older copy of
+//! the object written back without it, so a revocation is also kept where
+//! that cannot undo it: in every running agent's memory
+//! ([`AllowList::keep_revocations`]), in the results store's audit trail
+//! (agents read it at every reload), and for good in the config's
+//! `[allow-list] revoked`.
 
 use crate::seal::Sealer;
 use crate::verdict::{ResultName, Verdict};
@@ -79,7 +89,16 @@ pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
     }
 }
 
-fn check_digest(digest: &str) -> Result<(), String> {
+/// What starts a line that revokes a digest.
+const REVOKE: &str = "revoke ";
+
+/// `note` as the rest of one line: no line breaks, no comment mark.
+fn one_line_note(note: &str) -> String {
+    note.replace(['\n', '\r', '#'], " ").trim().to_owned()
+}
+
+/// Checks a SHA-256 given as text.
+pub fn check_digest(digest: &str) -> Result<(), String> {
     if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
@@ -101,7 +120,8 @@ pub struct AllowEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     entries: HashMap<String, AllowEntry>,
-    revoked: std::collections::HashSet<String>,
+    /// Digests never allowed, and who said so.
+    revoked: HashMap<String, AllowEntry>,
 }
 
 /// A line of a list object that is not an entry.
@@ -117,10 +137,16 @@ pub struct AllowListError {
 impl AllowList {
     /// The config's own entries.
     pub fn from_config(config: &AllowListConfig) -> Self {
-        let mut list = Self {
-            revoked: config.revoked.iter().map(|d| d.to_ascii_lowercase()).collect(),
-            ..Self::default()
-        };
+        let mut list = Self::default();
+        for digest in &config.revoked {
+            list.revoke(
+                digest,
+                AllowEntry {
+                    source: "config".into(),
+                    note: None,
+                },
+            );
+        }
         for digest in &config.sha256 {
             list.entries.insert(
                 digest.to_ascii_lowercase(),
@@ -140,6 +166,16 @@ impl AllowList {
         for (index, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if line.is_empty() {
+                continue;
+            }
+            if let Some(revocation) = line.strip_prefix(REVOKE) {
+                if let Err(why) = self.add_revoke_line(source, index + 1, revocation) {
+                    skipped.push(AllowListError {
+                        list: source.to_owned(),
+                        line: index + 1,
+                        why,
+                    });
+                }
                 continue;
             }
             let mut parts = line.splitn(3, char::is_whitespace);
@@ -169,21 +205,67 @@ impl AllowList {
         skipped
     }
 
+    /// The rest of a `revoke` line: the digest, then its note.
+    fn add_revoke_line(&mut self, source: &str, line: usize, rest: &str) -> Result<(), String> {
+        let rest = rest.trim_start();
+        let (digest, note) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        check_digest(digest).map_err(|why| format!("revoke: {why}"))?;
+        let note = Some(note.trim().to_owned()).filter(|n| !n.is_empty());
+        self.revoke(
+            digest,
+            AllowEntry {
+                source: format!("{source}:{line}"),
+                note,
+            },
+        );
+        Ok(())
+    }
+
+    /// Revokes `digest` (the first word on why stays).
+    pub fn revoke(&mut self, digest: &str, why: AllowEntry) {
+        self.revoked.entry(digest.to_ascii_lowercase()).or_insert(why);
+    }
+
+    /// Keeps every revocation of `previous` (the list this one replaces):
+    /// an older copy of the list object written back, without its
+    /// `revoke` lines, does not bring a revoked digest back.
+    pub fn keep_revocations(&mut self, previous: &AllowList) {
+        for (digest, why) in &previous.revoked {
+            self.revoke(digest, why.clone());
+        }
+    }
+
+    /// Why `digest` is revoked, if it is.
+    pub fn revocation(&self, digest: &str) -> Option<&AllowEntry> {
+        self.revoked.get(&digest.to_ascii_lowercase())
+    }
+
+    /// Every revoked digest and why, in digest order.
+    pub fn revocations(&self) -> Vec<(&str, &AllowEntry)> {
+        let mut revoked: Vec<(&str, &AllowEntry)> = self.revoked.iter().map(|(d, why)| (d.as_str(), why)).collect();
+        revoked.sort_by_key(|(digest, _)| *digest);
+        revoked
+    }
+
     /// A line for the list object `list`: `sha256`, its mark, and `note`
     /// (one line; newlines become spaces).
     pub fn line(sealer: &Sealer, list: &str, sha256: &str, note: &str) -> String {
-        let note = note.replace(['\n', '\r', '#'], " ");
-        let note = note.trim();
+        let note = one_line_note(note);
         format!(
             "{} {} {note}",
             sha256.to_ascii_lowercase(),
-            sealer.mark_allowed(list, sha256, note)
+            sealer.mark_allowed(list, sha256, &note)
         )
+    }
+
+    /// A line that revokes `sha256`, with `note` (who, when, why).
+    pub fn revoke_line(sha256: &str, note: &str) -> String {
+        format!("{REVOKE}{} {}", sha256.to_ascii_lowercase(), one_line_note(note))
     }
 
     pub fn get(&self, sha256: &str) -> Option<&AllowEntry> {
         let sha256 = sha256.to_ascii_lowercase();
-        if self.revoked.contains(&sha256) {
+        if self.revoked.contains_key(&sha256) {
             return None;
         }
         self.entries.get(&sha256)
@@ -199,7 +281,7 @@ impl AllowList {
         let mut entries: Vec<(&str, &AllowEntry)> = self
             .entries
             .iter()
-            .filter(|(digest, _)| !self.revoked.contains(*digest))
+            .filter(|(digest, _)| !self.revoked.contains_key(*digest))
             .map(|(digest, entry)| (digest.as_str(), entry))
             .collect();
         entries.sort_by_key(|(digest, _)| *digest);
@@ -343,6 +425,41 @@ mod tests {
         let mut revoked = AllowList::from_config(&config);
         revoked.add_text("s3://l/a", &text, &sealer());
         assert!(revoked.allows(Some(A), &infected()).is_none());
+    }
+
+    #[test]
+    fn a_revoke_line_needs_no_mark_and_outlives_a_list_written_back() {
+        let list_url = "s3://l/a";
+        let released = AllowList::line(&sealer(), list_url, A, "released by rel");
+        let revoked_text = format!(
+            "{released}\n{}\nrevoke not-a-digest\n",
+            AllowList::revoke_line(&A.to_uppercase(), "revoked by sec\n# why: a real sample")
+        );
+        let mut list = AllowList::default();
+        let skipped = list.add_text(list_url, &revoked_text, &sealer());
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].why.starts_with("revoke: "), "{}", skipped[0]);
+        assert!(list.get(A).is_none(), "the revoke line wins over the release line");
+        assert!(list.entries().is_empty());
+        let revocations = list.revocations();
+        assert_eq!(revocations.len(), 1);
+        assert_eq!(revocations[0].0, A);
+        assert_eq!(revocations[0].1.source, "s3://l/a:2");
+        assert_eq!(
+            revocations[0].1.note.as_deref(),
+            Some("revoked by sec   why: a real sample")
+        );
+
+        // The object written back as it was before the revocation: read
+        // alone it allows A again; kept with the previous list's
+        // revocations, it does not.
+        let mut written_back = AllowList::default();
+        written_back.add_text(list_url, &format!("{released}\n"), &sealer());
+        assert!(written_back.get(A).is_some());
+        written_back.keep_revocations(&list);
+        assert!(written_back.allows(Some(A), &infected()).is_none());
+        assert!(written_back.revocation(&A.to_uppercase()).is_some());
+        assert_eq!(written_back.revocations()[0].1.source, "s3://l/a:2");
     }
 
     #[test]

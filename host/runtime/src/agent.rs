@@ -140,7 +140,7 @@ impl Agent {
             crate::retro_scan::RetroScans::new(&config, results, clients.sqs.clone(), sealer.clone()).map(Arc::new)
         });
         let allow_list = Arc::new(ArcSwap::from_pointee(
-            initial_allow_list(&config, &clients, &sealer).await,
+            initial_allow_list(&config, &clients, &sealer, results.as_deref()).await,
         ));
         let pipelines = LivePipelines::new(LoadedPipelines::load(&engine, config.pipelines()).await?);
         Ok(Self {
@@ -412,20 +412,38 @@ impl Agent {
     }
 
     /// Reloads the allow-list object now; on failure the current list
-    /// stays. Returns its entries.
+    /// stays. Every revocation the current list knows is kept (see
+    /// [`AllowList::keep_revocations`]). Returns its entries.
     pub async fn refresh_allow_list(&self) -> Result<usize, AllowListLoadError> {
         let config = &self.started_with.allow_list;
-        let list = crate::allow_list::load(&self.clients.s3, config, &self.scanner.sealer).await?;
+        let mut list =
+            crate::allow_list::load(&self.clients.s3, config, &self.scanner.sealer, self.results.as_deref()).await?;
+        list.keep_revocations(&self.scanner.allow_list.load());
         let entries = list.len();
         self.scanner.allow_list.store(Arc::new(list));
         Ok(entries)
     }
 
-    /// Reloads the allow-list object every `refresh-secs` (when one is
-    /// configured).
+    /// Revokes an allow-listed digest for the fleet (see
+    /// [`crate::allow_list::revoke`]) and reloads this agent's list.
+    pub async fn revoke_allowed(
+        &self,
+        revocation: crate::results::revocations::StoredRevocation,
+    ) -> Result<crate::allow_list::Revoked, crate::allow_list::RevokeError> {
+        let config = &self.started_with.allow_list;
+        let revoked = crate::allow_list::revoke(&self.clients.s3, config, self.results.as_deref(), revocation).await?;
+        if let Err(err) = self.refresh_allow_list().await {
+            tracing::error!("allow-list not reloaded after a revocation: {err}");
+        }
+        Ok(revoked)
+    }
+
+    /// Reloads the allow-list every `refresh-secs` when there is
+    /// something to reload: a list object, or revocations in the results
+    /// store of digests the config allows.
     pub fn spawn_allow_list_refresh(self: &Arc<Self>) {
         let config = &self.started_with.allow_list;
-        if config.object.is_none() {
+        if config.object.is_none() && (self.results.is_none() || config.sha256.is_empty()) {
             return;
         }
         let every = Duration::from_secs(
@@ -506,14 +524,32 @@ fn publisher(
     FanOut::of(publishers)
 }
 
-/// The allow-list at start; the config's entries alone while the stored
-/// list cannot be read.
-async fn initial_allow_list(config: &Config, clients: &Clients, sealer: &Sealer) -> AllowList {
-    match crate::allow_list::load(&clients.s3, &config.allow_list, sealer).await {
+/// The allow-list at start. While the list object or the store's
+/// revocations cannot be read: the config's entries alone, and none of
+/// them when a results store is configured (it may hold their
+/// revocations). The list is reloaded every `refresh-secs`.
+async fn initial_allow_list(
+    config: &Config,
+    clients: &Clients,
+    sealer: &Sealer,
+    results: Option<&crate::results::ResultsStore>,
+) -> AllowList {
+    match crate::allow_list::load(&clients.s3, &config.allow_list, sealer, results).await {
         Ok(list) => list,
         Err(err) => {
-            tracing::error!("allow-list: {err}; until it can be read, only the config's entries apply");
-            AllowList::from_config(&config.allow_list)
+            let mut fallback = config.allow_list.clone();
+            if results.is_some() {
+                fallback.sha256.clear();
+            }
+            tracing::error!(
+                "allow-list: {err}; until it can be read, {} apply",
+                if fallback.sha256.is_empty() {
+                    "no entries"
+                } else {
+                    "only the config's entries"
+                }
+            );
+            AllowList::from_config(&fallback)
         }
     }
 }

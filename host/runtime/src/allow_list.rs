@@ -1,13 +1,16 @@
 //! The allow-list's S3 object (`[allow-list] object`): read at start,
-//! reloaded every `refresh-secs`, appended to by `bucketscan release`.
+//! reloaded every `refresh-secs`, appended to by `bucketscan release`
+//! and by a revocation (with the revocations the results store keeps).
 //!
 //! A list that cannot be read leaves the last one read in place (at start:
 //! the config's own entries). That only ever allows *less*: an unreadable
 //! list can re-quarantine a released file, never let other bytes through.
 
+use crate::results::ResultsStore;
+use crate::results::revocations::StoredRevocation;
 use crate::s3_store::errors::{is_not_found, is_precondition_failed};
 use aws_sdk_s3::primitives::ByteStream;
-use bucketscan_core::allow::{AllowList, AllowListConfig, parse_s3_url};
+use bucketscan_core::allow::{AllowEntry, AllowList, AllowListConfig, parse_s3_url};
 use bucketscan_core::seal::Sealer;
 
 /// Why the list object could not be used.
@@ -17,6 +20,8 @@ pub enum AllowListLoadError {
     Read { url: String, detail: String },
     #[error("{url}: changed by someone else {attempts} times while appending; try again")]
     Contended { url: String, attempts: u32 },
+    #[error("the results store's revocations: {0}")]
+    Revocations(String),
 }
 
 /// The list object's text and ETag; empty when it does not exist yet.
@@ -50,11 +55,15 @@ async fn read(s3: &aws_sdk_s3::Client, url: &str) -> Result<(String, Option<Stri
 }
 
 /// The config's entries plus the list object's lines that carry the
-/// agents' mark (the others are logged and skipped).
+/// agents' mark (the others are logged and skipped), less every digest
+/// the results store (when there is one) says was revoked. A store that
+/// cannot be read fails the load, like a list that cannot: a list read
+/// without it could be an older copy written back.
 pub async fn load(
     s3: &aws_sdk_s3::Client,
     config: &AllowListConfig,
     sealer: &Sealer,
+    store: Option<&ResultsStore>,
 ) -> Result<AllowList, AllowListLoadError> {
     let mut list = AllowList::from_config(config);
     if let Some(url) = &config.object {
@@ -63,7 +72,69 @@ pub async fn load(
             tracing::error!("allow-list: {skipped}");
         }
     }
+    if let Some(store) = store {
+        for revoked in store.revocations().await.map_err(AllowListLoadError::Revocations)? {
+            let why = AllowEntry {
+                source: "results store".into(),
+                note: Some(revoked.note()),
+            };
+            list.revoke(&revoked.sha256, why);
+        }
+    }
     Ok(list)
+}
+
+/// What a revocation wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Revoked {
+    pub revocation: StoredRevocation,
+    /// The list object it was appended to, if the config names one.
+    pub list: Option<String>,
+    /// Whether the results store recorded it.
+    pub recorded: bool,
+}
+
+/// Why a revocation was not made (or only partly).
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("{0}")]
+    Digest(String),
+    #[error(
+        "nowhere to keep a revocation: the config names neither `[allow-list] object` nor `[results]`; \
+         add the digest to `[allow-list] revoked` instead"
+    )]
+    Nowhere,
+    #[error("the results store did not record the revocation (nothing was written): {0}")]
+    Store(String),
+    #[error("recorded in the results store, but not appended to the list object: {0}")]
+    List(AllowListLoadError),
+}
+
+/// Revokes `revocation.sha256`: recorded in the results store first (the
+/// audit trail, and what a list written back cannot undo), then appended
+/// to the list object as a `revoke` line; the caller reloads its list.
+pub async fn revoke(
+    s3: &aws_sdk_s3::Client,
+    config: &AllowListConfig,
+    store: Option<&ResultsStore>,
+    revocation: StoredRevocation,
+) -> Result<Revoked, RevokeError> {
+    bucketscan_core::allow::check_digest(&revocation.sha256).map_err(RevokeError::Digest)?;
+    if config.object.is_none() && store.is_none() {
+        return Err(RevokeError::Nowhere);
+    }
+    if let Some(store) = store {
+        store.record_revocation(&revocation).await.map_err(RevokeError::Store)?;
+    }
+    if let Some(url) = &config.object {
+        let line = AllowList::revoke_line(&revocation.sha256, &revocation.note());
+        append(s3, url, &line).await.map_err(RevokeError::List)?;
+    }
+    Ok(Revoked {
+        list: config.object.clone(),
+        recorded: store.is_some(),
+        revocation,
+    })
 }
 
 /// Appends `line` (made by [`AllowList::line`]) to the list object,

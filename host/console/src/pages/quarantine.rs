@@ -1,6 +1,7 @@
 //! The quarantine: what is held, where it came from and why; release
 //! with a reason and the SHA-256 confirmed (the same checks as
-//! `bucketscan release`); and the allow-list, with who released what.
+//! `bucketscan release`); and the allow-list, with who released what,
+//! revoke (a reason and the digest confirmed too), and what was revoked.
 
 use super::{Page, layout, result_badge, unavailable};
 use crate::config::Role;
@@ -10,8 +11,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
+use bucketscan_core::object::printable;
 use bucketscan_runtime::quarantine::list::Held;
 use bucketscan_runtime::quarantine::release::{ReleaseRequest, release as release_object};
+use bucketscan_runtime::results::revocations::StoredRevocation;
 use maud::{Markup, html};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -44,7 +47,7 @@ pub async fn page(State(console): State<Arc<Console>>, Extension(user): Extensio
         @if buckets.is_empty() { p { "No pipeline copies objects to a quarantine bucket." } }
         @for section in &sections { (section) }
         h2 { "Allow-list" }
-        (allow_list(&console))
+        (allow_list(&console, &user, &token))
     };
     layout(Some(&user), "Quarantine", body)
 }
@@ -88,20 +91,47 @@ fn release_form(object: &Held, token: &str) -> Markup {
     }
 }
 
-fn allow_list(console: &Console) -> Markup {
+fn allow_list(console: &Console, user: &User, token: &str) -> Markup {
     let list = console.agent.scanner.allow_list.load();
     let entries = list.entries();
+    let revocations = list.revocations();
+    let may_revoke = user.may(Role::Releaser);
     html! {
         @if entries.is_empty() { p { "No digest is allowed." } }
         @else {
             table id="allow-list" {
-                tr { th { "SHA-256" } th { "Where" } th { "Who, when, why" } }
+                tr { th { "SHA-256" } th { "Where" } th { "Who, when, why" } @if may_revoke { th { "Revoke" } } }
                 @for (digest, entry) in &entries {
-                    tr { td.digest { (digest) } td.key { (entry.source) } td { (entry.note.as_deref().unwrap_or("")) } }
+                    tr {
+                        td.digest { (digest) } td.key { (entry.source) } td { (entry.note.as_deref().unwrap_or("")) }
+                        @if may_revoke { td { (revoke_form(digest, token)) } }
+                    }
                 }
             }
         }
-        p { "To revoke an entry, add its digest to " code { "[allow-list] revoked" } " in the config: the config stays code, reviewed in version control, and a revocation there holds even if a line is written back to the list object." }
+        @if !revocations.is_empty() {
+            h3 { "Revoked" }
+            table id="revoked" {
+                tr { th { "SHA-256" } th { "Where" } th { "Who, when, why" } }
+                @for (digest, why) in &revocations {
+                    tr { td.digest { (digest) } td.key { (why.source) } td { (why.note.as_deref().unwrap_or("")) } }
+                }
+            }
+        }
+        p { "A revocation is kept in the results store and the list object, and every running agent keeps it even if an older copy of the list is written back. To make one part of the reviewed config, add its digest to " code { "[allow-list] revoked" } "." }
+    }
+}
+
+/// The revoke form: a reason, and the SHA-256 confirmed by ticking it.
+fn revoke_form(digest: &str, token: &str) -> Markup {
+    html! {
+        form.revoke method="post" action="/console/allow-list/revoke" {
+            input type="hidden" name=(crate::csrf::FIELD) value=(token);
+            input type="hidden" name="sha256" value=(digest);
+            input type="text" name="reason" required placeholder="why it is not safe" size="24";
+            label { input type="checkbox" name="confirm" value=(digest) required; " revoke these bytes" }
+            button type="submit" { "Revoke" }
+        }
     }
 }
 
@@ -177,4 +207,96 @@ pub async fn release(
     );
     page.status = status;
     page.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    csrf: String,
+    sha256: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Revokes an allow-listed digest for the fleet: the results store and
+/// the list object record it (see `bucketscan_runtime::allow_list`).
+pub async fn revoke(
+    State(console): State<Arc<Console>>,
+    Extension(user): Extension<User>,
+    headers: HeaderMap,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    if let Err(refused) = check_post(&console, &user, Role::Releaser, &PostProof::new(&headers, &form.csrf)) {
+        return super::refused(StatusCode::FORBIDDEN, &refused);
+    }
+    let reason = form.reason.trim();
+    if reason.is_empty() {
+        return super::refused(StatusCode::BAD_REQUEST, "a revocation needs a reason");
+    }
+    if !form.confirm.eq_ignore_ascii_case(&form.sha256) {
+        return super::refused(StatusCode::BAD_REQUEST, "tick the box that confirms the SHA-256 shown");
+    }
+    let by = format!("{} (console)", user.name());
+    let revocation = StoredRevocation::now(&form.sha256, &by, reason, &client_address(&headers));
+    let outcome = console.agent.revoke_allowed(revocation).await;
+    tracing::info!(user = %user.name(), sha256 = %printable(&form.sha256), revoked = outcome.is_ok(), "console: revoke");
+    let (status, body) = match &outcome {
+        Ok(revoked) => (
+            StatusCode::OK,
+            html! {
+                p id="revoked-now" { "Revoked " code { (revoked.revocation.sha256) } "." }
+                table {
+                    tr { th { "By" } td { (revoked.revocation.by) } }
+                    tr { th { "Why" } td { (revoked.revocation.reason) } }
+                    tr { th { "From" } td { (revoked.revocation.from) } }
+                    tr { th { "Recorded in the results store" } td { (if revoked.recorded { "yes" } else { "no (the config names no [results])" }) } }
+                    tr { th { "Written to" } td { (revoked.list.as_deref().unwrap_or("(the config names no list object)")) } }
+                }
+            },
+        ),
+        Err(err) => (
+            StatusCode::CONFLICT,
+            html! { p.error id="revoke-failed" { (err.to_string()) } },
+        ),
+    };
+    let mut page = layout(
+        Some(&user),
+        "Revoke",
+        html! { (body) p { a href="/console/quarantine" { "Back to the quarantine" } } },
+    );
+    page.status = status;
+    page.into_response()
+}
+
+/// Where a request came from: the address the load balancer appended to
+/// `X-Forwarded-For` (the last one; a client can write the ones before
+/// it), else `direct`.
+fn client_address(headers: &HeaderMap) -> String {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .rfind(|address| !address.is_empty());
+    printable(forwarded.unwrap_or("direct")).chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_one_the_load_balancer_appended() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_address(&headers), "direct");
+        headers.append("x-forwarded-for", "6.6.6.6, 10.0.0.9".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert_eq!(client_address(&headers), "203.0.113.7");
+        let mut hidden = HeaderMap::new();
+        let bidi = axum::http::HeaderValue::from_bytes("\u{202e}1.2.3.4".as_bytes()).unwrap();
+        hidden.append("x-forwarded-for", bidi);
+        assert_eq!(client_address(&hidden), "direct", "not text: not an address");
+    }
 }

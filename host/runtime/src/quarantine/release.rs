@@ -95,6 +95,16 @@ pub enum ReleaseError {
     },
     #[error("{url}: {detail}")]
     Destination { url: String, detail: String },
+    #[error(
+        "{url} holds bytes whose allow-list entry was revoked (SHA-256 {sha256}, {revoked_in}: {note}): refusing to \
+         release them; a revocation is undone only by removing it where it is kept"
+    )]
+    Revoked {
+        url: String,
+        sha256: String,
+        revoked_in: String,
+        note: String,
+    },
     #[error("allow-listing {sha256}: {detail}; nothing was released")]
     AllowList { sha256: String, detail: String },
     #[error("copying to {url}: {detail}")]
@@ -111,8 +121,8 @@ fn url(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{}", bucketscan_core::object::printable(key))
 }
 
-/// Who is releasing: `by`, or the caller's ARN, or the local user.
-async fn identity(agent: &Agent, by: Option<String>) -> String {
+/// Who is acting: `by`, or the caller's ARN, or the local user.
+pub async fn identity(agent: &Agent, by: Option<String>) -> String {
     if let Some(by) = by {
         return by;
     }
@@ -177,6 +187,7 @@ struct Provenance {
 pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released, ReleaseError> {
     let from = url(&request.bucket, &request.key);
     let held = read_held(agent, &request, &from).await?;
+    refuse_revoked(agent, &held, &from)?;
     let (to_bucket, to_key) = destination(agent, &request, &held, &from)?;
     let said = Provenance {
         to: url(&to_bucket, &to_key),
@@ -320,6 +331,20 @@ fn destination(
         )));
     }
     Ok((to_bucket, to_key))
+}
+
+/// Bytes whose entry was revoked stay held: releasing them would tag them
+/// allowed on the word of an entry no agent honours any longer.
+fn refuse_revoked(agent: &Agent, held: &Held, from: &str) -> Result<(), ReleaseError> {
+    match agent.scanner.allow_list.load().revocation(&held.sha256) {
+        Some(why) => Err(ReleaseError::Revoked {
+            url: from.to_owned(),
+            sha256: held.sha256.clone(),
+            revoked_in: why.source.clone(),
+            note: why.note.clone().unwrap_or_default(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Step 2, allow-listed first: an entry without a copy is harmless, a

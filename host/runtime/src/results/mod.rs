@@ -12,6 +12,7 @@
 
 pub mod claims;
 pub mod record;
+pub mod revocations;
 pub mod search;
 pub mod sweeps;
 
