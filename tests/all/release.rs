@@ -247,6 +247,100 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
     assert!(agent.log().contains("has no valid mark"), "the forged line is reported");
 }
 
+/// A revocation made while the list object cannot be read (whoever can
+/// write it made it unreadable) still reaches the running agents, from
+/// the results store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_reaches_agents_while_the_list_cannot_be_read() {
+    let world = World::new().await;
+    world.aws.s3.create_bucket().bucket(LISTS).send().await.unwrap();
+    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
+    let config = world.config(
+        &clamd::shared().address(),
+        &format!(
+            "[allow-list]\nobject = \"{ALLOW_LIST}\"\nrefresh-secs = 1\n[results]\ntable = \"{}\"\n",
+            bucketscan_tests::results::TABLE
+        ),
+    );
+    let config_arg = config.to_str().unwrap();
+    let agent = world.start_agent(&config);
+    let digest = hex::encode(Sha256::digest(samples::eicar()));
+    world
+        .put("in/first.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    let held = format!("{STAGING}/in/first.txt");
+    world.wait_for(QUARANTINE, &held, Duration::from_secs(30), &agent).await;
+    let out = release(
+        &world,
+        &config,
+        &format!("s3://{QUARANTINE}/{held}"),
+        "test file",
+        &digest,
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world
+        .put("in/second.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(PRODUCTION, "in/second.txt", Duration::from_secs(30), &agent)
+        .await;
+
+    // The list is no longer text: agents keep the last one they read.
+    let not_text = b"\xff\xfe not text".to_vec();
+    world
+        .aws
+        .s3
+        .put_object()
+        .bucket(LISTS)
+        .key("allow-list.txt")
+        .body(ByteStream::from(not_text))
+        .send()
+        .await
+        .unwrap();
+    let revoke = |reason: &str| {
+        world.cli(&[
+            "quarantine",
+            "revoke",
+            "--config",
+            config_arg,
+            &digest,
+            "--reason",
+            reason,
+            "--by",
+            "sec",
+        ])
+    };
+    let out = revoke(" ");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason is empty"));
+    let out = revoke("a real sample after all");
+    assert_eq!(out.status.code(), Some(2), "the list could not be appended to");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("recorded in the results store, but not appended to the list object")
+            && stderr.contains("not UTF-8"),
+        "{stderr}"
+    );
+
+    // The running agent drops the digest all the same.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .put("in/third.txt", samples::eicar(), Some("text/plain"), &[], &[])
+        .await;
+    world
+        .wait_for(
+            QUARANTINE,
+            &format!("{STAGING}/in/third.txt"),
+            Duration::from_secs(30),
+            &agent,
+        )
+        .await;
+    assert!(!world.exists(PRODUCTION, "in/third.txt").await, "{}", agent.log());
+    assert!(agent.log().contains("allow-list not reloaded"), "{}", agent.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn release_refuses_what_no_agent_quarantined() {
     let world = World::new().await;

@@ -211,10 +211,11 @@ impl AllowList {
         let (digest, note) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         check_digest(digest).map_err(|why| format!("revoke: {why}"))?;
         let note = Some(note.trim().to_owned()).filter(|n| !n.is_empty());
+        // Anyone who can write the object wrote this note: say so.
         self.revoke(
             digest,
             AllowEntry {
-                source: format!("{source}:{line}"),
+                source: format!("{source}:{line} (no mark)"),
                 note,
             },
         );
@@ -444,7 +445,7 @@ mod tests {
         let revocations = list.revocations();
         assert_eq!(revocations.len(), 1);
         assert_eq!(revocations[0].0, A);
-        assert_eq!(revocations[0].1.source, "s3://l/a:2");
+        assert_eq!(revocations[0].1.source, "s3://l/a:2 (no mark)");
         assert_eq!(
             revocations[0].1.note.as_deref(),
             Some("revoked by sec   why: a real sample")
@@ -459,7 +460,7 @@ mod tests {
         written_back.keep_revocations(&list);
         assert!(written_back.allows(Some(A), &infected()).is_none());
         assert!(written_back.revocation(&A.to_uppercase()).is_some());
-        assert_eq!(written_back.revocations()[0].1.source, "s3://l/a:2");
+        assert_eq!(written_back.revocations()[0].1.source, "s3://l/a:2 (no mark)");
     }
 
     #[test]

@@ -411,27 +411,64 @@ impl Agent {
         }
     }
 
-    /// Reloads the allow-list object now; on failure the current list
-    /// stays. Every revocation the current list knows is kept (see
+    /// Reloads the allow-list now; on failure the current list stays,
+    /// less the revocations the results store holds (if it can be read).
+    /// Every revocation the current list knows is kept (see
     /// [`AllowList::keep_revocations`]). Returns its entries.
     pub async fn refresh_allow_list(&self) -> Result<usize, AllowListLoadError> {
         let config = &self.started_with.allow_list;
-        let mut list =
-            crate::allow_list::load(&self.clients.s3, config, &self.scanner.sealer, self.results.as_deref()).await?;
-        list.keep_revocations(&self.scanner.allow_list.load());
-        let entries = list.len();
-        self.scanner.allow_list.store(Arc::new(list));
-        Ok(entries)
+        let store = self.results.as_deref();
+        match crate::allow_list::load(&self.clients.s3, config, &self.scanner.sealer, store).await {
+            Ok(list) => {
+                let entries = list.len();
+                self.scanner.allow_list.rcu(|current| {
+                    let mut next = list.clone();
+                    next.keep_revocations(current);
+                    next
+                });
+                Ok(entries)
+            }
+            Err(err) => {
+                if let Some(store) = store
+                    && let Ok(revocations) = crate::allow_list::store_revocations(store).await
+                {
+                    self.apply_revocations(&revocations);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes `revocations` out of the current list, whatever reloads.
+    fn apply_revocations(&self, revocations: &[(String, bucketscan_core::allow::AllowEntry)]) {
+        self.scanner.allow_list.rcu(|current| {
+            let mut next = AllowList::clone(current);
+            for (digest, why) in revocations {
+                next.revoke(digest, why.clone());
+            }
+            next
+        });
     }
 
     /// Revokes an allow-listed digest for the fleet (see
-    /// [`crate::allow_list::revoke`]) and reloads this agent's list.
+    /// [`crate::allow_list::revoke`]); this agent drops it at once, as
+    /// soon as it was written anywhere, then reloads its list.
     pub async fn revoke_allowed(
         &self,
         revocation: crate::results::revocations::StoredRevocation,
     ) -> Result<crate::allow_list::Revoked, crate::allow_list::RevokeError> {
+        use crate::allow_list::RevokeError;
         let config = &self.started_with.allow_list;
-        let revoked = crate::allow_list::revoke(&self.clients.s3, config, self.results.as_deref(), revocation).await?;
+        let why = bucketscan_core::allow::AllowEntry {
+            source: "revoked here".into(),
+            note: Some(revocation.note()),
+        };
+        let digest = revocation.sha256.clone();
+        let outcome = crate::allow_list::revoke(&self.clients.s3, config, self.results.as_deref(), revocation).await;
+        if matches!(&outcome, Ok(_) | Err(RevokeError::List { recorded: true, .. })) {
+            self.apply_revocations(&[(digest, why)]);
+        }
+        let revoked = outcome?;
         if let Err(err) = self.refresh_allow_list().await {
             tracing::error!("allow-list not reloaded after a revocation: {err}");
         }

@@ -3,8 +3,9 @@
 //! and by a revocation (with the revocations the results store keeps).
 //!
 //! A list that cannot be read leaves the last one read in place (at start:
-//! the config's own entries). That only ever allows *less*: an unreadable
-//! list can re-quarantine a released file, never let other bytes through.
+//! the config's own entries, none with a results store), less whatever the
+//! results store revokes meanwhile. An unreadable list can re-quarantine a
+//! released file, never let other bytes through.
 
 use crate::results::ResultsStore;
 use crate::results::revocations::StoredRevocation;
@@ -66,22 +67,35 @@ pub async fn load(
     store: Option<&ResultsStore>,
 ) -> Result<AllowList, AllowListLoadError> {
     let mut list = AllowList::from_config(config);
+    // The store's first: where both name a digest, its audited words are
+    // the ones shown (the list's `revoke` lines carry no mark).
+    if let Some(store) = store {
+        for (digest, why) in store_revocations(store).await? {
+            list.revoke(&digest, why);
+        }
+    }
     if let Some(url) = &config.object {
         let (text, _) = read(s3, url).await?;
         for skipped in list.add_text(url, &text, sealer) {
             tracing::error!("allow-list: {skipped}");
         }
     }
-    if let Some(store) = store {
-        for revoked in store.revocations().await.map_err(AllowListLoadError::Revocations)? {
+    Ok(list)
+}
+
+/// The revocations the results store keeps, as the allow-list takes them.
+pub async fn store_revocations(store: &ResultsStore) -> Result<Vec<(String, AllowEntry)>, AllowListLoadError> {
+    let revocations = store.revocations().await.map_err(AllowListLoadError::Revocations)?;
+    Ok(revocations
+        .into_iter()
+        .map(|revoked| {
             let why = AllowEntry {
                 source: "results store".into(),
                 note: Some(revoked.note()),
             };
-            list.revoke(&revoked.sha256, why);
-        }
-    }
-    Ok(list)
+            (revoked.sha256, why)
+        })
+        .collect())
 }
 
 /// What a revocation wrote.
@@ -106,8 +120,8 @@ pub enum RevokeError {
     Nowhere,
     #[error("the results store did not record the revocation (nothing was written): {0}")]
     Store(String),
-    #[error("recorded in the results store, but not appended to the list object: {0}")]
-    List(AllowListLoadError),
+    #[error("{}not appended to the list object: {err}", if *recorded { "recorded in the results store, but " } else { "" })]
+    List { recorded: bool, err: AllowListLoadError },
 }
 
 /// Revokes `revocation.sha256`: recorded in the results store first (the
@@ -128,7 +142,10 @@ pub async fn revoke(
     }
     if let Some(url) = &config.object {
         let line = AllowList::revoke_line(&revocation.sha256, &revocation.note());
-        append(s3, url, &line).await.map_err(RevokeError::List)?;
+        append(s3, url, &line).await.map_err(|err| RevokeError::List {
+            recorded: store.is_some(),
+            err,
+        })?;
     }
     Ok(Revoked {
         list: config.object.clone(),

@@ -103,7 +103,7 @@ fn allow_list(console: &Console, user: &User, token: &str) -> Markup {
                 tr { th { "SHA-256" } th { "Where" } th { "Who, when, why" } @if may_revoke { th { "Revoke" } } }
                 @for (digest, entry) in &entries {
                     tr {
-                        td.digest { (digest) } td.key { (entry.source) } td { (entry.note.as_deref().unwrap_or("")) }
+                        td.digest { (digest) } td.key { (entry.source) } td { (printable(entry.note.as_deref().unwrap_or(""))) }
                         @if may_revoke { td { (revoke_form(digest, token)) } }
                     }
                 }
@@ -114,7 +114,7 @@ fn allow_list(console: &Console, user: &User, token: &str) -> Markup {
             table id="revoked" {
                 tr { th { "SHA-256" } th { "Where" } th { "Who, when, why" } }
                 @for (digest, why) in &revocations {
-                    tr { td.digest { (digest) } td.key { (why.source) } td { (why.note.as_deref().unwrap_or("")) } }
+                    tr { td.digest { (digest) } td.key { (why.source) } td { (printable(why.note.as_deref().unwrap_or(""))) } }
                 }
             }
         }
@@ -253,6 +253,9 @@ pub async fn revoke(
                     tr { th { "Recorded in the results store" } td { (if revoked.recorded { "yes" } else { "no (the config names no [results])" }) } }
                     tr { th { "Written to" } td { (revoked.list.as_deref().unwrap_or("(the config names no list object)")) } }
                 }
+                @if !revoked.recorded {
+                    p.warning id="not-recorded" { "Without a results store, an agent started after an older copy of the list is written back would allow these bytes again: add the digest to " code { "[allow-list] revoked" } " in the config too." }
+                }
             },
         ),
         Err(err) => (
@@ -271,16 +274,17 @@ pub async fn revoke(
 
 /// Where a request came from: the address the load balancer appended to
 /// `X-Forwarded-For` (the last one; a client can write the ones before
-/// it), else `direct`.
+/// it), `direct` without one, `unparseable` if it is not an address.
 fn client_address(headers: &HeaderMap) -> String {
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .rfind(|address| !address.is_empty());
-    printable(forwarded.unwrap_or("direct")).chars().take(64).collect()
+    let Some(last) = headers.get_all("x-forwarded-for").iter().next_back() else {
+        return "direct".into();
+    };
+    let address = last
+        .to_str()
+        .ok()
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<std::net::IpAddr>().ok());
+    address.map_or_else(|| "unparseable".into(), |address| address.to_string())
 }
 
 #[cfg(test)]
@@ -297,6 +301,9 @@ mod tests {
         let mut hidden = HeaderMap::new();
         let bidi = axum::http::HeaderValue::from_bytes("\u{202e}1.2.3.4".as_bytes()).unwrap();
         hidden.append("x-forwarded-for", bidi);
-        assert_eq!(client_address(&hidden), "direct", "not text: not an address");
+        assert_eq!(client_address(&hidden), "unparseable");
+        let mut forged = HeaderMap::new();
+        forged.append("x-forwarded-for", "10.0.0.1, <b>admin</b>".parse().unwrap());
+        assert_eq!(client_address(&forged), "unparseable");
     }
 }

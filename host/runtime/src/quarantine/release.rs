@@ -187,7 +187,7 @@ struct Provenance {
 pub async fn release(agent: &Agent, request: ReleaseRequest) -> Result<Released, ReleaseError> {
     let from = url(&request.bucket, &request.key);
     let held = read_held(agent, &request, &from).await?;
-    refuse_revoked(agent, &held, &from)?;
+    refuse_revoked(agent, &held, &from).await?;
     let (to_bucket, to_key) = destination(agent, &request, &held, &from)?;
     let said = Provenance {
         to: url(&to_bucket, &to_key),
@@ -334,14 +334,28 @@ fn destination(
 }
 
 /// Bytes whose entry was revoked stay held: releasing them would tag them
-/// allowed on the word of an entry no agent honours any longer.
-fn refuse_revoked(agent: &Agent, held: &Held, from: &str) -> Result<(), ReleaseError> {
-    match agent.scanner.allow_list.load().revocation(&held.sha256) {
+/// allowed on the word of an entry no agent honours any longer. With a
+/// results store, its revocations are read now (another task may have
+/// revoked since this one last reloaded), and a store that cannot be read
+/// refuses the release.
+async fn refuse_revoked(agent: &Agent, held: &Held, from: &str) -> Result<(), ReleaseError> {
+    let mut revocations = Vec::new();
+    if let Some(store) = &agent.results {
+        revocations = crate::allow_list::store_revocations(store)
+            .await
+            .map_err(|err| ReleaseError::Read {
+                url: from.to_owned(),
+                detail: format!("{err}: refusing to release bytes that may be revoked"),
+            })?;
+    }
+    let known = agent.scanner.allow_list.load().revocation(&held.sha256).cloned();
+    let stored = revocations.into_iter().find(|(digest, _)| *digest == held.sha256);
+    match stored.map(|(_, why)| why).or(known) {
         Some(why) => Err(ReleaseError::Revoked {
             url: from.to_owned(),
             sha256: held.sha256.clone(),
-            revoked_in: why.source.clone(),
-            note: why.note.clone().unwrap_or_default(),
+            revoked_in: why.source,
+            note: why.note.unwrap_or_default(),
         }),
         None => Ok(()),
     }

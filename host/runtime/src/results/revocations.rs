@@ -30,12 +30,16 @@ pub struct StoredRevocation {
 }
 
 impl StoredRevocation {
+    /// Longest reason kept: it is copied into every agent's memory and
+    /// into the list object.
+    pub const MAX_REASON_CHARS: usize = 500;
+
     /// A revocation of `sha256` made now.
     pub fn now(sha256: &str, by: &str, reason: &str, from: &str) -> Self {
         Self {
             sha256: sha256.to_ascii_lowercase(),
             by: by.to_owned(),
-            reason: reason.to_owned(),
+            reason: reason.chars().take(Self::MAX_REASON_CHARS).collect(),
             from: from.to_owned(),
             at: super::record::timestamp(OffsetDateTime::now_utc()),
         }
@@ -130,6 +134,8 @@ mod tests {
             "10.0.0.7",
         );
         assert_eq!(revocation.sha256, "ab".repeat(32));
+        let long = StoredRevocation::now(&"ab".repeat(32), "x", &"é".repeat(600), "cli");
+        assert_eq!(long.reason.chars().count(), StoredRevocation::MAX_REASON_CHARS);
         let item = revocation.item("0a1b");
         assert_eq!(StoredRevocation::from_item(&item), Some(revocation.clone()));
         assert!(!item.contains_key("sha256"), "kept out of the results' SHA-256 index");
