@@ -264,24 +264,31 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 async fn recording_cpu() {
-    const OBJECTS: usize = 150;
+    const OBJECTS: usize = 300;
+    const ROUNDS: usize = 3;
     println!("== what recording results costs the agent: CPU per object, {OBJECTS} uploads (1 KiB to 64 KiB)");
-    println!("   (two runs each, alternating; \"net\" takes off what the idle agent spends in as long)");
+    println!("   ({ROUNDS} runs each, alternating; \"net\" takes off what the idle agent spends in as long)");
     let mut runs: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-    for recording in [false, true, false, true] {
-        runs[recording as usize].push(cpu_per_object(recording, OBJECTS).await);
+    for _ in 0..ROUNDS {
+        for recording in [false, true] {
+            runs[recording as usize].push(cpu_per_object(recording, OBJECTS).await);
+        }
     }
-    let best = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| runs.iter().map(pick).fold(f64::MAX, f64::min);
-    let (raw_without, net_without) = (best(&runs[0], |r| r.0), best(&runs[0], |r| r.1));
-    let (raw_with, net_with) = (best(&runs[1], |r| r.0), best(&runs[1], |r| r.1));
+    let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (raw_without, net_without) = (median(&runs[0], |r| r.0), median(&runs[0], |r| r.1));
+    let (raw_with, net_with) = (median(&runs[1], |r| r.0), median(&runs[1], |r| r.1));
     println!("{:<34} {:>12} {:>12}", "", "CPU ms/obj", "net ms/obj");
     println!(
         "{:<34} {raw_without:>12.2} {net_without:>12.2}",
-        "agent without [results] (best)"
+        "agent without [results] (median)"
     );
     println!(
         "{:<34} {raw_with:>12.2} {net_with:>12.2}",
-        "agent with [results] (best)"
+        "agent with [results] (median)"
     );
     println!(
         "{:<34} {:>12.3} {:>12.3}",

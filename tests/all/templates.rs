@@ -76,6 +76,11 @@ fn api_stacks() -> Vec<(String, Stack)> {
                 ),
                 ("AllowedCidr", "10.0.0.0/16"),
                 ("Image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/bucketscan:1"),
+                // The agent stack's table, in one of the two.
+                (
+                    "ResultsTableName",
+                    if private == "on" { "bucketscan-results" } else { "" },
+                ),
             ];
             (
                 format!("api private={private}"),
@@ -331,6 +336,35 @@ fn the_agent_config_of_every_combination_is_valid() {
         let stages = &config.buckets["uploads"].stages;
         let has_yara_stage = stages.iter().any(|s| s.plugin.get_ref() == "yara-bridge");
         assert_eq!(has_yara_stage, stack.holds("YaraOn"), "{name}");
+    }
+}
+
+#[test]
+fn the_api_config_of_every_combination_is_valid_and_records_where_asked() {
+    for (name, stack) in api_stacks() {
+        let template = stack.materialize();
+        let text = text(&stack, &template["Resources"]["ApiConfig"]["Properties"]["Value"]);
+        let config = bucketscan_runtime::config::Config::parse(bucketscan_core::config::ConfigText::new(
+            "$BUCKETSCAN_CONFIG",
+            &text,
+        ))
+        .unwrap_or_else(|err| panic!("{name}: {err}\n{text}"));
+        let table = config.results.as_ref().map(|results| results.table.as_str());
+        let recording = stack.holds("HasResults");
+        assert_eq!(table, recording.then_some("bucketscan-results"), "{name}");
+        // The task may record and query there, and nothing more.
+        let policies = values_of(&template["Resources"]["TaskRole"], "Action")
+            .into_iter()
+            .flat_map(|a| list(&a));
+        let dynamodb: Vec<Value> = policies
+            .filter(|action| action.as_str().is_some_and(|a| a.starts_with("dynamodb:")))
+            .collect();
+        let expected: Vec<Value> = if recording {
+            vec!["dynamodb:PutItem".into(), "dynamodb:Query".into()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(dynamodb, expected, "{name}");
     }
 }
 
