@@ -1,6 +1,6 @@
 //! Objects over the pipeline's size limit, end to end through the local
-//! AWS server, clamd and the real agent: a container (zip, 7z, tar and
-//! compressed streams) is read by ranged
+//! AWS server, clamd and the real agent: a container (zip, 7z, ISO 9660,
+//! tar and compressed streams) is read by ranged
 //! GETs and scanned member by member (the finding names the member, the
 //! object carries `bucketscan-coverage = members`); what is not a
 //! container, or is a broken one, is never promoted. The limit is set to
@@ -87,7 +87,12 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     // A 7z (LZMA2, one solid block), EICAR its last member.
     let seven = archives::seven_zip(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))));
     let clean_seven = archives::seven_zip(&refs(&clean_members));
+    // ISO 9660 images: EICAR the last file; and a clean one.
+    let disc = archives::iso(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))));
+    let clean_disc = archives::iso(&refs(&clean_members));
     let uploads = [
+        ("large/disc.iso", disc),
+        ("large/clean.iso", clean_disc.clone()),
         ("large/big.tar.gz", tgz),
         ("large/bundle.7z", seven),
         ("large/clean.7z", clean_seven),
@@ -106,7 +111,12 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
     let mut alerts = world
         .notifications_for(
-            &["large/big.tar.gz", "large/outer.zip", "large/bundle.7z"],
+            &[
+                "large/big.tar.gz",
+                "large/outer.zip",
+                "large/bundle.7z",
+                "large/disc.iso",
+            ],
             WITHIN,
             &agent,
         )
@@ -136,6 +146,21 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         alert["findings"][0]["location"], "large/bundle.7z!/notes/eicar.txt",
         "{alert}"
     );
+
+    // An image read file by file; the Joliet names are the ones shown.
+    let tags = settled_in(&world, QUARANTINE, "staging/large/disc.iso", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    let alert = alerts.remove("large/disc.iso").unwrap();
+    assert_eq!(
+        alert["findings"][0]["location"], "large/disc.iso!/notes/eicar.txt",
+        "{alert}"
+    );
+    // Every file and every other byte read: clean, and promoted.
+    let tags = settled_in(&world, PRODUCTION, "large/clean.iso", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
+    assert_eq!(world.body(PRODUCTION, "large/clean.iso").await, clean_disc);
 
     // Every member clean, and still not promoted: a 7z's packed bytes
     // cannot be proven read to their end.

@@ -34,6 +34,9 @@ pub enum Format {
     Cab,
     Arj,
     Cpio,
+    /// An ISO 9660 disc image; its magic sits at byte 32769, past what
+    /// [`sniff`] looks at (see [`is_iso9660`]).
+    Iso9660,
     /// An encrypted archive member: nobody without the password opens it.
     Encrypted,
     /// A zip member compressed with this method (0 stored, 8 deflate, 12
@@ -47,7 +50,7 @@ pub enum Format {
 
 impl Format {
     /// Every format a config may name (zip methods as `zip-METHOD`).
-    pub const NAMED: [Format; 15] = [
+    pub const NAMED: [Format; 16] = [
         Self::Zip,
         Self::Gzip,
         Self::Bzip2,
@@ -62,6 +65,7 @@ impl Format {
         Self::Cab,
         Self::Arj,
         Self::Cpio,
+        Self::Iso9660,
         Self::Encrypted,
     ];
 
@@ -90,6 +94,7 @@ impl Format {
             Self::Cab => "cab",
             Self::Arj => "arj",
             Self::Cpio => "cpio",
+            Self::Iso9660 => "iso9660",
             Self::Encrypted => "encrypted",
             Self::ZipMethod(_) => "zip-method",
             Self::SevenZipCoder(_) => "7z-coder",
@@ -214,6 +219,17 @@ fn zip_method_name(method: u16) -> String {
 
 /// How many leading bytes [`sniff`] looks at (tar's magic sits at 257).
 pub const SNIFF_BYTES: usize = 512;
+
+/// How many leading bytes [`is_iso9660`] needs: the system area (16
+/// sectors of 2048 bytes), then the first volume descriptor's type and
+/// `CD001`.
+pub const ISO9660_HEAD_BYTES: usize = 16 * 2048 + 6;
+
+/// Whether `head` (at least [`ISO9660_HEAD_BYTES`] of an object) is an
+/// ISO 9660 image: `CD001` in its first volume descriptor.
+pub fn is_iso9660(head: &[u8]) -> bool {
+    head.get(16 * 2048 + 1..ISO9660_HEAD_BYTES) == Some(b"CD001")
+}
 
 /// The format `head` (an object's or member's first bytes) starts with.
 pub fn sniff(head: &[u8]) -> Option<Format> {

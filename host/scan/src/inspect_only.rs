@@ -6,11 +6,10 @@
 use crate::members::Container;
 use crate::{Routing, Scanner};
 use bucketscan_core::Verdict;
-use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo};
 use bucketscan_core::report::{Coverage, ScanReport};
 use bucketscan_engine::PipelineStage;
-use bucketscan_unpack::members::declared_container;
+use bucketscan_unpack::members::{WALK_HEAD_BYTES, declared_container};
 
 impl Scanner {
     /// Scans `body`, described by `info` (its `bucket` names the pipeline),
@@ -122,7 +121,7 @@ impl Scanner {
             return None;
         }
         let limits = pipelines.walk_limits(&info.bucket)?;
-        let head = body.read_at(0, SNIFF_BYTES.min(info.size as usize)).ok()?;
+        let head = body.read_at(0, WALK_HEAD_BYTES.min(info.size as usize)).ok()?;
         declared_container(&info.key, info.content_type.as_deref(), &head).ok()?;
         Some(limits)
     }

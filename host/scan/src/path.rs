@@ -15,7 +15,6 @@ use crate::take_back::take_back;
 use crate::{Publisher, RoutedAs, Routing, now_rfc3339};
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::{AllowList, AllowMatch};
-use bucketscan_core::formats::SNIFF_BYTES;
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, printable};
 use bucketscan_core::phases::{self, Admission};
 use bucketscan_core::report::{Coverage, Outcome, ScanReport, StageReport};
@@ -26,7 +25,7 @@ use bucketscan_core::verdict::ResultName;
 use bucketscan_core::{UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_engine::runner::{InspectPolicy, Inspected};
-use bucketscan_unpack::members::{WalkLimits, declared_container, declares_a_container};
+use bucketscan_unpack::members::{WALK_HEAD_BYTES, WalkLimits, declared_container, declares_a_container};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -393,7 +392,7 @@ impl Scanner {
         if !declares_a_container(&info.key, info.content_type.as_deref()) {
             return Ok(Err("its name and type declare no container the host walks".into()));
         }
-        let head = match self.store.read_range(info, 0, SNIFF_BYTES as u64).await {
+        let head = match self.store.read_range(info, 0, WALK_HEAD_BYTES as u64).await {
             Ok(head) => head,
             Err(err) => return Err(self.read_failed(scan, err)),
         };

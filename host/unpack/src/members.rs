@@ -6,7 +6,9 @@
 //!   (through a `Read + Seek` that may be ranged GETs: no full download);
 //! - a 7z by its header, its packed streams decoded front to back;
 //! - tar, and tar inside gzip, bzip2, xz or zstd, in one sequential pass;
-//! - a single compressed stream as its one member.
+//! - a single compressed stream as its one member;
+//! - an ISO 9660 image by its directories, each file read where it lies
+//!   ([`iso`]).
 //!
 //! Each member goes to a [`Sink`] whole, within the engine's size; a
 //! member that is itself a tar or a compressed stream is walked in turn,
@@ -23,7 +25,7 @@ use crate::survey::{
     DECOMPRESSED, decompressor, inner_name, member_name, shown_inner_name, tar_entry_name, zip_directory, zip_method,
 };
 use bucketscan_core::UnscannableReason;
-use bucketscan_core::formats::{Format, SNIFF_BYTES, sniff};
+use bucketscan_core::formats::{Format, ISO9660_HEAD_BYTES, SNIFF_BYTES, is_iso9660, sniff};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
@@ -154,13 +156,19 @@ pub struct Walked {
     pub expanded: u64,
 }
 
-/// The container an object starting with `head` is, if the host walks it
-/// member by member. The magic numbers only: weak ones (lzma "alone")
-/// would make random bytes look like a broken container.
+/// How many leading bytes of an object [`walkable`] needs to tell every
+/// container it walks (an ISO 9660 image's magic is at byte 32769).
+pub const WALK_HEAD_BYTES: usize = ISO9660_HEAD_BYTES;
+
+/// The container an object starting with `head` (its first
+/// [`WALK_HEAD_BYTES`]) is, if the host walks it member by member. The
+/// magic numbers only: weak ones (lzma "alone") would make random bytes
+/// look like a broken container.
 pub fn walkable(head: &[u8]) -> Option<Format> {
-    match sniff(head)? {
-        format @ (Format::Zip | Format::SevenZip) => Some(format),
-        _ => stream_container(head),
+    match sniff(head) {
+        Some(format @ (Format::Zip | Format::SevenZip)) => Some(format),
+        Some(_) => stream_container(head),
+        None => is_iso9660(head).then_some(Format::Iso9660),
     }
 }
 
@@ -182,9 +190,10 @@ pub fn declares_a_container(key: &str, content_type: Option<&str>) -> bool {
 }
 
 /// The containers the host walks member by member.
-const WALKED: [Format; 7] = [
+const WALKED: [Format; 8] = [
     Format::Zip,
     Format::SevenZip,
+    Format::Iso9660,
     Format::Tar,
     Format::Gzip,
     Format::Bzip2,
@@ -203,6 +212,7 @@ pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
     let extensions: &[&str] = match format {
         Format::Zip => &[".zip"],
         Format::SevenZip => &[".7z"],
+        Format::Iso9660 => &[".iso"],
         Format::Tar => &[".tar"],
         Format::Gzip => &[".gz", ".tgz"],
         Format::Bzip2 => &[".bz2", ".tbz", ".tbz2"],
@@ -221,6 +231,7 @@ pub fn declared(key: &str, content_type: Option<&str>, format: Format) -> bool {
             "bzip",
             "xz",
             "zstd",
+            "iso9660",
             "compressed",
             "octet-stream",
         ]
@@ -275,15 +286,16 @@ struct Walker<'w> {
 impl Walker<'_> {
     fn top<R: Read + Seek>(&mut self, mut body: R, name: &str) -> Result<(), Halt> {
         let path = MemberPath::of(name);
-        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        let mut head = Vec::with_capacity(WALK_HEAD_BYTES);
         let read = body
             .seek(SeekFrom::Start(0))
-            .and_then(|_| (&mut body).take(SNIFF_BYTES as u64).read_to_end(&mut head))
+            .and_then(|_| (&mut body).take(WALK_HEAD_BYTES as u64).read_to_end(&mut head))
             .and_then(|_| body.seek(SeekFrom::Start(0)));
         read.map_err(|err| self.io_stop(&path, &err))?;
         match walkable(&head) {
             Some(Format::Zip) => self.zip(body, &path, 0),
             Some(Format::SevenZip) => self.seven_zip(body, &path, 0),
+            Some(Format::Iso9660) => self.iso(body, &path, 0),
             Some(format) => self.stream_container(Box::new(body), &path, name, format, 0),
             None => Err(stop(
                 UnscannableReason::UnsupportedContainer,
@@ -1018,5 +1030,6 @@ impl Read for Counted<'_> {
     }
 }
 
+mod iso;
 #[cfg(test)]
 mod tests;

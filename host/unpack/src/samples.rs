@@ -241,6 +241,51 @@ pub fn rar4(name: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An ISO 9660 image of `files` (`name` or `dir/name`, bytes), with
+/// Joliet names beside the primary ones, as the hadris writer makes it.
+pub fn iso(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use hadris_iso::read::PathSeparator;
+    use hadris_iso::write::options::{CreationFeatures, IsoFormatOptions};
+    use hadris_iso::write::{File as IsoFile, InputFiles, IsoImageWriter};
+    use std::sync::Arc;
+    let file = |name: &str, bytes: &[u8]| IsoFile::File {
+        name: Arc::new(name.to_owned()),
+        contents: bytes.to_vec(),
+    };
+    // One level of directories, each listed once.
+    let mut root = Vec::new();
+    let mut directories: std::collections::BTreeMap<&str, Vec<IsoFile>> = Default::default();
+    for (path, bytes) in files {
+        match path.split_once('/') {
+            Some((dir, name)) => directories.entry(dir).or_default().push(file(name, bytes)),
+            None => root.push(file(path, bytes)),
+        }
+    }
+    root.extend(directories.into_iter().map(|(dir, children)| IsoFile::Directory {
+        name: Arc::new(dir.to_owned()),
+        children,
+    }));
+    let options = IsoFormatOptions {
+        volume_name: "BUCKETSCAN".into(),
+        system_id: None,
+        volume_set_id: None,
+        publisher_id: None,
+        preparer_id: None,
+        application_id: None,
+        sector_size: 2048,
+        path_separator: PathSeparator::ForwardSlash,
+        features: CreationFeatures::joliet(hadris_iso::joliet::JolietLevel::Level3),
+        strict_charset: false,
+    };
+    let input = InputFiles {
+        path_separator: PathSeparator::ForwardSlash,
+        files: root,
+    };
+    let mut image = std::io::Cursor::new(Vec::new());
+    IsoImageWriter::create(&mut image, input, options).expect("writing an ISO 9660 image in memory");
+    image.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

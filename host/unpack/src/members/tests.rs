@@ -686,3 +686,123 @@ fn member_names_are_shown_escaped_and_one_to_one() {
         ]
     );
 }
+
+#[test]
+fn an_iso_image_is_walked_file_by_file_and_every_other_byte_is_handed_over_too() {
+    let eicar = samples::eicar();
+    let readme = vec![b'r'; 5000];
+    let image = samples::iso(&[("docs/eicar.txt", &eicar), ("readme.txt", &readme)]);
+    assert_eq!(walkable(&image[..WALK_HEAD_BYTES]), Some(Format::Iso9660));
+    assert_eq!(
+        walkable(&image[..SNIFF_BYTES]),
+        None,
+        "its magic is past the first sector"
+    );
+    assert!(declared(
+        "backup.ISO",
+        Some("application/x-iso9660-image"),
+        Format::Iso9660
+    ));
+    assert!(!declared("backup.iso", Some("text/html"), Format::Iso9660));
+
+    let (walked, recorded) = walk_with(image.clone(), "disc.iso", &WalkLimits::default());
+    walked.unwrap();
+    // Each file once, though both the primary and the Joliet tree list it.
+    let outside = "disc.iso!/(headers, directory and bytes outside every member)";
+    let mut shown = paths(&recorded);
+    shown.sort_unstable();
+    assert_eq!(
+        shown,
+        [
+            "disc.iso!/(headers, directory and bytes outside every member)",
+            "disc.iso!/docs/eicar.txt",
+            "disc.iso!/readme.txt"
+        ]
+    );
+    let bytes_of = |path: &str| &recorded.members.iter().find(|(p, _)| p == path).unwrap().1;
+    assert_eq!(bytes_of("disc.iso!/docs/eicar.txt"), &eicar);
+    assert_eq!(bytes_of("disc.iso!/readme.txt"), &readme);
+    // Nothing unread: the files and the rest add up to the image.
+    let handed: usize = recorded.members.iter().map(|(_, bytes)| bytes.len()).sum();
+    assert_eq!(handed - OUTSIDE_BANNER.len(), image.len());
+    assert!(contains(bytes_of(outside), b"CD001"), "the volume descriptors too");
+}
+
+#[test]
+fn an_iso_cut_short_or_with_a_huge_path_table_is_never_walked_clean() {
+    let image = samples::iso(&[("a.txt", b"a")]);
+    let (walked, recorded) = walk_with(image[..17 * 2048].to_vec(), "cut.iso", &WalkLimits::default());
+    assert_eq!(stopped(&walked).0, UnscannableReason::Malformed, "{walked:?}");
+    assert!(recorded.members.is_empty());
+
+    // The primary descriptor (sector 16) says its path table is 4 GiB: the
+    // reader would try to hold it all.
+    let mut huge = image.clone();
+    huge[16 * 2048 + 132..16 * 2048 + 136].copy_from_slice(&u32::MAX.to_le_bytes());
+    let (walked, _) = walk_with(huge, "huge.iso", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(detail.contains("path table of 4294967295 bytes"), "{detail}");
+}
+
+#[test]
+fn iso_files_are_listed_once_and_extents_that_overlap_or_run_past_the_end_are_refused() {
+    use super::iso::{IsoFile, distinct};
+    let file = |name: &str, extents: &[(u64, u64)]| IsoFile {
+        name: name.into(),
+        extents: extents.to_vec(),
+    };
+    let listed = distinct(
+        vec![
+            file("DOCS/A.TXT;1", &[(4096, 4100)]),
+            file("docs/a.txt", &[(4096, 4100)]),
+            file("NOEXT.;1", &[(6144, 6150)]),
+            file("noext", &[(6144, 6150)]),
+            file("empty", &[]),
+            file("b", &[(8192, 9000), (10240, 10300)]),
+            // One tree says readme, the other setup.exe: both names seen.
+            file("README.TXT;1", &[(12288, 12300)]),
+            file("setup.exe", &[(12288, 12300)]),
+        ],
+        20_000,
+    )
+    .unwrap();
+    let names: Vec<&str> = listed.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["DOCS/A.TXT;1", "NOEXT.;1", "b", "README.TXT;1", "setup.exe"],
+        "the same file under the same name once, under another name again"
+    );
+
+    let overlap = distinct(vec![file("a", &[(4096, 6000)]), file("b", &[(5000, 5100)])], 20_000);
+    assert!(overlap.unwrap_err().contains("a and b overlap"));
+    let past = distinct(vec![file("tail", &[(4096, 30_000)])], 20_000);
+    assert!(past.unwrap_err().contains("past the image's end"));
+}
+
+#[test]
+fn an_iso_with_damaged_descriptors_or_directories_is_refused_or_read_whole_never_half() {
+    let image = samples::iso(&[("docs/a.txt", b"alpha"), ("b.txt", &[b'b'; 3000])]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..300 {
+        let mut damaged = image.clone();
+        for _ in 0..4 {
+            // xorshift: the same damage every run.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let at = 16 * 2048 + (state % (damaged.len() as u64 - 16 * 2048)) as usize;
+            damaged[at] ^= (state >> 32) as u8 | 1;
+        }
+        let (walked, recorded) = walk_with(damaged.clone(), "d.iso", &WalkLimits::default());
+        if walked.is_ok() {
+            // Whatever it read, it read every byte of the image.
+            let handed: usize = recorded.members.iter().map(|(_, bytes)| bytes.len()).sum();
+            assert!(
+                handed >= damaged.len(),
+                "round {round}: {handed} of {} bytes",
+                damaged.len()
+            );
+        }
+    }
+}

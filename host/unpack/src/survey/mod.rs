@@ -272,7 +272,7 @@ impl Walker<'_> {
             // Raw brotli is opaque to clients too (nothing decodes it on
             // receipt): recorded, for the engine check, not walked.
             Format::Brotli | Format::Encrypted | Format::ZipMethod(_) | Format::SevenZipCoder(_) => Ok(()),
-            Format::Rar | Format::Arj | Format::Cpio => Err(unwalkable(path, format)),
+            Format::Rar | Format::Arj | Format::Cpio | Format::Iso9660 => Err(unwalkable(path, format)),
         }
     }
 
