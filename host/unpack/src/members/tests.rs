@@ -685,6 +685,25 @@ fn member_names_are_shown_escaped_and_one_to_one() {
             "n.zip!/line\\nforged"
         ]
     );
+    // Look-alikes of the walk's own names and separators read as escapes.
+    let zip = samples::zip(
+        &[
+            ("\u{ff08}decompressed\u{ff09}", b"a"),
+            ("a.zip\u{01c3}\u{2215}x.exe", b"b"),
+            ("caf\u{e9}.txt", b"c"),
+        ],
+        0,
+    );
+    let (walked, recorded) = walk_with(zip, "n.zip", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        &paths(&recorded)[..3],
+        [
+            "n.zip!/\\u{ff08}decompressed\\u{ff09}",
+            "n.zip!/a.zip\\u{1c3}\\u{2215}x.exe",
+            "n.zip!/caf\u{e9}.txt"
+        ]
+    );
 }
 
 #[test]

@@ -713,14 +713,46 @@ pub(crate) fn shown_inner_name(name: &str, format: Format) -> String {
 /// outside every member, what follows the end of an archive) start a part
 /// with a bare `(`, so no upload passes a member of its own for one of
 /// them, nor a name for two parts; and since every other `\\` is doubled,
-/// the escaping stays one-to-one.
+/// the escaping stays one-to-one. Characters that look like `(`, `!` or
+/// `/` (`（decompressed）`, `x.zipǃ∕y`) are written as escapes, so no name
+/// reads as the walk's own or as two parts to a person either.
 pub(crate) fn member_name(name: &str) -> String {
-    let shown = bucketscan_core::text::printable(name).replace("!/", "\\!/");
+    let printable = bucketscan_core::text::printable(name);
+    let shown = if printable.chars().any(looks_like_a_separator) {
+        printable
+            .chars()
+            .map(|c| match looks_like_a_separator(c) {
+                true => c.escape_unicode().to_string(),
+                false => c.to_string(),
+            })
+            .collect()
+    } else {
+        printable.into_owned()
+    };
+    let shown = shown.replace("!/", "\\!/");
     if shown.starts_with('(') {
         format!("\\{shown}")
     } else {
         shown
     }
+}
+
+/// Look-alikes of `(`, `)`, `!` and `/` (Unicode's confusables for them):
+/// what a reader would take for the walk's own names or separators.
+fn looks_like_a_separator(c: char) -> bool {
+    matches!(
+        c,
+        // ( and )
+        '\u{207d}' | '\u{207e}' | '\u{208d}' | '\u{208e}' | '\u{2768}'
+            ..='\u{276b}' | '\u{27ee}' | '\u{27ef}'
+            | '\u{2985}' | '\u{2986}' | '\u{2e28}' | '\u{2e29}' | '\u{fd3e}' | '\u{fd3f}' | '\u{fe35}' | '\u{fe36}'
+            | '\u{fe59}' | '\u{fe5a}' | '\u{ff08}' | '\u{ff09}'
+            // !
+            | '\u{01c3}' | '\u{2d51}' | '\u{fe57}' | '\u{ff01}'
+            // /
+            | '\u{1735}' | '\u{2041}' | '\u{2044}' | '\u{2215}' | '\u{2571}' | '\u{27cb}' | '\u{29f8}' | '\u{2cc6}'
+            | '\u{2f03}' | '\u{3033}' | '\u{30ce}' | '\u{31d3}' | '\u{4e3f}' | '\u{ff0f}'
+    )
 }
 
 /// A tar entry's name, and how it is shown; the walk's own
