@@ -126,22 +126,22 @@ impl Scanner {
     /// Reads `info` front to back and looks its digests up.
     async fn hash_whole(&self, info: &Arc<ObjectInfo>, signatures: Arc<HashSignatures>) -> Result<Hashed, FetchError> {
         let failure = Failure::default();
+        let size = info.size;
+        // The reader takes every digest a signature for this size needs.
         let reader = RangedReader::new(
             self.store.clone(),
             info.clone(),
             tokio::runtime::Handle::current(),
             failure.clone(),
+            signatures.kinds_for(size),
         );
         let requests = reader.requests.clone();
         // However this ends (the object's deadline dropping the scan
         // included), the reading stops.
         let _stop = StopOnDrop(reader.canceller());
-        let size = info.size;
-        let kinds = signatures.kinds_for(size);
         type Outcome = (String, Option<HashMatch>, Vec<u8>);
         let hashing = tokio::task::spawn_blocking(move || -> std::io::Result<Outcome> {
             let mut reader = reader;
-            let mut digests = Digests::for_kinds(&kinds);
             let mut buffer = vec![0u8; 1 << 20];
             let mut head = Vec::new();
             loop {
@@ -151,14 +151,10 @@ impl Scanner {
                 }
                 let wanted = HEAD_BYTES.saturating_sub(head.len()).min(n);
                 head.extend_from_slice(&buffer[..wanted]);
-                digests.update(&buffer[..n]);
             }
-            // The reader hashed every byte in order with SHA-256 already.
-            let sha256 = reader
-                .digest(0)?
+            let (sha256, found) = reader
+                .digest(0, Some(&signatures))?
                 .ok_or_else(|| std::io::Error::other("the object ended before its size"))?;
-            let raw_sha256 = hex::decode(&sha256).expect("hex of a digest");
-            let found = digests.look_up(&raw_sha256, &kinds, &signatures, size);
             Ok((sha256, found, head))
         });
         let joined = hashing
@@ -266,6 +262,16 @@ impl StreamHash {
     /// Bytes hashed so far.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The SHA-256 (hex) of the bytes, and the signature they match for
+    /// their length among `signatures`, if any. Kinds other than SHA-256
+    /// are hashed only when [`StreamHash::new`] was asked for them.
+    pub(crate) fn finish(self, signatures: Option<&HashSignatures>) -> (String, Option<HashMatch>) {
+        use sha2::Digest;
+        let sha256 = self.sha256.finalize();
+        let found = signatures.and_then(|signatures| self.digests.look_up(&sha256, &self.kinds, signatures, self.len));
+        (hex::encode(sha256), found)
     }
 
     /// The signature the stream's bytes match, for its length.

@@ -66,11 +66,20 @@ impl Scanner {
         let failure = Failure::default();
         match container {
             Container::Stored => {
+                // Whole-file signatures for the object's size: their
+                // digests are taken as the walk reads in order.
+                let signatures = self.hashes.as_ref().and_then(|source| source.hash_signatures().ok());
+                let kinds = signatures
+                    .as_ref()
+                    .filter(|signatures| signatures.covers(info.size))
+                    .map(|signatures| signatures.kinds_for(info.size))
+                    .unwrap_or_default();
                 let reader = RangedReader::new(
                     self.store.clone(),
                     Arc::new(info.clone()),
                     tokio::runtime::Handle::current(),
                     failure.clone(),
+                    kinds,
                 );
                 let requests = reader.requests.clone();
                 // However this ends (a verdict, a failure, the object's
@@ -82,9 +91,11 @@ impl Scanner {
                         requests.load(std::sync::atomic::Ordering::Relaxed)
                     )
                 });
-                // The object's digest, for the seal and the copy check:
-                // free for a stream, a directory's read more for a zip.
-                let digest = |reader: RangedReader| reader.digest(DIGEST_READ_MORE).ok().flatten();
+                // The object's digest, for the seal and the copy check,
+                // and the whole-file signature it matches: free for a
+                // stream, a directory's read more for a zip.
+                let digest =
+                    move |reader: RangedReader| reader.digest(DIGEST_READ_MORE, signatures.as_deref()).ok().flatten();
                 let walk = Walk {
                     limits,
                     failure,
@@ -100,10 +111,12 @@ impl Scanner {
                     failure,
                     describe,
                 };
-                // The upload's digest was taken as it arrived.
+                // The upload's digest was taken as it arrived (SHA-256
+                // only: its signatures are looked up after the walk).
                 let known = info.sha256.clone();
                 let reader = body.reader();
-                self.walk_members(pipelines, stages, info, walk, reader, move |_| known, None)
+                let digest = move |_| known.map(|sha256| (sha256, None));
+                self.walk_members(pipelines, stages, info, walk, reader, digest, None)
                     .await
             }
         }
@@ -119,7 +132,7 @@ impl Scanner {
         info: &ObjectInfo,
         walk_with: Walk,
         reader: R,
-        digest: impl FnOnce(R) -> Option<String> + Send + 'static,
+        digest: impl FnOnce(R) -> Option<WholeDigest> + Send + 'static,
         stop_walk: Option<StopOnDrop>,
     ) -> Result<Inspection, FetchError> {
         let Walk {
@@ -175,7 +188,7 @@ impl Scanner {
         // A walk still going stops at its next read or send.
         drop(stop_walk);
         drop(members);
-        let (walked, digest) = walking
+        let (walked, whole) = walking
             .await
             .map_err(|err| FetchError::Unavailable(format!("{}: walking its members: {err}", info.url())))?;
         if !folded.infected() {
@@ -187,8 +200,11 @@ impl Scanner {
         }
         let mut inspection = folded.into_inspection(info, walked, &describe());
         let infected = matches!(inspection.verdict, Verdict::Infected { .. });
-        let whole = digest.as_deref().filter(|_| !infected);
-        if let Some(found) = whole.and_then(|sha256| self.whole_sha256_signature(info, sha256)) {
+        let digest = whole.as_ref().map(|(sha256, _)| sha256.clone());
+        let found = whole
+            .filter(|_| !infected)
+            .and_then(|(sha256, found)| found.or_else(|| self.whole_sha256_signature(info, &sha256)));
+        if let Some(found) = found {
             inspection.verdict = hashes::infected_by(found, &mut inspection.notes, None);
         }
         inspection.object.info = Arc::new(ObjectInfo {
@@ -199,9 +215,10 @@ impl Scanner {
     }
 
     /// The SHA-256 whole-file signature for a walked object's size that its
-    /// digest (taken as the walk read every byte in order) matches: a
-    /// container known bad as a whole is infected whatever its members
-    /// hold. MD5 and SHA-1 ones would need a hash pass of their own.
+    /// digest matches: a container known bad as a whole is infected
+    /// whatever its members hold. For an upload walked from the spool,
+    /// whose SHA-256 alone was taken as it arrived (an object read by
+    /// ranges gets every digest its size needs as the walk reads it).
     fn whole_sha256_signature(&self, info: &ObjectInfo, sha256: &str) -> Option<HashMatch> {
         let signatures = self.hashes.as_ref()?.hash_signatures().ok()?;
         let for_its_size = signatures.covers(info.size) && signatures.kinds_for(info.size).contains(&HashKind::Sha256);
@@ -209,6 +226,10 @@ impl Scanner {
         signatures.lookup(&[(HashKind::Sha256, &raw)], info.size)
     }
 }
+
+/// A walked object's SHA-256 (hex), and the whole-file signature its
+/// digests matched, when they were all taken.
+type WholeDigest = (String, Option<HashMatch>);
 
 /// One walk's limits, failure slot and account of its reads.
 struct Walk {

@@ -6,7 +6,9 @@
 //! in flight. Every part is pinned to the scanned version or ETag, and
 //! memory stays at a few parts whatever the object's size.
 
+use crate::hashes::StreamHash;
 use crate::store::{FetchError, Store};
+use bucketscan_core::hashes::{HashKind, HashMatch, HashSignatures};
 use bucketscan_core::object::ObjectInfo;
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -46,9 +48,11 @@ pub(crate) struct RangedReader {
     /// Parts read one after another since the last seek.
     run: u32,
     failure: Failure,
-    /// SHA-256 of the object's bytes from its start, as far as they were
-    /// read in order (a tar.gz: all of it; a zip: up to its directory).
-    hasher: sha2::Sha256,
+    /// Digests of the object's bytes from its start, as far as they were
+    /// read in order (a tar.gz: all of it; a zip: up to its directory):
+    /// SHA-256 always, MD5 and SHA-1 when a signature for its size needs
+    /// them.
+    hasher: StreamHash,
     hashed: u64,
     /// Set when the scan no longer needs the bytes: reads fail from then
     /// on, so a walk draining a large member stops at once.
@@ -75,7 +79,18 @@ struct Pending {
 }
 
 impl RangedReader {
-    pub(crate) fn new(store: Arc<dyn Store>, object: Arc<ObjectInfo>, runtime: Handle, failure: Failure) -> Self {
+    /// A reader of `object` whose in-order digests are SHA-256 and the
+    /// `kinds` some signature for its size needs.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        object: Arc<ObjectInfo>,
+        runtime: Handle,
+        failure: Failure,
+        mut kinds: Vec<HashKind>,
+    ) -> Self {
+        if !kinds.contains(&HashKind::Sha256) {
+            kinds.push(HashKind::Sha256);
+        }
         Self {
             store,
             object,
@@ -85,7 +100,7 @@ impl RangedReader {
             ahead: VecDeque::new(),
             run: 0,
             failure,
-            hasher: sha2::Sha256::default(),
+            hasher: StreamHash::new(kinds),
             hashed: 0,
             cancelled: Arc::default(),
             requests: Arc::default(),
@@ -136,18 +151,22 @@ impl RangedReader {
 
     /// Feeds the digest what `part` adds to the bytes hashed in order.
     fn hash(&mut self, part: &Part) {
-        use sha2::Digest;
         if part.start <= self.hashed && self.hashed < part.end() {
             self.hasher.update(&part.bytes[(self.hashed - part.start) as usize..]);
             self.hashed = part.end();
         }
     }
 
-    /// The SHA-256 (hex) of the whole object, reading what the walk left
-    /// unread after the bytes hashed in order (a zip's directory) when
-    /// that is at most `most` bytes; `None` when more is missing.
-    pub(crate) fn digest(mut self, most: u64) -> io::Result<Option<String>> {
-        use sha2::Digest;
+    /// The SHA-256 (hex) of the whole object and the whole-file signature
+    /// it matches among `signatures` (by every digest asked for at
+    /// [`RangedReader::new`]), reading what the walk left unread after
+    /// the bytes hashed in order (a zip's directory) when that is at most
+    /// `most` bytes; `None` when more is missing.
+    pub(crate) fn digest(
+        mut self,
+        most: u64,
+        signatures: Option<&HashSignatures>,
+    ) -> io::Result<Option<(String, Option<HashMatch>)>> {
         let missing = self.size() - self.hashed.min(self.size());
         if missing > most {
             return Ok(None);
@@ -157,8 +176,8 @@ impl RangedReader {
         if self.hashed < self.size() {
             return Ok(None);
         }
-        let hasher = std::mem::take(&mut self.hasher);
-        Ok(Some(hex::encode(hasher.finalize())))
+        let hasher = std::mem::replace(&mut self.hasher, StreamHash::new(Vec::new()));
+        Ok(Some(hasher.finish(signatures)))
     }
 
     /// Keeps [`IN_FLIGHT`] parts requested after the current one.
@@ -286,7 +305,7 @@ mod tests {
         let info = object(&store, &bytes);
         store.set_faults(faults);
         let failure = Failure::default();
-        let mut reader = RangedReader::new(store, info, Handle::current(), failure.clone());
+        let mut reader = RangedReader::new(store, info, Handle::current(), failure.clone(), Vec::new());
         let requests = reader.requests.clone();
         let out = tokio::task::spawn_blocking(move || read(&mut reader)).await.unwrap();
         let failed = failure.lock().unwrap().take();
@@ -324,10 +343,10 @@ mod tests {
             let mut front = vec![0u8; 1 << 20];
             reader.read_exact(&mut front).unwrap();
             let reader = std::mem::replace(reader, dummy());
-            reader.digest(4 << 20).unwrap()
+            reader.digest(4 << 20, None).unwrap()
         })
         .await;
-        assert_eq!(digest.as_deref(), Some(expected.as_str()));
+        assert_eq!(digest.map(|(sha256, _)| sha256), Some(expected));
     }
 
     /// A reader of nothing, to take a reader out of a `&mut`.
@@ -337,6 +356,7 @@ mod tests {
             Arc::new(ObjectInfo::default()),
             Handle::current(),
             Failure::default(),
+            Vec::new(),
         )
     }
 

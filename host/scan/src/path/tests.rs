@@ -532,6 +532,46 @@ async fn a_walked_container_whose_sha256_is_a_signature_is_infected_whatever_its
 }
 
 #[tokio::test]
+async fn a_walked_container_whose_md5_is_a_signature_is_infected_read_in_order_or_by_its_directory() {
+    let filler = bucketscan_unpack::samples::random_bytes((1 << 20) + 4096, 3);
+    let (one, two) = filler.split_at(filler.len() / 2);
+    let zip = |text: &[u8]| {
+        bucketscan_unpack::samples::zip(
+            &[("filler-1.bin", one), ("filler-2.bin", two), ("docs/readme.txt", text)],
+            0,
+        )
+    };
+    // A tar.gz is read in order; a zip directory first, so its digests
+    // need the rest read after the walk.
+    let pairs = [
+        (
+            "bundle.tar.gz",
+            large_tar_gz(&[("docs/readme.txt", b"hello")]),
+            large_tar_gz(&[("docs/readme.txt", b"hellp")]),
+        ),
+        ("bundle.zip", zip(b"hello"), zip(b"hellp")),
+    ];
+    for (key, known, other) in pairs {
+        assert_eq!(known.len(), other.len());
+        let mut world = World::new();
+        world.scanner.hashes = Some(hash_signatures(&md5_line(&known, "Known.Bundle")));
+        let report = world.upload_and_scan(key, &known).await;
+        assert_eq!(
+            report.verdict.findings()[0].signature,
+            "Known.Bundle.UNOFFICIAL",
+            "{key}: {report:#?}"
+        );
+        assert_eq!(report.coverage, Some(Coverage::Members));
+        assert!(world.store.keys(PRODUCTION).is_empty(), "{key}");
+        // Other bytes of the same size: the members decide (clean).
+        let mut world = World::new();
+        world.scanner.hashes = Some(hash_signatures(&md5_line(&known, "Known.Bundle")));
+        let report = world.upload_and_scan(key, &other).await;
+        assert_eq!(report.verdict.result_name(), ResultName::Clean, "{key}: {report:#?}");
+    }
+}
+
+#[tokio::test]
 async fn a_member_too_large_for_the_engine_that_no_signature_matches_stays_too_large() {
     let mut world = World::new();
     let video = large_video();
