@@ -92,7 +92,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let clean_disc = archives::iso(&refs(&clean_members));
     let uploads = [
         ("large/disc.iso", disc),
-        ("large/clean.iso", clean_disc.clone()),
+        ("large/clean.iso", clean_disc),
         ("large/big.tar.gz", tgz),
         ("large/bundle.7z", seven),
         ("large/clean.7z", clean_seven),
@@ -156,11 +156,13 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         alert["findings"][0]["location"], "large/disc.iso!/notes/eicar.txt",
         "{alert}"
     );
-    // Every file and every other byte read: clean, and promoted.
-    let tags = settled_in(&world, PRODUCTION, "large/clean.iso", &agent).await;
-    assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");
+    // Every file and every other byte read, and still not promoted: ISO
+    // readers disagree on what some images hold.
+    let tags = settled_in(&world, STAGING, "large/clean.iso", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-signature", "unsupported-container"), "{tags:?}");
     assert!(has(&tags, "bucketscan-coverage", "members"), "{tags:?}");
-    assert_eq!(world.body(PRODUCTION, "large/clean.iso").await, clean_disc);
+    assert!(!world.exists(PRODUCTION, "large/clean.iso").await);
 
     // Every member clean, and still not promoted: a 7z's packed bytes
     // cannot be proven read to their end.

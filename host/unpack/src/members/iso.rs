@@ -1,18 +1,29 @@
-//! ISO 9660 images, walked by their directories: each file's extents are
-//! a member, read where they lie; the bytes no file claims (system area,
-//! volume descriptors, path tables, directories, padding, anything else
-//! put there) go to the sink as one more member, as for a zip. So an image
-//! can end clean: nothing in it goes unread.
+//! ISO 9660 images, walked by their directories to **find** what they
+//! hold, never to call them clean: each file's extents are a member, read
+//! where they lie, and the bytes no file claims (system area, volume
+//! descriptors, path tables, directories, padding, anything else put
+//! there) go to the sink as one more member, as for a zip. An infected or
+//! blocked file decides; an image whose files are all clean ends
+//! `unsupported-container`, as a 7z does.
 //!
-//! Every directory tree is walked (the primary one, Joliet's, any other),
-//! so a file listed in only one of them is still a member of its own. A
-//! file the trees list under the same name (`README.TXT;1` and
-//! `readme.txt`) is handed over once; under names that differ
-//! (`SETUP.EXE;1` beside `readme.txt`: what a client shows depends on
-//! which tree it reads) once per name, so that what inspectors decide by
-//! name sees each. Extents that overlap otherwise, or lie past the image's
-//! end, stop the walk as `malformed`: readers would disagree on what the
-//! files hold.
+//! Why not clean: readers disagree on what an image holds. An attacker's
+//! review of this walk found files other readers extract that this one
+//! (hadris-iso) never lists as files, or lists with other bytes: Rock
+//! Ridge zisofs compression (the kernel and libarchive decompress it),
+//! associated files, `RE`/`CL` relocations, a directory sector starting
+//! with a zero byte (hadris stops, the kernel reads on), extended
+//! attribute records (libarchive ignores their offset), a UDF bridge
+//! (Windows reads the UDF tree). Their bytes still reach the engine in
+//! the outside member, but not as the files a client gets, so hash and
+//! file-type signatures would miss them.
+//!
+//! Every directory tree is walked (Rock Ridge, Joliet, the plain one), so
+//! a file listed in only one of them is still a member of its own; the
+//! same extents are handed over once, under the first name. Extents that
+//! overlap otherwise or lie past the image's end stop the walk as
+//! `malformed`. Depth, name length, records and extents are capped: each
+//! record may cost reads (continuation areas), and names are held until
+//! the files are handed over.
 
 use super::{Counted, Halt, MemberPath, Ranges, Walker, member_name, stop};
 use bucketscan_core::UnscannableReason;
@@ -29,6 +40,12 @@ const MAX_PATH_TABLE: u64 = 16 << 20;
 const MAX_DIRECTORY_BYTES: u64 = 256 << 20;
 /// Volume descriptors looked at before the set's terminator.
 const MAX_DESCRIPTORS: u64 = 64;
+/// Directories nested inside each other.
+const MAX_DEPTH: usize = 64;
+/// The longest path of a file inside the image, in bytes.
+const MAX_NAME_BYTES: usize = 4096;
+/// File extents per image, in all.
+const MAX_EXTENTS: usize = 100_000;
 
 /// One file of the image: its name in the tree and where its bytes lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +104,14 @@ impl Walker<'_> {
             };
             self.member(Box::new(counted), &member_path, &file.name, Some(size), depth + 1)?;
         }
-        self.outside_members(body, path, &taken)
+        self.outside_members(body, path, &taken)?;
+        Err(stop(
+            UnscannableReason::UnsupportedContainer,
+            format!(
+                "{path}: every file of the image was scanned, but ISO 9660 readers disagree on what some images \
+                 hold (Rock Ridge compression and relocations, associated files, UDF bridges): not clean"
+            ),
+        ))
     }
 }
 
@@ -139,9 +163,12 @@ fn list_files<R: Read + Seek>(
     max_files: u64,
 ) -> Result<Vec<IsoFile>, (UnscannableReason, String)> {
     let bad = |why: String| (UnscannableReason::Malformed, why);
+    let limit = |why: String| (UnscannableReason::LimitsExceeded, why);
+    let max_records = max_files.saturating_mul(2).max(1_000);
     let mut files = Vec::new();
     let mut seen_directories = HashSet::new();
     let mut directory_bytes = 0u64;
+    let (mut records, mut extents_in_all) = (0u64, 0usize);
     let is_joliet = |ty: EntryType| matches!(ty, EntryType::Joliet { .. });
     let mut roots: Vec<_> = image.root_dirs().iter().copied().collect();
     roots.sort_by_key(|root| match (is_joliet(root.entry_type()), image.supports_rrip()) {
@@ -153,8 +180,8 @@ fn list_files<R: Read + Seek>(
         let joliet = is_joliet(root.entry_type());
         // Depth first, without recursion: a deep tree cannot exhaust the
         // stack.
-        let mut pending = vec![(root.dir_ref(), String::new())];
-        while let Some((directory, prefix)) = pending.pop() {
+        let mut pending = vec![(root.dir_ref(), String::new(), 0usize)];
+        while let Some((directory, prefix, depth)) = pending.pop() {
             if !seen_directories.insert((directory.extent.0, directory.size)) {
                 continue;
             }
@@ -170,15 +197,28 @@ fn list_files<R: Read + Seek>(
                 if entry.is_special() {
                     continue;
                 }
+                records += 1;
+                if records > max_records {
+                    return Err(limit(format!("more than {max_records} directory records")));
+                }
                 let name = format!("{prefix}{}", entry_name(&entry, joliet));
+                if name.len() > MAX_NAME_BYTES {
+                    return Err(limit(format!(
+                        "a path of {} bytes (the limit is {MAX_NAME_BYTES})",
+                        name.len()
+                    )));
+                }
                 if entry.is_directory() {
+                    if depth + 1 > MAX_DEPTH {
+                        return Err(limit(format!("directories nested more than {MAX_DEPTH} deep")));
+                    }
                     let inside = entry
                         .as_dir_ref(image)
                         .map_err(|err| bad(format!("{name}: not a readable directory: {err}")))?;
-                    pending.push((inside, format!("{name}/")));
+                    pending.push((inside, format!("{name}/"), depth + 1));
                     continue;
                 }
-                let extents = entry
+                let extents: Vec<(u64, u64)> = entry
                     .extents()
                     .filter(|extent| extent.length > 0)
                     .map(|extent| {
@@ -186,6 +226,10 @@ fn list_files<R: Read + Seek>(
                         (start, start + u64::from(extent.length))
                     })
                     .collect();
+                extents_in_all += extents.len();
+                if extents_in_all > MAX_EXTENTS {
+                    return Err(limit(format!("more than {MAX_EXTENTS} file extents")));
+                }
                 files.push(IsoFile { name, extents });
                 if files.len() as u64 > max_files {
                     return Err((
@@ -214,15 +258,16 @@ fn entry_name(entry: &DirEntry, joliet: bool) -> String {
     entry.display_name().into_owned()
 }
 
-/// The files with data, each listed once per name it goes by (names that
-/// differ only in case, an ISO 9660 version suffix or a trailing dot are
-/// one); an error when extents lie past `total` or overlap without being
-/// the same.
+/// The files with data, each listed once (the same extents, whatever
+/// names the trees give them, are read once: the image is never called
+/// clean, so a name that would matter to a policy cannot get it promoted);
+/// an error when extents lie past `total` or overlap without being the
+/// same.
 pub(super) fn distinct(files: Vec<IsoFile>, total: u64) -> Result<Vec<IsoFile>, String> {
     let mut seen = HashSet::new();
     let mut distinct = Vec::new();
     for file in files {
-        if file.extents.is_empty() || !seen.insert((file.extents.clone(), comparable(&file.name))) {
+        if file.extents.is_empty() || !seen.insert(file.extents.clone()) {
             continue;
         }
         if let Some((_, end)) = file.extents.iter().find(|(_, end)| *end > total) {
@@ -254,15 +299,4 @@ pub(super) fn distinct(files: Vec<IsoFile>, total: u64) -> Result<Vec<IsoFile>, 
         previous = Some(((start, end), index));
     }
     Ok(distinct)
-}
-
-/// A name as trees of one image agree on it: `DOCS/README.TXT;1` and
-/// `docs/readme.txt` are one file.
-fn comparable(name: &str) -> String {
-    let name = name.to_lowercase();
-    let name = match name.rsplit_once(';') {
-        Some((base, version)) if version.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => &name,
-    };
-    name.strip_suffix('.').unwrap_or(name).to_owned()
 }
