@@ -133,6 +133,20 @@ async fn text_of(browser: &Browser, css: &str) -> String {
     }
 }
 
+/// Fills the reason of the form in `row`, ticks its confirmation and
+/// sends it, as a person would.
+async fn submit_confirmed(row: &fantoccini::elements::Element, reason: &str) {
+    let field = |css: &'static str| row.find(Locator::Css(css));
+    field("input[name=reason]")
+        .await
+        .unwrap()
+        .send_keys(reason)
+        .await
+        .unwrap();
+    field("input[name=confirm]").await.unwrap().click().await.unwrap();
+    field("button[type=submit]").await.unwrap().click().await.unwrap();
+}
+
 /// No script ran: no dialog open, no element the key's markup would make,
 /// and no console message but the favicon's 404.
 async fn assert_no_script_ran(browser: &Browser, page: &str) {
@@ -272,24 +286,7 @@ async fn the_console_in_a_browser_releases_for_a_releaser_and_refuses_everyone_e
             .unwrap()
             .contains("Eicar")
     );
-    row.find(Locator::Css("input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("vendor test file, ticket SEC-7")
-        .await
-        .unwrap();
-    row.find(Locator::Css("input[name=confirm]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    row.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_confirmed(&row, "vendor test file, ticket SEC-7").await;
     let released = text_of(&browser, "#released").await;
     assert!(released.contains("s3://staging/in/eicar.txt"), "{released}");
     assert!(
@@ -480,8 +477,57 @@ async fn a_revocation_in_the_console_outlives_an_older_list_written_back() {
         "{page}"
     );
 
-    // A releaser revokes it in the browser, with a reason.
+    // A releaser's form is refused, nothing revoked, without its token,
+    // a reason, or the tick on the digest shown; from another site too.
     let releaser = SignedIn::start(&console.direct, user("rel", &["secops"])).await;
+    let page = reqwest::get(format!("{}/console/quarantine", releaser.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no form token in {page}"))
+        .to_owned();
+    let other = "0".repeat(64);
+    for (csrf, reason, confirm, origin, status, why) in [
+        ("00", "x", digest.as_str(), None, 403, "token is not yours"),
+        (token.as_str(), " ", digest.as_str(), None, 400, "needs a reason"),
+        (token.as_str(), "x", other.as_str(), None, 400, "tick the box"),
+        (
+            token.as_str(),
+            "x",
+            digest.as_str(),
+            Some("https://elsewhere.example"),
+            403,
+            "another site",
+        ),
+    ] {
+        let mut post = reqwest::Client::new().post(format!("{}/console/allow-list/revoke", releaser.url));
+        if let Some(origin) = origin {
+            post = post.header("origin", origin);
+        }
+        let answer = post
+            .form(&[
+                ("csrf", csrf),
+                ("sha256", digest.as_str()),
+                ("confirm", confirm),
+                ("reason", reason),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{why}");
+        let body = answer.text().await.unwrap();
+        assert!(body.contains(why), "{why}: {body}");
+    }
+    let store = results::reader(&world.aws.dynamodb);
+    assert!(store.revocations().await.unwrap().is_empty());
+
+    // The releaser revokes it in the browser, with a reason.
     let browser = Browser::start().await;
     browser
         .client
@@ -495,24 +541,7 @@ async fn a_revocation_in_the_console_outlives_an_older_list_written_back() {
         )))
         .await
         .unwrap();
-    row.find(Locator::Css("input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("a real sample after all, ticket SEC-9")
-        .await
-        .unwrap();
-    row.find(Locator::Css("input[name=confirm]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    row.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_confirmed(&row, "a real sample after all, ticket SEC-9").await;
     let revoked = text_of(&browser, "#revoked-now").await;
     assert!(revoked.contains(&digest), "{revoked}");
     assert_no_script_ran(&browser, "revoke").await;

@@ -47,8 +47,9 @@ fn release(
     world.cli(&args)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not() {
+/// A world whose agents reload the allow-list object every second and
+/// record results (and revocations) in the results table.
+async fn with_allow_list() -> (World, std::path::PathBuf) {
     let world = World::new().await;
     world.aws.s3.create_bucket().bucket(LISTS).send().await.unwrap();
     bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
@@ -59,6 +60,12 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
             bucketscan_tests::results::TABLE
         ),
     );
+    (world, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not() {
+    let (world, config) = with_allow_list().await;
     let config_arg = config.to_str().unwrap();
     let agent = world.start_agent(&config);
     let eicar = samples::eicar();
@@ -252,16 +259,7 @@ async fn a_released_false_positive_stays_allowed_and_other_bytes_with_it_do_not(
 /// the results store.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revocation_reaches_agents_while_the_list_cannot_be_read() {
-    let world = World::new().await;
-    world.aws.s3.create_bucket().bucket(LISTS).send().await.unwrap();
-    bucketscan_tests::results::create_table(&world.aws.dynamodb).await;
-    let config = world.config(
-        &clamd::shared().address(),
-        &format!(
-            "[allow-list]\nobject = \"{ALLOW_LIST}\"\nrefresh-secs = 1\n[results]\ntable = \"{}\"\n",
-            bucketscan_tests::results::TABLE
-        ),
-    );
+    let (world, config) = with_allow_list().await;
     let config_arg = config.to_str().unwrap();
     let agent = world.start_agent(&config);
     let digest = hex::encode(Sha256::digest(samples::eicar()));

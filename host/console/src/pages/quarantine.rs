@@ -135,6 +135,30 @@ fn revoke_form(digest: &str, token: &str) -> Markup {
     }
 }
 
+/// What a releaser's form must carry before anything happens: the role
+/// and the form's proof, a reason, and the tick confirming the SHA-256
+/// shown. The trimmed reason, or the status and why it is refused.
+fn confirmed<'f>(
+    console: &Console,
+    user: &User,
+    proof: &PostProof<'_>,
+    reason: &'f str,
+    confirm: &str,
+    sha256: &str,
+    what: &str,
+) -> Result<&'f str, (StatusCode, String)> {
+    check_post(console, user, Role::Releaser, proof).map_err(|refused| (StatusCode::FORBIDDEN, refused))?;
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err((StatusCode::BAD_REQUEST, format!("{what} needs a reason")));
+    }
+    if !confirm.eq_ignore_ascii_case(sha256) {
+        let why = "tick the box that confirms the SHA-256 shown";
+        return Err((StatusCode::BAD_REQUEST, why.into()));
+    }
+    Ok(reason)
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ReleaseForm {
     csrf: String,
@@ -153,16 +177,19 @@ pub async fn release(
     headers: HeaderMap,
     Form(form): Form<ReleaseForm>,
 ) -> Response {
-    if let Err(refused) = check_post(&console, &user, Role::Releaser, &PostProof::new(&headers, &form.csrf)) {
-        return super::refused(StatusCode::FORBIDDEN, &refused);
-    }
-    let reason = form.reason.trim();
-    if reason.is_empty() {
-        return super::refused(StatusCode::BAD_REQUEST, "a release needs a reason");
-    }
-    if !form.confirm.eq_ignore_ascii_case(&form.sha256) {
-        return super::refused(StatusCode::BAD_REQUEST, "tick the box that confirms the SHA-256 shown");
-    }
+    let proof = PostProof::new(&headers, &form.csrf);
+    let reason = match confirmed(
+        &console,
+        &user,
+        &proof,
+        &form.reason,
+        &form.confirm,
+        &form.sha256,
+        "a release",
+    ) {
+        Ok(reason) => reason,
+        Err((status, why)) => return super::refused(status, &why),
+    };
     let request = ReleaseRequest {
         bucket: form.bucket.clone(),
         key: form.key.clone(),
@@ -227,16 +254,19 @@ pub async fn revoke(
     headers: HeaderMap,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    if let Err(refused) = check_post(&console, &user, Role::Releaser, &PostProof::new(&headers, &form.csrf)) {
-        return super::refused(StatusCode::FORBIDDEN, &refused);
-    }
-    let reason = form.reason.trim();
-    if reason.is_empty() {
-        return super::refused(StatusCode::BAD_REQUEST, "a revocation needs a reason");
-    }
-    if !form.confirm.eq_ignore_ascii_case(&form.sha256) {
-        return super::refused(StatusCode::BAD_REQUEST, "tick the box that confirms the SHA-256 shown");
-    }
+    let proof = PostProof::new(&headers, &form.csrf);
+    let reason = match confirmed(
+        &console,
+        &user,
+        &proof,
+        &form.reason,
+        &form.confirm,
+        &form.sha256,
+        "a revocation",
+    ) {
+        Ok(reason) => reason,
+        Err((status, why)) => return super::refused(status, &why),
+    };
     let by = format!("{} (console)", user.name());
     let revocation = StoredRevocation::now(&form.sha256, &by, reason, &client_address(&headers));
     let outcome = console.agent.revoke_allowed(revocation).await;
