@@ -29,8 +29,10 @@ use super::{Counted, Halt, MemberPath, Ranges, Walker, member_name, stop};
 use bucketscan_core::UnscannableReason;
 use hadris_iso::file::EntryType;
 use hadris_iso::read::{DirEntry, IsoImage};
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
+use std::rc::Rc;
 
 const SECTOR: u64 = 2048;
 /// The largest path table the reader may hold in memory (it parses the
@@ -70,8 +72,16 @@ impl Walker<'_> {
         // A reader of hostile bytes may panic: that is a malformed image
         // too, never an agent brought down.
         let max_files = self.limits.max_members;
+        let over = Rc::new(Cell::new(None));
+        let budgeted = Budgeted {
+            inner: body,
+            position: 0,
+            read: 0,
+            jumps: 0,
+            over: over.clone(),
+        };
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let image = IsoImage::open(body).map_err(|err| {
+            let image = IsoImage::open(budgeted).map_err(|err| {
                 (
                     UnscannableReason::Malformed,
                     format!("not a readable ISO 9660 image: {err}"),
@@ -80,13 +90,19 @@ impl Walker<'_> {
             let files = list_files(&image, max_files)?;
             Ok::<_, (UnscannableReason, String)>((image, files))
         }));
+        // A read past the budget fails inside the reader, which may then
+        // report another error, or none (it skips what it cannot read):
+        // the budget's reason is the one.
+        if let Some(why) = over.take() {
+            return Err(stop(UnscannableReason::LimitsExceeded, format!("{path}: {why}")));
+        }
         let (image, files) = match read {
             Ok(Ok(read)) => read,
             Ok(Err((reason, why))) => return Err(stop(reason, format!("{path}: {why}"))),
             Err(_) => return Err(malformed(path, "its volume or directories could not be read".into())),
         };
         let files = distinct(files, total).map_err(|why| malformed(path, why))?;
-        let mut body = image.into_inner();
+        let mut body = image.into_inner().inner;
         let mut taken = Vec::new();
         for file in files {
             let size = file.size();
@@ -112,6 +128,61 @@ impl Walker<'_> {
                  hold (Rock Ridge compression and relocations, associated files, UDF bridges): not clean"
             ),
         ))
+    }
+}
+
+/// Bytes the reader may read while it lists the files (directories,
+/// continuation areas, the path table).
+const MAX_LISTING_READ: u64 = MAX_DIRECTORY_BYTES + (64 << 20);
+/// Jumps of more than [`NEAR`] it may make meanwhile: each may be a
+/// ranged GET of its own.
+const MAX_LISTING_JUMPS: u64 = 50_000;
+const NEAR: u64 = 64 << 10;
+
+/// The image as the directory reader sees it, its reads and jumps
+/// counted: hostile records (continuation areas pointing far away,
+/// relocations) cannot make it fetch without end. Past a budget every
+/// read fails, and `over` says why.
+struct Budgeted<R> {
+    inner: R,
+    position: u64,
+    read: u64,
+    jumps: u64,
+    over: Rc<Cell<Option<String>>>,
+}
+
+impl<R> Budgeted<R> {
+    fn exceeded(&self, why: String) -> std::io::Error {
+        self.over.set(Some(why.clone()));
+        std::io::Error::other(why)
+    }
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read > MAX_LISTING_READ {
+            return Err(self.exceeded(format!("listing its files read more than {MAX_LISTING_READ} bytes")));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Budgeted<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let at = self.inner.seek(to)?;
+        if at.abs_diff(self.position) > NEAR {
+            self.jumps += 1;
+            if self.jumps > MAX_LISTING_JUMPS {
+                return Err(self.exceeded(format!(
+                    "listing its files jumped to another place more than {MAX_LISTING_JUMPS} times"
+                )));
+            }
+        }
+        self.position = at;
+        Ok(at)
     }
 }
 
@@ -299,4 +370,59 @@ pub(super) fn distinct(files: Vec<IsoFile>, total: u64) -> Result<Vec<IsoFile>, 
         previous = Some(((start, end), index));
     }
     Ok(distinct)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Zeros without end, any position: what a budget sees.
+    struct Zeros(u64);
+
+    impl Read for Zeros {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(0);
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+    }
+
+    impl Seek for Zeros {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            if let SeekFrom::Start(at) = to {
+                self.0 = at;
+            }
+            Ok(self.0)
+        }
+    }
+
+    fn budgeted() -> Budgeted<Zeros> {
+        Budgeted {
+            inner: Zeros(0),
+            position: 0,
+            read: 0,
+            jumps: 0,
+            over: Rc::default(),
+        }
+    }
+
+    #[test]
+    fn listing_stops_after_its_jumps_and_its_bytes_and_says_which() {
+        let mut jumping = budgeted();
+        // Near seeks are free (the same ranged part).
+        for at in 0..100_000u64 {
+            jumping.seek(SeekFrom::Start(at % NEAR)).unwrap();
+        }
+        let far =
+            (0..=MAX_LISTING_JUMPS + 1).try_for_each(|i| jumping.seek(SeekFrom::Start((i % 2) * (1 << 30))).map(drop));
+        assert!(far.is_err());
+        assert!(jumping.over.take().unwrap().contains("jumped to another place"));
+
+        let mut reading = budgeted();
+        let mut buffer = vec![0u8; 8 << 20];
+        let read =
+            (0..=MAX_LISTING_READ / buffer.len() as u64 + 1).try_for_each(|_| reading.read(&mut buffer).map(drop));
+        assert!(read.is_err());
+        assert!(reading.over.take().unwrap().contains("read more than"));
+    }
 }
