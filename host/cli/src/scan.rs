@@ -102,6 +102,9 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.unwrap_or(config.agent.concurrency),
     };
     let agent = Arc::new(agent_with_signatures(config).await?);
+    // A sweep may run for hours: releases and revocations made meanwhile
+    // reach it as they reach the agents.
+    agent.spawn_allow_list_refresh();
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let (mut count, mut bytes) = (0u64, 0u64);
