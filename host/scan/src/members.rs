@@ -9,8 +9,9 @@
 //! bomb) decides; clean only when every member was read and found clean.
 //!
 //! The walk runs on a blocking thread and hands members over one at a
-//! time through a channel of one: at most two members are spooled at
-//! once, within the spool budget.
+//! time through a channel of one; two members are inspected at once, their
+//! verdicts folded in the walk's order: at most four members are spooled
+//! at once, within the spool budget.
 
 use crate::path::Inspection;
 use crate::ranged::{Failure, RangedReader, StopOnDrop};
@@ -23,6 +24,8 @@ use bucketscan_core::report::StageReport;
 use bucketscan_core::{Finding, UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
 use bucketscan_unpack::members::{Halt, MemberPath, Sink, WalkLimits, Walked, walk};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use std::io::Read;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -159,32 +162,36 @@ impl Scanner {
             (walked, digest)
         });
         let mut folded = MemberVerdicts::default();
-        while let Some(item) = members.recv().await {
-            let go_on = match item {
-                Item::Member {
-                    path,
-                    body,
-                    sha256,
-                    size,
-                } => {
-                    let member = member_info(info, &path, size, sha256);
-                    let limit = member.size;
-                    match self.inspect_bytes(pipelines, stages, &member, body, limit).await {
-                        Ok(inspection) => folded.add(&member.key, inspection.verdict, inspection.stages),
+        // Two members in the inspectors at once, so the engine is not left
+        // idle while the next member's own work (its survey, the stages
+        // before the engine) runs; verdicts fold in the walk's order.
+        let mut inspecting = FuturesOrdered::new();
+        let mut more = true;
+        loop {
+            tokio::select! {
+                item = members.recv(), if more && inspecting.len() < MEMBERS_AT_ONCE => match item {
+                    Some(item) => inspecting.push_back(self.inspect_member(pipelines, stages, info, item)),
+                    None => more = false,
+                },
+                Some(done) = inspecting.next(), if !inspecting.is_empty() => {
+                    let go_on = match done {
+                        Ok((key, verdict, stages)) => folded.add(&key, verdict, stages),
                         Err(err) => {
+                            drop(inspecting);
                             drop(stop_walk);
                             drop(members);
                             let _ = walking.await;
                             return Err(err);
                         }
+                    };
+                    if !go_on {
+                        break;
                     }
                 }
-                Item::NotHanded { path, verdict } => folded.add(&path, verdict, Vec::new()),
-            };
-            if !go_on {
-                break;
+                else => break,
             }
         }
+        drop(inspecting);
         // A walk still going stops at its next read or send.
         drop(stop_walk);
         drop(members);
@@ -214,6 +221,33 @@ impl Scanner {
         Ok(inspection)
     }
 
+    /// One item of the walk through the inspectors: a member's key, verdict
+    /// and stages (a member not handed over has its verdict already).
+    fn inspect_member<'a>(
+        &'a self,
+        pipelines: &'a dyn Routing,
+        stages: &'a [PipelineStage],
+        info: &'a ObjectInfo,
+        item: Item,
+    ) -> InspectingMember<'a> {
+        Box::pin(async move {
+            match item {
+                Item::Member {
+                    path,
+                    body,
+                    sha256,
+                    size,
+                } => {
+                    let member = member_info(info, &path, size, sha256);
+                    let limit = member.size;
+                    let inspection = self.inspect_bytes(pipelines, stages, &member, body, limit).await?;
+                    Ok((member.key, inspection.verdict, inspection.stages))
+                }
+                Item::NotHanded { path, verdict } => Ok((path.to_string(), verdict, Vec::new())),
+            }
+        })
+    }
+
     /// The SHA-256 whole-file signature for a walked object's size that its
     /// digest matches: a container known bad as a whole is infected
     /// whatever its members hold. For an upload walked from the spool,
@@ -226,6 +260,14 @@ impl Scanner {
         signatures.lookup(&[(HashKind::Sha256, &raw)], info.size)
     }
 }
+
+/// Members in the inspectors at once.
+const MEMBERS_AT_ONCE: usize = 2;
+
+/// A member's inspection under way: its key, verdict and stages.
+type InspectingMember<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(String, Verdict, Vec<StageReport>), FetchError>> + Send + 'a>,
+>;
 
 /// A walked object's SHA-256 (hex), and the whole-file signature its
 /// digests matched, when they were all taken.
