@@ -10,8 +10,9 @@
 //!
 //! The walk runs on a blocking thread and hands members over one at a
 //! time through a channel of one; two members are inspected at once, their
-//! verdicts folded in the walk's order: at most four members are spooled
-//! at once, within the spool budget.
+//! verdicts folded in the walk's order, and at most three are spooled at
+//! once (as when they were inspected one at a time), within the spool
+//! budget.
 
 use crate::path::Inspection;
 use crate::ranged::{Failure, RangedReader, StopOnDrop};
@@ -33,6 +34,8 @@ use tokio::sync::mpsc;
 /// What the walk hands the scan.
 enum Item {
     Member {
+        /// Held until the member's inspection ends (see `ChannelSink`).
+        permit: tokio::sync::OwnedSemaphorePermit,
         path: MemberPath,
         body: ObjectBody,
         sha256: String,
@@ -144,8 +147,11 @@ impl Scanner {
             describe,
         } = walk_with;
         let (sender, mut members) = mpsc::channel(1);
+        let spooled = Arc::new(tokio::sync::Semaphore::new(MEMBERS_AT_ONCE + 1));
         let mut sink = ChannelSink {
             sender,
+            spooled: spooled.clone(),
+            runtime: tokio::runtime::Handle::current(),
             spool: self.spool.clone(),
             member_bytes: limits.member_bytes,
             failure: failure.clone(),
@@ -178,6 +184,7 @@ impl Scanner {
                         Ok((key, verdict, stages)) => folded.add(&key, verdict, stages),
                         Err(err) => {
                             drop(inspecting);
+                            spooled.close();
                             drop(stop_walk);
                             drop(members);
                             let _ = walking.await;
@@ -192,7 +199,8 @@ impl Scanner {
             }
         }
         drop(inspecting);
-        // A walk still going stops at its next read or send.
+        // A walk still going stops at its next read, permit or send.
+        spooled.close();
         drop(stop_walk);
         drop(members);
         let (walked, whole) = walking
@@ -233,6 +241,7 @@ impl Scanner {
         Box::pin(async move {
             match item {
                 Item::Member {
+                    permit,
                     path,
                     body,
                     sha256,
@@ -241,6 +250,7 @@ impl Scanner {
                     let member = member_info(info, &path, size, sha256);
                     let limit = member.size;
                     let inspection = self.inspect_bytes(pipelines, stages, &member, body, limit).await?;
+                    drop(permit);
                     Ok((member.key, inspection.verdict, inspection.stages))
                 }
                 Item::NotHanded { path, verdict } => Ok((path.to_string(), verdict, Vec::new())),
@@ -304,6 +314,11 @@ fn member_info(object: &ObjectInfo, path: &MemberPath, size: u64, sha256: String
 /// The walk's side of the channel: spools each member and sends it.
 struct ChannelSink {
     sender: mpsc::Sender<Item>,
+    /// One permit per member spooled and not yet inspected to its end:
+    /// two in the inspectors and one waiting, as many as before members
+    /// were inspected two at a time (one in, one waiting, one spooling).
+    spooled: Arc<tokio::sync::Semaphore>,
+    runtime: tokio::runtime::Handle,
     spool: SpoolConfig,
     member_bytes: u64,
     failure: Failure,
@@ -379,6 +394,11 @@ impl ChannelSink {
 
 impl Sink for ChannelSink {
     fn member(&mut self, path: &MemberPath, size: Option<u64>, body: &mut dyn Read) -> Result<(), Halt> {
+        // Closed: the scan has its verdict, or gave up.
+        let permit = self
+            .runtime
+            .block_on(self.spooled.clone().acquire_owned())
+            .map_err(|_| Halt::BySink)?;
         let mut writer = SpoolWriter::new(&self.spool, size, self.member_bytes);
         let mut hash = match size {
             None => self.hash_for_unknown_size(),
@@ -417,6 +437,7 @@ impl Sink for ChannelSink {
             .finish()
             .map_err(|err| self.fail(FetchError::Unavailable(format!("{path}: {err}"))))?;
         self.send(Item::Member {
+            permit,
             path: path.clone(),
             body: spooled.body,
             sha256: spooled.sha256,
