@@ -159,6 +159,17 @@ fn confirmed<'f>(
     Ok(reason)
 }
 
+/// What a release or revocation did (or why not), with the way back.
+fn outcome_page(user: &User, title: &str, status: StatusCode, body: Markup) -> Response {
+    let mut page = layout(
+        Some(user),
+        title,
+        html! { (body) p { a href="/console/quarantine" { "Back to the quarantine" } } },
+    );
+    page.status = status;
+    page.into_response()
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ReleaseForm {
     csrf: String,
@@ -227,13 +238,7 @@ pub async fn release(
             html! { p.error id="release-failed" { (err.to_string()) } },
         ),
     };
-    let mut page = layout(
-        Some(&user),
-        "Release",
-        html! { (body) p { a href="/console/quarantine" { "Back to the quarantine" } } },
-    );
-    page.status = status;
-    page.into_response()
+    outcome_page(&user, "Release", status, body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,13 +298,7 @@ pub async fn revoke(
             html! { p.error id="revoke-failed" { (err.to_string()) } },
         ),
     };
-    let mut page = layout(
-        Some(&user),
-        "Revoke",
-        html! { (body) p { a href="/console/quarantine" { "Back to the quarantine" } } },
-    );
-    page.status = status;
-    page.into_response()
+    outcome_page(&user, "Revoke", status, body)
 }
 
 /// Where a request came from: the address the load balancer appended to
