@@ -13,7 +13,8 @@
 //!   cargo build --release -p bucketscan && scripts/build-plugins
 //!   cargo bench -p bucketscan-benches --bench console
 //!
-//! `BUCKETSCAN_BENCH_RESULTS` sets how many results are recorded (default
+//! `BUCKETSCAN_BENCH_ROUNDS` sets the runs each way of the CPU part (default
+//! 3). `BUCKETSCAN_BENCH_RESULTS` sets how many results are recorded (default
 //! 100000); `BUCKETSCAN_BENCH=page|overview|cpu` runs one part.
 
 use bucketscan_core::object::ObjectInfo;
@@ -227,15 +228,15 @@ async fn overview() {
     let count = started.elapsed().as_secs_f64() * 1000.0;
     let first = first.as_secs_f64() * 1000.0;
     let (cached50, cached95) = percentiles(cached);
-    println!("{:<40} {:>10}", "", "ms");
-    println!("{:<40} {count:>10.1}", "one direct count (`clean`)");
+    println!("{:<52} {:>10}", "", "ms");
+    println!("{:<52} {count:>10.1}", "one direct count (`clean`)");
     println!(
-        "{:<40} {first:>10.1}  ({:.2}x the count)",
+        "{:<52} {first:>10.1}  ({:.2}x the count)",
         "overview, counted (5 counts + sample)",
         first / count
     );
     println!(
-        "{:<40} {cached50:>10.1}  (p95 {cached95:.1})",
+        "{:<52} {cached50:>10.1}  (p95 {cached95:.1})",
         "overview within 30 s (counts kept)"
     );
 }
@@ -265,75 +266,143 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 async fn recording_cpu() {
     const OBJECTS: usize = 300;
-    const ROUNDS: usize = 3;
+    let rounds: usize = std::env::var("BUCKETSCAN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
     println!("== what recording results costs the agent: CPU per object, {OBJECTS} uploads (1 KiB to 64 KiB)");
-    println!("   ({ROUNDS} runs each, alternating; \"net\" takes off what the idle agent spends in as long)");
-    let mut runs: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for recording in [false, true] {
-            runs[recording as usize].push(cpu_per_object(recording, OBJECTS).await);
-        }
+    println!("   (two agents at once, one with [results] and one without, each on a local AWS server of its own,");
+    println!("   the same uploads interleaved: what slows the machine slows both; {rounds} rounds; \"net\" takes off");
+    println!("   what each idle agent spends in as long)");
+    let mut rounds_seen = Vec::new();
+    for round in 1..=rounds {
+        let pair = side_by_side(OBJECTS).await;
+        println!(
+            "   round {round}: without {:.2} ms (net {:.2}), with {:.2} ms (net {:.2}): {:.3}x; {} write requests",
+            pair.without.0,
+            pair.without.1,
+            pair.with.0,
+            pair.with.1,
+            pair.with.0 / pair.without.0,
+            pair.requests
+        );
+        rounds_seen.push(pair);
     }
-    let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
-        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+    let median = |pick: &dyn Fn(&Pair) -> f64| {
+        let mut values: Vec<f64> = rounds_seen.iter().map(pick).collect();
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let (raw_without, net_without) = (median(&runs[0], |r| r.0), median(&runs[0], |r| r.1));
-    let (raw_with, net_with) = (median(&runs[1], |r| r.0), median(&runs[1], |r| r.1));
-    println!("{:<34} {:>12} {:>12}", "", "CPU ms/obj", "net ms/obj");
+    let (raw_without, net_without) = (median(&|p| p.without.0), median(&|p| p.without.1));
+    let (raw_with, net_with) = (median(&|p| p.with.0), median(&|p| p.with.1));
+    let requests = median(&|p| p.requests);
+    println!("{:<52} {:>12} {:>12}", "", "CPU ms/obj", "net ms/obj");
     println!(
-        "{:<34} {raw_without:>12.2} {net_without:>12.2}",
+        "{:<52} {raw_without:>12.2} {net_without:>12.2}",
         "agent without [results] (median)"
     );
     println!(
-        "{:<34} {raw_with:>12.2} {net_with:>12.2}",
+        "{:<52} {raw_with:>12.2} {net_with:>12.2}",
         "agent with [results] (median)"
     );
     println!(
-        "{:<34} {:>12.3} {:>12.3}",
-        "with / without",
-        raw_with / raw_without,
-        net_with / net_without
+        "{:<52} {:>12.3} {:>12.3}",
+        "with / without (median of the rounds)",
+        median(&|p| p.with.0 / p.without.0),
+        median(&|p| p.with.1 / p.without.1)
     );
-    println!("   every run: without {:?}, with {:?} (raw, net ms)", runs[0], runs[1]);
+    // The record path alone, where nothing else moves: at the batch size
+    // the agent formed, and one result per request as before batching.
+    let batch = (OBJECTS as f64 / requests).round().max(1.0) as usize;
+    for (label, writers, wait_ms) in [
+        (format!("batches of {batch}, as the agent formed"), batch, 5),
+        ("one result per request".to_owned(), 1, 0),
+    ] {
+        let record = record_cpu(3_000, writers, wait_ms).await;
+        println!(
+            "{:<52} {record:>12.3}   ({:.1}% of the agent's {raw_without:.2} ms without)",
+            format!("the record alone, {label}"),
+            record / raw_without * 100.0
+        );
+    }
 }
 
-/// One run: the agent's CPU ms per object over `objects` uploads, as
-/// measured and net of its idle rate.
-async fn cpu_per_object(recording: bool, objects: usize) -> (f64, f64) {
-    let world = World::new().await;
-    let extra = if recording {
-        results::create_table(&world.aws.dynamodb).await;
-        format!("[results]\ntable = \"{}\"\n", results::TABLE)
-    } else {
-        String::new()
-    };
-    let config = world.config(&clamd::shared().address(), &extra);
-    let agent = world.start_agent(&config);
-    // Ready; then what it spends idle (polling, timers), per second.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_from = (cpu_seconds(agent.child.id()), Instant::now());
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle_rate = (cpu_seconds(agent.child.id()) - idle_from.0) / idle_from.1.elapsed().as_secs_f64();
-    let (before, started) = (cpu_seconds(agent.child.id()), Instant::now());
-    for i in 0..objects {
-        let size = 1024 << (i % 7);
-        let bytes = samples::pseudo_random_text(size, i as u64);
-        world
-            .put(&format!("cpu/{i}.txt"), bytes, Some("text/plain"), &[], &[])
-            .await;
+/// One round: each agent's CPU ms per object (as measured, net of idle),
+/// and the write requests of the one recording.
+struct Pair {
+    without: (f64, f64),
+    with: (f64, f64),
+    requests: f64,
+}
+
+/// An agent on a world of its own, for [`side_by_side`].
+struct Measured {
+    world: World,
+    agent: bucketscan_tests::agent::AgentProcess,
+    health: String,
+    recording: bool,
+}
+
+impl Measured {
+    async fn start(recording: bool) -> Self {
+        let world = World::new().await;
+        let extra = if recording {
+            results::create_table(&world.aws.dynamodb).await;
+            format!("[results]\ntable = \"{}\"\n", results::TABLE)
+        } else {
+            String::new()
+        };
+        let config = world.config(&clamd::shared().address(), &extra);
+        let health = format!("127.0.0.1:{}", bucketscan_tests::free_port());
+        let agent = world.start_agent_with_env(
+            &config,
+            &[
+                ("BUCKETSCAN_HEALTH_ADDR", &health),
+                ("BUCKETSCAN_METRICS", "prometheus"),
+            ],
+        );
+        Self {
+            world,
+            agent,
+            health,
+            recording,
+        }
     }
-    for i in 0..objects {
-        world
-            .wait_for(PRODUCTION, &format!("cpu/{i}.txt"), Duration::from_secs(120), &agent)
-            .await;
+
+    fn cpu(&self) -> f64 {
+        cpu_seconds(self.agent.child.id())
     }
-    let spent = cpu_seconds(agent.child.id()) - before;
-    let net = spent - idle_rate * started.elapsed().as_secs_f64();
-    assert!(!world.exists(QUARANTINE, "cpu/0.txt").await);
-    if recording {
-        let stored = results::reader(&world.aws.dynamodb)
+
+    /// Waits until every upload is promoted and the queue is empty
+    /// (promoted is not finished: the record, the staging deletes and
+    /// the acknowledgements come after); the CPU seconds then.
+    async fn finished(&self, objects: usize) -> (f64, Instant) {
+        for i in 0..objects {
+            self.world
+                .wait_for(
+                    PRODUCTION,
+                    &format!("cpu/{i}.txt"),
+                    Duration::from_secs(180),
+                    &self.agent,
+                )
+                .await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.world.queue_depth().await > 0 {
+            assert!(Instant::now() < deadline, "messages left:\n{}", self.agent.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (self.cpu(), Instant::now())
+    }
+
+    /// Every result recorded exactly once, and nothing quarantined; the
+    /// write requests it took.
+    async fn check(&self, objects: usize) -> f64 {
+        assert!(!self.world.exists(QUARANTINE, "cpu/0.txt").await);
+        if !self.recording {
+            return 0.0;
+        }
+        let stored = results::reader(&self.world.aws.dynamodb)
             .search(&Search {
                 bucket: Some(STAGING.into()),
                 limit: objects * 2,
@@ -342,7 +411,155 @@ async fn cpu_per_object(recording: bool, objects: usize) -> (f64, f64) {
             .await
             .unwrap();
         assert_eq!(stored.len(), objects, "every result recorded once");
+        write_requests(&self.health).await
     }
-    let per = |cpu: f64| cpu / objects as f64 * 1000.0;
-    (per(spent), per(net))
+}
+
+/// Both agents at once on the same uploads (see [`recording_cpu`]).
+async fn side_by_side(objects: usize) -> Pair {
+    let agents = [Measured::start(false).await, Measured::start(true).await];
+    // Ready; then what each spends idle (polling, timers), per second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_from = (agents.each_ref().map(Measured::cpu), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_for = idle_from.1.elapsed().as_secs_f64();
+    let idle_rate = [0, 1].map(|a| (agents[a].cpu() - idle_from.0[a]) / idle_for);
+    let (before, started) = (agents.each_ref().map(Measured::cpu), Instant::now());
+    for i in 0..objects {
+        let size = 1024 << (i % 7);
+        let bytes = samples::pseudo_random_text(size, i as u64);
+        for measured in &agents {
+            measured
+                .world
+                .put(&format!("cpu/{i}.txt"), bytes.clone(), Some("text/plain"), &[], &[])
+                .await;
+        }
+    }
+    let (without, with) = tokio::join!(agents[0].finished(objects), agents[1].finished(objects));
+    let per_object = |a: usize, (after, at): (f64, Instant)| {
+        let spent = after - before[a];
+        let net = spent - idle_rate[a] * (at - started).as_secs_f64();
+        (spent / objects as f64 * 1000.0, net / objects as f64 * 1000.0)
+    };
+    agents[0].check(objects).await;
+    Pair {
+        without: per_object(0, without),
+        with: per_object(1, with),
+        requests: agents[1].check(objects).await,
+    }
+}
+
+/// The agent's record path alone (`ResultsStore::record`: the item, the
+/// batch, the SDK's request), timed as this process's CPU per result:
+/// `records` results of a three-stage promotion, `writers` at a time, a
+/// batch waiting `wait_ms` for more.
+async fn record_cpu(records: usize, writers: usize, wait_ms: u64) -> f64 {
+    use bucketscan_runtime::results::{ResultsConfig, ResultsStore};
+    let world = World::new().await;
+    results::create_table(&world.aws.dynamodb).await;
+    let config = ResultsConfig {
+        table: results::TABLE.into(),
+        keep_days: 400,
+        batch_wait_ms: wait_ms,
+    };
+    let store = std::sync::Arc::new(ResultsStore::new(
+        world.aws.dynamodb.clone(),
+        config,
+        "bench-agent".into(),
+    ));
+    let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(writers));
+    let before = process_cpu_seconds();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..records {
+        let writer = writers.clone().acquire_owned().await.unwrap();
+        let store = store.clone();
+        tasks.spawn(async move {
+            store.record(&promoted_report(i)).await.unwrap();
+            drop(writer);
+        });
+    }
+    tasks.join_all().await;
+    let spent = process_cpu_seconds() - before;
+    println!(
+        "   {records} results in {} write requests, in-process",
+        store.requests.get()
+    );
+    spent / records as f64 * 1000.0
+}
+
+/// A clean upload's report as the agent above publishes it: scanned by
+/// clamd, typed, promoted.
+fn promoted_report(i: usize) -> ScanReport {
+    use bucketscan_core::pipeline::StageKind;
+    use bucketscan_core::report::{CopyRef, StageOutcome, StageReport};
+    use bucketscan_core::verdict::ResultName;
+    let info = ObjectInfo {
+        bucket: STAGING.into(),
+        key: format!("cpu/{i}.txt"),
+        version_id: Some(format!("3HL4kqtJlcpXroDTDmJ{i:013}")),
+        etag: Some(format!("{i:032x}")),
+        size: 1024 << (i % 7),
+        sha256: Some(format!("{i:064x}")),
+        ..ObjectInfo::default()
+    };
+    let mut report = ScanReport::new(&info, Verdict::Clean);
+    let stage = |plugin: &str, kind, outcome, actions: Vec<String>| StageReport {
+        plugin: plugin.into(),
+        plugin_version: "0.4.0".into(),
+        kind,
+        outcome,
+        actions,
+        error: None,
+        cause: None,
+        engine_version: Some("ClamAV 1.4.3/27000/Thu Dec  3 09:00:00 2026".into()),
+        rule_sets: Vec::new(),
+        duration_ms: 3.2,
+    };
+    report.stages = vec![
+        stage(
+            "clamav-bridge",
+            StageKind::Inspector,
+            StageOutcome::Verdict(ResultName::Clean),
+            Vec::new(),
+        ),
+        stage("file-type", StageKind::Inspector, StageOutcome::Continue, Vec::new()),
+        stage(
+            "promoter",
+            StageKind::Action,
+            StageOutcome::Done,
+            vec![format!("copied to s3://{PRODUCTION}/cpu/{i}.txt")],
+        ),
+    ];
+    report.copies = vec![CopyRef {
+        bucket: PRODUCTION.into(),
+        key: format!("cpu/{i}.txt"),
+        version_id: None,
+        etag: info.etag.clone(),
+    }];
+    report.host_actions = vec![format!("tagged s3://{STAGING}/cpu/{i}.txt")];
+    report.duration_ms = 41.0;
+    report
+}
+
+/// This process's CPU seconds (user + system) so far.
+fn process_cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The agent's `bucketscan_results_write_requests_total`.
+async fn write_requests(health: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{health}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("bucketscan_results_write_requests_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no write requests counted in {metrics}"))
 }

@@ -76,7 +76,14 @@ async fn results_that_finish_together_are_each_recorded_once() {
     assert!(text.contains("concurrency = 2\n"), "{text}");
     let text = text.replace("concurrency = 2\n", "concurrency = 8\n");
     std::fs::write(&config, text).unwrap();
-    let agent = world.start_agent(&config);
+    let health = format!("127.0.0.1:{}", bucketscan_tests::free_port());
+    let agent = world.start_agent_with_env(
+        &config,
+        &[
+            ("BUCKETSCAN_HEALTH_ADDR", &health),
+            ("BUCKETSCAN_METRICS", "prometheus"),
+        ],
+    );
     const UPLOADS: usize = 40;
     for i in 0..UPLOADS {
         let bytes = if i % 8 == 0 {
@@ -110,4 +117,72 @@ async fn results_that_finish_together_are_each_recorded_once() {
         assert_eq!(history[0].result, expected, "{key}");
         assert_eq!(history[0].key, key);
     }
+    // Written in batches: fewer requests than results.
+    let requests = metric(&health, "bucketscan_results_write_requests_total").await;
+    println!("{UPLOADS} results in {requests} write requests");
+    assert!(requests >= 1.0 && requests < UPLOADS as f64, "{requests}");
+}
+
+/// A counter's value on the agent's `/metrics`.
+async fn metric(health: &str, name: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{health}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// Results that wait together are written in one batch; one the table
+/// refuses (a partition key over DynamoDB's 2,048 bytes, which no S3 key
+/// can make but a bug could) fails alone: the others are recorded, each
+/// writer hears its own outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_the_table_refuses_fails_alone_in_its_batch() {
+    use bucketscan_core::Verdict;
+    use bucketscan_core::object::ObjectInfo;
+    use bucketscan_core::report::ScanReport;
+    use bucketscan_runtime::results::{ResultsConfig, ResultsStore};
+    let world = World::new().await;
+    results::create_table(&world.aws.dynamodb).await;
+    let config = ResultsConfig {
+        table: results::TABLE.into(),
+        keep_days: 1,
+        batch_wait_ms: 1_000,
+    };
+    let store = std::sync::Arc::new(ResultsStore::new(
+        world.aws.dynamodb.clone(),
+        config,
+        "batch-test".into(),
+    ));
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let info = ObjectInfo {
+            bucket: if i == 3 { "b".repeat(3_000) } else { STAGING.into() },
+            key: format!("batch/{i}.txt"),
+            size: 1,
+            ..ObjectInfo::default()
+        };
+        let store = store.clone();
+        writes.spawn(async move { (i, store.record(&ScanReport::new(&info, Verdict::Clean)).await) });
+    }
+    let mut written = writes.join_all().await;
+    written.sort_by_key(|(i, _)| *i);
+    let written: Vec<_> = written.into_iter().map(|(_, outcome)| outcome).collect();
+    for (i, outcome) in written.iter().enumerate() {
+        assert_eq!(outcome.is_err(), i == 3, "{i}: {outcome:?}");
+    }
+    assert!(written[3].as_ref().unwrap_err().contains("2048"), "{:?}", written[3]);
+    for i in (0..10).filter(|i| *i != 3) {
+        let history = store.history(STAGING, &format!("batch/{i}.txt"), 10).await.unwrap();
+        assert_eq!(history.len(), 1, "batch/{i}.txt: {history:?}");
+    }
+    // One batch refused as a whole, then each alone.
+    assert_eq!(store.requests.get(), 11);
 }

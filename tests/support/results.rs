@@ -32,6 +32,7 @@ pub fn reader(dynamodb: &aws_sdk_dynamodb::Client) -> bucketscan_runtime::result
     let config = bucketscan_runtime::results::ResultsConfig {
         table: TABLE.into(),
         keep_days: 1,
+        batch_wait_ms: 0,
     };
     bucketscan_runtime::results::ResultsStore::new(dynamodb.clone(), config, "reader".into())
 }

@@ -2,13 +2,19 @@
 //! with bounded concurrency, keeps long scans' messages invisible, and
 //! deletes a message only after every object in it was fully handled.
 //!
+//! Concurrency is counted in slots (`[agent] concurrency`). An object gives
+//! its slot back once it is contained and keeps a tail place (a few per
+//! slot) while its result is recorded and published and its deferred
+//! deletes run: those wait on batches and on other services, not on this
+//! agent's CPU. Its message stays in flight, kept invisible, until the end.
+//!
 //! It receives only while the agent is ready (clamd answers, the signature
 //! database is loaded and fresh): a message received while it is not would
 //! only fail and count toward the DLQ. While not ready it stops receiving
 //! and says why, once per change.
 //!
 //! On shutdown (SIGTERM from ECS) it stops receiving at once, gives the
-//! objects in flight until `stop_timeout` to finish, and then hands the
+//! objects in flight (slots and tails) until `stop_timeout` to finish, and then hands the
 //! messages of those still running back to the queue (visibility 0) so
 //! another agent takes them right away instead of after the visibility
 //! timeout. Either way nothing is lost: a message is deleted only after
@@ -17,6 +23,7 @@
 use aws_sdk_sqs::types::{Message as SqsMessage, MessageSystemAttributeName};
 use bucketscan_runtime::agent::{Agent, Handled};
 use bucketscan_runtime::events::{Message, ObjectEvent, parse_message};
+use bucketscan_scan::{ScanSlot, TAILS_PER_SLOT};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, watch};
@@ -58,6 +65,7 @@ const NOT_READY_PAUSE: Duration = Duration::from_secs(2);
 pub async fn run(agent: Arc<Agent>, sqs: aws_sdk_sqs::Client, settings: LoopSettings, shutdown: watch::Receiver<bool>) {
     let receiver = Receiver {
         permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        tails: Arc::new(Semaphore::new(settings.concurrency.max(1) * TAILS_PER_SLOT)),
         sweep_permits: Arc::new(Semaphore::new(settings.sweep_slots.max(1))),
         in_flight: InFlight::default(),
         settings: Arc::new(settings),
@@ -97,6 +105,9 @@ struct Receiver {
     permits: Arc<Semaphore>,
     /// Held by sweep items beside their slot (`sweep_slots`).
     sweep_permits: Arc<Semaphore>,
+    /// Held by objects contained and waiting on their record, alert and
+    /// deletes, in place of their slot (see [`ScanSlot`]).
+    tails: Arc<Semaphore>,
     in_flight: InFlight,
 }
 
@@ -256,6 +267,10 @@ impl Receiver {
             self.give_back(queue, &message).await;
             return;
         };
+        let slot = ScanSlot::new(
+            std::iter::once(permit).chain(sweep_permit).collect(),
+            self.tails.clone(),
+        );
         let id = message.message_id().unwrap_or_default().to_owned();
         if let Some(receipt) = message.receipt_handle() {
             self.in_flight
@@ -274,13 +289,8 @@ impl Receiver {
             // Even a panic while handling frees the entry and the permit
             // (and its heartbeat stops with it, see below): the message
             // then returns after its visibility timeout.
-            let _done = Finished {
-                in_flight,
-                id,
-                _permit: permit,
-                _sweep_permit: sweep_permit,
-            };
-            handle_message(&agent, &sqs, &settings, &queue, message).await;
+            let done = Finished { in_flight, id, slot };
+            handle_message(&agent, &sqs, &settings, &queue, message, &done.slot).await;
         });
     }
 
@@ -316,7 +326,11 @@ impl Receiver {
             stop_timeout_s = self.settings.stop_timeout.as_secs_f64(),
             "agent stopping: no new messages; finishing objects in flight"
         );
-        let all = self.permits.acquire_many(self.settings.concurrency.max(1) as u32);
+        let slots = self.settings.concurrency.max(1);
+        let all = async {
+            let _slots = self.permits.acquire_many(slots as u32).await;
+            let _tails = self.tails.acquire_many((slots * TAILS_PER_SLOT) as u32).await;
+        };
         if tokio::time::timeout(self.settings.stop_timeout, all).await.is_err() {
             release(&self.sqs, &self.in_flight).await;
         }
@@ -324,12 +338,12 @@ impl Receiver {
     }
 }
 
-/// Marks a message handled when dropped, however its task ended.
+/// Marks a message handled when dropped, however its task ended, and
+/// frees what its slot still holds.
 struct Finished {
     in_flight: InFlight,
     id: String,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    _sweep_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: ScanSlot,
 }
 
 impl Drop for Finished {
@@ -382,6 +396,7 @@ async fn handle_message(
     settings: &LoopSettings,
     queue: &str,
     message: SqsMessage,
+    slot: &ScanSlot,
 ) {
     let Some(receipt) = message.receipt_handle().map(str::to_owned) else {
         return;
@@ -420,7 +435,7 @@ async fn handle_message(
     };
     // Keep the message invisible while its objects are scanned.
     let heartbeat = keep_invisible(sqs, queue, &receipt, settings.visibility_timeout);
-    let retry = handle_events(agent, settings, &id, &events).await;
+    let retry = handle_events(agent, settings, &id, &events, slot).await;
     drop(heartbeat);
     if retry.is_empty() {
         delete(sqs, queue, &receipt).await;
@@ -450,11 +465,20 @@ fn keep_invisible(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str, timeout
 }
 
 /// Handles each object of a message; returns why those to be tried again
-/// were not finished (empty when all were).
-async fn handle_events(agent: &Agent, settings: &LoopSettings, id: &str, events: &[ObjectEvent]) -> Vec<String> {
+/// were not finished (empty when all were). Only the last object may give
+/// the slot back early: the ones before it still need it afterwards.
+async fn handle_events(
+    agent: &Agent,
+    settings: &LoopSettings,
+    id: &str,
+    events: &[ObjectEvent],
+    slot: &ScanSlot,
+) -> Vec<String> {
     let mut retry = Vec::new();
-    for event in events {
-        match tokio::time::timeout(settings.object_timeout, agent.handle(event)).await {
+    let kept = ScanSlot::unbounded();
+    for (i, event) in events.iter().enumerate() {
+        let slot = if i + 1 == events.len() { slot } else { &kept };
+        match tokio::time::timeout(settings.object_timeout, agent.handle(event, slot)).await {
             Ok(Handled::Scanned(report)) => {
                 tracing::debug!(message = %id, "s3://{}/{}: {}", report.bucket, report.key, report.result())
             }
@@ -553,8 +577,7 @@ mod tests {
                 let _done = Finished {
                     in_flight,
                     id: "m1".into(),
-                    _permit: permit,
-                    _sweep_permit: None,
+                    slot: ScanSlot::new(vec![permit], Arc::new(Semaphore::new(1))),
                 };
                 let _heartbeat = AbortOnDrop(tokio::spawn(async move {
                     loop {

@@ -52,7 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut agent = Agent::from_config(config).await?;
     let mut metrics = Metrics::new(args.metrics);
     if let Some(results) = &agent.results {
-        metrics = metrics.with_results_failures(results.failures.clone());
+        metrics = metrics.with_results(results.failures.clone(), results.requests.clone());
     }
     let metrics = Arc::new(metrics);
     agent.metrics = metrics.clone();

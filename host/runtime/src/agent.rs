@@ -21,7 +21,7 @@ use bucketscan_core::seal::Sealer;
 use bucketscan_engine::{Clamd, Engine, LoadedPipelines, Services};
 use bucketscan_scan::spool::SpoolBudget;
 use bucketscan_scan::spool::SpoolConfig;
-use bucketscan_scan::{Publisher, Scanner, Target, WasmStages};
+use bucketscan_scan::{Publisher, ScanSlot, Scanner, Target, WasmStages};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,7 +216,8 @@ impl Agent {
         })
     }
 
-    pub async fn handle(&self, event: &ObjectEvent) -> Handled {
+    /// Handles `event` in `slot` (given back once its object is contained).
+    pub async fn handle(&self, event: &ObjectEvent, slot: &ScanSlot) -> Handled {
         if let Some(why) = self.refuse_retro_item(event) {
             tracing::warn!("{why}");
             return Handled::Skipped(why);
@@ -232,7 +233,7 @@ impl Agent {
             false => self.event_target(event).await,
         };
         target.sweep = event.sweep_id().map(str::to_owned);
-        let handled = self.handle_target(&target).await;
+        let handled = self.handle_target(&target, slot).await;
         if let Some(sweep) = &target.sweep {
             self.count_sweep_item(sweep, &handled).await;
         }
@@ -337,7 +338,7 @@ impl Agent {
     /// must be, never promoted.
     pub async fn scan_on_demand(&self, bucket: &str, key: &str, version: Option<&str>) -> Handled {
         let target = self.on_demand_target(bucket, key, version).await;
-        self.handle_target(&target).await
+        self.handle_target(&target, &ScanSlot::unbounded()).await
     }
 
     async fn on_demand_target(&self, bucket: &str, key: &str, version: Option<&str>) -> Target {
@@ -356,7 +357,7 @@ impl Agent {
         target
     }
 
-    pub async fn handle_target(&self, target: &Target) -> Handled {
+    pub async fn handle_target(&self, target: &Target, slot: &ScanSlot) -> Handled {
         if self
             .started_with
             .buckets
@@ -374,7 +375,7 @@ impl Agent {
         }
         tracing::info!(bucket = %target.bucket, key = %printable(&target.key), version = target.version_id.as_deref().unwrap_or(""), "scanning");
         let pipelines = self.pipelines.snapshot();
-        let report = self.scanner.scan(pipelines.as_ref(), target).await;
+        let report = self.scanner.scan_in(pipelines.as_ref(), target, slot).await;
         if let Outcome::Skipped(why) = &report.outcome {
             tracing::info!(bucket = %target.bucket, key = %printable(&target.key), "{why}; nothing to do");
             return Handled::Skipped(why.clone());

@@ -268,6 +268,15 @@ impl Config {
                 self.agent.first_byte_timeout_secs, self.agent.wait_time_secs
             )));
         }
+        if let Some(results) = &self.results
+            && results.batch_wait_ms > crate::results::ResultsConfig::MAX_BATCH_WAIT_MS
+        {
+            return Err(error(format!(
+                "[results] batch-wait-ms = {}: at most {} (every object's alert and deletes wait this long)",
+                results.batch_wait_ms,
+                crate::results::ResultsConfig::MAX_BATCH_WAIT_MS
+            )));
+        }
         self.validate_retro_scans().map_err(error)?;
         self.validate_yara().map_err(error)?;
         let pipelines = self.pipelines();

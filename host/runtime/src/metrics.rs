@@ -108,12 +108,18 @@ impl Metrics {
     }
 
     /// Counts the results store's failed writes as
-    /// `bucketscan_results_write_failures_total`.
-    pub fn with_results_failures(mut self, failures: Counter) -> Self {
+    /// `bucketscan_results_write_failures_total`, and its write requests
+    /// as `bucketscan_results_write_requests_total`.
+    pub fn with_results(mut self, failures: Counter, requests: Counter) -> Self {
         self.registry.register(
             "results_write_failures",
             "Results that could not be recorded in the results table (their events came back)",
             failures,
+        );
+        self.registry.register(
+            "results_write_requests",
+            "Requests that wrote results to the results table (a batch of up to 25 is one)",
+            requests,
         );
         self
     }

@@ -9,7 +9,7 @@
 
 use crate::agent::{Agent, Handled};
 use bucketscan_core::tags;
-use bucketscan_scan::Target;
+use bucketscan_scan::{ScanSlot, TAILS_PER_SLOT, Target};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -55,6 +55,7 @@ pub async fn sweep(
     // sealed from this one need no new scan.
     let current_engine = agent.clamd().version().await.ok().map(|v| tags::sanitize(&v));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let tails = Arc::new(Semaphore::new(options.concurrency.max(1) * TAILS_PER_SLOT));
     let mut tasks = JoinSet::new();
     let mut items = Vec::new();
     let mut pages = s3
@@ -80,12 +81,9 @@ pub async fn sweep(
                 ..Target::new(&options.bucket, &key)
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
+            let slot = ScanSlot::new(vec![permit], tails.clone());
             let agent = agent.clone();
-            tasks.spawn(async move {
-                let item = sweep_one(&agent, target).await;
-                drop(permit);
-                item
-            });
+            tasks.spawn(async move { sweep_one(&agent, target, &slot).await });
             while let Some(done) = tasks.try_join_next() {
                 let item = done.map_err(|err| SweepError::Task(err.to_string()))?;
                 progress(&item);
@@ -102,14 +100,14 @@ pub async fn sweep(
     Ok(items)
 }
 
-async fn sweep_one(agent: &Agent, target: Target) -> SweepItem {
+async fn sweep_one(agent: &Agent, target: Target, slot: &ScanSlot) -> SweepItem {
     let item = |outcome: &str, detail: Option<String>| SweepItem {
         key: target.key.clone(),
         size: target.size.unwrap_or(0),
         outcome: outcome.to_owned(),
         detail,
     };
-    match agent.handle_target(&target).await {
+    match agent.handle_target(&target, slot).await {
         Handled::Scanned(report) => {
             let outcome = match report.outcome {
                 bucketscan_core::report::Outcome::Held(_) => "held",

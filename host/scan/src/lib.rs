@@ -19,6 +19,8 @@
 //!   containers, scanned member by member (read by `ranged` GETs).
 //! - `hashes`: objects too large for the engine that are not walked,
 //!   checked against the whole-file hash signatures ([`HashSource`]).
+//! - [`ScanSlot`]: what bounds the objects read and inspected at once,
+//!   given back once an object is contained.
 //! - `take_back`: result tags off bytes they are not about.
 //! - [`testing`]: in-memory stand-ins for the ports, for tests of the
 //!   path's branches without wasm, clamd or AWS (always built: a cargo
@@ -32,6 +34,7 @@ pub mod local;
 mod members;
 mod path;
 mod ranged;
+mod slot;
 pub mod spool;
 pub mod stages;
 pub mod store;
@@ -48,6 +51,7 @@ use std::sync::Arc;
 
 pub use hashes::HashSource;
 pub use path::Scanner;
+pub use slot::{ScanSlot, TAILS_PER_SLOT};
 pub use stages::{Stages, WasmStages};
 pub use store::{FetchError, Opened, PendingBody, Store, Target};
 

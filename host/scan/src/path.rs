@@ -12,7 +12,7 @@ use crate::spool::SpoolConfig;
 use crate::stages::Stages;
 use crate::store::{FetchError, Opened, Store, Target};
 use crate::take_back::take_back;
-use crate::{Publisher, RoutedAs, Routing, now_rfc3339};
+use crate::{Publisher, RoutedAs, Routing, ScanSlot, now_rfc3339};
 use arc_swap::ArcSwap;
 use bucketscan_core::allow::{AllowList, AllowMatch};
 use bucketscan_core::object::{ObjectBody, ObjectInfo, ScanObject, printable};
@@ -130,6 +130,12 @@ impl Scanner {
     /// Takes `target` through the scan path with `pipelines`. The report's
     /// outcome says whether its event may be acknowledged.
     pub async fn scan(&self, pipelines: &dyn Routing, target: &Target) -> ScanReport {
+        self.scan_in(pipelines, target, &ScanSlot::unbounded()).await
+    }
+
+    /// [`Scanner::scan`] in `slot`, given back once the object is
+    /// contained (see [`ScanSlot`]).
+    pub async fn scan_in(&self, pipelines: &dyn Routing, target: &Target, slot: &ScanSlot) -> ScanReport {
         let mut report = match &target.retro {
             Some(retro) => {
                 let origin = RoutedAs {
@@ -137,21 +143,21 @@ impl Scanner {
                     bucket: &retro.origin_bucket,
                     key: &retro.origin_key,
                 };
-                self.scan_routed(&origin, target).await
+                self.scan_routed(&origin, target, slot).await
             }
-            None => self.scan_routed(pipelines, target).await,
+            None => self.scan_routed(pipelines, target, slot).await,
         };
         report.retro = target.retro.clone();
         report.sweep = target.sweep.clone();
         report
     }
 
-    async fn scan_routed(&self, pipelines: &dyn Routing, target: &Target) -> ScanReport {
+    async fn scan_routed(&self, pipelines: &dyn Routing, target: &Target, slot: &ScanSlot) -> ScanReport {
         let started = Instant::now();
         let mut target = target.clone();
         let mut notes = Vec::new();
         for _ in 0..=MAX_RESTARTS {
-            match self.pass(pipelines, &target).await {
+            match self.pass(pipelines, &target, slot).await {
                 Pass::Finished(report) => {
                     let mut report = *report;
                     notes.append(&mut report.host_actions);
@@ -195,14 +201,14 @@ impl Scanner {
         }
     }
 
-    async fn pass(&self, pipelines: &dyn Routing, target: &Target) -> Pass {
-        match self.phases(pipelines, target).await {
+    async fn pass(&self, pipelines: &dyn Routing, target: &Target, slot: &ScanSlot) -> Pass {
+        match self.phases(pipelines, target, slot).await {
             Ok(pass) | Err(pass) => pass,
         }
     }
 
     /// The phases, in order.
-    async fn phases(&self, pipelines: &dyn Routing, target: &Target) -> Step<Pass> {
+    async fn phases(&self, pipelines: &dyn Routing, target: &Target, slot: &ScanSlot) -> Step<Pass> {
         let mut scan = Self::route(pipelines, target)?;
         let opening = self.open(&mut scan).await?;
         let body = self.fetch(&mut scan, opening).await?;
@@ -211,6 +217,9 @@ impl Scanner {
         let decided = self.allow(&mut scan, inspection);
         let written = self.record(&mut scan, decided).await?;
         let (report, actions, plan) = self.act(&mut scan, written).await?;
+        // Contained: what is left waits on the publishers and the deletes,
+        // not on this agent's CPU.
+        slot.contained();
         let report = self.notify(&mut scan, report, &plan).await?;
         self.release(scan, report, &actions, plan).await
     }

@@ -9,7 +9,10 @@
 //! object in place and the event comes back, exactly like a failed SNS
 //! publish (containment already happened; only the deferred deletes
 //! wait). Failures are counted (`bucketscan_results_write_failures_total`).
+//! Agents' records are written in batches ([`batch`]), after the scan slot
+//! was given back.
 
+mod batch;
 pub mod claims;
 pub mod record;
 pub mod revocations;
@@ -35,11 +38,23 @@ pub struct ResultsConfig {
     /// How long a result is kept, in days (the table's TTL); 0 keeps it.
     #[serde(default = "ResultsConfig::default_keep_days")]
     pub keep_days: u32,
+    /// How long a result waits for others to be written with it (one
+    /// request for up to 25), in milliseconds; 0 sends what is waiting.
+    #[serde(default = "ResultsConfig::default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
 }
 
 impl ResultsConfig {
+    /// The longest `batch-wait-ms`: every object's alert and deferred
+    /// deletes wait on its record.
+    pub const MAX_BATCH_WAIT_MS: u64 = 5_000;
+
     fn default_keep_days() -> u32 {
         400
+    }
+
+    fn default_batch_wait_ms() -> u64 {
+        200
     }
 }
 
@@ -55,6 +70,11 @@ pub struct ResultsStore {
     /// Writes that failed (each one sent its event back); shared with
     /// the metrics registry.
     pub failures: Counter,
+    /// Write requests sent (a batch of results is one); shared with the
+    /// metrics registry.
+    pub requests: Counter,
+    /// Batches the agents' records; started with the first.
+    batcher: std::sync::OnceLock<batch::Batcher>,
 }
 
 impl ResultsStore {
@@ -65,6 +85,8 @@ impl ResultsStore {
             agent_id,
             config_digest: arc_swap::ArcSwap::from_pointee(String::new()),
             failures: Counter::default(),
+            requests: Counter::default(),
+            batcher: std::sync::OnceLock::new(),
         }
     }
 
@@ -74,9 +96,19 @@ impl ResultsStore {
         self.config_digest.store(std::sync::Arc::new(digest));
     }
 
-    /// Records `report` as this agent's, now.
+    /// Records `report` as this agent's, now, in a batch with the
+    /// results of other objects (see [`batch`]).
     pub async fn record(&self, report: &ScanReport) -> Result<(), String> {
-        self.record_as(report, &self.agent_id).await
+        let item = self.item(report, &self.agent_id)?;
+        let batcher = self.batcher.get_or_init(|| {
+            batch::Batcher::start(
+                self.client.clone(),
+                self.config.table.clone(),
+                std::time::Duration::from_millis(self.config.batch_wait_ms),
+                self.requests.clone(),
+            )
+        });
+        batcher.write(item).await
     }
 
     /// Records a `POST /v1/scan` upload: under the pseudo-bucket
@@ -86,16 +118,26 @@ impl ResultsStore {
     pub async fn record_upload(&self, report: &ScanReport, pipeline: &str, caller: &str) -> Result<(), String> {
         let mut upload = report.clone();
         upload.bucket = format!("api:{pipeline}");
+        let item = self.item(&upload, &format!("{} (API key {caller})", self.agent_id))?;
+        // Written at once: the caller waits for its answer, no slot to free.
+        self.requests.inc();
         let recorded = self
-            .record_as(&upload, &format!("{} (API key {caller})", self.agent_id))
-            .await;
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(error_text);
         if recorded.is_err() {
             self.failures.inc();
         }
         recorded
     }
 
-    async fn record_as(&self, report: &ScanReport, agent: &str) -> Result<(), String> {
+    /// The item recording `report` by `agent`, now.
+    fn item(&self, report: &ScanReport, agent: &str) -> Result<batch::Item, String> {
         let mut nonce = [0u8; 4];
         getrandom::fill(&mut nonce).map_err(|err| err.to_string())?;
         let nonce = hex::encode(nonce);
@@ -107,14 +149,7 @@ impl ResultsStore {
             body: SnsPublisher::body(report, agent),
             config: &self.config_digest.load(),
         };
-        self.client
-            .put_item()
-            .table_name(&self.config.table)
-            .set_item(Some(record::item(report, &recorded)))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string())
+        Ok(record::item(report, &recorded))
     }
 
     /// Every recorded result of `bucket`/`key`, oldest first (at most

@@ -128,6 +128,51 @@ async fn a_failed_action_publishes_the_alert_and_deletes_nothing() {
     assert!(world.store.get(STAGING, "x.exe").is_some(), "nothing deleted");
 }
 
+/// Scans `bytes` in a slot of its own with a free tail place; says
+/// whether the slot was still held at the end.
+async fn slot_held_after(world: &World, key: &str, bytes: &[u8]) -> (ScanReport, bool) {
+    let info = world.store.put(STAGING, key, bytes, &[]);
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let slot = ScanSlot::new(
+        vec![slots.clone().try_acquire_owned().unwrap()],
+        Arc::new(tokio::sync::Semaphore::new(1)),
+    );
+    let report = world.scanner.scan_in(&any_object(), &event_for(&info), &slot).await;
+    (report, slot.holds_slot())
+}
+
+#[tokio::test]
+async fn the_slot_goes_back_once_the_object_is_contained_and_not_before() {
+    let world = World::new();
+    let (report, held) = slot_held_after(&world, "a.txt", b"figures").await;
+    assert_eq!(report.outcome, Outcome::Done);
+    assert!(
+        !held,
+        "clean and promoted: the slot went back for the record and deletes"
+    );
+    let (report, held) = slot_held_after(&world, "x.exe", b"MALWARE-MARKER").await;
+    assert_eq!(report.outcome, Outcome::Done);
+    assert!(!held, "quarantined: likewise");
+    world.store.set_faults(Faults {
+        copy: Some(StorageError::Unavailable("503 Slow Down".into())),
+        ..Faults::default()
+    });
+    let (report, held) = slot_held_after(&world, "y.exe", b"MALWARE-MARKER").await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)), "{:?}", report.outcome);
+    assert!(held, "an action failed: not contained, the slot is kept");
+}
+
+#[tokio::test]
+async fn an_error_keeps_its_slot_to_the_end() {
+    let world = World::with_stages(ScriptedStages {
+        verdict: Box::new(|_| Verdict::error("clamd: connection refused")),
+        ..ScriptedStages::finding(MARKER, "Test.Marker").promoting(PRODUCTION, QUARANTINE)
+    });
+    let (report, held) = slot_held_after(&world, "a.txt", b"figures").await;
+    assert!(matches!(report.outcome, Outcome::Retry(_)));
+    assert!(held);
+}
+
 #[tokio::test]
 async fn a_clean_copy_s3_would_refuse_every_time_is_held_not_retried() {
     let long = format!("reports/{}.csv", "k".repeat(1000));
