@@ -8,7 +8,9 @@
 //!    partition, as DynamoDB does); and the overview, which counts a day's
 //!    results (10,000 by default), beside one direct count;
 //! 2. what recording results costs the agent: its CPU time per object with
-//!    `[results]` and without, on the same uploads.
+//!    `[results]` and without, two agents at once on the same uploads;
+//!    and the record path alone, timed in this process, batched as the
+//!    agent batched and one result per request.
 //!
 //!   cargo build --release -p bucketscan && scripts/build-plugins
 //!   cargo bench -p bucketscan-benches --bench console

@@ -360,11 +360,42 @@ fn the_api_config_of_every_combination_is_valid_and_records_where_asked() {
             .filter(|action| action.as_str().is_some_and(|a| a.starts_with("dynamodb:")))
             .collect();
         let expected: Vec<Value> = if recording {
-            vec!["dynamodb:PutItem".into(), "dynamodb:Query".into()]
+            vec![
+                "dynamodb:PutItem".into(),
+                "dynamodb:Query".into(),
+                "dynamodb:BatchWriteItem".into(),
+            ]
         } else {
             Vec::new()
         };
         assert_eq!(dynamodb, expected, "{name}");
+        if recording {
+            assert_batches_reach_results_only(&name, &template["Resources"]["TaskRole"]);
+        }
+    }
+}
+
+/// `BatchWriteItem` deletes as well as puts: every statement allowing it
+/// keeps it to results' items (`object#` partitions), away from the
+/// revocations, claims and sweeps the table also holds.
+fn assert_batches_reach_results_only(name: &str, role: &Value) {
+    let batch = Value::from("dynamodb:BatchWriteItem");
+    let allowing: Vec<Value> = policy_statements(role)
+        .into_iter()
+        .filter(|statement| list(&statement["Action"]).contains(&batch))
+        .collect();
+    assert!(!allowing.is_empty(), "{name}: no statement allows BatchWriteItem");
+    for statement in allowing {
+        let keys = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+        assert_eq!(keys, &serde_json::json!(["object#*"]), "{name}: {statement}");
+    }
+}
+
+#[test]
+fn the_agent_task_writes_results_in_batches_to_results_items_only() {
+    for (name, stack) in central_stacks() {
+        let template = stack.materialize();
+        assert_batches_reach_results_only(&name, &template["Resources"]["TaskRole"]);
     }
 }
 
