@@ -476,7 +476,7 @@ async fn record_cpu(records: usize, writers: usize, wait_ms: u64) -> f64 {
         let writer = writers.clone().acquire_owned().await.unwrap();
         let store = store.clone();
         tasks.spawn(async move {
-            store.record(&promoted_report(i)).await.unwrap();
+            store.record(&promoted_report(i), false).await.unwrap();
             drop(writer);
         });
     }

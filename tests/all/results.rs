@@ -170,7 +170,7 @@ async fn a_result_the_table_refuses_fails_alone_in_its_batch() {
             ..ObjectInfo::default()
         };
         let store = store.clone();
-        writes.spawn(async move { (i, store.record(&ScanReport::new(&info, Verdict::Clean)).await) });
+        writes.spawn(async move { (i, store.record(&ScanReport::new(&info, Verdict::Clean), false).await) });
     }
     let mut written = writes.join_all().await;
     written.sort_by_key(|(i, _)| *i);

@@ -267,10 +267,9 @@ impl Receiver {
             self.give_back(queue, &message).await;
             return;
         };
-        let slot = ScanSlot::new(
-            std::iter::once(permit).chain(sweep_permit).collect(),
-            self.tails.clone(),
-        );
+        // A sweep item keeps its sweep permit to the end: sweeps take no
+        // more of the tail places than of the slots.
+        let slot = ScanSlot::new(permit, self.tails.clone()).keeping(sweep_permit);
         let id = message.message_id().unwrap_or_default().to_owned();
         if let Some(receipt) = message.receipt_handle() {
             self.in_flight
@@ -577,7 +576,7 @@ mod tests {
                 let _done = Finished {
                     in_flight,
                     id: "m1".into(),
-                    slot: ScanSlot::new(vec![permit], Arc::new(Semaphore::new(1))),
+                    slot: ScanSlot::new(permit, Arc::new(Semaphore::new(1))),
                 };
                 let _heartbeat = AbortOnDrop(tokio::spawn(async move {
                     loop {

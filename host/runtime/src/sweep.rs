@@ -81,7 +81,7 @@ pub async fn sweep(
                 ..Target::new(&options.bucket, &key)
             };
             let permit = permits.clone().acquire_owned().await.expect("semaphore stays open");
-            let slot = ScanSlot::new(vec![permit], tails.clone());
+            let slot = ScanSlot::new(permit, tails.clone());
             let agent = agent.clone();
             tasks.spawn(async move { sweep_one(&agent, target, &slot).await });
             while let Some(done) = tasks.try_join_next() {

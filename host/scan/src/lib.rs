@@ -163,8 +163,15 @@ impl Routing for RoutedAs<'_> {
 /// Where results are published (SNS for the agent).
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    /// Publishes `report`; returns a line saying where, for the report.
+    /// Publishes `report` now: its caller waits (it holds a scan slot, or
+    /// answers a request). Returns a line saying where, for the report.
     async fn publish(&self, report: &ScanReport) -> Result<String, PublishError>;
+
+    /// Publishes `report` of an object that gave its scan slot back: a
+    /// destination that writes in batches may hold it for one.
+    async fn publish_batched(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.publish(report).await
+    }
 }
 
 /// A result that could not be published: where to, and why.

@@ -218,9 +218,10 @@ impl Scanner {
         let written = self.record(&mut scan, decided).await?;
         let (report, actions, plan) = self.act(&mut scan, written).await?;
         // Contained: what is left waits on the publishers and the deletes,
-        // not on this agent's CPU.
-        slot.contained();
-        let report = self.notify(&mut scan, report, &plan).await?;
+        // not on this agent's CPU. Only an object that gave its slot back
+        // may wait for a batch.
+        let batched = slot.contained();
+        let report = self.notify(&mut scan, report, &plan, batched).await?;
         self.release(scan, report, &actions, plan).await
     }
 
@@ -651,14 +652,25 @@ impl Scanner {
         }
     }
 
-    /// Notify: the result is published, before anything is deleted.
-    async fn notify(&self, scan: &mut Scan<'_>, mut report: ScanReport, plan: &TagPlan) -> Step<ScanReport> {
+    /// Notify: the result is published, before anything is deleted
+    /// (`batched`: it may wait for a batch, see [`Publisher`]).
+    async fn notify(
+        &self,
+        scan: &mut Scan<'_>,
+        mut report: ScanReport,
+        plan: &TagPlan,
+        batched: bool,
+    ) -> Step<ScanReport> {
         scan.to_publish(&mut report);
         report.outcome = settled(plan);
         let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
             return Ok(report);
         };
-        match publisher.publish(&report).await {
+        let published = match batched {
+            true => publisher.publish_batched(&report).await,
+            false => publisher.publish(&report).await,
+        };
+        match published {
             Ok(line) => {
                 scan.host_actions.push(line);
                 Ok(report)

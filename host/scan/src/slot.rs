@@ -18,6 +18,9 @@ pub const TAILS_PER_SLOT: usize = 4;
 /// What one object holds while it is handled.
 pub struct ScanSlot {
     held: Mutex<Held>,
+    /// Permits held to the end whatever happens: a sweep item's, which
+    /// bounds the sweep's share of the agent, tails included.
+    _kept: Option<OwnedSemaphorePermit>,
 }
 
 enum Held {
@@ -26,7 +29,7 @@ enum Held {
     Nothing,
     Slot {
         /// Freed when dropped.
-        _permits: Vec<OwnedSemaphorePermit>,
+        _permit: OwnedSemaphorePermit,
         tails: Arc<Semaphore>,
     },
     /// Held until the object's handling ends.
@@ -38,18 +41,22 @@ impl ScanSlot {
     pub fn unbounded() -> Self {
         Self {
             held: Mutex::new(Held::Nothing),
+            _kept: None,
         }
     }
 
-    /// A slot made of `permits`, given back for a place in `tails` once
-    /// the object is contained.
-    pub fn new(permits: Vec<OwnedSemaphorePermit>, tails: Arc<Semaphore>) -> Self {
+    /// A slot, `permit`, given back for a place in `tails` once the
+    /// object is contained.
+    pub fn new(permit: OwnedSemaphorePermit, tails: Arc<Semaphore>) -> Self {
         Self {
-            held: Mutex::new(Held::Slot {
-                _permits: permits,
-                tails,
-            }),
+            held: Mutex::new(Held::Slot { _permit: permit, tails }),
+            _kept: None,
         }
+    }
+
+    /// Also holds `permit`, to the end.
+    pub fn keeping(self, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Self { _kept: permit, ..self }
     }
 
     /// The object is contained: its slot goes back if a tail place is
@@ -85,7 +92,7 @@ mod tests {
     #[tokio::test]
     async fn a_contained_object_gives_its_slot_back_for_a_tail_place() {
         let (slots, tails) = (Arc::new(Semaphore::new(1)), Arc::new(Semaphore::new(1)));
-        let slot = ScanSlot::new(vec![slots.clone().try_acquire_owned().unwrap()], tails.clone());
+        let slot = ScanSlot::new(slots.clone().try_acquire_owned().unwrap(), tails.clone());
         assert_eq!(slots.available_permits(), 0);
         assert!(slot.contained());
         assert_eq!((slots.available_permits(), tails.available_permits()), (1, 0));
@@ -97,14 +104,29 @@ mod tests {
     #[tokio::test]
     async fn with_every_tail_place_taken_the_slot_is_kept_to_the_end() {
         let (slots, tails) = (Arc::new(Semaphore::new(2)), Arc::new(Semaphore::new(1)));
-        let first = ScanSlot::new(vec![slots.clone().try_acquire_owned().unwrap()], tails.clone());
-        let second = ScanSlot::new(vec![slots.clone().try_acquire_owned().unwrap()], tails.clone());
+        let first = ScanSlot::new(slots.clone().try_acquire_owned().unwrap(), tails.clone());
+        let second = ScanSlot::new(slots.clone().try_acquire_owned().unwrap(), tails.clone());
         assert!(first.contained());
         assert!(!second.contained());
         assert!(second.holds_slot());
         assert_eq!(slots.available_permits(), 1);
         drop(second);
         assert_eq!(slots.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_kept_permit_stays_held_after_the_slot_goes_back() {
+        let (slots, sweeps, tails) = (
+            Arc::new(Semaphore::new(1)),
+            Arc::new(Semaphore::new(1)),
+            Arc::new(Semaphore::new(1)),
+        );
+        let slot = ScanSlot::new(slots.clone().try_acquire_owned().unwrap(), tails)
+            .keeping(sweeps.clone().try_acquire_owned().ok());
+        assert!(slot.contained());
+        assert_eq!((slots.available_permits(), sweeps.available_permits()), (1, 0));
+        drop(slot);
+        assert_eq!(sweeps.available_permits(), 1);
     }
 
     #[test]

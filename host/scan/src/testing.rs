@@ -448,16 +448,17 @@ impl Stages for ScriptedStages {
     }
 }
 
-/// Keeps what is published; fails while told to.
+/// Keeps what is published, and whether it could wait for a batch;
+/// fails while told to.
 #[derive(Default)]
 pub struct RecordingPublisher {
     pub published: Mutex<Vec<ScanReport>>,
+    pub batched: Mutex<Vec<bool>>,
     pub failing: std::sync::atomic::AtomicBool,
 }
 
-#[async_trait]
-impl Publisher for RecordingPublisher {
-    async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
+impl RecordingPublisher {
+    fn keep(&self, report: &ScanReport, batched: bool) -> Result<String, PublishError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(PublishError {
                 destination: "recorded".into(),
@@ -465,7 +466,19 @@ impl Publisher for RecordingPublisher {
             });
         }
         self.published.lock().unwrap().push(report.clone());
+        self.batched.lock().unwrap().push(batched);
         Ok("published to recorded".into())
+    }
+}
+
+#[async_trait]
+impl Publisher for RecordingPublisher {
+    async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.keep(report, false)
+    }
+
+    async fn publish_batched(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.keep(report, true)
     }
 }
 

@@ -36,10 +36,24 @@ impl FanOut {
 #[async_trait]
 impl Publisher for FanOut {
     async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.each(report, false).await
+    }
+
+    async fn publish_batched(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.each(report, true).await
+    }
+}
+
+impl FanOut {
+    async fn each(&self, report: &ScanReport, batched: bool) -> Result<String, PublishError> {
         let mut lines = Vec::new();
         let mut failed: Option<PublishError> = None;
         for publisher in &self.0 {
-            match publisher.publish(report).await {
+            let published = match batched {
+                true => publisher.publish_batched(report).await,
+                false => publisher.publish(report).await,
+            };
+            match published {
                 Ok(line) => lines.push(line),
                 Err(err) => match &mut failed {
                     None => failed = Some(err),

@@ -74,7 +74,7 @@ pub struct ResultsStore {
     /// metrics registry.
     pub requests: Counter,
     /// Batches the agents' records; started with the first.
-    batcher: std::sync::OnceLock<batch::Batcher>,
+    batcher: std::sync::Mutex<Option<batch::Batcher>>,
 }
 
 impl ResultsStore {
@@ -86,7 +86,7 @@ impl ResultsStore {
             config_digest: arc_swap::ArcSwap::from_pointee(String::new()),
             failures: Counter::default(),
             requests: Counter::default(),
-            batcher: std::sync::OnceLock::new(),
+            batcher: std::sync::Mutex::new(None),
         }
     }
 
@@ -96,19 +96,31 @@ impl ResultsStore {
         self.config_digest.store(std::sync::Arc::new(digest));
     }
 
-    /// Records `report` as this agent's, now, in a batch with the
-    /// results of other objects (see [`batch`]).
-    pub async fn record(&self, report: &ScanReport) -> Result<(), String> {
+    /// Records `report` as this agent's, in a batch with the results of
+    /// other objects (see [`batch`]); `now`: sent at once, with whatever
+    /// else is waiting.
+    pub async fn record(&self, report: &ScanReport, now: bool) -> Result<(), String> {
         let item = self.item(report, &self.agent_id)?;
-        let batcher = self.batcher.get_or_init(|| {
-            batch::Batcher::start(
-                self.client.clone(),
-                self.config.table.clone(),
-                std::time::Duration::from_millis(self.config.batch_wait_ms),
-                self.requests.clone(),
-            )
-        });
-        batcher.write(item).await
+        self.batcher().write(item, now).await
+    }
+
+    /// The batcher, started on the current runtime when there is none, or
+    /// when the one there is stopped with its runtime.
+    fn batcher(&self) -> batch::Batcher {
+        let mut batcher = self.batcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*batcher {
+            Some(running) if !running.stopped() => running.clone(),
+            _ => {
+                let started = batch::Batcher::start(
+                    self.client.clone(),
+                    self.config.table.clone(),
+                    std::time::Duration::from_millis(self.config.batch_wait_ms),
+                    self.requests.clone(),
+                );
+                *batcher = Some(started.clone());
+                started
+            }
+        }
     }
 
     /// Records a `POST /v1/scan` upload: under the pseudo-bucket
@@ -333,7 +345,17 @@ impl StoredResult {
 #[async_trait]
 impl Publisher for ResultsStore {
     async fn publish(&self, report: &ScanReport) -> Result<String, PublishError> {
-        match self.record(report).await {
+        self.publish_recorded(report, true).await
+    }
+
+    async fn publish_batched(&self, report: &ScanReport) -> Result<String, PublishError> {
+        self.publish_recorded(report, false).await
+    }
+}
+
+impl ResultsStore {
+    async fn publish_recorded(&self, report: &ScanReport, now: bool) -> Result<String, PublishError> {
+        match self.record(report, now).await {
             Ok(()) => Ok(format!("recorded in {}", self.config.table)),
             Err(detail) => {
                 self.failures.inc();

@@ -134,7 +134,7 @@ async fn slot_held_after(world: &World, key: &str, bytes: &[u8]) -> (ScanReport,
     let info = world.store.put(STAGING, key, bytes, &[]);
     let slots = Arc::new(tokio::sync::Semaphore::new(1));
     let slot = ScanSlot::new(
-        vec![slots.clone().try_acquire_owned().unwrap()],
+        slots.clone().try_acquire_owned().unwrap(),
         Arc::new(tokio::sync::Semaphore::new(1)),
     );
     let report = world.scanner.scan_in(&any_object(), &event_for(&info), &slot).await;
@@ -160,6 +160,25 @@ async fn the_slot_goes_back_once_the_object_is_contained_and_not_before() {
     let (report, held) = slot_held_after(&world, "y.exe", b"MALWARE-MARKER").await;
     assert!(matches!(report.outcome, Outcome::Retry(_)), "{:?}", report.outcome);
     assert!(held, "an action failed: not contained, the slot is kept");
+    assert_eq!(
+        *world.published.batched.lock().unwrap(),
+        [true, true, false],
+        "only what gave its slot back may wait for a batch; the failed action's alert goes at once"
+    );
+}
+
+#[tokio::test]
+async fn an_object_holding_its_slot_publishes_at_once() {
+    let world = World::new();
+    let info = world.store.put(STAGING, "a.txt", b"figures", &[]);
+    world.scanner.scan(&any_object(), &event_for(&info)).await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let no_tail_place = Arc::new(tokio::sync::Semaphore::new(0));
+    let slot = ScanSlot::new(slots.clone().try_acquire_owned().unwrap(), no_tail_place);
+    let info = world.store.put(STAGING, "b.txt", b"figures", &[]);
+    world.scanner.scan_in(&any_object(), &event_for(&info), &slot).await;
+    assert!(slot.holds_slot());
+    assert_eq!(*world.published.batched.lock().unwrap(), [false, false]);
 }
 
 #[tokio::test]
