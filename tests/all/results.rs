@@ -39,17 +39,8 @@ async fn a_results_table_that_cannot_be_written_holds_the_event_until_it_can() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(agent.log().contains(results::TABLE), "{}", agent.log());
-    let metrics = reqwest::get(format!("http://{health}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let failures = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("bucketscan_results_write_failures_total "))
-        .unwrap_or_else(|| panic!("{metrics}"));
-    assert!(failures.parse::<f64>().unwrap() >= 1.0, "{metrics}");
+    let failures = metric(&health, "bucketscan_results_write_failures_total").await;
+    assert!(failures >= 1.0, "{failures}");
 
     results::create_table(&world.aws.dynamodb).await;
     let deadline = Instant::now() + WITHIN;
