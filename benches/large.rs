@@ -144,8 +144,15 @@ async fn run() {
     let tar = tar_of(count);
     let tar_bytes = tar.len();
     // The tar's MD5 is a signature (as `daily.cud` would hold one), so the
-    // same bytes named `big.bin` are infected on their hash alone.
-    let line = format!("{:x}:{tar_bytes}:Bench.Large.Hash\n", md5::compute(&tar));
+    // same bytes named `big.bin` are infected on their hash alone. clamd
+    // reads a hash signature's size as 32 bits ("Malformed database" past
+    // 4 GiB): larger files are signed with any size (`*`, which needs
+    // functionality level 73).
+    let md5 = md5::compute(&tar);
+    let line = match u32::try_from(tar_bytes) {
+        Ok(_) => format!("{md5:x}:{tar_bytes}:Bench.Large.Hash\n"),
+        Err(_) => format!("{md5:x}:*:Bench.Large.Hash:73\n"),
+    };
     let db = tempfile::tempdir().unwrap();
     std::fs::write(
         db.path().join("daily.cud"),
