@@ -557,16 +557,6 @@ fn process_cpu_seconds() -> f64 {
 /// The agent's `bucketscan_results_write_requests_total` (NaN from an
 /// agent older than the counter).
 async fn write_requests(health: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{health}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("bucketscan_results_write_requests_total "))
-        .and_then(|value| value.parse().ok())
-        // An agent from before the counter (to compare with): one per result.
-        .unwrap_or(f64::NAN)
+    let metrics = bucketscan_tests::agent::metrics(health).await;
+    bucketscan_tests::agent::metric_value(&metrics, "bucketscan_results_write_requests_total").unwrap_or(f64::NAN)
 }

@@ -311,12 +311,7 @@ async fn readiness_follows_clamd_and_metrics_count_objects() {
     wait_until("ready", &agent, || health(&addr, true).0);
     world.put("metrics/a.txt", samples::clean_text(), None, &[], &[]).await;
     world.wait_for(PRODUCTION, "metrics/a.txt", WITHIN, &agent).await;
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bucketscan_tests::agent::metrics(&addr).await;
     assert!(
         metrics.contains(r#"bucketscan_objects_total{bucket="staging",result="clean"} 1"#),
         "{metrics}"

@@ -116,18 +116,8 @@ async fn results_that_finish_together_are_each_recorded_once() {
 
 /// A counter's value on the agent's `/metrics`.
 async fn metric(health: &str, name: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{health}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-        .parse()
-        .unwrap()
+    let metrics = bucketscan_tests::agent::metrics(health).await;
+    bucketscan_tests::agent::metric_value(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// Results that wait together are written in one batch; one the table

@@ -673,6 +673,24 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The agent's `/metrics` at `addr` (its health address), as text.
+pub async fn metrics(addr: &str) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `name` (a metric without labels) in `metrics`.
+pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
 /// `bucketscan health [--ready]` against `addr`: (success, output).
 pub fn health(addr: &str, ready: bool) -> (bool, String) {
     let mut command = Command::new(crate::bucketscan_bin());
