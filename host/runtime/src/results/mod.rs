@@ -131,17 +131,8 @@ impl ResultsStore {
         let mut upload = report.clone();
         upload.bucket = format!("api:{pipeline}");
         let item = self.item(&upload, &format!("{} (API key {caller})", self.agent_id))?;
-        // Written at once: the caller waits for its answer, no slot to free.
-        self.requests.inc();
-        let recorded = self
-            .client
-            .put_item()
-            .table_name(&self.config.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(error_text);
+        // Sent at once: the caller waits for its answer, no slot to free.
+        let recorded = self.batcher().write(item, true).await;
         if recorded.is_err() {
             self.failures.inc();
         }
