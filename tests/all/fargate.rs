@@ -634,8 +634,9 @@ fn every_dead_letter_queue_raises_an_alarm() {
 async fn results_are_recorded_in_the_templates_table(world: &World, agent: &AgentProcess) {
     use bucketscan_runtime::results::record;
     let store = bucketscan_tests::results::reader(&world.aws.dynamodb);
-    // Recorded before the deferred delete, so present once it is gone.
-    let history = store.history(STAGING, "task/eicar.txt", 10).await.unwrap();
+    // Written in a batch after the move; the test saw the copy, not yet
+    // the record.
+    let history = bucketscan_tests::results::recorded(&store, STAGING, "task/eicar.txt", 1).await;
     assert_eq!(history.len(), 1, "{history:?}\n{}", agent.log());
     let eicar = &history[0];
     assert_eq!(eicar.result, "infected");
@@ -645,6 +646,7 @@ async fn results_are_recorded_in_the_templates_table(world: &World, agent: &Agen
     let day = record::today();
     let infected = store.result_day("infected", &day, 10).await.unwrap();
     assert!(infected.iter().any(|r| r.key == "task/eicar.txt"), "{infected:?}");
+    bucketscan_tests::results::recorded(&store, STAGING, "task/notes.txt", 1).await;
     let in_bucket = store.bucket_day(STAGING, &day, 10).await.unwrap();
     let keys: Vec<&str> = in_bucket.iter().map(|r| r.key.as_str()).collect();
     assert!(

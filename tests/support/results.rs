@@ -68,3 +68,22 @@ pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
     }
     request.send().await.expect("creating the results table");
 }
+
+/// The history of `bucket`/`key` once at least `count` results are in it.
+/// Results are written in batches after the object's actions, so a test
+/// that saw the actions' effect polls for the record instead of racing it.
+pub async fn recorded(
+    store: &bucketscan_runtime::results::ResultsStore,
+    bucket: &str,
+    key: &str,
+    count: usize,
+) -> Vec<bucketscan_runtime::results::StoredResult> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let history = store.history(bucket, key, 10).await.unwrap();
+        if history.len() >= count || std::time::Instant::now() > deadline {
+            return history;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
