@@ -90,6 +90,19 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     // ISO 9660 images: EICAR the last file; and a clean one.
     let disc = archives::iso(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))));
     let clean_disc = archives::iso(&refs(&clean_members));
+    // Tars: clean; a PAX record (no member's data) carrying what the
+    // signatures flag; a GNU long name of 2 MiB, past the header budget.
+    let clean_tar = archives::tar(&refs(&clean_members));
+    let filler = &clean_tar[..clean_tar.len() - 1024]; // without its end blocks
+    let hidden = archives::tar_with_pax(
+        &[("SCHILY.xattr.user.note", &samples::body_marker())],
+        "a.txt",
+        2,
+        b"ok",
+    );
+    let pax = [filler, &hidden].concat();
+    let long_name = archives::tar_with_long_name(2 << 20, &clean_tar);
+    let long_name = archives::wrap(Format::Gzip, &long_name, "names.tar").unwrap();
     let uploads = [
         ("large/disc.iso", disc),
         ("large/clean.iso", clean_disc),
@@ -99,6 +112,9 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         ("large/outer.zip", zip),
         ("large/clean.zip", clean.clone()),
         ("large/cut.tar.gz", cut),
+        ("large/clean.tar", clean_tar.clone()),
+        ("large/pax.tar", pax),
+        ("large/names.tar.gz", long_name),
         ("large/plain.txt", samples::pseudo_random_text(LIMIT + 1, 5)),
     ];
     for (key, bytes) in &uploads {
@@ -116,6 +132,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
                 "large/outer.zip",
                 "large/bundle.7z",
                 "large/disc.iso",
+                "large/pax.tar",
             ],
             WITHIN,
             &agent,
@@ -179,6 +196,26 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let tags = settled_in(&world, STAGING, "large/cut.tar.gz", &agent).await;
     assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
     assert!(has(&tags, "bucketscan-signature", "malformed"), "{tags:?}");
+
+    // A tar's headers are read too: what hides in a PAX record is found.
+    let tags = settled_in(&world, QUARANTINE, "staging/large/pax.tar", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    let alert = alerts.remove("large/pax.tar").unwrap();
+    assert_eq!(
+        alert["findings"][0]["location"], "large/pax.tar!/(tar headers and padding outside every member)",
+        "{alert}"
+    );
+    assert_eq!(
+        alert["findings"][0]["signature"], "Bucketscan.Test.BodyMarker.UNOFFICIAL",
+        "{alert}"
+    );
+    let tags = settled_in(&world, PRODUCTION, "large/clean.tar", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "clean"), "{tags:?}");
+    assert_eq!(world.body(PRODUCTION, "large/clean.tar").await, clean_tar);
+    // A header that would fill memory is a limit, never read whole.
+    let tags = settled_in(&world, STAGING, "large/names.tar.gz", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");
+    assert!(has(&tags, "bucketscan-signature", "limits-exceeded"), "{tags:?}");
 
     let tags = settled_in(&world, STAGING, "large/plain.txt", &agent).await;
     assert!(has(&tags, "bucketscan-result", "unscannable"), "{tags:?}");

@@ -53,6 +53,16 @@ pub fn pseudo_random_text(size: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Bytes the test signature database flags wherever they lie in a file
+/// (`tests/signatures/bucketscan-test.ndb`, a body signature): for data
+/// hidden inside a structure, where a whole-file hash cannot see it.
+pub fn body_marker() -> Vec<u8> {
+    // Joined at run time: the test binaries do not carry it whole.
+    ["bucketscan test body ", "signature: found anywhere in a file"]
+        .concat()
+        .into_bytes()
+}
+
 /// Two 128-byte blocks with the same MD5 (the collision Wang et al.
 /// published in 2004), so the same S3 ETag, and different SHA-256s. The
 /// test signature database flags the second by its SHA-256

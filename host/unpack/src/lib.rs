@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod members;
 pub mod samples;
 pub mod survey;
+mod tar_headers;
 
 pub use encoding::{Coding, DecodeError};
 pub use survey::{Limits, survey};

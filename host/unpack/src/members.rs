@@ -24,6 +24,7 @@
 use crate::survey::{
     DECOMPRESSED, decompressor, inner_name, member_name, shown_inner_name, tar_entry_name, zip_directory, zip_method,
 };
+use crate::tar_headers;
 use bucketscan_core::UnscannableReason;
 use bucketscan_core::formats::{Format, ISO9660_HEAD_BYTES, SNIFF_BYTES, is_iso9660, sniff};
 use std::cell::{Cell, RefCell};
@@ -389,13 +390,21 @@ impl Walker<'_> {
     }
 
     fn tar(&mut self, reader: Box<dyn Read + '_>, path: &MemberPath, depth: u32) -> Result<(), Halt> {
+        let (reader, tap) = tar_headers::tap(reader, true);
         let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|err| self.io_stop(path, &err))?;
-        for entry in entries {
-            let entry = entry.map_err(|err| self.io_stop(path, &err))?;
+        let mut entries = archive.entries().map_err(|err| self.tar_stop(path, &tap, &err))?;
+        let mut parts = 0;
+        loop {
+            tap.reading_headers();
+            let Some(entry) = entries.next() else { break };
+            let mut entry = entry.map_err(|err| self.tar_stop(path, &tap, &err))?;
+            tap.reading_data(tar_headers::archived_len(&mut entry));
+            if tap.kept_len() >= HEADER_PART_BYTES {
+                parts += 1;
+                self.tar_headers(&tap, path, parts)?;
+            }
             // Every entry with data, whatever its type flag says: tools
             // (and clamd) extract "contiguous" and unknown types as files.
-            let mut entry = entry;
             let size = entry.size();
             let (name, shown) = tar_entry_name(&entry);
             let member_path = path.join(&shown);
@@ -415,7 +424,42 @@ impl Walker<'_> {
             }
             self.member(Box::new(entry), &member_path, &name, Some(size), depth + 1)?;
         }
-        self.after_end(archive.into_inner(), path, depth)
+        self.tar_headers(&tap, path, parts + 1)?;
+        self.after_end(archive.into_inner().into_inner(), path, depth)
+    }
+
+    /// The tar's header bytes kept since the last part (names, PAX
+    /// records, padding) to the sink, after the banner: a tar header
+    /// handed over raw would pass for a broken tar of its own.
+    fn tar_headers(&mut self, tap: &tar_headers::HeaderTap, path: &MemberPath, part: u32) -> Result<(), Halt> {
+        let kept = tap.take_kept();
+        if kept.iter().all(|byte| *byte == 0) {
+            return Ok(());
+        }
+        let name = match part {
+            1 => TAR_HEADERS.to_owned(),
+            n => format!("{TAR_HEADERS}, part {n}"),
+        };
+        let headers_path = path.join(&name);
+        self.count(&headers_path)?;
+        let len = (OUTSIDE_BANNER.len() + kept.len()) as u64;
+        let mut reader = Caught {
+            inner: Box::new(Cursor::new(OUTSIDE_BANNER).chain(Cursor::new(kept))),
+            error: None,
+        };
+        self.hand_over(&headers_path, Some(len), &mut reader)
+    }
+
+    /// Why a tar could not be read: its headers over budget, a limit the
+    /// counters tripped, else broken bytes.
+    fn tar_stop(&self, path: &MemberPath, tap: &tar_headers::HeaderTap, err: &io::Error) -> Halt {
+        match tap.over() {
+            true => stop(
+                UnscannableReason::LimitsExceeded,
+                format!("{path}: {}", tap.over_detail()),
+            ),
+            false => self.io_stop(path, err),
+        }
     }
 
     /// What follows a tar's end-of-archive blocks: zeros (the padding
@@ -810,6 +854,12 @@ fn seven_zip_start_header<R: Read + Seek>(body: &mut R) -> Result<(), String> {
 /// handed over: they begin with the archive's own header, and must not
 /// pass for an archive of their own (which, its offsets off, would be a
 /// broken one).
+/// A tar's header bytes as a member: named for what they are.
+const TAR_HEADERS: &str = "(tar headers and padding outside every member)";
+/// Header bytes kept before they are handed over as one part (a tar of a
+/// million members has half a gigabyte of headers).
+const HEADER_PART_BYTES: usize = 16 << 20;
+
 const OUTSIDE_BANNER: &[u8] = b"bucketscan: the bytes of an archive outside its members' data, in order\n";
 
 /// The stretches of `0..total` that none of `taken` (start, end) covers.

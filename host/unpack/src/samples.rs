@@ -143,6 +143,41 @@ pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().expect("an in-memory tar")
 }
 
+/// A one-member tar whose member is described by PAX `records` first
+/// (`size` among them overrides the header's, as GNU tar reads it), with
+/// `header_size` in its own header.
+pub fn tar_with_pax(records: &[(&str, &[u8])], name: &str, header_size: u64, data: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions(records.iter().map(|(key, value)| (*key, *value)))
+        .expect("an in-memory tar");
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name).expect("a short name");
+    header.set_size(header_size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let out = builder.get_mut();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    builder.into_inner().expect("an in-memory tar")
+}
+
+/// A tar whose first entry is a GNU long name of `len` bytes of `a`, for
+/// `then` (a tar) to follow.
+pub fn tar_with_long_name(len: usize, then: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(len as u64);
+    header.set_path("././@LongLink").expect("a short name");
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.resize(512 + len.div_ceil(512) * 512, b'a');
+    out[512 + len..].fill(0);
+    out.extend_from_slice(then);
+    out
+}
+
 /// A one-member zip whose member claims compression `method` and holds
 /// `data` as they are (how a zip with LZMA or zstd members looks to a
 /// reader that does not decompress them).

@@ -183,11 +183,16 @@ fn the_last_member_of_a_tar_gz_reaches_the_sink_with_its_path() {
         [
             "big.tar.gz!/big.tar!/docs/a.txt",
             "big.tar.gz!/big.tar!/docs/b.txt",
-            "big.tar.gz!/big.tar!/bin/x.com"
+            "big.tar.gz!/big.tar!/bin/x.com",
+            "big.tar.gz!/big.tar!/(tar headers and padding outside every member)"
         ]
     );
     assert_eq!(recorded.members[2].1, eicar);
-    assert_eq!(walked.members, 3);
+    // The headers, names in them, go to the engine after a banner.
+    let headers = &recorded.members[3].1;
+    assert!(headers.starts_with(OUTSIDE_BANNER) && contains(headers, b"docs/b.txt"));
+    assert!(!contains(headers, &eicar), "no member's data");
+    assert_eq!(walked.members, 4);
     // The tar reader stops at the end-of-archive blocks, before the padding.
     assert!(
         walked.expanded > 3 * 512 && walked.expanded <= tar.len() as u64,
@@ -211,7 +216,11 @@ fn a_zip_is_read_by_its_directory_and_a_tar_gz_inside_it_is_walked_too() {
     walked.unwrap();
     assert_eq!(
         paths(&recorded),
-        ["outer.zip!/a.txt", "outer.zip!/nested/inner.tgz!/inner!/deep/x.com"]
+        [
+            "outer.zip!/a.txt",
+            "outer.zip!/nested/inner.tgz!/inner!/deep/x.com",
+            "outer.zip!/nested/inner.tgz!/inner!/(tar headers and padding outside every member)"
+        ]
     );
 }
 
@@ -248,7 +257,13 @@ fn a_member_over_the_engine_limit_is_reported_too_large_and_the_walk_goes_on() {
         recorded.not_handed,
         [("t.tar!/big.bin".to_owned(), UnscannableReason::TooLarge)]
     );
-    assert_eq!(paths(&recorded), ["t.tar!/small.txt"]);
+    assert_eq!(
+        paths(&recorded),
+        [
+            "t.tar!/small.txt",
+            "t.tar!/(tar headers and padding outside every member)"
+        ]
+    );
 }
 
 #[test]
@@ -262,7 +277,15 @@ fn a_container_member_over_the_limit_is_walked_not_refused() {
     let (walked, recorded) = walk_with(outer, "o.tar", &limits);
     walked.unwrap();
     assert!(recorded.not_handed.is_empty());
-    assert_eq!(paths(&recorded), ["o.tar!/inner.tar!/a.txt", "o.tar!/inner.tar!/b.txt"]);
+    assert_eq!(
+        paths(&recorded),
+        [
+            "o.tar!/inner.tar!/a.txt",
+            "o.tar!/inner.tar!/b.txt",
+            "o.tar!/inner.tar!/(tar headers and padding outside every member)",
+            "o.tar!/(tar headers and padding outside every member)"
+        ]
+    );
 }
 
 #[test]
@@ -428,7 +451,7 @@ fn bytes_appended_after_a_tar_are_handed_over_not_skipped() {
     let (walked, recorded) = walk_with(tar, "t.tar", &WalkLimits::default());
     walked.unwrap();
     assert_eq!(
-        recorded.members[1],
+        recorded.members[2],
         ("t.tar!/(after the end of the archive)".to_owned(), eicar)
     );
 }
@@ -833,4 +856,47 @@ fn an_iso_with_damaged_descriptors_or_directories_is_refused_or_read_whole_never
             );
         }
     }
+}
+
+#[test]
+fn what_a_pax_record_holds_reaches_the_engine_with_the_headers() {
+    let eicar = samples::eicar();
+    let tar = samples::tar_with_pax(&[("SCHILY.xattr.user.note", &eicar)], "a.txt", 5, b"hello");
+    let (walked, recorded) = walk_with(tar, "t.tar", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        paths(&recorded),
+        ["t.tar!/a.txt", "t.tar!/(tar headers and padding outside every member)"]
+    );
+    assert_eq!(recorded.members[0].1, b"hello");
+    assert!(contains(&recorded.members[1].1, &eicar));
+}
+
+#[test]
+fn a_pax_size_is_the_members_size_as_gnu_tar_reads_it() {
+    // The header says 0 bytes; the PAX record says 5: a reader that
+    // trusts the header would read the member's data as the next header.
+    let tar = samples::tar_with_pax(&[("size", b"5")], "a.txt", 0, b"hello");
+    let (walked, recorded) = walk_with(tar, "t.tar", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(recorded.members[0], ("t.tar!/a.txt".to_owned(), b"hello".to_vec()));
+}
+
+#[test]
+fn a_long_name_past_the_header_budget_stops_the_walk_before_it_fills_memory() {
+    let tar = samples::tar_with_long_name(2 << 20, &samples::tar(&[("a.txt", b"hello")]));
+    let (walked, recorded) = walk_with(gzip(&tar), "t.tar.gz", &WalkLimits::default());
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(
+        detail.starts_with("t.tar.gz!/t.tar: more than 1048576 bytes of tar headers"),
+        "{detail}"
+    );
+    assert!(recorded.members.is_empty());
+    // Within the budget, the same shape is walked, the name kept.
+    let tar = samples::tar_with_long_name(4096, &samples::tar(&[("a.txt", b"hello")]));
+    let (walked, recorded) = walk_with(gzip(&tar), "t.tar.gz", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(recorded.members[0].1, b"hello");
+    assert!(contains(&recorded.members[1].1, &[b'a'; 4096]));
 }

@@ -22,6 +22,8 @@
 use bucketscan_core::formats::{Contained, Format, Incomplete, IncompleteKind, SNIFF_BYTES, Survey, by_type, sniff};
 mod embedded;
 
+use crate::tar_headers;
+
 use embedded::Window;
 pub(crate) use embedded::zip_directory;
 use std::any::Any;
@@ -440,15 +442,22 @@ impl Walker<'_> {
     }
 
     fn walk_tar<'s>(&mut self, source: Box<dyn Read + 's>, path: &str, depth: u32) -> Result<(), Stop> {
+        let (source, tap) = tar_headers::tap(source, false);
         let mut archive = tar::Archive::new(source);
-        let entries = archive
-            .entries()
-            .map_err(|err| malformed(format!("{path}: not a readable tar archive: {err}")))?;
-        for entry in entries {
-            let entry = entry.map_err(|err| self.stop_at(path, &err))?;
+        let stop = |survey: &Self, err: &io::Error| match tap.over() {
+            true => limit(format!("{path}: {}", tap.over_detail())),
+            false => survey.stop_at(path, err),
+        };
+        let mut entries = archive.entries().map_err(|err| stop(self, &err))?;
+        loop {
+            tap.reading_headers();
+            let Some(entry) = entries.next() else { break };
+            let mut entry = entry.map_err(|err| stop(self, &err))?;
+            tap.reading_data(tar_headers::archived_len(&mut entry));
             // Every entry with data, whatever its type flag says: tools
             // (and clamd) extract "contiguous" and unknown types as files.
-            if entry.header().entry_size().unwrap_or(0) == 0 {
+            // Its size as GNU tar reads it: a PAX `size` record wins.
+            if entry.size() == 0 {
                 continue;
             }
             let (name, shown) = tar_entry_name(&entry);

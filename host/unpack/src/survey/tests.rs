@@ -229,3 +229,25 @@ fn brotli_by_name_only_when_its_bytes_decode() {
     let page = b"<html><body>Bem-vindo</body></html>".to_vec();
     assert!(survey_of(page, "www.example.com.br").formats.is_empty());
 }
+
+#[test]
+fn a_long_name_past_the_header_budget_is_a_limit_not_a_memory_hazard() {
+    let tar = samples::tar_with_long_name(2 << 20, &samples::tar(&[("a.txt", b"hello")]));
+    let found = survey_of(samples::wrap(Format::Gzip, &tar, "t.tar").unwrap(), "t.tar.gz");
+    let why = found.incomplete.expect("stopped");
+    assert_eq!(why.kind, IncompleteKind::Limit, "{}", why.detail);
+    assert!(why.detail.contains("bytes of tar headers"), "{}", why.detail);
+}
+
+#[test]
+fn a_member_whose_size_only_a_pax_record_gives_is_surveyed() {
+    let zst = samples::wrap(Format::Zstd, b"payload", "x").unwrap();
+    let size = zst.len().to_string();
+    let tar = samples::tar_with_pax(&[("size", size.as_bytes())], "x.zst", 0, &zst);
+    let found = survey_of(tar, "t.tar");
+    assert!(found.incomplete.is_none(), "{:?}", found.incomplete);
+    assert_eq!(
+        formats(&found),
+        vec![("t.tar".into(), "tar".into()), ("t.tar!/x.zst".into(), "zstd".into())]
+    );
+}

@@ -1,0 +1,256 @@
+//! A tar's headers, read within a budget and kept for the engine.
+//!
+//! The tar crate reads what describes the next member — PAX records, GNU
+//! long names and links, sparse maps — into memory whole, at whatever
+//! size the uploader's header claims: a 60 MB `.tar.gz` of one "long
+//! name" of 60 GB of zeros would take the agent down. [`HeaderTap`] sits
+//! under the tar reader, knows where each member's data lies, and fails
+//! any read past [`HEADER_BYTES_PER_MEMBER`] of headers before one
+//! member. It also keeps the header bytes (and the padding after each
+//! member's data) so the walk can hand them to the engine: a PAX record
+//! or a name is in the object too, and nothing in it goes unread.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read};
+use std::rc::Rc;
+
+/// Header bytes (blocks, extension records, sparse maps, the padding
+/// before them) allowed before one member's data. Real archives use a
+/// few KiB: PAX records hold names, times and extended attributes.
+pub(crate) const HEADER_BYTES_PER_MEMBER: u64 = 1 << 20;
+
+const BLOCK: u64 = 512;
+
+/// What the tap and its reader share.
+#[derive(Default)]
+struct State {
+    /// Bytes handed to the tar reader so far.
+    position: Cell<u64>,
+    /// While reading headers: the position reads may not pass.
+    limit: Cell<Option<u64>>,
+    /// Where the last member's data ended: what follows is kept.
+    data_end: Cell<u64>,
+    over: Cell<bool>,
+    /// The header bytes kept, when keeping.
+    kept: Option<RefCell<Vec<u8>>>,
+}
+
+/// The reader under a `tar::Archive`.
+pub(crate) struct TapReader<R> {
+    inner: R,
+    state: Rc<State>,
+}
+
+/// The walk's handle on a [`TapReader`]: says when the tar reader reads
+/// headers and when a member's data.
+pub(crate) struct HeaderTap {
+    state: Rc<State>,
+}
+
+/// A tar reader's input, tapped; `keep` says whether header bytes are
+/// kept for [`HeaderTap::take_kept`].
+pub(crate) fn tap<R: Read>(inner: R, keep: bool) -> (TapReader<R>, HeaderTap) {
+    let state = Rc::new(State {
+        kept: keep.then(RefCell::default),
+        ..State::default()
+    });
+    let tap = HeaderTap { state: state.clone() };
+    tap.reading_headers();
+    (TapReader { inner, state }, tap)
+}
+
+impl HeaderTap {
+    /// Call before asking the tar reader for its next entry: what it
+    /// reads now is the rest of the last member's data (skipped), then
+    /// headers, within budget.
+    pub(crate) fn reading_headers(&self) {
+        let end = self.state.data_end.get();
+        let next_block = end.div_ceil(BLOCK) * BLOCK;
+        self.state
+            .limit
+            .set(Some(next_block.saturating_add(HEADER_BYTES_PER_MEMBER)));
+    }
+
+    /// Call when the tar reader returned an entry whose data takes
+    /// `archived_len` bytes of the archive: reads are unbounded until
+    /// [`Self::reading_headers`].
+    pub(crate) fn reading_data(&self, archived_len: u64) {
+        let start = self.state.position.get();
+        self.state.data_end.set(start.saturating_add(archived_len));
+        self.state.limit.set(None);
+    }
+
+    /// Whether a read failed for the budget.
+    pub(crate) fn over(&self) -> bool {
+        self.state.over.get()
+    }
+
+    /// Why a read failed for the budget, for the verdict.
+    pub(crate) fn over_detail(&self) -> String {
+        format!(
+            "more than {HEADER_BYTES_PER_MEMBER} bytes of tar headers (PAX records, GNU long names, sparse maps) \
+             before one member; the rest was not looked at"
+        )
+    }
+
+    /// The header bytes kept since the last call.
+    pub(crate) fn take_kept(&self) -> Vec<u8> {
+        self.state
+            .kept
+            .as_ref()
+            .map(|kept| std::mem::take(&mut *kept.borrow_mut()))
+            .unwrap_or_default()
+    }
+
+    /// How many header bytes are kept now.
+    pub(crate) fn kept_len(&self) -> usize {
+        self.state.kept.as_ref().map_or(0, |kept| kept.borrow().len())
+    }
+}
+
+impl<R> TapReader<R> {
+    /// The input, untapped: what follows the archive's end is read as it
+    /// lies.
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for TapReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let state = &self.state;
+        let position = state.position.get();
+        let room = match state.limit.get() {
+            Some(limit) if position >= limit => {
+                state.over.set(true);
+                return Err(io::Error::other(format!(
+                    "more than {HEADER_BYTES_PER_MEMBER} bytes of tar headers before one member"
+                )));
+            }
+            Some(limit) => (limit - position).min(buf.len() as u64) as usize,
+            None => buf.len(),
+        };
+        let n = self.inner.read(&mut buf[..room])?;
+        state.position.set(position + n as u64);
+        if let (Some(kept), Some(_)) = (&state.kept, state.limit.get()) {
+            // Only what lies past the last member's data: a skipped
+            // rest of that data is the member's, handed over with it.
+            let from = state.data_end.get().saturating_sub(position).min(n as u64) as usize;
+            kept.borrow_mut().extend_from_slice(&buf[from..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The bytes a tar entry's data takes in the archive: its size, or for a
+/// sparse file the stored chunks (the size before the sparse map, from a
+/// PAX `size` record or the header).
+pub(crate) fn archived_len<R: Read>(entry: &mut tar::Entry<'_, R>) -> u64 {
+    if !entry.header().entry_type().is_gnu_sparse() {
+        return entry.size();
+    }
+    let from_pax = entry.pax_extensions().ok().flatten().and_then(|mut records| {
+        records.find_map(|record| {
+            let record = record.ok()?;
+            (record.key_bytes() == b"size")
+                .then(|| record.value().ok()?.parse::<u64>().ok())
+                .flatten()
+        })
+    });
+    from_pax.unwrap_or_else(|| entry.header().entry_size().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A tar whose first entry is a GNU long name of `len` bytes.
+    fn long_name_tar(len: u64, then: &[u8]) -> impl Read {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(len);
+        header.set_path("././@LongLink").unwrap();
+        header.set_cksum();
+        let padding = (BLOCK - len % BLOCK) % BLOCK;
+        Cursor::new(header.as_bytes().to_vec())
+            .chain(io::repeat(b'a').take(len))
+            .chain(io::repeat(0).take(padding))
+            .chain(Cursor::new(then.to_vec()))
+    }
+
+    /// Each entry's name and data (empty when skipped), and the tap.
+    type Entries = (io::Result<Vec<(String, Vec<u8>)>>, HeaderTap);
+
+    /// Each entry's name and, when `read_data`, its data (else the tar
+    /// reader skips it).
+    fn entries_read<R: Read>(reader: R, keep: bool) -> Entries {
+        entries_with(reader, keep, true)
+    }
+
+    fn entries_with<R: Read>(reader: R, keep: bool, read_data: bool) -> Entries {
+        let (reader, tap) = tap(reader, keep);
+        let mut archive = tar::Archive::new(reader);
+        let mut found = Vec::new();
+        let result = (|| {
+            let mut entries = archive.entries()?;
+            loop {
+                tap.reading_headers();
+                let Some(entry) = entries.next() else { break };
+                let mut entry = entry?;
+                tap.reading_data(archived_len(&mut entry));
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let mut data = Vec::new();
+                if read_data {
+                    entry.read_to_end(&mut data)?;
+                }
+                found.push((name, data));
+            }
+            Ok(found)
+        })();
+        (result, tap)
+    }
+
+    #[test]
+    fn a_long_name_past_the_budget_fails_before_it_is_read_into_memory() {
+        // 64 GiB of "name": without the tap the tar crate would try to
+        // hold it all.
+        let (result, tap) = entries_read(long_name_tar(64 << 30, b""), false);
+        assert!(result.is_err());
+        assert!(tap.over(), "{:?}", result.err());
+    }
+
+    #[test]
+    fn headers_within_the_budget_are_read_and_kept_without_the_members_data() {
+        let member = crate::samples::tar(&[("a.txt", b"the data")]);
+        let name_len = 300;
+        let (result, tap) = entries_read(long_name_tar(name_len, &member), true);
+        let found = result.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, b"the data");
+        let kept = tap.take_kept();
+        assert!(
+            kept.windows(300).any(|w| w == vec![b'a'; 300].as_slice()),
+            "the long name is kept"
+        );
+        assert!(!kept.windows(8).any(|w| w == b"the data"), "member data is not kept");
+        // Headers: the long name's block and data, the member's block, its
+        // padding and the end block the reader stops at.
+        assert_eq!(kept.len(), 512 + 512 + 512 + (512 - 8) + 512);
+    }
+
+    #[test]
+    fn members_larger_than_the_budget_pass_read_or_skipped() {
+        let big = vec![7u8; (HEADER_BYTES_PER_MEMBER * 3) as usize];
+        let members: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("{i}.bin"), big.clone())).collect();
+        let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let tar = crate::samples::tar(&refs);
+        for read_data in [true, false] {
+            let (result, tap) = entries_with(Cursor::new(tar.clone()), true, read_data);
+            assert_eq!(result.unwrap().len(), 4, "read: {read_data}");
+            assert!(!tap.over());
+            // Four header blocks and the end block; no member's data.
+            assert_eq!(tap.kept_len(), 5 * 512, "read: {read_data}");
+        }
+    }
+}
