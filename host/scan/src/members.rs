@@ -117,11 +117,18 @@ impl Scanner {
                     failure,
                     describe,
                 };
-                // The upload's digest was taken as it arrived (SHA-256
-                // only: its signatures are looked up after the walk).
+                // The upload's SHA-256 was taken as it arrived (its
+                // signatures are looked up after the walk); an MD5 or
+                // SHA-1 some signature for its size needs is taken from
+                // the spool once the walk is done.
                 let known = info.sha256.clone();
+                let size = info.size;
+                let signatures = self.hashes.as_ref().and_then(|source| source.hash_signatures().ok());
                 let reader = body.reader();
-                let digest = move |_| known.map(|sha256| (sha256, None));
+                let digest = move |reader| {
+                    let found = signatures.and_then(|signatures| spooled_match(&signatures, size, reader));
+                    known.map(|sha256| (sha256, found))
+                };
                 self.walk_members(pipelines, stages, info, walk, reader, digest, None)
                     .await
             }
@@ -278,6 +285,25 @@ const MEMBERS_AT_ONCE: usize = 2;
 type InspectingMember<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(String, Verdict, Vec<StageReport>), FetchError>> + Send + 'a>,
 >;
+
+/// The whole-file signature other than by SHA-256 that the spooled
+/// `body` of `size` bytes matches, if any signature for its size is by
+/// MD5 or SHA-1 (the SHA-256 one is looked up from the digest taken on
+/// arrival).
+fn spooled_match(signatures: &HashSignatures, size: u64, mut body: impl Read + std::io::Seek) -> Option<HashMatch> {
+    let kinds = signatures.kinds_for(size);
+    if !signatures.covers(size) || kinds.iter().all(|kind| *kind == HashKind::Sha256) {
+        return None;
+    }
+    body.seek(std::io::SeekFrom::Start(0)).ok()?;
+    match hashes::match_stream(signatures, size, &mut body, &|| false) {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::warn!(error = %err, "whole-file hash signatures of a spooled upload not applied");
+            None
+        }
+    }
+}
 
 /// A walked object's SHA-256 (hex), and the whole-file signature its
 /// digests matched, when they were all taken.

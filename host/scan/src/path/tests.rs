@@ -846,6 +846,50 @@ async fn an_upload_over_the_limit_that_is_a_container_is_walked_from_its_spooled
 }
 
 #[tokio::test]
+async fn a_walked_upload_whose_whole_md5_is_a_signature_is_infected() {
+    let mut world = World::new();
+    let bytes = large_tar_gz(&[("docs/a.txt", b"hello"), ("docs/b.txt", b"clean too")]);
+    world.scanner.hashes = Some(hash_signatures(&md5_line(&bytes, "Known.Tar")));
+    let info = |bytes: &[u8]| ObjectInfo {
+        bucket: "uploads".into(),
+        key: "big.tar.gz".into(),
+        size: bytes.len() as u64,
+        sha256: Some(bucketscan_core::object::sha256_hex(bytes)),
+        ..ObjectInfo::default()
+    };
+    let report = world
+        .scanner
+        .inspect_only(
+            &any_object(),
+            &[],
+            info(&bytes),
+            ObjectBody::Memory(bytes.clone().into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.coverage, Some(Coverage::Members));
+    assert_eq!(
+        report.verdict.findings()[0].signature,
+        "Known.Tar.UNOFFICIAL",
+        "{report:#?}"
+    );
+    // Other bytes of the same size: the walk's verdict stands.
+    let other = large_tar_gz(&[("docs/a.txt", b"jello"), ("docs/b.txt", b"clean too")]);
+    assert_eq!(other.len(), bytes.len());
+    let report = world
+        .scanner
+        .inspect_only(
+            &any_object(),
+            &[],
+            info(&other),
+            ObjectBody::Memory(other.clone().into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.verdict.result_name(), ResultName::Clean, "{report:#?}");
+}
+
+#[tokio::test]
 async fn an_upload_over_the_limit_named_as_something_else_is_not_walked() {
     let world = World::new();
     let bytes = large_tar_gz(&[("bin/last.exe", b"xx MALWARE-MARKER xx")]);
