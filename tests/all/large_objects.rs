@@ -103,6 +103,9 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let pax = [filler, &hidden].concat();
     let long_name = archives::tar_with_long_name(2 << 20, &clean_tar);
     let long_name = archives::wrap(Format::Gzip, &long_name, "names.tar").unwrap();
+    // A zip over the limit inside a tar: spooled, then read by seeking.
+    let inner_zip = archives::zip(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))), 0);
+    let zips = archives::tar(&[("readme.txt", b"hello"), ("inner.zip", &inner_zip)]);
     let uploads = [
         ("large/disc.iso", disc),
         ("large/clean.iso", clean_disc),
@@ -115,6 +118,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         ("large/clean.tar", clean_tar.clone()),
         ("large/pax.tar", pax),
         ("large/names.tar.gz", long_name),
+        ("large/zips.tar", zips),
         ("large/plain.txt", samples::pseudo_random_text(LIMIT + 1, 5)),
     ];
     for (key, bytes) in &uploads {
@@ -133,6 +137,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
                 "large/bundle.7z",
                 "large/disc.iso",
                 "large/pax.tar",
+                "large/zips.tar",
             ],
             WITHIN,
             &agent,
@@ -207,6 +212,13 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     );
     assert_eq!(
         alert["findings"][0]["signature"], "Bucketscan.Test.BodyMarker.UNOFFICIAL",
+        "{alert}"
+    );
+    let tags = settled_in(&world, QUARANTINE, "staging/large/zips.tar", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    let alert = alerts.remove("large/zips.tar").unwrap();
+    assert_eq!(
+        alert["findings"][0]["location"], "large/zips.tar!/inner.zip!/notes/eicar.txt",
         "{alert}"
     );
     let tags = settled_in(&world, PRODUCTION, "large/clean.tar", &agent).await;

@@ -24,11 +24,12 @@ use bucketscan_core::object::{MemberOf, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::report::StageReport;
 use bucketscan_core::{Finding, UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
-use bucketscan_unpack::members::{Halt, MemberPath, Sink, WalkLimits, Walked, walk};
+use bucketscan_unpack::members::{Halt, MemberPath, Sink, SpooledContainer, WalkLimits, Walked, walk};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 /// What the walk hands the scan.
@@ -163,6 +164,7 @@ impl Scanner {
             member_bytes: limits.member_bytes,
             failure: failure.clone(),
             hashes: self.hashes.as_ref().and_then(|source| source.hash_signatures().ok()),
+            containers_held: Arc::default(),
         };
         let name = info.key.clone();
         let walking = tokio::task::spawn_blocking(move || {
@@ -351,6 +353,8 @@ struct ChannelSink {
     /// The whole-file hash signatures clamd runs, for members too large
     /// for it; none when they cannot be trusted now.
     hashes: Option<Arc<HashSignatures>>,
+    /// Spool bytes this walk holds for containers it is inside of.
+    containers_held: Arc<AtomicU64>,
 }
 
 impl ChannelSink {
@@ -495,11 +499,107 @@ impl Sink for ChannelSink {
         }
     }
 
+    /// A zip, 7z or ISO image over the engine's limit inside the object:
+    /// written to the spool (whole-file hash signatures applied on the
+    /// way) for the walk to read by seeking. No room when the spool could
+    /// never hold it beside the containers this walk is already inside of
+    /// and the members it spools: a retry would fail the same way.
+    fn spool(
+        &mut self,
+        path: &MemberPath,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<Option<Box<dyn SpooledContainer>>, Halt> {
+        let beside = (MEMBERS_AT_ONCE as u64 + 1).saturating_mul(self.member_bytes);
+        let needed = size
+            .saturating_add(beside)
+            .saturating_add(self.containers_held.load(Ordering::Relaxed));
+        if needed > self.spool.budget.total() {
+            return Ok(None);
+        }
+        let mut writer = SpoolWriter::new(&self.spool, Some(size), size);
+        let mut hash = self
+            .hashes
+            .clone()
+            .filter(|signatures| signatures.covers(size) && !signatures.kinds_for(size).is_empty())
+            .map(|signatures| (hashes::StreamHash::new(signatures.kinds_for(size)), signatures));
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            if self.sender.is_closed() {
+                return Err(Halt::BySink);
+            }
+            // A read error is the walk's to name (it sees it too).
+            let n = body.read(&mut chunk).map_err(|_| Halt::BySink)?;
+            if n == 0 {
+                break;
+            }
+            if let Some((hash, _)) = &mut hash {
+                hash.update(&chunk[..n]);
+            }
+            writer.append(&chunk[..n]).map_err(|err| match err {
+                SpoolError::NoRoom(refusal) => self.fail(FetchError::OverBudget(format!("{path}: {refusal}"))),
+                other => self.fail(FetchError::Unavailable(format!("{path}: spooling it to walk: {other}"))),
+            })?;
+        }
+        let spooled = writer
+            .finish()
+            .map_err(|err| self.fail(FetchError::Unavailable(format!("{path}: {err}"))))?;
+        if spooled.len != size {
+            return Err(Halt::Stop {
+                reason: UnscannableReason::Malformed,
+                detail: format!("{path}: it holds {} bytes; its container says {size}", spooled.len),
+            });
+        }
+        if let Some(found) = hash.and_then(|(hash, signatures)| hash.look_up(&signatures)) {
+            // Known as a whole: its members need no look.
+            self.matched_by_hash(path, found)?;
+            return Err(Halt::BySink);
+        }
+        Ok(Some(Box::new(HeldContainer::new(
+            spooled.body.reader(),
+            size,
+            self.containers_held.clone(),
+        ))))
+    }
+
     fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt> {
         self.send(Item::NotHanded {
             path: path.to_string(),
             verdict: Verdict::Unscannable { reason, detail },
         })
+    }
+}
+
+/// A spooled container being walked: counts its bytes as held by the walk
+/// until the walk is done with it.
+struct HeldContainer {
+    reader: bucketscan_core::object::BodyReader,
+    size: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl HeldContainer {
+    fn new(reader: bucketscan_core::object::BodyReader, size: u64, held: Arc<AtomicU64>) -> Self {
+        held.fetch_add(size, Ordering::Relaxed);
+        Self { reader, size, held }
+    }
+}
+
+impl Drop for HeldContainer {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.size, Ordering::Relaxed);
+    }
+}
+
+impl Read for HeldContainer {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl std::io::Seek for HeldContainer {
+    fn seek(&mut self, position: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.reader.seek(position)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::survey::{
 };
 use crate::tar_headers;
 use bucketscan_core::UnscannableReason;
-use bucketscan_core::formats::{Format, ISO9660_HEAD_BYTES, SNIFF_BYTES, is_iso9660, sniff};
+use bucketscan_core::formats::{Format, ISO9660_HEAD_BYTES, is_iso9660, sniff};
 use std::cell::{Cell, RefCell};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
@@ -90,7 +90,26 @@ pub trait Sink {
         let _unread = body;
         self.not_handed(path, UnscannableReason::TooLarge, detail)
     }
+    /// A member of `size` bytes, over [`WalkLimits::member_bytes`], that
+    /// is a container the walk reads by seeking (a zip, 7z or ISO image
+    /// inside another container): the sink writes `body` to its spool and
+    /// gives it back to be walked. `Ok(None)`, with `body` unread, when it
+    /// has no room for it (the member is then [`Sink::oversized`]). By
+    /// default, no room.
+    fn spool(
+        &mut self,
+        path: &MemberPath,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<Option<Box<dyn SpooledContainer>>, Halt> {
+        let _unread = (path, size, body);
+        Ok(None)
+    }
 }
+
+/// A member written to the sink's spool, for the walk to seek in.
+pub trait SpooledContainer: Read + Seek {}
+impl<T: Read + Seek> SpooledContainer for T {}
 
 /// Where a member lies in the walked object: the object's name, then its
 /// name inside each container from the outermost in. Shown as its
@@ -182,6 +201,15 @@ fn stream_container(head: &[u8]) -> Option<Format> {
         format @ (Format::Gzip | Format::Bzip2 | Format::Xz | Format::Zstd) => Some(format),
         _ => None,
     }
+}
+
+/// The container read by seeking (zip, 7z, ISO 9660) that a member named
+/// `name` starting with `head` is, when its name says so too: its members
+/// go to the inspectors under their own names, as for an object.
+fn seekable_container(head: &[u8], name: &str) -> Option<Format> {
+    walkable(head)
+        .filter(|format| matches!(format, Format::Zip | Format::SevenZip | Format::Iso9660))
+        .filter(|format| declared(name, None, *format))
 }
 
 /// Whether an object named `key`, of `content_type`, says it is any
@@ -323,14 +351,19 @@ impl Walker<'_> {
         if let Some(format) = stream_container(&head).filter(|_| !fits) {
             return self.stream_container(reader, path, name, format, depth);
         }
+        if let (Some(size), Some(format)) = (size.filter(|_| !fits), seekable_container(&head, name)) {
+            return self.spooled_container(reader, path, size, format, depth);
+        }
         self.count(path)?;
         match size {
             Some(size) if size > self.limits.member_bytes => {
                 let detail = format!(
                     "{path}: {size} bytes is over the {}-byte limit of the engine{}",
                     self.limits.member_bytes,
-                    match sniff(&head) {
-                        Some(format) => format!(", and a {format} inside a stream is not walked"),
+                    // (A walkable container here is one its name does not
+                    // declare: what inspectors decide by name would miss it.)
+                    match walkable(&head) {
+                        Some(format) => format!(", and a {format} not named as one is not walked"),
                         None => String::new(),
                     }
                 );
@@ -360,6 +393,71 @@ impl Walker<'_> {
         }
     }
 
+    /// A zip, 7z or ISO image of `size` bytes inside another container:
+    /// walked from the sink's spool, else (no room) too large.
+    fn spooled_container(
+        &mut self,
+        reader: Box<dyn Read + '_>,
+        path: &MemberPath,
+        size: u64,
+        format: Format,
+        depth: u32,
+    ) -> Result<(), Halt> {
+        self.nested_within_depth(path, depth)?;
+        let mut reader = Caught {
+            inner: reader,
+            error: None,
+        };
+        let spooled = self.sink.spool(path, size, &mut reader);
+        if let Some(err) = reader.error.take() {
+            return Err(self.io_stop(path, &err));
+        }
+        let Some(body) = spooled? else {
+            let Caught { inner, .. } = reader;
+            return self.oversized_member(inner, path, size, format);
+        };
+        match format {
+            Format::Zip => self.zip(body, path, depth + 1),
+            Format::SevenZip => self.seven_zip(body, path, depth + 1),
+            _ => self.iso(body, path, depth + 1),
+        }
+    }
+
+    /// A container the sink had no room to spool: too large, its bytes
+    /// still offered to the sink (whole-file hash signatures).
+    fn oversized_member(
+        &mut self,
+        reader: Box<dyn Read + '_>,
+        path: &MemberPath,
+        size: u64,
+        format: Format,
+    ) -> Result<(), Halt> {
+        self.count(path)?;
+        let detail = format!(
+            "{path}: {size} bytes is over the {}-byte limit of the engine, and no spool room to walk the {format}",
+            self.limits.member_bytes
+        );
+        let mut reader = Caught {
+            inner: reader,
+            error: None,
+        };
+        let told = self.sink.oversized(path, size, &mut reader, detail);
+        match reader.error.take() {
+            Some(err) => Err(self.io_stop(path, &err)),
+            None => told,
+        }
+    }
+
+    fn nested_within_depth(&self, path: &MemberPath, depth: u32) -> Result<(), Halt> {
+        if depth >= self.limits.max_depth {
+            return Err(stop(
+                UnscannableReason::LimitsExceeded,
+                format!("{path}: containers nested more than {} deep", self.limits.max_depth),
+            ));
+        }
+        Ok(())
+    }
+
     fn stream_container(
         &mut self,
         reader: Box<dyn Read + '_>,
@@ -368,12 +466,7 @@ impl Walker<'_> {
         format: Format,
         depth: u32,
     ) -> Result<(), Halt> {
-        if depth >= self.limits.max_depth {
-            return Err(stop(
-                UnscannableReason::LimitsExceeded,
-                format!("{path}: containers nested more than {} deep", self.limits.max_depth),
-            ));
-        }
+        self.nested_within_depth(path, depth)?;
         if format == Format::Tar {
             return self.tar(reader, path, depth);
         }
@@ -398,6 +491,10 @@ impl Walker<'_> {
             tap.reading_headers();
             let Some(entry) = entries.next() else { break };
             let mut entry = entry.map_err(|err| self.tar_stop(path, &tap, &err))?;
+            if tar_headers::is_extension(&entry) {
+                // Its data passes as headers: budgeted, kept.
+                continue;
+            }
             tap.reading_data(tar_headers::archived_len(&mut entry));
             if tap.kept_len() >= HEADER_PART_BYTES {
                 parts += 1;
@@ -995,8 +1092,8 @@ fn is_sparse<R: Read>(entry: &mut tar::Entry<'_, R>) -> bool {
 
 /// The first bytes of `reader`, and a reader that still yields them.
 fn peek<'r>(mut reader: Box<dyn Read + 'r>) -> io::Result<(Vec<u8>, Box<dyn Read + 'r>)> {
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    (&mut reader).take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
+    let mut head = Vec::with_capacity(WALK_HEAD_BYTES);
+    (&mut reader).take(WALK_HEAD_BYTES as u64).read_to_end(&mut head)?;
     let rest = Cursor::new(head.clone()).chain(reader);
     Ok((head, Box::new(rest)))
 }

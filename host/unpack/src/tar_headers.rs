@@ -65,15 +65,18 @@ impl HeaderTap {
     /// headers, within budget.
     pub(crate) fn reading_headers(&self) {
         let end = self.state.data_end.get();
-        let next_block = end.div_ceil(BLOCK) * BLOCK;
-        self.state
-            .limit
-            .set(Some(next_block.saturating_add(HEADER_BYTES_PER_MEMBER)));
+        // A size no archive can hold leaves no room: fail closed.
+        let limit = end
+            .checked_next_multiple_of(BLOCK)
+            .and_then(|next_block| next_block.checked_add(HEADER_BYTES_PER_MEMBER))
+            .unwrap_or(self.state.position.get());
+        self.state.limit.set(Some(limit));
     }
 
-    /// Call when the tar reader returned an entry whose data takes
+    /// Call when the tar reader returned a member whose data takes
     /// `archived_len` bytes of the archive: reads are unbounded until
-    /// [`Self::reading_headers`].
+    /// [`Self::reading_headers`]. Not for [`is_extension`] entries: their
+    /// data is header bytes, budgeted and kept.
     pub(crate) fn reading_data(&self, archived_len: u64) {
         let start = self.state.position.get();
         self.state.data_end.set(start.saturating_add(archived_len));
@@ -142,22 +145,42 @@ impl<R: Read> Read for TapReader<R> {
     }
 }
 
-/// The bytes a tar entry's data takes in the archive: its size, or for a
+/// Whether the tar reader returned an entry that describes others — a PAX
+/// global header (`g`), or a PAX record or GNU long name under a header it
+/// does not recognise (old tars extract those as files). Its data is
+/// header bytes: not read as a member (asking such an entry for its PAX
+/// records would read them whole, past the budget), kept with the headers.
+pub(crate) fn is_extension<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
+    let kind = entry.header().entry_type();
+    kind.is_pax_global_extensions()
+        || kind.is_pax_local_extensions()
+        || kind.is_gnu_longname()
+        || kind.is_gnu_longlink()
+}
+
+/// The bytes a member's data takes in the archive: its size, or for a
 /// sparse file the stored chunks (the size before the sparse map, from a
-/// PAX `size` record or the header).
+/// PAX `size` record or the header, read exactly as the tar reader reads
+/// them: a disagreement would move the budget's window).
 pub(crate) fn archived_len<R: Read>(entry: &mut tar::Entry<'_, R>) -> u64 {
     if !entry.header().entry_type().is_gnu_sparse() {
         return entry.size();
     }
-    let from_pax = entry.pax_extensions().ok().flatten().and_then(|mut records| {
-        records.find_map(|record| {
-            let record = record.ok()?;
-            (record.key_bytes() == b"size")
-                .then(|| record.value().ok()?.parse::<u64>().ok())
-                .flatten()
-        })
-    });
-    from_pax.unwrap_or_else(|| entry.header().entry_size().unwrap_or(u64::MAX))
+    pax_size(entry).unwrap_or_else(|| entry.header().entry_size().unwrap_or(u64::MAX))
+}
+
+/// The tar reader's `pax_extensions_value(.., "size")`: the first `size`
+/// record, and none at all past the first broken record or value.
+fn pax_size<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<u64> {
+    let records = entry.pax_extensions().ok()??;
+    for record in records {
+        let record = record.ok()?;
+        if record.key() != Ok("size") {
+            continue;
+        }
+        return record.value().ok()?.parse().ok();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -198,6 +221,9 @@ mod tests {
                 tap.reading_headers();
                 let Some(entry) = entries.next() else { break };
                 let mut entry = entry?;
+                if is_extension(&entry) {
+                    continue;
+                }
                 tap.reading_data(archived_len(&mut entry));
                 let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                 let mut data = Vec::new();
@@ -218,6 +244,42 @@ mod tests {
         let (result, tap) = entries_read(long_name_tar(64 << 30, b""), false);
         assert!(result.is_err());
         assert!(tap.over(), "{:?}", result.err());
+    }
+
+    /// A tar whose first entry is a PAX global header holding `data`.
+    fn global_header_tar(data: &[u8], then: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XGlobalHeader);
+        header.set_size(data.len() as u64);
+        header.set_path("pax_global_header").unwrap();
+        header.set_cksum();
+        let mut out = header.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out.extend_from_slice(then);
+        out
+    }
+
+    #[test]
+    fn a_global_header_is_header_bytes_kept_and_budgeted() {
+        let member = crate::samples::tar(&[("a.txt", b"the data")]);
+        let payload = b"any bytes at all, not PAX records";
+        let (result, tap) = entries_read(Cursor::new(global_header_tar(payload, &member)), true);
+        let found = result.unwrap();
+        assert_eq!(found.len(), 1, "only the member");
+        assert!(tap.take_kept().windows(payload.len()).any(|w| w == payload));
+        let big = vec![b'g'; (HEADER_BYTES_PER_MEMBER + 1) as usize];
+        let (result, tap) = entries_read(Cursor::new(global_header_tar(&big, &member)), true);
+        assert!(result.is_err() && tap.over());
+    }
+
+    #[test]
+    fn a_size_past_any_archive_leaves_no_room_for_headers() {
+        let (reader, tap) = tap(io::repeat(0), false);
+        let mut reader = reader;
+        tap.reading_data(u64::MAX - 10);
+        tap.reading_headers();
+        assert!(reader.read(&mut [0u8; 512]).is_err() && tap.over());
     }
 
     #[test]

@@ -388,6 +388,46 @@ async fn a_clean_container_over_the_limit_is_promoted_with_coverage_members() {
     );
 }
 
+/// A tar over the limit holding a zip over it, whose last member is
+/// `last`.
+fn tar_holding_a_large_zip(last: (&str, &[u8])) -> Vec<u8> {
+    let filler = bucketscan_unpack::samples::random_bytes(1 << 20, 7);
+    let (a, b) = filler.split_at(1 << 19);
+    let zip = bucketscan_unpack::samples::zip(&[("data/a.bin", a), ("data/b.bin", b), last], 0);
+    assert!(zip.len() > 1 << 20);
+    bucketscan_unpack::samples::tar(&[("readme.txt", b"hello"), ("inner.zip", &zip)])
+}
+
+#[tokio::test]
+async fn a_zip_over_the_limit_inside_a_container_is_walked_from_the_spool() {
+    let world = World::new();
+    let bytes = tar_holding_a_large_zip(("bin/x.exe", b"xx MALWARE-MARKER xx"));
+    let report = world.upload_and_scan("big.tar", &bytes).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert_eq!(
+        report.verdict.findings()[0].location.as_deref(),
+        Some("big.tar!/inner.zip!/bin/x.exe")
+    );
+    let clean = tar_holding_a_large_zip(("docs/notes.txt", b"nothing to see"));
+    let report = world.upload_and_scan("clean.tar", &clean).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert!(world.store.get(PRODUCTION, "clean.tar").is_some());
+}
+
+#[tokio::test]
+async fn a_zip_inside_a_container_the_spool_could_never_hold_is_too_large() {
+    let mut world = World::new();
+    world.scanner.spool = crate::spool::SpoolConfig::in_temp_dir(3 << 20);
+    let bytes = tar_holding_a_large_zip(("docs/notes.txt", b"nothing to see"));
+    let report = world.upload_and_scan("clean.tar", &bytes).await;
+    let detail = too_large(&report);
+    assert!(
+        detail.contains("clean.tar!/inner.zip: ") && detail.contains("no spool room to walk the zip"),
+        "{detail}"
+    );
+    assert!(world.store.get(PRODUCTION, "clean.tar").is_none());
+}
+
 #[tokio::test]
 async fn a_truncated_container_over_the_limit_is_unscannable_never_promoted() {
     let world = World::new();

@@ -12,6 +12,8 @@ struct Recorded {
     paths: Vec<MemberPath>,
     /// Stop after this many members.
     stop_after: Option<usize>,
+    /// Spools containers over the limit (in memory): their sizes.
+    spools: Option<Vec<u64>>,
 }
 
 impl Sink for Recorded {
@@ -34,6 +36,22 @@ impl Sink for Recorded {
     fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, _detail: String) -> Result<(), Halt> {
         self.not_handed.push((path.to_string(), reason));
         Ok(())
+    }
+
+    fn spool(
+        &mut self,
+        _path: &MemberPath,
+        size: u64,
+        body: &mut dyn Read,
+    ) -> Result<Option<Box<dyn SpooledContainer>>, Halt> {
+        let Some(spools) = &mut self.spools else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes).map_err(|_| Halt::BySink)?;
+        assert_eq!(bytes.len() as u64, size);
+        spools.push(size);
+        Ok(Some(Box::new(Cursor::new(bytes))))
     }
 }
 
@@ -736,7 +754,7 @@ fn an_iso_image_is_walked_file_by_file_every_other_byte_too_and_never_called_cle
     let image = samples::iso(&[("docs/eicar.txt", &eicar), ("readme.txt", &readme)]);
     assert_eq!(walkable(&image[..WALK_HEAD_BYTES]), Some(Format::Iso9660));
     assert_eq!(
-        walkable(&image[..SNIFF_BYTES]),
+        walkable(&image[..bucketscan_core::formats::SNIFF_BYTES]),
         None,
         "its magic is past the first sector"
     );
@@ -899,4 +917,135 @@ fn a_long_name_past_the_header_budget_stops_the_walk_before_it_fills_memory() {
     walked.unwrap();
     assert_eq!(recorded.members[0].1, b"hello");
     assert!(contains(&recorded.members[1].1, &[b'a'; 4096]));
+}
+
+#[test]
+fn a_global_header_is_read_as_headers_never_as_a_hidden_member() {
+    // A `g` entry whose data is no PAX records at all: the tar reader
+    // hands it over as an entry; its bytes go with the headers.
+    let eicar = samples::eicar();
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XGlobalHeader);
+    header.set_size(eicar.len() as u64);
+    header.set_path("pax_global_header").unwrap();
+    header.set_cksum();
+    let mut tar = header.as_bytes().to_vec();
+    tar.extend_from_slice(&eicar);
+    tar.resize(1024, 0);
+    tar.extend_from_slice(&samples::tar(&[("a.txt", b"hello")]));
+    let (walked, recorded) = walk_with(tar, "t.tar", &WalkLimits::default());
+    walked.unwrap();
+    assert_eq!(
+        paths(&recorded),
+        ["t.tar!/a.txt", "t.tar!/(tar headers and padding outside every member)"]
+    );
+    assert!(contains(&recorded.members[1].1, &eicar));
+}
+
+/// A tar holding a short file and a zip of `members` named `name`.
+fn tar_of_zip(name: &str, members: &[(&str, &[u8])]) -> Vec<u8> {
+    samples::tar(&[("readme.txt", b"hello"), (name, &samples::zip(members, 8))])
+}
+
+fn spooling(limits: &WalkLimits, bytes: Vec<u8>, name: &str) -> (Result<Walked, Halt>, Recorded) {
+    let mut sink = Recorded {
+        spools: Some(Vec::new()),
+        ..Recorded::default()
+    };
+    let walked = walk(Cursor::new(bytes), name, limits, &mut sink);
+    (walked, sink)
+}
+
+#[test]
+fn a_zip_over_the_limit_inside_a_tar_is_walked_from_the_spool() {
+    let eicar = samples::eicar();
+    let filler = samples::random_bytes(3000, 3);
+    let (a, b) = filler.split_at(1500);
+    let tar = tar_of_zip("inner.zip", &[("a.bin", a), ("b.bin", b), ("deep/x.com", &eicar)]);
+    let limits = WalkLimits {
+        member_bytes: 2048,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = spooling(&limits, tar.clone(), "t.tar");
+    walked.unwrap();
+    assert!(recorded.not_handed.is_empty(), "{:?}", recorded.not_handed);
+    let paths = paths(&recorded);
+    assert_eq!(
+        paths[..4],
+        [
+            "t.tar!/readme.txt",
+            "t.tar!/inner.zip!/a.bin",
+            "t.tar!/inner.zip!/b.bin",
+            "t.tar!/inner.zip!/deep/x.com"
+        ]
+    );
+    assert_eq!(recorded.members[3].1, eicar);
+    assert_eq!(recorded.spools.as_ref().unwrap().len(), 1);
+    // A sink without room: too large, as before.
+    let (walked, recorded) = walk_with(tar, "t.tar", &limits);
+    walked.unwrap();
+    assert_eq!(
+        recorded.not_handed,
+        [("t.tar!/inner.zip".to_owned(), UnscannableReason::TooLarge)]
+    );
+}
+
+#[test]
+fn a_zip_not_named_as_one_is_not_spooled_and_stays_too_large() {
+    let filler = samples::random_bytes(3000, 3);
+    let tar = tar_of_zip("setup.exe", &[("a.bin", &filler)]);
+    let limits = WalkLimits {
+        member_bytes: 2048,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = spooling(&limits, tar, "t.tar");
+    walked.unwrap();
+    assert_eq!(
+        recorded.not_handed,
+        [("t.tar!/setup.exe".to_owned(), UnscannableReason::TooLarge)]
+    );
+    assert!(recorded.spools.unwrap().is_empty());
+}
+
+#[test]
+fn a_7z_and_an_iso_inside_a_zip_are_walked_from_the_spool() {
+    let eicar = samples::eicar();
+    let filler = samples::random_bytes(40_000, 4);
+    let seven = samples::seven_zip(&[("a.bin", &filler), ("x.com", &eicar)]);
+    let image = samples::iso(&[("a.bin", &filler), ("x.com", &eicar)]);
+    let limits = WalkLimits {
+        member_bytes: 32 << 10,
+        ..WalkLimits::default()
+    };
+    for (name, inner) in [("in/b.7z", seven), ("in/c.iso", image)] {
+        let zip = samples::zip(&[(name, &inner)], 0);
+        let (walked, recorded) = spooling(&limits, zip, "o.zip");
+        // Neither a 7z nor an image ends clean; both are walked.
+        let (reason, detail) = stopped(&walked);
+        assert_eq!(reason, UnscannableReason::UnsupportedContainer, "{detail}");
+        let found: Vec<&str> = recorded
+            .members
+            .iter()
+            .filter(|(_, bytes)| *bytes == eicar)
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(found, [format!("o.zip!/{name}!/x.com")], "{name}");
+    }
+}
+
+#[test]
+fn spooled_containers_count_toward_the_depth_limit() {
+    let filler = samples::random_bytes(3000, 3);
+    let inner = samples::zip(&[("a.bin", &filler)], 0);
+    let middle = samples::zip(&[("inner.zip", &inner)], 0);
+    let tar = samples::tar(&[("middle.zip", &middle)]);
+    let limits = WalkLimits {
+        member_bytes: 2048,
+        max_depth: 2,
+        ..WalkLimits::default()
+    };
+    let (walked, _) = spooling(&limits, tar, "t.tar");
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(detail.contains("nested more than 2 deep"), "{detail}");
 }

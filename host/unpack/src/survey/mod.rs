@@ -453,6 +453,10 @@ impl Walker<'_> {
             tap.reading_headers();
             let Some(entry) = entries.next() else { break };
             let mut entry = entry.map_err(|err| stop(self, &err))?;
+            if tar_headers::is_extension(&entry) {
+                // Its data passes as headers: budgeted, kept.
+                continue;
+            }
             tap.reading_data(tar_headers::archived_len(&mut entry));
             // Every entry with data, whatever its type flag says: tools
             // (and clamd) extract "contiguous" and unknown types as files.
