@@ -16,7 +16,7 @@
 
 use crate::path::Inspection;
 use crate::ranged::{Failure, RangedReader, StopOnDrop};
-use crate::spool::{NoRoom, SpoolConfig, SpoolError, SpoolWriter};
+use crate::spool::{NoRoom, SpoolBudget, SpoolConfig, SpoolError, SpoolWriter};
 use crate::store::FetchError;
 use crate::{Routing, Scanner, hashes};
 use bucketscan_core::hashes::{HashKind, HashMatch, HashSignatures};
@@ -107,16 +107,22 @@ impl Scanner {
                     limits,
                     failure,
                     describe,
+                    spool_held: 0,
                 };
                 self.walk_members(pipelines, stages, info, walk, reader, digest, Some(stop))
                     .await
             }
             Container::Local(body) => {
                 let describe: Describe = Box::new(|| "from the spooled upload".to_owned());
+                let spool_held = match body {
+                    ObjectBody::File(_) => SpoolBudget::reserved_size(info.size),
+                    _ => 0,
+                };
                 let walk = Walk {
                     limits,
                     failure,
                     describe,
+                    spool_held,
                 };
                 // The upload's SHA-256 was taken as it arrived (its
                 // signatures are looked up after the walk); an MD5 or
@@ -153,6 +159,7 @@ impl Scanner {
             limits,
             failure,
             describe,
+            spool_held,
         } = walk_with;
         let (sender, mut members) = mpsc::channel(1);
         let spooled = Arc::new(tokio::sync::Semaphore::new(MEMBERS_AT_ONCE + 1));
@@ -164,7 +171,7 @@ impl Scanner {
             member_bytes: limits.member_bytes,
             failure: failure.clone(),
             hashes: self.hashes.as_ref().and_then(|source| source.hash_signatures().ok()),
-            containers_held: Arc::default(),
+            containers_held: Arc::new(AtomicU64::new(spool_held)),
         };
         let name = info.key.clone();
         let walking = tokio::task::spawn_blocking(move || {
@@ -316,6 +323,8 @@ struct Walk {
     limits: WalkLimits,
     failure: Failure,
     describe: Describe,
+    /// Spool the object itself holds while it is walked (an upload's file).
+    spool_held: u64,
 }
 
 /// The most the digest reads past what the walk read in order.
@@ -353,7 +362,8 @@ struct ChannelSink {
     /// The whole-file hash signatures clamd runs, for members too large
     /// for it; none when they cannot be trusted now.
     hashes: Option<Arc<HashSignatures>>,
-    /// Spool bytes this walk holds for containers it is inside of.
+    /// Spool this walk holds: the object's own, and that of the
+    /// containers it is inside of.
     containers_held: Arc<AtomicU64>,
 }
 
@@ -510,14 +520,20 @@ impl Sink for ChannelSink {
         size: u64,
         body: &mut dyn Read,
     ) -> Result<Option<Box<dyn SpooledContainer>>, Halt> {
-        let beside = (MEMBERS_AT_ONCE as u64 + 1).saturating_mul(self.member_bytes);
-        let needed = size
+        let reserved = SpoolBudget::reserved_size;
+        let beside = (MEMBERS_AT_ONCE as u64 + 1).saturating_mul(reserved(self.member_bytes));
+        let needed = reserved(size)
             .saturating_add(beside)
             .saturating_add(self.containers_held.load(Ordering::Relaxed));
-        if needed > self.spool.budget.total() {
+        if needed > self.spool.budget.capacity() {
             return Ok(None);
         }
-        let mut writer = SpoolWriter::new(&self.spool, Some(size), size);
+        // On disk whatever the threshold: nested ones would add up in memory.
+        let on_disk = SpoolConfig {
+            threshold_bytes: 0,
+            ..self.spool.clone()
+        };
+        let mut writer = SpoolWriter::new(&on_disk, Some(size), size);
         let mut hash = self
             .hashes
             .clone()
@@ -537,8 +553,15 @@ impl Sink for ChannelSink {
                 hash.update(&chunk[..n]);
             }
             writer.append(&chunk[..n]).map_err(|err| match err {
+                // More than its container said: not a retry, a broken one.
+                SpoolError::TooLarge { .. } => Halt::Stop {
+                    reason: UnscannableReason::Malformed,
+                    detail: format!("{path}: it holds more than the {size} bytes its container says"),
+                },
                 SpoolError::NoRoom(refusal) => self.fail(FetchError::OverBudget(format!("{path}: {refusal}"))),
-                other => self.fail(FetchError::Unavailable(format!("{path}: spooling it to walk: {other}"))),
+                SpoolError::Io(err) => {
+                    self.fail(FetchError::Unavailable(format!("{path}: spooling it to walk: {err}")))
+                }
             })?;
         }
         let spooled = writer

@@ -416,10 +416,23 @@ impl Walker<'_> {
             let Caught { inner, .. } = reader;
             return self.oversized_member(inner, path, size, format);
         };
-        match format {
-            Format::Zip => self.zip(body, path, depth + 1),
-            Format::SevenZip => self.seven_zip(body, path, depth + 1),
-            _ => self.iso(body, path, depth + 1),
+        // Its members lie one deeper than it, as a nested tar's do.
+        let walked = match format {
+            Format::Zip => self.zip(body, path, depth),
+            Format::SevenZip => self.seven_zip(body, path, depth),
+            _ => self.iso(body, path, depth),
+        };
+        match walked {
+            // A 7z or image read to its end that cannot be called clean:
+            // that member is unproven, and the members after it are still
+            // read (one of them may decide more).
+            Err(Halt::Stop {
+                reason: UnscannableReason::UnsupportedContainer,
+                detail,
+            }) => self
+                .sink
+                .not_handed(path, UnscannableReason::UnsupportedContainer, detail),
+            other => other,
         }
     }
 

@@ -191,8 +191,21 @@ pub fn zip_encrypted_member(name: &str) -> Vec<u8> {
     zip_by_hand(name, 0, 1, &[0x5a; 24])
 }
 
+/// A one-member zip whose member is `data` deflated, and whose headers
+/// say it decodes to `claimed` bytes (with the CRC of `data`): a member
+/// that holds more than its container says.
+pub fn zip_member_claiming(name: &str, data: &[u8], claimed: u32) -> Vec<u8> {
+    let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut deflated, data).expect("in memory");
+    let raw = deflated.finish().expect("in memory");
+    zip_sized(name, 8, 0, &raw, crc32fast::hash(data), claimed)
+}
+
 fn zip_by_hand(name: &str, method: u16, flags: u16, data: &[u8]) -> Vec<u8> {
-    let crc = crc32fast::hash(data);
+    zip_sized(name, method, flags, data, crc32fast::hash(data), data.len() as u32)
+}
+
+fn zip_sized(name: &str, method: u16, flags: u16, data: &[u8], crc: u32, uncompressed: u32) -> Vec<u8> {
     let size = data.len() as u32;
     let name = name.as_bytes();
     let mut out = Vec::new();
@@ -204,7 +217,7 @@ fn zip_by_hand(name: &str, method: u16, flags: u16, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[0; 4]); // time, date
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&uncompressed.to_le_bytes());
     out.extend_from_slice(&(name.len() as u16).to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(name);
@@ -219,7 +232,7 @@ fn zip_by_hand(name: &str, method: u16, flags: u16, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&uncompressed.to_le_bytes());
     out.extend_from_slice(&(name.len() as u16).to_le_bytes());
     out.extend_from_slice(&[0; 12]); // extra, comment, disk, internal attrs, external attrs
     out.extend_from_slice(&0u32.to_le_bytes()); // local header offset

@@ -415,6 +415,75 @@ async fn a_zip_over_the_limit_inside_a_container_is_walked_from_the_spool() {
 }
 
 #[tokio::test]
+async fn a_nested_zip_that_holds_more_than_its_container_says_is_malformed_not_a_retry() {
+    let world = World::new();
+    // Decodes to 2 MiB and more; its headers say just over the 1 MiB limit.
+    let mut inner = b"PK\x03\x04".to_vec();
+    inner.extend(bucketscan_unpack::samples::random_bytes((1 << 20) + 4096, 9));
+    inner.resize(2 << 20, 0);
+    let outer = bucketscan_unpack::samples::zip_member_claiming("inner.zip", &inner, (1 << 20) + 1);
+    assert!(outer.len() > 1 << 20);
+    let report = world.upload_and_scan("big.zip", &outer).await;
+    let Verdict::Unscannable { reason, detail } = &report.verdict else {
+        panic!("{report:#?}")
+    };
+    assert_eq!(*reason, UnscannableReason::Malformed, "{detail}");
+    assert!(detail.contains("big.zip!/inner.zip: it holds more than"), "{detail}");
+}
+
+#[tokio::test]
+async fn an_uploads_own_spool_counts_against_the_room_for_a_zip_inside_it() {
+    // The upload's file holds most of the budget while it is walked:
+    // beside it, the zip inside and the members the walk may spool (up to
+    // the limit each) could not all fit, so the zip is too large rather
+    // than a wait for room that might never come.
+    let mut world = World::new();
+    let spool = crate::spool::SpoolConfig {
+        threshold_bytes: 0,
+        dir: std::env::temp_dir(),
+        budget: Arc::new(crate::spool::SpoolBudget::new(8 << 20)),
+    };
+    world.scanner.spool = spool.clone();
+    let filler = bucketscan_unpack::samples::random_bytes(5 << 20, 11);
+    let zip = bucketscan_unpack::samples::zip(
+        &[("a.bin", &filler[..1 << 19]), ("b.bin", &filler[1 << 19..1 << 20])],
+        0,
+    );
+    let mut members: Vec<(String, &[u8])> = (0..8)
+        .map(|i| {
+            (
+                format!("fill/{i}.bin"),
+                &filler[(1 << 20) + i * (1 << 19)..(1 << 20) + (i + 1) * (1 << 19)],
+            )
+        })
+        .collect();
+    members.push(("inner.zip".into(), &zip));
+    let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let bytes = bucketscan_unpack::samples::tar(&refs);
+    let mut writer = crate::spool::SpoolWriter::new(&spool, Some(bytes.len() as u64), bytes.len() as u64);
+    writer.append(&bytes).unwrap();
+    let spooled = writer.finish().unwrap();
+    assert!(matches!(spooled.body, ObjectBody::File(_)));
+    let info = ObjectInfo {
+        bucket: "uploads".into(),
+        key: "big.tar".into(),
+        size: bytes.len() as u64,
+        sha256: Some(spooled.sha256.clone()),
+        ..ObjectInfo::default()
+    };
+    let report = world
+        .scanner
+        .inspect_only(&any_object(), &[], info, spooled.body)
+        .await
+        .expect("a verdict, not a retry");
+    let detail = too_large(&report);
+    assert!(
+        detail.contains("big.tar!/inner.zip: ") && detail.contains("no spool room"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
 async fn a_zip_inside_a_container_the_spool_could_never_hold_is_too_large() {
     let mut world = World::new();
     world.scanner.spool = crate::spool::SpoolConfig::in_temp_dir(3 << 20);

@@ -14,6 +14,8 @@ const UNIT: u64 = 64 * 1024;
 #[derive(Debug)]
 pub struct SpoolBudget {
     total: u64,
+    /// Units the budget holds in all (`total` rounded down).
+    capacity: u64,
     units: Arc<Semaphore>,
 }
 
@@ -39,6 +41,7 @@ impl SpoolBudget {
         let units = (total_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64) as usize;
         Self {
             total: total_bytes,
+            capacity: units as u64,
             units: Arc::new(Semaphore::new(units)),
         }
     }
@@ -49,8 +52,9 @@ impl SpoolBudget {
         let Ok(needed32) = u32::try_from(needed) else {
             return Err(NoRoom::Never { bytes });
         };
-        // More than the whole budget would wait for ever.
-        if bytes > self.total {
+        // More than the whole budget would wait for ever (whole units:
+        // 70 KiB of a 100 KiB budget is two units of its one).
+        if needed > self.capacity {
             return Err(NoRoom::Never { bytes });
         }
         match self.units.clone().try_acquire_many_owned(needed32) {
@@ -66,6 +70,16 @@ impl SpoolBudget {
     /// The budget's size.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The most bytes reservations can hold at once: whole units.
+    pub fn capacity(&self) -> u64 {
+        self.capacity * UNIT
+    }
+
+    /// What a reservation of `bytes` takes of the budget: whole units.
+    pub fn reserved_size(bytes: u64) -> u64 {
+        bytes.div_ceil(UNIT).saturating_mul(UNIT)
     }
 
     pub fn free_bytes(&self) -> u64 {
@@ -100,5 +114,18 @@ mod tests {
             NoRoom::Never { bytes: 11 * UNIT },
             "more than the whole budget never fits"
         );
+    }
+
+    #[test]
+    fn what_whole_units_cannot_hold_never_fits() {
+        // 100 KiB holds one unit; 70 KiB takes two: waiting would be for ever.
+        let budget = SpoolBudget::new(100 << 10);
+        assert_eq!(budget.capacity(), UNIT);
+        assert_eq!(
+            budget.try_reserve(70 << 10).unwrap_err(),
+            NoRoom::Never { bytes: 70 << 10 }
+        );
+        assert_eq!(SpoolBudget::reserved_size(70 << 10), 2 * UNIT);
+        assert!(budget.try_reserve(UNIT).is_ok());
     }
 }

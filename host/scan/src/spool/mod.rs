@@ -115,7 +115,8 @@ impl SpoolWriter {
         }
         match &mut self.file {
             Some(file) => {
-                file.room.reserve_up_to(total, &self.config.budget)?;
+                file.room
+                    .reserve_up_to(total, self.expected.is_none(), &self.config.budget)?;
                 file.handle
                     .write_all(chunk)
                     .map_err(|err| SpoolError::Io(format!("writing the spool file: {err}")))?;
@@ -154,7 +155,7 @@ impl SpoolWriter {
         let io = |what: &str, err: std::io::Error| SpoolError::Io(format!("{what} in {}: {err}", dir.display()));
         let mut room = Room::default();
         let first = self.expected.unwrap_or(self.written + GROWTH).min(self.limit);
-        room.reserve_up_to(first, &self.config.budget)?;
+        room.reserve_up_to(first, self.expected.is_none(), &self.config.budget)?;
         std::fs::create_dir_all(&self.config.dir).map_err(|err| io("creating the spool dir", err))?;
         let temp = tempfile::Builder::new()
             .prefix(orphans::PREFIX)
@@ -183,12 +184,18 @@ struct Room {
 }
 
 impl Room {
-    /// Reserves room for `total` bytes, at least a growth step at a time.
-    fn reserve_up_to(&mut self, total: u64, budget: &SpoolBudget) -> Result<(), SpoolError> {
+    /// Room for `total` bytes in all; a file of unknown size (`growing`)
+    /// takes at least [`GROWTH`] more at a time, one of known size just
+    /// what it needs (a small member must not hold 64 MiB of the budget).
+    fn reserve_up_to(&mut self, total: u64, growing: bool, budget: &SpoolBudget) -> Result<(), SpoolError> {
         if total <= self.reserved {
             return Ok(());
         }
-        let step = (total - self.reserved).max(GROWTH.min(budget.total().saturating_sub(self.reserved)));
+        let least = match growing {
+            true => GROWTH.min(budget.total().saturating_sub(self.reserved)),
+            false => 0,
+        };
+        let step = (total - self.reserved).max(least);
         let reservation = budget.try_reserve(step).map_err(SpoolError::NoRoom)?;
         self.reservations.push(reservation);
         self.reserved += step;

@@ -1008,28 +1008,29 @@ fn a_zip_not_named_as_one_is_not_spooled_and_stays_too_large() {
 }
 
 #[test]
-fn a_7z_and_an_iso_inside_a_zip_are_walked_from_the_spool() {
+fn a_7z_and_an_iso_inside_a_zip_are_walked_from_the_spool_and_the_walk_goes_on() {
     let eicar = samples::eicar();
-    let filler = samples::random_bytes(40_000, 4);
-    let seven = samples::seven_zip(&[("a.bin", &filler), ("x.com", &eicar)]);
-    let image = samples::iso(&[("a.bin", &filler), ("x.com", &eicar)]);
+    let filler = samples::random_bytes(80_000, 4);
+    let (a, b) = filler.split_at(40_000);
+    let seven = samples::seven_zip(&[("a.bin", a), ("b.bin", b), ("x.com", b"clean")]);
+    let image = samples::iso(&[("a.bin", a), ("b.bin", b), ("x.com", b"clean")]);
     let limits = WalkLimits {
-        member_bytes: 32 << 10,
+        member_bytes: 64 << 10,
         ..WalkLimits::default()
     };
     for (name, inner) in [("in/b.7z", seven), ("in/c.iso", image)] {
-        let zip = samples::zip(&[(name, &inner)], 0);
+        // Every member of the 7z or image read, it cannot be called clean;
+        // what follows it is still read.
+        let zip = samples::zip(&[(name, &inner), ("z/evil.com", &eicar)], 0);
         let (walked, recorded) = spooling(&limits, zip, "o.zip");
-        // Neither a 7z nor an image ends clean; both are walked.
-        let (reason, detail) = stopped(&walked);
-        assert_eq!(reason, UnscannableReason::UnsupportedContainer, "{detail}");
-        let found: Vec<&str> = recorded
-            .members
-            .iter()
-            .filter(|(_, bytes)| *bytes == eicar)
-            .map(|(path, _)| path.as_str())
-            .collect();
-        assert_eq!(found, [format!("o.zip!/{name}!/x.com")], "{name}");
+        walked.unwrap();
+        assert_eq!(
+            recorded.not_handed,
+            [(format!("o.zip!/{name}"), UnscannableReason::UnsupportedContainer)]
+        );
+        let read: Vec<&str> = paths(&recorded);
+        assert!(read.contains(&format!("o.zip!/{name}!/x.com").as_str()), "{read:?}");
+        assert!(read.contains(&"o.zip!/z/evil.com"), "{read:?}");
     }
 }
 
