@@ -367,16 +367,7 @@ impl Walker<'_> {
                         None => String::new(),
                     }
                 );
-                let mut reader = Caught {
-                    inner: reader,
-                    error: None,
-                };
-                let told = self.sink.oversized(path, size, &mut reader, detail);
-                // A read that failed under the sink is the container's.
-                match reader.error.take() {
-                    Some(err) => Err(self.io_stop(path, &err)),
-                    None => told,
-                }
+                self.offer_oversized(reader, path, size, detail)
             }
             _ => {
                 let mut reader = Caught {
@@ -413,8 +404,13 @@ impl Walker<'_> {
             return Err(self.io_stop(path, &err));
         }
         let Some(body) = spooled? else {
-            let Caught { inner, .. } = reader;
-            return self.oversized_member(inner, path, size, format);
+            // No room: too large, its bytes still offered as such.
+            self.count(path)?;
+            let detail = format!(
+                "{path}: {size} bytes is over the {}-byte limit of the engine, and no spool room to walk the {format}",
+                self.limits.member_bytes
+            );
+            return self.offer_oversized(reader.inner, path, size, detail);
         };
         // Its members lie one deeper than it, as a nested tar's do.
         let walked = match format {
@@ -436,25 +432,21 @@ impl Walker<'_> {
         }
     }
 
-    /// A container the sink had no room to spool: too large, its bytes
-    /// still offered to the sink (whole-file hash signatures).
-    fn oversized_member(
+    /// A member over the engine's limit, offered to the sink as such
+    /// (it may hash it for whole-file signatures).
+    fn offer_oversized(
         &mut self,
         reader: Box<dyn Read + '_>,
         path: &MemberPath,
         size: u64,
-        format: Format,
+        detail: String,
     ) -> Result<(), Halt> {
-        self.count(path)?;
-        let detail = format!(
-            "{path}: {size} bytes is over the {}-byte limit of the engine, and no spool room to walk the {format}",
-            self.limits.member_bytes
-        );
         let mut reader = Caught {
             inner: reader,
             error: None,
         };
         let told = self.sink.oversized(path, size, &mut reader, detail);
+        // A read that failed under the sink is the container's.
         match reader.error.take() {
             Some(err) => Err(self.io_stop(path, &err)),
             None => told,
