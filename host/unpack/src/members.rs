@@ -497,7 +497,14 @@ impl Walker<'_> {
             let Some(entry) = entries.next() else { break };
             let mut entry = entry.map_err(|err| self.tar_stop(path, &tap, &err))?;
             if tar_headers::is_extension(&entry) {
-                // Its data passes as headers: budgeted, kept.
+                // Its data passes as headers: budgeted, kept. One that
+                // other readers apply leaves the members unproven.
+                if let Some(why) = tar_headers::unapplied(&mut entry) {
+                    let here = path.join(TAR_HEADERS);
+                    self.count(&here)?;
+                    self.sink
+                        .not_handed(&here, UnscannableReason::UnsupportedContainer, format!("{here}: {why}"))?;
+                }
                 continue;
             }
             tap.reading_data(tar_headers::archived_len(&mut entry));

@@ -146,16 +146,57 @@ impl<R: Read> Read for TapReader<R> {
 }
 
 /// Whether the tar reader returned an entry that describes others — a PAX
-/// global header (`g`), or a PAX record or GNU long name under a header it
-/// does not recognise (old tars extract those as files). Its data is
-/// header bytes: not read as a member (asking such an entry for its PAX
-/// records would read them whole, past the budget), kept with the headers.
+/// global header (`g`), a Solaris extended header (`X`), or a PAX record
+/// or GNU long name under a header it does not recognise (old tars
+/// extract those as files). Its data is header bytes: not read as a
+/// member (asking such an entry for its PAX records would read them
+/// whole, past the budget), kept with the headers.
 pub(crate) fn is_extension<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
     let kind = entry.header().entry_type();
     kind.is_pax_global_extensions()
         || kind.is_pax_local_extensions()
         || kind.is_gnu_longname()
         || kind.is_gnu_longlink()
+        || kind.as_byte() == SOLARIS_EXTENDED
+}
+
+/// Solaris's extended header, which GNU tar reads as a PAX one (`x`).
+const SOLARIS_EXTENDED: u8 = b'X';
+
+/// Keywords that change where the members after them lie or what they are
+/// called: a global header setting one makes GNU tar read the archive
+/// otherwise than the tar reader here, which does not apply it.
+const LAYOUT_KEYWORDS: [&str; 3] = ["path", "size", "linkpath"];
+
+/// For an [`is_extension`] entry (its data read here, within the budget):
+/// why other tar readers may see other members than this one, which does
+/// not apply it to the entries after it; `None` when they would not (a
+/// global header of comments and times, as `git archive` writes).
+pub(crate) fn unapplied<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<String> {
+    let kind = entry.header().entry_type();
+    if !kind.is_pax_global_extensions() {
+        return Some(format!(
+            "an extended header (type `{}`) under a header this tar reader does not recognise: other tar \
+             readers apply it to the next member, this one does not",
+            kind.as_byte().escape_ascii()
+        ));
+    }
+    let mut records = Vec::new();
+    // Over the budget the read fails, and so does the walk's next one.
+    entry.read_to_end(&mut records).ok()?;
+    for record in tar::PaxExtensions::new(&records) {
+        let Ok(record) = record else {
+            return Some("a PAX global header whose records do not parse".into());
+        };
+        let key = record.key().unwrap_or("(not UTF-8)");
+        if LAYOUT_KEYWORDS.contains(&key) || key.starts_with("GNU.sparse") {
+            return Some(format!(
+                "a PAX global header sets `{key}` for the members after it; GNU tar applies it, this tar \
+                 reader does not"
+            ));
+        }
+    }
+    None
 }
 
 /// The bytes a member's data takes in the archive: its size, or for a
@@ -271,6 +312,27 @@ mod tests {
         let big = vec![b'g'; (HEADER_BYTES_PER_MEMBER + 1) as usize];
         let (result, tap) = entries_read(Cursor::new(global_header_tar(&big, &member)), true);
         assert!(result.is_err() && tap.over());
+    }
+
+    fn global_header_says(records: &[u8]) -> Option<String> {
+        let tar = global_header_tar(records, &crate::samples::tar(&[("a.txt", b"x")]));
+        let mut archive = tar::Archive::new(Cursor::new(tar));
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert!(is_extension(&entry));
+        unapplied(&mut entry)
+    }
+
+    #[test]
+    fn a_global_header_that_moves_members_is_named_and_one_of_comments_is_not() {
+        assert_eq!(
+            global_header_says(b"52 comment=0123456789abcdef0123456789abcdef01234567\n"),
+            None
+        );
+        let size = global_header_says(b"12 size=100\n").expect("named");
+        assert!(size.contains("sets `size`"), "{size}");
+        let path = global_header_says(b"17 path=evil.exe\n").expect("named");
+        assert!(path.contains("sets `path`"), "{path}");
+        assert!(global_header_says(b"not records at all").is_some());
     }
 
     #[test]

@@ -940,6 +940,40 @@ fn a_global_header_is_read_as_headers_never_as_a_hidden_member() {
         ["t.tar!/a.txt", "t.tar!/(tar headers and padding outside every member)"]
     );
     assert!(contains(&recorded.members[1].1, &eicar));
+    // Records that do not parse: what GNU tar makes of the members after
+    // it is unknown.
+    assert_eq!(
+        recorded.not_handed,
+        [(
+            "t.tar!/(tar headers and padding outside every member)".to_owned(),
+            UnscannableReason::UnsupportedContainer
+        )]
+    );
+}
+
+#[test]
+fn a_global_header_is_harmless_with_comments_and_unproven_with_a_path() {
+    let with = |records: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XGlobalHeader);
+        header.set_size(records.len() as u64);
+        header.set_path("pax_global_header").unwrap();
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(records);
+        tar.resize(1024, 0);
+        tar.extend_from_slice(&samples::tar(&[("a.txt", b"hello")]));
+        walk_with(tar, "t.tar", &WalkLimits::default())
+    };
+    // What `git archive` writes: the commit, as a comment.
+    let (walked, recorded) = with(b"52 comment=0123456789abcdef0123456789abcdef01234567\n");
+    walked.unwrap();
+    assert!(recorded.not_handed.is_empty(), "{:?}", recorded.not_handed);
+    // GNU tar would name (or size) every member after it otherwise.
+    let (walked, recorded) = with(b"17 path=evil.exe\n");
+    walked.unwrap();
+    assert_eq!(recorded.not_handed.len(), 1, "{:?}", recorded.not_handed);
+    assert_eq!(recorded.not_handed[0].1, UnscannableReason::UnsupportedContainer);
 }
 
 /// A tar holding a short file and a zip of `members` named `name`.
