@@ -172,6 +172,15 @@ pub trait Publisher: Send + Sync {
     async fn publish_batched(&self, report: &ScanReport) -> Result<String, PublishError> {
         self.publish(report).await
     }
+
+    /// [`Publisher::publish_batched`] when `batched`, else
+    /// [`Publisher::publish`].
+    async fn publish_as(&self, report: &ScanReport, batched: bool) -> Result<String, PublishError> {
+        match batched {
+            true => self.publish_batched(report).await,
+            false => self.publish(report).await,
+        }
+    }
 }
 
 /// A result that could not be published: where to, and why.

@@ -666,11 +666,7 @@ impl Scanner {
         let Some(publisher) = self.publisher.as_ref().filter(|_| phases::publishes(&report.verdict)) else {
             return Ok(report);
         };
-        let published = match batched {
-            true => publisher.publish_batched(&report).await,
-            false => publisher.publish(&report).await,
-        };
-        match published {
+        match publisher.publish_as(&report, batched).await {
             Ok(line) => {
                 scan.host_actions.push(line);
                 Ok(report)

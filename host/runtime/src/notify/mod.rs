@@ -49,11 +49,7 @@ impl FanOut {
         let mut lines = Vec::new();
         let mut failed: Option<PublishError> = None;
         for publisher in &self.0 {
-            let published = match batched {
-                true => publisher.publish_batched(report).await,
-                false => publisher.publish(report).await,
-            };
-            match published {
+            match publisher.publish_as(report, batched).await {
                 Ok(line) => lines.push(line),
                 Err(err) => match &mut failed {
                     None => failed = Some(err),
