@@ -567,3 +567,52 @@ async fn an_upload_over_the_limit_that_is_a_container_is_scanned_member_by_membe
     assert_eq!(report["coverage"], "members");
     assert_eq!(report["findings"][0]["location"], "big.tar.gz!/big.tar!/last/eicar.txt");
 }
+
+/// A walked upload is checked against the whole-file hash signatures as
+/// well: here an MD5 (the usual `.hdb` kind) synced from the signature
+/// bucket names the whole tar.gz, whose members are all clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_walked_upload_whose_md5_is_a_signature_is_infected() {
+    use bucketscan_tests::signatures::{self, test_database};
+    use bucketscan_unpack::samples as archives;
+    let world = World::new().await;
+    let (own_clamd, _db) = signatures::clamd_with_fresh_database(&world).await;
+    let limit = 2 << 20;
+    let filler: Vec<Vec<u8>> = (0..3).map(|i| archives::random_bytes(limit / 2, 60 + i)).collect();
+    let members: Vec<(&str, &[u8])> = vec![("a.bin", &filler[0]), ("b.bin", &filler[1]), ("c.bin", &filler[2])];
+    let tgz = archives::wrap(
+        bucketscan_core::formats::Format::Gzip,
+        &archives::tar(&members),
+        "known.tar",
+    )
+    .unwrap();
+    let line = format!("{:x}:{}:Bucketscan.Test.KnownArchive\n", md5::compute(&tgz), tgz.len());
+    let database = test_database(2, std::time::SystemTime::now(), &line);
+    signatures::upload(&world, "clamav/daily.cud", database).await;
+    let config = serve_config(&world, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&clamd::shared().address(), &own_clamd.address())
+        .replace(
+            "[buckets.uploads]\napi-only = true\n",
+            &format!("[buckets.uploads]\napi-only = true\nmax-object-bytes = {limit}\n"),
+        );
+    let synced = signatures::synced_config(&own_clamd, 1, 60);
+    std::fs::write(&config, format!("{text}\n{synced}")).unwrap();
+    let api = start(&world, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::get(format!("{}/readyz", api.base)).await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", api.agent.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let file = samples::write(world.dir.path(), "known.tar.gz", &tgz);
+    let header = "X-Bucketscan-Filename: known.tar.gz";
+    let (status, report, _) = curl_scan(&api, Some(CI_KEY), "uploads", &file, &["-H", header]);
+    assert_eq!(status, 200, "{report:#}\n{}", api.agent.log());
+    assert_eq!(report["coverage"], "members", "{report:#}");
+    assert_eq!(report["result"], "infected", "{report:#}");
+    assert_eq!(
+        report["findings"][0]["signature"], "Bucketscan.Test.KnownArchive.UNOFFICIAL",
+        "{report:#}"
+    );
+}
