@@ -452,7 +452,13 @@ grants = { storage = ["quarantine", "vstaging"] }
     // The infected version is gone (moved); every other one stays. (A PUT
     // the SDK retried after a slow answer may still land a version after
     // `versions_before` was listed: more versions are no deletion.)
-    let after = versions_of(s3, "vstaging").await;
+    // A move copies, then deletes: the quarantined copy shows first.
+    let deadline = Instant::now() + WITHIN;
+    let mut after = versions_of(s3, "vstaging").await;
+    while after.contains(&v2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = versions_of(s3, "vstaging").await;
+    }
     assert!(!after.contains(&v2), "the infected version was moved out: {after:?}");
     let kept: Vec<&String> = versions_before.iter().filter(|v| **v != v2).collect();
     assert!(kept.contains(&&v1));
