@@ -106,6 +106,8 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     // A zip over the limit inside a tar: spooled, then read by seeking.
     let inner_zip = archives::zip(&refs(&members_over_the_limit(("notes/eicar.txt", eicar.clone()))), 0);
     let zips = archives::tar(&[("readme.txt", b"hello"), ("inner.zip", &inner_zip)]);
+    // The same zip compressed whole: its size is known only at its end.
+    let zip_gz = archives::wrap(Format::Gzip, &inner_zip, "inner.zip").unwrap();
     let uploads = [
         ("large/disc.iso", disc),
         ("large/clean.iso", clean_disc),
@@ -119,6 +121,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
         ("large/pax.tar", pax),
         ("large/names.tar.gz", long_name),
         ("large/zips.tar", zips),
+        ("large/inner.zip.gz", zip_gz),
         ("large/plain.txt", samples::pseudo_random_text(LIMIT + 1, 5)),
     ];
     for (key, bytes) in &uploads {
@@ -138,6 +141,7 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
                 "large/disc.iso",
                 "large/pax.tar",
                 "large/zips.tar",
+                "large/inner.zip.gz",
             ],
             WITHIN,
             &agent,
@@ -219,6 +223,13 @@ async fn containers_over_the_limit_are_scanned_member_by_member_and_nothing_unpr
     let alert = alerts.remove("large/zips.tar").unwrap();
     assert_eq!(
         alert["findings"][0]["location"], "large/zips.tar!/inner.zip!/notes/eicar.txt",
+        "{alert}"
+    );
+    let tags = settled_in(&world, QUARANTINE, "staging/large/inner.zip.gz", &agent).await;
+    assert!(has(&tags, "bucketscan-result", "infected"), "{tags:?}");
+    let alert = alerts.remove("large/inner.zip.gz").unwrap();
+    assert_eq!(
+        alert["findings"][0]["location"], "large/inner.zip.gz!/inner.zip!/notes/eicar.txt",
         "{alert}"
     );
     let tags = settled_in(&world, PRODUCTION, "large/clean.tar", &agent).await;

@@ -24,7 +24,7 @@ use bucketscan_core::object::{MemberOf, ObjectBody, ObjectInfo, ScanObject};
 use bucketscan_core::report::StageReport;
 use bucketscan_core::{Finding, UnscannableReason, Verdict};
 use bucketscan_engine::PipelineStage;
-use bucketscan_unpack::members::{Halt, MemberPath, Sink, SpooledContainer, WalkLimits, Walked, walk};
+use bucketscan_unpack::members::{Halt, MemberPath, Sink, SpooledContainer, SpooledStream, WalkLimits, Walked, walk};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::io::Read;
@@ -389,6 +389,34 @@ impl ChannelSink {
         })
     }
 
+    /// The next bytes of a container being spooled. A closed channel (the
+    /// scan has its verdict, or gave up) stops it; a read error is the
+    /// walk's to name (it sees it too).
+    fn read_to_spool(&self, body: &mut dyn Read, chunk: &mut [u8]) -> Result<usize, Halt> {
+        if self.sender.is_closed() {
+            return Err(Halt::BySink);
+        }
+        body.read(chunk).map_err(|_| Halt::BySink)
+    }
+
+    /// The most spool a container inside the object may take: what the
+    /// budget holds beside the members spooled at once and the containers
+    /// this walk is already inside of (a retry would find no more).
+    fn container_room(&self) -> u64 {
+        let beside = (MEMBERS_AT_ONCE as u64 + 1).saturating_mul(SpoolBudget::reserved_size(self.member_bytes));
+        let held = self.containers_held.load(Ordering::Relaxed);
+        self.spool.budget.capacity().saturating_sub(beside).saturating_sub(held)
+    }
+
+    /// The spool settings for a container: on disk whatever the
+    /// threshold, since nested ones would add up in memory.
+    fn on_disk(&self) -> SpoolConfig {
+        SpoolConfig {
+            threshold_bytes: 0,
+            ..self.spool.clone()
+        }
+    }
+
     /// For a member whose size is known only at its end (a compressed
     /// stream's content): the signatures and a hash to feed from its first
     /// byte, when some signature is for a size over the engine's limit, so
@@ -520,20 +548,10 @@ impl Sink for ChannelSink {
         size: u64,
         body: &mut dyn Read,
     ) -> Result<Option<Box<dyn SpooledContainer>>, Halt> {
-        let reserved = SpoolBudget::reserved_size;
-        let beside = (MEMBERS_AT_ONCE as u64 + 1).saturating_mul(reserved(self.member_bytes));
-        let needed = reserved(size)
-            .saturating_add(beside)
-            .saturating_add(self.containers_held.load(Ordering::Relaxed));
-        if needed > self.spool.budget.capacity() {
+        if SpoolBudget::reserved_size(size) > self.container_room() {
             return Ok(None);
         }
-        // On disk whatever the threshold: nested ones would add up in memory.
-        let on_disk = SpoolConfig {
-            threshold_bytes: 0,
-            ..self.spool.clone()
-        };
-        let mut writer = SpoolWriter::new(&on_disk, Some(size), size);
+        let mut writer = SpoolWriter::new(&self.on_disk(), Some(size), size);
         let mut hash = self
             .hashes
             .clone()
@@ -541,11 +559,7 @@ impl Sink for ChannelSink {
             .map(|signatures| (hashes::StreamHash::new(signatures.kinds_for(size)), signatures));
         let mut chunk = vec![0u8; 1 << 20];
         loop {
-            if self.sender.is_closed() {
-                return Err(Halt::BySink);
-            }
-            // A read error is the walk's to name (it sees it too).
-            let n = body.read(&mut chunk).map_err(|_| Halt::BySink)?;
+            let n = self.read_to_spool(body, &mut chunk)?;
             if n == 0 {
                 break;
             }
@@ -580,9 +594,71 @@ impl Sink for ChannelSink {
         }
         Ok(Some(Box::new(HeldContainer::new(
             spooled.body.reader(),
-            size,
+            spooled.reserved,
             self.containers_held.clone(),
         ))))
+    }
+
+    /// A zip, 7z or ISO image whose size is known only at its end (a
+    /// compressed stream's content): spooled as far as the room
+    /// [`Sink::spool`] would give one, its length then known. Past that
+    /// room it is too large, checked against the whole-file hash
+    /// signatures from its first byte like any member of unknown size.
+    fn spool_unsized(&mut self, path: &MemberPath, body: &mut dyn Read) -> Result<Option<SpooledStream>, Halt> {
+        let room = self.container_room();
+        if room < self.member_bytes {
+            // Less room than a member that fits takes: as any member of
+            // unknown size, with the spool set aside for those.
+            return self.member(path, None, body).map(|()| None);
+        }
+        let mut writer = SpoolWriter::new(&self.on_disk(), None, room);
+        let mut hash = self.hash_for_unknown_size();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = self.read_to_spool(body, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            if let Some((_, hash)) = &mut hash {
+                hash.update(&chunk[..n]);
+            }
+            let refused = match writer.append(&chunk[..n]) {
+                Ok(()) => continue,
+                Err(SpoolError::TooLarge { .. }) => format!("no spool room past {room} bytes to walk it"),
+                Err(SpoolError::NoRoom(never @ NoRoom::Never { .. })) => never.to_string(),
+                Err(SpoolError::NoRoom(refusal)) => {
+                    return Err(self.fail(FetchError::OverBudget(format!("{path}: {refusal}"))));
+                }
+                Err(SpoolError::Io(err)) => {
+                    return Err(self.fail(FetchError::Unavailable(format!("{path}: spooling it to walk: {err}"))));
+                }
+            };
+            // Its spool file and budget are freed before the rest is read.
+            drop(writer);
+            let detail = format!(
+                "{path}: more than the {}-byte limit of the engine, and {refused}",
+                self.member_bytes
+            );
+            return self.too_large_midway(path, hash, body, detail).map(|()| None);
+        }
+        let spooled = writer
+            .finish()
+            .map_err(|err| self.fail(FetchError::Unavailable(format!("{path}: {err}"))))?;
+        let len = spooled.len;
+        let found = hash
+            .filter(|(signatures, _)| signatures.covers(len))
+            .and_then(|(signatures, hash)| hash.look_up(&signatures));
+        if let Some(found) = found {
+            // Known as a whole: its members need no look.
+            self.matched_by_hash(path, found)?;
+            return Err(Halt::BySink);
+        }
+        // Held as reserved: a growing file took room ahead of its bytes.
+        let held = HeldContainer::new(spooled.body.reader(), spooled.reserved, self.containers_held.clone());
+        Ok(Some(SpooledStream {
+            body: Box::new(held),
+            len,
+        }))
     }
 
     fn not_handed(&mut self, path: &MemberPath, reason: UnscannableReason, detail: String) -> Result<(), Halt> {

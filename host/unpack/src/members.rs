@@ -105,11 +105,28 @@ pub trait Sink {
         let _unread = (path, size, body);
         Ok(None)
     }
+    /// A zip, 7z or ISO image named as one whose size no header tells (a
+    /// compressed stream's content, `backup.iso.xz`): the sink writes
+    /// `body` to its spool and gives it back with its length, for the walk
+    /// to hand over whole if it fits or walk it if not. `Ok(None)` when
+    /// the sink took it as a member itself (handed over, or too large for
+    /// its room: reported), `body` read to its end. By default, a member
+    /// of unknown size.
+    fn spool_unsized(&mut self, path: &MemberPath, body: &mut dyn Read) -> Result<Option<SpooledStream>, Halt> {
+        self.member(path, None, body).map(|()| None)
+    }
 }
 
 /// A member written to the sink's spool, for the walk to seek in.
 pub trait SpooledContainer: Read + Seek {}
 impl<T: Read + Seek> SpooledContainer for T {}
+
+/// A compressed stream's content written to the sink's spool, its length
+/// now known.
+pub struct SpooledStream {
+    pub body: Box<dyn SpooledContainer>,
+    pub len: u64,
+}
 
 /// Where a member lies in the walked object: the object's name, then its
 /// name inside each container from the outermost in. Shown as its
@@ -351,8 +368,10 @@ impl Walker<'_> {
         if let Some(format) = stream_container(&head).filter(|_| !fits) {
             return self.stream_container(reader, path, name, format, depth);
         }
-        if let (Some(size), Some(format)) = (size.filter(|_| !fits), seekable_container(&head, name)) {
-            return self.spooled_container(reader, path, size, format, depth);
+        match (size, seekable_container(&head, name)) {
+            (Some(size), Some(format)) if !fits => return self.spooled_container(reader, path, size, format, depth),
+            (None, Some(format)) => return self.unsized_container(reader, path, format, depth),
+            _ => {}
         }
         self.count(path)?;
         match size {
@@ -412,6 +431,17 @@ impl Walker<'_> {
             );
             return self.offer_oversized(reader.inner, path, size, detail);
         };
+        self.walk_spooled(body, path, format, depth)
+    }
+
+    /// A zip, 7z or ISO image from the sink's spool.
+    fn walk_spooled(
+        &mut self,
+        body: Box<dyn SpooledContainer>,
+        path: &MemberPath,
+        format: Format,
+        depth: u32,
+    ) -> Result<(), Halt> {
         // Its members lie one deeper than it, as a nested tar's do.
         let walked = match format {
             Format::Zip => self.zip(body, path, depth),
@@ -430,6 +460,49 @@ impl Walker<'_> {
                 .not_handed(path, UnscannableReason::UnsupportedContainer, detail),
             other => other,
         }
+    }
+
+    /// A zip, 7z or ISO image of a size no header tells: spooled, then
+    /// handed over whole when it fits the engine, else walked from the
+    /// spool like one of known size.
+    fn unsized_container(
+        &mut self,
+        reader: Box<dyn Read + '_>,
+        path: &MemberPath,
+        format: Format,
+        depth: u32,
+    ) -> Result<(), Halt> {
+        // Counted before the sink sees it: it may take it as a member.
+        self.count(path)?;
+        let mut reader = Caught {
+            inner: reader,
+            error: None,
+        };
+        let spooled = self.sink.spool_unsized(path, &mut reader);
+        if spooled.is_ok() {
+            // What the sink left unread (too large for it) still has to
+            // pass for the stream to go on; a failed read is kept below.
+            let _ = io::copy(&mut reader, &mut io::sink());
+        }
+        if let Some(err) = reader.error.take() {
+            return Err(self.io_stop(path, &err));
+        }
+        let Some(SpooledStream { body, len: size }) = spooled? else {
+            return Ok(());
+        };
+        if size <= self.limits.member_bytes {
+            let mut body = Caught {
+                inner: Box::new(body),
+                error: None,
+            };
+            return self.hand_over(path, Some(size), &mut body);
+        }
+        // Walked, it is no member of its own: its members count. Only
+        // now is it a container nested one deeper (one that fits went to
+        // the engine whole, as a member of known size does).
+        self.members -= 1;
+        self.nested_within_depth(path, depth)?;
+        self.walk_spooled(body, path, format, depth)
     }
 
     /// A member over the engine's limit, offered to the sink as such

@@ -394,11 +394,16 @@ async fn a_clean_container_over_the_limit_is_promoted_with_coverage_members() {
 /// A tar over the limit holding a zip over it, whose last member is
 /// `last`.
 fn tar_holding_a_large_zip(last: (&str, &[u8])) -> Vec<u8> {
+    bucketscan_unpack::samples::tar(&[("readme.txt", b"hello"), ("inner.zip", &large_zip(last))])
+}
+
+/// A zip over the 1 MiB limit whose last member is `last`.
+fn large_zip(last: (&str, &[u8])) -> Vec<u8> {
     let filler = bucketscan_unpack::samples::random_bytes(1 << 20, 7);
     let (a, b) = filler.split_at(1 << 19);
     let zip = bucketscan_unpack::samples::zip(&[("data/a.bin", a), ("data/b.bin", b), last], 0);
     assert!(zip.len() > 1 << 20);
-    bucketscan_unpack::samples::tar(&[("readme.txt", b"hello"), ("inner.zip", &zip)])
+    zip
 }
 
 #[tokio::test]
@@ -415,6 +420,90 @@ async fn a_zip_over_the_limit_inside_a_container_is_walked_from_the_spool() {
     let report = world.upload_and_scan("clean.tar", &clean).await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert!(world.store.get(PRODUCTION, "clean.tar").is_some());
+}
+
+/// A zip over the limit, whose last member is `last`, compressed whole
+/// as `name` (`backup.zip.gz`): its size is known only at the stream's end.
+fn gzip_of_a_large_zip(last: (&str, &[u8]), name: &str) -> Vec<u8> {
+    bucketscan_unpack::samples::wrap(bucketscan_core::formats::Format::Gzip, &large_zip(last), name).unwrap()
+}
+
+#[tokio::test]
+async fn a_zip_over_the_limit_inside_a_compressed_stream_is_walked_from_the_spool() {
+    let world = World::new();
+    let bytes = gzip_of_a_large_zip(("bin/x.exe", b"xx MALWARE-MARKER xx"), "big.zip");
+    let report = world.upload_and_scan("big.zip.gz", &bytes).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert_eq!(
+        report.verdict.findings()[0].location.as_deref(),
+        Some("big.zip.gz!/big.zip!/bin/x.exe")
+    );
+    let clean = gzip_of_a_large_zip(("docs/notes.txt", b"nothing to see"), "clean.zip");
+    let report = world.upload_and_scan("clean.zip.gz", &clean).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert!(world.store.get(PRODUCTION, "clean.zip.gz").is_some());
+}
+
+#[tokio::test]
+async fn a_zip_inside_a_compressed_stream_past_the_spool_room_is_too_large() {
+    // 4 MiB: room for three members of the 1 MiB limit, and 1 MiB for
+    // the zip, which is a little more.
+    let mut world = World::new();
+    world.scanner.spool = crate::spool::SpoolConfig::in_temp_dir(4 << 20);
+    let bytes = gzip_of_a_large_zip(("docs/notes.txt", b"nothing to see"), "clean.zip");
+    let report = world.upload_and_scan("clean.zip.gz", &bytes).await;
+    let detail = too_large(&report);
+    assert!(
+        detail.contains("clean.zip.gz!/clean.zip: ") && detail.contains("no spool room past 1048576 bytes"),
+        "{detail}"
+    );
+    assert!(world.store.get(PRODUCTION, "clean.zip.gz").is_none());
+    assert_eq!(
+        world.scanner.spool.budget.free_bytes(),
+        4 << 20,
+        "every reservation returned"
+    );
+}
+
+#[tokio::test]
+async fn a_zip_inside_a_compressed_stream_takes_no_more_spool_than_it_needs() {
+    // 6 MiB: 3 for the members spooled at once, 3 for the zip. Grown
+    // 64 MiB at a time, the zip's file took the whole budget and its own
+    // members waited for room that never came: a retry for ever.
+    let mut world = World::new();
+    world.scanner.spool = crate::spool::SpoolConfig {
+        // Members on disk too: they take budget.
+        threshold_bytes: 0,
+        ..crate::spool::SpoolConfig::in_temp_dir(6 << 20)
+    };
+    let bytes = gzip_of_a_large_zip(("bin/x.exe", b"xx MALWARE-MARKER xx"), "big.zip");
+    let report = world.upload_and_scan("big.zip.gz", &bytes).await;
+    assert_eq!(report.verdict.result_name(), ResultName::Infected, "{report:#?}");
+    assert_eq!(
+        report.verdict.findings()[0].location.as_deref(),
+        Some("big.zip.gz!/big.zip!/bin/x.exe")
+    );
+    assert_eq!(
+        world.scanner.spool.budget.free_bytes(),
+        6 << 20,
+        "every reservation returned"
+    );
+}
+
+#[tokio::test]
+async fn a_zip_inside_a_compressed_stream_with_less_room_than_a_member_is_taken_as_one() {
+    // No room for a container at all: as before, a member of unknown
+    // size, too large past the engine's limit (never a retry).
+    let mut world = World::new();
+    world.scanner.spool = crate::spool::SpoolConfig::in_temp_dir(3 << 20);
+    let bytes = gzip_of_a_large_zip(("docs/notes.txt", b"nothing to see"), "clean.zip");
+    let report = world.upload_and_scan("clean.zip.gz", &bytes).await;
+    let detail = too_large(&report);
+    assert!(
+        detail.contains("clean.zip.gz!/clean.zip: more than the 1048576-byte limit"),
+        "{detail}"
+    );
+    assert_eq!(world.scanner.spool.budget.free_bytes(), 3 << 20);
 }
 
 #[tokio::test]

@@ -80,6 +80,9 @@ pub struct Spooled {
     /// SHA-256 (hex) of every byte written.
     pub sha256: String,
     pub len: u64,
+    /// Spool budget the file holds (none in memory): a file of unknown
+    /// size took room ahead of its bytes.
+    pub reserved: u64,
 }
 
 impl SpoolWriter {
@@ -115,8 +118,9 @@ impl SpoolWriter {
         }
         match &mut self.file {
             Some(file) => {
+                let growing = self.expected.is_none();
                 file.room
-                    .reserve_up_to(total, self.expected.is_none(), &self.config.budget)?;
+                    .reserve_up_to(total, growing, self.limit, &self.config.budget)?;
                 file.handle
                     .write_all(chunk)
                     .map_err(|err| SpoolError::Io(format!("writing the spool file: {err}")))?;
@@ -130,6 +134,7 @@ impl SpoolWriter {
     /// The bytes, their digest and length.
     pub fn finish(self) -> Result<Spooled, SpoolError> {
         let sha256 = hex::encode(self.hasher.finalize());
+        let reserved = self.file.as_ref().map_or(0, |file| file.room.reserved);
         let body = match self.file {
             Some(mut file) => {
                 file.handle
@@ -146,6 +151,7 @@ impl SpoolWriter {
             body,
             sha256,
             len: self.written,
+            reserved,
         })
     }
 
@@ -155,7 +161,7 @@ impl SpoolWriter {
         let io = |what: &str, err: std::io::Error| SpoolError::Io(format!("{what} in {}: {err}", dir.display()));
         let mut room = Room::default();
         let first = self.expected.unwrap_or(self.written + GROWTH).min(self.limit);
-        room.reserve_up_to(first, self.expected.is_none(), &self.config.budget)?;
+        room.reserve_up_to(first, self.expected.is_none(), self.limit, &self.config.budget)?;
         std::fs::create_dir_all(&self.config.dir).map_err(|err| io("creating the spool dir", err))?;
         let temp = tempfile::Builder::new()
             .prefix(orphans::PREFIX)
@@ -185,14 +191,17 @@ struct Room {
 
 impl Room {
     /// Room for `total` bytes in all; a file of unknown size (`growing`)
-    /// takes at least [`GROWTH`] more at a time, one of known size just
-    /// what it needs (a small member must not hold 64 MiB of the budget).
-    fn reserve_up_to(&mut self, total: u64, growing: bool, budget: &SpoolBudget) -> Result<(), SpoolError> {
+    /// takes at least [`GROWTH`] more at a time, never past its `limit`,
+    /// one of known size just what it needs (a small member must not hold
+    /// 64 MiB of the budget).
+    fn reserve_up_to(&mut self, total: u64, growing: bool, limit: u64, budget: &SpoolBudget) -> Result<(), SpoolError> {
         if total <= self.reserved {
             return Ok(());
         }
         let least = match growing {
-            true => GROWTH.min(budget.total().saturating_sub(self.reserved)),
+            true => GROWTH
+                .min(budget.total().saturating_sub(self.reserved))
+                .min(limit.saturating_sub(self.reserved)),
             false => 0,
         };
         let step = (total - self.reserved).max(least);
@@ -243,6 +252,22 @@ mod tests {
         assert_eq!(spooled.sha256, sha256(b"hello world"));
         assert_eq!(spooled.len, 11);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_growing_file_never_reserves_past_its_limit() {
+        // Growth steps of 64 MiB would take the whole budget for a file
+        // allowed 3 MiB: room the writer can never use, taken from others.
+        let (config, _dir) = config(0, 8 << 20);
+        let mut writer = SpoolWriter::new(&config, None, 3 << 20);
+        writer.append(&[1; 1000]).unwrap();
+        assert_eq!(config.budget.free_bytes(), 5 << 20);
+        writer.append(&vec![2; (3 << 20) - 1000]).unwrap();
+        let spooled = writer.finish().unwrap();
+        assert_eq!(spooled.reserved, 3 << 20);
+        assert_eq!(config.budget.free_bytes(), 5 << 20);
+        drop(spooled);
+        assert_eq!(config.budget.free_bytes(), 8 << 20);
     }
 
     #[test]

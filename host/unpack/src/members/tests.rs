@@ -53,6 +53,20 @@ impl Sink for Recorded {
         spools.push(size);
         Ok(Some(Box::new(Cursor::new(bytes))))
     }
+
+    fn spool_unsized(&mut self, path: &MemberPath, body: &mut dyn Read) -> Result<Option<SpooledStream>, Halt> {
+        let Some(spools) = &mut self.spools else {
+            return self.member(path, None, body).map(|()| None);
+        };
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes).map_err(|_| Halt::BySink)?;
+        let size = bytes.len() as u64;
+        spools.push(size);
+        Ok(Some(SpooledStream {
+            body: Box::new(Cursor::new(bytes)),
+            len: size,
+        }))
+    }
 }
 
 fn walk_with(bytes: Vec<u8>, name: &str, limits: &WalkLimits) -> (Result<Walked, Halt>, Recorded) {
@@ -1083,4 +1097,84 @@ fn spooled_containers_count_toward_the_depth_limit() {
     let (reason, detail) = stopped(&walked);
     assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
     assert!(detail.contains("nested more than 2 deep"), "{detail}");
+}
+
+#[test]
+fn a_zip_over_the_limit_inside_a_compressed_stream_is_walked_from_the_spool() {
+    let eicar = samples::eicar();
+    let filler = samples::random_bytes(3000, 3);
+    let (a, b) = filler.split_at(1500);
+    let zip = samples::zip(&[("a.bin", a), ("b.bin", b), ("deep/x.com", &eicar)], 0);
+    let limits = WalkLimits {
+        member_bytes: 2048,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = spooling(&limits, gzip(&zip), "up/b.zip.gz");
+    let walked = walked.unwrap();
+    assert!(recorded.not_handed.is_empty(), "{:?}", recorded.not_handed);
+    let found = paths(&recorded);
+    assert_eq!(
+        found[..3],
+        [
+            "up/b.zip.gz!/b.zip!/a.bin",
+            "up/b.zip.gz!/b.zip!/b.bin",
+            "up/b.zip.gz!/b.zip!/deep/x.com"
+        ]
+    );
+    // Its headers and directory too, and the zip itself never whole.
+    assert!(found[3].contains("outside every member"), "{found:?}");
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert_eq!(recorded.members[2].1, eicar);
+    assert_eq!(recorded.spools.as_ref().unwrap(), &[zip.len() as u64]);
+    // The zip walked is no member of its own; what it holds is.
+    assert_eq!(walked.members, found.len() as u64);
+    // A sink without room takes it as a member of unknown size.
+    let (walked, recorded) = walk_with(gzip(&zip), "up/b.zip.gz", &limits);
+    walked.unwrap();
+    assert_eq!(paths(&recorded), ["up/b.zip.gz!/b.zip"]);
+    assert_eq!(recorded.members[0].1, zip);
+}
+
+#[test]
+fn a_zip_that_fits_inside_a_compressed_stream_is_handed_over_whole_after_spooling() {
+    let zip = samples::zip(&[("a.txt", b"hello")], 8);
+    let (walked, recorded) = spooling(&WalkLimits::default(), gzip(&zip), "b.zip.gz");
+    assert_eq!(walked.unwrap().members, 1);
+    assert_eq!(paths(&recorded), ["b.zip.gz!/b.zip"]);
+    assert_eq!(recorded.members[0].1, zip);
+    // Not named as a zip: a member of unknown size, never spooled.
+    let (walked, recorded) = spooling(&WalkLimits::default(), gzip(&zip), "b.gz");
+    walked.unwrap();
+    assert_eq!(recorded.members.len(), 1);
+    assert!(recorded.spools.unwrap().is_empty());
+}
+
+#[test]
+fn a_zip_inside_a_compressed_stream_counts_toward_the_depth_and_member_limits() {
+    let filler = samples::random_bytes(3000, 3);
+    let large = samples::zip(&[("a.bin", &filler)], 0);
+    let small = samples::zip(&[("a.txt", b"hello")], 8);
+    let deep = WalkLimits {
+        member_bytes: 2048,
+        max_depth: 1,
+        ..WalkLimits::default()
+    };
+    // Walked, it is a container one deeper than the stream.
+    let (walked, recorded) = spooling(&deep, gzip(&large), "b.zip.gz");
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(recorded.members.is_empty(), "{:?}", paths(&recorded));
+    // One that fits goes to the engine whole, as a member of known size
+    // at that depth does.
+    let (walked, recorded) = spooling(&deep, gzip(&small), "b.zip.gz");
+    walked.unwrap();
+    assert_eq!(paths(&recorded), ["b.zip.gz!/b.zip"]);
+    let few = WalkLimits {
+        max_members: 0,
+        ..WalkLimits::default()
+    };
+    let (walked, recorded) = spooling(&few, gzip(&small), "b.zip.gz");
+    let (reason, detail) = stopped(&walked);
+    assert_eq!(reason, UnscannableReason::LimitsExceeded, "{detail}");
+    assert!(recorded.spools.unwrap().is_empty());
 }
