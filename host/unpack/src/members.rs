@@ -389,10 +389,7 @@ impl Walker<'_> {
                 self.offer_oversized(reader, path, size, detail)
             }
             _ => {
-                let mut reader = Caught {
-                    inner: reader,
-                    error: None,
-                };
+                let mut reader = Caught::new(reader);
                 self.hand_over(path, size, &mut reader)?;
                 // What the sink left unread (it gave up on an oversized
                 // member) still has to pass for the stream to go on.
@@ -414,10 +411,7 @@ impl Walker<'_> {
         depth: u32,
     ) -> Result<(), Halt> {
         self.nested_within_depth(path, depth)?;
-        let mut reader = Caught {
-            inner: reader,
-            error: None,
-        };
+        let mut reader = Caught::new(reader);
         let spooled = self.sink.spool(path, size, &mut reader);
         if let Some(err) = reader.error.take() {
             return Err(self.io_stop(path, &err));
@@ -474,10 +468,7 @@ impl Walker<'_> {
     ) -> Result<(), Halt> {
         // Counted before the sink sees it: it may take it as a member.
         self.count(path)?;
-        let mut reader = Caught {
-            inner: reader,
-            error: None,
-        };
+        let mut reader = Caught::new(reader);
         let spooled = self.sink.spool_unsized(path, &mut reader);
         if spooled.is_ok() {
             // What the sink left unread (too large for it) still has to
@@ -491,10 +482,7 @@ impl Walker<'_> {
             return Ok(());
         };
         if size <= self.limits.member_bytes {
-            let mut body = Caught {
-                inner: Box::new(body),
-                error: None,
-            };
+            let mut body = Caught::new(Box::new(body));
             return self.hand_over(path, Some(size), &mut body);
         }
         // Walked, it is no member of its own: its members count. Only
@@ -514,10 +502,7 @@ impl Walker<'_> {
         size: u64,
         detail: String,
     ) -> Result<(), Halt> {
-        let mut reader = Caught {
-            inner: reader,
-            error: None,
-        };
+        let mut reader = Caught::new(reader);
         let told = self.sink.oversized(path, size, &mut reader, detail);
         // A read that failed under the sink is the container's.
         match reader.error.take() {
@@ -625,10 +610,7 @@ impl Walker<'_> {
         let headers_path = path.join(&name);
         self.count(&headers_path)?;
         let len = (OUTSIDE_BANNER.len() + kept.len()) as u64;
-        let mut reader = Caught {
-            inner: Box::new(Cursor::new(OUTSIDE_BANNER).chain(Cursor::new(kept))),
-            error: None,
-        };
+        let mut reader = Caught::new(Box::new(Cursor::new(OUTSIDE_BANNER).chain(Cursor::new(kept))));
         self.hand_over(&headers_path, Some(len), &mut reader)
     }
 
@@ -942,10 +924,7 @@ impl Walker<'_> {
             ranges: outside.into_iter().collect(),
             left: 0,
         };
-        let mut reader = Caught {
-            inner: Box::new(Cursor::new(OUTSIDE_BANNER).chain(ranges)),
-            error: None,
-        };
+        let mut reader = Caught::new(Box::new(Cursor::new(OUTSIDE_BANNER).chain(ranges)));
         self.hand_over(&outside_path, Some(len), &mut reader)
     }
 
@@ -1187,6 +1166,12 @@ fn peek<'r>(mut reader: Box<dyn Read + 'r>) -> io::Result<(Vec<u8>, Box<dyn Read
 struct Caught<'r> {
     inner: Box<dyn Read + 'r>,
     error: Option<io::Error>,
+}
+
+impl<'r> Caught<'r> {
+    fn new(inner: Box<dyn Read + 'r>) -> Self {
+        Self { inner, error: None }
+    }
 }
 
 impl Read for Caught<'_> {
