@@ -417,6 +417,14 @@ impl ChannelSink {
         }
     }
 
+    /// The whole-file hash signatures when some is for a member of `size`
+    /// bytes: none costs no hashing.
+    fn signatures_for(&self, size: u64) -> Option<Arc<HashSignatures>> {
+        self.hashes
+            .clone()
+            .filter(|signatures| signatures.covers(size) && !signatures.kinds_for(size).is_empty())
+    }
+
     /// For a member whose size is known only at its end (a compressed
     /// stream's content): the signatures and a hash to feed from its first
     /// byte, when some signature is for a size over the engine's limit, so
@@ -517,8 +525,7 @@ impl Sink for ChannelSink {
     /// hash signatures when some is for its size: a match is infected; no
     /// match leaves it too large, never clean.
     fn oversized(&mut self, path: &MemberPath, size: u64, body: &mut dyn Read, detail: String) -> Result<(), Halt> {
-        let signatures = self.hashes.clone();
-        let Some(signatures) = signatures.filter(|s| s.covers(size) && !s.kinds_for(size).is_empty()) else {
+        let Some(signatures) = self.signatures_for(size) else {
             return self.not_handed(path, UnscannableReason::TooLarge, detail);
         };
         let sender = self.sender.clone();
@@ -553,9 +560,7 @@ impl Sink for ChannelSink {
         }
         let mut writer = SpoolWriter::new(&self.on_disk(), Some(size), size);
         let mut hash = self
-            .hashes
-            .clone()
-            .filter(|signatures| signatures.covers(size) && !signatures.kinds_for(size).is_empty())
+            .signatures_for(size)
             .map(|signatures| (hashes::StreamHash::new(signatures.kinds_for(size)), signatures));
         let mut chunk = vec![0u8; 1 << 20];
         loop {
